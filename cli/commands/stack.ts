@@ -1,0 +1,86 @@
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { loadConfig } from '#adapters/config';
+import { createLogger } from '#adapters/logger';
+import { type Endpoints, readEndpoints } from '#local/endpoints';
+import { checkHealth, redactPassword } from '#local/health';
+import { startStack } from '#local/stack';
+import { onShutdown } from '../lifecycle.ts';
+
+export interface DataDirOptions {
+  dataDir?: string;
+}
+
+/** Applies --data-dir on top of the environment so every command reads one config. */
+export function configFrom(opts: DataDirOptions) {
+  return loadConfig({ ...process.env, ...(opts.dataDir ? { RP_DATA_DIR: opts.dataDir } : {}) });
+}
+
+/** The endpoints table plus ready-to-paste aws / psql command lines. */
+export function describeEndpoints(endpoints: Endpoints): string {
+  const table = new Table({ head: ['service', 'endpoint'], style: { head: [] } });
+  const rows: Array<[string, string | undefined]> = [
+    ['api', endpoints.api],
+    ['dashboard', endpoints.dashboard],
+    ['kinesis', endpoints.kinesis],
+    ['dynamodb', endpoints.dynamodb],
+    ['s3', endpoints.s3],
+    ['firehose', endpoints.firehose],
+    ['postgres', redactPassword(endpoints.postgres)],
+  ];
+  for (const [service, url] of rows) if (url) table.push([service, url]);
+  const env = 'AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=' + endpoints.region;
+  const n = endpoints.names;
+  const lines = [
+    table.toString(),
+    '',
+    'Look inside (Debian awscli: call /usr/bin/aws; any key pair works except for S3, which wants S3RVER):',
+    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.kinesis} kinesis list-streams`,
+    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.kinesis} kinesis describe-stream-summary --stream-name ${n.stream}`,
+    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.dynamodb} dynamodb scan --table-name ${n.table} --max-items 5`,
+    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.s3} s3 ls s3://${n.bucket}/ --recursive`,
+    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.firehose} firehose describe-delivery-stream --delivery-stream-name ${n.deliveryStream}`,
+    `  psql '${endpoints.postgres}'`,
+  ];
+  return lines.join('\n');
+}
+
+export function registerStackCommands(program: Command): void {
+  const stack = program.command('stack').description('the embedded local AWS stack');
+
+  stack
+    .command('up')
+    .description('start every local emulator in the foreground until Ctrl-C')
+    .option('--data-dir <dir>', 'data directory (default: $RP_DATA_DIR or .data)')
+    .option('--fresh', 'wipe the data directory first', false)
+    .action(async (opts: DataDirOptions & { fresh: boolean }) => {
+      const config = configFrom(opts);
+      const logger = createLogger(config.logLevel);
+      const started = performance.now();
+      const local = await startStack({ config, logger, fresh: opts.fresh });
+      onShutdown(() => local.stop());
+      process.stdout.write(
+        `local stack up in ${((performance.now() - started) / 1000).toFixed(1)} s (data: ${config.dataDir})\n` +
+          `${describeEndpoints(local.endpoints)}\n\nendpoints written to ${config.dataDir}/endpoints.json; Ctrl-C stops everything.\n`,
+      );
+    });
+
+  stack
+    .command('status')
+    .description('report the health of the local stack found in <data-dir>/endpoints.json')
+    .option('--data-dir <dir>', 'data directory (default: $RP_DATA_DIR or .data)')
+    .option('--json', 'print JSON', false)
+    .action(async (opts: DataDirOptions & { json: boolean }) => {
+      const config = configFrom(opts);
+      const endpoints = await readEndpoints(config.dataDir);
+      const health = await checkHealth(endpoints);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ pid: endpoints.pid, startedAt: endpoints.startedAt, health }, null, 2)}\n`);
+      } else {
+        const table = new Table({ head: ['service', 'status', 'ms', 'endpoint', 'detail'], style: { head: [] } });
+        for (const h of health) table.push([h.service, h.ok ? 'up' : 'DOWN', h.ms, h.endpoint, h.detail]);
+        process.stdout.write(`stack pid ${endpoints.pid}, started ${endpoints.startedAt}\n${table.toString()}\n`);
+      }
+      if (health.some((h) => !h.ok)) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,30 @@
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '#adapters/config';
+import { StackNotRunningError } from '#local/endpoints';
+import { registerStackCommands } from './commands/stack.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('retail-pipeline')
+    .description('invoice-line pipeline: REST -> Kinesis -> DynamoDB + S3 archive -> warehouse, local or on AWS')
+    .showHelpAfterError()
+    .exitOverride();
+  registerStackCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    // Our own errors carry a message meant for the user; anything unexpected also gets its stack.
+    const expected = err instanceof ConfigError || err instanceof StackNotRunningError;
+    process.stderr.write(`retail-pipeline: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (!expected || process.env.RP_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    process.exitCode = 1;
+  }
+}

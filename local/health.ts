@@ -1,0 +1,81 @@
+import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { ListDeliveryStreamsCommand } from '@aws-sdk/client-firehose';
+import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { HeadBucketCommand } from '@aws-sdk/client-s3';
+import pg from 'pg';
+import { createClients } from '#adapters/clients';
+import type { Endpoints } from './endpoints.ts';
+
+export type ServiceName = 'kinesis' | 'dynamodb' | 's3' | 'firehose' | 'postgres' | 'api';
+
+export interface ServiceHealth {
+  service: ServiceName;
+  endpoint: string;
+  ok: boolean;
+  ms: number;
+  detail: string;
+}
+
+async function timed(service: ServiceName, endpoint: string, probe: () => Promise<string>): Promise<ServiceHealth> {
+  const started = performance.now();
+  try {
+    const detail = await probe();
+    return { service, endpoint, ok: true, ms: Math.round(performance.now() - started), detail };
+  } catch (err) {
+    const detail = err instanceof Error ? err.message || err.name : String(err);
+    return { service, endpoint, ok: false, ms: Math.round(performance.now() - started), detail };
+  }
+}
+
+/** Probes every service listed in endpoints.json with one cheap real call each. */
+export async function checkHealth(endpoints: Endpoints, timeoutMs = 3000): Promise<ServiceHealth[]> {
+  const clients = createClients({ region: endpoints.region, endpoints, local: true, maxAttempts: 1 });
+  const signal = () => ({ abortSignal: AbortSignal.timeout(timeoutMs) });
+  try {
+    const probes: Array<Promise<ServiceHealth>> = [
+      timed('kinesis', endpoints.kinesis, async () => {
+        const out = await clients.kinesis.send(new ListStreamsCommand({}), signal());
+        return `streams: ${(out.StreamNames ?? []).join(', ') || 'none'}`;
+      }),
+      timed('dynamodb', endpoints.dynamodb, async () => {
+        const out = await clients.dynamodb.send(new ListTablesCommand({}), signal());
+        return `tables: ${(out.TableNames ?? []).join(', ') || 'none'}`;
+      }),
+      timed('s3', endpoints.s3, async () => {
+        await clients.s3.send(new HeadBucketCommand({ Bucket: endpoints.names.bucket }), signal());
+        return `bucket: ${endpoints.names.bucket}`;
+      }),
+      timed('firehose', endpoints.firehose, async () => {
+        const out = await clients.firehose.send(new ListDeliveryStreamsCommand({}), signal());
+        return `delivery streams: ${(out.DeliveryStreamNames ?? []).join(', ') || 'none'}`;
+      }),
+      timed('postgres', redactPassword(endpoints.postgres), async () => {
+        const client = new pg.Client({ connectionString: endpoints.postgres, connectionTimeoutMillis: timeoutMs });
+        await client.connect();
+        try {
+          const res = await client.query<{ v: string }>('select version() as v');
+          return (res.rows[0]?.v ?? '').split(' ').slice(0, 2).join(' ');
+        } finally {
+          await client.end();
+        }
+      }),
+    ];
+    if (endpoints.api) {
+      const api = endpoints.api;
+      probes.push(
+        timed('api', api, async () => {
+          const res = await fetch(`${api}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          return `HTTP ${res.status}`;
+        }),
+      );
+    }
+    return await Promise.all(probes);
+  } finally {
+    clients.destroy();
+  }
+}
+
+export function redactPassword(connectionString: string): string {
+  return connectionString.replace(/(postgres(?:ql)?:\/\/[^:/@]+:)[^@]*@/, '$1***@');
+}

@@ -1,0 +1,252 @@
+import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  ResourceNotFoundException as KinesisNotFound,
+} from '@aws-sdk/client-kinesis';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { type Clients, createClients } from '#adapters/clients';
+import type { Config } from '#adapters/config';
+import { tableDefinition } from '#adapters/dynamo-table';
+import type { Logger } from '#adapters/logger';
+import { type RunningEmulator, type RunningS3, startDynamo, startKinesis, startS3 } from './emulators.ts';
+import { type Endpoints, endpointsPath, writeEndpoints } from './endpoints.ts';
+import { type LocalFirehose, startLocalFirehose } from './firehose.ts';
+import { checkHealth, type ServiceHealth } from './health.ts';
+import { startPostgres, wipePostgres } from './postgres.ts';
+
+export interface StackOptions {
+  config: Config;
+  logger: Logger;
+  /** Wipe the data directory first. */
+  fresh?: boolean;
+}
+
+export interface LocalStack {
+  endpoints: Endpoints;
+  clients: Clients;
+  config: Config;
+  /** In-process S3 event notifications for objects created in the pipeline's bucket. */
+  onObjectCreated(listener: (key: string) => void): void;
+  /** Adds keys (e.g. `api`) to endpoints.json. */
+  publish(extra: Partial<Pick<Endpoints, 'api' | 'dashboard'>>): Promise<void>;
+  health(): Promise<ServiceHealth[]>;
+  /** Flushes Firehose, closes every emulator's database and stops PostgreSQL. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export class StackAlreadyRunningError extends Error {
+  override name = 'StackAlreadyRunningError';
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** One stack per data directory: a pid lock, taken over when its owner died. */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const lock = path.join(dataDir, 'stack.pid');
+  try {
+    const pid = Number.parseInt(await fs.readFile(lock, 'utf8'), 10);
+    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
+      throw new StackAlreadyRunningError(`a stack is already running on ${dataDir} (pid ${pid}); stop it first`);
+    }
+  } catch (err) {
+    if (err instanceof StackAlreadyRunningError) throw err;
+  }
+  await fs.writeFile(lock, String(process.pid));
+  return () => fs.rm(lock, { force: true });
+}
+
+async function ensureStream(clients: Clients, name: string, shards: number): Promise<void> {
+  try {
+    await clients.kinesis.send(new DescribeStreamSummaryCommand({ StreamName: name }));
+  } catch (err) {
+    if (!(err instanceof KinesisNotFound)) throw err;
+    await clients.kinesis.send(new CreateStreamCommand({ StreamName: name, ShardCount: shards }));
+  }
+  for (let i = 0; i < 100; i++) {
+    const out = await clients.kinesis.send(new DescribeStreamSummaryCommand({ StreamName: name }));
+    if (out.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`stream ${name} did not become ACTIVE`);
+}
+
+async function ensureTable(clients: Clients, name: string): Promise<void> {
+  try {
+    await clients.dynamodb.send(new DescribeTableCommand({ TableName: name }));
+    return;
+  } catch (err) {
+    if (!(err instanceof ResourceNotFoundException)) throw err;
+  }
+  await clients.dynamodb.send(new CreateTableCommand(tableDefinition(name)));
+  for (let i = 0; i < 100; i++) {
+    const out = await clients.dynamodb.send(new DescribeTableCommand({ TableName: name }));
+    if (out.Table?.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`table ${name} did not become ACTIVE`);
+}
+
+/**
+ * Starts every emulator under one data directory, creates the stream, table, bucket and database,
+ * waits until each answers, and writes endpoints.json. A second start on the same directory resumes.
+ */
+export async function startStack(opts: StackOptions): Promise<LocalStack> {
+  const { config, logger } = opts;
+  const dataDir = config.dataDir;
+  const started = performance.now();
+  if (opts.fresh) {
+    await wipePostgres(path.join(dataDir, 'postgres'));
+    await fs.rm(dataDir, { recursive: true, force: true });
+  }
+  await fs.mkdir(dataDir, { recursive: true });
+  const unlock = await lockDataDir(dataDir);
+
+  const running: Array<{ name: string; stop: () => Promise<void> }> = [];
+  const stopAll = async () => {
+    // Reverse start order: Firehose flushes into S3 before S3 closes.
+    for (const r of running.reverse()) {
+      try {
+        await r.stop();
+      } catch (err) {
+        logger.error({ err, service: r.name }, 'service did not stop cleanly');
+      }
+    }
+    running.length = 0;
+  };
+
+  let clients: Clients | undefined;
+  try {
+    const host = config.host;
+    const pgPromise = startPostgres({
+      dataDir: path.join(dataDir, 'postgres'),
+      host,
+      port: config.ports.postgres,
+      user: config.db.user,
+      password: config.db.password,
+      database: config.names.database,
+      logger,
+    });
+    pgPromise.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+    // PostgreSQL starts in parallel with the others and stops last (stopAll runs in reverse order).
+    running.push({ name: 'postgres', stop: async () => (await pgPromise).stop() });
+    const [kinesis, dynamodb, s3] = await Promise.all([
+      startKinesis({ host, port: config.ports.kinesis, directory: path.join(dataDir, 'kinesis') }),
+      startDynamo({ host, port: config.ports.dynamodb, directory: path.join(dataDir, 'dynamodb') }),
+      startS3({ host, port: config.ports.s3, directory: path.join(dataDir, 's3'), buckets: [config.names.bucket] }),
+    ]);
+    running.push({ name: 'kinesis', stop: kinesis.stop }, { name: 'dynamodb', stop: dynamodb.stop });
+    running.push({ name: 's3', stop: s3.stop });
+    const s3Emulator: RunningS3 = s3;
+
+    clients = createClients({
+      region: config.region,
+      endpoints: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url },
+      local: true,
+    });
+    await Promise.all([
+      ensureStream(clients, config.names.stream, config.streamShards),
+      ensureTable(clients, config.names.table),
+    ]);
+
+    const firehose: LocalFirehose = await startLocalFirehose({
+      host,
+      port: config.ports.firehose,
+      s3: clients.s3,
+      bucket: config.names.bucket,
+      dataDir,
+      deliveryStreams: [
+        {
+          name: config.names.deliveryStream,
+          prefix: 'archive/',
+          bufferMiB: config.firehose.bufferMiB,
+          bufferSeconds: config.firehose.bufferSeconds,
+        },
+      ],
+      logger,
+    });
+    running.push({ name: 'firehose', stop: firehose.stop });
+    const postgres = await pgPromise;
+
+    clients.destroy();
+    clients = createClients({
+      region: config.region,
+      endpoints: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url, firehose: firehose.url },
+      local: true,
+    });
+    const endpoints: Endpoints = {
+      kinesis: kinesis.url,
+      dynamodb: dynamodb.url,
+      s3: s3.url,
+      firehose: firehose.url,
+      postgres: postgres.connectionString,
+      region: config.region,
+      names: { ...config.names },
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+    };
+    const health = await waitHealthy(endpoints);
+    await writeEndpoints(dataDir, endpoints);
+    logger.info(
+      { ms: Math.round(performance.now() - started), services: health.map((h) => h.service) },
+      'local stack up',
+    );
+
+    const objectListeners: Array<(key: string) => void> = [];
+    s3Emulator.onObjectCreated((bucket, key) => {
+      if (bucket !== config.names.bucket) return;
+      for (const listener of objectListeners) listener(key);
+    });
+    const finalClients = clients;
+    let stopping: Promise<void> | undefined;
+    return {
+      endpoints,
+      clients: finalClients,
+      config,
+      onObjectCreated: (listener) => objectListeners.push(listener),
+      async publish(extra) {
+        Object.assign(endpoints, extra);
+        await writeEndpoints(dataDir, endpoints);
+      },
+      health: () => checkHealth(endpoints),
+      stop() {
+        stopping ??= (async () => {
+          await stopAll();
+          finalClients.destroy();
+          await fs.rm(endpointsPath(dataDir), { force: true });
+          await unlock();
+          logger.info('local stack stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    clients?.destroy();
+    await stopAll();
+    await unlock();
+    throw err;
+  }
+}
+
+async function waitHealthy(endpoints: Endpoints, timeoutMs = 15_000): Promise<ServiceHealth[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const health = await checkHealth(endpoints, 2000);
+    const bad = health.filter((h) => !h.ok);
+    if (bad.length === 0) return health;
+    if (Date.now() > deadline) {
+      throw new Error(`services not healthy: ${bad.map((b) => `${b.service} (${b.detail})`).join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export type { RunningEmulator };
