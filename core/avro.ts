@@ -101,7 +101,8 @@ const CRC64_TABLE = Array.from({ length: 256 }, (_, i) => {
 /** CRC-64-AVRO (Rabin) of a string's UTF-8 bytes, as an unsigned 64-bit value. */
 export function crc64Avro(text: string): bigint {
   let fp = CRC64_EMPTY;
-  for (const b of Buffer.from(text, 'utf8')) fp = (fp >> 8n) ^ (CRC64_TABLE[Number((fp ^ BigInt(b)) & 0xffn)] ?? 0n);
+  for (const b of Buffer.from(text, 'utf8'))
+    fp = (fp >> 8n) ^ (CRC64_TABLE[Number((fp ^ BigInt(b)) & 0xffn)] ?? 0n);
   return fp;
 }
 
@@ -131,7 +132,8 @@ class DecimalType extends avro.types.LogicalType {
     if (!Number.isInteger(precision) || precision < 1 || precision > 15) {
       throw new Error(`decimal precision must be 1..15 here, got ${precision}`);
     }
-    if (!Number.isInteger(scale) || scale < 0 || scale > precision) throw new Error(`bad decimal scale ${scale}`);
+    if (!Number.isInteger(scale) || scale < 0 || scale > precision)
+      throw new Error(`bad decimal scale ${scale}`);
     this.precision = precision;
     this.scale = scale;
     this.limit = 10 ** precision;
@@ -139,6 +141,8 @@ class DecimalType extends avro.types.LogicalType {
   }
 
   protected override _fromValue(buf: Buffer): string {
+    // Reading past the end of a truncated body yields no buffer; avsc reports 'truncated buffer' after.
+    if (!Buffer.isBuffer(buf)) return '';
     if (buf.length === 0 || buf.length > 7) throw new Error(`decimal of ${buf.length} bytes`);
     let n = (buf[0] as number) >= 0x80 ? (buf[0] as number) - 0x100 : (buf[0] as number);
     for (let i = 1; i < buf.length; i++) n = n * 256 + (buf[i] as number);
@@ -187,6 +191,9 @@ class DecimalType extends avro.types.LogicalType {
 /** timestamp-millis (long) <-> ISO-8601 UTC string; accepts any ISO string or Date on write. */
 class TimestampMillisType extends avro.types.LogicalType {
   protected override _fromValue(ms: number): string {
+    // NaN comes from reading past the end of a truncated body; avsc reports 'truncated buffer' after.
+    if (Number.isNaN(ms)) return '';
+    if (!(Math.abs(ms) <= 8.64e15)) throw new Error(`timestamp out of range: ${ms}`);
     return new Date(ms).toISOString();
   }
 
@@ -198,7 +205,8 @@ class TimestampMillisType extends avro.types.LogicalType {
 
   protected override _resolve(type: avro.Type): ((v: unknown) => string) | undefined {
     if (type instanceof TimestampMillisType) return (v) => v as string;
-    if (type.typeName === 'long' || type.typeName === 'int') return (v) => new Date(v as number).toISOString();
+    if (type.typeName === 'long' || type.typeName === 'int')
+      return (v) => new Date(v as number).toISOString();
     return undefined;
   }
 }
@@ -262,11 +270,15 @@ function frame(writer: Writer, value: unknown): Buffer {
   } catch (err) {
     const problems: string[] = [];
     writer.type.isValid(value, {
-      errorHook: (path: string[], v: unknown) => problems.push(`${path.join('.') || '(record)'}=${String(v)}`),
+      errorHook: (path: string[], v: unknown) =>
+        problems.push(`${path.join('.') || '(record)'}=${String(v)}`),
     });
-    throw new InvalidRecordError(`cannot encode invoice line (${writer.version}): ${problems.join(', ') || err}`, {
-      cause: err,
-    });
+    throw new InvalidRecordError(
+      `cannot encode invoice line (${writer.version}): ${problems.join(', ') || err}`,
+      {
+        cause: err,
+      },
+    );
   }
   const out = Buffer.allocUnsafe(HEADER_LENGTH + body.length);
   writer.header.copy(out, 0);

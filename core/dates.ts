@@ -13,7 +13,6 @@ export class InvalidLocalDateTimeError extends Error {
   }
 }
 
-const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
 const londonParts = new Intl.DateTimeFormat('en-GB', {
@@ -90,7 +89,12 @@ function hourInfo(local: string): HourInfo {
   const wallMs = Date.UTC(y, mo - 1, d, h);
   const check = new Date(wallMs);
   // Date.UTC rolls 2011-02-30 over to March; a round trip that changes the fields means no such day.
-  if (y < 1000 || check.getUTCFullYear() !== y || check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d) {
+  if (
+    y < 1000 ||
+    check.getUTCFullYear() !== y ||
+    check.getUTCMonth() !== mo - 1 ||
+    check.getUTCDate() !== d
+  ) {
     throw new InvalidLocalDateTimeError(local);
   }
   if (h > 23) throw new InvalidLocalDateTimeError(local);
@@ -109,7 +113,10 @@ function hourInfo(local: string): HourInfo {
 function minutesSeconds(local: string): number {
   const mi = Number(local.slice(14, 16));
   const s = Number(local.slice(17, 19));
-  if (local.length !== 19 || !(mi <= 59 && s <= 59)) throw new InvalidLocalDateTimeError(local);
+  // The hour cache skipped the full pattern check, so check the rest of the string here.
+  if (local.length !== 19 || local[13] !== ':' || local[16] !== ':' || !(mi <= 59 && s <= 59)) {
+    throw new InvalidLocalDateTimeError(local);
+  }
   return mi * 60_000 + s * 1000;
 }
 
@@ -122,6 +129,21 @@ export function londonToUtc(local: string): Date {
 export function londonToUtcMs(local: string): number {
   const info = hourInfo(local);
   return info.wallMs + minutesSeconds(local) - info.offsetMs;
+}
+
+let lastIsoLocal = '';
+let lastIso = '';
+
+/**
+ * londonToUtc as an ISO string. Lines of one invoice share their date and arrive together, so
+ * remembering the last answer skips most of the Date formatting.
+ */
+export function londonToUtcIso(local: string): string {
+  if (local !== lastIsoLocal) {
+    lastIso = new Date(londonToUtcMs(local)).toISOString();
+    lastIsoLocal = local;
+  }
+  return lastIso;
 }
 
 /** The London calendar day as a number, e.g. 20111209 (the warehouse's dim_date key). */

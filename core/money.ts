@@ -35,9 +35,32 @@ function fixed(d: Money, scale: number): string {
   return d.isZero() ? d.abs().toFixed(scale) : d.toFixed(scale);
 }
 
+const PRICE_3 = /^(-?)(\d{1,12})(?:\.(\d{1,3}))?$/;
+
+/** Thousandths as an integer (exact: at most 15 digits < 2^53), or undefined for other text. */
+function thousandths(v: string): number | undefined {
+  const m = PRICE_3.exec(v);
+  if (!m) return undefined;
+  const n = Number(m[2]) * 1000 + (m[3] ? Number(m[3].padEnd(3, '0')) : 0);
+  return m[1] ? -n : n;
+}
+
+function formatThousandths(n: number): string {
+  const abs = Math.abs(n);
+  const frac = abs % 1000;
+  return `${n < 0 ? '-' : ''}${(abs - frac) / 1000}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
+}
+
 /** quantity x unitPrice, exact, always 3 decimals ('15.300'). */
 export function lineTotal(quantity: number, unitPrice: string): string {
   if (!Number.isSafeInteger(quantity)) throw new InvalidMoneyError(String(quantity));
+  // Hot path: integer thousandths times an integer is exact while the product stays below 2^53,
+  // which covers every real line; Decimal handles the rest.
+  const t = thousandths(unitPrice);
+  if (t !== undefined) {
+    const product = t * quantity;
+    if (Number.isSafeInteger(product)) return product === 0 ? '0.000' : formatThousandths(product);
+  }
   return fixed(toMoney(unitPrice).times(quantity), SCALE);
 }
 
@@ -48,9 +71,23 @@ export function addMoney(a: string, b: string): string {
 
 /** Exact sum with 3 decimals; '0.000' for no values. */
 export function sumMoney(values: Iterable<string>): string {
-  let acc = new Money(0);
-  for (const v of values) acc = acc.plus(toMoney(v));
-  return fixed(acc, SCALE);
+  // Integer thousandths while every value has <= 3 decimals and the sum stays below 2^53 (a sum of
+  // the whole data set is ~1e10); from the first value that does not fit, Decimal takes over.
+  let fast = 0;
+  let slow: Money | undefined;
+  for (const v of values) {
+    if (slow === undefined) {
+      const t = thousandths(v);
+      if (t !== undefined && Number.isSafeInteger(fast + t)) {
+        fast += t;
+        continue;
+      }
+      slow = new Money(fast).dividedBy(1000);
+    }
+    slow = slow.plus(toMoney(v));
+  }
+  if (slow === undefined) return fast === 0 ? '0.000' : formatThousandths(fast);
+  return fixed(slow, SCALE);
 }
 
 /** For display only: rounds half up (away from zero) to `scale` decimals. */

@@ -35,7 +35,10 @@ export function isValidStreamName(name: string): boolean {
 }
 
 export function streamNotFound(name: string): FirehoseApiError {
-  return new FirehoseApiError('ResourceNotFoundException', `Firehose ${name} not found under account ${ACCOUNT_ID}.`);
+  return new FirehoseApiError(
+    'ResourceNotFoundException',
+    `Firehose ${name} not found under account ${ACCOUNT_ID}.`,
+  );
 }
 
 export function serializationError(message: string): FirehoseApiError {
@@ -133,7 +136,8 @@ export function parsePutRecordBatch(body: Record<string, unknown>): PutInput {
     }
   }
   if (problems.length > 0) throw validationError(problems);
-  if (bytes > MAX_BATCH_BYTES) throw new FirehoseApiError('InvalidArgumentException', 'Records size exceeds 4 MB limit');
+  if (bytes > MAX_BATCH_BYTES)
+    throw new FirehoseApiError('InvalidArgumentException', 'Records size exceeds 4 MB limit');
   return { deliveryStreamName, records, bytes };
 }
 
@@ -152,14 +156,18 @@ export interface ListInput {
 export function parseList(body: Record<string, unknown>): ListInput {
   const { Limit, ExclusiveStartDeliveryStreamName } = body;
   if (Limit !== undefined && Limit !== null) {
-    if (typeof Limit !== 'number' || !Number.isInteger(Limit)) throw serializationError('Limit must be an integer');
+    if (typeof Limit !== 'number' || !Number.isInteger(Limit))
+      throw serializationError('Limit must be an integer');
     if (Limit < 1 || Limit > 10000) {
       throw validationError([
         `Value '${Limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000`,
       ]);
     }
   }
-  if (ExclusiveStartDeliveryStreamName !== undefined && typeof ExclusiveStartDeliveryStreamName !== 'string') {
+  if (
+    ExclusiveStartDeliveryStreamName !== undefined &&
+    typeof ExclusiveStartDeliveryStreamName !== 'string'
+  ) {
     throw serializationError('ExclusiveStartDeliveryStreamName must be a string');
   }
   return { limit: typeof Limit === 'number' ? Limit : 10, exclusiveStart: ExclusiveStartDeliveryStreamName };

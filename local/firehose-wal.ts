@@ -29,7 +29,10 @@ export function parseSegmentFileName(name: string): { seq: number; uuid: string 
 }
 
 /** One frame holding the records of one call; the payload is a view into the returned buffer. */
-export function encodeFrame(records: readonly Buffer[], arrivalMs: number): { frame: Buffer; payload: Buffer } {
+export function encodeFrame(
+  records: readonly Buffer[],
+  arrivalMs: number,
+): { frame: Buffer; payload: Buffer } {
   let payloadBytes = 0;
   for (const r of records) payloadBytes += r.length;
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes);
@@ -81,7 +84,8 @@ export interface Segment {
   seq: number;
   uuid: string;
   file: string;
-  chunks: Buffer[];
+  /** The payloads while held in memory; undefined once released, then read back from the file. */
+  chunks: Buffer[] | undefined;
   bytes: number;
   records: number;
   /** Arrival of the oldest record: Firehose names the object after it. */
@@ -134,7 +138,15 @@ export interface RecoveredSegments {
   truncated: string[];
 }
 
-/** Reads the segments a previous run left in `dir`, oldest first; empty ones are removed. */
+/** The S3 object body of a sealed segment file: its intact frames' payloads, concatenated. */
+export async function readSegmentPayload(file: string): Promise<Buffer> {
+  return Buffer.concat(parseSegment(await fs.readFile(file)).frames.map((f) => f.payload));
+}
+
+/**
+ * Reads the segments a previous run left in `dir`, oldest first; empty ones are removed. Their payloads
+ * are not kept in memory (a long S3 outage can leave a large backlog): delivery reads them back.
+ */
 export async function recoverSegments(dir: string): Promise<RecoveredSegments> {
   await fs.mkdir(dir, { recursive: true });
   const named = (await fs.readdir(dir))
@@ -161,7 +173,7 @@ export async function recoverSegments(dir: string): Promise<RecoveredSegments> {
       seq: parsed.seq,
       uuid: parsed.uuid,
       file,
-      chunks: content.frames.map((f) => f.payload),
+      chunks: undefined,
       bytes: content.frames.reduce((sum, f) => sum + f.payload.length, 0),
       records: content.frames.reduce((sum, f) => sum + f.records, 0),
       firstArrivalMs: first.arrivalMs,
@@ -177,7 +189,13 @@ const pad = (n: number) => String(n).padStart(2, '0');
  * from the approximate arrival time of the oldest record in the object. The uuid is the segment's, so a
  * segment delivered again after a crash overwrites its own object instead of duplicating it.
  */
-export function objectKey(prefix: string, stream: string, arrivalMs: number, uuid: string, version = 1): string {
+export function objectKey(
+  prefix: string,
+  stream: string,
+  arrivalMs: number,
+  uuid: string,
+  version = 1,
+): string {
   const d = new Date(arrivalMs);
   const [y, mo, da, h, mi, s] = [
     d.getUTCFullYear(),
@@ -188,4 +206,48 @@ export function objectKey(prefix: string, stream: string, arrivalMs: number, uui
     pad(d.getUTCSeconds()),
   ];
   return `${prefix}${y}/${mo}/${da}/${h}/${stream}-${version}-${y}-${mo}-${da}-${h}-${mi}-${s}-${uuid}.gz`;
+}
+
+export class WalInUseError extends Error {
+  override name = 'WalInUseError';
+}
+
+const lockedInProcess = new Set<string>();
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims `dir` for this instance. Two instances on one WAL would deliver and delete each other's
+ * segments, losing records appended to a segment already removed. A lock left by a dead process
+ * (a crash) is taken over. Returns the release function.
+ */
+export async function lockWal(dir: string): Promise<() => Promise<void>> {
+  const resolved = path.resolve(dir);
+  if (lockedInProcess.has(resolved)) throw new WalInUseError(`WAL ${resolved} is in use by this process`);
+  await fs.mkdir(resolved, { recursive: true });
+  const file = path.join(resolved, 'LOCK');
+  let holder: number | undefined;
+  try {
+    holder = Number.parseInt(await fs.readFile(file, 'utf8'), 10);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (holder !== undefined && holder !== process.pid && Number.isInteger(holder) && isAlive(holder)) {
+    throw new WalInUseError(
+      `WAL ${resolved} is in use by process ${holder} (remove ${file} if that is wrong)`,
+    );
+  }
+  await fs.writeFile(file, String(process.pid));
+  lockedInProcess.add(resolved);
+  return async () => {
+    lockedInProcess.delete(resolved);
+    await fs.rm(file, { force: true });
+  };
 }

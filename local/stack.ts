@@ -49,9 +49,15 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Data directories held by stacks of this process (the pid file cannot tell them apart). */
+const heldHere = new Set<string>();
+
 /** One stack per data directory: a pid lock, taken over when its owner died. */
 async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   const lock = path.join(dataDir, 'stack.pid');
+  if (heldHere.has(dataDir)) {
+    throw new StackAlreadyRunningError(`a stack is already running on ${dataDir} in this process; stop it first`);
+  }
   try {
     const pid = Number.parseInt(await fs.readFile(lock, 'utf8'), 10);
     if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
@@ -60,8 +66,12 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   } catch (err) {
     if (err instanceof StackAlreadyRunningError) throw err;
   }
+  heldHere.add(dataDir);
   await fs.writeFile(lock, String(process.pid));
-  return () => fs.rm(lock, { force: true });
+  return async () => {
+    heldHere.delete(dataDir);
+    await fs.rm(lock, { force: true });
+  };
 }
 
 async function ensureStream(clients: Clients, name: string, shards: number): Promise<void> {

@@ -1,0 +1,80 @@
+import { type FirehoseClient, PutRecordBatchCommand } from '@aws-sdk/client-firehose';
+import type { Logger } from './logger.ts';
+import { errorMessage, isRetryable, mapLimit, pause, type RetryPolicy, retryPolicy } from './retry.ts';
+
+/** The port the consumer archives through: which records are still failing after retries, never a silent drop. */
+export interface ArchiveWriter {
+  putRecords(records: readonly Uint8Array[]): Promise<ArchiveResult>;
+}
+
+export interface ArchiveResult {
+  /** Indexes (into the input) of records that still failed after the retry bound. */
+  failed: number[];
+  reason?: string;
+}
+
+// PutRecordBatch limits: 500 records and 4 MiB per call.
+const MAX_RECORDS_PER_CALL = 500;
+const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
+
+export interface FirehoseArchiveWriterOptions {
+  client: FirehoseClient;
+  deliveryStreamName: string;
+  retry?: Partial<RetryPolicy>;
+  concurrency?: number;
+  logger?: Logger;
+}
+
+export class FirehoseArchiveWriter implements ArchiveWriter {
+  private readonly policy: RetryPolicy;
+
+  constructor(private readonly options: FirehoseArchiveWriterOptions) {
+    this.policy = retryPolicy(options.retry);
+  }
+
+  async putRecords(records: readonly Uint8Array[]): Promise<ArchiveResult> {
+    const chunks: number[][] = [];
+    let current: number[] = [];
+    let bytes = 0;
+    records.forEach((r, i) => {
+      if (current.length === MAX_RECORDS_PER_CALL || (current.length > 0 && bytes + r.byteLength > MAX_BYTES_PER_CALL)) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+      }
+      current.push(i);
+      bytes += r.byteLength;
+    });
+    if (current.length > 0) chunks.push(current);
+    const outcomes = await mapLimit(chunks, this.options.concurrency ?? 4, (chunk) => this.putChunk(records, chunk));
+    const failed = outcomes.flatMap((o) => o.failed);
+    const reason = outcomes.find((o) => o.reason)?.reason;
+    return reason ? { failed, reason } : { failed };
+  }
+
+  private async putChunk(records: readonly Uint8Array[], chunk: number[]): Promise<ArchiveResult> {
+    let pending = chunk;
+    let reason = '';
+    for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
+      if (attempt > 0) await pause(attempt, this.policy);
+      try {
+        const out = await this.options.client.send(
+          new PutRecordBatchCommand({
+            DeliveryStreamName: this.options.deliveryStreamName,
+            Records: pending.map((i) => ({ Data: records[i] })),
+          }),
+        );
+        if (!out.FailedPutCount) return { failed: [] };
+        const responses = out.RequestResponses ?? [];
+        const failed = pending.filter((_, k) => responses[k]?.ErrorCode);
+        reason = responses.find((r) => r.ErrorCode)?.ErrorCode ?? 'unknown';
+        pending = failed.length > 0 ? failed : pending;
+      } catch (err) {
+        reason = errorMessage(err);
+        if (!isRetryable(err)) break;
+      }
+      this.options.logger?.debug({ pending: pending.length, attempt, reason }, 'PutRecordBatch retry');
+    }
+    return { failed: pending, reason: `PutRecordBatch: ${reason}` };
+  }
+}

@@ -1,0 +1,79 @@
+/** Bounded retry with exponential backoff and full jitter, shared by the stream adapters. */
+export interface RetryPolicy {
+  /** Attempts in all, the first one included. */
+  maxAttempts: number;
+  baseMs: number;
+  maxMs: number;
+  /** Injected so unit tests do not wait. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 8, baseMs: 20, maxMs: 1_000 };
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function retryPolicy(overrides: Partial<RetryPolicy> = {}): RetryPolicy {
+  return { ...DEFAULT_RETRY, ...overrides };
+}
+
+/** Full jitter (AWS architecture blog): uniform in [0, min(max, base * 2^attempt)). */
+export function backoffMs(attempt: number, policy: RetryPolicy): number {
+  return Math.random() * Math.min(policy.maxMs, policy.baseMs * 2 ** attempt);
+}
+
+export function pause(attempt: number, policy: RetryPolicy): Promise<void> {
+  return (policy.sleep ?? sleep)(backoffMs(attempt, policy));
+}
+
+const RETRYABLE_NAMES = new Set([
+  'ProvisionedThroughputExceededException',
+  'ThrottlingException',
+  'Throttling',
+  'RequestLimitExceeded',
+  'LimitExceededException',
+  'InternalServerError',
+  'InternalFailure',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'TimeoutError',
+  'RequestTimeout',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+]);
+
+/** Throttling, 5xx and network errors are worth another try; validation errors are not. */
+export function isRetryable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const e = err as Error & {
+    code?: string;
+    $retryable?: unknown;
+    $metadata?: { httpStatusCode?: number };
+  };
+  if (RETRYABLE_NAMES.has(e.name) || (e.code && RETRYABLE_NAMES.has(e.code))) return true;
+  if (e.$retryable) return true;
+  const status = e.$metadata?.httpStatusCode;
+  return status !== undefined && status >= 500;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}

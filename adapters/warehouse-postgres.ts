@@ -1,0 +1,105 @@
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Logger } from './logger.ts';
+import {
+  type CopyStep,
+  ident,
+  isCopyStep,
+  type StatementResult,
+  type Step,
+  type TransactionResult,
+  type Warehouse,
+  WarehouseError,
+} from './warehouse.ts';
+
+export interface PostgresWarehouseOptions {
+  connectionString: string;
+  /** Pool size; the loader needs one connection per file in flight plus one for queries. */
+  max?: number;
+  logger?: Logger;
+}
+
+/** COPY FROM STDIN options per format; `lines` uses control characters no JSON text contains. */
+export function postgresCopySql(step: CopyStep): string {
+  const cols = step.columns.map(ident).join(', ');
+  const options =
+    step.format === 'csv'
+      ? `FORMAT csv, ENCODING '${step.encoding}'`
+      : `FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01', ENCODING '${step.encoding}'`;
+  return `COPY ${ident(step.table)} (${cols}) FROM STDIN WITH (${options})`;
+}
+
+function wrap(err: unknown, sql: string): WarehouseError {
+  if (err instanceof WarehouseError) return err;
+  const e = err as { message?: string; code?: string };
+  return new WarehouseError(e.message ?? String(err), { ...(e.code ? { code: e.code } : {}), statement: sql }, { cause: err });
+}
+
+/** The warehouse port on PostgreSQL: a pg Pool, COPY FROM STDIN through pg-copy-streams. */
+export function createPostgresWarehouse(options: PostgresWarehouseOptions): Warehouse {
+  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 4 });
+  // An idle client losing its server (postgres stopping) must not crash the process.
+  pool.on('error', (err) => options.logger?.warn({ err }, 'idle warehouse connection failed'));
+
+  return {
+    dialect: 'postgres',
+    copySource: 'stream',
+    async query<R>(sql: string, params: ReadonlyArray<unknown> = []): Promise<StatementResult<R>> {
+      try {
+        const res = await pool.query(sql, params as unknown[]);
+        return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
+      } catch (err) {
+        throw wrap(err, sql);
+      }
+    },
+    async transaction(steps: ReadonlyArray<Step>): Promise<TransactionResult> {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const rowCounts: number[] = [];
+        for (const step of steps) {
+          if (isCopyStep(step)) {
+            if (!step.stream) throw new WarehouseError(`COPY into ${step.table} needs a stream on PostgreSQL`);
+            const sql = postgresCopySql(step);
+            const sink = client.query(copyFrom(sql));
+            try {
+              await pipeline(step.stream(), sink);
+            } catch (err) {
+              throw wrap(err, sql);
+            }
+            rowCounts.push(Number(sink.rowCount ?? 0));
+            continue;
+          }
+          let count: number;
+          try {
+            count = (await client.query(step.sql, (step.params ?? []) as unknown[])).rowCount ?? 0;
+          } catch (err) {
+            throw wrap(err, step.sql);
+          }
+          rowCounts.push(count);
+          if (step.requireRows && count === 0) {
+            await client.query('ROLLBACK');
+            return { committed: false, rowCounts };
+          }
+        }
+        await client.query('COMMIT');
+        return { committed: true, rowCounts };
+      } catch (err) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true;
+        }
+        throw err;
+      } finally {
+        // A client whose COPY was cut mid-stream may be in an unknown protocol state: discard it.
+        client.release(broken);
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,111 @@
+-- Rebuilds every mart from fact_sales_line; run as one transaction by refreshMarts(), so readers
+-- see either the old or the new marts, never a mix. Duplicate rows are left out of every mart.
+-- A sale line: not a cancellation, not an adjustment. See 0100_marts.sql for the measures.
+
+DELETE FROM mart_customer_month;
+
+INSERT INTO mart_customer_month (
+  customer_id, month_start, year_month, country_name, invoices, purchases, cancellations, lines,
+  items_bought, revenue, gross_sales, cancelled_value, first_purchase_at, last_purchase_at
+)
+SELECT
+  f.customer_id,
+  CAST(DATE_TRUNC('month', f.invoice_date) AS date),
+  TO_CHAR(f.invoice_date, 'YYYY-MM'),
+  MAX(COALESCE(c.country_name, f.country_name)),
+  COUNT(DISTINCT f.invoice_no),
+  COUNT(DISTINCT CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_no END),
+  COUNT(DISTINCT CASE WHEN f.is_cancellation THEN f.invoice_no END),
+  COUNT(*),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.quantity ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_adjustment THEN f.line_total ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END),
+  -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END),
+  MIN(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_date END),
+  MAX(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_date END)
+FROM fact_sales_line f
+LEFT JOIN dim_customer c ON c.customer_id = f.customer_id
+WHERE NOT f.is_duplicate_row AND f.customer_id IS NOT NULL
+GROUP BY f.customer_id, DATE_TRUNC('month', f.invoice_date), TO_CHAR(f.invoice_date, 'YYYY-MM');
+
+DELETE FROM mart_product_month;
+
+INSERT INTO mart_product_month (
+  stock_code, month_start, year_month, description, is_non_product, lines, purchases, customers,
+  quantity_sold, quantity_returned, revenue, gross_sales, cancelled_value
+)
+SELECT
+  f.stock_code,
+  CAST(DATE_TRUNC('month', f.invoice_date) AS date),
+  TO_CHAR(f.invoice_date, 'YYYY-MM'),
+  MAX(COALESCE(p.description, f.description)),
+  BOOL_OR(f.is_non_product),
+  COUNT(*),
+  COUNT(DISTINCT CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_no END),
+  COUNT(DISTINCT f.customer_id),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.quantity ELSE 0 END),
+  -SUM(CASE WHEN f.is_cancellation THEN f.quantity ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_adjustment THEN f.line_total ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END),
+  -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END)
+FROM fact_sales_line f
+LEFT JOIN dim_product p ON p.stock_code = f.stock_code
+WHERE NOT f.is_duplicate_row
+GROUP BY f.stock_code, DATE_TRUNC('month', f.invoice_date), TO_CHAR(f.invoice_date, 'YYYY-MM');
+
+DELETE FROM mart_country_day;
+
+INSERT INTO mart_country_day (
+  country_name, date_key, full_date, year_month, invoices, purchases, cancellations, lines, sales_lines,
+  customers, items_sold, revenue, gross_sales, cancelled_value
+)
+SELECT
+  f.country_name,
+  f.date_key,
+  d.full_date,
+  d.year_month,
+  COUNT(DISTINCT f.invoice_no),
+  COUNT(DISTINCT CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_no END),
+  COUNT(DISTINCT CASE WHEN f.is_cancellation THEN f.invoice_no END),
+  COUNT(*),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN 1 ELSE 0 END),
+  COUNT(DISTINCT f.customer_id),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.quantity ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_adjustment THEN f.line_total ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END),
+  -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END)
+FROM fact_sales_line f
+JOIN dim_date d ON d.date_key = f.date_key
+WHERE NOT f.is_duplicate_row
+GROUP BY f.country_name, f.date_key, d.full_date, d.year_month;
+
+DELETE FROM mart_cancellation_month;
+
+INSERT INTO mart_cancellation_month (
+  month_start, year_month, country_name, purchases, cancellations, cancelled_lines, cancelled_quantity,
+  cancelled_value, gross_sales
+)
+SELECT
+  CAST(DATE_TRUNC('month', f.invoice_date) AS date),
+  TO_CHAR(f.invoice_date, 'YYYY-MM'),
+  f.country_name,
+  COUNT(DISTINCT CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_no END),
+  COUNT(DISTINCT CASE WHEN f.is_cancellation THEN f.invoice_no END),
+  SUM(CASE WHEN f.is_cancellation THEN 1 ELSE 0 END),
+  -SUM(CASE WHEN f.is_cancellation THEN f.quantity ELSE 0 END),
+  -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END),
+  SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END)
+FROM fact_sales_line f
+WHERE NOT f.is_duplicate_row
+GROUP BY DATE_TRUNC('month', f.invoice_date), TO_CHAR(f.invoice_date, 'YYYY-MM'), f.country_name;
+
+DELETE FROM mart_refresh;
+
+INSERT INTO mart_refresh (mart_name, refreshed_at, fact_rows)
+SELECT m.mart_name, CURRENT_TIMESTAMP, (SELECT COUNT(*) FROM fact_sales_line)
+FROM (
+  SELECT CAST('mart_customer_month' AS varchar(64)) AS mart_name
+  UNION ALL SELECT 'mart_product_month'
+  UNION ALL SELECT 'mart_country_day'
+  UNION ALL SELECT 'mart_cancellation_month'
+) m;

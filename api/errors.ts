@@ -1,0 +1,72 @@
+import type { ErrorRequestHandler } from 'express';
+import { KinesisWriteError } from '#adapters/kinesis-writer';
+import { InvalidCursorError } from '#adapters/invoice-store';
+import type { Logger } from '#adapters/logger';
+
+/** An error whose message is meant for the caller (4xx, or a 503 the caller can act on). */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'HttpError';
+  }
+}
+
+export const badRequest = (message: string, details?: Record<string, unknown>) =>
+  new HttpError(400, 'bad_request', message, details);
+export const notFound = (message: string) => new HttpError(404, 'not_found', message);
+
+interface BodyParserError extends Error {
+  type?: string;
+  status?: number;
+  limit?: number;
+  length?: number;
+  charset?: string;
+}
+
+/** Maps any error to a status and a body that is safe to show; the only place that does it. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof InvalidCursorError) return badRequest(err.message);
+  if (err instanceof KinesisWriteError) {
+    return new HttpError(
+      503,
+      'stream_unavailable',
+      'the stream did not accept every line; resend the whole request (lines are idempotent by invoiceNo and lineNo)',
+      undefined,
+      { cause: err },
+    );
+  }
+  const e = err as BodyParserError;
+  switch (e?.type) {
+    case 'entity.too.large':
+      return new HttpError(413, 'payload_too_large', `request body is larger than ${e.limit} bytes`);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpError(415, 'unsupported_media_type', 'request body must be UTF-8');
+    case 'request.aborted':
+    case 'request.size.invalid':
+      return badRequest('request body is incomplete');
+  }
+  return new HttpError(500, 'internal', 'internal error', undefined, { cause: err });
+}
+
+/** 5xx get a generic message and the detail goes to the log; nothing internal reaches the client. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const http = toHttpError(err);
+    if (http.status >= 500) {
+      logger.error({ err, method: req.method, path: req.path, status: http.status }, 'request failed');
+    } else {
+      logger.debug({ method: req.method, path: req.path, status: http.status, message: http.message }, 'request refused');
+    }
+    if (res.headersSent) return;
+    if (http.status === 503) res.set('Retry-After', '1');
+    res.status(http.status).json({ error: http.code, message: http.message, ...http.details });
+  };
+}

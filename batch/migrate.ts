@@ -1,0 +1,108 @@
+import fs from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '#adapters/logger';
+import type { Dialect, Statement, Warehouse } from '#adapters/warehouse';
+import { COUNTRIES, UNKNOWN_ISO_CODE, UNKNOWN_REGION } from '#core/countries';
+
+/** Versioned SQL: `NNNN_name.sql` for every warehouse, `NNNN_name.<dialect>.sql` for one. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../analytics/sql/migrations/', import.meta.url));
+const FILE = /^(\d{4})_([a-z0-9_]+?)(?:\.(postgres|redshift))?\.sql$/;
+
+export interface Migration {
+  version: number;
+  name: string;
+  file: string;
+  statements: string[];
+}
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+/** Splits a migration into statements: `;` at the end of a line ends one; `--` comments go. */
+export function splitStatements(sql: string): string[] {
+  const withoutComments = sql
+    .split('\n')
+    .map((line) => line.replace(/--.*$/, ''))
+    .join('\n');
+  return withoutComments
+    .split(/;\s*(?:\n|$)/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export async function readMigrations(dialect: Dialect, dir = MIGRATIONS_DIR): Promise<Migration[]> {
+  const files = (await fs.readdir(dir)).sort();
+  const out: Migration[] = [];
+  for (const file of files) {
+    const m = FILE.exec(file);
+    if (!m) continue;
+    if (m[3] && m[3] !== dialect) continue;
+    const version = Number(m[1]);
+    if (out.some((x) => x.version === version)) throw new MigrationError(`two migrations with version ${m[1]}`);
+    out.push({ version, name: m[2] ?? file, file, statements: splitStatements(await fs.readFile(`${dir}/${file}`, 'utf8')) });
+  }
+  return out;
+}
+
+/**
+ * Applies every migration not yet recorded in schema_migrations, each in its own transaction with
+ * its version row, so a crash leaves either all or none of a migration. Then syncs dim_country.
+ * Safe to run from several processes at once on PostgreSQL (the version insert is the claim).
+ */
+export async function migrate(warehouse: Warehouse, logger: Logger, dir = MIGRATIONS_DIR): Promise<number[]> {
+  await warehouse.query(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name varchar(128) NOT NULL, applied_at timestamptz NOT NULL)',
+  );
+  const done = new Set(
+    (await warehouse.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) =>
+      Number(r.version),
+    ),
+  );
+  const applied: number[] = [];
+  for (const m of await readMigrations(warehouse.dialect, dir)) {
+    if (done.has(m.version)) continue;
+    const claim: Statement = {
+      sql: 'INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, CURRENT_TIMESTAMP WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)',
+      params: [m.version, m.name],
+      requireRows: true,
+    };
+    const steps: Statement[] = [
+      { sql: 'LOCK TABLE schema_migrations' },
+      claim,
+      ...m.statements.map((sql) => ({ sql })),
+    ];
+    const result = await warehouse.transaction(steps);
+    if (result.committed) {
+      applied.push(m.version);
+      logger.info({ version: m.version, name: m.name }, 'migration applied');
+    }
+  }
+  await syncCountries(warehouse);
+  return applied;
+}
+
+/** dim_country's known rows come from core/countries.ts: merged so a change there reaches the warehouse. */
+export async function syncCountries(warehouse: Warehouse): Promise<void> {
+  const params: unknown[] = [];
+  const rows = COUNTRIES.map((c) => {
+    params.push(c.name, c.isoCode, c.region);
+    const n = params.length;
+    return `SELECT CAST($${n - 2} AS varchar(64)) AS country_name, CAST($${n - 1} AS char(2)) AS iso_code, CAST($${n} AS varchar(32)) AS region`;
+  });
+  const names = COUNTRIES.map((c) => c.name);
+  await warehouse.transaction([
+    {
+      sql: `MERGE INTO dim_country USING (${rows.join(' UNION ALL ')}) s ON dim_country.country_name = s.country_name
+WHEN MATCHED THEN UPDATE SET iso_code = s.iso_code, region = s.region, is_known = true
+WHEN NOT MATCHED THEN INSERT (country_name, iso_code, region, is_known) VALUES (s.country_name, s.iso_code, s.region, true)`,
+      params,
+    },
+    // Names that left COUNTRIES become unknown rather than keep stale codes.
+    {
+      sql: `UPDATE dim_country SET iso_code = CAST($1 AS char(2)), region = CAST($2 AS varchar(32)), is_known = false
+WHERE is_known AND country_name NOT IN (${names.map((_, i) => `CAST($${i + 3} AS varchar(64))`).join(', ')})`,
+      params: [UNKNOWN_ISO_CODE, UNKNOWN_REGION, ...names],
+    },
+  ]);
+}

@@ -1,0 +1,228 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { BLANK_MARKER, CSV_FIELDS, type CsvField, MARKER } from './sql.ts';
+
+/**
+ * Byte-level preparation of a source object on its way into COPY: decompress when gzipped, split
+ * off the CSV header, and make every record COPY-safe. Work per byte is a few comparisons; per row
+ * it is nothing, so the stream keeps up with COPY (the typing and validation happen in SQL).
+ */
+
+/** The first chunk of a stream plus a stream that replays it and the rest. */
+async function peek(source: Readable, minBytes: number): Promise<{ head: Buffer; rest: Readable }> {
+  const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  while (size < minBytes) {
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    chunks.push(next.value);
+    size += next.value.length;
+  }
+  const head = Buffer.concat(chunks);
+  async function* replay() {
+    if (head.length > 0) yield head;
+    if (ended) return;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  const rest = Readable.from(replay(), { objectMode: false });
+  rest.on('close', () => {
+    if (!rest.readableEnded) void iterator.return?.();
+  });
+  return { head, rest };
+}
+
+/** Gunzips when the bytes say gzip (1f 8b), whatever the key's extension. */
+export async function decompressed(body: Readable): Promise<Readable> {
+  const { head, rest } = await peek(body, 2);
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    const gunzip = createGunzip();
+    rest.on('error', (err) => gunzip.destroy(err));
+    return rest.pipe(gunzip);
+  }
+  return rest;
+}
+
+export interface CsvHead {
+  /** Header cells, trimmed, BOM removed. */
+  columns: string[];
+  encoding: 'UTF8' | 'LATIN1';
+  /** The bytes after the header line. */
+  body: Readable;
+}
+
+/** Splits one CSV line into cells (quotes honoured); for the header only. */
+export function splitCsvLine(line: string): string[] {
+  const cells: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      cells.push(cell);
+      cell = '';
+    } else cell += ch;
+  }
+  cells.push(cell);
+  return cells;
+}
+
+/** UTF-8 unless the bytes are not valid UTF-8 (then Latin-1, the other encoding the source uses). */
+export function sniffEncoding(bytes: Buffer): 'UTF8' | 'LATIN1' {
+  // A multi-byte character may be cut at the end of the sample: ignore the last 3 bytes.
+  const sample = bytes.length > 4 ? bytes.subarray(0, bytes.length - 3) : bytes;
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(sample);
+    return 'UTF8';
+  } catch {
+    return 'LATIN1';
+  }
+}
+
+export class EmptyFileError extends Error {
+  override name = 'EmptyFileError';
+}
+
+/** Reads the header line (up to 64 KiB) and sniffs the encoding of the first 256 KiB. */
+export async function readCsvHead(text: Readable): Promise<CsvHead> {
+  const { head, rest } = await peek(text, 256 * 1024);
+  if (head.length === 0) throw new EmptyFileError('the file is empty');
+  const nl = head.indexOf(0x0a);
+  const headerBytes = nl === -1 ? head : head.subarray(0, nl);
+  const encoding = sniffEncoding(head);
+  let header = headerBytes.toString(encoding === 'UTF8' ? 'utf8' : 'latin1');
+  header = header.replace(/^\uFEFF/, '').replace(/\r$/, '');
+  const skip = nl === -1 ? head.length : nl + 1;
+  let skipped = 0;
+  const body = rest.pipe(
+    new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (skipped >= skip) return cb(null, chunk);
+        const cut = Math.min(skip - skipped, chunk.length);
+        skipped += cut;
+        cb(null, cut < chunk.length ? chunk.subarray(cut) : undefined);
+      },
+    }),
+  );
+  rest.on('error', (err) => body.destroy(err));
+  return { columns: splitCsvLine(header).map((c) => c.trim()), encoding, body };
+}
+
+export interface HeaderCheck {
+  /** 1-based column of each required field. */
+  columnOf?: Record<CsvField, number>;
+  missing: string[];
+  extra: string[];
+}
+
+/** Matches the header to the Online Retail columns: names compared case- and space-insensitively. */
+export function checkHeader(columns: string[]): HeaderCheck {
+  const norm = (s: string) => s.toLowerCase().replace(/[\s_]/g, '');
+  const index = new Map<string, number>();
+  columns.forEach((c, i) => {
+    if (!index.has(norm(c))) index.set(norm(c), i + 1);
+  });
+  const missing = CSV_FIELDS.filter((f) => !index.has(norm(f)));
+  const wanted = new Set(CSV_FIELDS.map(norm));
+  const extra = columns.filter((c) => !wanted.has(norm(c)));
+  if (missing.length > 0) return { missing, extra };
+  const columnOf = Object.fromEntries(CSV_FIELDS.map((f) => [f, index.get(norm(f)) as number])) as Record<
+    CsvField,
+    number
+  >;
+  return { columnOf, missing, extra };
+}
+
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Passes well-formed CSV records through untouched and replaces a record COPY would refuse (wrong
+ * field count, blank line) by a marker row with the right field count, so one bad row cannot fail
+ * the file and row numbers keep matching records. SQL reports the marker rows with their reason.
+ */
+export class RecordGuard extends Transform {
+  private carry: Buffer | null = null;
+  private scanned = 0;
+  private inQuote = false;
+  private fields = 1;
+  malformed = 0;
+  records = 0;
+
+  constructor(private readonly expected: number) {
+    super();
+  }
+
+  private marker(text: string): Buffer {
+    return Buffer.from(`"${text}"${','.repeat(this.expected - 1)}\n`, 'latin1');
+  }
+
+  private endRecord(buf: Buffer, start: number, end: number, out: Buffer[], segStart: number): number {
+    // [start, end) is the record without its LF.
+    this.records++;
+    const blank = end === start || (end === start + 1 && buf[start] === CR);
+    const fields = this.fields;
+    this.fields = 1;
+    if (!blank && fields === this.expected) return segStart;
+    if (start > segStart) out.push(buf.subarray(segStart, start));
+    if (blank) out.push(this.marker(BLANK_MARKER));
+    else {
+      this.malformed++;
+      out.push(this.marker(`${MARKER}malformed:${fields}`));
+    }
+    return end + 1;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
+    const out: Buffer[] = [];
+    let recStart = 0;
+    let segStart = 0;
+    let inQuote = this.inQuote;
+    for (let i = this.scanned; i < buf.length; i++) {
+      const b = buf[i];
+      if (inQuote) {
+        if (b === QUOTE) inQuote = false;
+      } else if (b === QUOTE) inQuote = true;
+      else if (b === COMMA) this.fields++;
+      else if (b === LF) {
+        segStart = this.endRecord(buf, recStart, i, out, segStart);
+        recStart = i + 1;
+      }
+    }
+    this.inQuote = inQuote;
+    if (recStart > segStart) out.push(buf.subarray(segStart, recStart));
+    this.carry = recStart < buf.length ? buf.subarray(recStart) : null;
+    this.scanned = this.carry ? this.carry.length : 0;
+    for (const part of out) this.push(part);
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.carry && this.carry.length > 0) {
+      const buf = Buffer.concat([this.carry, Buffer.from('\n')]);
+      const out: Buffer[] = [];
+      const segStart = this.endRecord(buf, 0, buf.length - 1, out, 0);
+      if (segStart < buf.length) out.push(buf.subarray(segStart));
+      for (const part of out) this.push(part);
+    }
+    cb();
+  }
+}

@@ -1,0 +1,204 @@
+import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
+import { type DeadLetter, type DeadLetterSink, DeadLetterWriteError } from '#adapters/dlq';
+import type { ArchiveWriter } from '#adapters/firehose-writer';
+import type { LineSink, LineToStore, StoredLine } from '#adapters/invoice-store';
+import { padSequence } from '#adapters/invoice-store';
+import type { Logger } from '#adapters/logger';
+import { errorMessage, mapLimit } from '#adapters/retry';
+import { lineKey } from '#core/invoice-line';
+import { planAggregates } from './aggregates.ts';
+import { processRecord } from './process-line.ts';
+
+export interface ConsumerDeps {
+  sink: LineSink;
+  archive: ArchiveWriter;
+  dlq: DeadLetterSink;
+  logger: Logger;
+  /** UpdateItem calls in flight for the aggregates of one batch. */
+  aggregateConcurrency?: number;
+  /** Observes lines as they become visible (benchmarks, metrics). */
+  onVisible?: (lines: readonly StoredLine[]) => void;
+}
+
+export type BatchHandler = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse>;
+
+/**
+ * The Lambda-shaped batch handler (Kinesis event in, partial batch response out).
+ *
+ * Per-record work is pure (processRecord); the writes are batched per Kinesis batch, because one
+ * DynamoDB call per record would cap the stream far below its target. The semantics are those
+ * of Powertools' processPartialResponse for Kinesis, with one addition the stream needs: a record
+ * counts as done only if every record before it in the shard is done, so when record k fails,
+ * k and everything after it are reported (the event source retries from k anyway) and the
+ * aggregates only take contributions from records before k. See docs/dynamodb.md.
+ */
+export function createBatchHandler(deps: ConsumerDeps): BatchHandler {
+  // Highest sequence number (padded) known fully processed, per shard: saves a read per batch.
+  const progress = new Map<string, string>();
+  return async (event) => {
+    const byShard = new Map<string, KinesisStreamRecord[]>();
+    for (const r of event.Records) {
+      const shardId = shardOf(r);
+      const list = byShard.get(shardId);
+      if (list) list.push(r);
+      else byShard.set(shardId, [r]);
+    }
+    const failures: { itemIdentifier: string }[] = [];
+    for (const [shardId, records] of byShard) {
+      failures.push(...(await processShardBatch(deps, progress, shardId, records)));
+    }
+    return { batchItemFailures: failures };
+  };
+}
+
+/** Lambda's eventID is `<shardId>:<sequenceNumber>`. */
+function shardOf(r: KinesisStreamRecord): string {
+  const i = r.eventID.lastIndexOf(':');
+  return i > 0 ? r.eventID.slice(0, i) : 'shardId-unknown';
+}
+
+async function processShardBatch(
+  deps: ConsumerDeps,
+  progressCache: Map<string, string>,
+  shardId: string,
+  records: KinesisStreamRecord[],
+): Promise<{ itemIdentifier: string }[]> {
+  const { logger } = deps;
+  const seqs = records.map((r) => padSequence(r.kinesis.sequenceNumber));
+  const failAllFrom = (k: number) => records.slice(k).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber }));
+
+  let done = progressCache.get(shardId);
+  if (done === undefined) {
+    try {
+      done = (await deps.sink.getShardProgress(shardId)) ?? '';
+    } catch (err) {
+      logger.error({ shardId, err: errorMessage(err) }, 'shard progress unreadable');
+      return failAllFrom(0);
+    }
+    progressCache.set(shardId, done);
+  }
+  const mark = done;
+  // Records at or below the shard's progress were fully processed before (a redelivery): skip them.
+  const todo = records.map((_, i) => i).filter((i) => (seqs[i] as string) > mark);
+  if (todo.length === 0) return [];
+
+  let firstFailed = records.length;
+  const fail = (i: number) => {
+    if (i < firstFailed) firstFailed = i;
+  };
+
+  const outcomes = new Map(todo.map((i) => [i, processRecord(dataOf(records[i] as KinesisStreamRecord))]));
+
+  // Poison records go to the on-failure destination now: retrying cannot fix their bytes.
+  const letters: { i: number; letter: DeadLetter }[] = [];
+  for (const [i, o] of outcomes) {
+    if (o.ok) continue;
+    const r = records[i] as KinesisStreamRecord;
+    letters.push({
+      i,
+      letter: {
+        data: dataOf(r),
+        reason: o.reason,
+        shardId,
+        sequenceNumber: r.kinesis.sequenceNumber,
+        partitionKey: r.kinesis.partitionKey,
+        approximateArrivalTimestamp: r.kinesis.approximateArrivalTimestamp,
+        eventSourceARN: r.eventSourceARN,
+      },
+    });
+  }
+  const dlqWrite =
+    letters.length === 0
+      ? Promise.resolve()
+      : deps.dlq.send(letters.map((l) => l.letter)).then(
+          () => logger.warn({ shardId, records: letters.length, reason: letters[0]?.letter.reason }, 'poison records to dlq'),
+          (err) => {
+            const failedSeqs = err instanceof DeadLetterWriteError ? new Set(err.failedSequenceNumbers) : undefined;
+            for (const l of letters) if (!failedSeqs || failedSeqs.has(l.letter.sequenceNumber)) fail(l.i);
+            logger.error({ shardId, err: errorMessage(err) }, 'dlq write failed');
+          },
+        );
+
+  const good: { i: number; line: LineToStore }[] = [];
+  for (const [i, o] of outcomes) {
+    if (!o.ok) continue;
+    const r = records[i] as KinesisStreamRecord;
+    good.push({ i, line: { ...o.line, shardId, sequenceNumber: r.kinesis.sequenceNumber } });
+  }
+  let visibleAt: (string | undefined)[] = [];
+  if (good.length > 0) {
+    try {
+      const out = await deps.sink.putLines(good.map((g) => g.line));
+      visibleAt = out.visibleAt;
+      if (out.reason) logger.warn({ shardId, reason: out.reason }, 'line writes failed after retries');
+    } catch (err) {
+      logger.error({ shardId, err: errorMessage(err) }, 'line writes failed');
+    }
+  }
+  await dlqWrite;
+  good.forEach((g, k) => {
+    if (visibleAt[k] === undefined) fail(g.i);
+  });
+
+  // Effects that count: only records before the first failure (they will not be redelivered).
+  const stored: StoredLine[] = [];
+  const seen = new Set<string>();
+  const forAggregates: { seq: string; line: StoredLine }[] = [];
+  good.forEach((g, k) => {
+    if (g.i >= firstFailed) return;
+    const line: StoredLine = { ...g.line, streamVisibleAt: visibleAt[k] as string };
+    stored.push(line);
+    // A line sent twice in one batch (a producer retry) counts once.
+    const key = lineKey(line);
+    if (seen.has(key)) return;
+    seen.add(key);
+    forAggregates.push({ seq: seqs[g.i] as string, line });
+  });
+  const accountedUpTo = firstFailed - 1;
+  if (accountedUpTo < 0) return failAllFrom(0);
+
+  const seqIndex = new Map(seqs.map((s, i) => [s, i]));
+  const updates = planAggregates(shardId, seqs[accountedUpTo] as string, forAggregates);
+  const archived = stored.map((l) => Buffer.from(`${JSON.stringify(l)}\n`));
+  const [archive, aggregates] = await Promise.all([
+    archived.length === 0
+      ? Promise.resolve({ failed: [] as number[], reason: undefined as string | undefined })
+      : deps.archive.putRecords(archived).catch((err) => ({
+          failed: archived.map((_, k) => k),
+          reason: errorMessage(err),
+        })),
+    mapLimit(updates, deps.aggregateConcurrency ?? 16, (u) =>
+      deps.sink.applyAggregate(u).catch((err) => ({ status: 'failed' as const, reason: errorMessage(err) })),
+    ),
+  ]);
+  for (const k of archive.failed) fail(seqIndex.get(padSequence((stored[k] as StoredLine).sequenceNumber)) as number);
+  if (archive.failed.length > 0) logger.warn({ shardId, failed: archive.failed.length, reason: archive.reason }, 'archive failed');
+  aggregates.forEach((outcome, k) => {
+    if (outcome.status !== 'failed') return;
+    const u = updates[k];
+    logger.warn({ shardId, target: u?.target.kind, reason: outcome.reason }, 'aggregate update failed');
+    for (const e of u?.entries ?? []) fail(seqIndex.get(e.seq) as number);
+  });
+
+  if (firstFailed > 0) {
+    const upTo = seqs[firstFailed - 1] as string;
+    if (upTo > mark) {
+      try {
+        await deps.sink.setShardProgress(shardId, upTo);
+        progressCache.set(shardId, upTo);
+      } catch (err) {
+        // Progress only lets a redelivery skip work; without it the redelivery is still idempotent.
+        logger.warn({ shardId, err: errorMessage(err) }, 'shard progress not saved');
+      }
+    }
+  }
+  deps.onVisible?.(stored.filter((l) => (seqIndex.get(padSequence(l.sequenceNumber)) as number) < firstFailed));
+  if (firstFailed < records.length) {
+    logger.warn({ shardId, failedFrom: records[firstFailed]?.kinesis.sequenceNumber, count: records.length - firstFailed }, 'partial batch failure');
+  }
+  return failAllFrom(firstFailed);
+}
+
+function dataOf(r: KinesisStreamRecord): Buffer {
+  return Buffer.from(r.kinesis.data, 'base64');
+}

@@ -1,0 +1,34 @@
+import { decodeLine } from '#core/avro';
+import { type EnrichedLine, enrich } from '#core/enrich';
+import { invoiceLineInput } from '#core/invoice-line';
+
+export type RecordOutcome = { ok: true; line: EnrichedLine } | { ok: false; reason: string };
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+/**
+ * One stream record: decode -> validate -> enrich. A failure here is permanent for this record
+ * (the bytes will not change on retry), so it is an outcome, not an exception: the batch handler
+ * sends it to the on-failure destination and moves on.
+ */
+export function processRecord(data: Uint8Array): RecordOutcome {
+  let decoded: ReturnType<typeof decodeLine>;
+  try {
+    decoded = decodeLine(data);
+  } catch (err) {
+    return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  // The stream is a boundary too: a producer that skipped the API must not put bad lines in the store.
+  const { acceptedAt, ...input } = decoded;
+  const parsed = invoiceLineInput.safeParse(input);
+  if (!parsed.success) {
+    const reason = parsed.error.issues.map((i) => `${i.path.join('.') || '(line)'}: ${i.message}`).join('; ');
+    return { ok: false, reason: `invalid: ${reason}` };
+  }
+  if (!ISO_INSTANT.test(acceptedAt)) return { ok: false, reason: `invalid: acceptedAt: ${acceptedAt}` };
+  try {
+    return { ok: true, line: enrich(decoded) };
+  } catch (err) {
+    return { ok: false, reason: `not enrichable: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}

@@ -1,0 +1,250 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { InvoiceLineInput } from '#core/invoice-line';
+
+/**
+ * Batching HTTP client for `POST <target>/invoices`. Bounds requests in flight, splits on 413, re-sends the
+ * valid rest of a 400, retries 429/5xx/network errors with jittered exponential backoff (safe: a line's key
+ * (invoiceNo, lineNo) is idempotent downstream). Every line ends accepted, rejected (with its reason) or
+ * failed (retries exhausted or a fatal answer): none is dropped silently.
+ */
+
+export interface PosterOptions {
+  /** API base URL (`http://127.0.0.1:3000` or an API Gateway stage URL); `/invoices` is appended. */
+  target: string;
+  apiKey?: string;
+  /** Lines per request (default 500). */
+  batchSize?: number;
+  /** Requests in flight at once (default 4). */
+  maxInFlight?: number;
+  /** How long a partial batch waits for more lines before it is sent (default 100 ms). */
+  lingerMs?: number;
+  /** Body size above which a batch is split before sending (default 4 MiB; the API refuses 5 MiB). */
+  maxBodyBytes?: number;
+  /** Retries of one request on 429/5xx/network errors before its lines count as failed (default 8). */
+  maxRetries?: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Per-request timeout (default 30 s). */
+  timeoutMs?: number;
+  /** After a 202: the lines the API accepted (e.g. to append them to the run log). Awaited. */
+  onAccepted?: (lines: InvoiceLineInput[]) => void | Promise<void>;
+  onRejected?: (e: { line: InvoiceLineInput; reason: string }) => void;
+  onFailed?: (e: { lines: InvoiceLineInput[]; reason: string }) => void;
+  onRetry?: (e: { attempt: number; reason: string; delayMs: number }) => void;
+}
+
+export interface PosterStats {
+  /** Lines handed to send(). */
+  sent: number;
+  accepted: number;
+  rejected: number;
+  failed: number;
+  /** Requests repeated after 429/5xx/network errors. */
+  retried: number;
+  requests: number;
+  bytes: number;
+  inFlight: number;
+}
+
+export interface PosterSummary extends PosterStats {
+  elapsedMs: number;
+  /** Set when the API gave an answer that stops the run (401, 403, 404, ...). */
+  fatal?: string;
+}
+
+export interface Poster {
+  /** Queues a line; resolves when there is room for more (backpressure). Throws after a fatal answer. */
+  send(line: InvoiceLineInput): Promise<void>;
+  /** Sends what is queued and waits for every request to finish. */
+  flush(): Promise<PosterSummary>;
+  stats(): PosterStats;
+}
+
+export class PosterFatalError extends Error {
+  override name = 'PosterFatalError';
+}
+
+class RetryableError extends Error {
+  override name = 'RetryableError';
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+interface BadLine {
+  index: number;
+  reason: string;
+}
+
+export function createPoster(opts: PosterOptions): Poster {
+  const url = `${opts.target.replace(/\/+$/, '')}/invoices`;
+  const batchSize = opts.batchSize ?? 500;
+  const maxInFlight = opts.maxInFlight ?? 4;
+  const lingerMs = opts.lingerMs ?? 100;
+  const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
+  const maxRetries = opts.maxRetries ?? 8;
+  const retryBaseMs = opts.retryBaseMs ?? 100;
+  const retryMaxMs = opts.retryMaxMs ?? 10_000;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (opts.apiKey) headers['x-api-key'] = opts.apiKey;
+
+  const started = Date.now();
+  const s: PosterStats = { sent: 0, accepted: 0, rejected: 0, failed: 0, retried: 0, requests: 0, bytes: 0, inFlight: 0 };
+  let fatal: string | undefined;
+  let batch: InvoiceLineInput[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const running = new Set<Promise<void>>();
+  let waiters: (() => void)[] = [];
+
+  const fail = (lines: InvoiceLineInput[], reason: string) => {
+    if (lines.length === 0) return;
+    s.failed += lines.length;
+    opts.onFailed?.({ lines, reason });
+  };
+
+  const reject = (line: InvoiceLineInput, reason: string) => {
+    s.rejected++;
+    opts.onRejected?.({ line, reason });
+  };
+
+  /** One request; resolves with the API's verdict or throws RetryableError. */
+  const post = async (lines: InvoiceLineInput[], body: string) => {
+    s.requests++;
+    s.bytes += Buffer.byteLength(body);
+    let res: Response;
+    try {
+      res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (cause) {
+      const reason = (cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : String(cause);
+      throw new RetryableError(`network error: ${reason}`, undefined, { cause });
+    }
+    const text = await res.text().catch(() => '');
+    if (res.status === 429 || res.status >= 500) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new RetryableError(
+        `HTTP ${res.status}`,
+        Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
+      );
+    }
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, json, text, lines };
+  };
+
+  const deliver = async (lines: InvoiceLineInput[]): Promise<void> => {
+    if (lines.length === 0) return;
+    if (fatal) return fail(lines, fatal);
+    const body = JSON.stringify(lines);
+    if (Buffer.byteLength(body) > maxBodyBytes && lines.length > 1) {
+      const half = Math.ceil(lines.length / 2);
+      await deliver(lines.slice(0, half));
+      await deliver(lines.slice(half));
+      return;
+    }
+    for (let attempt = 0; ; attempt++) {
+      let verdict: Awaited<ReturnType<typeof post>>;
+      try {
+        verdict = await post(lines, body);
+      } catch (error) {
+        if (!(error instanceof RetryableError)) throw error;
+        if (attempt >= maxRetries) return fail(lines, `${error.message} after ${attempt + 1} attempts`);
+        const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** attempt);
+        // Full jitter keeps parallel requests from retrying in lockstep.
+        const delayMs = Math.max(error.retryAfterMs ?? 0, backoff / 2 + Math.random() * (backoff / 2));
+        s.retried++;
+        opts.onRetry?.({ attempt: attempt + 1, reason: error.message, delayMs });
+        await sleep(delayMs);
+        continue;
+      }
+      const { status, json, text } = verdict;
+      if (status >= 200 && status < 300) {
+        s.accepted += lines.length;
+        await opts.onAccepted?.(lines);
+        return;
+      }
+      if (status === 413) {
+        if (lines.length === 1) return reject(lines[0] as InvoiceLineInput, 'payload too large (413)');
+        const half = Math.ceil(lines.length / 2);
+        await deliver(lines.slice(0, half));
+        await deliver(lines.slice(half));
+        return;
+      }
+      if (status === 400) {
+        const answer = json as { error?: string; lines?: BadLine[] } | undefined;
+        const bad = Array.isArray(answer?.lines) ? answer.lines : [];
+        const badIndexes = new Map<number, string>();
+        for (const b of bad) {
+          if (Number.isInteger(b.index) && b.index >= 0 && b.index < lines.length) badIndexes.set(b.index, b.reason);
+        }
+        if (badIndexes.size === 0) {
+          // A 400 naming no line condemns the whole request: report every line with the API's message.
+          const reason = answer?.error ?? (text.slice(0, 200) || 'HTTP 400');
+          for (const line of lines) reject(line, reason);
+          return;
+        }
+        const rest: InvoiceLineInput[] = [];
+        lines.forEach((line, i) => {
+          const reason = badIndexes.get(i);
+          if (reason === undefined) rest.push(line);
+          else reject(line, reason);
+        });
+        // The batch is all-or-nothing: nothing of it was accepted, so the valid rest goes again.
+        await deliver(rest);
+        return;
+      }
+      fatal = `HTTP ${status} from ${url}: ${(json as { error?: string } | undefined)?.error ?? text.slice(0, 200)}`;
+      return fail(lines, fatal);
+    }
+  };
+
+  const dispatch = () => {
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (batch.length === 0) return;
+    const lines = batch;
+    batch = [];
+    s.inFlight++;
+    const p = deliver(lines)
+      .catch((error: unknown) => fail(lines, `unexpected error: ${(error as Error).message}`))
+      .finally(() => {
+        s.inFlight--;
+        running.delete(p);
+        const woken = waiters;
+        waiters = [];
+        for (const wake of woken) wake();
+      });
+    running.add(p);
+  };
+
+  return {
+    async send(line) {
+      if (fatal) throw new PosterFatalError(fatal);
+      s.sent++;
+      batch.push(line);
+      if (batch.length >= batchSize) dispatch();
+      else if (!timer) timer = setTimeout(dispatch, lingerMs);
+      while (s.inFlight >= maxInFlight) {
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+        });
+      }
+    },
+    async flush() {
+      dispatch();
+      while (running.size > 0) await Promise.all([...running]);
+      return { ...s, elapsedMs: Date.now() - started, ...(fatal ? { fatal } : {}) };
+    },
+    stats: () => ({ ...s }),
+  };
+}

@@ -1,0 +1,370 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { type AttributeValue, CreateTableCommand, DeleteItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  ListShardsCommand,
+  PutRecordCommand,
+  type _Record,
+} from '@aws-sdk/client-kinesis';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { KinesisStreamEvent } from 'aws-lambda';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Clients, createClients } from '#adapters/clients';
+import { S3DeadLetterSink } from '#adapters/dlq';
+import { tableDefinition } from '#adapters/dynamo-table';
+import { FirehoseArchiveWriter } from '#adapters/firehose-writer';
+import { DynamoInvoiceStore } from '#adapters/invoice-store';
+import { KinesisLineWriter } from '#adapters/kinesis-writer';
+import { createApp } from '#api/app';
+import { type BatchHandler, createBatchHandler } from '#consumers/handler';
+import { type RunningEmulator, startDynamo, startKinesis, startS3 } from '#local/emulators';
+import { type LocalFirehose, startLocalFirehose } from '#local/firehose';
+import { type PollerFailure, type StreamPoller, startStreamPoller } from '#local/poller';
+
+const HOST = '127.0.0.1';
+const REGION = 'us-east-1';
+const STREAM = 'invoice-lines';
+const TABLE = 'retail-pipeline';
+const BUCKET = 'retail-pipeline';
+const DELIVERY = 'invoice-lines-archive';
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A proxy in front of dynalite that answers the next N BatchWriteItem calls with real throttling errors. */
+function throttlingProxy(target: string) {
+  const state = { throttleNext: 0, throttled: 0 };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.headers['x-amz-target'] === 'DynamoDB_20120810.BatchWriteItem' && state.throttleNext > 0) {
+        state.throttleNext--;
+        state.throttled++;
+        res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' });
+        res.end(
+          JSON.stringify({
+            __type: 'com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException',
+            message: 'Rate of requests exceeds the allowed throughput',
+          }),
+        );
+        return;
+      }
+      const url = new URL(target);
+      const fwd = http.request(
+        { host: url.hostname, port: url.port, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 500, up.headers);
+          up.pipe(res);
+        },
+      );
+      fwd.on('error', () => res.destroy());
+      fwd.end(body);
+    });
+  });
+  return { server, state };
+}
+
+async function listen(server: http.Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  return `http://${HOST}:${(server.address() as AddressInfo).port}`;
+}
+
+async function scanAll(clients: Clients): Promise<Map<string, Record<string, AttributeValue>>> {
+  const out = new Map<string, Record<string, AttributeValue>>();
+  let start: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await clients.dynamodb.send(
+      new ScanCommand({ TableName: TABLE, ConsistentRead: true, ...(start ? { ExclusiveStartKey: start } : {}) }),
+    );
+    for (const item of page.Items ?? []) out.set(`${item.pk?.S}|${item.sk?.S}`, item);
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return out;
+}
+
+/** Everything but the consumer's own bookkeeping of when it wrote (progress items, streamVisibleAt). */
+function withoutWriteTimes(items: Map<string, Record<string, AttributeValue>>) {
+  return new Map(
+    [...items].filter(([k]) => !k.startsWith('PROGRESS#')).map(([k, v]) => [k, { ...v, streamVisibleAt: undefined }]),
+  );
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 8000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const line = (invoiceNo: string, lineNo: number, over: Record<string, unknown> = {}) => ({
+  invoiceNo,
+  lineNo,
+  stockCode: `SKU${lineNo}`,
+  description: `item ${lineNo}`,
+  quantity: lineNo,
+  invoiceDate: '2011-06-01T10:00:00',
+  unitPrice: '0.1',
+  customerId: '12345',
+  country: 'France',
+  ...over,
+});
+
+describe('stream path through the emulators', () => {
+  let tmp: string;
+  let kinesis: RunningEmulator;
+  let dynamo: RunningEmulator;
+  let s3: RunningEmulator;
+  let firehose: LocalFirehose;
+  let clients: Clients;
+  let consumerClients: Clients;
+  let proxy: ReturnType<typeof throttlingProxy>;
+  let api: http.Server;
+  let apiUrl: string;
+  let poller: StreamPoller;
+  let handler: BatchHandler;
+  const pollerFailures: PollerFailure[] = [];
+
+  beforeAll(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'stream-it-'));
+    [kinesis, dynamo, s3] = await Promise.all([
+      startKinesis({ host: HOST, port: 0 }),
+      startDynamo({ host: HOST, port: 0 }),
+      startS3({ host: HOST, port: 0, directory: path.join(tmp, 's3'), buckets: [BUCKET] }),
+    ]);
+    clients = createClients({
+      region: REGION,
+      local: true,
+      endpoints: { kinesis: kinesis.url, dynamodb: dynamo.url, s3: s3.url },
+    });
+    await clients.kinesis.send(new CreateStreamCommand({ StreamName: STREAM, ShardCount: 2 }));
+    await clients.dynamodb.send(new CreateTableCommand(tableDefinition(TABLE)));
+    await until('stream active', async () => {
+      const s = await clients.kinesis.send(new DescribeStreamSummaryCommand({ StreamName: STREAM }));
+      return s.StreamDescriptionSummary?.StreamStatus === 'ACTIVE' ? true : undefined;
+    });
+    firehose = await startLocalFirehose({
+      host: HOST,
+      port: 0,
+      s3: clients.s3,
+      bucket: BUCKET,
+      dataDir: path.join(tmp, 'firehose'),
+      deliveryStreams: [{ name: DELIVERY, prefix: 'archive/', bufferMiB: 1, bufferSeconds: 60 }],
+      logger,
+      region: REGION,
+    });
+    proxy = throttlingProxy(dynamo.url);
+    const proxyUrl = await listen(proxy.server);
+    consumerClients = createClients({
+      region: REGION,
+      local: true,
+      endpoints: { dynamodb: proxyUrl, s3: s3.url, firehose: firehose.url },
+    });
+    const retry = { baseMs: 5, maxMs: 50 };
+    handler = createBatchHandler({
+      sink: new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE, retry, logger }),
+      archive: new FirehoseArchiveWriter({ client: consumerClients.firehose, deliveryStreamName: DELIVERY, retry }),
+      dlq: new S3DeadLetterSink({ client: consumerClients.s3, bucket: BUCKET }),
+      logger,
+    });
+    poller = await startStreamPoller({
+      kinesis: clients.kinesis,
+      streamName: STREAM,
+      region: REGION,
+      handler,
+      checkpointDir: path.join(tmp, 'checkpoints'),
+      batchSize: 500,
+      batchWindowMs: 0,
+      bisectOnError: true,
+      maxRetries: 3,
+      maxRecordAgeSeconds: -1,
+      onFailure: async (f) => {
+        pollerFailures.push(f);
+      },
+      idlePollMs: 20,
+      logger,
+    });
+    const app = createApp({
+      store: new DynamoInvoiceStore({ client: clients.dynamodb, tableName: TABLE }),
+      writer: new KinesisLineWriter({ client: clients.kinesis, streamName: STREAM }),
+      logger,
+      limits: { maxLines: 50, maxBytes: 16 * 1024 },
+    });
+    api = http.createServer(app);
+    apiUrl = await listen(api);
+  });
+
+  afterAll(async () => {
+    await poller?.stop();
+    await new Promise((r) => api?.close(r));
+    await new Promise((r) => proxy?.server.close(r));
+    await firehose?.stop();
+    clients?.destroy();
+    consumerClients?.destroy();
+    await Promise.all([kinesis?.stop(), dynamo?.stop(), s3?.stop()]);
+    await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  const post = (body: unknown, contentType = 'application/json') =>
+    fetch(`${apiUrl}/invoices`, {
+      method: 'POST',
+      headers: { 'content-type': contentType },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  const get = async (p: string) => {
+    const res = await fetch(`${apiUrl}${p}`);
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const visible = (invoiceNo: string, lines: number) =>
+    until(`invoice ${invoiceNo} with ${lines} lines`, async () => {
+      const r = await get(`/invoices/${invoiceNo}`);
+      return r.status === 200 && (r.body.lines as unknown[]).length === lines ? r.body : undefined;
+    });
+
+  it('makes a POSTed invoice readable through every GET within a bounded wait, archived with lineage', async () => {
+    const started = Date.now();
+    const res = await post([line('600001', 1), line('600001', 2), line('600001', 3, { quantity: -1 })]);
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ accepted: 3, invoices: 1 });
+    const invoice = await visible('600001', 3);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(invoice).toMatchObject({ status: 'complete', customerId: '12345', countryCode: 'FR' });
+    expect(invoice.totals).toEqual({ lines: 3, quantity: 2, amount: '0.200' });
+    const lineage = (invoice.lines as { lineage: Record<string, string> }[])[0]?.lineage ?? {};
+    expect(Date.parse(lineage.streamVisibleAt as string)).toBeGreaterThanOrEqual(Date.parse(lineage.acceptedAt as string));
+
+    const customer = await until('customer header', async () => {
+      const r = await get('/customers/12345/invoices');
+      const inv = (r.body.invoices as { totals: { lines: number } }[] | undefined)?.[0];
+      return inv?.totals.lines === 3 ? r.body : undefined;
+    });
+    expect((customer.invoices as { invoiceNo: string }[])[0]?.invoiceNo).toBe('600001');
+    const product = await get('/products/SKU2/sales');
+    expect(product.body.totals).toMatchObject({ lines: 1, quantity: 2, amount: '0.200' });
+    const stats = await get('/stats/countries');
+    expect(stats.body.countries).toContainEqual(
+      expect.objectContaining({ country: 'France', lines: 3, invoices: 1, revenue: '0.200' }),
+    );
+
+    await firehose.flush();
+    const listed = await clients.s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'archive/' }));
+    const archived: Record<string, unknown>[] = [];
+    for (const o of listed.Contents ?? []) {
+      const obj = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: o.Key }));
+      const text = gunzipSync(Buffer.from(await (obj.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray())).toString();
+      archived.push(...text.trim().split('\n').map((l) => JSON.parse(l)));
+    }
+    expect(archived.filter((a) => a.invoiceNo === '600001')).toHaveLength(3);
+    expect(archived[0]).toHaveProperty('streamVisibleAt');
+  });
+
+  it('leaves lines and aggregates unchanged when the same batch is delivered twice', async () => {
+    expect((await post([line('600002', 1), line('600002', 2, { country: 'Spain' })])).status).toBe(202);
+    await visible('600002', 2);
+    await poller.idle();
+    const before = await scanAll(clients);
+
+    // Re-read every record of the stream and deliver it again, as a retried event source would.
+    const shards = await clients.kinesis.send(new ListShardsCommand({ StreamName: STREAM }));
+    const events: KinesisStreamEvent[] = [];
+    for (const shard of shards.Shards ?? []) {
+      const it0 = await clients.kinesis.send(
+        new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }),
+      );
+      const got = await clients.kinesis.send(new GetRecordsCommand({ ShardIterator: it0.ShardIterator }));
+      events.push(toEvent(shard.ShardId as string, got.Records ?? []));
+    }
+    // 1) a redelivery the shard progress recognises: nothing is rewritten at all.
+    for (const e of events) expect((await handler(e)).batchItemFailures).toEqual([]);
+    expect(await scanAll(clients)).toEqual(before);
+
+    // 2) a redelivery after a crash that lost the progress: lines are overwritten with the same
+    // content and the aggregates' high-water marks refuse to count anything twice.
+    for (const key of [...before.keys()].filter((k) => k.startsWith('PROGRESS#'))) {
+      const [pk, sk] = key.split('|');
+      await clients.dynamodb.send(new DeleteItemCommand({ TableName: TABLE, Key: { pk: { S: pk as string }, sk: { S: sk as string } } }));
+    }
+    const fresh = createBatchHandler({
+      sink: new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE }),
+      archive: new FirehoseArchiveWriter({ client: consumerClients.firehose, deliveryStreamName: DELIVERY }),
+      dlq: new S3DeadLetterSink({ client: consumerClients.s3, bucket: BUCKET }),
+      logger,
+    });
+    for (const e of events) expect((await fresh(e)).batchItemFailures).toEqual([]);
+    expect(withoutWriteTimes(await scanAll(clients))).toEqual(withoutWriteTimes(before));
+  });
+
+  it('sends a poison record to dlq/ with its reason and processes the records after it', async () => {
+    const put = await clients.kinesis.send(
+      new PutRecordCommand({ StreamName: STREAM, PartitionKey: '600003', Data: Buffer.from('not avro at all') }),
+    );
+    expect((await post([line('600003', 1)])).status).toBe(202);
+    await visible('600003', 1);
+    const listed = await until('dead letter', async () => {
+      const l = await clients.s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'dlq/' }));
+      return l.Contents?.find((o) => o.Key?.endsWith(`/${put.SequenceNumber}.json`));
+    });
+    const obj = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: listed.Key }));
+    const letter = JSON.parse(await (obj.Body as { transformToString(): Promise<string> }).transformToString());
+    expect(letter).toMatchObject({ shardId: put.ShardId, sequenceNumber: put.SequenceNumber });
+    expect(letter.reason).toMatch(/^undecodable: not Avro single-object encoding/);
+    expect(Buffer.from(letter.record, 'base64').toString()).toBe('not avro at all');
+    expect(pollerFailures).toEqual([]);
+  });
+
+  it('retries injected DynamoDB throttling and loses nothing', async () => {
+    proxy.state.throttleNext = 4;
+    const before = proxy.state.throttled;
+    expect((await post([1, 2, 3, 4, 5].map((n) => line('600004', n)))).status).toBe(202);
+    await visible('600004', 5);
+    expect(proxy.state.throttled - before).toBe(4);
+    expect(pollerFailures).toEqual([]);
+  });
+
+  it.each([
+    ['wrong types', [line('600005', 1, { quantity: '1' })], 'application/json', 400, /quantity/],
+    ['missing fields', [{ invoiceNo: '600005', lineNo: 1 }], 'application/json', 400, /stockCode/],
+    ['not JSON', '[{"invoiceNo":', 'application/json', 400, /not valid JSON/],
+    ['too many lines', Array.from({ length: 51 }, (_, i) => line('600005', i + 1)), 'application/json', 413, /too many lines/],
+    ['too many bytes', [line('600005', 1, { description: 'x'.repeat(200) }), 'y'.repeat(17_000)], 'application/json', 413, /larger than/],
+    ['wrong content type', 'a,b,c', 'text/csv', 415, /Content-Type/],
+  ])('answers %s with the right 4xx and message', async (_what, body, contentType, status, message) => {
+    const res = await post(body, contentType);
+    expect(res.status).toBe(status);
+    const json = (await res.json()) as { message: string };
+    expect(JSON.stringify(json)).toMatch(message);
+    expect(JSON.stringify(json)).not.toMatch(/node_modules|\.ts:\d+|at \w+ \(/);
+  });
+});
+
+function toEvent(shardId: string, records: _Record[]): KinesisStreamEvent {
+  return {
+    Records: records.map((r) => ({
+      eventID: `${shardId}:${r.SequenceNumber}`,
+      eventSource: 'aws:kinesis',
+      eventVersion: '1.0',
+      eventName: 'aws:kinesis:record',
+      invokeIdentityArn: 'arn:aws:iam::000000000000:role/test',
+      awsRegion: REGION,
+      eventSourceARN: `arn:aws:kinesis:${REGION}:000000000000:stream/${STREAM}`,
+      kinesis: {
+        kinesisSchemaVersion: '1.0',
+        partitionKey: r.PartitionKey as string,
+        sequenceNumber: r.SequenceNumber as string,
+        data: Buffer.from(r.Data ?? []).toString('base64'),
+        approximateArrivalTimestamp: (r.ApproximateArrivalTimestamp?.getTime() ?? Date.now()) / 1000,
+      },
+    })),
+  };
+}

@@ -1,0 +1,229 @@
+import {
+  BatchWriteItemCommand,
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  ProvisionedThroughputExceededException,
+  UpdateItemCommand,
+  type WriteRequest,
+} from '@aws-sdk/client-dynamodb';
+import { FirehoseClient, PutRecordBatchCommand } from '@aws-sdk/client-firehose';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { KinesisStreamEvent } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { S3DeadLetterSink } from '#adapters/dlq';
+import { FirehoseArchiveWriter } from '#adapters/firehose-writer';
+import { DynamoInvoiceStore, padSequence } from '#adapters/invoice-store';
+import { createBatchHandler } from '#consumers/handler';
+import { processRecord } from '#consumers/process-line';
+import { encodeLine } from '#core/avro';
+import type { AcceptedLine } from '#core/invoice-line';
+
+const ddb = mockClient(DynamoDBClient);
+const firehose = mockClient(FirehoseClient);
+const s3 = mockClient(S3Client);
+const noWait = { baseMs: 1, maxMs: 1, sleep: async () => {} };
+const SHARD = 'shardId-000000000001';
+
+function line(lineNo: number, over: Partial<AcceptedLine> = {}): AcceptedLine {
+  return {
+    invoiceNo: '536365',
+    lineNo,
+    stockCode: '85123A',
+    description: 'WHITE HANGING HEART T-LIGHT HOLDER',
+    quantity: 6,
+    invoiceDate: '2010-12-01T08:26:00',
+    unitPrice: '2.550',
+    customerId: '17850',
+    country: 'United Kingdom',
+    producedAt: '2024-01-01T00:00:00.000Z',
+    acceptedAt: '2024-01-01T00:00:00.010Z',
+    ...over,
+  };
+}
+
+function event(payloads: Buffer[], firstSeq = 100): KinesisStreamEvent {
+  return {
+    Records: payloads.map((data, i) => {
+      const seq = String(firstSeq + i);
+      return {
+        eventID: `${SHARD}:${seq}`,
+        eventSource: 'aws:kinesis',
+        eventVersion: '1.0',
+        eventName: 'aws:kinesis:record',
+        invokeIdentityArn: 'arn:aws:iam::000000000000:role/x',
+        awsRegion: 'us-east-1',
+        eventSourceARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/invoice-lines',
+        kinesis: {
+          kinesisSchemaVersion: '1.0',
+          partitionKey: '536365',
+          sequenceNumber: seq,
+          data: data.toString('base64'),
+          approximateArrivalTimestamp: 1_704_067_200,
+        },
+      };
+    }),
+  };
+}
+
+function handler(maxAttempts = 4) {
+  return createBatchHandler({
+    sink: new DynamoInvoiceStore({
+      client: new DynamoDBClient({ region: 'us-east-1' }),
+      tableName: 't',
+      retry: { ...noWait, maxAttempts },
+    }),
+    archive: new FirehoseArchiveWriter({
+      client: new FirehoseClient({ region: 'us-east-1' }),
+      deliveryStreamName: 'archive',
+      retry: { ...noWait, maxAttempts },
+    }),
+    dlq: new S3DeadLetterSink({ client: new S3Client({ region: 'us-east-1' }), bucket: 'b' }),
+    logger: pino({ level: 'silent' }),
+  });
+}
+
+const writtenKeys = () =>
+  ddb
+    .commandCalls(BatchWriteItemCommand)
+    .flatMap((c) => (c.args[0].input.RequestItems?.t ?? []).map((r) => r.PutRequest?.Item?.sk?.S));
+
+beforeEach(() => {
+  ddb.reset();
+  firehose.reset();
+  s3.reset();
+  ddb.on(GetItemCommand).resolves({});
+  ddb.on(UpdateItemCommand).resolves({});
+  ddb.on(BatchWriteItemCommand).resolves({});
+  firehose.on(PutRecordBatchCommand).resolves({ FailedPutCount: 0, RequestResponses: [] });
+  s3.on(PutObjectCommand).resolves({});
+});
+afterEach(() => {
+  ddb.reset();
+});
+
+describe('processRecord', () => {
+  it('decodes, validates and enriches a record', () => {
+    const out = processRecord(encodeLine(line(1)));
+    expect(out).toMatchObject({ ok: true, line: { lineTotal: '15.300', countryCode: 'GB', dateKey: 20101201 } });
+  });
+
+  it('turns undecodable and invalid records into reasons', () => {
+    expect(processRecord(Buffer.from('garbage'))).toMatchObject({ ok: false, reason: /^undecodable: / });
+    const bad = processRecord(encodeLine(line(1, { invoiceNo: 'X-1' })));
+    expect(bad).toMatchObject({ ok: false, reason: /^invalid: invoiceNo/ });
+  });
+});
+
+describe('batch handler', () => {
+  it('writes lines, headers and country aggregates once, archives with streamVisibleAt, DLQs poison', async () => {
+    const res = await handler()(event([encodeLine(line(1)), Buffer.from('poison'), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([]);
+
+    expect(writtenKeys()).toEqual(['LINE#0000001', 'LINE#0000002']);
+    const updates = ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    const invoice = updates.find((u) => u.Key?.sk?.S === 'HEADER');
+    const country = updates.find((u) => u.Key?.pk?.S === 'AGG#COUNTRY');
+    expect(invoice?.ExpressionAttributeValues).toMatchObject({ ':lc': { N: '2' }, ':a': { N: '30.600' } });
+    expect(country?.ExpressionAttributeValues).toMatchObject({ ':ic': { N: '1' }, ':max': { S: padSequence('102') } });
+    expect(country?.ConditionExpression).toBe('attribute_not_exists(#h) OR #h < :min');
+    expect(country?.ExpressionAttributeNames?.['#h']).toBe(`hwm_${SHARD}`);
+    const progress = updates.find((u) => u.Key?.pk?.S === `PROGRESS#${SHARD}`);
+    expect(progress?.ExpressionAttributeValues?.[':s']).toEqual({ S: padSequence('102') });
+
+    const archived = firehose.commandCalls(PutRecordBatchCommand)[0]?.args[0].input.Records ?? [];
+    expect(archived).toHaveLength(2);
+    const first = JSON.parse(Buffer.from(archived[0]?.Data as Uint8Array).toString());
+    expect(first).toMatchObject({ invoiceNo: '536365', lineNo: 1, lineTotal: '15.300', sequenceNumber: '100' });
+    expect(Date.parse(first.streamVisibleAt)).toBeGreaterThan(0);
+
+    const letter = s3.commandCalls(PutObjectCommand)[0]?.args[0].input;
+    expect(letter?.Key).toBe(`dlq/2024/01/01/${SHARD}/101.json`);
+    const body = JSON.parse(String(letter?.Body));
+    expect(body).toMatchObject({ shardId: SHARD, sequenceNumber: '101', reason: /undecodable/ });
+    expect(Buffer.from(body.record, 'base64').toString()).toBe('poison');
+  });
+
+  it('retries UnprocessedItems until written', async () => {
+    let calls = 0;
+    ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => {
+      calls++;
+      // First answer: the second item was not processed.
+      return calls === 1 ? { UnprocessedItems: { t: [input.RequestItems.t?.[1]] } } : {};
+    });
+    const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([]);
+    expect(writtenKeys()).toEqual(['LINE#0000001', 'LINE#0000002', 'LINE#0000002']);
+  });
+
+  it('retries throttling with backoff', async () => {
+    const throttle = new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} });
+    ddb.on(BatchWriteItemCommand).rejectsOnce(throttle).rejectsOnce(throttle).resolves({});
+    const res = await handler()(event([encodeLine(line(1))]));
+    expect(res.batchItemFailures).toEqual([]);
+    expect(ddb.commandCalls(BatchWriteItemCommand)).toHaveLength(3);
+  });
+
+  it('reports a persistently failing record and everything after it; aggregates count only the records before', async () => {
+    ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
+      UnprocessedItems: { t: (input.RequestItems.t ?? []).filter((r) => r.PutRequest?.Item?.sk?.S === 'LINE#0000002') },
+    }));
+    const res = await handler(3)(event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(3))]));
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }, { itemIdentifier: '102' }]);
+    const invoice = ddb
+      .commandCalls(UpdateItemCommand)
+      .map((c) => c.args[0].input)
+      .find((u) => u.Key?.sk?.S === 'HEADER');
+    expect(invoice?.ExpressionAttributeValues).toMatchObject({ ':lc': { N: '1' }, ':max': { S: padSequence('100') } });
+    expect(firehose.commandCalls(PutRecordBatchCommand)[0]?.args[0].input.Records).toHaveLength(1);
+  });
+
+  it('on redelivery applies only the contributions above the high-water mark', async () => {
+    ddb
+      .on(UpdateItemCommand, { Key: { pk: { S: 'AGG#COUNTRY' }, sk: { S: 'United Kingdom' } } })
+      .rejectsOnce(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }))
+      .resolves({});
+    ddb.on(GetItemCommand, { Key: { pk: { S: 'AGG#COUNTRY' }, sk: { S: 'United Kingdom' } } }).resolves({
+      Item: { [`hwm_${SHARD}`]: { S: padSequence('100') } },
+    });
+    const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([]);
+    const countryCalls = ddb
+      .commandCalls(UpdateItemCommand)
+      .map((c) => c.args[0].input)
+      .filter((u) => u.Key?.pk?.S === 'AGG#COUNTRY');
+    expect(countryCalls).toHaveLength(2);
+    expect(countryCalls[1]?.ConditionExpression).toBe('#h = :prev');
+    // Only line 2 (seq 101) is above the mark: one line, no invoice (line 1 counted it).
+    expect(countryCalls[1]?.ExpressionAttributeValues).toMatchObject({
+      ':lc': { N: '1' },
+      ':ic': { N: '0' },
+      ':a': { N: '15.300' },
+      ':prev': { S: padSequence('100') },
+    });
+  });
+
+  it('skips records at or below the shard progress entirely', async () => {
+    ddb.on(GetItemCommand).resolves({ Item: { seq: { S: padSequence('101') } } });
+    const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(3))]));
+    expect(res.batchItemFailures).toEqual([]);
+    expect(writtenKeys()).toEqual(['LINE#0000003']);
+  });
+
+  it('fails a poison record when the dead letter cannot be stored, never dropping it', async () => {
+    s3.on(PutObjectCommand).rejects(new Error('s3 down'));
+    const res = await handler()(event([encodeLine(line(1)), Buffer.from('poison'), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }, { itemIdentifier: '102' }]);
+  });
+
+  it('fails records whose archive write keeps failing', async () => {
+    firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({
+      FailedPutCount: 1,
+      RequestResponses: input.Records.map((_, i) => (i === input.Records.length - 1 ? { ErrorCode: 'ServiceUnavailableException' } : { RecordId: 'x' })),
+    }));
+    const res = await handler(2)(event([encodeLine(line(1)), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }]);
+  });
+});
