@@ -70,10 +70,6 @@ export interface InvoiceHeader {
   region: string;
   isCancellation: boolean;
   isAdjustment: boolean;
-  /** Running totals over the lines consumed so far (exactly once per stream record). */
-  lineCount: number;
-  quantity: number;
-  amount: string;
 }
 
 export interface CountryAggregate {
@@ -114,7 +110,7 @@ export interface Delta {
   invoices: number;
 }
 
-export type AggregateTarget = { kind: 'invoice' | 'country'; line: EnrichedLine };
+export type AggregateTarget = { kind: 'country'; line: EnrichedLine };
 
 /** One aggregate item's share of a batch: per-record contributions, so a redelivery can be filtered. */
 export interface AggregateUpdate {
@@ -180,23 +176,45 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
 
   // ----- write side ---------------------------------------------------------------------------
 
+  /**
+   * Writes each line and its invoice's header (a deterministic overwrite: every line of an invoice
+   * carries the same header fields) in BatchWriteItem calls of 25, in parallel. A line counts as
+   * written only when its own item and its invoice's header are.
+   */
   async putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome> {
-    const items = lines.map(lineItem);
-    const visibleAt = new Array<string | undefined>(lines.length);
-    // Duplicate keys in one BatchWriteItem are refused; the last copy of a key is the one written.
+    const items: Record<string, AttributeValue>[] = [];
+    const stamped: boolean[] = [];
+    const lineItemIndex: number[] = [];
+    const headerItemIndex: number[] = [];
+    // Duplicate keys in one BatchWriteItem are refused: the last copy of a line, one header per invoice.
     const byKey = new Map<string, number>();
-    items.forEach((item, i) => {
-      byKey.set(itemKey(item), i);
-    });
-    const unique = [...byKey.values()];
+    const add = (item: Record<string, AttributeValue>, stamp: boolean) => {
+      const key = itemKey(item);
+      const existing = byKey.get(key);
+      if (existing !== undefined) {
+        items[existing] = item;
+        return existing;
+      }
+      byKey.set(key, items.length);
+      stamped.push(stamp);
+      return items.push(item) - 1;
+    };
+    for (const line of lines) {
+      lineItemIndex.push(add(lineItem(line), true));
+      const h = keys.invoice(line.invoiceNo);
+      const known = byKey.get(`${h.pk}|${h.sk}`);
+      headerItemIndex.push(known ?? add(headerItem(line), false));
+    }
+    const written = new Array<string | undefined>(items.length);
+    const all = items.map((_, i) => i);
     const chunks: number[][] = [];
-    for (let i = 0; i < unique.length; i += BATCH_WRITE_MAX) chunks.push(unique.slice(i, i + BATCH_WRITE_MAX));
+    for (let i = 0; i < all.length; i += BATCH_WRITE_MAX) chunks.push(all.slice(i, i + BATCH_WRITE_MAX));
     const reasons = await mapLimit(chunks, this.options.concurrency ?? 8, (chunk) =>
-      this.writeChunk(items, chunk, visibleAt),
+      this.writeChunk(items, stamped, chunk, written),
     );
-    items.forEach((item, i) => {
-      visibleAt[i] = visibleAt[byKey.get(itemKey(item)) as number];
-    });
+    const visibleAt = lines.map((_, k) =>
+      written[headerItemIndex[k] as number] === undefined ? undefined : written[lineItemIndex[k] as number],
+    );
     const reason = reasons.find((r) => r !== undefined);
     return reason ? { visibleAt, reason } : { visibleAt };
   }
@@ -204,6 +222,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   /** Writes one chunk, retrying throttling and UnprocessedItems; returns the reason when items remain. */
   private async writeChunk(
     items: Record<string, AttributeValue>[],
+    stamped: boolean[],
     chunk: number[],
     visibleAt: (string | undefined)[],
   ): Promise<string | undefined> {
@@ -213,7 +232,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       if (attempt > 0) await pause(attempt, this.policy);
       // Stamped as the request leaves: the item carries its own visibility time in one write.
       const stamp = this.clock().toISOString();
-      for (const i of pending) (items[i] as Record<string, AttributeValue>).streamVisibleAt = { S: stamp };
+      for (const i of pending) if (stamped[i]) (items[i] as Record<string, AttributeValue>).streamVisibleAt = { S: stamp };
       let unprocessed: WriteRequest[];
       try {
         const out = await this.client.send(
@@ -269,11 +288,9 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
         ':q': { N: String(delta.quantity) },
         ':a': { N: delta.amount },
       };
-      if (update.target.kind === 'country') {
-        adds.push('#ic :ic');
-        addNames['#ic'] = 'invoiceCount';
-        addValues[':ic'] = { N: String(delta.invoices) };
-      }
+      adds.push('#ic :ic');
+      addNames['#ic'] = 'invoiceCount';
+      addValues[':ic'] = { N: String(delta.invoices) };
       const condValues: Record<string, AttributeValue> =
         prev === undefined ? (condition.includes(':min') ? { ':min': { S: minSeq } } : {}) : { ':prev': { S: prev } };
       try {
@@ -481,16 +498,18 @@ function lineItem(line: LineToStore): Record<string, AttributeValue> {
 }
 
 function aggregateKey(target: AggregateTarget) {
-  return target.kind === 'invoice' ? keys.invoice(target.line.invoiceNo) : keys.country(target.line.country);
+  return keys.country(target.line.country);
 }
 
 /** Attributes that are the same for every line of the item, so setting them again changes nothing. */
 function aggregateStatic(target: AggregateTarget): Record<string, unknown> {
   const l = target.line;
-  if (target.kind === 'country') {
-    return { entity: 'country', country: l.country, countryCode: l.countryCode, region: l.region };
-  }
-  return {
+  return { entity: 'country', country: l.country, countryCode: l.countryCode, region: l.region };
+}
+
+function headerItem(l: EnrichedLine): Record<string, AttributeValue> {
+  return marshall({
+    ...keys.invoice(l.invoiceNo),
     entity: 'invoice',
     invoiceNo: l.invoiceNo,
     invoiceDate: l.invoiceDate,
@@ -504,7 +523,7 @@ function aggregateStatic(target: AggregateTarget): Record<string, unknown> {
     isAdjustment: l.isAdjustment,
     // Sparse index: invoices without a customer stay out of gsi1.
     ...(l.customerId === null ? {} : keys.customerInvoice(l.customerId, l.invoiceTs, l.invoiceNo)),
-  };
+  });
 }
 
 export function sumDeltas(deltas: readonly Delta[]): Delta {
@@ -531,14 +550,7 @@ function toLine(raw: Record<string, AttributeValue>): StoredLine {
 
 function toHeader(raw: Record<string, AttributeValue>): InvoiceHeader {
   const h = strip(raw) as Record<string, unknown>;
-  return {
-    ...(h as unknown as InvoiceHeader),
-    customerId: (h.customerId as string | null | undefined) ?? null,
-    lineCount: Number(h.lineCount ?? 0),
-    quantity: Number(h.quantity ?? 0),
-    // Numbers read back lose trailing zeros; money keeps 3 places everywhere.
-    amount: sumMoney([raw.amount?.N ?? '0']),
-  };
+  return { ...(h as unknown as InvoiceHeader), customerId: (h.customerId as string | null | undefined) ?? null };
 }
 
 export function encodeCursor(key: Record<string, AttributeValue>): string {

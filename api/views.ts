@@ -54,8 +54,9 @@ export function invoiceSummaryView(h: InvoiceHeader) {
     kind: kindOf(h),
     invoiceDate: h.invoiceDate,
     invoiceTs: h.invoiceTs,
+    customerId: h.customerId,
     country: h.country,
-    totals: { lines: h.lineCount, quantity: h.quantity, amount: h.amount },
+    countryCode: h.countryCode,
   };
 }
 

@@ -13,8 +13,8 @@ export function lineDelta(line: EnrichedLine): Delta {
 }
 
 /**
- * Groups the contributions of the records a batch accounts for by aggregate item: the invoice
- * header and the country. `batchMaxSeq` becomes each item's high-water mark for the shard.
+ * Groups the contributions of the records a batch accounts for by aggregate item (one per
+ * country). `batchMaxSeq` becomes each item's high-water mark for the shard.
  */
 export function planAggregates(
   shardId: string,
@@ -24,15 +24,12 @@ export function planAggregates(
   const updates = new Map<string, AggregateUpdate>();
   for (const { seq, line } of lines) {
     const delta = lineDelta(line);
-    for (const kind of ['invoice', 'country'] as const) {
-      const id = `${kind}|${kind === 'invoice' ? line.invoiceNo : line.country}`;
-      let u = updates.get(id);
-      if (!u) {
-        u = { target: { kind, line }, shardId, batchMaxSeq, entries: [] };
-        updates.set(id, u);
-      }
-      u.entries.push({ seq, delta });
+    let u = updates.get(line.country);
+    if (!u) {
+      u = { target: { kind: 'country', line }, shardId, batchMaxSeq, entries: [] };
+      updates.set(line.country, u);
     }
+    u.entries.push({ seq, delta });
   }
   return [...updates.values()];
 }

@@ -127,15 +127,16 @@ function normalisePrice(text: string): string | null {
  */
 export function parseSourceRow(fields: readonly string[], columns: ColumnMap = DEFAULT_COLUMNS): SourceRow | string {
   const get = (c: SourceColumn): string | undefined => fields[columns[c]];
+  const needed = columns === DEFAULT_COLUMNS ? SOURCE_COLUMNS.length : Math.max(...Object.values(columns)) + 1;
+  if (fields.length < needed) return `expected ${needed} fields, got ${fields.length}`;
   const invoiceNo = get('InvoiceNo')?.trim();
-  if (!invoiceNo) return fields.length < SOURCE_COLUMNS.length ? `expected 8 fields, got ${fields.length}` : 'InvoiceNo is empty';
+  if (!invoiceNo) return 'InvoiceNo is empty';
   if (!INVOICE_NO.test(invoiceNo)) return `InvoiceNo ${JSON.stringify(invoiceNo)} is not digits with an optional capital letter prefix`;
   const stockCode = get('StockCode')?.trim();
   if (!stockCode) return 'StockCode is empty';
   if (stockCode.length > 32 || CONTROL.test(stockCode)) return `StockCode ${JSON.stringify(stockCode)} is invalid`;
   const rawDescription = get('Description');
-  if (rawDescription === undefined) return `expected 8 fields, got ${fields.length}`;
-  const trimmed = rawDescription.trim();
+  const trimmed = (rawDescription ?? '').trim();
   const description = trimmed === '' ? null : trimmed;
   if (description !== null && (description.length > 255 || CONTROL.test(description))) {
     return 'Description is longer than 255 characters or contains control characters';
@@ -150,9 +151,7 @@ export function parseSourceRow(fields: readonly string[], columns: ColumnMap = D
   const priceText = get('UnitPrice') ?? '';
   const unitPrice = normalisePrice(priceText);
   if (unitPrice === null) return `UnitPrice ${JSON.stringify(priceText)} is not a decimal with at most 3 decimal places`;
-  const customerText = get('CustomerID');
-  if (customerText === undefined) return `expected 8 fields, got ${fields.length}`;
-  const customerId = parseCustomerId(customerText);
+  const customerId = parseCustomerId(get('CustomerID') ?? '');
   if (customerId !== null && typeof customerId === 'object') return customerId.reason;
   const country = get('Country')?.trim();
   if (!country) return 'Country is empty';

@@ -154,7 +154,7 @@ export class ShardWorker {
   #windowStart = 0;
   #ended = false;
   #stopping = false;
-  #inFlight = false;
+  #busy = false;
   #readsStarted = 0;
   #lastEmptyRead = -1;
   #readFailures = 0;
@@ -222,7 +222,7 @@ export class ShardWorker {
 
   /** True when a read started after `mark` found nothing new and everything read has been handled. */
   caughtUpSince(mark: number): boolean {
-    if (this.#plan.length > 0 || this.#buffer.length > 0 || this.#inFlight) return false;
+    if (this.#plan.length > 0 || this.#buffer.length > 0 || this.#busy) return false;
     return this.#ended || this.#lastEmptyRead > mark;
   }
 
@@ -325,7 +325,7 @@ export class ShardWorker {
   }
 
   async #processLoop(): Promise<void> {
-    const { batchSize, batchWindowMs, policy } = this.#o;
+    const { batchSize, batchWindowMs } = this.#o;
     while (!this.#stopping) {
       let size = this.#plan.shift();
       if (size === undefined) {
@@ -343,65 +343,76 @@ export class ShardWorker {
         size = fitBatch(this.#buffer, batchSize);
       }
 
-      const expired = expiredPrefix(this.#buffer, size, this.#o.maxRecordAgeSeconds, Date.now());
-      if (expired > 0) {
-        const reason = `RecordAgeExceeded: older than ${this.#o.maxRecordAgeSeconds} s`;
-        if (!(await this.#discard(expired, 'RecordAgeExceeded', reason, this.#attempts))) return;
-        if (size > expired) this.#plan.unshift(size - expired);
-        this.#attempts = 0;
-        continue;
-      }
-
-      const batch = this.#buffer.slice(0, size);
-      const outcome = await this.#invoke(batch);
-      const decision = decide(outcome, size, this.#attempts, policy);
-      if (decision.commit > 0) {
-        this.#stats.recordsProcessed += decision.commit;
-        await this.#commit(decision.commit);
-      }
-      const rest = decision.rest;
-      if (!rest || outcome.kind === 'success') {
-        this.#attempts = 0;
-        continue;
-      }
-      this.#stats.failedInvocations++;
-      const remaining = size - decision.commit;
-      this.#log.warn(
-        {
-          reason: outcome.reason,
-          records: size,
-          committed: decision.commit,
-          action: rest.action,
-          attempts: rest.attempts,
-        },
-        'batch failed',
-      );
-      this.#attempts = rest.attempts;
-      if (rest.action === 'split') {
-        this.#stats.splits++;
-        this.#plan.unshift(...rest.sizes);
-      } else if (rest.action === 'retry') {
-        this.#stats.retries++;
-        this.#plan.unshift(remaining);
-        await this.#stopped.wait(backoffMs(rest.attempts, this.#o.retryBaseMs, this.#o.retryMaxMs));
-      } else {
-        const reason = `RetryAttemptsExhausted: ${outcome.reason}`;
-        if (!(await this.#discard(remaining, 'RetryAttemptsExhausted', reason, rest.attempts))) return;
-        this.#attempts = 0;
+      // Busy until the batch's checkpoint is written: idle() must not see a drained buffer too early.
+      this.#busy = true;
+      try {
+        if (!(await this.#step(size))) return;
+      } finally {
+        this.#busy = false;
       }
     }
   }
 
+  /** Runs one batch of `size` records from the buffer's head; false when stopped mid-way. */
+  async #step(size: number): Promise<boolean> {
+    const { policy } = this.#o;
+    const expired = expiredPrefix(this.#buffer, size, this.#o.maxRecordAgeSeconds, Date.now());
+    if (expired > 0) {
+      const reason = `RecordAgeExceeded: older than ${this.#o.maxRecordAgeSeconds} s`;
+      if (!(await this.#discard(expired, 'RecordAgeExceeded', reason, this.#attempts))) return false;
+      if (size > expired) this.#plan.unshift(size - expired);
+      this.#attempts = 0;
+      return true;
+    }
+
+    const batch = this.#buffer.slice(0, size);
+    const outcome = await this.#invoke(batch);
+    const decision = decide(outcome, size, this.#attempts, policy);
+    if (decision.commit > 0) {
+      this.#stats.recordsProcessed += decision.commit;
+      await this.#commit(decision.commit);
+    }
+    const rest = decision.rest;
+    if (!rest || outcome.kind === 'success') {
+      this.#attempts = 0;
+      return true;
+    }
+    this.#stats.failedInvocations++;
+    const remaining = size - decision.commit;
+    this.#log.warn(
+      {
+        reason: outcome.reason,
+        records: size,
+        committed: decision.commit,
+        action: rest.action,
+        attempts: rest.attempts,
+      },
+      'batch failed',
+    );
+    this.#attempts = rest.attempts;
+    if (rest.action === 'split') {
+      this.#stats.splits++;
+      this.#plan.unshift(...rest.sizes);
+    } else if (rest.action === 'retry') {
+      this.#stats.retries++;
+      this.#plan.unshift(remaining);
+      await this.#stopped.wait(backoffMs(rest.attempts, this.#o.retryBaseMs, this.#o.retryMaxMs));
+    } else {
+      const reason = `RetryAttemptsExhausted: ${outcome.reason}`;
+      if (!(await this.#discard(remaining, 'RetryAttemptsExhausted', reason, rest.attempts))) return false;
+      this.#attempts = 0;
+    }
+    return true;
+  }
+
   async #invoke(batch: ShardRecord[]): Promise<BatchOutcome> {
     const event: KinesisStreamEvent = { Records: batch.map((r) => toLambdaRecord(r, this.#o.event)) };
-    this.#inFlight = true;
     const started = performance.now();
     try {
       return interpretResponse(await this.#o.handler(event), batch);
     } catch (err) {
       return { kind: 'failure', failedIndex: 0, reason: errorMessage(err) };
     } finally {
-      this.#inFlight = false;
       this.#stats.batches++;
       this.#stats.handlerMs += performance.now() - started;
     }

@@ -29,17 +29,17 @@ export function describeEndpoints(endpoints: Endpoints): string {
     ['postgres', redactPassword(endpoints.postgres)],
   ];
   for (const [service, url] of rows) if (url) table.push([service, url]);
-  const env = 'AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=' + endpoints.region;
   const n = endpoints.names;
   const lines = [
     table.toString(),
     '',
-    'Look inside (Debian awscli: call /usr/bin/aws; any key pair works except for S3, which wants S3RVER):',
-    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.kinesis} kinesis list-streams`,
-    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.kinesis} kinesis describe-stream-summary --stream-name ${n.stream}`,
-    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.dynamodb} dynamodb scan --table-name ${n.table} --max-items 5`,
-    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.s3} s3 ls s3://${n.bucket}/ --recursive`,
-    `  ${env} /usr/bin/aws --endpoint-url ${endpoints.firehose} firehose describe-delivery-stream --delivery-stream-name ${n.deliveryStream}`,
+    'Look inside (Debian awscli at /usr/bin/aws; the S3 emulator only knows the S3RVER key pair):',
+    `  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=${endpoints.region}`,
+    `  /usr/bin/aws --endpoint-url ${endpoints.kinesis} kinesis list-streams`,
+    `  /usr/bin/aws --endpoint-url ${endpoints.kinesis} kinesis describe-stream-summary --stream-name ${n.stream}`,
+    `  /usr/bin/aws --endpoint-url ${endpoints.dynamodb} dynamodb scan --table-name ${n.table} --max-items 5`,
+    `  /usr/bin/aws --endpoint-url ${endpoints.s3} s3 ls s3://${n.bucket}/ --recursive`,
+    `  /usr/bin/aws --endpoint-url ${endpoints.firehose} firehose describe-delivery-stream --delivery-stream-name ${n.deliveryStream}`,
     `  psql '${endpoints.postgres}'`,
   ];
   return lines.join('\n');

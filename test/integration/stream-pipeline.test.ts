@@ -244,12 +244,10 @@ describe('stream path through the emulators', () => {
     const lineage = (invoice.lines as { lineage: Record<string, string> }[])[0]?.lineage ?? {};
     expect(Date.parse(lineage.streamVisibleAt as string)).toBeGreaterThanOrEqual(Date.parse(lineage.acceptedAt as string));
 
-    const customer = await until('customer header', async () => {
-      const r = await get('/customers/12345/invoices');
-      const inv = (r.body.invoices as { totals: { lines: number } }[] | undefined)?.[0];
-      return inv?.totals.lines === 3 ? r.body : undefined;
-    });
-    expect((customer.invoices as { invoiceNo: string }[])[0]?.invoiceNo).toBe('600001');
+    const customer = await get('/customers/12345/invoices');
+    expect(customer.body.invoices).toEqual([
+      expect.objectContaining({ invoiceNo: '600001', kind: 'sale', invoiceTs: '2011-06-01T09:00:00.000Z' }),
+    ]);
     const product = await get('/products/SKU2/sales');
     expect(product.body.totals).toMatchObject({ lines: 1, quantity: 2, amount: '0.200' });
     const stats = await get('/stats/countries');

@@ -127,9 +127,6 @@ function header(no: string, customerId: string, invoiceTs: string): InvoiceHeade
     region: 'Europe',
     isCancellation: no.startsWith('C'),
     isAdjustment: false,
-    lineCount: 1,
-    quantity: 6,
-    amount: '15.300',
   };
 }
 

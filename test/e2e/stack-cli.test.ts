@@ -1,0 +1,80 @@
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { endpointsSchema } from '#local/endpoints';
+import { eventually } from '#test/helpers/stack';
+
+const run = promisify(execFile);
+const bin = path.resolve('bin/retail-pipeline.js');
+
+describe('retail-pipeline stack up / status (as a user runs it)', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rp-e2e-'));
+  const env = {
+    ...process.env,
+    RP_DATA_DIR: dataDir,
+    RP_LOG_LEVEL: 'warn',
+    RP_KINESIS_PORT: '0',
+    RP_DYNAMODB_PORT: '0',
+    RP_S3_PORT: '0',
+    RP_FIREHOSE_PORT: '0',
+    RP_POSTGRES_PORT: '0',
+  };
+  afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+  it('starts, reports every service healthy, and leaves no process after Ctrl-C', async () => {
+    const child = spawn(process.execPath, [bin, 'stack', 'up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const endpoints = await eventually(
+        async () =>
+          fs.existsSync(path.join(dataDir, 'endpoints.json'))
+            ? endpointsSchema.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'endpoints.json'), 'utf8')))
+            : undefined,
+        { timeoutMs: 30_000, what: 'endpoints.json' },
+      );
+      expect(endpoints.pid).toBe(child.pid);
+      await eventually(async () => (out.includes('Ctrl-C stops everything') ? true : undefined), {
+        what: 'the banner',
+      });
+      expect(out).toContain('kinesis list-streams');
+      expect(out).toMatch(/psql 'postgresql:\/\/retail:retail@127\.0\.0\.1:\d+\/retail'/);
+
+      const status = await run(process.execPath, [bin, 'stack', 'status', '--json'], { env });
+      const report = JSON.parse(status.stdout) as { health: Array<{ service: string; ok: boolean }> };
+      expect(report.health.map((h) => [h.service, h.ok])).toEqual([
+        ['kinesis', true],
+        ['dynamodb', true],
+        ['s3', true],
+        ['firehose', true],
+        ['postgres', true],
+      ]);
+
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(fs.existsSync(path.join(dataDir, 'endpoints.json'))).toBe(false);
+      const ps = await run('ps', ['-eo', 'pid,args']);
+      expect(ps.stdout.split('\n').filter((l) => l.includes(dataDir))).toEqual([]);
+      for (const url of [endpoints.kinesis, endpoints.dynamodb, endpoints.s3, endpoints.firehose]) {
+        await expect(fetch(url).then(() => 'answered', () => 'refused'), url).resolves.toBe('refused');
+      }
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('status explains that no stack is running', async () => {
+    const err = await run(process.execPath, [bin, 'stack', 'status'], { env }).catch((e) => e);
+    expect(err.code).toBe(1);
+    expect(err.stderr).toMatch(/no local stack found: .*endpoints\.json does not exist \(start it with: npm start\)/);
+  });
+});

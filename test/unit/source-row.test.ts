@@ -1,0 +1,97 @@
+import { invoiceLineInput } from '#core/invoice-line';
+import { parseCustomerId, parseSourceDate, parseSourceRow, resolveColumns } from '#core/source-row';
+import { describe, expect, it } from 'vitest';
+
+const row = (over: Partial<Record<number, string>> = {}) => {
+  const base = ['536365', '85123A', 'WHITE HANGING HEART T-LIGHT HOLDER', '6', '12/1/2010 8:26', '2.55', '17850', 'United Kingdom'];
+  return base.map((v, i) => over[i] ?? v);
+};
+
+describe('parseSourceDate', () => {
+  it.each([
+    ['12/1/2010 8:26', '2010-12-01T08:26:00'],
+    ['1/31/2011 17:05', '2011-01-31T17:05:00'],
+    ['12/9/2011 12:50:07', '2011-12-09T12:50:07'],
+    ['2010-12-01 08:26', '2010-12-01T08:26:00'],
+    ['2010-12-01 08:26:59', '2010-12-01T08:26:59'],
+    ['2010-12-01T08:26:59', '2010-12-01T08:26:59'],
+    ['2/29/2012 10:00', '2012-02-29T10:00:00'],
+  ])('%s -> %s', (text, expected) => {
+    expect(parseSourceDate(text)).toBe(expected);
+  });
+
+  it.each(['13/1/2010 8:26', '2/29/2011 10:00', '12/1/2010', '2010-12-01', '12/1/2010 24:00', '2010-12-01 08:61', 'x'])(
+    'refuses %s',
+    (text) => {
+      expect(parseSourceDate(text)).toBeNull();
+    },
+  );
+});
+
+describe('parseCustomerId', () => {
+  it('reads 17850, 17850.0 and empty', () => {
+    expect(parseCustomerId('17850')).toBe('17850');
+    expect(parseCustomerId('17850.0')).toBe('17850');
+    expect(parseCustomerId(' ')).toBeNull();
+    expect(parseCustomerId('17850.5')).toEqual({ reason: expect.stringContaining('whole number') });
+  });
+});
+
+describe('parseSourceRow', () => {
+  it('parses a real row into a line the API schema accepts', () => {
+    const line = parseSourceRow(row());
+    expect(line).toEqual({
+      invoiceNo: '536365',
+      stockCode: '85123A',
+      description: 'WHITE HANGING HEART T-LIGHT HOLDER',
+      quantity: 6,
+      invoiceDate: '2010-12-01T08:26:00',
+      unitPrice: '2.55',
+      customerId: '17850',
+      country: 'United Kingdom',
+    });
+    expect(invoiceLineInput.safeParse({ ...(line as object), lineNo: 1 }).success).toBe(true);
+  });
+
+  it('keeps the data set quirks: cancellations, empty description and customer, zero and 3-decimal prices', () => {
+    expect(parseSourceRow(row({ 0: 'C536379', 3: '-1' }))).toMatchObject({ invoiceNo: 'C536379', quantity: -1 });
+    expect(parseSourceRow(row({ 2: '', 6: '' }))).toMatchObject({ description: null, customerId: null });
+    expect(parseSourceRow(row({ 5: '0' }))).toMatchObject({ unitPrice: '0' });
+    expect(parseSourceRow(row({ 5: '0.001' }))).toMatchObject({ unitPrice: '0.001' });
+    expect(parseSourceRow(row({ 5: '-11062.06', 0: 'A563185' }))).toMatchObject({ unitPrice: '-11062.06' });
+    expect(parseSourceRow(row({ 5: '.5' }))).toMatchObject({ unitPrice: '0.5' });
+    expect(parseSourceRow(row({ 6: '17850.0' }))).toMatchObject({ customerId: '17850' });
+  });
+
+  it.each([
+    [{ 0: '5365X65' }, /InvoiceNo/],
+    [{ 0: 'CC536365' }, /InvoiceNo/],
+    [{ 0: '' }, /InvoiceNo is empty/],
+    [{ 1: ' ' }, /StockCode is empty/],
+    [{ 3: 'six' }, /Quantity "six"/],
+    [{ 3: '1.5' }, /Quantity/],
+    [{ 3: '99999999' }, /out of range/],
+    [{ 4: '13/1/2010 8:26' }, /InvoiceDate/],
+    [{ 5: '2.5555' }, /UnitPrice/],
+    [{ 5: 'abc' }, /UnitPrice/],
+    [{ 6: 'ABC' }, /CustomerID/],
+    [{ 7: '' }, /Country is empty/],
+    [{ 2: 'bad\u0001text' }, /control characters/],
+  ])('malformed %o -> reason', (over, reason) => {
+    const result = parseSourceRow(row(over));
+    expect(typeof result).toBe('string');
+    expect(result).toMatch(reason);
+  });
+
+  it('a short record names the field count', () => {
+    expect(parseSourceRow(['536365', '85123A', 'X', '6', '12/1/2010 8:26'])).toMatch(/expected 8 fields, got 5/);
+  });
+
+  it('follows the header order when columns are mapped', () => {
+    const cols = resolveColumns(['country', 'InvoiceNo', 'StockCode', 'Description', 'Quantity', 'InvoiceDate', 'UnitPrice', 'CustomerID']);
+    expect(typeof cols).toBe('object');
+    const line = parseSourceRow(['EIRE', '536365', '85123A', 'D', '6', '12/1/2010 8:26', '2.55', ''], cols as never);
+    expect(line).toMatchObject({ country: 'EIRE', invoiceNo: '536365', customerId: null });
+    expect(resolveColumns(['InvoiceNo', 'StockCode'])).toMatch(/lacks column\(s\) Description/);
+  });
+});
