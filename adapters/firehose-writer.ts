@@ -37,7 +37,10 @@ export class FirehoseArchiveWriter implements ArchiveWriter {
     let current: number[] = [];
     let bytes = 0;
     records.forEach((r, i) => {
-      if (current.length === MAX_RECORDS_PER_CALL || (current.length > 0 && bytes + r.byteLength > MAX_BYTES_PER_CALL)) {
+      if (
+        current.length === MAX_RECORDS_PER_CALL ||
+        (current.length > 0 && bytes + r.byteLength > MAX_BYTES_PER_CALL)
+      ) {
         chunks.push(current);
         current = [];
         bytes = 0;
@@ -46,7 +49,9 @@ export class FirehoseArchiveWriter implements ArchiveWriter {
       bytes += r.byteLength;
     });
     if (current.length > 0) chunks.push(current);
-    const outcomes = await mapLimit(chunks, this.options.concurrency ?? 4, (chunk) => this.putChunk(records, chunk));
+    const outcomes = await mapLimit(chunks, this.options.concurrency ?? 4, (chunk) =>
+      this.putChunk(records, chunk),
+    );
     const failed = outcomes.flatMap((o) => o.failed);
     const reason = outcomes.find((o) => o.reason)?.reason;
     return reason ? { failed, reason } : { failed };

@@ -96,8 +96,13 @@ export interface ProductLines {
 
 /** What the API reads. */
 export interface InvoiceReader {
-  getInvoice(invoiceNo: string): Promise<{ header: InvoiceHeader | undefined; lines: StoredLine[] } | undefined>;
-  listCustomerInvoices(customerId: string, page: { limit: number; cursor?: string }): Promise<Page<InvoiceHeader>>;
+  getInvoice(
+    invoiceNo: string,
+  ): Promise<{ header: InvoiceHeader | undefined; lines: StoredLine[] } | undefined>;
+  listCustomerInvoices(
+    customerId: string,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<InvoiceHeader>>;
   getProductLines(stockCode: string, opts: { limit: number }): Promise<ProductLines | undefined>;
   getCountryStats(): Promise<CountryAggregate[]>;
   ping(): Promise<void>;
@@ -121,7 +126,9 @@ export interface AggregateUpdate {
   entries: { seq: string; delta: Delta }[];
 }
 
-export type AggregateOutcome = { status: 'applied' | 'already-applied' } | { status: 'failed'; reason: string };
+export type AggregateOutcome =
+  | { status: 'applied' | 'already-applied' }
+  | { status: 'failed'; reason: string };
 
 export interface PutLinesOutcome {
   /** Per input line: the streamVisibleAt stored with it, or undefined when it still failed after retries. */
@@ -232,7 +239,8 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       if (attempt > 0) await pause(attempt, this.policy);
       // Stamped as the request leaves: the item carries its own visibility time in one write.
       const stamp = this.clock().toISOString();
-      for (const i of pending) if (stamped[i]) (items[i] as Record<string, AttributeValue>).streamVisibleAt = { S: stamp };
+      for (const i of pending)
+        if (stamped[i]) (items[i] as Record<string, AttributeValue>).streamVisibleAt = { S: stamp };
       let unprocessed: WriteRequest[];
       try {
         const out = await this.client.send(
@@ -292,7 +300,11 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       addNames['#ic'] = 'invoiceCount';
       addValues[':ic'] = { N: String(delta.invoices) };
       const condValues: Record<string, AttributeValue> =
-        prev === undefined ? (condition.includes(':min') ? { ':min': { S: minSeq } } : {}) : { ':prev': { S: prev } };
+        prev === undefined
+          ? condition.includes(':min')
+            ? { ':min': { S: minSeq } }
+            : {}
+          : { ':prev': { S: prev } };
       try {
         await this.client.send(
           new UpdateItemCommand({
@@ -392,7 +404,8 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
 
   async listCustomerInvoices(customerId: string, page: { limit: number; cursor?: string }) {
     const gsi1pk = keys.customerInvoice(customerId, '', '').gsi1pk;
-    const start = page.cursor === undefined ? undefined : decodeCursor(page.cursor, TABLE_KEYS.gsi1.pk, gsi1pk);
+    const start =
+      page.cursor === undefined ? undefined : decodeCursor(page.cursor, TABLE_KEYS.gsi1.pk, gsi1pk);
     const out = await this.client.send(
       new QueryCommand({
         TableName: this.table,
@@ -419,7 +432,11 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       ScanIndexForward: false,
     };
     const recent = await this.client.send(
-      new QueryCommand({ ...base, ExpressionAttributeNames: { '#pk': TABLE_KEYS.gsi2.pk }, Limit: opts.limit }),
+      new QueryCommand({
+        ...base,
+        ExpressionAttributeNames: { '#pk': TABLE_KEYS.gsi2.pk },
+        Limit: opts.limit,
+      }),
     );
     if (!recent.Items || recent.Items.length === 0) return undefined;
     const cap = this.options.maxTotalsLines ?? 20_000;
@@ -550,7 +567,10 @@ function toLine(raw: Record<string, AttributeValue>): StoredLine {
 
 function toHeader(raw: Record<string, AttributeValue>): InvoiceHeader {
   const h = strip(raw) as Record<string, unknown>;
-  return { ...(h as unknown as InvoiceHeader), customerId: (h.customerId as string | null | undefined) ?? null };
+  return {
+    ...(h as unknown as InvoiceHeader),
+    customerId: (h.customerId as string | null | undefined) ?? null,
+  };
 }
 
 export function encodeCursor(key: Record<string, AttributeValue>): string {
@@ -558,7 +578,11 @@ export function encodeCursor(key: Record<string, AttributeValue>): string {
 }
 
 /** Cursors are opaque to clients; a forged or foreign one is a 400, never a scan elsewhere. */
-export function decodeCursor(cursor: string, partitionAttr: string, expected: string): Record<string, AttributeValue> {
+export function decodeCursor(
+  cursor: string,
+  partitionAttr: string,
+  expected: string,
+): Record<string, AttributeValue> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));

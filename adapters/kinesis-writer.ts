@@ -71,7 +71,9 @@ export class KinesisLineWriter implements LineWriter {
         if (!out.FailedRecordCount) return attempt + 1;
       } catch (err) {
         if (!isRetryable(err)) {
-          throw new KinesisWriteError(`PutRecords failed: ${errorMessage(err)}`, pending.length, { cause: err });
+          throw new KinesisWriteError(`PutRecords failed: ${errorMessage(err)}`, pending.length, {
+            cause: err,
+          });
         }
         lastReason = errorMessage(err);
         continue;
@@ -98,7 +100,10 @@ function chunkEntries(entries: PutRecordsRequestEntry[]): PutRecordsRequestEntry
   let bytes = 0;
   for (const e of entries) {
     const size = (e.Data?.byteLength ?? 0) + Buffer.byteLength(e.PartitionKey ?? '');
-    if (current.length === MAX_RECORDS_PER_CALL || (current.length > 0 && bytes + size > MAX_BYTES_PER_CALL)) {
+    if (
+      current.length === MAX_RECORDS_PER_CALL ||
+      (current.length > 0 && bytes + size > MAX_BYTES_PER_CALL)
+    ) {
       chunks.push(current);
       current = [];
       bytes = 0;

@@ -60,6 +60,7 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
         await client.query('BEGIN');
         const rowCounts: number[] = [];
         for (const step of steps) {
+          const t0 = performance.now();
           if (isCopyStep(step)) {
             if (!step.stream) throw new WarehouseError(`COPY into ${step.table} needs a stream on PostgreSQL`);
             const sql = postgresCopySql(step);
@@ -70,6 +71,7 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
               throw wrap(err, sql);
             }
             rowCounts.push(Number(sink.rowCount ?? 0));
+            options.logger?.debug({ ms: Math.round(performance.now() - t0), sql }, 'warehouse step');
             continue;
           }
           let count: number;
@@ -79,6 +81,7 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
             throw wrap(err, step.sql);
           }
           rowCounts.push(count);
+          options.logger?.debug({ ms: Math.round(performance.now() - t0), sql: step.sql.slice(0, 80) }, 'warehouse step');
           if (step.requireRows && count === 0) {
             await client.query('ROLLBACK');
             return { committed: false, rowCounts };

@@ -31,7 +31,8 @@ export const DEFAULT_LIMITS: ApiLimits = { maxLines: 5000, maxBytes: 5 * 1024 * 
 
 const INVOICE_NO = /^[A-Z]?\d{1,10}$/;
 const CUSTOMER_ID = /^\d{1,12}$/;
-const STOCK_CODE = /^[^\u0000-\u001f\u007f]{1,32}$/;
+// Printable characters only (control characters have no place in a stock code).
+const STOCK_CODE = /^[\p{L}\p{N}\p{P}\p{S} ]{1,32}$/u;
 
 /** The HTTP API: the same app object runs on a local port and behind API Gateway (api/functions). */
 export function createApp(deps: ApiDeps): Express {
@@ -57,7 +58,10 @@ export function createApp(deps: ApiDeps): Express {
   const router = express.Router();
   if (deps.apiKey) router.use(requireApiKey(deps.apiKey));
 
-  const readBody = express.text({ type: ['application/json', 'application/x-ndjson'], limit: limits.maxBytes });
+  const readBody = express.text({
+    type: ['application/json', 'application/x-ndjson'],
+    limit: limits.maxBytes,
+  });
   router.post('/invoices', requireContentType, readBody, async (req, res) => {
     const format: BodyFormat = req.is('application/x-ndjson') ? 'ndjson' : 'json';
     const lines = acceptLines(parseBody(String(req.body ?? ''), format), limits.maxLines, clock());
@@ -71,7 +75,8 @@ export function createApp(deps: ApiDeps): Express {
 
   router.get('/invoices/:invoiceNo', async (req, res) => {
     const invoiceNo = req.params.invoiceNo;
-    if (!INVOICE_NO.test(invoiceNo)) throw badRequest('invoiceNo must be digits, optionally prefixed by C or A');
+    if (!INVOICE_NO.test(invoiceNo))
+      throw badRequest('invoiceNo must be digits, optionally prefixed by C or A');
     const found = await deps.store.getInvoice(invoiceNo);
     if (!found) throw notFound(`invoice ${invoiceNo} not found`);
     res.json(invoiceView(found.header, found.lines));
@@ -133,7 +138,9 @@ function requireApiKey(apiKey: string): RequestHandler {
   return (req, _res, next) => {
     const given = req.get('x-api-key');
     // Hash both sides so the comparison is constant-time whatever the lengths.
-    const ok = given !== undefined && crypto.timingSafeEqual(crypto.createHash('sha256').update(given).digest(), expected);
+    const ok =
+      given !== undefined &&
+      crypto.timingSafeEqual(crypto.createHash('sha256').update(given).digest(), expected);
     next(ok ? undefined : new HttpError(401, 'unauthorized', 'missing or wrong x-api-key'));
   };
 }
@@ -141,12 +148,14 @@ function requireApiKey(apiKey: string): RequestHandler {
 function intParam(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isInteger(n) || n < min || n > max) throw badRequest(`${name} must be a whole number from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw badRequest(`${name} must be a whole number from ${min} to ${max}`);
   return n;
 }
 
 function stringParam(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 2048) throw badRequest(`${name} is not valid`);
+  if (typeof value !== 'string' || value.length === 0 || value.length > 2048)
+    throw badRequest(`${name} is not valid`);
   return value;
 }

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler } from 'express';
-import { KinesisWriteError } from '#adapters/kinesis-writer';
 import { InvalidCursorError } from '#adapters/invoice-store';
+import { KinesisWriteError } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 
 /** An error whose message is meant for the caller (4xx, or a 503 the caller can act on). */
@@ -63,7 +63,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (http.status >= 500) {
       logger.error({ err, method: req.method, path: req.path, status: http.status }, 'request failed');
     } else {
-      logger.debug({ method: req.method, path: req.path, status: http.status, message: http.message }, 'request refused');
+      logger.debug(
+        { method: req.method, path: req.path, status: http.status, message: http.message },
+        'request refused',
+      );
     }
     if (res.headersSent) return;
     if (http.status === 503) res.set('Retry-After', '1');

@@ -65,7 +65,9 @@ export function acceptLines(
     }
     const parsed = invoiceLineInput.safeParse(value);
     if (!parsed.success) {
-      const reason = parsed.error.issues.map((i) => `${i.path.join('.') || '(line)'}: ${i.message}`).join('; ');
+      const reason = parsed.error.issues
+        .map((i) => `${i.path.join('.') || '(line)'}: ${i.message}`)
+        .join('; ');
       invalid.push({ index, reason });
       return;
     }

@@ -4,7 +4,11 @@ const error = {
   required: ['error', 'message'],
   properties: { error: { type: 'string' }, message: { type: 'string' } },
 } as const;
-const money = { type: 'string', pattern: '^-?\\d+\\.\\d{3}$', description: 'exact decimal, 3 places' } as const;
+const money = {
+  type: 'string',
+  pattern: '^-?\\d+\\.\\d{3}$',
+  description: 'exact decimal, 3 places',
+} as const;
 const totals = {
   type: 'object',
   properties: { lines: { type: 'integer' }, quantity: { type: 'integer' }, amount: money },
@@ -13,7 +17,10 @@ const errorResponse = (description: string) => ({
   description,
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
-const json = (schema: unknown, description = 'OK') => ({ description, content: { 'application/json': { schema } } });
+const json = (schema: unknown, description = 'OK') => ({
+  description,
+  content: { 'application/json': { schema } },
+});
 const limit = {
   name: 'limit',
   in: 'query',
@@ -93,7 +100,9 @@ export const openApiDocument = {
             'application/json': {
               schema: { type: 'array', items: { $ref: '#/components/schemas/InvoiceLineInput' } },
             },
-            'application/x-ndjson': { schema: { type: 'string', description: 'one InvoiceLineInput per line' } },
+            'application/x-ndjson': {
+              schema: { type: 'string', description: 'one InvoiceLineInput per line' },
+            },
           },
         },
         responses: {
@@ -163,7 +172,13 @@ export const openApiDocument = {
         parameters: [
           { name: 'customerId', in: 'path', required: true, schema: { type: 'string' } },
           limit,
-          { name: 'cursor', in: 'query', required: false, schema: { type: 'string' }, description: 'nextCursor' },
+          {
+            name: 'cursor',
+            in: 'query',
+            required: false,
+            schema: { type: 'string' },
+            description: 'nextCursor',
+          },
         ],
         responses: {
           '200': json({

@@ -154,15 +154,18 @@ const LF = 0x0a;
 const CR = 0x0d;
 
 /**
- * Passes well-formed CSV records through untouched and replaces a record COPY would refuse (wrong
- * field count, blank line) by a marker row with the right field count, so one bad row cannot fail
- * the file and row numbers keep matching records. SQL reports the marker rows with their reason.
+ * Prefixes every CSV record with its 1-based record number (the staging table's `row_no`, so file
+ * order survives into SQL without a sequence, which would double COPY's cost) and replaces a record
+ * COPY would refuse (wrong field count, blank line) by a marker row with the right field count, so
+ * one bad row cannot fail the file. SQL reports the marker rows with their reason.
  */
 export class RecordGuard extends Transform {
   private carry: Buffer | null = null;
   private scanned = 0;
   private inQuote = false;
   private fields = 1;
+  private readonly ends: number[] = [];
+  private readonly bad: Array<string | undefined> = [];
   malformed = 0;
   records = 0;
 
@@ -170,58 +173,75 @@ export class RecordGuard extends Transform {
     super();
   }
 
-  private marker(text: string): Buffer {
-    return Buffer.from(`"${text}"${','.repeat(this.expected - 1)}\n`, 'latin1');
+  private classify(buf: Buffer, start: number, end: number, fields: number): string | undefined {
+    const blank = end === start || (end === start + 1 && buf[start] === CR);
+    if (blank) return BLANK_MARKER;
+    if (fields !== this.expected) {
+      this.malformed++;
+      return `${MARKER}malformed:${fields}`;
+    }
+    return undefined;
   }
 
-  private endRecord(buf: Buffer, start: number, end: number, out: Buffer[], segStart: number): number {
-    // [start, end) is the record without its LF.
-    this.records++;
-    const blank = end === start || (end === start + 1 && buf[start] === CR);
-    const fields = this.fields;
-    this.fields = 1;
-    if (!blank && fields === this.expected) return segStart;
-    if (start > segStart) out.push(buf.subarray(segStart, start));
-    if (blank) out.push(this.marker(BLANK_MARKER));
-    else {
-      this.malformed++;
-      out.push(this.marker(`${MARKER}malformed:${fields}`));
+  private emit(buf: Buffer, upTo: number): void {
+    // Records [start, ends[i]] (LF included) -> "<n>," + record, or "<n>,<marker row>\n".
+    let size = 0;
+    let start = 0;
+    for (let i = 0; i < this.ends.length; i++) {
+      const end = this.ends[i] as number;
+      const marker = this.bad[i];
+      size += 12 + (marker === undefined ? end + 1 - start : marker.length + this.expected + 3);
+      start = end + 1;
     }
-    return end + 1;
+    const out = Buffer.allocUnsafe(size);
+    let o = 0;
+    start = 0;
+    for (let i = 0; i < this.ends.length; i++) {
+      const end = this.ends[i] as number;
+      const marker = this.bad[i];
+      o += out.write(String(++this.records), o, 'latin1');
+      out[o++] = COMMA;
+      if (marker === undefined) o += buf.copy(out, o, start, end + 1);
+      else o += out.write(`"${marker}"${','.repeat(this.expected - 1)}\n`, o, 'latin1');
+      start = end + 1;
+    }
+    this.ends.length = 0;
+    this.bad.length = 0;
+    if (o > 0) this.push(out.subarray(0, o));
+    this.carry = upTo < buf.length ? buf.subarray(upTo) : null;
+    this.scanned = this.carry ? this.carry.length : 0;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     const buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
-    const out: Buffer[] = [];
     let recStart = 0;
-    let segStart = 0;
     let inQuote = this.inQuote;
+    let fields = this.fields;
     for (let i = this.scanned; i < buf.length; i++) {
       const b = buf[i];
       if (inQuote) {
         if (b === QUOTE) inQuote = false;
       } else if (b === QUOTE) inQuote = true;
-      else if (b === COMMA) this.fields++;
+      else if (b === COMMA) fields++;
       else if (b === LF) {
-        segStart = this.endRecord(buf, recStart, i, out, segStart);
+        this.ends.push(i);
+        this.bad.push(this.classify(buf, recStart, i, fields));
+        fields = 1;
         recStart = i + 1;
       }
     }
     this.inQuote = inQuote;
-    if (recStart > segStart) out.push(buf.subarray(segStart, recStart));
-    this.carry = recStart < buf.length ? buf.subarray(recStart) : null;
-    this.scanned = this.carry ? this.carry.length : 0;
-    for (const part of out) this.push(part);
+    this.fields = fields;
+    this.emit(buf, recStart);
     cb();
   }
 
   override _flush(cb: TransformCallback): void {
     if (this.carry && this.carry.length > 0) {
       const buf = Buffer.concat([this.carry, Buffer.from('\n')]);
-      const out: Buffer[] = [];
-      const segStart = this.endRecord(buf, 0, buf.length - 1, out, 0);
-      if (segStart < buf.length) out.push(buf.subarray(segStart));
-      for (const part of out) this.push(part);
+      this.ends.push(buf.length - 1);
+      this.bad.push(this.classify(buf, 0, buf.length - 1, this.fields));
+      this.emit(buf, buf.length);
     }
     cb();
   }

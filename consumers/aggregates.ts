@@ -1,5 +1,5 @@
-import type { EnrichedLine } from '#core/enrich';
 import type { AggregateUpdate, Delta } from '#adapters/invoice-store';
+import type { EnrichedLine } from '#core/enrich';
 
 /** A line's contribution to the real-time aggregates. */
 export function lineDelta(line: EnrichedLine): Delta {

@@ -65,7 +65,8 @@ async function processShardBatch(
 ): Promise<{ itemIdentifier: string }[]> {
   const { logger } = deps;
   const seqs = records.map((r) => padSequence(r.kinesis.sequenceNumber));
-  const failAllFrom = (k: number) => records.slice(k).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber }));
+  const failAllFrom = (k: number) =>
+    records.slice(k).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber }));
 
   let done = progressCache.get(shardId);
   if (done === undefined) {
@@ -111,9 +112,14 @@ async function processShardBatch(
     letters.length === 0
       ? Promise.resolve()
       : deps.dlq.send(letters.map((l) => l.letter)).then(
-          () => logger.warn({ shardId, records: letters.length, reason: letters[0]?.letter.reason }, 'poison records to dlq'),
+          () =>
+            logger.warn(
+              { shardId, records: letters.length, reason: letters[0]?.letter.reason },
+              'poison records to dlq',
+            ),
           (err) => {
-            const failedSeqs = err instanceof DeadLetterWriteError ? new Set(err.failedSequenceNumbers) : undefined;
+            const failedSeqs =
+              err instanceof DeadLetterWriteError ? new Set(err.failedSequenceNumbers) : undefined;
             for (const l of letters) if (!failedSeqs || failedSeqs.has(l.letter.sequenceNumber)) fail(l.i);
             logger.error({ shardId, err: errorMessage(err) }, 'dlq write failed');
           },
@@ -171,8 +177,10 @@ async function processShardBatch(
       deps.sink.applyAggregate(u).catch((err) => ({ status: 'failed' as const, reason: errorMessage(err) })),
     ),
   ]);
-  for (const k of archive.failed) fail(seqIndex.get(padSequence((stored[k] as StoredLine).sequenceNumber)) as number);
-  if (archive.failed.length > 0) logger.warn({ shardId, failed: archive.failed.length, reason: archive.reason }, 'archive failed');
+  for (const k of archive.failed)
+    fail(seqIndex.get(padSequence((stored[k] as StoredLine).sequenceNumber)) as number);
+  if (archive.failed.length > 0)
+    logger.warn({ shardId, failed: archive.failed.length, reason: archive.reason }, 'archive failed');
   aggregates.forEach((outcome, k) => {
     if (outcome.status !== 'failed') return;
     const u = updates[k];
@@ -183,18 +191,26 @@ async function processShardBatch(
   if (firstFailed > 0) {
     const upTo = seqs[firstFailed - 1] as string;
     if (upTo > mark) {
-      try {
-        await deps.sink.setShardProgress(shardId, upTo);
-        progressCache.set(shardId, upTo);
-      } catch (err) {
-        // Progress only lets a redelivery skip work; without it the redelivery is still idempotent.
+      progressCache.set(shardId, upTo);
+      // Not awaited: the mark only lets a redelivery after a restart skip work (without it the
+      // redelivery is still idempotent), so it must not add a round trip to every batch.
+      deps.sink.setShardProgress(shardId, upTo).catch((err: unknown) => {
         logger.warn({ shardId, err: errorMessage(err) }, 'shard progress not saved');
-      }
+      });
     }
   }
-  deps.onVisible?.(stored.filter((l) => (seqIndex.get(padSequence(l.sequenceNumber)) as number) < firstFailed));
+  deps.onVisible?.(
+    stored.filter((l) => (seqIndex.get(padSequence(l.sequenceNumber)) as number) < firstFailed),
+  );
   if (firstFailed < records.length) {
-    logger.warn({ shardId, failedFrom: records[firstFailed]?.kinesis.sequenceNumber, count: records.length - firstFailed }, 'partial batch failure');
+    logger.warn(
+      {
+        shardId,
+        failedFrom: records[firstFailed]?.kinesis.sequenceNumber,
+        count: records.length - firstFailed,
+      },
+      'partial batch failure',
+    );
   }
   return failAllFrom(firstFailed);
 }

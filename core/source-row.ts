@@ -49,7 +49,9 @@ export function resolveColumns(header: readonly string[]): ColumnMap | string {
 }
 
 /** The header order of the real file: the default when a caller knows the layout. */
-export const DEFAULT_COLUMNS: ColumnMap = Object.fromEntries(SOURCE_COLUMNS.map((c, i) => [c, i])) as ColumnMap;
+export const DEFAULT_COLUMNS: ColumnMap = Object.fromEntries(
+  SOURCE_COLUMNS.map((c, i) => [c, i]),
+) as ColumnMap;
 
 const US_DATE = /^(\d{1,2})\/(\d{1,2})\/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?$/;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$/;
@@ -73,9 +75,6 @@ function parseDate(text: string): string | null {
   let y: number;
   let mo: number;
   let d: number;
-  let h: number;
-  let mi: number;
-  let sec: number;
   let m = US_DATE.exec(s);
   if (m) {
     mo = Number(m[1]);
@@ -88,9 +87,9 @@ function parseDate(text: string): string | null {
     mo = Number(m[2]);
     d = Number(m[3]);
   }
-  h = Number(m[4]);
-  mi = Number(m[5]);
-  sec = m[6] === undefined ? 0 : Number(m[6]);
+  const h = Number(m[4]);
+  const mi = Number(m[5]);
+  const sec = m[6] === undefined ? 0 : Number(m[6]);
   if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59) return null;
   const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
   if (d > (mo === 2 && !leap ? 28 : (DAYS_IN_MONTH[mo - 1] ?? 0))) return null;
@@ -109,6 +108,7 @@ export function parseCustomerId(text: string): string | null | { reason: string 
 const INVOICE_NO = /^[A-Z]?\d{1,10}$/;
 const INTEGER = /^[-+]?\d{1,8}$/;
 // Same set the API refuses: control characters break CSV/COPY downstream.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 
 function normalisePrice(text: string): string | null {
@@ -125,16 +125,22 @@ function normalisePrice(text: string): string | null {
  * Parses one record (already split into fields) into a {@link SourceRow}, or returns why it is malformed.
  * Cancellations, zero prices, missing customers and non-product codes are valid data, not errors.
  */
-export function parseSourceRow(fields: readonly string[], columns: ColumnMap = DEFAULT_COLUMNS): SourceRow | string {
+export function parseSourceRow(
+  fields: readonly string[],
+  columns: ColumnMap = DEFAULT_COLUMNS,
+): SourceRow | string {
   const get = (c: SourceColumn): string | undefined => fields[columns[c]];
-  const needed = columns === DEFAULT_COLUMNS ? SOURCE_COLUMNS.length : Math.max(...Object.values(columns)) + 1;
+  const needed =
+    columns === DEFAULT_COLUMNS ? SOURCE_COLUMNS.length : Math.max(...Object.values(columns)) + 1;
   if (fields.length < needed) return `expected ${needed} fields, got ${fields.length}`;
   const invoiceNo = get('InvoiceNo')?.trim();
   if (!invoiceNo) return 'InvoiceNo is empty';
-  if (!INVOICE_NO.test(invoiceNo)) return `InvoiceNo ${JSON.stringify(invoiceNo)} is not digits with an optional capital letter prefix`;
+  if (!INVOICE_NO.test(invoiceNo))
+    return `InvoiceNo ${JSON.stringify(invoiceNo)} is not digits with an optional capital letter prefix`;
   const stockCode = get('StockCode')?.trim();
   if (!stockCode) return 'StockCode is empty';
-  if (stockCode.length > 32 || CONTROL.test(stockCode)) return `StockCode ${JSON.stringify(stockCode)} is invalid`;
+  if (stockCode.length > 32 || CONTROL.test(stockCode))
+    return `StockCode ${JSON.stringify(stockCode)} is invalid`;
   const rawDescription = get('Description');
   const trimmed = (rawDescription ?? '').trim();
   const description = trimmed === '' ? null : trimmed;
@@ -147,10 +153,12 @@ export function parseSourceRow(fields: readonly string[], columns: ColumnMap = D
   if (Math.abs(quantity) > 10_000_000) return `Quantity ${quantityText} is out of range (|q| <= 10,000,000)`;
   const dateText = get('InvoiceDate') ?? '';
   const invoiceDate = parseSourceDate(dateText);
-  if (invoiceDate === null) return `InvoiceDate ${JSON.stringify(dateText)} is not M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]`;
+  if (invoiceDate === null)
+    return `InvoiceDate ${JSON.stringify(dateText)} is not M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]`;
   const priceText = get('UnitPrice') ?? '';
   const unitPrice = normalisePrice(priceText);
-  if (unitPrice === null) return `UnitPrice ${JSON.stringify(priceText)} is not a decimal with at most 3 decimal places`;
+  if (unitPrice === null)
+    return `UnitPrice ${JSON.stringify(priceText)} is not a decimal with at most 3 decimal places`;
   const customerId = parseCustomerId(get('CustomerID') ?? '');
   if (customerId !== null && typeof customerId === 'object') return customerId.reason;
   const country = get('Country')?.trim();

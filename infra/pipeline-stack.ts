@@ -6,8 +6,8 @@ import { Archive } from './constructs/archive.ts';
 import { Catalog } from './constructs/catalog.ts';
 import { Consumers } from './constructs/consumers.ts';
 import { DataKey } from './constructs/data-key.ts';
-import { InvoiceStream } from './constructs/stream.ts';
 import { ServingStore } from './constructs/store.ts';
+import { InvoiceStream } from './constructs/stream.ts';
 import { Warehouse } from './constructs/warehouse.ts';
 import { acknowledge } from './nag.ts';
 
@@ -32,8 +32,13 @@ export class PipelineStack extends Stack {
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
     const number = (name: string, description: string, def: number, min: number, max: number) =>
-      new CfnParameter(this, name, { type: 'Number', description, default: def, minValue: min, maxValue: max })
-        .valueAsNumber;
+      new CfnParameter(this, name, {
+        type: 'Number',
+        description,
+        default: def,
+        minValue: min,
+        maxValue: max,
+      }).valueAsNumber;
 
     const alertEmail = new CfnParameter(this, 'AlertEmail', {
       type: 'String',
@@ -51,9 +56,21 @@ export class PipelineStack extends Stack {
     );
     const rateLimit = number('ApiRateLimit', 'Steady requests per second per API key', 50, 1, 10000);
     const burstLimit = number('ApiBurstLimit', 'Burst requests per API key', 100, 1, 5000);
-    const bufferSeconds = number('FirehoseBufferSeconds', 'Firehose flushes after this many seconds', 300, 0, 900);
+    const bufferSeconds = number(
+      'FirehoseBufferSeconds',
+      'Firehose flushes after this many seconds',
+      300,
+      0,
+      900,
+    );
     const bufferMiB = number('FirehoseBufferMiB', 'Firehose flushes after this many MiB', 64, 1, 128);
-    const baseRpu = number('WarehouseBaseRpu', 'Redshift Serverless base capacity (RPU, multiple of 8)', 8, 8, 512);
+    const baseRpu = number(
+      'WarehouseBaseRpu',
+      'Redshift Serverless base capacity (RPU, multiple of 8)',
+      8,
+      8,
+      512,
+    );
 
     const warehouseName = props.warehouseName ?? 'retail-pipeline';
     // adapters/config.ts requires the warehouse coordinates in aws mode, so every function carries them.
@@ -107,7 +124,9 @@ export class PipelineStack extends Stack {
       if (child.node.id.startsWith('BucketNotificationsHandler')) {
         acknowledge(
           child,
-          ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]'],
+          [
+            'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+          ],
           'CDK-internal custom resource that enables EventBridge notifications on the bucket; it only writes its own logs.',
         );
       }

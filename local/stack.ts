@@ -10,7 +10,8 @@ import { type Clients, createClients } from '#adapters/clients';
 import type { Config } from '#adapters/config';
 import { tableDefinition } from '#adapters/dynamo-table';
 import type { Logger } from '#adapters/logger';
-import { type RunningEmulator, type RunningS3, startDynamo, startKinesis, startS3 } from './emulators.ts';
+import { type EmulatorUrls, startEmulatorProcess } from './emulator-process.ts';
+import { startDynamo, startKinesis, startS3 } from './emulators.ts';
 import { type Endpoints, endpointsPath, writeEndpoints } from './endpoints.ts';
 import { type LocalFirehose, startLocalFirehose } from './firehose.ts';
 import { checkHealth, type ServiceHealth } from './health.ts';
@@ -21,6 +22,43 @@ export interface StackOptions {
   logger: Logger;
   /** Wipe the data directory first. */
   fresh?: boolean;
+  /**
+   * Where kinesalite, dynalite and s3rver run: in a child process (default: the API, consumers and
+   * loader keep this process's core to themselves) or in this process.
+   */
+  emulators?: 'child' | 'in-process';
+}
+
+interface Emulators {
+  urls: EmulatorUrls;
+  onObjectCreated(listener: (bucket: string, key: string) => void): void;
+  stop(): Promise<void>;
+}
+
+async function startEmulators(config: Config, where: 'child' | 'in-process'): Promise<Emulators> {
+  const { host, dataDir } = config;
+  const directories = {
+    kinesis: path.join(dataDir, 'kinesis'),
+    dynamodb: path.join(dataDir, 'dynamodb'),
+    s3: path.join(dataDir, 's3'),
+  };
+  const ports = { kinesis: config.ports.kinesis, dynamodb: config.ports.dynamodb, s3: config.ports.s3 };
+  if (where === 'child') {
+    const child = await startEmulatorProcess({ host, ports, directories, buckets: [config.names.bucket] });
+    return { urls: child.urls, onObjectCreated: child.onObjectCreated, stop: () => child.stop() };
+  }
+  const [kinesis, dynamodb, s3] = await Promise.all([
+    startKinesis({ host, port: ports.kinesis, directory: directories.kinesis }),
+    startDynamo({ host, port: ports.dynamodb, directory: directories.dynamodb }),
+    startS3({ host, port: ports.s3, directory: directories.s3, buckets: [config.names.bucket] }),
+  ]);
+  return {
+    urls: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url },
+    onObjectCreated: s3.onObjectCreated,
+    async stop() {
+      await Promise.all([kinesis.stop(), dynamodb.stop(), s3.stop()]);
+    },
+  };
 }
 
 export interface LocalStack {
@@ -148,18 +186,14 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
     pgPromise.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
     // PostgreSQL starts in parallel with the others and stops last (stopAll runs in reverse order).
     running.push({ name: 'postgres', stop: async () => (await pgPromise).stop() });
-    const [kinesis, dynamodb, s3] = await Promise.all([
-      startKinesis({ host, port: config.ports.kinesis, directory: path.join(dataDir, 'kinesis') }),
-      startDynamo({ host, port: config.ports.dynamodb, directory: path.join(dataDir, 'dynamodb') }),
-      startS3({ host, port: config.ports.s3, directory: path.join(dataDir, 's3'), buckets: [config.names.bucket] }),
-    ]);
-    running.push({ name: 'kinesis', stop: kinesis.stop }, { name: 'dynamodb', stop: dynamodb.stop });
-    running.push({ name: 's3', stop: s3.stop });
-    const s3Emulator: RunningS3 = s3;
+    const emulators = await startEmulators(config, opts.emulators ?? 'child');
+    running.push({ name: 'emulators', stop: emulators.stop });
+    const { kinesis, dynamodb, s3 } = emulators.urls;
+
 
     clients = createClients({
       region: config.region,
-      endpoints: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url },
+      endpoints: { kinesis, dynamodb, s3 },
       local: true,
     });
     await Promise.all([
@@ -189,13 +223,13 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
     clients.destroy();
     clients = createClients({
       region: config.region,
-      endpoints: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url, firehose: firehose.url },
+      endpoints: { kinesis, dynamodb, s3, firehose: firehose.url },
       local: true,
     });
     const endpoints: Endpoints = {
-      kinesis: kinesis.url,
-      dynamodb: dynamodb.url,
-      s3: s3.url,
+      kinesis,
+      dynamodb,
+      s3,
       firehose: firehose.url,
       postgres: postgres.connectionString,
       region: config.region,
@@ -211,7 +245,7 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
     );
 
     const objectListeners: Array<(key: string) => void> = [];
-    s3Emulator.onObjectCreated((bucket, key) => {
+    emulators.onObjectCreated((bucket, key) => {
       if (bucket !== config.names.bucket) return;
       for (const listener of objectListeners) listener(key);
     });
@@ -259,4 +293,3 @@ async function waitHealthy(endpoints: Endpoints, timeoutMs = 15_000): Promise<Se
   }
 }
 
-export type { RunningEmulator };

@@ -94,7 +94,16 @@ export function createPoster(opts: PosterOptions): Poster {
   if (opts.apiKey) headers['x-api-key'] = opts.apiKey;
 
   const started = Date.now();
-  const s: PosterStats = { sent: 0, accepted: 0, rejected: 0, failed: 0, retried: 0, requests: 0, bytes: 0, inFlight: 0 };
+  const s: PosterStats = {
+    sent: 0,
+    accepted: 0,
+    rejected: 0,
+    failed: 0,
+    retried: 0,
+    requests: 0,
+    bytes: 0,
+    inFlight: 0,
+  };
   let fatal: string | undefined;
   let batch: InvoiceLineInput[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -120,7 +129,8 @@ export function createPoster(opts: PosterOptions): Poster {
     try {
       res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
     } catch (cause) {
-      const reason = (cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : String(cause);
+      const reason =
+        (cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : String(cause);
       throw new RetryableError(`network error: ${reason}`, undefined, { cause });
     }
     const text = await res.text().catch(() => '');
@@ -183,7 +193,8 @@ export function createPoster(opts: PosterOptions): Poster {
         const bad = Array.isArray(answer?.lines) ? answer.lines : [];
         const badIndexes = new Map<number, string>();
         for (const b of bad) {
-          if (Number.isInteger(b.index) && b.index >= 0 && b.index < lines.length) badIndexes.set(b.index, b.reason);
+          if (Number.isInteger(b.index) && b.index >= 0 && b.index < lines.length)
+            badIndexes.set(b.index, b.reason);
         }
         if (badIndexes.size === 0) {
           // A 400 naming no line condemns the whole request: report every line with the API's message.

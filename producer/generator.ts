@@ -133,7 +133,8 @@ export function createGenerator(opts: GeneratorOptions): Generator {
       const count = Math.round(REAL.invoicesPerDay * factor * rng.logNormal(1, 0.25));
       const date = `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
       const times: string[] = [];
-      for (let i = 0; i < count; i++) times.push(`${date}T${pad2(hourPicker.pick(rng))}:${pad2(rng.int(60))}:00`);
+      for (let i = 0; i < count; i++)
+        times.push(`${date}T${pad2(hourPicker.pick(rng))}:${pad2(rng.int(60))}:00`);
       // Reversed so pop() hands them out in time order.
       dayTimes = times.sort().reverse();
     }
@@ -141,9 +142,17 @@ export function createGenerator(opts: GeneratorOptions): Generator {
   };
 
   const quantity = (): number =>
-    rng.chance(QUANTITY_HEAD_SHARE) ? quantityPicker.pick(rng) : Math.max(1, Math.round(Math.exp(rng.next() * 6.9)));
+    rng.chance(QUANTITY_HEAD_SHARE)
+      ? quantityPicker.pick(rng)
+      : Math.max(1, Math.round(Math.exp(rng.next() * 6.9)));
 
-  const saleLines = (count: number, customer: Customer | null, country: string, invoiceNo: string, date: string) => {
+  const saleLines = (
+    count: number,
+    customer: Customer | null,
+    country: string,
+    invoiceNo: string,
+    date: string,
+  ) => {
     const lines: Line[] = [];
     const used = new Set<string>();
     for (let i = 0; i < count; i++) {
@@ -167,7 +176,8 @@ export function createGenerator(opts: GeneratorOptions): Generator {
         continue;
       }
       let product = productPicker.pick(rng);
-      for (let tries = 0; used.has(product.stockCode) && tries < 5; tries++) product = productPicker.pick(rng);
+      for (let tries = 0; used.has(product.stockCode) && tries < 5; tries++)
+        product = productPicker.pick(rng);
       used.add(product.stockCode);
       const q = quantity();
       // Guests pay list price (+20%), large quantities get the trade discount: 4 prices per product in the file.
@@ -192,10 +202,17 @@ export function createGenerator(opts: GeneratorOptions): Generator {
     const kind = rng.next();
     if (kind < P_CANCELLATION && recent.length > 0) {
       const ref = recent[recent.length - 1 - rng.int(recent.length)] as (typeof recent)[number];
-      const wanted = rng.chance(CANCEL_LINES.single) ? 1 : 2 + Math.floor(rng.exponential(CANCEL_LINES.tailMean));
+      const wanted = rng.chance(CANCEL_LINES.single)
+        ? 1
+        : 2 + Math.floor(rng.exponential(CANCEL_LINES.tailMean));
       const count = Math.min(wanted, ref.lines.length, CANCEL_LINES.max);
       const picked = shuffle(rng, [...ref.lines]).slice(0, count);
-      return picked.map((l) => ({ ...l, invoiceNo: `C${number}`, invoiceDate: date, quantity: -Math.abs(l.quantity) }));
+      return picked.map((l) => ({
+        ...l,
+        invoiceNo: `C${number}`,
+        invoiceDate: date,
+        quantity: -Math.abs(l.quantity),
+      }));
     }
     let k = kind - P_CANCELLATION;
     if (k >= 0 && k < P_ADJUSTMENT) {
@@ -234,14 +251,20 @@ export function createGenerator(opts: GeneratorOptions): Generator {
     }
     k -= P_STOCK_ADJUSTMENT;
     if (k >= 0 && k < P_GUEST_ORDER) {
-      const count = Math.min(GUEST_LINES.max, Math.max(2, Math.round(rng.logNormal(GUEST_LINES.median, GUEST_LINES.sigma))));
+      const count = Math.min(
+        GUEST_LINES.max,
+        Math.max(2, Math.round(rng.logNormal(GUEST_LINES.median, GUEST_LINES.sigma))),
+      );
       return saleLines(count, null, guestCountryPicker.pick(rng), invoiceNo, date);
     }
     const country = customerCountryPicker.pick(rng);
     const customer = (customersByCountry.get(country) as WeightedPicker<Customer>).pick(rng);
     const count = rng.chance(CUSTOMER_LINES.single)
       ? 1
-      : Math.min(CUSTOMER_LINES.max, Math.max(2, Math.round(rng.logNormal(CUSTOMER_LINES.median, CUSTOMER_LINES.sigma))));
+      : Math.min(
+          CUSTOMER_LINES.max,
+          Math.max(2, Math.round(rng.logNormal(CUSTOMER_LINES.median, CUSTOMER_LINES.sigma))),
+        );
     const lines = saleLines(count, customer, customer.country, invoiceNo, date);
     recent.push({ customer, lines });
     // Cancellations refer to recent orders (days to weeks back); keeping a window bounds memory.
@@ -306,10 +329,13 @@ function buildCustomers(rng: Rng) {
     entry.weights.push(activity[i] as number);
   });
   const customersByCountry = new Map<string, WeightedPicker<Customer>>();
-  for (const [country, { items, weights }] of byCountry) customersByCountry.set(country, new WeightedPicker(items, weights));
+  for (const [country, { items, weights }] of byCountry)
+    customersByCountry.set(country, new WeightedPicker(items, weights));
   // Countries weighted by their lines that carry a customer (all lines minus guest lines).
   const guest = new Map(GUEST_COUNTRY_LINES);
-  const countries = COUNTRY_LINES.filter(([c, n]) => customersByCountry.has(c) && n - (guest.get(c) ?? 0) > 0);
+  const countries = COUNTRY_LINES.filter(
+    ([c, n]) => customersByCountry.has(c) && n - (guest.get(c) ?? 0) > 0,
+  );
   const customerCountryPicker = new WeightedPicker(
     countries.map(([c]) => c),
     countries.map(([c, n]) => n - (guest.get(c) ?? 0)),

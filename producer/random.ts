@@ -67,7 +67,8 @@ export class WeightedPicker<T> {
     private readonly items: readonly T[],
     weights: readonly number[],
   ) {
-    if (items.length === 0 || items.length !== weights.length) throw new RangeError('items and weights must match');
+    if (items.length === 0 || items.length !== weights.length)
+      throw new RangeError('items and weights must match');
     this.cumulative = new Float64Array(weights.length);
     let sum = 0;
     weights.forEach((w, i) => {

@@ -212,7 +212,12 @@ export const QUANTITY_LINES: ReadonlyArray<readonly [number, number]> = [
 export const PRICE_QUANTILES = { p10: 0.63, p25: 1.25, p50: 2.08, p75: 4.13, p90: 7.95, p99: 18 } as const;
 
 /** Non-product stock codes with their line counts, descriptions and a typical price. */
-export const NON_PRODUCT_CODES: ReadonlyArray<{ code: string; lines: number; description: string; price: string }> = [
+export const NON_PRODUCT_CODES: ReadonlyArray<{
+  code: string;
+  lines: number;
+  description: string;
+  price: string;
+}> = [
   { code: 'POST', lines: 1256, description: 'POSTAGE', price: '18' },
   { code: 'DOT', lines: 710, description: 'DOTCOM POSTAGE', price: '566.18' },
   { code: 'M', lines: 571, description: 'Manual', price: '2.55' },

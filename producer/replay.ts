@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { type Options as CsvOptions, type Parser, parse } from 'csv-parse';
 import { glob, isDynamicPattern } from 'tinyglobby';
@@ -63,7 +62,9 @@ export async function resolveInputs(paths: string[] | string): Promise<string[]>
       throw new ReplayInputError(`cannot read ${p}: no such file or directory`, { cause });
     });
     if (stat.isDirectory()) {
-      const found = (await glob('**/*', { cwd: p, absolute: true, onlyFiles: true })).filter((f) => DATA_FILE.test(f));
+      const found = (await glob('**/*', { cwd: p, absolute: true, onlyFiles: true })).filter((f) =>
+        DATA_FILE.test(f),
+      );
       if (found.length === 0) throw new ReplayInputError(`directory ${p} holds no .csv or .csv.gz file`);
       files.push(...found.sort());
     } else {
@@ -108,8 +109,11 @@ async function* readBatches<T>(stream: Readable, max = 4096): AsyncGenerator<T[]
   for (;;) {
     if (error) throw error;
     const batch: T[] = [];
-    let item: T | null;
-    while (batch.length < max && (item = stream.read() as T | null) !== null) batch.push(item);
+    while (batch.length < max) {
+      const item = stream.read() as T | null;
+      if (item === null) break;
+      batch.push(item);
+    }
     if (batch.length > 0) {
       yield batch;
       continue;
@@ -152,11 +156,13 @@ async function* readFileRows(file: string, opts: ReplayOptions): AsyncGenerator<
     raw.destroy();
     throw new ReplayInputError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
   }
-  const encoding: SourceEncoding = opts.encoding ?? (looksLikeLatin1(Buffer.concat(head)) ? 'latin1' : 'utf8');
+  const encoding: SourceEncoding =
+    opts.encoding ?? (looksLikeLatin1(Buffer.concat(head)) ? 'latin1' : 'utf8');
   opts.onFile?.({ file, encoding, compressed });
 
   // Records csv-parse skips (bad quoting) travel in the record stream as markers, so reports keep file order.
   let parser: Parser | undefined;
+  let lastSkipped = -1;
   const csvOptions: CsvOptions = {
     bom: true,
     encoding,
@@ -164,7 +170,12 @@ async function* readFileRows(file: string, opts: ReplayOptions): AsyncGenerator<
     skip_empty_lines: true,
     skip_records_with_error: true,
     on_skip: (err) => {
-      if (err) parser?.push({ line: Number((err as { lines?: number }).lines ?? 0), reason: err.message });
+      if (!err) return;
+      const line = Number((err as { lines?: number }).lines ?? 0);
+      // One bad record can raise several errors (a stray quote, then a field count): report it once.
+      if (line === lastSkipped) return;
+      lastSkipped = line;
+      parser?.push({ line, reason: err.message });
     },
   };
   parser = parse(csvOptions);
@@ -284,7 +295,11 @@ async function* mergeByDate(sources: AsyncGenerator<FileRow[]>[]): AsyncGenerato
 
 // Europe/London offset per calendar day, taken at noon: trading hours never straddle the 01:00 UTC switch.
 const offsetCache = new Map<string, number>();
-const londonParts = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/London', hour: '2-digit', hourCycle: 'h23' });
+const londonParts = new Intl.DateTimeFormat('en-GB', {
+  timeZone: 'Europe/London',
+  hour: '2-digit',
+  hourCycle: 'h23',
+});
 
 /** `YYYY-MM-DDTHH:MM:SS` Europe/London local to an instant. */
 export function londonLocalToDate(local: string): Date {
@@ -348,6 +363,9 @@ export async function* replayBatches(
 }
 
 /** {@link replayBatches} one line at a time. */
-export async function* replayLines(paths: string[] | string, opts: ReplayOptions = {}): AsyncGenerator<ReplayedLine> {
+export async function* replayLines(
+  paths: string[] | string,
+  opts: ReplayOptions = {},
+): AsyncGenerator<ReplayedLine> {
   for await (const batch of replayBatches(paths, opts)) yield* batch;
 }

@@ -30,7 +30,11 @@ export interface Progress {
 }
 
 /** A progress line on stderr: lines sent, lines/s over the last second, accepted, rejected, retried. */
-export function startProgress(stats: () => PosterStats, total: number | undefined, stream = process.stderr): Progress {
+export function startProgress(
+  stats: () => PosterStats,
+  total: number | undefined,
+  stream = process.stderr,
+): Progress {
   const format =
     total !== undefined
       ? '{bar} {percentage}% | {value}/{total} lines | {rate} lines/s | accepted {accepted} | rejected {rejected} | retried {retried}'
@@ -68,7 +72,7 @@ export function startProgress(stats: () => PosterStats, total: number | undefine
 
 /** The end-of-run table. */
 export function renderSummary(summary: RunSummary): string {
-  const table = new Table({ head: ['run', summary.runId], style: { head: [] } });
+  const table = new Table({ head: ['run', summary.runId], style: { head: [], border: [] } });
   const rows: [string, string][] = [
     ['kind', summary.kind],
     ['target', summary.target],

@@ -16,7 +16,10 @@ export interface RunLog {
 }
 
 export function newRunId(kind: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${kind}-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
@@ -25,7 +28,7 @@ export function lineTotal(quantity: number, unitPrice: string | number): string 
   const text = String(unitPrice).trim();
   const negative = text.startsWith('-');
   const [whole = '0', frac = ''] = (negative ? text.slice(1) : text).split('.');
-  const milli = BigInt(whole || '0') * 1000n + BigInt((frac + '000').slice(0, 3));
+  const milli = BigInt(whole || '0') * 1000n + BigInt(`${frac}000`.slice(0, 3));
   let total = milli * BigInt(quantity) * (negative ? -1n : 1n);
   const sign = total < 0n ? '-' : '';
   if (total < 0n) total = -total;

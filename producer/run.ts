@@ -1,9 +1,9 @@
 import type { InvoiceLineInput } from '#core/invoice-line';
-import { createPoster, type PosterOptions, PosterFatalError } from './client.ts';
+import { createPoster, PosterFatalError, type PosterOptions } from './client.ts';
 import { createGenerator } from './generator.ts';
 import { createPacer } from './pace.ts';
-import { type RunSummary, startProgress } from './report.ts';
 import { type MalformedRow, replayBatches, type SourceEncoding } from './replay.ts';
+import { type RunSummary, startProgress } from './report.ts';
 import { newRunId, openRunLog, type RunLog } from './run-log.ts';
 
 export type { RunSummary as Summary } from './report.ts';
@@ -112,18 +112,27 @@ export async function runSimulate(opts: SimulateOptions): Promise<RunSummary> {
   const seed = opts.seed ?? 1;
   const generator = createGenerator({ seed, ...(opts.startDate ? { startDate: opts.startDate } : {}) });
   const counters = { produced: 0, malformed: 0 };
-  const total = opts.lines ?? (opts.durationMs !== undefined ? Math.round((opts.durationMs / 1000) * rate) : undefined);
+  const total =
+    opts.lines ?? (opts.durationMs !== undefined ? Math.round((opts.durationMs / 1000) * rate) : undefined);
   const pacer = createPacer({ rate, ...(opts.signal ? { signal: opts.signal } : {}) });
-  return drive('simulate', opts, { rate, seed, lines: opts.lines, durationMs: opts.durationMs }, total, async (send) => {
-    const deadline = opts.durationMs !== undefined ? performance.now() + opts.durationMs : Number.POSITIVE_INFINITY;
-    while (opts.lines === undefined || counters.produced < opts.lines) {
-      await pacer.wait();
-      if (performance.now() >= deadline) break;
-      const line = generator.next();
-      counters.produced++;
-      await send(line);
-    }
-  }, counters);
+  return drive(
+    'simulate',
+    opts,
+    { rate, seed, lines: opts.lines, durationMs: opts.durationMs },
+    total,
+    async (send) => {
+      const deadline =
+        opts.durationMs !== undefined ? performance.now() + opts.durationMs : Number.POSITIVE_INFINITY;
+      while (opts.lines === undefined || counters.produced < opts.lines) {
+        await pacer.wait();
+        if (performance.now() >= deadline) break;
+        const line = generator.next();
+        counters.produced++;
+        await send(line);
+      }
+    },
+    counters,
+  );
 }
 
 /** Replays Online Retail CSV files (file, directory or glob) in time order, paced by speed or rate. */
@@ -137,23 +146,30 @@ export async function runReplay(opts: ReplayRunOptions): Promise<RunSummary> {
       })
     : undefined;
   const header = { paths: opts.paths, speed: opts.speed, rate: opts.rate, limit: opts.limit };
-  return drive('replay', opts, header, opts.limit, async (send) => {
-    const batches = replayBatches(opts.paths, {
-      ...(opts.encoding ? { encoding: opts.encoding } : {}),
-      ...(opts.strict ? { strict: true } : {}),
-      onMalformed: (e) => {
-        counters.malformed++;
-        opts.onMalformed?.(e);
-      },
-    });
-    outer: for await (const batch of batches) {
-      for (const { line, sourceTime } of batch) {
-        if (opts.limit !== undefined && counters.produced >= opts.limit) break outer;
-        if (pacer) await pacer.wait(sourceTime);
-        else opts.signal?.throwIfAborted();
-        counters.produced++;
-        await send({ ...line, producedAt: new Date().toISOString() });
+  return drive(
+    'replay',
+    opts,
+    header,
+    opts.limit,
+    async (send) => {
+      const batches = replayBatches(opts.paths, {
+        ...(opts.encoding ? { encoding: opts.encoding } : {}),
+        ...(opts.strict ? { strict: true } : {}),
+        onMalformed: (e) => {
+          counters.malformed++;
+          opts.onMalformed?.(e);
+        },
+      });
+      outer: for await (const batch of batches) {
+        for (const { line, sourceTime } of batch) {
+          if (opts.limit !== undefined && counters.produced >= opts.limit) break outer;
+          if (pacer) await pacer.wait(sourceTime);
+          else opts.signal?.throwIfAborted();
+          counters.produced++;
+          await send({ ...line, producedAt: new Date().toISOString() });
+        }
       }
-    }
-  }, counters);
+    },
+    counters,
+  );
 }

@@ -1,6 +1,8 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { runReplay } from '#producer/run';
+import { newRunId } from '#producer/run-log';
 import {
   abortOnShutdown,
   finish,
@@ -25,9 +27,15 @@ interface ReplayCliOptions extends TargetOptions {
 export function registerReplayCommand(program: Command): void {
   program
     .command('replay')
-    .description('post the lines of Online Retail CSV files (file, directory or glob; plain or .gz) in time order')
+    .description(
+      'post the lines of Online Retail CSV files (file, directory or glob; plain or .gz) in time order',
+    )
     .argument('<path...>', 'CSV file(s), directories or glob patterns')
-    .option('--speed <x>', 'multiple of the original timeline (3600: one source hour per second)', positiveNumber)
+    .option(
+      '--speed <x>',
+      'multiple of the original timeline (3600: one source hour per second)',
+      positiveNumber,
+    )
     .option('--rate <lines/s>', 'fixed lines per second', positiveNumber)
     .option('--limit <n>', 'stop after this many lines', positiveInteger)
     .option('--strict', 'stop at the first malformed row', false)
@@ -49,12 +57,14 @@ export function registerReplayCommand(program: Command): void {
       }
       const { target, apiKey, runLogDir } = await resolveTarget(opts);
       const { signal, done } = abortOnShutdown();
+      const runId = newRunId('replay');
       let malformed = 0;
       const run = runReplay({
         paths,
         target,
         ...(apiKey ? { apiKey } : {}),
         runLogDir,
+        runId,
         ...(opts.speed !== undefined ? { speed: opts.speed } : {}),
         ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
         ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
@@ -68,7 +78,9 @@ export function registerReplayCommand(program: Command): void {
         signal,
         poster: { batchSize: opts.batchSize, maxInFlight: opts.maxInFlight, ...problemPrinter() },
       });
-      process.stderr.write(`replaying ${paths.join(' ')} -> ${target}\n`);
+      process.stderr.write(
+        `run ${runId}: replaying ${paths.join(' ')} -> ${target}, log ${path.join(runLogDir, runId)}.ndjson\n`,
+      );
       done(run);
       finish(await run);
     });

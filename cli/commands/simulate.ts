@@ -1,12 +1,13 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import path from 'node:path';
 import { loadConfig } from '#adapters/config';
-import { readEndpoints, StackNotRunningError } from '#local/endpoints';
 import type { InvoiceLineInput } from '#core/invoice-line';
+import { readEndpoints, StackNotRunningError } from '#local/endpoints';
 import type { RunSummary } from '#producer/report';
 import { renderSummary } from '#producer/report';
 import { runSimulate } from '#producer/run';
+import { newRunId } from '#producer/run-log';
 import { onShutdown } from '../lifecycle.ts';
 
 /** `60s`, `5m`, `1h`, `500ms` or plain seconds, to milliseconds. */
@@ -42,7 +43,9 @@ export async function resolveTarget(opts: TargetOptions) {
   if (!target) {
     const endpoints = await readEndpoints(config.dataDir);
     if (!endpoints.api) {
-      throw new StackNotRunningError(`the local stack in ${config.dataDir} has no API endpoint; pass --target URL`);
+      throw new StackNotRunningError(
+        `the local stack in ${config.dataDir} has no API endpoint; pass --target URL`,
+      );
     }
     target = endpoints.api;
   }
@@ -55,7 +58,8 @@ export function problemPrinter(max = 20) {
   let rejected = 0;
   return {
     onRejected: (e: { line: InvoiceLineInput; reason: string }) => {
-      if (++rejected <= max) process.stderr.write(`rejected ${e.line.invoiceNo}/${e.line.lineNo}: ${e.reason}\n`);
+      if (++rejected <= max)
+        process.stderr.write(`rejected ${e.line.invoiceNo}/${e.line.lineNo}: ${e.reason}\n`);
       else if (rejected === max + 1) process.stderr.write('more rejected lines: see the summary count\n');
     },
     onFailed: (e: { lines: InvoiceLineInput[]; reason: string }) => {
@@ -72,7 +76,12 @@ export function abortOnShutdown(): { signal: AbortSignal; done: (p: Promise<unkn
     controller.abort();
     await running.catch(() => undefined);
   });
-  return { signal: controller.signal, done: (p) => void (running = p) };
+  return {
+    signal: controller.signal,
+    done: (p) => {
+      running = p;
+    },
+  };
 }
 
 export function finish(summary: RunSummary): void {
@@ -99,11 +108,15 @@ export function registerSimulateCommand(program: Command): void {
     .option('--duration <time>', 'stop after this long (60s, 5m, 1h)', parseDuration)
     .option('--lines <n>', 'stop after this many lines', positiveInteger)
     .option('--seed <n>', 'PRNG seed: the same seed gives the same lines', (v) => Number.parseInt(v, 10), 1)
-    .option('--start-date <YYYY-MM-DD>', 'first trading day of the synthetic timeline (default 2010-12-01)', (v) => {
-      const d = new Date(`${v}T00:00:00Z`);
-      if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('a date YYYY-MM-DD');
-      return d;
-    })
+    .option(
+      '--start-date <YYYY-MM-DD>',
+      'first trading day of the synthetic timeline (default 2010-12-01)',
+      (v) => {
+        const d = new Date(`${v}T00:00:00Z`);
+        if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('a date YYYY-MM-DD');
+        return d;
+      },
+    )
     .option('--target <url>', 'API base URL (default: the local stack from endpoints.json)')
     .option('--api-key <key>', 'sent as x-api-key (default: $RP_API_KEY)')
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
@@ -116,10 +129,12 @@ export function registerSimulateCommand(program: Command): void {
       }
       const { target, apiKey, runLogDir } = await resolveTarget(opts);
       const { signal, done } = abortOnShutdown();
+      const runId = newRunId('simulate');
       const run = runSimulate({
         target,
         ...(apiKey ? { apiKey } : {}),
         runLogDir,
+        runId,
         rate: opts.rate,
         seed: opts.seed,
         ...(opts.duration !== undefined ? { durationMs: opts.duration } : {}),
@@ -129,7 +144,9 @@ export function registerSimulateCommand(program: Command): void {
         signal,
         poster: { batchSize: opts.batchSize, maxInFlight: opts.maxInFlight, ...problemPrinter() },
       });
-      process.stderr.write(`simulating ${opts.rate} lines/s -> ${target} (seed ${opts.seed})\n`);
+      process.stderr.write(
+        `run ${runId}: simulating ${opts.rate} lines/s -> ${target} (seed ${opts.seed}), log ${path.join(runLogDir, runId)}.ndjson\n`,
+      );
       done(run);
       finish(await run);
     });

@@ -1,12 +1,12 @@
-import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { Alerts } from './alerts.ts';
 import { nagArn } from '../nag.ts';
-import { PipelineFunction } from './pipeline-function.ts';
+import type { Alerts } from './alerts.ts';
+import { PipelineFunction, stableOutput } from './pipeline-function.ts';
 
 /**
  * Request limits enforced by the express app inside Lambda (RP_API_MAX_BYTES / RP_API_MAX_LINES, answered with
@@ -51,7 +51,8 @@ export class IngestApi extends Construct {
       .use('RP_TABLE_NAME', props.table.tableName, (g) => props.table.grantReadData(g));
     Validations.of(this.function).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${nagArn(props.table)}/index/*]`,
-      reason: 'Lookups by customer and product query the table GSIs (gsi1, gsi2); the wildcard covers only this table\'s indexes.',
+      reason:
+        "Lookups by customer and product query the table GSIs (gsi1, gsi2); the wildcard covers only this table's indexes.",
     });
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
@@ -98,7 +99,8 @@ export class IngestApi extends Construct {
 
     Validations.of(this.api).acknowledge({
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
-      reason: 'The account-level role API Gateway uses to write execution and access logs; AWS documents this managed policy for it.',
+      reason:
+        'The account-level role API Gateway uses to write execution and access logs; AWS documents this managed policy for it.',
     });
     Validations.of(this.api).acknowledge({
       id: 'AwsSolutions-APIG3',
@@ -119,8 +121,8 @@ export class IngestApi extends Construct {
       description: 'The API answered more than 5 server errors in 5 minutes.',
     });
 
-    new CfnOutput(this, 'Url', { value: this.api.url, description: 'Base URL for `simulate --target`' });
-    new CfnOutput(this, 'KeyId', {
+    stableOutput(this, 'ApiUrl', { value: this.api.url, description: 'Base URL for `simulate --target`' });
+    stableOutput(this, 'ApiKeyId', {
       value: this.apiKey.keyId,
       description: 'aws apigateway get-api-key --include-value --api-key <this id> shows the key',
     });

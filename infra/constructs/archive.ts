@@ -1,8 +1,7 @@
-import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
 import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Validations } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 
@@ -73,14 +72,22 @@ export class Archive extends Construct {
         {
           id: 'landing-to-cheaper-storage',
           prefix: BUCKET_PREFIXES.landing,
-          transitions: [{ storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(30) }],
+          transitions: [
+            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(30) },
+          ],
         },
         {
           id: 'dlq-to-cheaper-storage',
           prefix: BUCKET_PREFIXES.dlq,
-          transitions: [{ storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(30) }],
+          transitions: [
+            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(30) },
+          ],
         },
-        { id: 'expire-delivery-errors', prefix: BUCKET_PREFIXES.archiveErrors, expiration: Duration.days(90) },
+        {
+          id: 'expire-delivery-errors',
+          prefix: BUCKET_PREFIXES.archiveErrors,
+          expiration: Duration.days(90),
+        },
       ],
     });
 

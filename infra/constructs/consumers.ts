@@ -9,8 +9,8 @@ import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { Alerts } from './alerts.ts';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn } from '../nag.ts';
+import type { Alerts } from './alerts.ts';
 import { BUCKET_PREFIXES } from './archive.ts';
 import { PipelineFunction } from './pipeline-function.ts';
 
@@ -66,11 +66,14 @@ export class Consumers extends Construct {
     acknowledge(
       this.function,
       [`AwsSolutions-IAM5[Resource::${nagArn(props.table)}/index/*]`],
-      'Writes maintain the GSI keys and idempotency reads may use gsi1/gsi2; the wildcard covers only this table\'s indexes.',
+      "Writes maintain the GSI keys and idempotency reads may use gsi1/gsi2; the wildcard covers only this table's indexes.",
     );
     acknowledge(
       this.function,
-      [`AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${BUCKET_PREFIXES.dlq}*]`, 'AwsSolutions-IAM5[Action::s3:Abort*]'],
+      [
+        `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${BUCKET_PREFIXES.dlq}*]`,
+        'AwsSolutions-IAM5[Action::s3:Abort*]',
+      ],
       'Failed record bodies are written as new objects under dlq/ only (object keys are not known in advance); Abort* lets an interrupted multipart upload be cleaned up.',
     );
     acknowledge(this.function, KMS_GRANT_WILDCARDS, KMS_GRANT_REASON);

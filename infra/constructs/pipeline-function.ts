@@ -1,12 +1,12 @@
-import type { Env } from '#adapters/config';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CfnOutput, type CfnOutputProps, type Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { Env } from '#adapters/config';
 import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES, type LambdaEntryName } from '../entries.ts';
 
 /** The repository root: entry paths and the lock file are resolved from here, whatever the cwd. */
@@ -103,4 +103,11 @@ export class PipelineFunction extends Construct {
     grant?.(this.fn);
     return this;
   }
+}
+
+/** A stack output with a fixed name (no construct-path hash), so docs and scripts can rely on it. */
+export function stableOutput(scope: Construct, name: string, props: CfnOutputProps): CfnOutput {
+  const output = new CfnOutput(scope, name, props);
+  output.overrideLogicalId(name);
+  return output;
 }

@@ -1,8 +1,8 @@
-import { TABLE_KEYS } from '#adapters/dynamo-table';
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
+import { TABLE_KEYS } from '#adapters/dynamo-table';
 
 /** The serving store: the same single-table layout and GSIs the local mode creates (adapters/dynamo-table.ts). */
 export class ServingStore extends Construct {

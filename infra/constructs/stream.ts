@@ -1,4 +1,4 @@
-import { CfnCondition, Duration, Fn, Aws } from 'aws-cdk-lib';
+import { Aws, CfnCondition, Duration, Fn } from 'aws-cdk-lib';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import { Construct } from 'constructs';
 
@@ -23,7 +23,9 @@ export class InvoiceStream extends Construct {
       retentionPeriod: Duration.hours(24),
     });
     // The mode is chosen at deploy time by the parameter, so both branches live in the template.
-    const onDemand = new CfnCondition(this, 'OnDemand', { expression: Fn.conditionEquals(props.shardCount, 0) });
+    const onDemand = new CfnCondition(this, 'OnDemand', {
+      expression: Fn.conditionEquals(props.shardCount, 0),
+    });
     const cfn = this.stream.node.defaultChild as kinesis.CfnStream;
     cfn.addPropertyOverride(
       'StreamModeDetails',

@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -11,10 +11,10 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { Alerts } from './alerts.ts';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
+import type { Alerts } from './alerts.ts';
 import { BUCKET_PREFIXES } from './archive.ts';
-import { PipelineFunction } from './pipeline-function.ts';
+import { PipelineFunction, stableOutput } from './pipeline-function.ts';
 
 export const WAREHOUSE_PORT = 5439;
 
@@ -159,7 +159,8 @@ export class Warehouse extends Construct {
     });
     Validations.of(this.loaderDlq).acknowledge({
       id: 'AwsSolutions-SQS3',
-      reason: 'This queue is itself the dead-letter queue of the loader (EventBridge targets and async invokes).',
+      reason:
+        'This queue is itself the dead-letter queue of the loader (EventBridge targets and async invokes).',
     });
 
     this.loader = new PipelineFunction(this, 'LoadObjects', {
@@ -196,6 +197,7 @@ export class Warehouse extends Construct {
           'redshift-data:CancelStatement',
         ],
         resources: ['*'],
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: an IAM policy variable, resolved by IAM
         conditions: { StringEquals: { 'redshift-data:statement-owner-iam-userid': '${aws:userid}' } },
       }),
     );
@@ -249,14 +251,13 @@ export class Warehouse extends Construct {
       description: 'Loader invocations were given up after retries.',
     });
 
-    new CfnOutput(this, 'WorkgroupEndpoint', {
+    stableOutput(this, 'WarehouseEndpoint', {
       value: this.workgroup.attrWorkgroupEndpointAddress,
       description: `Redshift host for BI tools (port ${WAREHOUSE_PORT}, database ${props.databaseName})`,
     });
-    new CfnOutput(this, 'AdminSecretArn', {
+    stableOutput(this, 'WarehouseAdminSecretArn', {
       value: this.adminSecret.secretArn,
       description: 'aws secretsmanager get-secret-value --secret-id <this> shows the admin credentials',
     });
-    new CfnOutput(this, 'Region', { value: Aws.REGION });
   }
 }

@@ -59,11 +59,28 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
         ['postgres', true],
       ]);
 
+      const ps0 = await run('ps', ['-eo', 'pid=,ppid=']);
+      const children = ps0.stdout
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/).map(Number))
+        .filter(([, ppid]) => ppid === child.pid)
+        .map(([pid]) => pid as number);
+      expect(children.length).toBeGreaterThan(0); // the emulator process and postgres
+
       child.kill('SIGINT');
       expect(await exited).toBe(0);
       expect(fs.existsSync(path.join(dataDir, 'endpoints.json'))).toBe(false);
       const ps = await run('ps', ['-eo', 'pid,args']);
       expect(ps.stdout.split('\n').filter((l) => l.includes(dataDir))).toEqual([]);
+      const alive = children.filter((pid) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      expect(alive, 'child processes left behind').toEqual([]);
       for (const url of [endpoints.kinesis, endpoints.dynamodb, endpoints.s3, endpoints.firehose]) {
         await expect(fetch(url).then(() => 'answered', () => 'refused'), url).resolves.toBe('refused');
       }

@@ -10,7 +10,8 @@ import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES } from '../../infra/entries.ts';
 
 const run = promisify(execFile);
 const missing = Object.values(LAMBDA_ENTRIES).filter((entry) => !fs.existsSync(path.join(REPO_ROOT, entry)));
-if (missing.length > 0) console.warn(`skipping the bundled synth: entry files not written yet: ${missing.join(', ')}`);
+if (missing.length > 0)
+  console.warn(`skipping the bundled synth: entry files not written yet: ${missing.join(', ')}`);
 
 const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'rp-infra-synth-'));
 afterAll(() => fs.rmSync(outdir, { recursive: true, force: true }));
@@ -23,14 +24,20 @@ describe('cdk synth with esbuild bundling', () => {
     async () => {
       // The pinned CLI, exactly as `npm run synth` / `npm run deploy` run it (cdk.json app, no Docker, no network).
       const cli = path.join(REPO_ROOT, 'node_modules/aws-cdk/bin/cdk');
-      await run(process.execPath, [cli, 'synth', '--quiet', '--no-notices', '--no-version-reporting', '-o', outdir], {
-        cwd: REPO_ROOT,
-        env: { ...process.env, CDK_DISABLE_CLI_TELEMETRY: 'true' },
-        maxBuffer: 64 * 1024 * 1024,
-        timeout: 280_000,
-      });
+      await run(
+        process.execPath,
+        [cli, 'synth', '--quiet', '--no-notices', '--no-version-reporting', '-o', outdir],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, CDK_DISABLE_CLI_TELEMETRY: 'true' },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 280_000,
+        },
+      );
 
-      const template = JSON.parse(fs.readFileSync(path.join(outdir, `${STACK_NAME}.template.json`), 'utf8')) as {
+      const template = JSON.parse(
+        fs.readFileSync(path.join(outdir, `${STACK_NAME}.template.json`), 'utf8'),
+      ) as {
         Resources: Record<string, Resource>;
       };
       const functions = Object.values(template.Resources).filter(

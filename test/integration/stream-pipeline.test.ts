@@ -4,15 +4,20 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { type AttributeValue, CreateTableCommand, DeleteItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import {
+  type AttributeValue,
+  CreateTableCommand,
+  DeleteItemCommand,
+  ScanCommand,
+} from '@aws-sdk/client-dynamodb';
+import {
+  type _Record,
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
   GetRecordsCommand,
   GetShardIteratorCommand,
   ListShardsCommand,
   PutRecordCommand,
-  type _Record,
 } from '@aws-sdk/client-kinesis';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { KinesisStreamEvent } from 'aws-lambda';
@@ -83,7 +88,11 @@ async function scanAll(clients: Clients): Promise<Map<string, Record<string, Att
   let start: Record<string, AttributeValue> | undefined;
   do {
     const page = await clients.dynamodb.send(
-      new ScanCommand({ TableName: TABLE, ConsistentRead: true, ...(start ? { ExclusiveStartKey: start } : {}) }),
+      new ScanCommand({
+        TableName: TABLE,
+        ConsistentRead: true,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
     );
     for (const item of page.Items ?? []) out.set(`${item.pk?.S}|${item.sk?.S}`, item);
     start = page.LastEvaluatedKey;
@@ -94,7 +103,9 @@ async function scanAll(clients: Clients): Promise<Map<string, Record<string, Att
 /** Everything but the consumer's own bookkeeping of when it wrote (progress items, streamVisibleAt). */
 function withoutWriteTimes(items: Map<string, Record<string, AttributeValue>>) {
   return new Map(
-    [...items].filter(([k]) => !k.startsWith('PROGRESS#')).map(([k, v]) => [k, { ...v, streamVisibleAt: undefined }]),
+    [...items]
+      .filter(([k]) => !k.startsWith('PROGRESS#'))
+      .map(([k, v]) => [k, { ...v, streamVisibleAt: undefined }]),
   );
 }
 
@@ -174,7 +185,11 @@ describe('stream path through the emulators', () => {
     const retry = { baseMs: 5, maxMs: 50 };
     handler = createBatchHandler({
       sink: new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE, retry, logger }),
-      archive: new FirehoseArchiveWriter({ client: consumerClients.firehose, deliveryStreamName: DELIVERY, retry }),
+      archive: new FirehoseArchiveWriter({
+        client: consumerClients.firehose,
+        deliveryStreamName: DELIVERY,
+        retry,
+      }),
       dlq: new S3DeadLetterSink({ client: consumerClients.s3, bucket: BUCKET }),
       logger,
     });
@@ -242,7 +257,9 @@ describe('stream path through the emulators', () => {
     expect(invoice).toMatchObject({ status: 'complete', customerId: '12345', countryCode: 'FR' });
     expect(invoice.totals).toEqual({ lines: 3, quantity: 2, amount: '0.200' });
     const lineage = (invoice.lines as { lineage: Record<string, string> }[])[0]?.lineage ?? {};
-    expect(Date.parse(lineage.streamVisibleAt as string)).toBeGreaterThanOrEqual(Date.parse(lineage.acceptedAt as string));
+    expect(Date.parse(lineage.streamVisibleAt as string)).toBeGreaterThanOrEqual(
+      Date.parse(lineage.acceptedAt as string),
+    );
 
     const customer = await get('/customers/12345/invoices');
     expect(customer.body.invoices).toEqual([
@@ -260,8 +277,17 @@ describe('stream path through the emulators', () => {
     const archived: Record<string, unknown>[] = [];
     for (const o of listed.Contents ?? []) {
       const obj = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: o.Key }));
-      const text = gunzipSync(Buffer.from(await (obj.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray())).toString();
-      archived.push(...text.trim().split('\n').map((l) => JSON.parse(l)));
+      const text = gunzipSync(
+        Buffer.from(
+          await (obj.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+        ),
+      ).toString();
+      archived.push(
+        ...text
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
+      );
     }
     expect(archived.filter((a) => a.invoiceNo === '600001')).toHaveLength(3);
     expect(archived[0]).toHaveProperty('streamVisibleAt');
@@ -278,7 +304,11 @@ describe('stream path through the emulators', () => {
     const events: KinesisStreamEvent[] = [];
     for (const shard of shards.Shards ?? []) {
       const it0 = await clients.kinesis.send(
-        new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }),
+        new GetShardIteratorCommand({
+          StreamName: STREAM,
+          ShardId: shard.ShardId,
+          ShardIteratorType: 'TRIM_HORIZON',
+        }),
       );
       const got = await clients.kinesis.send(new GetRecordsCommand({ ShardIterator: it0.ShardIterator }));
       events.push(toEvent(shard.ShardId as string, got.Records ?? []));
@@ -291,7 +321,12 @@ describe('stream path through the emulators', () => {
     // content and the aggregates' high-water marks refuse to count anything twice.
     for (const key of [...before.keys()].filter((k) => k.startsWith('PROGRESS#'))) {
       const [pk, sk] = key.split('|');
-      await clients.dynamodb.send(new DeleteItemCommand({ TableName: TABLE, Key: { pk: { S: pk as string }, sk: { S: sk as string } } }));
+      await clients.dynamodb.send(
+        new DeleteItemCommand({
+          TableName: TABLE,
+          Key: { pk: { S: pk as string }, sk: { S: sk as string } },
+        }),
+      );
     }
     const fresh = createBatchHandler({
       sink: new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE }),
@@ -305,7 +340,11 @@ describe('stream path through the emulators', () => {
 
   it('sends a poison record to dlq/ with its reason and processes the records after it', async () => {
     const put = await clients.kinesis.send(
-      new PutRecordCommand({ StreamName: STREAM, PartitionKey: '600003', Data: Buffer.from('not avro at all') }),
+      new PutRecordCommand({
+        StreamName: STREAM,
+        PartitionKey: '600003',
+        Data: Buffer.from('not avro at all'),
+      }),
     );
     expect((await post([line('600003', 1)])).status).toBe(202);
     await visible('600003', 1);
@@ -314,7 +353,9 @@ describe('stream path through the emulators', () => {
       return l.Contents?.find((o) => o.Key?.endsWith(`/${put.SequenceNumber}.json`));
     });
     const obj = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: listed.Key }));
-    const letter = JSON.parse(await (obj.Body as { transformToString(): Promise<string> }).transformToString());
+    const letter = JSON.parse(
+      await (obj.Body as { transformToString(): Promise<string> }).transformToString(),
+    );
     expect(letter).toMatchObject({ shardId: put.ShardId, sequenceNumber: put.SequenceNumber });
     expect(letter.reason).toMatch(/^undecodable: not Avro single-object encoding/);
     expect(Buffer.from(letter.record, 'base64').toString()).toBe('not avro at all');
@@ -334,8 +375,20 @@ describe('stream path through the emulators', () => {
     ['wrong types', [line('600005', 1, { quantity: '1' })], 'application/json', 400, /quantity/],
     ['missing fields', [{ invoiceNo: '600005', lineNo: 1 }], 'application/json', 400, /stockCode/],
     ['not JSON', '[{"invoiceNo":', 'application/json', 400, /not valid JSON/],
-    ['too many lines', Array.from({ length: 51 }, (_, i) => line('600005', i + 1)), 'application/json', 413, /too many lines/],
-    ['too many bytes', [line('600005', 1, { description: 'x'.repeat(200) }), 'y'.repeat(17_000)], 'application/json', 413, /larger than/],
+    [
+      'too many lines',
+      Array.from({ length: 51 }, (_, i) => line('600005', i + 1)),
+      'application/json',
+      413,
+      /too many lines/,
+    ],
+    [
+      'too many bytes',
+      [line('600005', 1, { description: 'x'.repeat(200) }), 'y'.repeat(17_000)],
+      'application/json',
+      413,
+      /larger than/,
+    ],
     ['wrong content type', 'a,b,c', 'text/csv', 415, /Content-Type/],
   ])('answers %s with the right 4xx and message', async (_what, body, contentType, status, message) => {
     const res = await post(body, contentType);

@@ -14,7 +14,11 @@ type Reply = { status: number; body: Record<string, unknown>; text: string; head
 
 function client(app: ReturnType<typeof createApp>) {
   const handler = configure({ app, logSettings: { level: 'error' } });
-  return async (method: string, path: string, opts: { body?: string; headers?: Record<string, string> } = {}) => {
+  return async (
+    method: string,
+    path: string,
+    opts: { body?: string; headers?: Record<string, string> } = {},
+  ) => {
     const [rawPath, rawQueryString = ''] = path.split('?');
     const event = {
       version: '2.0',
@@ -102,9 +106,15 @@ class FakeStore implements InvoiceReader {
     return start + page.limit < all.length ? { items, nextCursor: String(start + page.limit) } : { items };
   }
   async getProductLines(stockCode: string) {
-    const lines = [...this.invoices.values()].flatMap((i) => i.lines).filter((l) => l.stockCode === stockCode);
+    const lines = [...this.invoices.values()]
+      .flatMap((i) => i.lines)
+      .filter((l) => l.stockCode === stockCode);
     if (lines.length === 0) return undefined;
-    return { recent: lines, totals: { lines: lines.length, quantity: 1, amount: '1.000' }, totalsComplete: true };
+    return {
+      recent: lines,
+      totals: { lines: lines.length, quantity: 1, amount: '1.000' },
+      totalsComplete: true,
+    };
   }
   countries: CountryAggregate[] = [];
   async getCountryStats() {
@@ -157,13 +167,19 @@ describe('POST /invoices', () => {
     expect(res.status).toBe(202);
     expect(res.body).toEqual({ accepted: 2, invoices: 1, acceptedAt: '2024-05-01T10:00:00.000Z' });
     const [first, second] = writer.batches[0] ?? [];
-    expect(first).toMatchObject({ acceptedAt: '2024-05-01T10:00:00.000Z', producedAt: '2024-05-01T10:00:00.000Z' });
+    expect(first).toMatchObject({
+      acceptedAt: '2024-05-01T10:00:00.000Z',
+      producedAt: '2024-05-01T10:00:00.000Z',
+    });
     expect(second?.producedAt).toBe('2024-05-01T09:59:59.000Z');
   });
 
   it('accepts NDJSON, ignoring blank lines', async () => {
     const body = `${JSON.stringify(validLine())}\n\n${JSON.stringify(validLine({ lineNo: 2 }))}\n`;
-    const res = await call('POST', '/invoices', { headers: { 'content-type': 'application/x-ndjson' }, body });
+    const res = await call('POST', '/invoices', {
+      headers: { 'content-type': 'application/x-ndjson' },
+      body,
+    });
     expect(res.status).toBe(202);
     expect(writer.batches[0]?.map((l) => l.lineNo)).toEqual([1, 2]);
   });
@@ -171,7 +187,11 @@ describe('POST /invoices', () => {
   it('refuses the whole batch and lists every bad line with its index and reason', async () => {
     const res = await call('POST', '/invoices', {
       headers: JSON_HEADERS,
-      body: JSON.stringify([validLine(), validLine({ lineNo: 2, quantity: 'six' }), { invoiceNo: '1', lineNo: 3 }]),
+      body: JSON.stringify([
+        validLine(),
+        validLine({ lineNo: 2, quantity: 'six' }),
+        { invoiceNo: '1', lineNo: 3 },
+      ]),
     });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_lines');
@@ -195,7 +215,10 @@ describe('POST /invoices', () => {
 
   it('reports unparseable NDJSON lines by index', async () => {
     const body = `${JSON.stringify(validLine())}\n{not json\n`;
-    const res = await call('POST', '/invoices', { headers: { 'content-type': 'application/x-ndjson' }, body });
+    const res = await call('POST', '/invoices', {
+      headers: { 'content-type': 'application/x-ndjson' },
+      body,
+    });
     expect(res.status).toBe(400);
     expect(res.body.invalid).toEqual([{ index: 1, reason: 'not valid JSON' }]);
   });
@@ -220,7 +243,11 @@ describe('POST /invoices', () => {
     expect(many.body.message).toMatch(/too many lines: 4 > 3/);
     const big = await call('POST', '/invoices', {
       headers: JSON_HEADERS,
-      body: JSON.stringify([validLine({ description: 'x'.repeat(250) }), validLine({ lineNo: 2 }), 'y'.repeat(2000)]),
+      body: JSON.stringify([
+        validLine({ description: 'x'.repeat(250) }),
+        validLine({ lineNo: 2 }),
+        'y'.repeat(2000),
+      ]),
     });
     expect(big.status).toBe(413);
     expect(big.body.message).toMatch(/larger than 2000 bytes/);
@@ -239,7 +266,10 @@ describe('POST /invoices', () => {
 
   it('answers 503 with a resend hint when the stream does not take every line', async () => {
     writer.fail = new KinesisWriteError('3 records still failing', 3);
-    const res = await call('POST', '/invoices', { headers: JSON_HEADERS, body: JSON.stringify([validLine()]) });
+    const res = await call('POST', '/invoices', {
+      headers: JSON_HEADERS,
+      body: JSON.stringify([validLine()]),
+    });
     expect(res.status).toBe(503);
     expect(res.body.message).toMatch(/resend/);
     expect(res.headers['retry-after']).toBe('1');
@@ -267,11 +297,19 @@ describe('reads and error mapping', () => {
   it('returns an invoice with exact totals, status and lineage', async () => {
     store.invoices.set('536365', {
       header: header('536365', '17850', '2010-12-01T08:26:00.000Z'),
-      lines: [stored({ lineNo: 2, quantity: 3, unitPrice: '0.1' }), stored({ lineNo: 1, quantity: 3, unitPrice: '0.2' })],
+      lines: [
+        stored({ lineNo: 2, quantity: 3, unitPrice: '0.1' }),
+        stored({ lineNo: 1, quantity: 3, unitPrice: '0.2' }),
+      ],
     });
     const res = await call('GET', '/invoices/536365', { headers: auth });
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ invoiceNo: '536365', status: 'complete', kind: 'sale', customerId: '17850' });
+    expect(res.body).toMatchObject({
+      invoiceNo: '536365',
+      status: 'complete',
+      kind: 'sale',
+      customerId: '17850',
+    });
     expect(res.body.totals).toEqual({ lines: 2, quantity: 6, amount: '0.900' });
     const lines = res.body.lines as { lineNo: number; lineage: Record<string, string> }[];
     expect(lines.map((l) => l.lineNo)).toEqual([1, 2]);
@@ -325,8 +363,24 @@ describe('reads and error mapping', () => {
 
   it('sorts country stats by revenue and totals them exactly', async () => {
     store.countries = [
-      { country: 'France', countryCode: 'FR', region: 'Europe', lineCount: 1, invoiceCount: 1, quantity: 1, amount: '0.100' },
-      { country: 'Spain', countryCode: 'ES', region: 'Europe', lineCount: 2, invoiceCount: 1, quantity: 2, amount: '0.200' },
+      {
+        country: 'France',
+        countryCode: 'FR',
+        region: 'Europe',
+        lineCount: 1,
+        invoiceCount: 1,
+        quantity: 1,
+        amount: '0.100',
+      },
+      {
+        country: 'Spain',
+        countryCode: 'ES',
+        region: 'Europe',
+        lineCount: 2,
+        invoiceCount: 1,
+        quantity: 2,
+        amount: '0.200',
+      },
     ];
     const res = await call('GET', '/stats/countries', { headers: auth });
     expect((res.body.countries as { country: string }[]).map((c) => c.country)).toEqual(['Spain', 'France']);
@@ -356,6 +410,9 @@ describe('reads and error mapping', () => {
     });
     const c = client(app);
     expect((await c('GET', '/extra')).status).toBe(401);
-    expect((await c('GET', '/extra', { headers: auth })).body).toEqual({ error: 'internal', message: 'internal error' });
+    expect((await c('GET', '/extra', { headers: auth })).body).toEqual({
+      error: 'internal',
+      message: 'internal error',
+    });
   });
 });

@@ -54,7 +54,9 @@ describe('KinesisLineWriter', () => {
       return {
         FailedRecordCount: call === 1 ? 2 : 0,
         Records: input.Records.map((_, i) =>
-          call === 1 && i >= 1 ? { ErrorCode: 'ProvisionedThroughputExceededException' } : { SequenceNumber: '1' },
+          call === 1 && i >= 1
+            ? { ErrorCode: 'ProvisionedThroughputExceededException' }
+            : { SequenceNumber: '1' },
         ),
       };
     });
@@ -64,7 +66,9 @@ describe('KinesisLineWriter', () => {
   });
 
   it('throws KinesisWriteError when entries still fail after the bound', async () => {
-    kinesis.on(PutRecordsCommand).resolves({ FailedRecordCount: 1, Records: [{ ErrorCode: 'InternalFailure' }] });
+    kinesis
+      .on(PutRecordsCommand)
+      .resolves({ FailedRecordCount: 1, Records: [{ ErrorCode: 'InternalFailure' }] });
     const err = await writer(3)
       .putLines(lines(1))
       .catch((e: unknown) => e);

@@ -107,7 +107,10 @@ afterEach(() => {
 describe('processRecord', () => {
   it('decodes, validates and enriches a record', () => {
     const out = processRecord(encodeLine(line(1)));
-    expect(out).toMatchObject({ ok: true, line: { lineTotal: '15.300', countryCode: 'GB', dateKey: 20101201 } });
+    expect(out).toMatchObject({
+      ok: true,
+      line: { lineTotal: '15.300', countryCode: 'GB', dateKey: 20101201 },
+    });
   });
 
   it('turns undecodable and invalid records into reasons', () => {
@@ -122,12 +125,15 @@ describe('batch handler', () => {
     const res = await handler()(event([encodeLine(line(1)), Buffer.from('poison'), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([]);
 
-    expect(writtenKeys()).toEqual(['LINE#0000001', 'LINE#0000002']);
+    expect(writtenKeys()).toEqual(['LINE#0000001', 'HEADER', 'LINE#0000002']);
     const updates = ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
-    const invoice = updates.find((u) => u.Key?.sk?.S === 'HEADER');
     const country = updates.find((u) => u.Key?.pk?.S === 'AGG#COUNTRY');
-    expect(invoice?.ExpressionAttributeValues).toMatchObject({ ':lc': { N: '2' }, ':a': { N: '30.600' } });
-    expect(country?.ExpressionAttributeValues).toMatchObject({ ':ic': { N: '1' }, ':max': { S: padSequence('102') } });
+    expect(country?.ExpressionAttributeValues).toMatchObject({
+      ':lc': { N: '2' },
+      ':a': { N: '30.600' },
+      ':ic': { N: '1' },
+      ':max': { S: padSequence('102') },
+    });
     expect(country?.ConditionExpression).toBe('attribute_not_exists(#h) OR #h < :min');
     expect(country?.ExpressionAttributeNames?.['#h']).toBe(`hwm_${SHARD}`);
     const progress = updates.find((u) => u.Key?.pk?.S === `PROGRESS#${SHARD}`);
@@ -136,7 +142,12 @@ describe('batch handler', () => {
     const archived = firehose.commandCalls(PutRecordBatchCommand)[0]?.args[0].input.Records ?? [];
     expect(archived).toHaveLength(2);
     const first = JSON.parse(Buffer.from(archived[0]?.Data as Uint8Array).toString());
-    expect(first).toMatchObject({ invoiceNo: '536365', lineNo: 1, lineTotal: '15.300', sequenceNumber: '100' });
+    expect(first).toMatchObject({
+      invoiceNo: '536365',
+      lineNo: 1,
+      lineTotal: '15.300',
+      sequenceNumber: '100',
+    });
     expect(Date.parse(first.streamVisibleAt)).toBeGreaterThan(0);
 
     const letter = s3.commandCalls(PutObjectCommand)[0]?.args[0].input;
@@ -150,12 +161,12 @@ describe('batch handler', () => {
     let calls = 0;
     ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => {
       calls++;
-      // First answer: the second item was not processed.
-      return calls === 1 ? { UnprocessedItems: { t: [input.RequestItems.t?.[1]] } } : {};
+      // First answer: line 2 was not processed.
+      return calls === 1 ? { UnprocessedItems: { t: [input.RequestItems.t?.[2]] } } : {};
     });
     const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(writtenKeys()).toEqual(['LINE#0000001', 'LINE#0000002', 'LINE#0000002']);
+    expect(writtenKeys()).toEqual(['LINE#0000001', 'HEADER', 'LINE#0000002', 'LINE#0000002']);
   });
 
   it('retries throttling with backoff', async () => {
@@ -168,15 +179,20 @@ describe('batch handler', () => {
 
   it('reports a persistently failing record and everything after it; aggregates count only the records before', async () => {
     ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
-      UnprocessedItems: { t: (input.RequestItems.t ?? []).filter((r) => r.PutRequest?.Item?.sk?.S === 'LINE#0000002') },
+      UnprocessedItems: {
+        t: (input.RequestItems.t ?? []).filter((r) => r.PutRequest?.Item?.sk?.S === 'LINE#0000002'),
+      },
     }));
     const res = await handler(3)(event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(3))]));
     expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }, { itemIdentifier: '102' }]);
-    const invoice = ddb
+    const country = ddb
       .commandCalls(UpdateItemCommand)
       .map((c) => c.args[0].input)
-      .find((u) => u.Key?.sk?.S === 'HEADER');
-    expect(invoice?.ExpressionAttributeValues).toMatchObject({ ':lc': { N: '1' }, ':max': { S: padSequence('100') } });
+      .find((u) => u.Key?.pk?.S === 'AGG#COUNTRY');
+    expect(country?.ExpressionAttributeValues).toMatchObject({
+      ':lc': { N: '1' },
+      ':max': { S: padSequence('100') },
+    });
     expect(firehose.commandCalls(PutRecordBatchCommand)[0]?.args[0].input.Records).toHaveLength(1);
   });
 
@@ -209,7 +225,21 @@ describe('batch handler', () => {
     ddb.on(GetItemCommand).resolves({ Item: { seq: { S: padSequence('101') } } });
     const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(3))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(writtenKeys()).toEqual(['LINE#0000003']);
+    expect(writtenKeys()).toEqual(['LINE#0000003', 'HEADER']);
+  });
+
+  it("fails an invoice's lines when its header cannot be written", async () => {
+    ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
+      UnprocessedItems: {
+        t: (input.RequestItems.t ?? []).filter(
+          (r) => r.PutRequest?.Item?.pk?.S === 'INV#2' && r.PutRequest.Item.sk?.S === 'HEADER',
+        ),
+      },
+    }));
+    const res = await handler(2)(
+      event([encodeLine(line(1)), encodeLine(line(1, { invoiceNo: '2' })), encodeLine(line(2))]),
+    );
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }, { itemIdentifier: '102' }]);
   });
 
   it('fails a poison record when the dead letter cannot be stored, never dropping it', async () => {
@@ -221,7 +251,9 @@ describe('batch handler', () => {
   it('fails records whose archive write keeps failing', async () => {
     firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({
       FailedPutCount: 1,
-      RequestResponses: input.Records.map((_, i) => (i === input.Records.length - 1 ? { ErrorCode: 'ServiceUnavailableException' } : { RecordId: 'x' })),
+      RequestResponses: input.Records.map((_, i) =>
+        i === input.Records.length - 1 ? { ErrorCode: 'ServiceUnavailableException' } : { RecordId: 'x' },
+      ),
     }));
     const res = await handler(2)(event([encodeLine(line(1)), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }]);

@@ -1,16 +1,16 @@
-import { TABLE_KEYS } from '#adapters/dynamo-table';
-import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TABLE_KEYS } from '#adapters/dynamo-table';
 import { buildApp, STACK_NAME } from '../../infra/build.ts';
-import { addNagChecks } from '../../infra/nag.ts';
 import { CONSUMER_SETTINGS } from '../../infra/constructs/consumers.ts';
 import { REPO_ROOT } from '../../infra/constructs/pipeline-function.ts';
 import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES } from '../../infra/entries.ts';
+import { addNagChecks } from '../../infra/nag.ts';
 
 type Resource = { Type: string; Properties?: Record<string, unknown>; Metadata?: Record<string, unknown> };
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
@@ -22,12 +22,27 @@ interface Violation {
 
 let outdir: string;
 let template: Template;
-let json: { Resources: Record<string, Resource>; Parameters: Record<string, unknown> };
+let json: {
+  Resources: Record<string, Resource>;
+  Parameters: Record<string, unknown>;
+  Outputs: Record<string, unknown>;
+};
 let synthError: unknown;
 
 const resources = (type: string) => Object.entries(json.Resources).filter(([, r]) => r.Type === type);
 const asArray = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 const ref = (logicalId: string) => ({ Ref: logicalId });
+/** A property the assertion needs; a missing one fails the test with its name. */
+const prop = <T>(resource: Resource | undefined, key: string): T => {
+  const value = resource?.Properties?.[key];
+  if (value === undefined)
+    throw new Error(`property ${key} missing on ${JSON.stringify(resource)?.slice(0, 200)}`);
+  return value as T;
+};
+const envOf = (resource: Resource | undefined) =>
+  prop<{ Variables: Record<string, string> }>(resource, 'Environment').Variables;
+const statementsOf = (resource: Resource | undefined) =>
+  prop<{ Statement: Statement[] }>(resource, 'PolicyDocument').Statement;
 const logicalIdOf = (type: string, pathFragment: string) => {
   const match = resources(type).find(([id]) => id.startsWith(pathFragment));
   if (!match) throw new Error(`no ${type} whose logical id starts with ${pathFragment}`);
@@ -59,7 +74,10 @@ describe('cdk-nag (AwsSolutions) and CloudFormation validation', () => {
     const findings = report.pluginReports.flatMap((p) =>
       p.violations
         .filter((v) => v.severity === 'error' || v.severity === 'warning')
-        .map((v) => `${p.pluginName} ${v.ruleName}: ${v.violatingConstructs.map((c) => c.constructPath).join(', ')}`),
+        .map(
+          (v) =>
+            `${p.pluginName} ${v.ruleName}: ${v.violatingConstructs.map((c) => c.constructPath).join(', ')}`,
+        ),
     );
     expect(findings).toEqual([]);
     expect(synthError).toBeUndefined();
@@ -86,7 +104,7 @@ describe('handlers', () => {
     for (const [, fn] of functions) {
       expect(fn.Properties?.Runtime).toBe('nodejs24.x');
       expect(fn.Properties?.Handler).toBe('index.handler');
-      expect((fn.Properties?.Environment as { Variables: Record<string, unknown> }).Variables.RP_MODE).toBe('aws');
+      expect(envOf(fn).RP_MODE).toBe('aws');
     }
   });
 
@@ -96,7 +114,9 @@ describe('handlers', () => {
     if (!present) console.warn(`skipping the export check of ${entry}: the file does not exist yet`);
     it.runIf(present)(`${name}: ${entry} exports handler`, () => {
       const source = fs.readFileSync(file, 'utf8');
-      expect(source).toMatch(/export\s+(const|let|async\s+function|function)\s+handler\b|export\s*\{[^}]*\bhandler\b/);
+      expect(source).toMatch(
+        /export\s+(const|let|async\s+function|function)\s+handler\b|export\s*\{[^}]*\bhandler\b/,
+      );
     });
   }
 });
@@ -115,12 +135,16 @@ describe('encryption at rest and in transit', () => {
       SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: key },
     });
     expect(resources('AWS::SQS::Queue').length).toBeGreaterThanOrEqual(2);
-    for (const [, queue] of resources('AWS::SQS::Queue')) expect(queue.Properties?.KmsMasterKeyId).toEqual(key);
-    for (const [, topic] of resources('AWS::SNS::Topic')) expect(topic.Properties?.KmsMasterKeyId).toEqual(key);
+    for (const [, queue] of resources('AWS::SQS::Queue'))
+      expect(queue.Properties?.KmsMasterKeyId).toEqual(key);
+    for (const [, topic] of resources('AWS::SNS::Topic'))
+      expect(topic.Properties?.KmsMasterKeyId).toEqual(key);
     template.hasResourceProperties('AWS::SecretsManager::Secret', { KmsKeyId: key });
     template.hasResourceProperties('AWS::KinesisFirehose::DeliveryStream', {
       DeliveryStreamEncryptionConfigurationInput: { KeyType: 'CUSTOMER_MANAGED_CMK', KeyARN: key },
-      ExtendedS3DestinationConfiguration: { EncryptionConfiguration: { KMSEncryptionConfig: { AWSKMSKeyARN: key } } },
+      ExtendedS3DestinationConfiguration: {
+        EncryptionConfiguration: { KMSEncryptionConfig: { AWSKMSKeyARN: key } },
+      },
     });
     template.hasResourceProperties('AWS::RedshiftServerless::Namespace', { KmsKeyId: key });
     template.hasResourceProperties('AWS::RedshiftServerless::Workgroup', {
@@ -135,9 +159,9 @@ describe('encryption at rest and in transit', () => {
       const encryption = bucket.Properties?.BucketEncryption as {
         ServerSideEncryptionConfiguration: { ServerSideEncryptionByDefault: { SSEAlgorithm: string } }[];
       };
-      expect(encryption.ServerSideEncryptionConfiguration[0]?.ServerSideEncryptionByDefault.SSEAlgorithm).toMatch(
-        /^(aws:kms|AES256)$/,
-      );
+      expect(
+        encryption.ServerSideEncryptionConfiguration[0]?.ServerSideEncryptionByDefault.SSEAlgorithm,
+      ).toMatch(/^(aws:kms|AES256)$/);
       expect(bucket.Properties?.PublicAccessBlockConfiguration).toEqual({
         BlockPublicAcls: true,
         BlockPublicPolicy: true,
@@ -147,7 +171,7 @@ describe('encryption at rest and in transit', () => {
       const policy = resources('AWS::S3::BucketPolicy').find(
         ([, p]) => JSON.stringify(p.Properties?.Bucket) === JSON.stringify(ref(id)),
       );
-      const statements = (policy?.[1].Properties?.PolicyDocument as { Statement: Statement[] }).Statement;
+      const statements = statementsOf(policy?.[1]);
       expect(statements).toContainEqual(
         expect.objectContaining({
           Effect: 'Deny',
@@ -170,9 +194,8 @@ describe('IAM', () => {
   const dataServices = /^(s3|dynamodb|kinesis|firehose|kms|secretsmanager|sqs|sns|redshift-serverless|glue):/;
 
   it('grants no "*" action and no "*" resource on data resources', () => {
-    const statements = resources('AWS::IAM::Policy').flatMap(
-      ([id, p]) =>
-        (p.Properties?.PolicyDocument as { Statement: Statement[] }).Statement.map((s) => ({ id, ...s })) ?? [],
+    const statements = resources('AWS::IAM::Policy').flatMap(([id, p]) =>
+      statementsOf(p).map((s) => ({ id, ...s })),
     );
     expect(statements.length).toBeGreaterThan(10);
     for (const s of statements) {
@@ -184,16 +207,16 @@ describe('IAM', () => {
         // The only "*" resource: Data API statement actions, which have no resource type, narrowed by owner.
         for (const action of asArray(s.Action)) expect(action, s.id).not.toMatch(dataServices);
         expect(asArray(s.Action).every((a) => a.startsWith('redshift-data:'))).toBe(true);
-        expect(s.Condition).toEqual({
-          StringEquals: { 'redshift-data:statement-owner-iam-userid': '${aws:userid}' },
-        });
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: an IAM policy variable, not a JS template
+        const owner = '${aws:userid}';
+        expect(s.Condition).toEqual({ StringEquals: { 'redshift-data:statement-owner-iam-userid': owner } });
       }
     }
   });
 
   it('lets the consumer write objects only under dlq/', () => {
     const policy = logicalIdOf('AWS::IAM::Policy', 'ConsumersProcessInvoiceLinesRole');
-    const statements = (json.Resources[policy]?.Properties?.PolicyDocument as { Statement: Statement[] }).Statement;
+    const statements = statementsOf(json.Resources[policy]);
     const s3Writes = statements.filter((s) => asArray(s.Action).includes('s3:PutObject'));
     expect(s3Writes).toHaveLength(1);
     expect(JSON.stringify(s3Writes[0]?.Resource)).toContain('/dlq/*');
@@ -219,14 +242,16 @@ describe('stream and consumers', () => {
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ParallelizationFactor: ref('ParallelizationFactor'),
       DestinationConfig: {
-        OnFailure: { Destination: { 'Fn::GetAtt': [logicalIdOf('AWS::SQS::Queue', 'ConsumersOnFailure'), 'Arn'] } },
+        OnFailure: {
+          Destination: { 'Fn::GetAtt': [logicalIdOf('AWS::SQS::Queue', 'ConsumersOnFailure'), 'Arn'] },
+        },
       },
     });
   });
 
   it('gives the consumer the table, delivery stream and bucket names its config reads', () => {
     const fn = logicalIdOf('AWS::Lambda::Function', 'ConsumersProcessInvoiceLines');
-    const env = (json.Resources[fn]?.Properties?.Environment as { Variables: Record<string, unknown> }).Variables;
+    const env = envOf(json.Resources[fn]);
     expect(Object.keys(env)).toEqual(
       expect.arrayContaining(['RP_TABLE_NAME', 'RP_DELIVERY_STREAM', 'RP_BUCKET', 'RP_REDSHIFT_WORKGROUP']),
     );
@@ -255,15 +280,20 @@ describe('store, archive and catalog', () => {
         ErrorOutputPrefix: 'archive-errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/',
         CompressionFormat: 'GZIP',
         FileExtension: '.json.gz',
-        BufferingHints: { IntervalInSeconds: ref('FirehoseBufferSeconds'), SizeInMBs: ref('FirehoseBufferMiB') },
+        BufferingHints: {
+          IntervalInSeconds: ref('FirehoseBufferSeconds'),
+          SizeInMBs: ref('FirehoseBufferMiB'),
+        },
       },
     });
   });
 
   it('moves archive objects to cheaper storage', () => {
     const bucket = logicalIdOf('AWS::S3::Bucket', 'ArchiveBucket');
-    const rules = (json.Resources[bucket]?.Properties?.LifecycleConfiguration as { Rules: Record<string, unknown>[] })
-      .Rules;
+    const rules = prop<{ Rules: Record<string, unknown>[] }>(
+      json.Resources[bucket],
+      'LifecycleConfiguration',
+    ).Rules;
     expect(rules).toContainEqual(
       expect.objectContaining({
         Prefix: 'archive/',
@@ -299,9 +329,15 @@ describe('api', () => {
     });
   });
 
+  it('publishes the outputs docs/aws.md refers to under fixed names', () => {
+    expect(Object.keys(json.Outputs)).toEqual(
+      expect.arrayContaining(['ApiUrl', 'ApiKeyId', 'WarehouseEndpoint', 'WarehouseAdminSecretArn']),
+    );
+  });
+
   it('bounds the request size in the Lambda below the Lambda and API Gateway payload limits', () => {
     const fn = logicalIdOf('AWS::Lambda::Function', 'ApiHttpApi');
-    const env = (json.Resources[fn]?.Properties?.Environment as { Variables: Record<string, string> }).Variables;
+    const env = envOf(json.Resources[fn]);
     expect(Number(env.RP_API_MAX_BYTES)).toBeLessThan(6 * 1024 * 1024);
     expect(Number(env.RP_API_MAX_LINES)).toBeGreaterThan(0);
   });
@@ -317,8 +353,11 @@ describe('secrets', () => {
       expect(secret.Properties).not.toHaveProperty('SecretString');
     }
     const [, namespace] = resources('AWS::RedshiftServerless::Namespace')[0] ?? [];
-    expect(JSON.stringify(namespace?.Properties?.AdminUserPassword)).toMatch(/^\{"Fn::Join".*\{\{resolve:secretsmanager:/);
-    for (const [, apiKey] of resources('AWS::ApiGateway::ApiKey')) expect(apiKey.Properties).not.toHaveProperty('Value');
+    expect(JSON.stringify(namespace?.Properties?.AdminUserPassword)).toMatch(
+      /^\{"Fn::Join".*\{\{resolve:secretsmanager:/,
+    );
+    for (const [, apiKey] of resources('AWS::ApiGateway::ApiKey'))
+      expect(apiKey.Properties).not.toHaveProperty('Value');
     expect(text).not.toMatch(/RP_(API_KEY|DB_PASSWORD)/);
     expect(Object.values(json.Parameters ?? {}).map((p) => JSON.stringify(p))).not.toContainEqual(
       expect.stringMatching(/NoEcho/),
@@ -341,11 +380,16 @@ describe('alerts', () => {
     );
     const dimension = (fragment: string) =>
       alarms.filter(([, a]) => JSON.stringify(a.Properties?.Dimensions).includes(fragment)).length;
-    expect(dimension(logicalIdOf('AWS::Lambda::Function', 'ConsumersProcessInvoiceLines'))).toBeGreaterThanOrEqual(2);
+    expect(
+      dimension(logicalIdOf('AWS::Lambda::Function', 'ConsumersProcessInvoiceLines')),
+    ).toBeGreaterThanOrEqual(2);
     expect(dimension(logicalIdOf('AWS::Lambda::Function', 'WarehouseLoadObjects'))).toBe(1);
     expect(dimension(logicalIdOf('AWS::SQS::Queue', 'ConsumersOnFailure'))).toBe(1);
     expect(dimension(logicalIdOf('AWS::SQS::Queue', 'WarehouseLoaderDlq'))).toBe(1);
-    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: ref('AlertEmail') });
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: ref('AlertEmail'),
+    });
   });
 });
 
@@ -360,7 +404,7 @@ describe('warehouse loader', () => {
 
   it('gets the Data API coordinates adapters/config.ts reads', () => {
     const fn = logicalIdOf('AWS::Lambda::Function', 'WarehouseLoadObjects');
-    const env = (json.Resources[fn]?.Properties?.Environment as { Variables: Record<string, unknown> }).Variables;
+    const env = envOf(json.Resources[fn]);
     expect(Object.keys(env)).toEqual(
       expect.arrayContaining([
         'RP_BUCKET',

@@ -1,8 +1,8 @@
+import { describe, expect, it } from 'vitest';
 import type { InvoiceLine } from '#core/invoice-line';
 import { invoiceLineInput } from '#core/invoice-line';
 import { createGenerator } from '#producer/generator';
 import { COUNTRY_LINES, REAL } from '#producer/real-figures';
-import { describe, expect, it } from 'vitest';
 
 const N = 100_000;
 const fixedNow = () => new Date('2024-01-01T00:00:00Z');
@@ -40,14 +40,21 @@ describe('createGenerator statistics on 100k lines vs the real file', () => {
   });
 
   it('~25% of lines without a customer (+-3 points)', () => {
-    expect(Math.abs(share((l) => l.customerId === null) - REAL.linesWithoutCustomer / REAL.lines)).toBeLessThan(0.03);
+    expect(
+      Math.abs(share((l) => l.customerId === null) - REAL.linesWithoutCustomer / REAL.lines),
+    ).toBeLessThan(0.03);
   });
 
   it('~1.7% cancellation lines (+-0.4 points) with negative quantities referencing earlier invoices', () => {
     const cancellations = lines.filter((l) => l.invoiceNo.startsWith('C'));
     expect(Math.abs(cancellations.length / N - 0.0171)).toBeLessThan(0.004);
     const byKey = new Map<string, InvoiceLine[]>();
-    for (const l of lines) if (/^\d/.test(l.invoiceNo)) byKey.set(`${l.customerId}|${l.stockCode}`, [...(byKey.get(`${l.customerId}|${l.stockCode}`) ?? []), l]);
+    for (const l of lines)
+      if (/^\d/.test(l.invoiceNo))
+        byKey.set(`${l.customerId}|${l.stockCode}`, [
+          ...(byKey.get(`${l.customerId}|${l.stockCode}`) ?? []),
+          l,
+        ]);
     const unreferenced = cancellations.filter((c) => {
       const originals = byKey.get(`${c.customerId}|${c.stockCode}`) ?? [];
       return c.quantity >= 0 || !originals.some((o) => Number(o.invoiceNo) < Number(c.invoiceNo.slice(1)));
@@ -55,7 +62,7 @@ describe('createGenerator statistics on 100k lines vs the real file', () => {
     expect(unreferenced).toEqual([]);
   });
 
-  it('~91% UK (+-2 points), only the real set\'s country names, most of its 38 countries', () => {
+  it("~91% UK (+-2 points), only the real set's country names, most of its 38 countries", () => {
     expect(Math.abs(share((l) => l.country === 'United Kingdom') - 0.914)).toBeLessThan(0.02);
     const real = new Set(COUNTRY_LINES.map(([c]) => c));
     const seen = new Set(lines.map((l) => l.country));
@@ -64,12 +71,25 @@ describe('createGenerator statistics on 100k lines vs the real file', () => {
   });
 
   it('quirks: non-product codes, zero prices, duplicates, 3-decimal prices', () => {
-    expect(Math.abs(share((l) => !/^\d{5}/.test(l.stockCode)) - REAL.nonProductLines / REAL.lines)).toBeLessThan(0.003);
-    expect(Math.abs(share((l) => Number(l.unitPrice) === 0) - REAL.zeroPriceLines / REAL.lines)).toBeLessThan(0.0025);
+    expect(
+      Math.abs(share((l) => !/^\d{5}/.test(l.stockCode)) - REAL.nonProductLines / REAL.lines),
+    ).toBeLessThan(0.003);
+    expect(Math.abs(share((l) => Number(l.unitPrice) === 0) - REAL.zeroPriceLines / REAL.lines)).toBeLessThan(
+      0.0025,
+    );
     const keys = new Set<string>();
     let dups = 0;
     for (const l of lines) {
-      const k = [l.invoiceNo, l.stockCode, l.description, l.quantity, l.invoiceDate, l.unitPrice, l.customerId, l.country].join('|');
+      const k = [
+        l.invoiceNo,
+        l.stockCode,
+        l.description,
+        l.quantity,
+        l.invoiceDate,
+        l.unitPrice,
+        l.customerId,
+        l.country,
+      ].join('|');
       if (keys.has(k)) dups++;
       keys.add(k);
     }
@@ -92,7 +112,8 @@ describe('createGenerator statistics on 100k lines vs the real file', () => {
     expect(g.catalogue.products).toBe(4_000);
     expect(g.catalogue.customers).toBe(REAL.customers);
     const byCode = new Map<string, number>();
-    for (const l of lines) if (/^\d{5}/.test(l.stockCode)) byCode.set(l.stockCode, (byCode.get(l.stockCode) ?? 0) + 1);
+    for (const l of lines)
+      if (/^\d{5}/.test(l.stockCode)) byCode.set(l.stockCode, (byCode.get(l.stockCode) ?? 0) + 1);
     const ranked = [...byCode.values()].sort((a, b) => b - a);
     const total = ranked.reduce((a, b) => a + b, 0);
     const top = (k: number) => ranked.slice(0, k).reduce((a, b) => a + b, 0) / total;

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
 import { invoiceLineInput } from '#core/invoice-line';
 import {
   londonLocalToDate,
@@ -12,7 +13,6 @@ import {
   replayLines,
   type SourceEncoding,
 } from '#producer/replay';
-import { describe, expect, it } from 'vitest';
 
 const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/producer');
 const fx = (name: string) => path.join(fixtures, name);
@@ -48,7 +48,12 @@ describe('replayLines input variants', () => {
     expect(lines[4]?.line.description).toBe('CAFÉ CREAM CUPID HEARTS COAT HANGER');
     expect(lines[2]?.line.description).toBe('HAND WARMER UNION JACK, RED');
     expect(lines[3]?.line.description).toBe('RECORD FRAME 7" SINGLE SIZE');
-    expect(lines[5]?.line).toMatchObject({ description: null, customerId: null, unitPrice: '0', quantity: -5 });
+    expect(lines[5]?.line).toMatchObject({
+      description: null,
+      customerId: null,
+      unitPrice: '0',
+      quantity: -5,
+    });
     expect(lines[7]?.line.unitPrice).toBe('0.001');
     expect(lines.every((l) => invoiceLineInput.safeParse(l.line).success)).toBe(true);
     expect(lines.every((l) => !l.line.country.endsWith('\r'))).toBe(true);
@@ -137,7 +142,9 @@ describe('replayLines malformed rows', () => {
 
   it('--strict makes the first malformed row fatal', async () => {
     const bad: MalformedRow[] = [];
-    const error = await collect(fx('malformed.csv'), { strict: true, onMalformed: (e) => bad.push(e) }).catch((e) => e);
+    const error = await collect(fx('malformed.csv'), { strict: true, onMalformed: (e) => bad.push(e) }).catch(
+      (e) => e,
+    );
     expect(error).toBeInstanceOf(MalformedRowError);
     expect(error.message).toMatch(/malformed\.csv:3: Quantity/);
     expect(bad).toHaveLength(1);

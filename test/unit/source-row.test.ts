@@ -1,9 +1,18 @@
+import { describe, expect, it } from 'vitest';
 import { invoiceLineInput } from '#core/invoice-line';
 import { parseCustomerId, parseSourceDate, parseSourceRow, resolveColumns } from '#core/source-row';
-import { describe, expect, it } from 'vitest';
 
 const row = (over: Partial<Record<number, string>> = {}) => {
-  const base = ['536365', '85123A', 'WHITE HANGING HEART T-LIGHT HOLDER', '6', '12/1/2010 8:26', '2.55', '17850', 'United Kingdom'];
+  const base = [
+    '536365',
+    '85123A',
+    'WHITE HANGING HEART T-LIGHT HOLDER',
+    '6',
+    '12/1/2010 8:26',
+    '2.55',
+    '17850',
+    'United Kingdom',
+  ];
   return base.map((v, i) => over[i] ?? v);
 };
 
@@ -20,12 +29,17 @@ describe('parseSourceDate', () => {
     expect(parseSourceDate(text)).toBe(expected);
   });
 
-  it.each(['13/1/2010 8:26', '2/29/2011 10:00', '12/1/2010', '2010-12-01', '12/1/2010 24:00', '2010-12-01 08:61', 'x'])(
-    'refuses %s',
-    (text) => {
-      expect(parseSourceDate(text)).toBeNull();
-    },
-  );
+  it.each([
+    '13/1/2010 8:26',
+    '2/29/2011 10:00',
+    '12/1/2010',
+    '2010-12-01',
+    '12/1/2010 24:00',
+    '2010-12-01 08:61',
+    'x',
+  ])('refuses %s', (text) => {
+    expect(parseSourceDate(text)).toBeNull();
+  });
 });
 
 describe('parseCustomerId', () => {
@@ -54,7 +68,10 @@ describe('parseSourceRow', () => {
   });
 
   it('keeps the data set quirks: cancellations, empty description and customer, zero and 3-decimal prices', () => {
-    expect(parseSourceRow(row({ 0: 'C536379', 3: '-1' }))).toMatchObject({ invoiceNo: 'C536379', quantity: -1 });
+    expect(parseSourceRow(row({ 0: 'C536379', 3: '-1' }))).toMatchObject({
+      invoiceNo: 'C536379',
+      quantity: -1,
+    });
     expect(parseSourceRow(row({ 2: '', 6: '' }))).toMatchObject({ description: null, customerId: null });
     expect(parseSourceRow(row({ 5: '0' }))).toMatchObject({ unitPrice: '0' });
     expect(parseSourceRow(row({ 5: '0.001' }))).toMatchObject({ unitPrice: '0.001' });
@@ -84,13 +101,27 @@ describe('parseSourceRow', () => {
   });
 
   it('a short record names the field count', () => {
-    expect(parseSourceRow(['536365', '85123A', 'X', '6', '12/1/2010 8:26'])).toMatch(/expected 8 fields, got 5/);
+    expect(parseSourceRow(['536365', '85123A', 'X', '6', '12/1/2010 8:26'])).toMatch(
+      /expected 8 fields, got 5/,
+    );
   });
 
   it('follows the header order when columns are mapped', () => {
-    const cols = resolveColumns(['country', 'InvoiceNo', 'StockCode', 'Description', 'Quantity', 'InvoiceDate', 'UnitPrice', 'CustomerID']);
+    const cols = resolveColumns([
+      'country',
+      'InvoiceNo',
+      'StockCode',
+      'Description',
+      'Quantity',
+      'InvoiceDate',
+      'UnitPrice',
+      'CustomerID',
+    ]);
     expect(typeof cols).toBe('object');
-    const line = parseSourceRow(['EIRE', '536365', '85123A', 'D', '6', '12/1/2010 8:26', '2.55', ''], cols as never);
+    const line = parseSourceRow(
+      ['EIRE', '536365', '85123A', 'D', '6', '12/1/2010 8:26', '2.55', ''],
+      cols as never,
+    );
     expect(line).toMatchObject({ country: 'EIRE', invoiceNo: '536365', customerId: null });
     expect(resolveColumns(['InvoiceNo', 'StockCode'])).toMatch(/lacks column\(s\) Description/);
   });

@@ -1,0 +1,14 @@
+import fs from 'node:fs'; import { Writable } from 'node:stream'; import { pipeline } from 'node:stream/promises';
+import { decompressed, readCsvHead, RecordGuard } from '#batch/source-stream';
+const f = '../shared/data/online-retail/online-retail.csv.gz';
+let t = performance.now(); let n = 0;
+const sink = () => new Writable({ write(c, _e, cb) { n += c.length; cb(); } });
+await pipeline(fs.createReadStream(f), (await import('node:zlib')).createGunzip(), sink());
+console.log('gunzip', Math.round(performance.now() - t), n); t = performance.now(); n = 0;
+const d = await decompressed(fs.createReadStream(f));
+await pipeline(d, sink()); console.log('decompressed()', Math.round(performance.now() - t), n); t = performance.now(); n = 0;
+const h = await readCsvHead(await decompressed(fs.createReadStream(f)));
+await pipeline(h.body, sink()); console.log('head', Math.round(performance.now() - t), n); t = performance.now(); n = 0;
+const h2 = await readCsvHead(await decompressed(fs.createReadStream(f)));
+const g = new RecordGuard(8);
+await pipeline(h2.body, g, sink()); console.log('guard', Math.round(performance.now() - t), n, g.records, g.malformed);

@@ -1,0 +1,145 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { registerReplayCommand } from '#cli/commands/replay';
+import { registerSimulateCommand } from '#cli/commands/simulate';
+import type { InvoiceLineInput } from '#core/invoice-line';
+import { runReplay, runSimulate } from '#producer/run';
+
+/** Accepts everything and remembers when each line arrived. */
+function sink() {
+  const arrivals: { key: string; at: number }[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const lines = JSON.parse(Buffer.concat(chunks).toString()) as InvoiceLineInput[];
+      const at = performance.now();
+      for (const l of lines) arrivals.push({ key: `${l.invoiceNo}#${l.lineNo}`, at });
+      res
+        .writeHead(202, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ accepted: lines.length }));
+    });
+  });
+  return { server, arrivals };
+}
+
+describe('producer runs against a local sink', () => {
+  const s = sink();
+  let target = '';
+  let tmp = '';
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => s.server.listen(0, '127.0.0.1', resolve));
+    target = `http://127.0.0.1:${(s.server.address() as AddressInfo).port}`;
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'producer-run-'));
+  });
+  afterAll(async () => {
+    s.server.closeAllConnections();
+    await new Promise((resolve) => s.server.close(resolve));
+    await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  it('simulate holds 1,000 lines/s within 10% over 3 s', async () => {
+    s.arrivals.length = 0;
+    const started = performance.now();
+    const summary = await runSimulate({
+      target,
+      rate: 1_000,
+      durationMs: 3_000,
+      seed: 3,
+      progress: false,
+      poster: { lingerMs: 20 },
+    });
+    const elapsed = (performance.now() - started) / 1000;
+    expect(summary.accepted).toBe(s.arrivals.length);
+    const rate = summary.accepted / 3;
+    expect(rate).toBeGreaterThan(900);
+    expect(rate).toBeLessThan(1_100);
+    expect(elapsed).toBeLessThan(4);
+  });
+
+  it('an aborted run stops early and still delivers what it produced', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300);
+    const summary = await runSimulate({
+      target,
+      rate: 1_000,
+      seed: 3,
+      progress: false,
+      signal: controller.signal,
+    });
+    expect(summary.aborted).toBe(true);
+    expect(summary.produced).toBeGreaterThan(100);
+    expect(summary.accepted).toBe(summary.produced);
+  });
+
+  it('replay --speed follows the source timeline; --limit stops early', async () => {
+    const file = path.join(tmp, 'timeline.csv');
+    const header = 'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country';
+    await fs.writeFile(
+      file,
+      [
+        header,
+        ...[0, 1, 2, 3].map(
+          (m) => `53636${m},22633,HAND WARMER,6,12/1/2010 8:0${m * 2},1.85,,United Kingdom`,
+        ),
+        '',
+      ].join('\n'),
+    );
+    s.arrivals.length = 0;
+    // 6 source minutes at 240x: 1.5 s.
+    const started = performance.now();
+    const summary = await runReplay({
+      paths: file,
+      speed: 240,
+      target,
+      progress: false,
+      poster: { lingerMs: 5 },
+    });
+    const elapsed = performance.now() - started;
+    expect(summary).toMatchObject({ produced: 4, accepted: 4, malformed: 0 });
+    expect(elapsed).toBeGreaterThan(1_400);
+    expect(elapsed).toBeLessThan(2_500);
+    const limited = await runReplay({ paths: file, limit: 2, target, progress: false });
+    expect(limited).toMatchObject({ produced: 2, accepted: 2 });
+  });
+
+  it('replay counts malformed rows; strict stops at the first', async () => {
+    const fixture = path.resolve(import.meta.dirname, '../fixtures/producer/malformed.csv');
+    const summary = await runReplay({ paths: fixture, target, progress: false });
+    expect(summary).toMatchObject({ produced: 2, accepted: 2, malformed: 7 });
+    await expect(runReplay({ paths: fixture, target, progress: false, strict: true })).rejects.toThrow(
+      /malformed\.csv:3/,
+    );
+  });
+
+  it('the CLI commands run against --target and write the run log under the data dir', async () => {
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const program = new Command().exitOverride();
+      registerSimulateCommand(program);
+      registerReplayCommand(program);
+      await program.parseAsync(
+        ['simulate', '--lines', '120', '--rate', '5000', '--target', target, '--data-dir', tmp],
+        { from: 'user' },
+      );
+      const fixtures = path.resolve(import.meta.dirname, '../fixtures/producer/dir');
+      await program.parseAsync(['replay', fixtures, '--target', target, '--data-dir', tmp], { from: 'user' });
+      const printed = out.mock.calls.map((c) => String(c[0])).join('');
+      expect(printed).toMatch(/accepted\s*│\s*120/);
+      expect(printed).toMatch(/accepted\s*│\s*7/);
+      const logs = await fs.readdir(path.join(tmp, 'runs'));
+      expect(logs.filter((f) => f.startsWith('simulate-'))).toHaveLength(1);
+      expect(logs.filter((f) => f.startsWith('replay-'))).toHaveLength(1);
+      expect(process.exitCode ?? 0).toBe(0);
+    } finally {
+      out.mockRestore();
+      err.mockRestore();
+    }
+  });
+});

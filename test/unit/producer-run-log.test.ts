@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { createPacer } from '#producer/pace';
+import { lineTotal, newRunId } from '#producer/run-log';
+
+describe('lineTotal', () => {
+  it.each([
+    [6, '2.55', '15.3'],
+    [3, '0.001', '0.003'],
+    [-12, '1.25', '-15'],
+    [1, '-11062.06', '-11062.06'],
+    [0, '4.95', '0'],
+    [80995, '2.08', '168469.6'],
+    [10_000_000, '999999999999.999', '9999999999999990000'],
+  ])('%i x %s = %s exactly', (q, price, total) => {
+    expect(lineTotal(q, price)).toBe(total);
+  });
+});
+
+describe('newRunId', () => {
+  it('names the kind and the start instant, unique per call', () => {
+    const at = new Date('2024-05-06T07:08:09.123Z');
+    expect(newRunId('replay', at)).toMatch(/^replay-20240506T070809Z-[a-z0-9]{1,4}$/);
+    expect(newRunId('x')).not.toBe(newRunId('x'));
+  });
+});
+
+describe('createPacer', () => {
+  it('schedules line i at start + i/rate, without drift from late wake-ups', async () => {
+    let clock = 0;
+    const pacer = createPacer({ rate: 100, now: () => clock });
+    await pacer.wait();
+    clock = 50; // 5 lines' worth of time passed: the next lines are overdue and go at once
+    const t = performance.now();
+    for (let i = 0; i < 4; i++) await pacer.wait();
+    expect(performance.now() - t).toBeLessThan(20);
+    await pacer.wait(); // line 5 due at 50 ms: now
+    const t2 = performance.now();
+    await pacer.wait(); // line 6 due at 60 ms: 10 ms ahead of the frozen clock
+    expect(performance.now() - t2).toBeGreaterThanOrEqual(8);
+  });
+
+  it('speed maps source time to wall time', async () => {
+    const pacer = createPacer({ speed: 60_000 });
+    const t = performance.now();
+    await pacer.wait(new Date('2010-12-01T08:00:00Z'));
+    await pacer.wait(new Date('2010-12-01T08:05:00Z')); // 300 s of source at 60,000x = 5 ms
+    await pacer.wait(new Date('2010-12-01T08:30:00Z')); // 30 ms
+    const elapsed = performance.now() - t;
+    expect(elapsed).toBeGreaterThanOrEqual(25);
+    expect(elapsed).toBeLessThan(200);
+  });
+
+  it('an aborted signal stops the wait', async () => {
+    const controller = new AbortController();
+    const pacer = createPacer({ rate: 0.5, signal: controller.signal });
+    await pacer.wait();
+    const waiting = pacer.wait();
+    controller.abort();
+    await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+  });
+});
