@@ -87,7 +87,10 @@ function cdfPanel(report: LatencyReport, axis: LogAxis): string[] {
       );
     }
     const ly = top + 18 + i * 18;
-    if (i === 0) out.push(`<rect x="${right - 156}" y="${top + 4}" width="150" height="40" fill="#ffffff" opacity="0.9"/>`);
+    if (i === 0)
+      out.push(
+        `<rect x="${right - 156}" y="${top + 4}" width="150" height="40" fill="#ffffff" opacity="0.9"/>`,
+      );
     out.push(`<rect x="${right - 150}" y="${ly - 9}" width="14" height="4" fill="${COLORS[path]}"/>`);
     const total = report.hops.find((h) => h.path === path && h.hop === 'total');
     out.push(text(right - 130, ly - 3, `${path} (${total?.count ?? 0} lines)`, 'class="legend"'));

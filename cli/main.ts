@@ -1,14 +1,24 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '#adapters/config';
 import { StackNotRunningError } from '#local/endpoints';
+import { registerPowerBiCommand } from './commands/powerbi.ts';
+import { registerReplayCommand } from './commands/replay.ts';
+import { registerReportCommands } from './commands/report.ts';
+import { registerSimulateCommand } from './commands/simulate.ts';
 import { registerStackCommands } from './commands/stack.ts';
+import { registerStartCommand } from './commands/start.ts';
 
 export function buildProgram(): Command {
   const program = new Command('retail-pipeline')
     .description('invoice-line pipeline: REST -> Kinesis -> DynamoDB + S3 archive -> warehouse, local or on AWS')
     .showHelpAfterError()
     .exitOverride();
+  registerStartCommand(program);
   registerStackCommands(program);
+  registerSimulateCommand(program);
+  registerReplayCommand(program);
+  registerReportCommands(program);
+  registerPowerBiCommand(program);
   return program;
 }
 

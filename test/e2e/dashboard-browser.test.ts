@@ -76,17 +76,10 @@ afterAll(async () => {
   await t?.stop();
 });
 
-const chartSizes = (page: Page) =>
-  page.evaluate(() => {
-    const charts = (
-      window as unknown as {
-        dashboard: { charts: Record<string, { data: { datasets: Array<{ data: unknown[] }> } }> };
-      }
-    ).dashboard.charts;
-    return Object.fromEntries(
-      Object.entries(charts).map(([k, c]) => [k, c.data.datasets[0]?.data.length ?? 0]),
-    );
-  });
+const chartSizes = (page: Page): Promise<Record<string, number>> =>
+  page.evaluate(
+    `Object.fromEntries(Object.entries(window.dashboard.charts).map(([k, c]) => [k, c.data.datasets[0].data.length]))`,
+  );
 const emptyCards = (page: Page) => page.$$eval('.card.is-empty', (cards) => cards.map((c) => c.id).sort());
 
 describe('dashboard in headless Chromium', () => {
@@ -94,9 +87,7 @@ describe('dashboard in headless Chromium', () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
     const problems = watch(page);
     await page.goto(`${base}/dashboard?interval=500`);
-    await page.waitForFunction(
-      () => (window as unknown as { dashboard?: { updates: number } }).dashboard?.updates! >= 1,
-    );
+    await page.waitForFunction('window.dashboard && window.dashboard.updates >= 1');
     expect(await emptyCards(page)).toEqual([
       'card-country',
       'card-day',
@@ -156,7 +147,7 @@ describe('dashboard in headless Chromium', () => {
     await insertManifest(t.warehouse, 'archive/2024/01/01/00/dash-1.gz', iso(now - 24_000));
     await refreshMarts(t.warehouse);
 
-    await page.waitForFunction(() => document.querySelectorAll('.card.is-empty').length === 0, undefined, {
+    await page.waitForFunction("document.querySelectorAll('.card.is-empty').length === 0", undefined, {
       timeout: 15_000,
     });
     const sizes = await chartSizes(page);

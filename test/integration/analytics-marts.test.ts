@@ -145,7 +145,12 @@ describe('marts and sales reports', () => {
     const rfm = await t.warehouse.query<Record<string, unknown>>(
       'SELECT customer_id, recency_days, frequency, monetary, segment FROM v_customer_rfm ORDER BY customer_id',
     );
-    const lastSale = kept.filter(sale).reduce((m, l) => Math.max(l.invoiceDate, m), '');
+    const latest = (ls: FixtureLine[]) =>
+      ls
+        .map((l) => l.invoiceDate)
+        .sort()
+        .at(-1) as string;
+    const lastSale = latest(kept.filter(sale));
     const days = (a: string, b: string) =>
       Math.floor((Date.parse(`${b}Z`) - Date.parse(`${a}Z`)) / 86_400_000);
     const expectedRfm = [
@@ -155,7 +160,7 @@ describe('marts and sales reports', () => {
       ),
     ]
       .map(([customer_id, ls]) => {
-        const last = ls.filter(sale).reduce((m, l) => Math.max(l.invoiceDate, m), '');
+        const last = latest(ls.filter(sale));
         return {
           customer_id,
           recency_days: days(last, lastSale),

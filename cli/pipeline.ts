@@ -1,0 +1,149 @@
+import fs from 'node:fs/promises';
+import http, { type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Config } from '#adapters/config';
+import { S3DeadLetterSink } from '#adapters/dlq';
+import type { Logger } from '#adapters/logger';
+import type { Warehouse } from '#adapters/warehouse';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { createRateMeter, type RateMeter } from '#analytics/rate-meter';
+import { createAnalyticsRouter } from '#analytics/router';
+import { createApp } from '#api/app';
+import { createApiDeps } from '#api/deps';
+import { createLoader, type Loader } from '#batch/loader';
+import { migrate } from '#batch/migrate';
+import { createConsumerDeps } from '#consumers/deps';
+import { createBatchHandler } from '#consumers/handler';
+import { type StreamPoller, startStreamPoller } from '#local/poller';
+import { type LocalStack, type StackOptions, startStack } from '#local/stack';
+
+/** Everything `npm start` runs in local mode, wired the way Lambda would run it on AWS. */
+export interface Pipeline {
+  stack: LocalStack;
+  apiUrl: string;
+  dashboardUrl: string;
+  warehouse: Warehouse;
+  loader: Loader;
+  poller: StreamPoller;
+  rate: RateMeter;
+  stop(): Promise<void>;
+}
+
+export interface PipelineOptions {
+  config: Config;
+  logger: Logger;
+  fresh?: boolean;
+  emulators?: StackOptions['emulators'];
+  /** Whether the loader sweeps on its interval (tests drive it by hand). Default true. */
+  scheduleLoads?: boolean;
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
+  const { config, logger } = opts;
+  const stack = await startStack({
+    config,
+    logger,
+    ...(opts.fresh ? { fresh: true } : {}),
+    ...(opts.emulators ? { emulators: opts.emulators } : {}),
+  });
+  const stops: Array<() => Promise<void>> = [() => stack.stop()];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        logger.error({ err }, 'pipeline part did not stop cleanly');
+      }
+    }
+    stops.length = 0;
+  };
+  try {
+    const warehouse = createPostgresWarehouse({ connectionString: stack.endpoints.postgres, logger });
+    stops.push(() => warehouse.close());
+    await migrate(warehouse, logger);
+
+    // API: the same express app API Gateway + Lambda runs, plus the dashboard and analytics routes.
+    const rate = createRateMeter();
+    const apiDeps = createApiDeps(config, stack.clients, logger);
+    const writer = apiDeps.writer;
+    apiDeps.writer = {
+      async putLines(lines) {
+        const result = await writer.putLines(lines);
+        rate.record(lines.length);
+        return result;
+      },
+    };
+    apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
+    const app = createApp(apiDeps);
+    const apiServer = http.createServer(app);
+    const apiPort = await listen(apiServer, config.host, config.api.port);
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          apiServer.close(() => resolve());
+          apiServer.closeAllConnections();
+        }),
+    );
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const apiUrl = `http://${host}:${apiPort}`;
+    const dashboardUrl = `${apiUrl}/dashboard`;
+
+    // Consumers: the Lambda batch handler behind a poller with event source mapping semantics.
+    const handler = createBatchHandler(createConsumerDeps(config, stack.clients, logger));
+    const dlq = new S3DeadLetterSink({ client: stack.clients.s3, bucket: config.names.bucket });
+    const checkpointDir = path.join(config.dataDir, 'checkpoints');
+    await fs.mkdir(checkpointDir, { recursive: true });
+    const poller = await startStreamPoller({
+      kinesis: stack.clients.kinesis,
+      streamName: config.names.stream,
+      region: config.region,
+      handler,
+      checkpointDir,
+      ...config.poller,
+      idlePollMs: 20,
+      logger,
+      // On-failure destination: the same dlq/ letters the handler writes for poison records.
+      onFailure: (failure) =>
+        dlq.send(
+          failure.records.map((r) => ({
+            data: r.data,
+            reason: failure.reason,
+            shardId: failure.shardId,
+            sequenceNumber: r.sequenceNumber,
+            partitionKey: r.partitionKey,
+            approximateArrivalTimestamp: r.approximateArrivalTimestamp,
+          })),
+        ),
+    });
+    stops.push(() => poller.stop());
+
+    // Batch path: S3 notifications plus a periodic sweep; marts refreshed after each load.
+    const loader = createLoader({
+      s3: stack.clients.s3,
+      bucket: config.names.bucket,
+      warehouse,
+      logger,
+      // TODO(lead): refresh marts after each load once the loader has an afterLoad hook.
+    });
+    stack.onObjectCreated((key) => loader.notify(key));
+    if (opts.scheduleLoads !== false) loader.start(config.loadIntervalSeconds);
+    stops.push(() => loader.stop());
+
+    await stack.publish({ api: apiUrl, dashboard: dashboardUrl });
+    return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, rate, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
