@@ -70,7 +70,7 @@ export function registerStartCommand(program: Command): void {
       // The batch path lags by the Firehose buffer and the load; give it a moment before comparing.
       await new Promise((r) => setTimeout(r, (config.firehose.bufferSeconds + 3) * 1000));
       await pipeline.loader.sweep();
-      const report = await latencyReport(pipeline.warehouse, { since: Date.now() - since.getTime() + 60_000 });
+      const report = await latencyReport(pipeline.warehouse, { since: Date.now() - since.getTime() });
       out(`\n${formatLatencyTable(report)}`);
       out(`\ndashboard: ${pipeline.dashboardUrl}\nthe pipeline keeps serving; Ctrl-C stops it.`);
     });
