@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
@@ -5,7 +6,6 @@ import { RedshiftDataClient } from '@aws-sdk/client-redshift-data';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import http from 'node:http';
 
 /** Where each service answers; absent means the SDK's AWS default. */
 export interface ServiceEndpoints {

@@ -26,7 +26,11 @@ export const envSchema = z.object({
   RP_API_PORT: port(3000),
   RP_API_KEY: z.string().min(8, 'at least 8 characters').optional(),
   RP_API_MAX_LINES: z.coerce.number().int().positive().default(5000),
-  RP_API_MAX_BYTES: z.coerce.number().int().positive().default(5 * 1024 * 1024),
+  RP_API_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(5 * 1024 * 1024),
 
   RP_KINESIS_PORT: port(4567),
   RP_DYNAMODB_PORT: port(4568),
@@ -120,7 +124,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.RP_MODE === 'aws') {
     const missing = (['RP_REDSHIFT_WORKGROUP', 'RP_REDSHIFT_DATABASE'] as const).filter((k) => !e[k]);
     if (missing.length > 0) {
-      throw new ConfigError(`invalid configuration: ${missing.map((k) => `${k}: required when RP_MODE=aws`).join('; ')}`);
+      throw new ConfigError(
+        `invalid configuration: ${missing.map((k) => `${k}: required when RP_MODE=aws`).join('; ')}`,
+      );
     }
   }
   return {
@@ -129,7 +135,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.RP_HOST,
     logLevel: e.RP_LOG_LEVEL,
     region: e.AWS_REGION,
-    api: { port: e.RP_API_PORT, apiKey: e.RP_API_KEY, maxLines: e.RP_API_MAX_LINES, maxBytes: e.RP_API_MAX_BYTES },
+    api: {
+      port: e.RP_API_PORT,
+      apiKey: e.RP_API_KEY,
+      maxLines: e.RP_API_MAX_LINES,
+      maxBytes: e.RP_API_MAX_BYTES,
+    },
     ports: {
       kinesis: e.RP_KINESIS_PORT,
       dynamodb: e.RP_DYNAMODB_PORT,

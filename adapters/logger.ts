@@ -1,9 +1,12 @@
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
 /** One structured logger: short static messages plus a data object. Logs go to stderr. */
-export function createLogger(level: string = process.env.RP_LOG_LEVEL ?? 'info', name = 'retail-pipeline'): Logger {
+export function createLogger(
+  level: string = process.env.RP_LOG_LEVEL ?? 'info',
+  name = 'retail-pipeline',
+): Logger {
   return pino({ name, level }, pino.destination(2));
 }
 

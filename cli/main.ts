@@ -10,7 +10,9 @@ import { registerStartCommand } from './commands/start.ts';
 
 export function buildProgram(): Command {
   const program = new Command('retail-pipeline')
-    .description('invoice-line pipeline: REST -> Kinesis -> DynamoDB + S3 archive -> warehouse, local or on AWS')
+    .description(
+      'invoice-line pipeline: REST -> Kinesis -> DynamoDB + S3 archive -> warehouse, local or on AWS',
+    )
     .showHelpAfterError()
     .exitOverride();
   registerStartCommand(program);

@@ -6,6 +6,7 @@ export const DECIMAL_3 = /^-?\d{1,12}(\.\d{1,3})?$/;
 export const LOCAL_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/;
 
 // Control characters are refused in text fields: they have no place in an invoice and break CSV/COPY.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is this pattern's job
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 const text = (max: number) =>
   z
@@ -13,23 +14,24 @@ const text = (max: number) =>
     .max(max, `at most ${max} characters`)
     .refine((s) => !CONTROL.test(s), 'contains control characters');
 
-const decimal3 = z
-  .union([z.string(), z.number()])
-  .transform((v, ctx) => {
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) {
-        ctx.addIssue({ code: 'custom', message: 'must be a finite number' });
-        return z.NEVER;
-      }
-      v = String(v);
-    }
-    const s = v.trim();
-    if (!DECIMAL_3.test(s)) {
-      ctx.addIssue({ code: 'custom', message: 'must be a decimal with at most 3 decimal places and 12 digits' });
+const decimal3 = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) {
+      ctx.addIssue({ code: 'custom', message: 'must be a finite number' });
       return z.NEVER;
     }
-    return s;
-  });
+    v = String(v);
+  }
+  const s = v.trim();
+  if (!DECIMAL_3.test(s)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a decimal with at most 3 decimal places and 12 digits',
+    });
+    return z.NEVER;
+  }
+  return s;
+});
 
 /**
  * One invoice line as the producer sends it. `lineNo` is the line's 1-based position in its

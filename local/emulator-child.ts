@@ -2,8 +2,9 @@
  * Entry of the emulator process: kinesalite, dynalite and s3rver run here, on the machine's other
  * core, while the parent runs the API, the consumers and the loader. Talks to its parent over IPC.
  */
-import { startDynamo, startKinesis, startS3 } from './emulators.ts';
+
 import type { ChildMessage, ParentMessage } from './emulator-process.ts';
+import { startDynamo, startKinesis, startS3 } from './emulators.ts';
 
 const send = (message: ChildMessage) => process.send?.(message);
 
@@ -23,9 +24,11 @@ async function main(): Promise<void> {
   ]);
   s3.onObjectCreated((bucket, key) => send({ type: 's3-object-created', bucket, key }));
 
-  let stopping: Promise<void> | undefined;
+  let stopping = false;
   const stop = (exitCode: number) => {
-    stopping ??= Promise.allSettled([kinesis.stop(), dynamodb.stop(), s3.stop()]).then((results) => {
+    if (stopping) return;
+    stopping = true;
+    void Promise.allSettled([kinesis.stop(), dynamodb.stop(), s3.stop()]).then((results) => {
       const failed = results.filter((r) => r.status === 'rejected');
       send({ type: 'stopped', errors: failed.map((f) => String((f as PromiseRejectedResult).reason)) });
       process.exit(failed.length > 0 ? 1 : exitCode);

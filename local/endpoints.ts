@@ -51,9 +51,12 @@ export async function readEndpoints(dataDir: string): Promise<Endpoints> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (cause) {
-    throw new StackNotRunningError(`no local stack found: ${file} does not exist (start it with: npm start)`, {
-      cause,
-    });
+    throw new StackNotRunningError(
+      `no local stack found: ${file} does not exist (start it with: npm start)`,
+      {
+        cause,
+      },
+    );
   }
   return endpointsSchema.parse(JSON.parse(text));
 }

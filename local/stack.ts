@@ -1,11 +1,15 @@
-import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  ResourceNotFoundException,
+} from '@aws-sdk/client-dynamodb';
 import {
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
   ResourceNotFoundException as KinesisNotFound,
 } from '@aws-sdk/client-kinesis';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { type Clients, createClients } from '#adapters/clients';
 import type { Config } from '#adapters/config';
 import { tableDefinition } from '#adapters/dynamo-table';
@@ -94,12 +98,16 @@ const heldHere = new Set<string>();
 async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   const lock = path.join(dataDir, 'stack.pid');
   if (heldHere.has(dataDir)) {
-    throw new StackAlreadyRunningError(`a stack is already running on ${dataDir} in this process; stop it first`);
+    throw new StackAlreadyRunningError(
+      `a stack is already running on ${dataDir} in this process; stop it first`,
+    );
   }
   try {
     const pid = Number.parseInt(await fs.readFile(lock, 'utf8'), 10);
     if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
-      throw new StackAlreadyRunningError(`a stack is already running on ${dataDir} (pid ${pid}); stop it first`);
+      throw new StackAlreadyRunningError(
+        `a stack is already running on ${dataDir} (pid ${pid}); stop it first`,
+      );
     }
   } catch (err) {
     if (err instanceof StackAlreadyRunningError) throw err;
@@ -189,7 +197,6 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
     const emulators = await startEmulators(config, opts.emulators ?? 'child');
     running.push({ name: 'emulators', stop: emulators.stop });
     const { kinesis, dynamodb, s3 } = emulators.urls;
-
 
     clients = createClients({
       region: config.region,
@@ -292,4 +299,3 @@ async function waitHealthy(endpoints: Endpoints, timeoutMs = 15_000): Promise<Se
     await new Promise((r) => setTimeout(r, 100));
   }
 }
-

@@ -75,11 +75,18 @@ export function registerStackCommands(program: Command): void {
       const endpoints = await readEndpoints(config.dataDir);
       const health = await checkHealth(endpoints);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ pid: endpoints.pid, startedAt: endpoints.startedAt, health }, null, 2)}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ pid: endpoints.pid, startedAt: endpoints.startedAt, health }, null, 2)}\n`,
+        );
       } else {
-        const table = new Table({ head: ['service', 'status', 'ms', 'endpoint', 'detail'], style: { head: [] } });
+        const table = new Table({
+          head: ['service', 'status', 'ms', 'endpoint', 'detail'],
+          style: { head: [] },
+        });
         for (const h of health) table.push([h.service, h.ok ? 'up' : 'DOWN', h.ms, h.endpoint, h.detail]);
-        process.stdout.write(`stack pid ${endpoints.pid}, started ${endpoints.startedAt}\n${table.toString()}\n`);
+        process.stdout.write(
+          `stack pid ${endpoints.pid}, started ${endpoints.startedAt}\n${table.toString()}\n`,
+        );
       }
       if (health.some((h) => !h.ok)) process.exitCode = 1;
     });

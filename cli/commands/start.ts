@@ -2,8 +2,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { createLogger } from '#adapters/logger';
 import { formatLatencyTable, latencyReport } from '#analytics/latency';
-import { runSimulate } from '#producer/run';
 import { renderSummary } from '#producer/report';
+import { runSimulate } from '#producer/run';
 import { onShutdown } from '../lifecycle.ts';
 import { startPipeline } from '../pipeline.ts';
 import { configFrom, type DataDirOptions, describeEndpoints } from './stack.ts';
@@ -45,12 +45,16 @@ export function registerStartCommand(program: Command): void {
         await pipeline.stop();
       });
       const out = (text: string) => process.stdout.write(`${text}\n`);
-      out(`retail-pipeline up in ${((performance.now() - started) / 1000).toFixed(1)} s (data: ${config.dataDir})`);
+      out(
+        `retail-pipeline up in ${((performance.now() - started) / 1000).toFixed(1)} s (data: ${config.dataDir})`,
+      );
       out(describeEndpoints(pipeline.stack.endpoints));
       out(`\nAPI        ${pipeline.apiUrl}   (try: curl ${pipeline.apiUrl}/stats/countries)`);
       out(`dashboard  ${pipeline.dashboardUrl}`);
       if (!opts.simulate) {
-        out('\nsimulator off (--no-simulate); post lines with: npx retail-pipeline simulate | replay FILE. Ctrl-C stops.');
+        out(
+          '\nsimulator off (--no-simulate); post lines with: npx retail-pipeline simulate | replay FILE. Ctrl-C stops.',
+        );
         return;
       }
       out(`\ndemo: simulating ${rate} lines/s for ${demoMs / 1000} s (Ctrl-C stops everything)...`);

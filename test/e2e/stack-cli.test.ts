@@ -82,7 +82,13 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
       });
       expect(alive, 'child processes left behind').toEqual([]);
       for (const url of [endpoints.kinesis, endpoints.dynamodb, endpoints.s3, endpoints.firehose]) {
-        await expect(fetch(url).then(() => 'answered', () => 'refused'), url).resolves.toBe('refused');
+        await expect(
+          fetch(url).then(
+            () => 'answered',
+            () => 'refused',
+          ),
+          url,
+        ).resolves.toBe('refused');
       }
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
@@ -92,6 +98,8 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
   it('status explains that no stack is running', async () => {
     const err = await run(process.execPath, [bin, 'stack', 'status'], { env }).catch((e) => e);
     expect(err.code).toBe(1);
-    expect(err.stderr).toMatch(/no local stack found: .*endpoints\.json does not exist \(start it with: npm start\)/);
+    expect(err.stderr).toMatch(
+      /no local stack found: .*endpoints\.json does not exist \(start it with: npm start\)/,
+    );
   });
 });

@@ -53,7 +53,9 @@ describe('local stack lifecycle', () => {
       await stack.clients.dynamodb.send(
         new PutItemCommand({ TableName: names.table, Item: { pk: { S: 'KEPT' }, sk: { S: '1' } } }),
       );
-      await stack.clients.s3.send(new PutObjectCommand({ Bucket: names.bucket, Key: 'kept.txt', Body: 'kept' }));
+      await stack.clients.s3.send(
+        new PutObjectCommand({ Bucket: names.bucket, Key: 'kept.txt', Body: 'kept' }),
+      );
       const db = new pg.Client({ connectionString: stack.endpoints.postgres });
       await db.connect();
       await db.query('create table kept (v text)');
@@ -65,8 +67,19 @@ describe('local stack lifecycle', () => {
     expect(fs.existsSync(endpointsPath(config.dataDir))).toBe(false);
     expect(postgresProcessesFor(config.dataDir)).toEqual([]);
     await expect(refused(stack.endpoints.postgres)).resolves.toBe(true);
-    for (const url of [stack.endpoints.kinesis, stack.endpoints.dynamodb, stack.endpoints.s3, stack.endpoints.firehose]) {
-      await expect(fetch(url).then(() => false, () => true), url).resolves.toBe(true);
+    for (const url of [
+      stack.endpoints.kinesis,
+      stack.endpoints.dynamodb,
+      stack.endpoints.s3,
+      stack.endpoints.firehose,
+    ]) {
+      await expect(
+        fetch(url).then(
+          () => false,
+          () => true,
+        ),
+        url,
+      ).resolves.toBe(true);
     }
 
     stack = await startTestStack(config);
@@ -79,13 +92,17 @@ describe('local stack lifecycle', () => {
           StartingSequenceNumber: seq,
         }),
       );
-      const recs = await stack.clients.kinesis.send(new GetRecordsCommand({ ShardIterator: it0.ShardIterator }));
+      const recs = await stack.clients.kinesis.send(
+        new GetRecordsCommand({ ShardIterator: it0.ShardIterator }),
+      );
       expect(Buffer.from(recs.Records?.[0]?.Data ?? []).toString()).toBe('kept');
       const item = await stack.clients.dynamodb.send(
         new GetItemCommand({ TableName: names.table, Key: { pk: { S: 'KEPT' }, sk: { S: '1' } } }),
       );
       expect(item.Item?.pk?.S).toBe('KEPT');
-      const obj = await stack.clients.s3.send(new GetObjectCommand({ Bucket: names.bucket, Key: 'kept.txt' }));
+      const obj = await stack.clients.s3.send(
+        new GetObjectCommand({ Bucket: names.bucket, Key: 'kept.txt' }),
+      );
       expect(await obj.Body?.transformToString()).toBe('kept');
       const db = new pg.Client({ connectionString: stack.endpoints.postgres });
       await db.connect();

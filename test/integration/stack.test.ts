@@ -4,7 +4,12 @@ import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { BatchWriteItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
-import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import {
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  ListShardsCommand,
+  PutRecordsCommand,
+} from '@aws-sdk/client-kinesis';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import pg from 'pg';
@@ -44,7 +49,10 @@ describe('local stack', () => {
     const put = await kinesis.send(
       new PutRecordsCommand({
         StreamName,
-        Records: Array.from({ length: 20 }, (_, i) => ({ Data: Buffer.from(`rec-${i}`), PartitionKey: 'same' })),
+        Records: Array.from({ length: 20 }, (_, i) => ({
+          Data: Buffer.from(`rec-${i}`),
+          PartitionKey: 'same',
+        })),
       }),
     );
     expect(put.FailedRecordCount).toBe(0);
@@ -93,12 +101,21 @@ describe('local stack', () => {
     const body = randomBytes(7 * 1024 * 1024); // larger than one 5 MiB part
     const upload = new Upload({
       client: stack.clients.s3,
-      params: { Bucket: config.names.bucket, Key: 'test/blob.bin', Body: Readable.from([body.subarray(0, 3e6), body.subarray(3e6)]) },
+      params: {
+        Bucket: config.names.bucket,
+        Key: 'test/blob.bin',
+        Body: Readable.from([body.subarray(0, 3e6), body.subarray(3e6)]),
+      },
     });
     await upload.done();
-    const got = await stack.clients.s3.send(new GetObjectCommand({ Bucket: config.names.bucket, Key: 'test/blob.bin' }));
-    const bytes = Buffer.from(await got.Body!.transformToByteArray());
-    expect(createHash('sha256').update(bytes).digest('hex')).toBe(createHash('sha256').update(body).digest('hex'));
+    const got = await stack.clients.s3.send(
+      new GetObjectCommand({ Bucket: config.names.bucket, Key: 'test/blob.bin' }),
+    );
+    if (!got.Body) throw new Error('no body');
+    const bytes = Buffer.from(await got.Body.transformToByteArray());
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(
+      createHash('sha256').update(body).digest('hex'),
+    );
   });
 
   it('round-trips PostgreSQL', async () => {
@@ -121,7 +138,14 @@ describe('local stack', () => {
     const { stdout } = await run(
       '/usr/bin/aws',
       ['--endpoint-url', stack.endpoints.kinesis, '--output', 'json', 'kinesis', 'list-streams'],
-      { env: { ...process.env, AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', AWS_DEFAULT_REGION: config.region } },
+      {
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: 'x',
+          AWS_SECRET_ACCESS_KEY: 'x',
+          AWS_DEFAULT_REGION: config.region,
+        },
+      },
     );
     expect(JSON.parse(stdout).StreamNames).toContain(config.names.stream);
   });

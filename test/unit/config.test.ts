@@ -49,7 +49,9 @@ describe('loadConfig', () => {
   });
 
   it('names every missing variable that aws mode requires', () => {
-    expect(() => loadConfig({ RP_MODE: 'aws' })).toThrow(/RP_REDSHIFT_WORKGROUP: required.*RP_REDSHIFT_DATABASE: required/);
+    expect(() => loadConfig({ RP_MODE: 'aws' })).toThrow(
+      /RP_REDSHIFT_WORKGROUP: required.*RP_REDSHIFT_DATABASE: required/,
+    );
   });
 
   it('treats an empty value as unset', () => {
