@@ -1,5 +1,6 @@
 import {
   type AttributeValue,
+  BatchGetItemCommand,
   BatchWriteItemCommand,
   DescribeTableCommand,
   type DynamoDBClient,
@@ -54,9 +55,15 @@ export interface LineToStore extends EnrichedLine {
   sequenceNumber: string;
 }
 
-/** A line as stored: lineage complete up to the serving store. */
+/**
+ * A line as stored. Written by the consumer (archive, onVisible): `streamVisibleAt` is the time the
+ * DynamoDB write was acknowledged. Read back from the table: the item holds `streamWriteSentAt`
+ * (when the BatchWriteItem carrying it was sent) and no `streamVisibleAt`, because the
+ * acknowledgement time is only known after the write (docs/dynamodb.md).
+ */
 export interface StoredLine extends LineToStore {
-  streamVisibleAt: string;
+  streamVisibleAt?: string;
+  streamWriteSentAt?: string;
 }
 
 export interface InvoiceHeader {
@@ -131,8 +138,16 @@ export type AggregateOutcome =
   | { status: 'failed'; reason: string };
 
 export interface PutLinesOutcome {
-  /** Per input line: the streamVisibleAt stored with it, or undefined when it still failed after retries. */
+  /**
+   * Per input line: when the write that stored it was acknowledged (its streamVisibleAt); undefined
+   * when it still failed after retries, or when it is a duplicate.
+   */
   visibleAt: (string | undefined)[];
+  /**
+   * Per input line: true when another stream record owns the line (a producer re-send, or a second
+   * copy in the same call): not written, and it must not count in the aggregates. Absent = none.
+   */
+  duplicate?: boolean[];
   reason?: string;
 }
 
@@ -152,13 +167,18 @@ export class StoreReadError extends Error {
   override name = 'StoreReadError';
 }
 
+/** The owners of a batch's lines could not be read, so none of them may be written. */
+export class LineOwnerReadError extends Error {
+  override name = 'LineOwnerReadError';
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export interface DynamoInvoiceStoreOptions {
   client: DynamoDBClient;
   tableName: string;
   retry?: Partial<RetryPolicy>;
-  /** BatchWriteItem calls in flight per putLines. */
+  /** BatchWriteItem (and BatchGetItem) calls in flight per putLines. Default 16. */
   concurrency?: number;
   /** Upper bound of lines read to total one product's sales. */
   maxTotalsLines?: number;
@@ -167,6 +187,16 @@ export interface DynamoInvoiceStoreOptions {
 }
 
 const BATCH_WRITE_MAX = 25;
+const BATCH_GET_MAX = 100;
+
+/** The owner identity stored on a line item: the stream record that first wrote it. */
+const ownerOf = (l: { shardId: string; sequenceNumber: string }): string =>
+  `${l.shardId}/${l.sequenceNumber}`;
+
+const lineItemKey = (l: { invoiceNo: string; lineNo: number }): string => {
+  const k = keys.line(l.invoiceNo, l.lineNo);
+  return `${k.pk}|${k.sk}`;
+};
 
 export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   private readonly policy: RetryPolicy;
@@ -184,63 +214,172 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   // ----- write side ---------------------------------------------------------------------------
 
   /**
-   * Writes each line and its invoice's header (a deterministic overwrite: every line of an invoice
-   * carries the same header fields) in BatchWriteItem calls of 25, in parallel. A line counts as
-   * written only when its own item and its invoice's header are.
+   * Stores each line the stream record that carries it owns, and its invoice's header (a
+   * deterministic overwrite: every line of an invoice carries the same header fields).
+   *
+   * A line is owned by the first stream record that wrote it (`shardId` + `sequenceNumber` on the
+   * item). A record carrying a line that another record owns is a producer re-send: it is not
+   * written and reported as `duplicate`, so the caller gives it no aggregate contribution. The
+   * owner's own redelivery passes (same record, same sequence number) and rewrites identical
+   * content. Within one call the first copy of a key owns it. This relies on the stream's ordering:
+   * partition key = invoiceNo, so every copy of a line is on one shard, processed in order with one
+   * batch in flight (docs/dynamodb.md).
+   *
+   * Writes go in BatchWriteItem calls of 25, in parallel. A line counts as written only when its
+   * own item and its invoice's header are; `visibleAt` is the time the BatchWriteItem that carried
+   * it was acknowledged.
    */
   async putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome> {
-    const items: Record<string, AttributeValue>[] = [];
-    const stamped: boolean[] = [];
-    const lineItemIndex: number[] = [];
-    const headerItemIndex: number[] = [];
-    // Duplicate keys in one BatchWriteItem are refused: the last copy of a line, one header per invoice.
-    const byKey = new Map<string, number>();
-    const add = (item: Record<string, AttributeValue>, stamp: boolean) => {
-      const key = itemKey(item);
-      const existing = byKey.get(key);
-      if (existing !== undefined) {
-        items[existing] = item;
-        return existing;
+    const visibleAt = new Array<string | undefined>(lines.length);
+    const duplicate = new Array<boolean>(lines.length).fill(false);
+    const candidates: number[] = [];
+    const firstCopy = new Map<string, number>();
+    lines.forEach((line, k) => {
+      const key = lineItemKey(line);
+      if (firstCopy.has(key)) duplicate[k] = true;
+      else {
+        firstCopy.set(key, k);
+        candidates.push(k);
       }
-      byKey.set(key, items.length);
-      stamped.push(stamp);
-      return items.push(item) - 1;
-    };
-    for (const line of lines) {
-      lineItemIndex.push(add(lineItem(line), true));
-      const h = keys.invoice(line.invoiceNo);
-      const known = byKey.get(`${h.pk}|${h.sk}`);
-      headerItemIndex.push(known ?? add(headerItem(line), false));
+    });
+    let owners: Map<string, string>;
+    try {
+      owners = await this.lineOwners(candidates.map((k) => lines[k] as LineToStore));
+    } catch (err) {
+      // Without knowing the owners no line may be written: a re-send would be counted twice.
+      return { visibleAt, duplicate: duplicate.map(() => false), reason: errorMessage(err) };
+    }
+    const items: Record<string, AttributeValue>[] = [];
+    const isLine: boolean[] = [];
+    const lineItemIndex = new Map<number, number>();
+    const headerItemIndex = new Map<number, number>();
+    const headers = new Map<string, number>();
+    for (const k of candidates) {
+      const line = lines[k] as LineToStore;
+      const owner = owners.get(lineItemKey(line));
+      if (owner !== undefined && owner !== ownerOf(line)) {
+        duplicate[k] = true;
+        continue;
+      }
+      lineItemIndex.set(k, items.push(lineItem(line)) - 1);
+      isLine.push(true);
+      let h = headers.get(line.invoiceNo);
+      if (h === undefined) {
+        h = items.push(headerItem(line)) - 1;
+        isLine.push(false);
+        headers.set(line.invoiceNo, h);
+      }
+      headerItemIndex.set(k, h);
     }
     const written = new Array<string | undefined>(items.length);
-    const all = items.map((_, i) => i);
     const chunks: number[][] = [];
-    for (let i = 0; i < all.length; i += BATCH_WRITE_MAX) chunks.push(all.slice(i, i + BATCH_WRITE_MAX));
-    const reasons = await mapLimit(chunks, this.options.concurrency ?? 8, (chunk) =>
-      this.writeChunk(items, stamped, chunk, written),
+    for (let i = 0; i < items.length; i += BATCH_WRITE_MAX) {
+      chunks.push(Array.from({ length: Math.min(BATCH_WRITE_MAX, items.length - i) }, (_, j) => i + j));
+    }
+    const reasons = await mapLimit(chunks, this.options.concurrency ?? 16, (chunk) =>
+      this.writeChunk(items, isLine, chunk, written),
     );
-    const visibleAt = lines.map((_, k) =>
-      written[headerItemIndex[k] as number] === undefined ? undefined : written[lineItemIndex[k] as number],
-    );
+    for (const [k, li] of lineItemIndex) {
+      const headerAck = written[headerItemIndex.get(k) as number];
+      const lineAck = written[li];
+      // Visible once both are: the later of the two acknowledgements.
+      if (headerAck !== undefined && lineAck !== undefined)
+        visibleAt[k] = lineAck > headerAck ? lineAck : headerAck;
+    }
     const reason = reasons.find((r) => r !== undefined);
-    return reason ? { visibleAt, reason } : { visibleAt };
+    return reason ? { visibleAt, duplicate, reason } : { visibleAt, duplicate };
   }
 
-  /** Writes one chunk, retrying throttling and UnprocessedItems; returns the reason when items remain. */
+  /**
+   * The owner (`<shardId>/<sequenceNumber>`) of each line that is already stored. Headers first: a
+   * line item is only ever written together with its invoice's header, so an invoice without a
+   * header has no owned line (a line item whose header write failed belongs to a record that failed
+   * too, and that record comes back before anything after it). That is one read per invoice
+   * instead of one per line, and only invoices seen before (re-sends, redeliveries, invoices spread
+   * over batches) have their lines read.
+   */
+  private async lineOwners(lines: readonly LineToStore[]): Promise<Map<string, string>> {
+    const owners = new Map<string, string>();
+    const invoices = [...new Set(lines.map((l) => l.invoiceNo))];
+    const known = new Set<string>();
+    await this.batchGet(
+      invoices.map((no) => keys.invoice(no)),
+      ['pk'],
+      (item) => known.add(item.pk?.S ?? ''),
+    );
+    const maybeOwned = lines.filter((l) => known.has(keys.invoice(l.invoiceNo).pk));
+    await this.batchGet(
+      maybeOwned.map((l) => keys.line(l.invoiceNo, l.lineNo)),
+      ['pk', 'sk', 'shardId', 'sequenceNumber'],
+      (item) => owners.set(itemKey(item), `${item.shardId?.S}/${item.sequenceNumber?.S}`),
+    );
+    return owners;
+  }
+
+  /**
+   * Consistent BatchGetItem calls of 100 keys, in parallel; UnprocessedKeys and throttling are
+   * retried with backoff. Throws when keys remain unread after the retry bound.
+   */
+  private async batchGet(
+    keyList: readonly { pk: string; sk: string }[],
+    attributes: readonly string[],
+    onItem: (item: Record<string, AttributeValue>) => void,
+  ): Promise<void> {
+    const chunks: Record<string, AttributeValue>[][] = [];
+    for (let i = 0; i < keyList.length; i += BATCH_GET_MAX) {
+      chunks.push(keyList.slice(i, i + BATCH_GET_MAX).map((k) => ({ pk: { S: k.pk }, sk: { S: k.sk } })));
+    }
+    const names = Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a]));
+    await mapLimit(chunks, this.options.concurrency ?? 16, async (chunk) => {
+      let pending = chunk;
+      let reason = '';
+      for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
+        if (attempt > 0) await pause(attempt, this.policy);
+        try {
+          const out = await this.client.send(
+            new BatchGetItemCommand({
+              RequestItems: {
+                [this.table]: {
+                  Keys: pending,
+                  ConsistentRead: true,
+                  ProjectionExpression: Object.keys(names).join(', '),
+                  ExpressionAttributeNames: names,
+                },
+              },
+            }),
+          );
+          for (const item of out.Responses?.[this.table] ?? []) onItem(item);
+          pending = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
+          if (pending.length === 0) return;
+          reason = `${pending.length} UnprocessedKeys`;
+        } catch (err) {
+          reason = errorMessage(err);
+          if (!isRetryable(err)) break;
+        }
+        this.options.logger?.debug({ attempt, reason }, 'BatchGetItem retry');
+      }
+      throw new LineOwnerReadError(`BatchGetItem: ${reason}`);
+    });
+  }
+
+  /**
+   * Writes one chunk, retrying throttling and UnprocessedItems; returns the reason when items remain.
+   * `ackAt[i]` is set to the time the response that confirmed item i arrived.
+   */
   private async writeChunk(
     items: Record<string, AttributeValue>[],
-    stamped: boolean[],
+    isLine: boolean[],
     chunk: number[],
-    visibleAt: (string | undefined)[],
+    ackAt: (string | undefined)[],
   ): Promise<string | undefined> {
     let pending = chunk;
     let reason = '';
     for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
       if (attempt > 0) await pause(attempt, this.policy);
-      // Stamped as the request leaves: the item carries its own visibility time in one write.
-      const stamp = this.clock().toISOString();
+      // The item can only hold what is known before the write: when the request carrying it left.
+      const sentAt = this.clock().toISOString();
       for (const i of pending)
-        if (stamped[i]) (items[i] as Record<string, AttributeValue>).streamVisibleAt = { S: stamp };
+        if (isLine[i]) (items[i] as Record<string, AttributeValue>).streamWriteSentAt = { S: sentAt };
       let unprocessed: WriteRequest[];
       try {
         const out = await this.client.send(
@@ -255,14 +394,18 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
         this.options.logger?.debug({ attempt, reason, items: pending.length }, 'BatchWriteItem retry');
         continue;
       }
+      const ack = this.clock().toISOString();
+      if (unprocessed.length === 0) {
+        for (const i of pending) ackAt[i] = ack;
+        return undefined;
+      }
       const left = new Set(unprocessed.map((r) => itemKey(r.PutRequest?.Item ?? {})));
       const still: number[] = [];
       for (const i of pending) {
         if (left.has(itemKey(items[i] as Record<string, AttributeValue>))) still.push(i);
-        else visibleAt[i] = stamp;
+        else ackAt[i] = ack;
       }
       pending = still;
-      if (pending.length === 0) return undefined;
       reason = `${pending.length} UnprocessedItems`;
       this.options.logger?.debug({ attempt, unprocessed: pending.length }, 'BatchWriteItem UnprocessedItems');
     }

@@ -56,6 +56,13 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
     async transaction(steps: ReadonlyArray<Step>): Promise<TransactionResult> {
       const client = await pool.connect();
       let broken = false;
+      // pg-pool listens for errors only on idle clients: a server that dies while this one is checked
+      // out would emit an unhandled 'error' and take the process down. The failing query rejects anyway.
+      const onError = (err: Error) => {
+        broken = true;
+        options.logger?.warn({ err }, 'warehouse connection lost during a transaction');
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const rowCounts: number[] = [];
@@ -98,6 +105,7 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
         throw err;
       } finally {
         // A client whose COPY was cut mid-stream may be in an unknown protocol state: discard it.
+        client.off('error', onError);
         client.release(broken);
       }
     },

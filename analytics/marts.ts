@@ -38,3 +38,51 @@ export async function refreshMarts(db: TransactionPort): Promise<{ ms: number }>
   }
   return { ms: Math.round(performance.now() - started) };
 }
+
+export interface MartRefresher {
+  /** Asks for a refresh; resolves when one that started after this call has finished. */
+  request(): Promise<void>;
+  /** Waits for the refresh in flight, if any. */
+  idle(): Promise<void>;
+}
+
+/**
+ * Coalesces refresh requests: a full rebuild takes seconds on a large warehouse, while the stream
+ * path's archive files arrive every few seconds. While one refresh runs, any number of requests
+ * share the single next one, so the marts lag by at most one rebuild and never queue up.
+ */
+export function createMartRefresher(
+  db: TransactionPort,
+  opts: { onError?: (err: unknown) => void; onRefreshed?: (ms: number) => void } = {},
+): MartRefresher {
+  let running: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const run = async () => {
+    try {
+      const { ms } = await refreshMarts(db);
+      opts.onRefreshed?.(ms);
+    } catch (err) {
+      opts.onError?.(err);
+    }
+  };
+  const start = (): Promise<void> => {
+    running = run().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  return {
+    request() {
+      if (!running) return start();
+      next ??= running.then(() => {
+        next = undefined;
+        return start();
+      });
+      return next;
+    },
+    async idle() {
+      await next;
+      await running;
+    },
+  };
+}

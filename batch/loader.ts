@@ -173,7 +173,7 @@ export function createLoader(options: LoaderOptions): Loader {
   async function quarantine(key: string, etag: string, reason: Record<string, unknown>): Promise<void> {
     const target = `${QUARANTINE_PREFIX}${key}`;
     await s3.send(
-      new CopyObjectCommand({ Bucket: bucket, Key: target, CopySource: `${bucket}/${encodeURIComponent(key)}` }),
+      new CopyObjectCommand({ Bucket: bucket, Key: target, CopySource: `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}` }),
     );
     await s3.send(
       new PutObjectCommand({
@@ -239,7 +239,6 @@ export function createLoader(options: LoaderOptions): Loader {
       body.destroy();
       copy.s3 = { uri: `s3://${bucket}/${key}`, gzip: /\.gz$/i.test(key), skipHeader: format === 'csv' };
     }
-    const marker = format === 'csv' ? "WHERE COALESCE(c1, '') <> chr(1) || 'blank'" : "WHERE trim(doc) <> ''";
     const res = await warehouse.transaction([
       {
         sql: `UPDATE load_manifest SET status = 'pending', attempts = attempts + 1, started_at = CURRENT_TIMESTAMP, error = NULL
@@ -251,8 +250,7 @@ export function createLoader(options: LoaderOptions): Loader {
       copy,
       {
         sql: `UPDATE load_manifest SET status = 'staged', staged_at = CURRENT_TIMESTAMP, encoding = CAST($3 AS varchar(8)),
-                header = CAST($4 AS varchar(4096)), extra_columns = CAST($5 AS varchar(1024)),
-                rows_read = (SELECT count(*) FROM ${table} ${marker})
+                header = CAST($4 AS varchar(4096)), extra_columns = CAST($5 AS varchar(1024))
               WHERE object_key = $1 AND etag = $2`,
         params: [
           key,

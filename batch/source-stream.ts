@@ -153,6 +153,19 @@ const COMMA = 0x2c;
 const LF = 0x0a;
 const CR = 0x0d;
 
+const digits = new Uint8Array(20);
+function writeDigits(out: Buffer, at: number, n: number): number {
+  let len = 0;
+  let v = n;
+  do {
+    digits[len++] = 48 + (v % 10);
+    v = Math.floor(v / 10);
+  } while (v > 0);
+  let o = at;
+  while (len > 0) out[o++] = digits[--len] as number;
+  return o;
+}
+
 /**
  * Prefixes every CSV record with its 1-based record number (the staging table's `row_no`, so file
  * order survives into SQL without a sequence, which would double COPY's cost) and replaces a record
@@ -183,7 +196,7 @@ export class RecordGuard extends Transform {
     return undefined;
   }
 
-  private emit(buf: Buffer, upTo: number): void {
+  private writeRecords(buf: Buffer, upTo: number): void {
     // Records [start, ends[i]] (LF included) -> "<n>," + record, or "<n>,<marker row>\n".
     let size = 0;
     let start = 0;
@@ -199,7 +212,7 @@ export class RecordGuard extends Transform {
     for (let i = 0; i < this.ends.length; i++) {
       const end = this.ends[i] as number;
       const marker = this.bad[i];
-      o += out.write(String(++this.records), o, 'latin1');
+      o = writeDigits(out, o, ++this.records);
       out[o++] = COMMA;
       if (marker === undefined) o += buf.copy(out, o, start, end + 1);
       else o += out.write(`"${marker}"${','.repeat(this.expected - 1)}\n`, o, 'latin1');
@@ -232,7 +245,7 @@ export class RecordGuard extends Transform {
     }
     this.inQuote = inQuote;
     this.fields = fields;
-    this.emit(buf, recStart);
+    this.writeRecords(buf, recStart);
     cb();
   }
 
@@ -241,7 +254,7 @@ export class RecordGuard extends Transform {
       const buf = Buffer.concat([this.carry, Buffer.from('\n')]);
       this.ends.push(buf.length - 1);
       this.bad.push(this.classify(buf, 0, buf.length - 1, this.fields));
-      this.emit(buf, buf.length);
+      this.writeRecords(buf, buf.length);
     }
     cb();
   }

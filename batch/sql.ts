@@ -42,6 +42,7 @@ export interface LoadPlan {
 
 interface DialectSql {
   stagingTable: (name: string, columns: string) => string;
+  identity: string;
   isJsonObject: (col: string) => string;
   jsonField: (col: string, key: string) => string;
   statementTime: string;
@@ -52,9 +53,9 @@ interface DialectSql {
 export function dialectOf(dialect: Dialect): DialectSql {
   if (dialect === 'postgres') {
     return {
-      // UNLOGGED: staging is re-creatable from S3, so it skips the WAL (half the cost of COPY).
-      stagingTable: (name, columns) =>
-        `CREATE UNLOGGED TABLE ${ident(name)} (row_no bigint GENERATED ALWAYS AS IDENTITY, ${columns})`,
+      // UNLOGGED: staging is re-creatable from S3, so it skips the WAL.
+      stagingTable: (name, columns) => `CREATE UNLOGGED TABLE ${ident(name)} (${columns})`,
+      identity: 'GENERATED ALWAYS AS IDENTITY',
       isJsonObject: (col) => `(${col} IS JSON OBJECT)`,
       jsonField: (col, key) => `json_extract_path_text(CAST(${col} AS json), '${key}')`,
       statementTime: 'statement_timestamp()',
@@ -63,7 +64,8 @@ export function dialectOf(dialect: Dialect): DialectSql {
     };
   }
   return {
-    stagingTable: (name, columns) => `CREATE TABLE ${ident(name)} (row_no bigint IDENTITY(1, 1), ${columns})`,
+    stagingTable: (name, columns) => `CREATE TABLE ${ident(name)} (${columns})`,
+    identity: 'IDENTITY(1, 1)',
     isJsonObject: (col) => `(IS_VALID_JSON(${col}) AND left(trim(${col}), 1) = '{')`,
     jsonField: (col, key) => `json_extract_path_text(${col}, '${key}', true)`,
     statementTime: 'GETDATE()',
@@ -76,18 +78,26 @@ export function stagingTableName(loadId: string): string {
   return ident(`stg_load_${loadId}`);
 }
 
+/**
+ * The columns COPY fills. A CSV's rows arrive numbered by the loader's record guard (`row_no`, file
+ * order; cheaper than a sequence and kept on Redshift, whose IDENTITY does not follow file order).
+ */
 export function stagingColumns(plan: Pick<LoadPlan, 'format' | 'columnCount'>): string[] {
   if (plan.format === 'ndjson') return ['doc'];
-  return Array.from({ length: plan.columnCount ?? 0 }, (_, i) => `c${i + 1}`);
+  return ['row_no', ...Array.from({ length: plan.columnCount ?? 0 }, (_, i) => `c${i + 1}`)];
 }
 
 export function createStagingSql(dialect: Dialect, plan: LoadPlan): string[] {
   const table = stagingTableName(plan.loadId);
+  const d = dialectOf(dialect);
   const type = dialect === 'postgres' ? 'text' : 'varchar(65535)';
-  const columns = stagingColumns(plan)
-    .map((c) => `${c} ${type}`)
-    .join(', ');
-  return [`DROP TABLE IF EXISTS ${table}`, dialectOf(dialect).stagingTable(table, columns)];
+  const columns =
+    plan.format === 'ndjson'
+      ? `row_no bigint ${d.identity}, doc ${type}`
+      : stagingColumns(plan)
+          .map((c) => (c === 'row_no' ? 'row_no bigint' : `${c} ${type}`))
+          .join(', ');
+  return [`DROP TABLE IF EXISTS ${table}`, d.stagingTable(table, columns)];
 }
 
 /** The raw relation every format is reduced to: text columns with one name per field. */
@@ -258,6 +268,8 @@ export function mergeSteps(dialect: Dialect, plan: LoadPlan, etag: string): Stat
     { sql: `DROP TABLE IF EXISTS ${TYPED_TABLE}` },
     { sql: `CREATE TEMP TABLE ${TYPED_TABLE} (${TYPED_COLUMNS})` },
     { sql: typeRowsSql(dialect, plan) },
+    // The planner knows nothing of a fresh temp table; without statistics it picks nested loops.
+    { sql: `ANALYZE ${TYPED_TABLE}` },
     {
       sql: `INSERT INTO load_rejected_row (load_id, object_key, line_number, reason, invoice_no, stock_code, description,
   quantity, invoice_date, unit_price, customer_id, country, rejected_at)
@@ -343,6 +355,7 @@ WHERE fact_sales_line.invoice_no = x.invoice_no AND fact_sales_line.line_no = x.
   steps.push(
     {
       sql: `UPDATE load_manifest SET status = 'loaded', error = NULL,
+  rows_read = (SELECT count(*) FROM ${TYPED_TABLE}),
   rows_loaded = (SELECT count(*) FROM ${TYPED_TABLE} WHERE reason IS NULL AND keep),
   rows_new = (SELECT count(*) FROM ${TYPED_TABLE} WHERE reason IS NULL AND is_new),
   rows_rejected = (SELECT count(*) FROM ${TYPED_TABLE} WHERE reason IS NOT NULL),

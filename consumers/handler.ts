@@ -5,7 +5,6 @@ import type { LineSink, LineToStore, StoredLine } from '#adapters/invoice-store'
 import { padSequence } from '#adapters/invoice-store';
 import type { Logger } from '#adapters/logger';
 import { errorMessage, mapLimit } from '#adapters/retry';
-import { lineKey } from '#core/invoice-line';
 import { planAggregates } from './aggregates.ts';
 import { processRecord } from './process-line.ts';
 
@@ -16,9 +15,12 @@ export interface ConsumerDeps {
   logger: Logger;
   /** UpdateItem calls in flight for the aggregates of one batch. */
   aggregateConcurrency?: number;
-  /** Observes lines as they become visible (benchmarks, metrics). */
-  onVisible?: (lines: readonly StoredLine[]) => void;
+  /** Observes lines as they become visible (benchmarks, metrics); producer re-sends are not included. */
+  onVisible?: (lines: readonly VisibleLine[]) => void;
 }
+
+/** A line the consumer just stored, stamped with its write's acknowledgement time. */
+export type VisibleLine = StoredLine & { streamVisibleAt: string };
 
 export type BatchHandler = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse>;
 
@@ -132,10 +134,12 @@ async function processShardBatch(
     good.push({ i, line: { ...o.line, shardId, sequenceNumber: r.kinesis.sequenceNumber } });
   }
   let visibleAt: (string | undefined)[] = [];
+  let duplicate: boolean[] = [];
   if (good.length > 0) {
     try {
       const out = await deps.sink.putLines(good.map((g) => g.line));
       visibleAt = out.visibleAt;
+      duplicate = out.duplicate ?? [];
       if (out.reason) logger.warn({ shardId, reason: out.reason }, 'line writes failed after retries');
     } catch (err) {
       logger.error({ shardId, err: errorMessage(err) }, 'line writes failed');
@@ -143,23 +147,26 @@ async function processShardBatch(
   }
   await dlqWrite;
   good.forEach((g, k) => {
-    if (visibleAt[k] === undefined) fail(g.i);
+    if (visibleAt[k] === undefined && duplicate[k] !== true) fail(g.i);
   });
 
   // Effects that count: only records before the first failure (they will not be redelivered).
-  const stored: StoredLine[] = [];
-  const seen = new Set<string>();
-  const forAggregates: { seq: string; line: StoredLine }[] = [];
+  // A duplicate (a line another record owns: a producer re-send) is done, but neither archived nor counted.
+  const stored: VisibleLine[] = [];
+  const forAggregates: { seq: string; line: VisibleLine }[] = [];
+  let duplicates = 0;
   good.forEach((g, k) => {
     if (g.i >= firstFailed) return;
-    const line: StoredLine = { ...g.line, streamVisibleAt: visibleAt[k] as string };
+    const at = visibleAt[k];
+    if (at === undefined) {
+      duplicates++;
+      return;
+    }
+    const line: VisibleLine = { ...g.line, streamVisibleAt: at };
     stored.push(line);
-    // A line sent twice in one batch (a producer retry) counts once.
-    const key = lineKey(line);
-    if (seen.has(key)) return;
-    seen.add(key);
     forAggregates.push({ seq: seqs[g.i] as string, line });
   });
+  if (duplicates > 0) logger.info({ shardId, duplicates }, 'producer re-sends skipped');
   const accountedUpTo = firstFailed - 1;
   if (accountedUpTo < 0) return failAllFrom(0);
 
@@ -178,7 +185,7 @@ async function processShardBatch(
     ),
   ]);
   for (const k of archive.failed)
-    fail(seqIndex.get(padSequence((stored[k] as StoredLine).sequenceNumber)) as number);
+    fail(seqIndex.get(padSequence((stored[k] as VisibleLine).sequenceNumber)) as number);
   if (archive.failed.length > 0)
     logger.warn({ shardId, failed: archive.failed.length, reason: archive.reason }, 'archive failed');
   aggregates.forEach((outcome, k) => {

@@ -5,7 +5,7 @@ import { createLogger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { migrate } from '#batch/migrate';
-import { type RunningPostgres, startPostgres } from '#local/postgres';
+import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
 
 /** A migrated, empty warehouse on an embedded PostgreSQL in a temp dir (ephemeral port). */
 export interface TestWarehouse {
@@ -36,6 +36,8 @@ export async function startTestWarehouse(): Promise<TestWarehouse> {
     async stop() {
       await warehouse.close();
       await postgres.stop();
+      // The cluster may live outside `dir` (see local/postgres.ts): wipe it where it is.
+      await wipePostgres(path.join(dir, 'postgres'));
       await fs.rm(dir, { recursive: true, force: true });
     },
   };

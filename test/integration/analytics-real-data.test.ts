@@ -60,7 +60,7 @@ describe.skipIf(!present)('analytics on the real Online Retail file', () => {
     await loader.stop();
     clients.destroy();
     refreshMs = (await refreshMarts(t.warehouse)).ms;
-  }, 900_000);
+  }, 600_000);
 
   afterAll(async () => {
     await s3server?.close();

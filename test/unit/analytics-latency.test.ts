@@ -9,6 +9,7 @@ import {
 } from '#analytics/latency';
 import { renderLatencySvg } from '#analytics/latency-chart';
 import { renderLatencyHtml } from '#analytics/latency-page';
+import { createMartRefresher } from '#analytics/marts';
 import { buildPbids, postgresTarget, redshiftServer } from '#analytics/powerbi';
 import { createRateMeter } from '#analytics/rate-meter';
 
@@ -151,5 +152,32 @@ describe('Power BI data source files', () => {
       database: 'dev',
       placeholders: false,
     });
+  });
+});
+
+describe('mart refresher', () => {
+  it('coalesces requests made during a refresh into one more refresh', async () => {
+    let calls = 0;
+    let release: (() => void) | undefined;
+    const db = {
+      transaction: async () => {
+        calls += 1;
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return { committed: true, rowCounts: [] };
+      },
+    };
+    const refresher = createMartRefresher(db);
+    const first = refresher.request();
+    const during = [refresher.request(), refresher.request(), refresher.request()];
+    expect(calls).toBe(1);
+    release?.();
+    await first;
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls).toBe(2);
+    release?.();
+    await Promise.all(during);
+    expect(calls).toBe(2);
   });
 });

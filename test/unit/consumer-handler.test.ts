@@ -1,4 +1,5 @@
 import {
+  BatchGetItemCommand,
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
   DynamoDBClient,
@@ -68,12 +69,13 @@ function event(payloads: Buffer[], firstSeq = 100): KinesisStreamEvent {
   };
 }
 
-function handler(maxAttempts = 4) {
+function handler(maxAttempts = 4, clock?: () => Date) {
   return createBatchHandler({
     sink: new DynamoInvoiceStore({
       client: new DynamoDBClient({ region: 'us-east-1' }),
       tableName: 't',
       retry: { ...noWait, maxAttempts },
+      ...(clock ? { clock } : {}),
     }),
     archive: new FirehoseArchiveWriter({
       client: new FirehoseClient({ region: 'us-east-1' }),
@@ -84,6 +86,58 @@ function handler(maxAttempts = 4) {
     logger: pino({ level: 'silent' }),
   });
 }
+
+type Key = { pk: { S: string }; sk: { S: string } };
+type BatchGetInput = { RequestItems: Record<string, { Keys: Key[] }> };
+
+/** BatchGetItem finds invoice 536365's header and these lines stored, owned by the given records of SHARD. */
+function storedOwners(owners: Record<number, string>, unprocessedOnce = 0) {
+  const items = new Map<string, Record<string, { S: string }>>([
+    ['INV#536365|HEADER', { pk: { S: 'INV#536365' }, sk: { S: 'HEADER' } }],
+  ]);
+  for (const [lineNo, seq] of Object.entries(owners)) {
+    const sk = `LINE#${lineNo.padStart(7, '0')}`;
+    items.set(`INV#536365|${sk}`, {
+      pk: { S: 'INV#536365' },
+      sk: { S: sk },
+      shardId: { S: SHARD },
+      sequenceNumber: { S: seq },
+    });
+  }
+  let left = unprocessedOnce;
+  ddb.on(BatchGetItemCommand).callsFake((input: BatchGetInput) => {
+    const keys = input.RequestItems.t?.Keys ?? [];
+    const held = left > 0 && keys.length > left ? keys.slice(0, left) : [];
+    left -= held.length;
+    const answered = keys.slice(held.length);
+    return {
+      Responses: {
+        t: answered.flatMap((k) => {
+          const item = items.get(`${k.pk.S}|${k.sk.S}`);
+          return item ? [item] : [];
+        }),
+      },
+      ...(held.length > 0 ? { UnprocessedKeys: { t: { Keys: held } } } : {}),
+    };
+  });
+}
+
+const getKeys = () =>
+  ddb
+    .commandCalls(BatchGetItemCommand)
+    .map((c) => (c.args[0].input.RequestItems?.t?.Keys ?? []).map((k) => k.sk?.S));
+
+const countryUpdates = () =>
+  ddb
+    .commandCalls(UpdateItemCommand)
+    .map((c) => c.args[0].input)
+    .filter((u) => u.Key?.pk?.S === 'AGG#COUNTRY');
+
+const archivedLines = () =>
+  firehose
+    .commandCalls(PutRecordBatchCommand)
+    .flatMap((c) => c.args[0].input.Records ?? [])
+    .map((r) => JSON.parse(Buffer.from(r.Data as Uint8Array).toString()));
 
 const writtenKeys = () =>
   ddb
@@ -97,6 +151,7 @@ beforeEach(() => {
   ddb.on(GetItemCommand).resolves({});
   ddb.on(UpdateItemCommand).resolves({});
   ddb.on(BatchWriteItemCommand).resolves({});
+  ddb.on(BatchGetItemCommand).resolves({ Responses: { t: [] } });
   firehose.on(PutRecordBatchCommand).resolves({ FailedPutCount: 0, RequestResponses: [] });
   s3.on(PutObjectCommand).resolves({});
 });
@@ -257,5 +312,105 @@ describe('batch handler', () => {
     }));
     const res = await handler(2)(event([encodeLine(line(1)), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([{ itemIdentifier: '101' }]);
+  });
+
+  it('stamps streamVisibleAt with the acknowledgement time; the item holds the send time', async () => {
+    let tick = 0;
+    const clock = () => new Date(Date.UTC(2024, 0, 1, 0, 0, 0, tick++ * 100));
+    ddb.on(BatchWriteItemCommand).callsFake(async () => {
+      tick += 5; // the write takes time: the answer comes later than the request
+      return {};
+    });
+    const res = await handler(4, clock)(event([encodeLine(line(1))]));
+    expect(res.batchItemFailures).toEqual([]);
+    const item =
+      ddb.commandCalls(BatchWriteItemCommand)[0]?.args[0].input.RequestItems?.t?.[0]?.PutRequest?.Item;
+    expect(item?.streamWriteSentAt).toEqual({ S: '2024-01-01T00:00:00.000Z' });
+    expect(item?.streamVisibleAt).toBeUndefined();
+    expect(archivedLines()[0]?.streamVisibleAt).toBe('2024-01-01T00:00:00.600Z');
+  });
+});
+
+describe('producer re-sends (the same line in two stream records)', () => {
+  it('neither rewrites, counts nor archives a line an earlier record owns; the record still succeeds', async () => {
+    storedOwners({ 1: '42' });
+    const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([]);
+    expect(writtenKeys()).toEqual(['LINE#0000002', 'HEADER']);
+    const [country, ...more] = countryUpdates();
+    expect(more).toEqual([]);
+    // Only line 2: one line, no invoice (line 1 counted it when record 42 wrote it).
+    expect(country?.ExpressionAttributeValues).toMatchObject({
+      ':lc': { N: '1' },
+      ':ic': { N: '0' },
+      ':a': { N: '15.300' },
+      ':max': { S: padSequence('101') },
+    });
+    expect(archivedLines().map((l) => l.lineNo)).toEqual([2]);
+  });
+
+  it('counts a line sent twice in one batch once, owned by its first copy', async () => {
+    const res = await handler()(
+      event([encodeLine(line(1)), encodeLine(line(1, { quantity: 99 })), encodeLine(line(2))]),
+    );
+    expect(res.batchItemFailures).toEqual([]);
+    const puts = ddb
+      .commandCalls(BatchWriteItemCommand)
+      .flatMap((c) => c.args[0].input.RequestItems?.t ?? [])
+      .map((r) => r.PutRequest?.Item)
+      .filter((i) => i?.sk?.S?.startsWith('LINE#'));
+    expect(puts.map((i) => [i?.sk?.S, i?.sequenceNumber?.S, i?.quantity?.N])).toEqual([
+      ['LINE#0000001', '100', '6'],
+      ['LINE#0000002', '102', '6'],
+    ]);
+    expect(countryUpdates()[0]?.ExpressionAttributeValues).toMatchObject({
+      ':lc': { N: '2' },
+      ':q': { N: '12' },
+    });
+    expect(archivedLines()).toHaveLength(2);
+  });
+
+  it("rewrites and counts the owner's own redelivery (a crash between the line write and the aggregate update)", async () => {
+    storedOwners({ 1: '100', 2: '101' });
+    const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([]);
+    expect(writtenKeys()).toEqual(['LINE#0000001', 'HEADER', 'LINE#0000002']);
+    expect(countryUpdates()[0]?.ExpressionAttributeValues).toMatchObject({
+      ':lc': { N: '2' },
+      ':ic': { N: '1' },
+    });
+  });
+
+  it('reads one header per invoice, and the lines only of invoices seen before', async () => {
+    const res = await handler()(
+      event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(1, { invoiceNo: '536366' }))]),
+    );
+    expect(res.batchItemFailures).toEqual([]);
+    // Neither invoice has a header: no line of theirs can be owned, so no line is read.
+    expect(getKeys()).toEqual([['HEADER', 'HEADER']]);
+  });
+
+  it('reads owners in consistent BatchGetItem calls of 100 keys and retries UnprocessedKeys', async () => {
+    storedOwners({}, 3);
+    const records = Array.from({ length: 150 }, (_, i) => encodeLine(line(i + 1)));
+    const res = await handler()(event(records));
+    expect(res.batchItemFailures).toEqual([]);
+    const sizes = getKeys().map((k) => k.length);
+    expect(sizes[0]).toBe(1); // the header
+    expect(sizes.slice(1).sort((a, b) => a - b)).toEqual([3, 50, 100]);
+    const reads = ddb.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems?.t);
+    expect(reads.every((r) => r?.ConsistentRead)).toBe(true);
+    expect(writtenKeys()).toHaveLength(151);
+  });
+
+  it('writes nothing and fails the batch when the owners cannot be read', async () => {
+    ddb
+      .on(BatchGetItemCommand)
+      .rejects(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }));
+    const res = await handler(2)(event([encodeLine(line(1)), encodeLine(line(2))]));
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: '100' }, { itemIdentifier: '101' }]);
+    expect(ddb.commandCalls(BatchGetItemCommand)).toHaveLength(2);
+    expect(writtenKeys()).toEqual([]);
+    expect(countryUpdates()).toEqual([]);
   });
 });

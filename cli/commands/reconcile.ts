@@ -1,0 +1,108 @@
+import path from 'node:path';
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { createClients } from '#adapters/clients';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import {
+  dynamoLineSource,
+  type ReconcileReport,
+  ReconcileInputError,
+  reconcile,
+  warehouseLineSource,
+} from '#batch/reconcile';
+import { readEndpoints } from '#local/endpoints';
+import { configFrom, type DataDirOptions } from './stack.ts';
+
+interface ReconcileOptions extends DataDirOptions {
+  since?: string;
+  run?: string[];
+  json: boolean;
+  limit: string;
+  dynamo: 'auto' | 'query' | 'scan';
+}
+
+/** `2024-05-06T07:00:00Z`, `2024-05-06`, or a duration back from now: `90s`, `15m`, `2h`, `1d`. */
+export function parseSince(text: string, now = Date.now()): Date {
+  const rel = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(text.trim());
+  if (rel) {
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd'];
+    return new Date(now - Number(rel[1]) * unit);
+  }
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) throw new ReconcileInputError(`--since must be a time (ISO 8601) or a duration like 15m, got ${text}`);
+  return new Date(t);
+}
+
+export function formatReconcile(r: ReconcileReport): string {
+  const table = new Table({
+    head: ['', 'lines', 'revenue (GBP)', 'missing', 'duplicated', 'mismatched', 'extra', 'ms'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    style: { head: [] },
+  });
+  table.push(['accepted (run logs)', r.accepted.lines, r.accepted.revenue, '', '', '', '', '']);
+  for (const s of r.stores) {
+    table.push([s.store, s.lines, s.revenue, s.missing, s.duplicated, s.mismatched, s.extra, s.ms]);
+  }
+  const out = [
+    `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${r.scope.since}` : ''}`,
+    `accepted: ${r.accepted.lines} lines in ${r.accepted.invoices} invoices, ${r.accepted.batches} batches` +
+      (r.accepted.reaccepted ? `, ${r.accepted.reaccepted} keys re-sent (${r.accepted.conflicting} with another total)` : ''),
+    table.toString(),
+  ];
+  for (const s of r.stores) {
+    for (const kind of ['missing', 'duplicated', 'mismatched'] as const) {
+      const count = s[kind];
+      if (count === 0) continue;
+      const shown = s.samples[kind]
+        .map((d) =>
+          kind === 'duplicated'
+            ? `${d.key} x${d.copies}`
+            : kind === 'mismatched'
+              ? `${d.key} expected ${d.expected} got ${d.actual}`
+              : `${d.key} (${d.expected})`,
+        )
+        .join('\n    ');
+      const more = count > s.samples[kind].length ? `\n    ... and ${count - s.samples[kind].length} more` : '';
+      out.push(`${s.store}: ${count} ${kind}\n    ${shown}${more}`);
+    }
+  }
+  out.push(r.ok ? 'OK: every accepted line is in each store exactly once, totals agree.' : 'DIFFERENCES FOUND');
+  return out.join('\n');
+}
+
+export function registerReconcileCommand(program: Command): void {
+  program
+    .command('reconcile')
+    .description('check that every accepted line is in DynamoDB and the warehouse exactly once, totals to the penny')
+    .option('--data-dir <dir>', 'data directory (default: $RP_DATA_DIR or .data)')
+    .option('--since <time>', 'only lines accepted since: ISO time or a duration back from now (15m, 2h)')
+    .option('--run <runId...>', 'only these producer runs (see <data-dir>/runs)')
+    .option('--json', 'print the report as JSON', false)
+    .option('--limit <n>', 'differing keys listed per kind and store', '20')
+    .option('--dynamo <mode>', 'how DynamoDB is read: auto | query (per invoice) | scan (parallel)', 'auto')
+    .action(async (opts: ReconcileOptions) => {
+      const config = configFrom(opts);
+      const endpoints = await readEndpoints(config.dataDir);
+      const clients = createClients({ region: endpoints.region, endpoints: { dynamodb: endpoints.dynamodb }, local: true });
+      const warehouse = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 2 });
+      try {
+        const report = await reconcile({
+          runLogDir: path.join(config.dataDir, 'runs'),
+          scope: {
+            ...(opts.run?.length ? { runIds: opts.run } : {}),
+            ...(opts.since ? { since: parseSince(opts.since) } : {}),
+          },
+          sources: [
+            dynamoLineSource({ client: clients.dynamodb, table: endpoints.names.table, mode: opts.dynamo }),
+            warehouseLineSource(warehouse),
+          ],
+          sampleLimit: Math.max(0, Number.parseInt(opts.limit, 10) || 0),
+        });
+        process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatReconcile(report)}\n`);
+        if (!report.ok) process.exitCode = 1;
+      } finally {
+        clients.destroy();
+        await warehouse.close();
+      }
+    });
+}

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  brief,
+  faultEnv,
+  freePort,
+  type Produced,
+  produce,
+  reconcileWhenSettled,
+  type Runner,
+  startRunner,
+} from './harness.ts';
+
+/**
+ * Faults the running pipeline must ride out by itself (no restart of the pipeline): each one hits
+ * while a producer posts, then every line accepted so far (all runs) must reconcile.
+ */
+describe('outages the pipeline survives without a restart', () => {
+  let env: Record<string, string>;
+  let runner: Runner;
+  let run = 0;
+  const dataDir = () => env.RP_DATA_DIR as string;
+  // Each run gets its own invoice range: keys never collide across runs.
+  const producing = (lines: number, rate: number) =>
+    produce(runner.apiUrl, dataDir(), { lines, rate, seed: 100 + run, invoiceOffset: 1_000_000 * ++run });
+
+  async function settled(total: number) {
+    const report = await reconcileWhenSettled(dataDir(), runner.endpoints, 120_000);
+    expect(report.ok, brief(report)).toBe(true);
+    expect(report.accepted.lines).toBe(total);
+    for (const s of report.stores) expect([s.store, s.missing, s.duplicated, s.mismatched]).toEqual([s.store, 0, 0, 0]);
+    return report;
+  }
+  let total = 0;
+  const accepted = (p: Produced) => {
+    expect(p.failed).toBe(0);
+    total += p.accepted;
+  };
+
+  beforeAll(async () => {
+    // Fixed emulator ports: a restarted emulator must come back where the clients look for it.
+    env = await faultEnv({
+      RP_KINESIS_PORT: String(await freePort()),
+      RP_DYNAMODB_PORT: String(await freePort()),
+      RP_S3_PORT: String(await freePort()),
+    });
+    runner = await startRunner(env);
+  });
+  afterAll(async () => {
+    await runner?.stop();
+  });
+
+  it('DynamoDB throttling (exceptions and UnprocessedItems) for 6 s', async () => {
+    runner.send({ type: 'throttle', rate: 0.3, ms: 6000 });
+    const p = producing(3000, 1000);
+    const stats = await runner.done('throttle');
+    accepted(await p);
+    expect(stats.throttled as number).toBeGreaterThan(0);
+    expect(stats.unprocessed as number).toBeGreaterThan(0);
+    await settled(total);
+  });
+
+  it('S3 unavailable for 8 s (Firehose, loader and DLQ all refused)', async () => {
+    runner.send({ type: 's3-down', ms: 8000 });
+    const p = producing(3000, 1000);
+    const stats = await runner.done('s3-down');
+    accepted(await p);
+    expect(stats.refused as number).toBeGreaterThan(0);
+    await settled(total);
+  });
+
+  it('the emulator process (Kinesis, DynamoDB, S3) killed and restarted 2 s later', async () => {
+    const p = producing(4000, 1000);
+    await new Promise((r) => setTimeout(r, 1500));
+    runner.send({ type: 'restart-emulators', downMs: 2000 });
+    const stats = await runner.done('restart-emulators', 60_000);
+    expect(stats.error).toBeUndefined();
+    accepted(await p);
+    await settled(total);
+  });
+
+  it('PostgreSQL crashed (immediate shutdown) in the middle of a COPY and restarted', async () => {
+    runner.send({ type: 'restart-postgres-mid-copy', bytes: 30_000, downMs: 1000 });
+    const p = producing(3000, 1500);
+    const stats = await runner.done('restart-postgres', 90_000);
+    expect(stats.error).toBeUndefined();
+    accepted(await p);
+    await settled(total);
+  });
+});

@@ -1,0 +1,255 @@
+/**
+ * The pipeline as `npm start --no-simulate` runs it (cli/pipeline.ts), in a child process the fault
+ * tests can SIGKILL, plus fault injection driven over IPC:
+ *
+ *   env RP_*                       the config (data dir, ports)
+ *   env FAULT_KILL                 `consumer-mid-batch:N`: SIGKILL this process right after the Nth
+ *                                  BatchWriteItem succeeded (items written, checkpoint not moved);
+ *                                  `loader-mid-copy:N`: SIGKILL after N bytes of a COPY went to PostgreSQL
+ *   message {type:'throttle', rate, ms}         DynamoDB writes: `rate` of calls throttled, as many
+ *                                               BatchWriteItems answered with half of them unprocessed
+ *   message {type:'s3-down', ms}               every S3 call fails (503 / connection refused) for ms
+ *   message {type:'restart-emulators', downMs} SIGKILL the emulator process, start it again on the same ports
+ *   message {type:'restart-postgres-mid-copy', bytes, downMs}
+ *                                               at the next COPY, after `bytes`: immediate shutdown
+ *                                               (crash), restart on the same port and cluster
+ *   message {type:'stop'}                      clean stop, exit 0
+ * It answers {type:'ready', apiUrl} and {type:'done', what} when an injected fault has run its course.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { loadConfig } from '#adapters/config';
+import { createLogger } from '#adapters/logger';
+import type { CopyStep, Step } from '#adapters/warehouse';
+import { startPipeline } from '#cli/pipeline';
+import { type EmulatorProcess, startEmulatorProcess } from '#local/emulator-process';
+import { type RunningPostgres, startPostgres } from '#local/postgres';
+
+type Message =
+  | { type: 'throttle'; rate: number; ms: number }
+  | { type: 's3-down'; ms: number }
+  | { type: 'restart-emulators'; downMs: number }
+  | { type: 'restart-postgres-mid-copy'; bytes: number; downMs: number }
+  | { type: 'stop' };
+
+const send = (m: object) => process.send?.(m);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const die = () => process.kill(process.pid, 'SIGKILL');
+
+const config = loadConfig(process.env);
+const logger = createLogger(config.logLevel, 'fault-runner');
+const [killWhat, killAfterText] = (process.env.FAULT_KILL ?? '').split(':');
+const killAfter = Number(killAfterText ?? '1');
+
+const pipeline = await startPipeline({ config, logger });
+const { clients } = pipeline.stack;
+
+// ----- DynamoDB: kill after a write, throttling, unprocessed items ----------------------------------
+const dynamo = { batchWrites: 0, throttleRate: 0, throttleUntil: 0, throttled: 0, unprocessed: 0 };
+class ThrottledError extends Error {
+  override name = 'ProvisionedThroughputExceededException';
+  readonly $fault = 'client';
+  readonly $metadata = { httpStatusCode: 400 };
+}
+clients.dynamodb.middlewareStack.add(
+  (next, context) => async (args) => {
+    const command = context.commandName;
+    const throttling = Date.now() < dynamo.throttleUntil;
+    if (throttling && (command === 'BatchWriteItemCommand' || command === 'UpdateItemCommand')) {
+      if (Math.random() < dynamo.throttleRate) {
+        dynamo.throttled++;
+        throw new ThrottledError('Rate of requests exceeds the allowed throughput (injected)');
+      }
+      const input = args.input as { RequestItems?: Record<string, unknown[]> };
+      const [table, items] = Object.entries(input.RequestItems ?? {})[0] ?? [];
+      if (command === 'BatchWriteItemCommand' && table && items && items.length > 1 && Math.random() < 0.5) {
+        // What DynamoDB does under pressure: writes part of the batch and hands back the rest.
+        const keep = items.slice(0, Math.ceil(items.length / 2));
+        const back = items.slice(keep.length);
+        dynamo.unprocessed += back.length;
+        const out = await next({ ...args, input: { ...input, RequestItems: { [table]: keep } } });
+        (out.output as { UnprocessedItems?: Record<string, unknown[]> }).UnprocessedItems = { [table]: back };
+        return out;
+      }
+    }
+    const out = await next(args);
+    if (command === 'BatchWriteItemCommand') {
+      dynamo.batchWrites++;
+      if (killWhat === 'consumer-mid-batch' && dynamo.batchWrites >= killAfter) die();
+    }
+    return out;
+  },
+  { step: 'initialize', name: 'faultDynamo' },
+);
+
+// ----- S3 outage --------------------------------------------------------------------------------------
+let s3DownUntil = 0;
+let s3Refused = 0;
+class S3UnavailableError extends Error {
+  override name = 'ServiceUnavailable';
+  readonly $fault = 'server';
+  readonly $metadata = { httpStatusCode: 503 };
+}
+clients.s3.middlewareStack.add(
+  (next) => async (args) => {
+    if (Date.now() < s3DownUntil) {
+      s3Refused++;
+      throw new S3UnavailableError('S3 is unavailable (injected)');
+    }
+    return next(args);
+  },
+  { step: 'initialize', name: 'faultS3' },
+);
+
+// ----- warehouse: kill or crash PostgreSQL in the middle of a COPY ------------------------------------
+let pgCrash: { bytes: number; downMs: number } | undefined;
+let restartedPg: RunningPostgres | undefined;
+const pgDataDir = path.join(config.dataDir, 'postgres');
+const pgPort = Number(new URL(pipeline.stack.endpoints.postgres).port);
+
+async function crashPostgres(downMs: number): Promise<void> {
+  const { clusterDir } = JSON.parse(await fs.readFile(path.join(pgDataDir, 'cluster.json'), 'utf8')) as {
+    clusterDir: string;
+  };
+  const pid = Number.parseInt((await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0] ?? '');
+  // SIGQUIT = immediate shutdown: no checkpoint, crash recovery at the next start.
+  process.kill(pid, 'SIGQUIT');
+  for (let i = 0; i < 200 && (await fs.access(`/proc/${pid}`).then(() => true, () => false)); i++) await sleep(50);
+  await sleep(downMs);
+  restartedPg = await startPostgres({
+    dataDir: pgDataDir,
+    host: config.host,
+    port: pgPort,
+    user: config.db.user,
+    password: config.db.password,
+    database: config.names.database,
+    logger,
+  });
+  send({ type: 'done', what: 'restart-postgres' });
+}
+
+function tap(stream: Readable, limit: number, onLimit: () => void): Readable {
+  let seen = 0;
+  let fired = false;
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (!fired && seen >= limit) {
+        fired = true;
+        // Let this chunk reach the server first, so the COPY is really half-way.
+        cb(null, chunk);
+        setTimeout(onLimit, 20);
+        return;
+      }
+      cb(null, chunk);
+    },
+  });
+  stream.on('error', (err) => t.destroy(err));
+  return stream.pipe(t);
+}
+
+const warehouse = pipeline.warehouse;
+const transaction = warehouse.transaction.bind(warehouse);
+let copies = 0;
+warehouse.transaction = (steps: ReadonlyArray<Step>) => {
+  const patched = steps.map((step) => {
+    const copy = step as CopyStep;
+    if (copy.kind !== 'copy' || !copy.stream) return step;
+    copies++;
+    const original = copy.stream;
+    if (killWhat === 'loader-mid-copy' && copies >= 1) {
+      return { ...copy, stream: () => tap(original(), killAfter, die) };
+    }
+    const crash = pgCrash;
+    if (crash) {
+      pgCrash = undefined;
+      return {
+        ...copy,
+        stream: () =>
+          tap(original(), crash.bytes, () => {
+            crashPostgres(crash.downMs).catch((err: unknown) => {
+              logger.error({ err }, 'postgres restart failed');
+              send({ type: 'done', what: 'restart-postgres', error: String(err) });
+            });
+          }),
+      };
+    }
+    return step;
+  });
+  return transaction(patched);
+};
+
+// ----- emulator process restart -----------------------------------------------------------------------
+let restartedEmulators: EmulatorProcess | undefined;
+
+async function childPids(): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid !== process.pid) continue;
+    const cmd = await fs.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('emulator-child')) out.push(Number(name));
+  }
+  return out;
+}
+
+async function restartEmulators(downMs: number): Promise<void> {
+  const pids = await childPids();
+  if (pids.length === 0) throw new Error('no emulator process found');
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
+  for (const pid of pids) {
+    for (let i = 0; i < 200 && (await fs.access(`/proc/${pid}`).then(() => true, () => false)); i++) await sleep(25);
+  }
+  await sleep(downMs);
+  const e = pipeline.stack.endpoints;
+  const port = (url: string) => Number(new URL(url).port);
+  restartedEmulators = await startEmulatorProcess({
+    host: config.host,
+    ports: { kinesis: port(e.kinesis), dynamodb: port(e.dynamodb), s3: port(e.s3) },
+    directories: {
+      kinesis: path.join(config.dataDir, 'kinesis'),
+      dynamodb: path.join(config.dataDir, 'dynamodb'),
+      s3: path.join(config.dataDir, 's3'),
+    },
+    buckets: [config.names.bucket],
+  });
+  restartedEmulators.onObjectCreated((bucket, key) => {
+    if (bucket === config.names.bucket) pipeline.loader.notify(key);
+  });
+  send({ type: 'done', what: 'restart-emulators' });
+}
+
+process.on('message', (m: Message) => {
+  switch (m.type) {
+    case 'throttle':
+      dynamo.throttleRate = m.rate;
+      dynamo.throttleUntil = Date.now() + m.ms;
+      setTimeout(() => send({ type: 'done', what: 'throttle', ...dynamo }), m.ms);
+      break;
+    case 's3-down':
+      s3DownUntil = Date.now() + m.ms;
+      setTimeout(() => send({ type: 'done', what: 's3-down', refused: s3Refused }), m.ms);
+      break;
+    case 'restart-emulators':
+      restartEmulators(m.downMs).catch((err: unknown) => send({ type: 'done', what: 'restart-emulators', error: String(err) }));
+      break;
+    case 'restart-postgres-mid-copy':
+      pgCrash = { bytes: m.bytes, downMs: m.downMs };
+      break;
+    case 'stop':
+      void (async () => {
+        await pipeline.stop();
+        await restartedEmulators?.stop().catch(() => undefined);
+        await restartedPg?.stop();
+        process.exit(0);
+      })();
+      break;
+  }
+});
+// The test runner died: do not outlive it.
+process.on('disconnect', () => die());
+
+send({ type: 'ready', apiUrl: pipeline.apiUrl, endpoints: pipeline.stack.endpoints });
