@@ -1,6 +1,14 @@
 import { type FirehoseClient, PutRecordBatchCommand } from '@aws-sdk/client-firehose';
 import type { Logger } from './logger.ts';
-import { errorMessage, isRetryable, mapLimit, pause, type RetryPolicy, retryPolicy } from './retry.ts';
+import {
+  errorMessage,
+  isRetryable,
+  mapLimit,
+  pause,
+  type RetryPolicy,
+  retryPolicy,
+  unfiltered,
+} from './retry.ts';
 
 /** The port the consumer archives through: which records are still failing after retries, never a silent drop. */
 export interface ArchiveWriter {
@@ -64,10 +72,12 @@ export class FirehoseArchiveWriter implements ArchiveWriter {
       if (attempt > 0) await pause(attempt, this.policy);
       try {
         const out = await this.options.client.send(
-          new PutRecordBatchCommand({
-            DeliveryStreamName: this.options.deliveryStreamName,
-            Records: pending.map((i) => ({ Data: records[i] })),
-          }),
+          unfiltered(
+            new PutRecordBatchCommand({
+              DeliveryStreamName: this.options.deliveryStreamName,
+              Records: pending.map((i) => ({ Data: records[i] })),
+            }),
+          ),
         );
         if (!out.FailedPutCount) return { failed: [] };
         const responses = out.RequestResponses ?? [];

@@ -15,7 +15,15 @@ import type { EnrichedLine } from '#core/enrich';
 import { sumMoney } from '#core/money';
 import { TABLE_KEYS } from './dynamo-table.ts';
 import type { Logger } from './logger.ts';
-import { errorMessage, isRetryable, mapLimit, pause, type RetryPolicy, retryPolicy } from './retry.ts';
+import {
+  errorMessage,
+  isRetryable,
+  mapLimit,
+  pause,
+  type RetryPolicy,
+  retryPolicy,
+  unfiltered,
+} from './retry.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Item design (docs/dynamodb.md). Every key is a string; numbers inside keys are zero-padded so
@@ -337,16 +345,18 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
         if (attempt > 0) await pause(attempt, this.policy);
         try {
           const out = await this.client.send(
-            new BatchGetItemCommand({
-              RequestItems: {
-                [this.table]: {
-                  Keys: pending,
-                  ConsistentRead: true,
-                  ProjectionExpression: Object.keys(names).join(', '),
-                  ExpressionAttributeNames: names,
+            unfiltered(
+              new BatchGetItemCommand({
+                RequestItems: {
+                  [this.table]: {
+                    Keys: pending,
+                    ConsistentRead: true,
+                    ProjectionExpression: Object.keys(names).join(', '),
+                    ExpressionAttributeNames: names,
+                  },
                 },
-              },
-            }),
+              }),
+            ),
           );
           for (const item of out.Responses?.[this.table] ?? []) onItem(item);
           pending = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
@@ -383,9 +393,11 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       let unprocessed: WriteRequest[];
       try {
         const out = await this.client.send(
-          new BatchWriteItemCommand({
-            RequestItems: { [this.table]: pending.map((i) => ({ PutRequest: { Item: items[i] } })) },
-          }),
+          unfiltered(
+            new BatchWriteItemCommand({
+              RequestItems: { [this.table]: pending.map((i) => ({ PutRequest: { Item: items[i] } })) },
+            }),
+          ),
         );
         unprocessed = out.UnprocessedItems?.[this.table] ?? [];
       } catch (err) {

@@ -2,7 +2,15 @@ import { type KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } fr
 import { encodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
 import type { Logger } from './logger.ts';
-import { errorMessage, isRetryable, mapLimit, pause, type RetryPolicy, retryPolicy } from './retry.ts';
+import {
+  errorMessage,
+  isRetryable,
+  mapLimit,
+  pause,
+  type RetryPolicy,
+  retryPolicy,
+  unfiltered,
+} from './retry.ts';
 
 /** The port the API writes accepted lines through. Resolves only when every line is on the stream. */
 export interface LineWriter {
@@ -65,7 +73,7 @@ export class KinesisLineWriter implements LineWriter {
       let results: { ErrorCode?: string; ErrorMessage?: string }[];
       try {
         const out = await this.options.client.send(
-          new PutRecordsCommand({ StreamName: this.options.streamName, Records: pending }),
+          unfiltered(new PutRecordsCommand({ StreamName: this.options.streamName, Records: pending })),
         );
         results = out.Records ?? [];
         if (!out.FailedRecordCount) return attempt + 1;

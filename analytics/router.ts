@@ -44,6 +44,22 @@ function durationParam(req: Request, name: string, fallback: string | undefined)
 }
 
 /**
+ * GET /dashboard and its assets: static files, no data, so they need no API key (the page sends
+ * the key it was opened with, `/dashboard?apiKey=K`, on its JSON calls).
+ */
+export function createDashboardRouter(): Router {
+  const router = Router();
+  router.get('/dashboard', (_req, res) => {
+    res.set('Cache-Control', 'no-cache').sendFile(path.join(DASHBOARD_DIR, 'index.html'));
+  });
+  router.get('/dashboard/assets/chart.umd.js', (_req, res) => {
+    res.set('Cache-Control', 'max-age=3600').sendFile(CHART_JS);
+  });
+  router.use('/dashboard/assets', express.static(DASHBOARD_DIR, { index: false, maxAge: 0 }));
+  return router;
+}
+
+/**
  * GET /stats/latency, /stats/sales/{summary,by-country,by-day,top-products,rate} (JSON) and
  * GET /dashboard (a static page polling those). Mount it at the API's root.
  */
@@ -100,14 +116,6 @@ export function createAnalyticsRouter(deps: AnalyticsRouterDeps): Router {
       return { source: 'warehouse', bucketSeconds: bucket, current, points };
     }),
   );
-
-  router.get('/dashboard', (_req, res) => {
-    res.set('Cache-Control', 'no-cache').sendFile(path.join(DASHBOARD_DIR, 'index.html'));
-  });
-  router.get('/dashboard/assets/chart.umd.js', (_req, res) => {
-    res.set('Cache-Control', 'max-age=3600').sendFile(CHART_JS);
-  });
-  router.use('/dashboard/assets', express.static(DASHBOARD_DIR, { index: false, maxAge: 0 }));
 
   // Error mapping for these routes: 4xx says why, 5xx says little and logs the detail.
   router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {

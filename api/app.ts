@@ -25,6 +25,8 @@ export interface ApiDeps {
   health?: () => Promise<Record<string, unknown>>;
   /** Mount more routes (behind the API key, before the 404 and error mapping). */
   extraRoutes?: (router: Router) => void;
+  /** Mount routes that need no API key (static pages holding no data), beside /health. */
+  publicRoutes?: (router: Router) => void;
 }
 
 export const DEFAULT_LIMITS: ApiLimits = { maxLines: 5000, maxBytes: 5 * 1024 * 1024 };
@@ -54,6 +56,12 @@ export function createApp(deps: ApiDeps): Express {
   app.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument);
   });
+
+  if (deps.publicRoutes) {
+    const open = express.Router();
+    deps.publicRoutes(open);
+    app.use(open);
+  }
 
   const router = express.Router();
   if (deps.apiKey) router.use(requireApiKey(deps.apiKey));

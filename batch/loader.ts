@@ -94,6 +94,16 @@ export function formatOf(key: string): { format: SourceFormat; source: 'stream' 
   return undefined;
 }
 
+function zlibError(err: unknown): { code: string; message: string } | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) return { code, message: (e as Error).message };
+  }
+  return undefined;
+}
+const isCorruptCompression = (err: unknown) => zlibError(err) !== undefined;
+const zlibMessage = (err: unknown) => zlibError(err)?.message ?? '';
+
 export function loadIdOf(key: string, etag: string): string {
   return createHash('sha256').update(`${key}\n${etag}`).digest('hex').slice(0, 16);
 }
@@ -215,8 +225,11 @@ export function createLoader(options: LoaderOptions): Loader {
       check = checkHeader(head.columns);
       if (!check.columnOf) {
         head.body.destroy();
-        throw new QuarantineError(`missing required columns: ${check.missing.join(', ')}`, {
-          cause: { missing: check.missing, header },
+        const problem = check.duplicated?.length
+          ? `duplicated columns: ${check.duplicated.join(', ')}`
+          : `missing required columns: ${check.missing.join(', ')}`;
+        throw new QuarantineError(problem, {
+          cause: { missing: check.missing, duplicated: check.duplicated ?? [], header },
         });
       }
       enc = encoding ?? head.encoding;
@@ -353,7 +366,11 @@ export function createLoader(options: LoaderOptions): Loader {
       const out = result(key, etag, 'loaded', started, done);
       logger.info({ ...out }, 'object loaded');
       return out;
-    } catch (err) {
+    } catch (caught) {
+      // A compressed object that does not inflate (truncated, corrupt) fails the same way every time.
+      const err = isCorruptCompression(caught)
+        ? new QuarantineError(`not a valid gzip stream: ${zlibMessage(caught)}`)
+        : caught;
       if (err instanceof QuarantineError) {
         await quarantine(key, etag, { reason: err.message, ...(err.cause as object) });
         logger.warn({ key, reason: err.message }, 'object quarantined');

@@ -1,6 +1,11 @@
-import { type AttributeValue, type DynamoDBClient, QueryCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import {
+  type AttributeValue,
+  type DynamoDBClient,
+  QueryCommand,
+  ScanCommand,
+} from '@aws-sdk/client-dynamodb';
 import { mapLimit } from '#adapters/retry';
 import type { Warehouse } from '#adapters/warehouse';
 
@@ -92,7 +97,8 @@ export const showKey = (key: string): string => key.replace(SEP, '/');
 export function toMilli(text: string | number): bigint {
   const s = String(text).trim();
   const m = /^([+-])?(\d*)(?:\.(\d*))?$/.exec(s);
-  if (!m || (m[2] === '' && (m[3] ?? '') === '')) throw new ReconcileInputError(`not a decimal: ${JSON.stringify(s)}`);
+  if (!m || (m[2] === '' && (m[3] ?? '') === ''))
+    throw new ReconcileInputError(`not a decimal: ${JSON.stringify(s)}`);
   const frac = m[3] ?? '';
   if (/[1-9]/.test(frac.slice(3))) throw new ReconcileInputError(`more than 3 decimals: ${s}`);
   const milli = BigInt(m[2] || '0') * 1000n + BigInt(`${frac}000`.slice(0, 3));
@@ -209,7 +215,8 @@ export function compareStore(
     const s = seen.get(key);
     if (!s) {
       missing++;
-      if (samples.missing.length < sampleLimit) samples.missing.push({ key, expected: formatMilli(expected) });
+      if (samples.missing.length < sampleLimit)
+        samples.missing.push({ key, expected: formatMilli(expected) });
       continue;
     }
     if (s.copies > 1) {
@@ -219,7 +226,11 @@ export function compareStore(
     if (s.bad !== undefined || s.milli !== expected) {
       mismatched++;
       if (samples.mismatched.length < sampleLimit) {
-        samples.mismatched.push({ key, expected: formatMilli(expected), actual: s.bad ?? formatMilli(s.milli) });
+        samples.mismatched.push({
+          key,
+          expected: formatMilli(expected),
+          actual: s.bad ?? formatMilli(s.milli),
+        });
       }
     }
   }
@@ -279,7 +290,11 @@ export function warehouseLineSource(warehouse: Pick<Warehouse, 'query'>): LineSo
       const { rows } = await warehouse.query<{ invoice_no: string; line_no: number; line_total: string }>(
         'SELECT invoice_no, line_no, CAST(line_total AS varchar(40)) AS line_total FROM fact_sales_line',
       );
-      return rows.map((r) => ({ invoiceNo: r.invoice_no, lineNo: Number(r.line_no), lineTotal: r.line_total }));
+      return rows.map((r) => ({
+        invoiceNo: r.invoice_no,
+        lineNo: Number(r.line_no),
+        lineTotal: r.line_total,
+      }));
     },
   };
 }

@@ -128,6 +128,8 @@ export interface HeaderCheck {
   columnOf?: Record<CsvField, number>;
   missing: string[];
   extra: string[];
+  /** Required fields named by more than one column: which one holds the value is anyone's guess. */
+  duplicated?: string[];
 }
 
 /** Matches the header to the Online Retail columns: names compared case- and space-insensitively. */
@@ -141,6 +143,8 @@ export function checkHeader(columns: string[]): HeaderCheck {
   const wanted = new Set(CSV_FIELDS.map(norm));
   const extra = columns.filter((c) => !wanted.has(norm(c)));
   if (missing.length > 0) return { missing, extra };
+  const duplicated = CSV_FIELDS.filter((f) => columns.filter((c) => norm(c) === norm(f)).length > 1);
+  if (duplicated.length > 0) return { missing, extra, duplicated };
   const columnOf = Object.fromEntries(CSV_FIELDS.map((f) => [f, index.get(norm(f)) as number])) as Record<
     CsvField,
     number

@@ -46,6 +46,8 @@ interface DialectSql {
   isJsonObject: (col: string) => string;
   jsonField: (col: string, key: string) => string;
   statementTime: string;
+  /** Keeps PostgreSQL from inlining `reason` (a dozen regexes) into every column that tests it. */
+  fence: string;
   /** PostgreSQL can skip no-op updates of matched facts; Redshift's MERGE takes no condition there. */
   matchedCondition: string;
 }
@@ -59,6 +61,7 @@ export function dialectOf(dialect: Dialect): DialectSql {
       isJsonObject: (col) => `(${col} IS JSON OBJECT)`,
       jsonField: (col, key) => `json_extract_path_text(CAST(${col} AS json), '${key}')`,
       statementTime: 'statement_timestamp()',
+      fence: '\n  OFFSET 0',
       matchedCondition:
         ' AND ((f.stream_visible_at IS NULL AND s.stream_visible_at IS NOT NULL) OR (f.produced_at IS NULL AND s.produced_at IS NOT NULL))',
     };
@@ -69,6 +72,7 @@ export function dialectOf(dialect: Dialect): DialectSql {
     isJsonObject: (col) => `(IS_VALID_JSON(${col}) AND left(trim(${col}), 1) = '{')`,
     jsonField: (col, key) => `json_extract_path_text(${col}, '${key}', true)`,
     statementTime: 'GETDATE()',
+    fence: '',
     matchedCondition: '',
   };
 }
@@ -174,6 +178,7 @@ function nonProductPredicate(col: string): string {
  * (NULL = good), `keep` marks the first row of each natural key, `is_new` a key not yet in the fact.
  */
 export function typeRowsSql(dialect: Dialect, plan: LoadPlan): string {
+  const d = dialectOf(dialect);
   // CSV: line_no is the row's position within its invoice in file order, exactly what the
   // producer's replay assigns. Archive: the producer's own lineNo.
   const lineNo =
@@ -199,7 +204,7 @@ ${rawSelect(dialect, plan)}
       ORDER BY row_no) > 1 AS dup,
     split_part(replace(invoice_date, 'T', ' '), ' ', 1) AS d_part,
     split_part(replace(invoice_date, 'T', ' '), ' ', 2) AS t_part
-  FROM raw
+  FROM raw${d.fence}
 ), dated AS (
   SELECT n.*,
     CASE
@@ -210,7 +215,7 @@ ${rawSelect(dialect, plan)}
         THEN CAST(replace(d_part, '-', '') AS integer)
     END AS parsed_date_key,
     COALESCE(t_part ~ '^([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$', false) AS time_ok
-  FROM numbered n
+  FROM numbered n${d.fence}
 ), checked AS (
   SELECT d.*, dd.full_date,
     CASE
@@ -232,7 +237,7 @@ ${rawSelect(dialect, plan)}
       WHEN d.country IS NULL THEN 'Country is missing'
       WHEN length(d.country) > 64 THEN 'Country is longer than 64 characters'
     END AS reason
-  FROM dated d LEFT JOIN dim_date dd ON dd.date_key = d.parsed_date_key
+  FROM dated d LEFT JOIN dim_date dd ON dd.date_key = d.parsed_date_key${d.fence}
 ), keyed AS (
   SELECT c.*, ${firstOfKey} AS first_of_key
   FROM checked c

@@ -7,8 +7,9 @@ import { S3DeadLetterSink } from '#adapters/dlq';
 import type { Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
-import { createRateMeter, type RateMeter } from '#analytics/rate-meter';
-import { createAnalyticsRouter } from '#analytics/router';
+import { createMartRefresher } from '#analytics/marts';
+import { createRateMeter, type RateMeter, withRateMeter } from '#analytics/rate-meter';
+import { createAnalyticsRouter, createDashboardRouter } from '#analytics/router';
 import { createApp } from '#api/app';
 import { createApiDeps } from '#api/deps';
 import { createLoader, type Loader } from '#batch/loader';
@@ -76,14 +77,8 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     // API: the same express app API Gateway + Lambda runs, plus the dashboard and analytics routes.
     const rate = createRateMeter();
     const apiDeps = createApiDeps(config, stack.clients, logger);
-    const writer = apiDeps.writer;
-    apiDeps.writer = {
-      async putLines(lines) {
-        const result = await writer.putLines(lines);
-        rate.record(lines.length);
-        return result;
-      },
-    };
+    apiDeps.writer = withRateMeter(apiDeps.writer, rate);
+    apiDeps.publicRoutes = (router) => router.use(createDashboardRouter());
     apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
     const app = createApp(apiDeps);
     const apiServer = http.createServer(app);
@@ -128,13 +123,16 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     });
     stops.push(() => poller.stop());
 
-    // Batch path: S3 notifications plus a periodic sweep; marts refreshed after each load.
+    // Batch path: S3 notifications plus a periodic sweep; marts rebuilt after loads (coalesced).
+    const marts = createMartRefresher(warehouse, {
+      onError: (err) => logger.error({ err }, 'mart refresh failed'),
+    });
     const loader = createLoader({
       s3: stack.clients.s3,
       bucket: config.names.bucket,
       warehouse,
       logger,
-      // TODO(lead): refresh marts after each load once the loader has an afterLoad hook.
+      hooks: { afterLoad: () => marts.request() },
     });
     stack.onObjectCreated((key) => loader.notify(key));
     if (opts.scheduleLoads !== false) loader.start(config.loadIntervalSeconds);

@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import type { Logger } from '#adapters/logger';
+import { unfiltered } from '#adapters/retry';
 import {
   type BatchOutcome,
   backoffMs,
@@ -319,7 +320,7 @@ export class ShardWorker {
   async #fetch(): Promise<FetchResult> {
     const limit = Math.min(GET_RECORDS_MAX, this.#readAhead - this.#buffer.length);
     const res = await this.#o.kinesis.send(
-      new GetRecordsCommand({ ShardIterator: this.#iterator, Limit: limit }),
+      unfiltered(new GetRecordsCommand({ ShardIterator: this.#iterator, Limit: limit })),
     );
     return { records: res.Records ?? [], next: res.NextShardIterator, behind: res.MillisBehindLatest ?? 0 };
   }

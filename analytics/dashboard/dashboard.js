@@ -106,8 +106,13 @@
     chart.update();
   }
 
+  // With RP_API_KEY set, open the page as /dashboard?apiKey=K; the key stays in this tab only.
+  const keyFromUrl = new URLSearchParams(location.search).get('apiKey');
+  if (keyFromUrl) sessionStorage.setItem('rp-api-key', keyFromUrl);
+  const apiKey = sessionStorage.getItem('rp-api-key');
+
   async function getJson(url) {
-    const res = await fetch(url, { cache: 'no-store' });
+    const res = await fetch(url, { cache: 'no-store', headers: apiKey ? { 'x-api-key': apiKey } : {} });
     if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
     return res.json();
   }

@@ -5,8 +5,8 @@ import { createClients } from '#adapters/clients';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import {
   dynamoLineSource,
-  type ReconcileReport,
   ReconcileInputError,
+  type ReconcileReport,
   reconcile,
   warehouseLineSource,
 } from '#batch/reconcile';
@@ -29,7 +29,8 @@ export function parseSince(text: string, now = Date.now()): Date {
     return new Date(now - Number(rel[1]) * unit);
   }
   const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new ReconcileInputError(`--since must be a time (ISO 8601) or a duration like 15m, got ${text}`);
+  if (Number.isNaN(t))
+    throw new ReconcileInputError(`--since must be a time (ISO 8601) or a duration like 15m, got ${text}`);
   return new Date(t);
 }
 
@@ -46,7 +47,9 @@ export function formatReconcile(r: ReconcileReport): string {
   const out = [
     `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${r.scope.since}` : ''}`,
     `accepted: ${r.accepted.lines} lines in ${r.accepted.invoices} invoices, ${r.accepted.batches} batches` +
-      (r.accepted.reaccepted ? `, ${r.accepted.reaccepted} keys re-sent (${r.accepted.conflicting} with another total)` : ''),
+      (r.accepted.reaccepted
+        ? `, ${r.accepted.reaccepted} keys re-sent (${r.accepted.conflicting} with another total)`
+        : ''),
     table.toString(),
   ];
   for (const s of r.stores) {
@@ -62,18 +65,23 @@ export function formatReconcile(r: ReconcileReport): string {
               : `${d.key} (${d.expected})`,
         )
         .join('\n    ');
-      const more = count > s.samples[kind].length ? `\n    ... and ${count - s.samples[kind].length} more` : '';
+      const more =
+        count > s.samples[kind].length ? `\n    ... and ${count - s.samples[kind].length} more` : '';
       out.push(`${s.store}: ${count} ${kind}\n    ${shown}${more}`);
     }
   }
-  out.push(r.ok ? 'OK: every accepted line is in each store exactly once, totals agree.' : 'DIFFERENCES FOUND');
+  out.push(
+    r.ok ? 'OK: every accepted line is in each store exactly once, totals agree.' : 'DIFFERENCES FOUND',
+  );
   return out.join('\n');
 }
 
 export function registerReconcileCommand(program: Command): void {
   program
     .command('reconcile')
-    .description('check that every accepted line is in DynamoDB and the warehouse exactly once, totals to the penny')
+    .description(
+      'check that every accepted line is in DynamoDB and the warehouse exactly once, totals to the penny',
+    )
     .option('--data-dir <dir>', 'data directory (default: $RP_DATA_DIR or .data)')
     .option('--since <time>', 'only lines accepted since: ISO time or a duration back from now (15m, 2h)')
     .option('--run <runId...>', 'only these producer runs (see <data-dir>/runs)')
@@ -83,7 +91,11 @@ export function registerReconcileCommand(program: Command): void {
     .action(async (opts: ReconcileOptions) => {
       const config = configFrom(opts);
       const endpoints = await readEndpoints(config.dataDir);
-      const clients = createClients({ region: endpoints.region, endpoints: { dynamodb: endpoints.dynamodb }, local: true });
+      const clients = createClients({
+        region: endpoints.region,
+        endpoints: { dynamodb: endpoints.dynamodb },
+        local: true,
+      });
       const warehouse = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 2 });
       try {
         const report = await reconcile({

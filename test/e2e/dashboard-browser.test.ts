@@ -12,7 +12,7 @@ import { latencyReport } from '#analytics/latency';
 import { writeLatencyReport } from '#analytics/latency-page';
 import { refreshMarts } from '#analytics/marts';
 import { createRateMeter, withRateMeter } from '#analytics/rate-meter';
-import { createAnalyticsRouter } from '#analytics/router';
+import { createAnalyticsRouter, createDashboardRouter } from '#analytics/router';
 import { createApp } from '#api/app';
 import {
   type FixtureLine,
@@ -42,6 +42,8 @@ function watch(page: Page): string[] {
   return problems;
 }
 
+const API_KEY = 'dashboard-test-key';
+
 beforeAll(async () => {
   await fs.access(CHROMIUM);
   t = await startTestWarehouse();
@@ -52,6 +54,9 @@ beforeAll(async () => {
     store,
     writer: withRateMeter(writer, meter),
     logger: createLogger('warn', 'dashboard-test'),
+    // With an API key set, as on AWS: the page is public, its JSON calls carry the key.
+    apiKey: API_KEY,
+    publicRoutes: (router) => router.use(createDashboardRouter()),
     extraRoutes: (router) => router.use(createAnalyticsRouter({ db: t.warehouse, rate: meter })),
   });
   server = app.listen(0, '127.0.0.1');
@@ -86,7 +91,7 @@ describe('dashboard in headless Chromium', () => {
   it('loads with no data: empty states, no console errors', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
     const problems = watch(page);
-    await page.goto(`${base}/dashboard?interval=500`);
+    await page.goto(`${base}/dashboard?apiKey=${API_KEY}&interval=500`);
     await page.waitForFunction('window.dashboard && window.dashboard.updates >= 1');
     expect(await emptyCards(page)).toEqual([
       'card-country',
@@ -104,7 +109,7 @@ describe('dashboard in headless Chromium', () => {
   it('shows non-empty charts once lines are posted and loaded', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
     const problems = watch(page);
-    await page.goto(`${base}/dashboard?interval=500&since=all`);
+    await page.goto(`${base}/dashboard?apiKey=${API_KEY}&interval=500&since=all`);
 
     // Lines posted to the API count in the live rate; the warehouse gets the fixture plus lineage.
     const now = Date.now();
@@ -121,7 +126,7 @@ describe('dashboard in headless Chromium', () => {
     }));
     const res = await fetch(`${base}/invoices`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', 'x-api-key': API_KEY },
       body: JSON.stringify(posted),
     });
     expect(res.status).toBe(202);

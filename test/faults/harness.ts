@@ -1,9 +1,9 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClients } from '#adapters/clients';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
@@ -72,7 +72,11 @@ function pidsWithParent(ppid: number): Promise<number[]> {
   });
 }
 
-const alive = (pid: number) => fs.access(`/proc/${pid}`).then(() => true, () => false);
+const alive = (pid: number) =>
+  fs.access(`/proc/${pid}`).then(
+    () => true,
+    () => false,
+  );
 
 async function waitGone(pids: number[], timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -102,7 +106,8 @@ export async function startRunner(env: Record<string, string>, faultKill?: strin
     for (;;) {
       const i = messages.findIndex(pred);
       if (i >= 0) return messages.splice(i, 1)[0] as Record<string, unknown>;
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`runner exited waiting for ${what}`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`runner exited waiting for ${what}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
       await new Promise<void>((resolve) => {
@@ -163,7 +168,11 @@ export interface Produced {
 /** Simulated lines posted to the API, recorded in a run log under <dataDir>/runs as `npm start` does. */
 export async function produce(apiUrl: string, dataDir: string, opts: ProduceOptions): Promise<Produced> {
   const runId = newRunId('fault');
-  const log = await openRunLog(path.join(dataDir, 'runs'), runId, { kind: 'simulate', target: apiUrl, seed: opts.seed });
+  const log = await openRunLog(path.join(dataDir, 'runs'), runId, {
+    kind: 'simulate',
+    target: apiUrl,
+    seed: opts.seed,
+  });
   const poster = createPoster({
     target: apiUrl,
     batchSize: 100,
@@ -190,7 +199,11 @@ export async function produce(apiUrl: string, dataDir: string, opts: ProduceOpti
 }
 
 export async function reconcileOnce(dataDir: string, endpoints: Endpoints): Promise<ReconcileReport> {
-  const clients = createClients({ region: endpoints.region, endpoints: { dynamodb: endpoints.dynamodb }, local: true });
+  const clients = createClients({
+    region: endpoints.region,
+    endpoints: { dynamodb: endpoints.dynamodb },
+    local: true,
+  });
   const warehouse = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 1 });
   try {
     return await reconcile({
@@ -234,7 +247,13 @@ export async function reconcileWhenSettled(
 export function brief(r: ReconcileReport): string {
   return JSON.stringify({
     accepted: r.accepted.lines,
-    stores: r.stores.map((s) => ({ store: s.store, lines: s.lines, missing: s.missing, dup: s.duplicated, mis: s.mismatched })),
+    stores: r.stores.map((s) => ({
+      store: s.store,
+      lines: s.lines,
+      missing: s.missing,
+      dup: s.duplicated,
+      mis: s.mismatched,
+    })),
     samples: r.stores.map((s) => s.samples),
   });
 }

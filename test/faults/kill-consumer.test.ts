@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { brief, faultEnv, produce, reconcileWhenSettled, type Runner, startRunner } from './harness.ts';
+import { brief, faultEnv, produce, type Runner, reconcileWhenSettled, startRunner } from './harness.ts';
 
 describe('kill -9 of the consumer mid-batch', () => {
   const runners: Runner[] = [];
@@ -25,6 +25,7 @@ describe('kill -9 of the consumer mid-batch', () => {
     const report = await reconcileWhenSettled(env.RP_DATA_DIR as string, second.endpoints);
     expect(report.ok, brief(report)).toBe(true);
     expect(report.accepted.lines).toBe(3000);
-    for (const s of report.stores) expect([s.store, s.lines, s.missing, s.duplicated]).toEqual([s.store, 3000, 0, 0]);
+    for (const s of report.stores)
+      expect([s.store, s.lines, s.missing, s.duplicated]).toEqual([s.store, 3000, 0, 0]);
   }, 240_000);
 });

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { brief, faultEnv, produce, reconcileWhenSettled, type Runner, startRunner } from './harness.ts';
+import { brief, faultEnv, produce, type Runner, reconcileWhenSettled, startRunner } from './harness.ts';
 
 describe('kill -9 of the loader mid-file', () => {
   const runners: Runner[] = [];
@@ -12,7 +12,11 @@ describe('kill -9 of the loader mid-file', () => {
     // Dies once 40 kB of the first archive object went into COPY (the object is ~10x that).
     const first = await startRunner(env, 'loader-mid-copy:40000');
     runners.push(first);
-    const produced = await produce(first.apiUrl, env.RP_DATA_DIR as string, { lines: 2500, rate: 2500, seed: 21 });
+    const produced = await produce(first.apiUrl, env.RP_DATA_DIR as string, {
+      lines: 2500,
+      rate: 2500,
+      seed: 21,
+    });
     expect(produced.accepted).toBe(2500);
     const { signal } = await first.exited;
     expect(signal).toBe('SIGKILL');
@@ -21,6 +25,7 @@ describe('kill -9 of the loader mid-file', () => {
     runners.push(second);
     const report = await reconcileWhenSettled(env.RP_DATA_DIR as string, second.endpoints);
     expect(report.ok, brief(report)).toBe(true);
-    for (const s of report.stores) expect([s.store, s.lines, s.missing, s.duplicated]).toEqual([s.store, 2500, 0, 0]);
+    for (const s of report.stores)
+      expect([s.store, s.lines, s.missing, s.duplicated]).toEqual([s.store, 2500, 0, 0]);
   }, 240_000);
 });

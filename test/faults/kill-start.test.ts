@@ -3,18 +3,24 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { eventually } from '#test/helpers/stack';
 import { type Endpoints, readEndpoints } from '#local/endpoints';
+import { eventually } from '#test/helpers/stack';
 import { brief, faultEnv, reconcileWhenSettled } from './harness.ts';
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/retail-pipeline.js');
 
-function start(env: Record<string, string>, args: string[]): { child: ChildProcess; exited: Promise<unknown> } {
+function start(
+  env: Record<string, string>,
+  args: string[],
+): { child: ChildProcess; exited: Promise<unknown> } {
   const child = spawn(process.execPath, [bin, 'start', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  return { child, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
+  return {
+    child,
+    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+  };
 }
 
 async function acceptedSoFar(dataDir: string): Promise<number> {
@@ -44,7 +50,11 @@ describe('kill -9 of the whole `npm start` while the simulator runs', () => {
   const children: ChildProcess[] = [];
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGINT');
-    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(0) : c.once('exit', r)))));
+    await Promise.all(
+      children.map(
+        (c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(0) : c.once('exit', r))),
+      ),
+    );
   });
 
   it('`npm start` again on the same data dir delivers every accepted line exactly once', async () => {

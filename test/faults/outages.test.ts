@@ -5,8 +5,8 @@ import {
   freePort,
   type Produced,
   produce,
-  reconcileWhenSettled,
   type Runner,
+  reconcileWhenSettled,
   startRunner,
 } from './harness.ts';
 
@@ -27,7 +27,8 @@ describe('outages the pipeline survives without a restart', () => {
     const report = await reconcileWhenSettled(dataDir(), runner.endpoints, 120_000);
     expect(report.ok, brief(report)).toBe(true);
     expect(report.accepted.lines).toBe(total);
-    for (const s of report.stores) expect([s.store, s.missing, s.duplicated, s.mismatched]).toEqual([s.store, 0, 0, 0]);
+    for (const s of report.stores)
+      expect([s.store, s.missing, s.duplicated, s.mismatched]).toEqual([s.store, 0, 0, 0]);
     return report;
   }
   let total = 0;

@@ -18,7 +18,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import type { CopyStep, Step } from '#adapters/warehouse';
@@ -112,10 +112,22 @@ async function crashPostgres(downMs: number): Promise<void> {
   const { clusterDir } = JSON.parse(await fs.readFile(path.join(pgDataDir, 'cluster.json'), 'utf8')) as {
     clusterDir: string;
   };
-  const pid = Number.parseInt((await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0] ?? '');
+  const pid = Number.parseInt(
+    (await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0] ?? '',
+    10,
+  );
   // SIGQUIT = immediate shutdown: no checkpoint, crash recovery at the next start.
   process.kill(pid, 'SIGQUIT');
-  for (let i = 0; i < 200 && (await fs.access(`/proc/${pid}`).then(() => true, () => false)); i++) await sleep(50);
+  for (
+    let i = 0;
+    i < 200 &&
+    (await fs.access(`/proc/${pid}`).then(
+      () => true,
+      () => false,
+    ));
+    i++
+  )
+    await sleep(50);
   await sleep(downMs);
   restartedPg = await startPostgres({
     dataDir: pgDataDir,
@@ -201,7 +213,16 @@ async function restartEmulators(downMs: number): Promise<void> {
   if (pids.length === 0) throw new Error('no emulator process found');
   for (const pid of pids) process.kill(pid, 'SIGKILL');
   for (const pid of pids) {
-    for (let i = 0; i < 200 && (await fs.access(`/proc/${pid}`).then(() => true, () => false)); i++) await sleep(25);
+    for (
+      let i = 0;
+      i < 200 &&
+      (await fs.access(`/proc/${pid}`).then(
+        () => true,
+        () => false,
+      ));
+      i++
+    )
+      await sleep(25);
   }
   await sleep(downMs);
   const e = pipeline.stack.endpoints;
@@ -234,7 +255,9 @@ process.on('message', (m: Message) => {
       setTimeout(() => send({ type: 'done', what: 's3-down', refused: s3Refused }), m.ms);
       break;
     case 'restart-emulators':
-      restartEmulators(m.downMs).catch((err: unknown) => send({ type: 'done', what: 'restart-emulators', error: String(err) }));
+      restartEmulators(m.downMs).catch((err: unknown) =>
+        send({ type: 'done', what: 'restart-emulators', error: String(err) }),
+      );
       break;
     case 'restart-postgres-mid-copy':
       pgCrash = { bytes: m.bytes, downMs: m.downMs };

@@ -15,16 +15,29 @@ interface Answer {
   text: string;
 }
 
-function request(base: string, c: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer }) {
+function request(
+  base: string,
+  c: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer },
+) {
   const url = new URL(c.path ?? '/invoices', base);
   return new Promise<Answer>((resolve, reject) => {
     const req = http.request(
-      { host: url.hostname, port: url.port, path: `${url.pathname}${url.search}`, method: c.method ?? 'POST', headers: c.headers ?? {} },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: `${url.pathname}${url.search}`,
+        method: c.method ?? 'POST',
+        headers: c.headers ?? {},
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString() }),
+          resolve({
+            status: res.statusCode ?? 0,
+            type: String(res.headers['content-type'] ?? ''),
+            text: Buffer.concat(chunks).toString(),
+          }),
         );
       },
     );
@@ -41,7 +54,10 @@ describe('bad input: >= 50 malformed requests and files', () => {
   let dataDir: string;
   let log: RunLog;
   const good = (lines: ReturnType<typeof validLine>[]) =>
-    request(pipeline.apiUrl, { headers: { 'content-type': 'application/json' }, body: JSON.stringify(lines) });
+    request(pipeline.apiUrl, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(lines),
+    });
 
   beforeAll(async () => {
     const config = await testConfig({
@@ -61,7 +77,10 @@ describe('bad input: >= 50 malformed requests and files', () => {
   });
 
   it('every malformed request gets its 4xx with a JSON reason and nothing internal; valid requests around it pass', async () => {
-    const before = [validLine('7000001', 1), validLine('7000001', 2, { description: 'naïve café ☕ 東京 עברית' })];
+    const before = [
+      validLine('7000001', 1),
+      validLine('7000001', 2, { description: 'naïve café ☕ 東京 עברית' }),
+    ];
     expect((await good(before)).status).toBe(202);
     await log.appendBatch(before);
     const wrong: string[] = [];
@@ -85,10 +104,16 @@ describe('bad input: >= 50 malformed requests and files', () => {
     }
     expect(wrong).toEqual([]);
     // A request mixing good and bad lines names only the bad ones; re-sending the rest is accepted.
-    const mixed = [validLine('7000002', 1), validLine('7000002', 2, { quantity: 'x' }), validLine('7000002', 3)];
+    const mixed = [
+      validLine('7000002', 1),
+      validLine('7000002', 2, { quantity: 'x' }),
+      validLine('7000002', 3),
+    ];
     const refused = await good(mixed);
     expect(refused.status).toBe(400);
-    expect((JSON.parse(refused.text) as { invalid: Array<{ index: number }> }).invalid.map((i) => i.index)).toEqual([1]);
+    expect(
+      (JSON.parse(refused.text) as { invalid: Array<{ index: number }> }).invalid.map((i) => i.index),
+    ).toEqual([1]);
     const rest = [mixed[0], mixed[2]] as ReturnType<typeof validLine>[];
     expect((await good(rest)).status).toBe(202);
     await log.appendBatch(rest);
@@ -110,7 +135,10 @@ describe('bad input: >= 50 malformed requests and files', () => {
         load_id: string;
         rows_loaded: string | null;
         rows_rejected: string | null;
-      }>('SELECT status, error, load_id, rows_loaded, rows_rejected FROM load_manifest WHERE object_key = $1', [c.key]);
+      }>(
+        'SELECT status, error, load_id, rows_loaded, rows_rejected FROM load_manifest WHERE object_key = $1',
+        [c.key],
+      );
       const m = rows[0];
       if (!m) {
         wrong.push(`${c.name}: no manifest row`);
@@ -121,8 +149,12 @@ describe('bad input: >= 50 malformed requests and files', () => {
         continue;
       }
       if (c.outcome === 'quarantined') {
-        const reason = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `quarantine/${c.key}.reason.json` }));
-        const text = JSON.parse(await (reason.Body as { transformToString(): Promise<string> }).transformToString()) as {
+        const reason = await s3.send(
+          new GetObjectCommand({ Bucket: bucket, Key: `quarantine/${c.key}.reason.json` }),
+        );
+        const text = JSON.parse(
+          await (reason.Body as { transformToString(): Promise<string> }).transformToString(),
+        ) as {
           reason?: string;
         };
         if (!m.error || !text.reason) wrong.push(`${c.name}: quarantined without a reason`);
@@ -133,14 +165,17 @@ describe('bad input: >= 50 malformed requests and files', () => {
         [m.load_id],
       );
       if (rejected.rows.length !== (c.rejected ?? 0) || rejected.rows.some((r) => !r.reason)) {
-        wrong.push(`${c.name}: ${rejected.rows.length} rejected rows (${rejected.rows.map((r) => r.reason).join('; ')}), expected ${c.rejected}`);
+        wrong.push(
+          `${c.name}: ${rejected.rows.length} rejected rows (${rejected.rows.map((r) => r.reason).join('; ')}), expected ${c.rejected}`,
+        );
       }
       if (c.invoices) {
         const loaded = await pipeline.warehouse.query<{ n: string }>(
           'SELECT count(*) AS n FROM fact_sales_line WHERE invoice_no = ANY($1)',
           [c.invoices],
         );
-        if (Number(loaded.rows[0]?.n) !== c.good) wrong.push(`${c.name}: ${loaded.rows[0]?.n} good rows loaded, expected ${c.good}`);
+        if (Number(loaded.rows[0]?.n) !== c.good)
+          wrong.push(`${c.name}: ${loaded.rows[0]?.n} good rows loaded, expected ${c.good}`);
       }
     }
     expect(wrong).toEqual([]);
@@ -161,7 +196,10 @@ describe('bad input: >= 50 malformed requests and files', () => {
         const r = await reconcile({
           runLogDir: path.join(dataDir, 'runs'),
           sources: [
-            dynamoLineSource({ client: pipeline.stack.clients.dynamodb, table: pipeline.stack.config.names.table }),
+            dynamoLineSource({
+              client: pipeline.stack.clients.dynamodb,
+              table: pipeline.stack.config.names.table,
+            }),
             warehouseLineSource(pipeline.warehouse),
           ],
         });

@@ -1,0 +1,167 @@
+/**
+ * Load: N concurrent clients POST invoices to the local API (the whole pipeline running) for S
+ * seconds; then every accepted line must reconcile in DynamoDB and the warehouse.
+ *
+ *   node --import tsx bench/load.ts [--clients 200] [--seconds 60] [--lines 10]
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { loadConfig } from '#adapters/config';
+import { createLogger } from '#adapters/logger';
+import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
+import { startPipeline } from '#cli/pipeline';
+import { newRunId, openRunLog } from '#producer/run-log';
+
+export interface LoadOptions {
+  clients?: number;
+  seconds?: number;
+  /** Lines per request (one invoice per request). */
+  linesPerRequest?: number;
+  /** How long the stores may take to catch up after the last request. */
+  settleTimeoutMs?: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<string, unknown>> {
+  const clients = opts.clients ?? 200;
+  const seconds = opts.seconds ?? 60;
+  const perRequest = opts.linesPerRequest ?? 10;
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-load-'));
+  const config = loadConfig({
+    RP_DATA_DIR: dataDir,
+    RP_LOG_LEVEL: 'error',
+    RP_API_PORT: '0',
+    RP_KINESIS_PORT: '0',
+    RP_DYNAMODB_PORT: '0',
+    RP_S3_PORT: '0',
+    RP_FIREHOSE_PORT: '0',
+    RP_POSTGRES_PORT: '0',
+    RP_FIREHOSE_BUFFER_SECONDS: '2',
+    RP_LOAD_INTERVAL_SECONDS: '2',
+  });
+  const pipeline = await startPipeline({ config, logger: createLogger('error', 'load') });
+  try {
+    const log = await openRunLog(path.join(dataDir, 'runs'), newRunId('load'), {
+      kind: 'load',
+      clients,
+      seconds,
+    });
+    const latencies: number[] = [];
+    const statuses = new Map<string, number>();
+    let acceptedLines = 0;
+    const started = performance.now();
+    const until = started + seconds * 1000;
+    const client = async (c: number) => {
+      for (let k = 0; performance.now() < until; k++) {
+        // Invoice numbers of their own per client: 7 digits + client + sequence stays within 10 digits.
+        const invoiceNo = String(1_000_000_000 + c * 1_000_000 + k);
+        const lines = Array.from({ length: perRequest }, (_, i) => ({
+          invoiceNo,
+          lineNo: i + 1,
+          stockCode: `2${String(i).padStart(4, '0')}`,
+          description: 'LOAD TEST ITEM',
+          quantity: 1 + ((c + i) % 12),
+          invoiceDate: '2011-06-01T10:00:00',
+          unitPrice: `${1 + (k % 9)}.${String((c * 7 + i) % 1000).padStart(3, '0')}`,
+          customerId: String(12346 + (c % 4000)),
+          country: 'United Kingdom',
+        }));
+        const t0 = performance.now();
+        let status: string;
+        try {
+          const res = await fetch(`${pipeline.apiUrl}/invoices`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(lines),
+            signal: AbortSignal.timeout(30_000),
+          });
+          await res.arrayBuffer();
+          status = String(res.status);
+          if (res.status === 202) {
+            acceptedLines += lines.length;
+            await log.appendBatch(lines);
+          }
+        } catch (err) {
+          status = `error:${(err as Error).name}`;
+        }
+        latencies.push(performance.now() - t0);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
+    const elapsed = (performance.now() - started) / 1000;
+    await log.close({ acceptedLines });
+
+    const settleStart = performance.now();
+    const deadline = settleStart + (opts.settleTimeoutMs ?? 180_000);
+    let report: ReconcileReport | undefined;
+    for (;;) {
+      report = await reconcile({
+        runLogDir: path.join(dataDir, 'runs'),
+        sources: [
+          dynamoLineSource({ client: pipeline.stack.clients.dynamodb, table: config.names.table }),
+          warehouseLineSource(pipeline.warehouse),
+        ],
+        sampleLimit: 5,
+      });
+      if (report.ok || performance.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    const sorted = latencies.sort((a, b) => a - b);
+    const fiveXX = [...statuses].filter(([s]) => /^5/.test(s)).reduce((n, [, v]) => n + v, 0);
+    return {
+      clients,
+      seconds: Number(elapsed.toFixed(1)),
+      linesPerRequest: perRequest,
+      requests: latencies.length,
+      statuses: Object.fromEntries(statuses),
+      fiveXX,
+      acceptedLines,
+      acceptedLinesPerSecond: Math.round(acceptedLines / elapsed),
+      latencyMs: {
+        p50: Math.round(percentile(sorted, 50)),
+        p95: Math.round(percentile(sorted, 95)),
+        p99: Math.round(percentile(sorted, 99)),
+        max: Math.round(sorted.at(-1) ?? 0),
+      },
+      reconciled: report.ok,
+      reconcile: {
+        accepted: report.accepted.lines,
+        revenue: report.accepted.revenue,
+        stores: report.stores.map((s) => ({
+          store: s.store,
+          lines: s.lines,
+          revenue: s.revenue,
+          missing: s.missing,
+          duplicated: s.duplicated,
+          mismatched: s.mismatched,
+          readMs: s.ms,
+        })),
+      },
+      settleSeconds: Number(((performance.now() - settleStart) / 1000).toFixed(1)),
+    };
+  } finally {
+    await pipeline.stop();
+    await fs.rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 ? Number(process.argv[i + 1]) : undefined;
+  };
+  const result = await runLoadBench({
+    ...(arg('clients') ? { clients: arg('clients') } : {}),
+    ...(arg('seconds') ? { seconds: arg('seconds') } : {}),
+    ...(arg('lines') ? { linesPerRequest: arg('lines') } : {}),
+  });
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.exitCode = result.reconciled && result.fiveXX === 0 ? 0 : 1;
+}
