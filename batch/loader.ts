@@ -7,7 +7,9 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
+import { createGzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import type { Logger } from '#adapters/logger';
 import { type CopyStep, type Warehouse, WarehouseError } from '#adapters/warehouse';
@@ -24,6 +26,8 @@ import { createStagingSql, type LoadPlan, mergeSteps, type SourceFormat, staging
 export const ARCHIVE_PREFIX = 'archive/';
 export const LANDING_PREFIX = 'landing/';
 export const QUARANTINE_PREFIX = 'quarantine/';
+/** Where the Redshift path puts the prepared copy of a CSV for COPY FROM S3. */
+export const STAGING_PREFIX = 'staging/';
 
 export type LoadStatus = 'loaded' | 'quarantined' | 'failed' | 'skipped';
 
@@ -175,7 +179,7 @@ export function createLoader(options: LoaderOptions): Loader {
     return out;
   }
 
-  async function openObject(key: string, etag: string): Promise<Readable> {
+  async function openObject(key: string, etag: string): Promise<Readable & { gzip?: boolean }> {
     const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: `"${etag}"` }));
     return decompressed(out.Body as Readable);
   }
@@ -248,9 +252,17 @@ export function createLoader(options: LoaderOptions): Loader {
       encoding: enc,
     };
     if (warehouse.copySource === 'stream') copy.stream = () => body;
-    else {
+    else if (format === 'csv') {
+      // COPY FROM S3 reads objects, not streams: the numbered, guarded CSV goes to staging/ first.
+      const stagingKey = `${STAGING_PREFIX}${loadId}.csv.gz`;
+      await new Upload({
+        client: s3,
+        params: { Bucket: bucket, Key: stagingKey, Body: body.pipe(createGzip({ level: 1 })) },
+      }).done();
+      copy.s3 = { uri: `s3://${bucket}/${stagingKey}`, gzip: true, skipHeader: false };
+    } else {
       body.destroy();
-      copy.s3 = { uri: `s3://${bucket}/${key}`, gzip: /\.gz$/i.test(key), skipHeader: format === 'csv' };
+      copy.s3 = { uri: `s3://${bucket}/${key}`, gzip: source.gzip === true, skipHeader: false };
     }
     const res = await warehouse.transaction([
       {

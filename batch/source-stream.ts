@@ -41,14 +41,14 @@ async function peek(source: Readable, minBytes: number): Promise<{ head: Buffer;
 }
 
 /** Gunzips when the bytes say gzip (1f 8b), whatever the key's extension. */
-export async function decompressed(body: Readable): Promise<Readable> {
+export async function decompressed(body: Readable): Promise<Readable & { gzip?: boolean }> {
   const { head, rest } = await peek(body, 2);
   if (head[0] === 0x1f && head[1] === 0x8b) {
     const gunzip = createGunzip();
     rest.on('error', (err) => gunzip.destroy(err));
-    return rest.pipe(gunzip);
+    return Object.assign(rest.pipe(gunzip), { gzip: true });
   }
-  return rest;
+  return Object.assign(rest, { gzip: false });
 }
 
 export interface CsvHead {
@@ -218,7 +218,12 @@ export class RecordGuard extends Transform {
       const marker = this.bad[i];
       o = writeDigits(out, o, ++this.records);
       out[o++] = COMMA;
-      if (marker === undefined) o += buf.copy(out, o, start, end + 1);
+      if (marker === undefined) {
+        // CRLF becomes LF: COPY insists on one line ending per file, and marker rows use LF.
+        const stop = end > start && buf[end - 1] === CR ? end - 1 : end;
+        o += buf.copy(out, o, start, stop);
+        out[o++] = LF;
+      }
       else o += out.write(`"${marker}"${','.repeat(this.expected - 1)}\n`, o, 'latin1');
       start = end + 1;
     }

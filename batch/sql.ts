@@ -119,7 +119,7 @@ function rawSelect(dialect: Dialect, plan: LoadPlan): string {
   CASE WHEN left(c1, 1) = chr(1) THEN 'expected ${plan.columnCount} fields, found ' || split_part(c1, ':', 2) END AS malformed_reason,
   ${trimmed('InvoiceNo')} AS invoice_no,
   ${trimmed('StockCode')} AS stock_code,
-  NULLIF(${col('Description')}, '') AS description,
+  NULLIF(trim(${col('Description')}), '') AS description,
   ${trimmed('Quantity')} AS quantity,
   ${trimmed('InvoiceDate')} AS invoice_date,
   ${trimmed('UnitPrice')} AS unit_price,
@@ -140,7 +140,7 @@ WHERE COALESCE(c1, '') <> chr(1) || 'blank'`;
   CASE WHEN NOT doc_ok THEN 'not a JSON object' END AS malformed_reason,
   ${trimmed('invoiceNo')} AS invoice_no,
   ${trimmed('stockCode')} AS stock_code,
-  NULLIF(${field('description')}, '') AS description,
+  ${trimmed('description')} AS description,
   ${trimmed('quantity')} AS quantity,
   ${trimmed('invoiceDate')} AS invoice_date,
   ${trimmed('unitPrice')} AS unit_price,
@@ -179,17 +179,21 @@ function nonProductPredicate(col: string): string {
  */
 export function typeRowsSql(dialect: Dialect, plan: LoadPlan): string {
   const d = dialectOf(dialect);
-  // CSV: line_no is the row's position within its invoice in file order, exactly what the
-  // producer's replay assigns. Archive: the producer's own lineNo.
+  // CSV: line_no is the row's position among the valid rows of its invoice in file order, exactly
+  // what the producer's replay assigns (it skips invalid rows too). Archive: the producer's lineNo.
+  const lineNoSrc =
+    plan.format === 'csv'
+      ? 'CAST(1 AS integer)'
+      : "CASE WHEN line_no_raw ~ '^[0-9]{1,7}$' AND CAST(line_no_raw AS integer) > 0 THEN CAST(line_no_raw AS integer) END";
   const lineNo =
     plan.format === 'csv'
-      ? 'CAST(row_number() OVER (PARTITION BY invoice_no ORDER BY row_no) AS integer)'
-      : "CASE WHEN line_no_raw ~ '^[0-9]{1,7}$' AND CAST(line_no_raw AS integer) > 0 THEN CAST(line_no_raw AS integer) END";
+      ? 'CASE WHEN c.reason IS NULL THEN CAST(row_number() OVER (PARTITION BY c.reason IS NULL, c.invoice_no ORDER BY c.row_no) AS integer) END'
+      : 'c.line_no_src';
   // A CSV's keys are unique by construction; the archive is at-least-once, so it repeats records.
   const firstOfKey =
     plan.format === 'csv'
       ? '(c.reason IS NULL)'
-      : 'CASE WHEN c.reason IS NULL THEN row_number() OVER (PARTITION BY c.reason IS NULL, c.invoice_no, c.line_no_src ORDER BY c.row_no) = 1 ELSE false END';
+      : 'CASE WHEN c.reason IS NULL THEN row_number() OVER (PARTITION BY c.reason IS NULL, c.invoice_no, c.line_no ORDER BY c.row_no) = 1 ELSE false END';
   const time = `CAST(lpad(split_part(t_part, ':', 1), 2, '0') || ':' || split_part(t_part, ':', 2) || ':' || COALESCE(NULLIF(split_part(t_part, ':', 3), ''), '00') AS time)`;
   const ok = (expr: string) => `CASE WHEN c.reason IS NULL THEN ${expr} END`;
   const bad = (expr: string) => `CASE WHEN c.reason IS NOT NULL THEN left(${expr}, 256) END`;
@@ -198,10 +202,7 @@ WITH raw AS (
 ${rawSelect(dialect, plan)}
 ), numbered AS (
   SELECT raw.*,
-    ${lineNo} AS line_no_src,
-    row_number() OVER (
-      PARTITION BY invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country
-      ORDER BY row_no) > 1 AS dup,
+    ${lineNoSrc} AS line_no_src,
     split_part(replace(invoice_date, 'T', ' '), ' ', 1) AS d_part,
     split_part(replace(invoice_date, 'T', ' '), ' ', 2) AS t_part
   FROM raw${d.fence}
@@ -228,6 +229,7 @@ ${rawSelect(dialect, plan)}
       WHEN length(d.description) > 255 THEN 'Description is longer than 255 characters'
       WHEN d.quantity IS NULL THEN 'Quantity is missing'
       WHEN NOT (d.quantity ~ '^[+-]?[0-9]{1,8}$') THEN 'Quantity must be a whole number'
+      WHEN abs(CAST(d.quantity AS integer)) > 10000000 THEN 'Quantity is out of range (|q| <= 10,000,000)'
       WHEN d.invoice_date IS NULL THEN 'InvoiceDate is missing'
       WHEN d.parsed_date_key IS NULL OR NOT d.time_ok THEN 'InvoiceDate must be M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]'
       WHEN dd.date_key IS NULL THEN 'InvoiceDate is not a calendar date in 2000-2040'
@@ -238,12 +240,19 @@ ${rawSelect(dialect, plan)}
       WHEN length(d.country) > 64 THEN 'Country is longer than 64 characters'
     END AS reason
   FROM dated d LEFT JOIN dim_date dd ON dd.date_key = d.parsed_date_key${d.fence}
+), lined AS (
+  SELECT c.*, ${lineNo} AS line_no,
+    CASE WHEN c.reason IS NULL THEN row_number() OVER (
+      PARTITION BY c.reason IS NULL, c.invoice_no, c.stock_code, c.description, c.quantity, c.invoice_date,
+        c.unit_price, c.customer_id, c.country
+      ORDER BY c.row_no) > 1 END AS dup
+  FROM checked c
 ), keyed AS (
   SELECT c.*, ${firstOfKey} AS first_of_key
-  FROM checked c
+  FROM lined c
 )
 SELECT c.row_no, c.line_number, c.reason, c.first_of_key, c.first_of_key AND f.invoice_no IS NULL,
-  left(c.invoice_no, 256), ${ok('c.line_no_src')}, ${ok('c.parsed_date_key')}, ${ok(`c.full_date + ${time}`)},
+  left(c.invoice_no, 256), c.line_no, ${ok('c.parsed_date_key')}, ${ok(`c.full_date + ${time}`)},
   left(c.stock_code, 256), left(c.description, 1024), ${ok("split_part(c.customer_id, '.', 1)")}, left(c.country, 256),
   ${ok('CAST(c.quantity AS integer)')}, ${ok('CAST(c.unit_price AS numeric(12, 3))')},
   ${ok('CAST(CAST(c.quantity AS integer) * CAST(c.unit_price AS numeric(12, 3)) AS numeric(18, 3))')},
@@ -252,7 +261,7 @@ SELECT c.row_no, c.line_number, c.reason, c.first_of_key, c.first_of_key AND f.i
   ${ok(instant('c.stream_visible_at_raw'))},
   ${bad('c.quantity')}, ${bad('c.invoice_date')}, ${bad('c.unit_price')}, ${bad('c.customer_id')}
 FROM keyed c
-LEFT JOIN fact_sales_line f ON c.first_of_key AND f.invoice_no = c.invoice_no AND f.line_no = c.line_no_src`;
+LEFT JOIN fact_sales_line f ON c.first_of_key AND f.invoice_no = c.invoice_no AND f.line_no = c.line_no`;
 }
 
 const NEW_ROWS = `FROM ${TYPED_TABLE} t WHERE t.reason IS NULL AND t.is_new`;

@@ -62,7 +62,9 @@ export function rowsOf(result: unknown): Row[] {
   }
   const rows: Row[] = [];
   const walk = (prefix: string, v: unknown) => {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    if (Array.isArray(v) && v.some((x) => x !== null && typeof x === 'object')) {
+      for (const [i, x] of v.entries()) walk(`${prefix}[${i}]`, x);
+    } else if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       for (const [k, x] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, x);
     } else if (typeof v === 'boolean') {
       rows.push({ metric: prefix, value: '', target: '', met: v ? 'yes' : 'NO' });
@@ -186,4 +188,5 @@ async function main(): Promise<void> {
   log('wrote bench/results/latest.json and bench/results/latest.md');
 }
 
-await main();
+// Only as the entry point: importing the module (e.g. for rowsOf) must not start a run.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '#adapters/config';
+import { ReconcileInputError } from '#batch/reconcile';
 import { StackNotRunningError } from '#local/endpoints';
 import { registerPowerBiCommand } from './commands/powerbi.ts';
+import { registerReconcileCommand } from './commands/reconcile.ts';
 import { registerReplayCommand } from './commands/replay.ts';
 import { registerReportCommands } from './commands/report.ts';
 import { registerSimulateCommand } from './commands/simulate.ts';
@@ -21,6 +23,7 @@ export function buildProgram(): Command {
   registerReplayCommand(program);
   registerReportCommands(program);
   registerPowerBiCommand(program);
+  registerReconcileCommand(program);
   return program;
 }
 
@@ -34,7 +37,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     // Our own errors carry a message meant for the user; anything unexpected also gets its stack.
-    const expected = err instanceof ConfigError || err instanceof StackNotRunningError;
+    const expected =
+      err instanceof ConfigError || err instanceof StackNotRunningError || err instanceof ReconcileInputError;
     process.stderr.write(`retail-pipeline: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!expected || process.env.RP_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     process.exitCode = 1;

@@ -345,6 +345,11 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
       'synchronous_commit=off',
       '-c',
       'max_wal_size=2GB',
+      // A file's load types ~0.5M rows in a temp table and merges them: keep that in memory.
+      '-c',
+      'shared_buffers=256MB',
+      '-c',
+      'temp_buffers=256MB',
       '-c',
       'logging_collector=off',
     ],

@@ -57,6 +57,11 @@ export interface GeneratorOptions {
   startDate?: Date;
   /** Clock for `producedAt`; injectable for deterministic tests. */
   now?: () => Date;
+  /**
+   * Number of the first invoice (default 536365, the real file's first). A later run against the same
+   * pipeline must start past the numbers already used: `(invoiceNo, lineNo)` is a line's identity.
+   */
+  firstInvoiceNo?: number;
 }
 
 export interface Generator extends Iterable<InvoiceLine> {
@@ -118,7 +123,7 @@ export function createGenerator(opts: GeneratorOptions): Generator {
   // Calendar day cursor (UTC fields used as a plain local calendar).
   let day = Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate()) - 86_400_000;
   let dayTimes: string[] = [];
-  let invoiceCounter = FIRST_INVOICE;
+  let invoiceCounter = opts.firstInvoiceNo ?? FIRST_INVOICE;
   const recent: { customer: Customer; lines: Line[] }[] = [];
   let pending: Line[] = [];
   let pendingIndex = 0;

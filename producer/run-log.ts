@@ -59,3 +59,35 @@ export async function openRunLog(dir: string, runId: string, header: object): Pr
     close: (summary) => append({ t: 'summary', at: new Date().toISOString(), ...summary }),
   };
 }
+
+/**
+ * The highest invoice number (without its C/A prefix) any run in `dir` delivered, so a new simulator
+ * run can continue past it instead of reusing keys. Undefined when there are no run logs.
+ */
+export async function highestInvoiceNumber(dir: string): Promise<number | undefined> {
+  let names: string[];
+  try {
+    names = (await fs.readdir(dir)).filter((n) => n.endsWith('.ndjson'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let highest: number | undefined;
+  for (const name of names) {
+    const text = await fs.readFile(path.join(dir, name), 'utf8');
+    for (const row of text.split('\n')) {
+      if (!row.startsWith('{"t":"batch"')) continue;
+      let record: { lines?: Array<[string, number, string]> };
+      try {
+        record = JSON.parse(row);
+      } catch {
+        continue; // a torn last row of a killed run
+      }
+      for (const [invoiceNo] of record.lines ?? []) {
+        const n = Number.parseInt(invoiceNo.replace(/^[A-Z]/, ''), 10);
+        if (Number.isFinite(n) && (highest === undefined || n > highest)) highest = n;
+      }
+    }
+  }
+  return highest;
+}

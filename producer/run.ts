@@ -4,7 +4,7 @@ import { createGenerator } from './generator.ts';
 import { createPacer } from './pace.ts';
 import { type MalformedRow, replayBatches, type SourceEncoding } from './replay.ts';
 import { type RunSummary, startProgress } from './report.ts';
-import { newRunId, openRunLog, type RunLog } from './run-log.ts';
+import { highestInvoiceNumber, newRunId, openRunLog, type RunLog } from './run-log.ts';
 
 export type { RunSummary as Summary } from './report.ts';
 
@@ -33,6 +33,8 @@ export interface SimulateOptions extends RunOptions {
   lines?: number;
   seed?: number;
   startDate?: Date;
+  /** First invoice number; default: one past the highest in `runLogDir`'s earlier runs (else 536365). */
+  firstInvoiceNo?: number;
 }
 
 export interface ReplayRunOptions extends RunOptions {
@@ -110,7 +112,13 @@ async function drive(
 export async function runSimulate(opts: SimulateOptions): Promise<RunSummary> {
   const rate = opts.rate ?? 500;
   const seed = opts.seed ?? 1;
-  const generator = createGenerator({ seed, ...(opts.startDate ? { startDate: opts.startDate } : {}) });
+  const previous = opts.runLogDir ? await highestInvoiceNumber(opts.runLogDir) : undefined;
+  const firstInvoiceNo = opts.firstInvoiceNo ?? (previous === undefined ? undefined : previous + 1);
+  const generator = createGenerator({
+    seed,
+    ...(opts.startDate ? { startDate: opts.startDate } : {}),
+    ...(firstInvoiceNo !== undefined ? { firstInvoiceNo } : {}),
+  });
   const counters = { produced: 0, malformed: 0 };
   const total =
     opts.lines ?? (opts.durationMs !== undefined ? Math.round((opts.durationMs / 1000) * rate) : undefined);

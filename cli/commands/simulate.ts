@@ -94,6 +94,7 @@ interface SimulateCliOptions extends TargetOptions {
   duration?: number;
   lines?: number;
   seed: number;
+  firstInvoice?: number;
   startDate?: Date;
   progress: boolean;
   batchSize: number;
@@ -117,6 +118,11 @@ export function registerSimulateCommand(program: Command): void {
         return d;
       },
     )
+    .option(
+      '--first-invoice <n>',
+      'first invoice number (default: past the highest any earlier run in the data dir sent)',
+      positiveInteger,
+    )
     .option('--target <url>', 'API base URL (default: the local stack from endpoints.json)')
     .option('--api-key <key>', 'sent as x-api-key (default: $RP_API_KEY)')
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
@@ -137,6 +143,7 @@ export function registerSimulateCommand(program: Command): void {
         runId,
         rate: opts.rate,
         seed: opts.seed,
+        ...(opts.firstInvoice !== undefined ? { firstInvoiceNo: opts.firstInvoice } : {}),
         ...(opts.duration !== undefined ? { durationMs: opts.duration } : {}),
         ...(opts.lines !== undefined ? { lines: opts.lines } : {}),
         ...(opts.startDate ? { startDate: opts.startDate } : {}),

@@ -1,6 +1,23 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { InvoiceLineInput } from '#core/invoice-line';
+import { createGenerator } from '#producer/generator';
 import { createPacer } from '#producer/pace';
-import { lineTotal, newRunId } from '#producer/run-log';
+import { highestInvoiceNumber, lineTotal, newRunId, openRunLog } from '#producer/run-log';
+
+const line = (invoiceNo: string, lineNo: number): InvoiceLineInput => ({
+  invoiceNo,
+  lineNo,
+  stockCode: '85123A',
+  description: null,
+  quantity: 1,
+  invoiceDate: '2010-12-01T08:26:00',
+  unitPrice: '2.55',
+  customerId: null,
+  country: 'United Kingdom',
+});
 
 describe('lineTotal', () => {
   it.each([
@@ -57,5 +74,37 @@ describe('createPacer', () => {
     const waiting = pacer.wait();
     controller.abort();
     await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+  });
+});
+
+describe('highestInvoiceNumber', () => {
+  it('finds the highest number any earlier run delivered, C/A prefixes and torn rows included', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-runs-'));
+    try {
+      expect(await highestInvoiceNumber(dir)).toBeUndefined();
+      const a = await openRunLog(dir, 'a', {});
+      await a.appendBatch([line('536365', 1), line('C536999', 1)]);
+      await a.close({});
+      const b = await openRunLog(dir, 'b', {});
+      await b.appendBatch([line('536500', 2)]);
+      await fs.appendFile(b.path, '{"t":"batch","lines":[["999'); // killed mid-write
+      expect(await highestInvoiceNumber(dir)).toBe(536999);
+      expect(await highestInvoiceNumber(path.join(dir, 'absent'))).toBeUndefined();
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('lets a second simulator run continue past the first one instead of reusing keys', () => {
+    const first = createGenerator({ seed: 1 });
+    const firstKeys = new Set(
+      Array.from({ length: 2000 }, () => first.next().invoiceNo.replace(/^[A-Z]/, '')),
+    );
+    const highest = Math.max(...[...firstKeys].map(Number));
+    const second = createGenerator({ seed: 1, firstInvoiceNo: highest + 1 });
+    const secondKeys = Array.from({ length: 2000 }, () => second.next().invoiceNo);
+    // Cancellations refer back to their own run's invoices; every new invoice number is above the first run's.
+    expect(secondKeys.filter((k) => !k.startsWith('C') && firstKeys.has(k))).toEqual([]);
+    expect(Math.min(...secondKeys.filter((k) => /^\d/.test(k)).map(Number))).toBe(highest + 1);
   });
 });

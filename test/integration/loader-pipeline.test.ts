@@ -1,0 +1,281 @@
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import S3rver from 's3rver';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Clients, createClients } from '#adapters/clients';
+import { createLogger } from '#adapters/logger';
+import type { Warehouse } from '#adapters/warehouse';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { createLoader, loadIdOf } from '#batch/loader';
+import { migrate } from '#batch/migrate';
+import { type RunningPostgres, startPostgres } from '#local/postgres';
+
+const BUCKET = 'pipeline';
+const logger = createLogger('silent');
+let dir: string;
+let s3rver: S3rver;
+let pg: RunningPostgres;
+let warehouse: Warehouse;
+let clients: Clients;
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'loader-pipeline-'));
+  await fs.mkdir(path.join(dir, 's3'));
+  s3rver = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory: path.join(dir, 's3'),
+    configureBuckets: [{ name: BUCKET, configs: [] }],
+  });
+  const [address, postgres] = await Promise.all([
+    s3rver.run(),
+    startPostgres({
+      dataDir: path.join(dir, 'postgres'),
+      host: '127.0.0.1',
+      port: 0,
+      user: 'retail',
+      password: 'retail-test',
+      database: 'retail',
+      logger,
+    }),
+  ]);
+  pg = postgres;
+  clients = createClients({ region: 'us-east-1', endpoints: { s3: `http://127.0.0.1:${address.port}` }, local: true });
+  warehouse = createPostgresWarehouse({ connectionString: pg.connectionString });
+  await migrate(warehouse, logger);
+});
+
+afterAll(async () => {
+  await warehouse?.close();
+  clients?.destroy();
+  await s3rver?.close();
+  await pg?.stop();
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+const put = async (key: string, body: string | Buffer) => {
+  const out = await clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+  return (out.ETag ?? '').replaceAll('"', '');
+};
+const text = async (key: string) =>
+  (await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body?.transformToString() ?? '';
+const exists = (key: string) =>
+  clients.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key })).then(
+    () => true,
+    () => false,
+  );
+const rows = async <R = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+  (await warehouse.query<R>(sql, params)).rows;
+const factCount = async () => Number((await rows<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line'))[0]?.n);
+const loader = (hooks = {}) => createLoader({ s3: clients.s3, bucket: BUCKET, warehouse, logger, hooks });
+
+const HEADER = 'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country';
+
+describe('CSV drops in landing/', () => {
+  it('loads a Latin-1, CRLF, gzipped file: good rows in, bad rows quarantined with line numbers', async () => {
+    const csv = [
+      `${HEADER},Notes`,
+      '900001,85123A,CAFÉ MUG,6,2011-03-05 08:26,2.55,17850.0,France,x',
+      '900001,85123A,CAFÉ MUG,6,2011-03-05 08:26,2.55,17850.0,France,x',
+      '900001,POST,POSTAGE,1,2011-03-05 08:26:00,18,17850,France,',
+      'C900002,22423,"REGENCY CAKESTAND, 3 TIER",-1,3/6/2011 9:05,12.75,,Narnia,',
+      '900003,22423,bad qty,abc,3/6/2011 9:05,12.75,,France,',
+      '900003,22423,bad date,1,2/30/2011 9:05,12.75,,France,',
+      '900003,22423,too,few',
+      '900003,22424,ok,2,3/6/2011 9:05,1.005,12345,France,',
+      '',
+    ].join('\r\n');
+    const key = 'landing/variants.csv.gz';
+    const etag = await put(key, gzipSync(Buffer.from(csv, 'latin1')));
+
+    const [result] = await loader().sweep();
+
+    expect(result).toMatchObject({
+      key,
+      status: 'loaded',
+      rowsRead: 8,
+      rowsLoaded: 5,
+      rowsNew: 5,
+      rowsRejected: 3,
+      extraColumns: ['Notes'],
+    });
+    const facts = await rows(
+      `SELECT invoice_no, line_no, description, customer_id, country_name, quantity, unit_price::text AS price,
+         line_total::text AS total, is_cancellation, is_non_product, is_duplicate_row, invoice_date::text AS at,
+         source, source_key, warehouse_visible_at IS NOT NULL AS visible
+       FROM fact_sales_line WHERE source_key = $1 ORDER BY invoice_no, line_no`,
+      [key],
+    );
+    expect(facts.map((f) => `${f.invoice_no}#${f.line_no}`)).toEqual([
+      '900001#1',
+      '900001#2',
+      '900001#3',
+      '900003#1',
+      'C900002#1',
+    ]);
+    expect(facts[0]).toMatchObject({ description: 'CAFÉ MUG', customer_id: '17850', at: '2011-03-05 08:26:00' });
+    expect(facts[0]).toMatchObject({ source: 'file', visible: true, is_duplicate_row: false });
+    expect(facts[1]).toMatchObject({ is_duplicate_row: true });
+    expect(facts[2]).toMatchObject({ is_non_product: true, total: '18.000' });
+    expect(facts[3]).toMatchObject({ price: '1.005', total: '2.010', customer_id: '12345' });
+    expect(facts[4]).toMatchObject({ is_cancellation: true, customer_id: null, country_name: 'Narnia', quantity: -1 });
+    expect(await rows("SELECT iso_code, is_known FROM dim_country WHERE country_name = 'Narnia'")).toEqual([
+      { iso_code: 'XX', is_known: false },
+    ]);
+
+    const rejected = await rows<{ line_number: string; reason: string }>(
+      'SELECT line_number, reason FROM load_rejected_row WHERE load_id = $1 ORDER BY line_number',
+      [loadIdOf(key, etag)],
+    );
+    expect(rejected.map((r) => Number(r.line_number))).toEqual([6, 7, 8]);
+    expect(rejected[0]?.reason).toMatch(/Quantity/);
+    expect(rejected[1]?.reason).toMatch(/calendar date/);
+    expect(rejected[2]?.reason).toBe('expected 9 fields, found 4');
+    const file = await text(`quarantine/${key}.rejected.csv`);
+    expect(file.split('\n')[0]).toBe('line,reason,InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country');
+    expect(file).toContain('6,Quantity must be a whole number,900003,22423,bad qty,abc');
+  });
+
+  it('changes nothing when the same file is loaded again, under its key or another', async () => {
+    const before = await factCount();
+    const again = loader();
+    expect(await again.sweep()).toEqual([]);
+    expect(await again.loadKey('landing/variants.csv.gz')).toMatchObject({ status: 'skipped', detail: 'already loaded' });
+
+    const csv = `${HEADER}\n900003,22423,bad qty,abc,3/6/2011 9:05,12.75,,France\n`;
+    const copy = [HEADER, '900001,85123A,CAFÉ MUG,6,2011-03-05 08:26,2.55,17850.0,France'].join('\n');
+    await put('landing/copy-of-variants.csv', copy);
+    const [res] = await again.sweep();
+    expect(res).toMatchObject({ status: 'loaded', rowsLoaded: 1, rowsNew: 0 });
+    expect(await factCount()).toBe(before);
+    expect(csv).toContain('abc');
+  });
+
+  it('moves a file missing required columns to quarantine/ with the reason', async () => {
+    const key = 'landing/no-price.csv';
+    await put(key, 'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,CustomerID,Country\n1,2,3,4,5,6,7\n');
+
+    const [result] = await loader().sweep();
+
+    expect(result).toMatchObject({ key, status: 'quarantined' });
+    expect(await exists(key)).toBe(false);
+    expect(await exists(`quarantine/${key}`)).toBe(true);
+    const reason = JSON.parse(await text(`quarantine/${key}.reason.json`));
+    expect(reason).toMatchObject({ key, missing: ['UnitPrice'] });
+    expect(reason.reason).toMatch(/missing required columns: UnitPrice/);
+    expect(await rows('SELECT status FROM load_manifest WHERE object_key = $1', [key])).toEqual([
+      { status: 'quarantined' },
+    ]);
+  });
+
+  it('resumes a load that stopped between staging and MERGE', async () => {
+    const key = 'landing/crash.csv';
+    const etag = await put(key, `${HEADER}\n920001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,United Kingdom\n`);
+    let release: () => void = () => {};
+    const crashed = loader({
+      afterStage: () => new Promise<void>((resolve) => (release = resolve)),
+    });
+    const first = crashed.loadKey(key);
+    for (let i = 0; i < 200; i++) {
+      const [m] = await rows<{ status: string }>('SELECT status FROM load_manifest WHERE object_key = $1', [key]);
+      if (m?.status === 'staged') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const staging = `stg_load_${loadIdOf(key, etag)}`;
+    expect(await rows('SELECT tablename FROM pg_tables WHERE tablename = $1', [staging])).toHaveLength(1);
+    expect(await rows("SELECT 1 FROM fact_sales_line WHERE invoice_no = '920001'")).toHaveLength(0);
+
+    const [resumed] = await loader().sweep();
+
+    expect(resumed).toMatchObject({ key, status: 'loaded', rowsLoaded: 1, rowsNew: 1 });
+    expect(await rows("SELECT line_no FROM fact_sales_line WHERE invoice_no = '920001'")).toEqual([{ line_no: 1 }]);
+    expect(await rows('SELECT tablename FROM pg_tables WHERE tablename = $1', [staging])).toHaveLength(0);
+    release();
+    expect(await first).toMatchObject({ status: 'skipped', detail: 'another loader merged it' });
+    expect(await rows('SELECT status FROM load_manifest WHERE object_key = $1', [key])).toEqual([{ status: 'loaded' }]);
+  });
+
+  it('loads a notified object without waiting for a sweep', async () => {
+    const l = loader();
+    const key = 'landing/notified.csv';
+    await put(key, `${HEADER}\n930001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,United Kingdom\n`);
+    l.notify(key);
+    await l.stop();
+    expect(await rows("SELECT source FROM fact_sales_line WHERE invoice_no = '930001'")).toEqual([{ source: 'file' }]);
+  });
+});
+
+describe('the archive written by Firehose', () => {
+  const line = (invoiceNo: string, lineNo: number, stockCode: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      invoiceNo,
+      lineNo,
+      stockCode,
+      description: 'LANTERN',
+      quantity: 2,
+      invoiceDate: '2011-06-01T10:15:00',
+      unitPrice: '3.390',
+      customerId: '13047',
+      country: 'United Kingdom',
+      producedAt: '2026-01-01T10:00:00.000Z',
+      acceptedAt: '2026-01-01T10:00:00.100Z',
+      streamVisibleAt: '2026-01-01T10:00:00.300Z',
+      shard: 'ignored extra field',
+      ...extra,
+    });
+
+  it('loads NDJSON objects exactly once per line, duplicates judged across objects', async () => {
+    const a = [line('940001', 1, '71053'), line('940001', 2, '22423'), '{not json', ''].join('\n');
+    // Firehose is at-least-once: line 2 arrives again; line 3 repeats line 1's content (a duplicate row).
+    const b = [line('940001', 2, '22423'), line('940001', 3, '71053'), line('940002', 1, '71053')].join('\n');
+    await put('archive/2026/01/01/10/stream-1.gz', gzipSync(a));
+    await put('archive/2026/01/01/10/stream-2.gz', gzipSync(b));
+
+    const results = await loader().sweep();
+
+    expect(results.map((r) => [r.status, r.rowsLoaded, r.rowsNew, r.rowsRejected])).toEqual([
+      ['loaded', 2, 2, 1],
+      ['loaded', 3, 2, 0],
+    ]);
+    const facts = await rows(
+      `SELECT invoice_no, line_no, is_duplicate_row, source, unit_price::text AS price,
+         stream_visible_at IS NOT NULL AS has_stream, produced_at IS NOT NULL AS has_produced
+       FROM fact_sales_line WHERE invoice_no IN ('940001', '940002') ORDER BY invoice_no, line_no`,
+    );
+    expect(facts).toEqual([
+      { invoice_no: '940001', line_no: 1, is_duplicate_row: false, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
+      { invoice_no: '940001', line_no: 2, is_duplicate_row: false, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
+      { invoice_no: '940001', line_no: 3, is_duplicate_row: true, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
+      { invoice_no: '940002', line_no: 1, is_duplicate_row: false, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
+    ]);
+    const [rejected] = await rows<{ line_number: string; reason: string }>(
+      "SELECT line_number, reason FROM load_rejected_row WHERE object_key = 'archive/2026/01/01/10/stream-1.gz'",
+    );
+    expect(rejected).toMatchObject({ line_number: '3', reason: 'not a JSON object' });
+  });
+
+  it('converges with a bulk drop of the same lines: the file first, then the stream adds lineage', async () => {
+    await put(
+      'landing/before-stream.csv',
+      `${HEADER}\n950001,71053,LANTERN,2,6/1/2011 10:15,3.39,13047,United Kingdom\n950001,22423,CAKE,1,6/1/2011 10:15,12.75,13047,United Kingdom\n`,
+    );
+    await loader().sweep();
+    await put('archive/2026/01/01/11/stream-3', [line('950001', 1, '71053'), line('950001', 2, '22423', { description: 'CAKE', quantity: 1, unitPrice: '12.75' })].join('\n'));
+
+    const [res] = await loader().sweep();
+
+    expect(res).toMatchObject({ status: 'loaded', rowsLoaded: 2, rowsNew: 0 });
+    expect(
+      await rows(
+        "SELECT line_no, source, stream_visible_at IS NOT NULL AS has_stream FROM fact_sales_line WHERE invoice_no = '950001' ORDER BY line_no",
+      ),
+    ).toEqual([
+      { line_no: 1, source: 'file', has_stream: true },
+      { line_no: 2, source: 'file', has_stream: true },
+    ]);
+  });
+});

@@ -1,0 +1,64 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger } from '#adapters/logger';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { migrate, readMigrations } from '#batch/migrate';
+import { startPostgres, wipePostgres } from '#local/postgres';
+
+const logger = createLogger('silent');
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+const options = (dataDir: string) => ({
+  dataDir,
+  host: '127.0.0.1',
+  port: 0,
+  user: 'retail',
+  password: "it's secret",
+  database: 'retail',
+  logger,
+});
+
+describe('embedded PostgreSQL and the schema migrations', () => {
+  it('starts on a free port, resumes the cluster with its data, stops cleanly, and wipes', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'warehouse-pg-'));
+    dirs.push(dir);
+    const dataDir = path.join(dir, 'postgres');
+
+    const first = await startPostgres(options(dataDir));
+    const warehouse = createPostgresWarehouse({ connectionString: first.connectionString });
+    expect(await migrate(warehouse, logger)).toEqual((await readMigrations('postgres')).map((m) => m.version));
+    expect(await migrate(warehouse, logger)).toEqual([]);
+    const countries = await warehouse.query<{ n: number; known: number }>(
+      "SELECT count(*)::int AS n, sum(CASE WHEN is_known THEN 1 ELSE 0 END)::int AS known FROM dim_country WHERE iso_code <> ''",
+    );
+    expect(countries.rows[0]).toEqual({ n: 38, known: 38 });
+    const dates = await warehouse.query<{ first: number; last: number; n: number }>(
+      'SELECT min(date_key) AS first, max(date_key) AS last, count(*)::int AS n FROM dim_date',
+    );
+    expect(dates.rows[0]).toEqual({ first: 20000101, last: 20401231, n: 14_976 });
+    await warehouse.close();
+    await first.stop();
+    const gone = new pg.Client({ connectionString: first.connectionString, connectionTimeoutMillis: 2000 });
+    await expect(gone.connect()).rejects.toThrow();
+
+    const started = performance.now();
+    const second = await startPostgres(options(dataDir));
+    expect(performance.now() - started).toBeLessThan(10_000);
+    const again = createPostgresWarehouse({ connectionString: second.connectionString });
+    const applied = await again.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
+    expect(applied.rows[0]?.n).toBeGreaterThanOrEqual(2);
+    await again.close();
+    await second.stop();
+
+    const record = JSON.parse(await fs.readFile(path.join(dataDir, 'cluster.json'), 'utf8')) as { clusterDir: string };
+    await wipePostgres(dataDir);
+    await expect(fs.access(record.clusterDir)).rejects.toThrow();
+    await expect(fs.access(dataDir)).rejects.toThrow();
+  }, 120_000);
+});
