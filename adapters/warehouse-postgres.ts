@@ -33,7 +33,11 @@ export function postgresCopySql(step: CopyStep): string {
 function wrap(err: unknown, sql: string): WarehouseError {
   if (err instanceof WarehouseError) return err;
   const e = err as { message?: string; code?: string };
-  return new WarehouseError(e.message ?? String(err), { ...(e.code ? { code: e.code } : {}), statement: sql }, { cause: err });
+  return new WarehouseError(
+    e.message ?? String(err),
+    { ...(e.code ? { code: e.code } : {}), statement: sql },
+    { cause: err },
+  );
 }
 
 /** The warehouse port on PostgreSQL: a pg Pool, COPY FROM STDIN through pg-copy-streams. */
@@ -69,7 +73,8 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
         for (const step of steps) {
           const t0 = performance.now();
           if (isCopyStep(step)) {
-            if (!step.stream) throw new WarehouseError(`COPY into ${step.table} needs a stream on PostgreSQL`);
+            if (!step.stream)
+              throw new WarehouseError(`COPY into ${step.table} needs a stream on PostgreSQL`);
             const sql = postgresCopySql(step);
             const sink = client.query(copyFrom(sql));
             try {
@@ -88,7 +93,10 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
             throw wrap(err, step.sql);
           }
           rowCounts.push(count);
-          options.logger?.debug({ ms: Math.round(performance.now() - t0), sql: step.sql.slice(0, 80) }, 'warehouse step');
+          options.logger?.debug(
+            { ms: Math.round(performance.now() - t0), sql: step.sql.slice(0, 80) },
+            'warehouse step',
+          );
           if (step.requireRows && count === 0) {
             await client.query('ROLLBACK');
             return { committed: false, rowCounts };

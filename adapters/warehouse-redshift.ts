@@ -82,7 +82,7 @@ export function redshiftCopySql(step: CopyStep, roleArn: string): string {
   if (step.s3.gzip) options.push('GZIP');
   // Latin-1 bytes are not UTF-8: Redshift replaces them instead of failing the whole file.
   if (step.encoding === 'LATIN1') options.push("ACCEPTINVCHARS AS '?'");
-  options.push('TIMEFORMAT AS \'auto\'', "EMPTYASNULL");
+  options.push("TIMEFORMAT AS 'auto'", 'EMPTYASNULL');
   return `COPY ${ident(step.table)} (${cols}) FROM ${sqlLiteral(step.s3.uri)} IAM_ROLE ${sqlLiteral(roleArn)} ${options.join(' ')}`;
 }
 
@@ -125,7 +125,10 @@ export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Ware
           statement: sub?.QueryString ?? sql,
         });
       }
-      if (Date.now() > deadline) throw new WarehouseError(`statement ${id} still ${d.Status} after ${timeoutMs} ms`, { statement: sql });
+      if (Date.now() > deadline)
+        throw new WarehouseError(`statement ${id} still ${d.Status} after ${timeoutMs} ms`, {
+          statement: sql,
+        });
       await sleep(pollMs);
     }
   }
@@ -142,7 +145,9 @@ export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Ware
       if (done.HasResultSet) {
         let token: string | undefined;
         do {
-          const page = await client.send(new GetStatementResultCommand({ Id, ...(token ? { NextToken: token } : {}) }));
+          const page = await client.send(
+            new GetStatementResultCommand({ Id, ...(token ? { NextToken: token } : {}) }),
+          );
           const names = (page.ColumnMetadata ?? []).map((c) => c.name ?? c.label ?? '');
           for (const record of page.Records ?? []) {
             rows.push(Object.fromEntries(record.map((f, i) => [names[i] ?? String(i), fieldValue(f)])) as R);
@@ -155,7 +160,8 @@ export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Ware
     async transaction(steps: ReadonlyArray<Step>): Promise<TransactionResult> {
       const sqls = steps.map((step) => {
         if (isCopyStep(step)) {
-          if (!options.copyRoleArn) throw new WarehouseError('COPY on Redshift needs copyRoleArn (RP_REDSHIFT_COPY_ROLE_ARN)');
+          if (!options.copyRoleArn)
+            throw new WarehouseError('COPY on Redshift needs copyRoleArn (RP_REDSHIFT_COPY_ROLE_ARN)');
           return redshiftCopySql(step, options.copyRoleArn);
         }
         return inlineParams(step.sql, step.params);

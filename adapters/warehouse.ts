@@ -47,7 +47,10 @@ export interface Warehouse {
   readonly dialect: Dialect;
   /** Whether COPY reads a stream the loader provides or the S3 object itself. */
   readonly copySource: 'stream' | 's3';
-  query<R = Record<string, unknown>>(sql: string, params?: ReadonlyArray<unknown>): Promise<StatementResult<R>>;
+  query<R = Record<string, unknown>>(
+    sql: string,
+    params?: ReadonlyArray<unknown>,
+  ): Promise<StatementResult<R>>;
   /** Runs the steps in one transaction: all or nothing. */
   transaction(steps: ReadonlyArray<Step>): Promise<TransactionResult>;
   close(): Promise<void>;

@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { createGzip } from 'node:zlib';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -8,9 +11,6 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createHash } from 'node:crypto';
-import { createGzip } from 'node:zlib';
-import type { Readable } from 'node:stream';
 import type { Logger } from '#adapters/logger';
 import { type CopyStep, type Warehouse, WarehouseError } from '#adapters/warehouse';
 import {
@@ -21,7 +21,14 @@ import {
   RecordGuard,
   readCsvHead,
 } from './source-stream.ts';
-import { createStagingSql, type LoadPlan, mergeSteps, type SourceFormat, stagingColumns, stagingTableName } from './sql.ts';
+import {
+  createStagingSql,
+  type LoadPlan,
+  mergeSteps,
+  type SourceFormat,
+  stagingColumns,
+  stagingTableName,
+} from './sql.ts';
 
 export const ARCHIVE_PREFIX = 'archive/';
 export const LANDING_PREFIX = 'landing/';
@@ -48,6 +55,8 @@ export interface LoadResult {
 export interface LoaderHooks {
   /** Called after the staging transaction committed, before the merge (tests simulate a crash here). */
   afterStage?: (key: string) => Promise<void>;
+  /** Called after each object that loaded (e.g. to refresh marts); errors are logged, not thrown. */
+  afterLoad?: (result: LoadResult) => void | Promise<void>;
 }
 
 export interface LoaderOptions {
@@ -163,7 +172,14 @@ export function createLoader(options: LoaderOptions): Loader {
     }
   }
 
-  function result(key: string, etag: string, status: LoadStatus, started: number, row?: ManifestRow, detail?: string) {
+  function result(
+    key: string,
+    etag: string,
+    status: LoadStatus,
+    started: number,
+    row?: ManifestRow,
+    detail?: string,
+  ) {
     const n = (v: string | null | undefined) => (v === null || v === undefined ? undefined : Number(v));
     const out: LoadResult = { key, etag, status, ms: Math.round(performance.now() - started) };
     const text = detail ?? row?.error ?? undefined;
@@ -174,7 +190,8 @@ export function createLoader(options: LoaderOptions): Loader {
       rowsNew: n(row?.rows_new),
       rowsRejected: n(row?.rows_rejected),
     };
-    for (const [k, v] of Object.entries(counts)) if (v !== undefined) (out as unknown as Record<string, number>)[k] = v;
+    for (const [k, v] of Object.entries(counts))
+      if (v !== undefined) (out as unknown as Record<string, number>)[k] = v;
     if (row?.extra_columns) out.extraColumns = JSON.parse(row.extra_columns) as string[];
     return out;
   }
@@ -187,7 +204,11 @@ export function createLoader(options: LoaderOptions): Loader {
   async function quarantine(key: string, etag: string, reason: Record<string, unknown>): Promise<void> {
     const target = `${QUARANTINE_PREFIX}${key}`;
     await s3.send(
-      new CopyObjectCommand({ Bucket: bucket, Key: target, CopySource: `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}` }),
+      new CopyObjectCommand({
+        Bucket: bucket,
+        Key: target,
+        CopySource: `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`,
+      }),
     );
     await s3.send(
       new PutObjectCommand({
@@ -206,7 +227,12 @@ export function createLoader(options: LoaderOptions): Loader {
   }
 
   /** Stage the object (status pending|failed -> staged). Returns false when another loader has it. */
-  async function stage(key: string, etag: string, format: SourceFormat, encoding?: 'UTF8' | 'LATIN1'): Promise<boolean> {
+  async function stage(
+    key: string,
+    etag: string,
+    format: SourceFormat,
+    encoding?: 'UTF8' | 'LATIN1',
+  ): Promise<boolean> {
     const loadId = loadIdOf(key, etag);
     const kind = formatOf(key);
     if (!kind) return false;
@@ -327,7 +353,11 @@ export function createLoader(options: LoaderOptions): Loader {
       [loadIdOf(key, etag)],
     );
     if (rows.length === 0) return;
-    const header = ['line', 'reason', ...['InvoiceNo', 'StockCode', 'Description', 'Quantity', 'InvoiceDate']];
+    const header = [
+      'line',
+      'reason',
+      ...['InvoiceNo', 'StockCode', 'Description', 'Quantity', 'InvoiceDate'],
+    ];
     header.push('UnitPrice', 'CustomerID', 'Country');
     const lines = [header.join(',')];
     for (const r of rows) lines.push(Object.values(r).map(csvCell).join(','));
@@ -349,7 +379,8 @@ export function createLoader(options: LoaderOptions): Loader {
       await register(key, etag, size);
       let row = await manifestRow(key, etag);
       if (!row) return result(key, etag, 'skipped', started, undefined, 'not in the manifest');
-      if (TERMINAL.has(row.status)) return result(key, etag, 'skipped', started, row, `already ${row.status}`);
+      if (TERMINAL.has(row.status))
+        return result(key, etag, 'skipped', started, row, `already ${row.status}`);
       if (row.status === 'failed' && row.attempts >= maxAttempts) {
         return result(key, etag, 'skipped', started, row, `failed ${row.attempts} times: ${row.error ?? ''}`);
       }
@@ -377,6 +408,11 @@ export function createLoader(options: LoaderOptions): Loader {
       if (done?.rows_rejected && Number(done.rows_rejected) > 0) await writeRejects(key, etag);
       const out = result(key, etag, 'loaded', started, done);
       logger.info({ ...out }, 'object loaded');
+      try {
+        await options.hooks?.afterLoad?.(out);
+      } catch (err) {
+        logger.error({ err, key }, 'afterLoad hook failed');
+      }
       return out;
     } catch (caught) {
       // A compressed object that does not inflate (truncated, corrupt) fails the same way every time.
@@ -407,11 +443,19 @@ export function createLoader(options: LoaderOptions): Loader {
       let token: string | undefined;
       do {
         const page = await s3.send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
         );
         for (const o of page.Contents ?? []) {
           if (o.Key && o.ETag && formatOf(o.Key)) {
-            out.push({ key: o.Key, etag: unquote(o.ETag), ...(o.Size !== undefined ? { size: o.Size } : {}) });
+            out.push({
+              key: o.Key,
+              etag: unquote(o.ETag),
+              ...(o.Size !== undefined ? { size: o.Size } : {}),
+            });
           }
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
@@ -422,9 +466,12 @@ export function createLoader(options: LoaderOptions): Loader {
 
   async function sweepOnce(): Promise<LoadResult[]> {
     const objects = await listAll();
-    const { rows } = await warehouse.query<{ object_key: string; etag: string; status: string; attempts: number }>(
-      'SELECT object_key, etag, status, attempts FROM load_manifest',
-    );
+    const { rows } = await warehouse.query<{
+      object_key: string;
+      etag: string;
+      status: string;
+      attempts: number;
+    }>('SELECT object_key, etag, status, attempts FROM load_manifest');
     const known = new Map(rows.map((r) => [`${r.object_key}\n${r.etag}`, r]));
     const results: LoadResult[] = [];
     // Oldest first by key: archive keys sort by time, so the stream's order is kept.
@@ -442,7 +489,14 @@ export function createLoader(options: LoaderOptions): Loader {
     try {
       head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     } catch (err) {
-      return result(key, '', 'skipped', started, undefined, `cannot read the object: ${(err as Error).message}`);
+      return result(
+        key,
+        '',
+        'skipped',
+        started,
+        undefined,
+        `cannot read the object: ${(err as Error).message}`,
+      );
     }
     return load(key, unquote(head.ETag ?? ''), head.ContentLength);
   }
@@ -475,8 +529,7 @@ export function createLoader(options: LoaderOptions): Loader {
     start(intervalSeconds) {
       if (timer) return;
       stopped = false;
-      const tick = () =>
-        loader.sweep().catch((err: unknown) => logger.error({ err }, 'loader sweep failed'));
+      const tick = () => loader.sweep().catch((err: unknown) => logger.error({ err }, 'loader sweep failed'));
       void tick();
       timer = setInterval(tick, Math.max(100, intervalSeconds * 1000));
       timer.unref?.();

@@ -39,8 +39,14 @@ export async function readMigrations(dialect: Dialect, dir = MIGRATIONS_DIR): Pr
     if (!m) continue;
     if (m[3] && m[3] !== dialect) continue;
     const version = Number(m[1]);
-    if (out.some((x) => x.version === version)) throw new MigrationError(`two migrations with version ${m[1]}`);
-    out.push({ version, name: m[2] ?? file, file, statements: splitStatements(await fs.readFile(`${dir}/${file}`, 'utf8')) });
+    if (out.some((x) => x.version === version))
+      throw new MigrationError(`two migrations with version ${m[1]}`);
+    out.push({
+      version,
+      name: m[2] ?? file,
+      file,
+      statements: splitStatements(await fs.readFile(`${dir}/${file}`, 'utf8')),
+    });
   }
   return out;
 }

@@ -223,8 +223,7 @@ export class RecordGuard extends Transform {
         const stop = end > start && buf[end - 1] === CR ? end - 1 : end;
         o += buf.copy(out, o, start, stop);
         out[o++] = LF;
-      }
-      else o += out.write(`"${marker}"${','.repeat(this.expected - 1)}\n`, o, 'latin1');
+      } else o += out.write(`"${marker}"${','.repeat(this.expected - 1)}\n`, o, 'latin1');
       start = end + 1;
     }
     this.ends.length = 0;

@@ -1,4 +1,3 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createReadStream, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -6,6 +5,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import S3rver from 's3rver';
@@ -14,7 +14,7 @@ import { createLogger } from '#adapters/logger';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader } from '#batch/loader';
 import { migrate } from '#batch/migrate';
-import { startPostgres } from '#local/postgres';
+import { startPostgres, wipePostgres } from '#local/postgres';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REAL_FILE = path.resolve(REPO, '../shared/data/online-retail/online-retail.csv.gz');
@@ -46,7 +46,11 @@ export async function runBatchBench(): Promise<Record<string, unknown>> {
     database: 'bench',
     logger,
   });
-  const clients = createClients({ region: 'us-east-1', endpoints: { s3: `http://127.0.0.1:${address.port}` }, local: true });
+  const clients = createClients({
+    region: 'us-east-1',
+    endpoints: { s3: `http://127.0.0.1:${address.port}` },
+    local: true,
+  });
   try {
     // The floor: gunzip + COPY into an unlogged all-text table, nothing else.
     const client = new pg.Client({ connectionString: postgres.connectionString });
@@ -67,7 +71,11 @@ export async function runBatchBench(): Promise<Record<string, unknown>> {
     const warehouse = createPostgresWarehouse({ connectionString: postgres.connectionString });
     await migrate(warehouse, logger);
     await clients.s3.send(
-      new PutObjectCommand({ Bucket: 'bench', Key: 'landing/online-retail.csv.gz', Body: await fs.readFile(REAL_FILE) }),
+      new PutObjectCommand({
+        Bucket: 'bench',
+        Key: 'landing/online-retail.csv.gz',
+        Body: await fs.readFile(REAL_FILE),
+      }),
     );
     const loader = createLoader({ s3: clients.s3, bucket: 'bench', warehouse, logger });
     const rssBefore = process.memoryUsage().rss;
@@ -102,6 +110,7 @@ export async function runBatchBench(): Promise<Record<string, unknown>> {
     clients.destroy();
     await s3rver.close();
     await postgres.stop();
+    await wipePostgres(path.join(dir, 'postgres'));
     await fs.rm(dir, { recursive: true, force: true });
   }
 }

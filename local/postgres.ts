@@ -41,6 +41,8 @@ export class PostgresStartError extends Error {
 }
 
 const SUPERUSER = 'postgres';
+const CLUSTER_PARENT = '/var/tmp';
+const CLUSTER_PREFIX = 'retail-pipeline-pg-cluster-';
 const CLUSTER_RECORD = 'cluster.json';
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
@@ -160,10 +162,34 @@ async function clusterLocation(dataDir: string, user: OsUser | undefined): Promi
       .update(await fs.realpath(dataDir))
       .digest('hex')
       .slice(0, 16);
-    clusterDir = path.join('/var/tmp', `retail-pipeline-pg-cluster-${id}`);
+    clusterDir = path.join(CLUSTER_PARENT, `${CLUSTER_PREFIX}${id}`);
   }
   await fs.writeFile(record, `${JSON.stringify({ clusterDir }, null, 2)}\n`);
+  // Tests often delete their temp data dir without wipePostgres: the owner file lets a later start
+  // collect the orphaned cluster.
+  if (!clusterDir.startsWith(dataDir)) await fs.writeFile(`${clusterDir}.owner`, dataDir);
   return clusterDir;
+}
+
+/** Removes relocated clusters whose data dir is gone and whose server is not running. */
+async function collectOrphanClusters(logger: Logger): Promise<void> {
+  const names = await fs.readdir(CLUSTER_PARENT).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(CLUSTER_PREFIX) || !name.endsWith('.owner')) continue;
+    const owner = path.join(CLUSTER_PARENT, name);
+    const clusterDir = owner.slice(0, -'.owner'.length);
+    const dataDir = await fs.readFile(owner, 'utf8').catch(() => '');
+    if (!dataDir || (await exists(path.join(dataDir, CLUSTER_RECORD)))) continue;
+    const pid = Number.parseInt(
+      (await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0] ??
+        '',
+      10,
+    );
+    if (Number.isInteger(pid) && pid > 0 && (await exists(`/proc/${pid}`))) continue;
+    logger.debug({ clusterDir, dataDir }, 'removing orphaned postgres cluster');
+    await fs.rm(clusterDir, { recursive: true, force: true });
+    await fs.rm(owner, { force: true });
+  }
 }
 
 /** Removes the cluster of `dataDir` wherever it lives, and the data dir itself (for `--fresh`). */
@@ -173,6 +199,7 @@ export async function wipePostgres(dataDir: string): Promise<void> {
       clusterDir: string;
     };
     await fs.rm(clusterDir, { recursive: true, force: true });
+    await fs.rm(`${clusterDir}.owner`, { force: true });
   } catch {
     // no record: nothing outside the data dir
   }
@@ -318,6 +345,8 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
   const started = performance.now();
   const user = isRoot() ? postgresOsUser() : undefined;
   const dataDir = path.resolve(opts.dataDir);
+  if (user)
+    await collectOrphanClusters(logger).catch((err: unknown) => logger.debug({ err }, 'cluster gc failed'));
   const [bins, clusterDir] = await Promise.all([resolveBinaries(user), clusterLocation(dataDir, user)]);
   await fs.mkdir(path.dirname(clusterDir), { recursive: true });
   if (!(await exists(path.join(clusterDir, 'PG_VERSION')))) {

@@ -59,12 +59,13 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
         ['postgres', true],
       ]);
 
-      const ps0 = await run('ps', ['-eo', 'pid=,ppid=']);
-      const children = ps0.stdout
-        .split('\n')
-        .map((l) => l.trim().split(/\s+/).map(Number))
-        .filter(([, ppid]) => ppid === child.pid)
-        .map(([pid]) => pid as number);
+      const processes = async () =>
+        (await run('ps', ['-eo', 'pid=,ppid=,args='])).stdout.split('\n').map((l) => {
+          const [pid = '', ppid = '', ...args] = l.trim().split(/\s+/);
+          return { pid: Number(pid), ppid: Number(ppid), args: args.join(' ') };
+        });
+      // A child is identified by pid and command line: a pid alone may be reused by then on a busy machine.
+      const children = (await processes()).filter((p) => p.ppid === child.pid).map((p) => `${p.pid} ${p.args}`);
       expect(children.length).toBeGreaterThan(0); // the emulator process and postgres
 
       child.kill('SIGINT');
@@ -72,14 +73,8 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
       expect(fs.existsSync(path.join(dataDir, 'endpoints.json'))).toBe(false);
       const ps = await run('ps', ['-eo', 'pid,args']);
       expect(ps.stdout.split('\n').filter((l) => l.includes(dataDir))).toEqual([]);
-      const alive = children.filter((pid) => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      });
+      const now = new Set((await processes()).map((p) => `${p.pid} ${p.args}`));
+      const alive = children.filter((c) => now.has(c));
       expect(alive, 'child processes left behind').toEqual([]);
       for (const url of [endpoints.kinesis, endpoints.dynamodb, endpoints.s3, endpoints.firehose]) {
         await expect(

@@ -1,8 +1,8 @@
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Clients, createClients } from '#adapters/clients';
@@ -11,7 +11,7 @@ import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader, loadIdOf } from '#batch/loader';
 import { migrate } from '#batch/migrate';
-import { type RunningPostgres, startPostgres } from '#local/postgres';
+import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
 
 const BUCKET = 'pipeline';
 const logger = createLogger('silent');
@@ -44,7 +44,11 @@ beforeAll(async () => {
     }),
   ]);
   pg = postgres;
-  clients = createClients({ region: 'us-east-1', endpoints: { s3: `http://127.0.0.1:${address.port}` }, local: true });
+  clients = createClients({
+    region: 'us-east-1',
+    endpoints: { s3: `http://127.0.0.1:${address.port}` },
+    local: true,
+  });
   warehouse = createPostgresWarehouse({ connectionString: pg.connectionString });
   await migrate(warehouse, logger);
 });
@@ -54,6 +58,7 @@ afterAll(async () => {
   clients?.destroy();
   await s3rver?.close();
   await pg?.stop();
+  await wipePostgres(path.join(dir, 'postgres'));
   await fs.rm(dir, { recursive: true, force: true });
 });
 
@@ -70,7 +75,8 @@ const exists = (key: string) =>
   );
 const rows = async <R = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
   (await warehouse.query<R>(sql, params)).rows;
-const factCount = async () => Number((await rows<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line'))[0]?.n);
+const factCount = async () =>
+  Number((await rows<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line'))[0]?.n);
 const loader = (hooks = {}) => createLoader({ s3: clients.s3, bucket: BUCKET, warehouse, logger, hooks });
 
 const HEADER = 'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country';
@@ -117,12 +123,21 @@ describe('CSV drops in landing/', () => {
       '900003#1',
       'C900002#1',
     ]);
-    expect(facts[0]).toMatchObject({ description: 'CAFÉ MUG', customer_id: '17850', at: '2011-03-05 08:26:00' });
+    expect(facts[0]).toMatchObject({
+      description: 'CAFÉ MUG',
+      customer_id: '17850',
+      at: '2011-03-05 08:26:00',
+    });
     expect(facts[0]).toMatchObject({ source: 'file', visible: true, is_duplicate_row: false });
     expect(facts[1]).toMatchObject({ is_duplicate_row: true });
     expect(facts[2]).toMatchObject({ is_non_product: true, total: '18.000' });
     expect(facts[3]).toMatchObject({ price: '1.005', total: '2.010', customer_id: '12345' });
-    expect(facts[4]).toMatchObject({ is_cancellation: true, customer_id: null, country_name: 'Narnia', quantity: -1 });
+    expect(facts[4]).toMatchObject({
+      is_cancellation: true,
+      customer_id: null,
+      country_name: 'Narnia',
+      quantity: -1,
+    });
     expect(await rows("SELECT iso_code, is_known FROM dim_country WHERE country_name = 'Narnia'")).toEqual([
       { iso_code: 'XX', is_known: false },
     ]);
@@ -136,7 +151,9 @@ describe('CSV drops in landing/', () => {
     expect(rejected[1]?.reason).toMatch(/calendar date/);
     expect(rejected[2]?.reason).toBe('expected 9 fields, found 4');
     const file = await text(`quarantine/${key}.rejected.csv`);
-    expect(file.split('\n')[0]).toBe('line,reason,InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country');
+    expect(file.split('\n')[0]).toBe(
+      'line,reason,InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country',
+    );
     expect(file).toContain('6,Quantity must be a whole number,900003,22423,bad qty,abc');
   });
 
@@ -144,20 +161,24 @@ describe('CSV drops in landing/', () => {
     const before = await factCount();
     const again = loader();
     expect(await again.sweep()).toEqual([]);
-    expect(await again.loadKey('landing/variants.csv.gz')).toMatchObject({ status: 'skipped', detail: 'already loaded' });
+    expect(await again.loadKey('landing/variants.csv.gz')).toMatchObject({
+      status: 'skipped',
+      detail: 'already loaded',
+    });
 
-    const csv = `${HEADER}\n900003,22423,bad qty,abc,3/6/2011 9:05,12.75,,France\n`;
     const copy = [HEADER, '900001,85123A,CAFÉ MUG,6,2011-03-05 08:26,2.55,17850.0,France'].join('\n');
     await put('landing/copy-of-variants.csv', copy);
     const [res] = await again.sweep();
     expect(res).toMatchObject({ status: 'loaded', rowsLoaded: 1, rowsNew: 0 });
     expect(await factCount()).toBe(before);
-    expect(csv).toContain('abc');
   });
 
   it('moves a file missing required columns to quarantine/ with the reason', async () => {
     const key = 'landing/no-price.csv';
-    await put(key, 'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,CustomerID,Country\n1,2,3,4,5,6,7\n');
+    await put(
+      key,
+      'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,CustomerID,Country\n1,2,3,4,5,6,7\n',
+    );
 
     const [result] = await loader().sweep();
 
@@ -174,14 +195,19 @@ describe('CSV drops in landing/', () => {
 
   it('resumes a load that stopped between staging and MERGE', async () => {
     const key = 'landing/crash.csv';
-    const etag = await put(key, `${HEADER}\n920001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,United Kingdom\n`);
+    const etag = await put(
+      key,
+      `${HEADER}\n920001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,United Kingdom\n`,
+    );
     let release: () => void = () => {};
     const crashed = loader({
       afterStage: () => new Promise<void>((resolve) => (release = resolve)),
     });
     const first = crashed.loadKey(key);
     for (let i = 0; i < 200; i++) {
-      const [m] = await rows<{ status: string }>('SELECT status FROM load_manifest WHERE object_key = $1', [key]);
+      const [m] = await rows<{ status: string }>('SELECT status FROM load_manifest WHERE object_key = $1', [
+        key,
+      ]);
       if (m?.status === 'staged') break;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -192,11 +218,15 @@ describe('CSV drops in landing/', () => {
     const [resumed] = await loader().sweep();
 
     expect(resumed).toMatchObject({ key, status: 'loaded', rowsLoaded: 1, rowsNew: 1 });
-    expect(await rows("SELECT line_no FROM fact_sales_line WHERE invoice_no = '920001'")).toEqual([{ line_no: 1 }]);
+    expect(await rows("SELECT line_no FROM fact_sales_line WHERE invoice_no = '920001'")).toEqual([
+      { line_no: 1 },
+    ]);
     expect(await rows('SELECT tablename FROM pg_tables WHERE tablename = $1', [staging])).toHaveLength(0);
     release();
     expect(await first).toMatchObject({ status: 'skipped', detail: 'another loader merged it' });
-    expect(await rows('SELECT status FROM load_manifest WHERE object_key = $1', [key])).toEqual([{ status: 'loaded' }]);
+    expect(await rows('SELECT status FROM load_manifest WHERE object_key = $1', [key])).toEqual([
+      { status: 'loaded' },
+    ]);
   });
 
   it('loads a notified object without waiting for a sweep', async () => {
@@ -205,7 +235,9 @@ describe('CSV drops in landing/', () => {
     await put(key, `${HEADER}\n930001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,United Kingdom\n`);
     l.notify(key);
     await l.stop();
-    expect(await rows("SELECT source FROM fact_sales_line WHERE invoice_no = '930001'")).toEqual([{ source: 'file' }]);
+    expect(await rows("SELECT source FROM fact_sales_line WHERE invoice_no = '930001'")).toEqual([
+      { source: 'file' },
+    ]);
   });
 });
 
@@ -247,10 +279,42 @@ describe('the archive written by Firehose', () => {
        FROM fact_sales_line WHERE invoice_no IN ('940001', '940002') ORDER BY invoice_no, line_no`,
     );
     expect(facts).toEqual([
-      { invoice_no: '940001', line_no: 1, is_duplicate_row: false, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
-      { invoice_no: '940001', line_no: 2, is_duplicate_row: false, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
-      { invoice_no: '940001', line_no: 3, is_duplicate_row: true, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
-      { invoice_no: '940002', line_no: 1, is_duplicate_row: false, source: 'stream', price: '3.390', has_stream: true, has_produced: true },
+      {
+        invoice_no: '940001',
+        line_no: 1,
+        is_duplicate_row: false,
+        source: 'stream',
+        price: '3.390',
+        has_stream: true,
+        has_produced: true,
+      },
+      {
+        invoice_no: '940001',
+        line_no: 2,
+        is_duplicate_row: false,
+        source: 'stream',
+        price: '3.390',
+        has_stream: true,
+        has_produced: true,
+      },
+      {
+        invoice_no: '940001',
+        line_no: 3,
+        is_duplicate_row: true,
+        source: 'stream',
+        price: '3.390',
+        has_stream: true,
+        has_produced: true,
+      },
+      {
+        invoice_no: '940002',
+        line_no: 1,
+        is_duplicate_row: false,
+        source: 'stream',
+        price: '3.390',
+        has_stream: true,
+        has_produced: true,
+      },
     ]);
     const [rejected] = await rows<{ line_number: string; reason: string }>(
       "SELECT line_number, reason FROM load_rejected_row WHERE object_key = 'archive/2026/01/01/10/stream-1.gz'",
@@ -264,7 +328,13 @@ describe('the archive written by Firehose', () => {
       `${HEADER}\n950001,71053,LANTERN,2,6/1/2011 10:15,3.39,13047,United Kingdom\n950001,22423,CAKE,1,6/1/2011 10:15,12.75,13047,United Kingdom\n`,
     );
     await loader().sweep();
-    await put('archive/2026/01/01/11/stream-3', [line('950001', 1, '71053'), line('950001', 2, '22423', { description: 'CAKE', quantity: 1, unitPrice: '12.75' })].join('\n'));
+    await put(
+      'archive/2026/01/01/11/stream-3',
+      [
+        line('950001', 1, '71053'),
+        line('950001', 2, '22423', { description: 'CAKE', quantity: 1, unitPrice: '12.75' }),
+      ].join('\n'),
+    );
 
     const [res] = await loader().sweep();
 

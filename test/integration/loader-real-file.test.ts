@@ -1,9 +1,9 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Clients, createClients } from '#adapters/clients';
@@ -12,7 +12,7 @@ import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader } from '#batch/loader';
 import { migrate } from '#batch/migrate';
-import { type RunningPostgres, startPostgres } from '#local/postgres';
+import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const REAL_FILE = path.resolve(REPO, '../shared/data/online-retail/online-retail.csv.gz');
@@ -51,7 +51,11 @@ describe.skipIf(!present)('loading the real Online Retail file into an empty war
       }),
     ]);
     pg = postgres;
-    clients = createClients({ region: 'us-east-1', endpoints: { s3: `http://127.0.0.1:${address.port}` }, local: true });
+    clients = createClients({
+      region: 'us-east-1',
+      endpoints: { s3: `http://127.0.0.1:${address.port}` },
+      local: true,
+    });
     warehouse = createPostgresWarehouse({ connectionString: pg.connectionString });
     await migrate(warehouse, logger);
   });
@@ -61,7 +65,10 @@ describe.skipIf(!present)('loading the real Online Retail file into an empty war
     clients?.destroy();
     await s3rver?.close();
     await pg?.stop();
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    if (dir) {
+      await wipePostgres(path.join(dir, 'postgres'));
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   const totals = async () =>
@@ -79,13 +86,22 @@ describe.skipIf(!present)('loading the real Online Retail file into an empty war
 
   it('gives the published counts in one run, and a second run changes nothing', async () => {
     await clients.s3.send(
-      new PutObjectCommand({ Bucket: BUCKET, Key: 'landing/online-retail.csv.gz', Body: await fs.readFile(REAL_FILE) }),
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'landing/online-retail.csv.gz',
+        Body: await fs.readFile(REAL_FILE),
+      }),
     );
     const loader = createLoader({ s3: clients.s3, bucket: BUCKET, warehouse, logger });
 
     const [result] = await loader.sweep();
 
-    expect(result).toMatchObject({ status: 'loaded', rowsRead: 541_909, rowsLoaded: 541_909, rowsRejected: 0 });
+    expect(result).toMatchObject({
+      status: 'loaded',
+      rowsRead: 541_909,
+      rowsLoaded: 541_909,
+      rowsRejected: 0,
+    });
     const first = await totals();
     expect(first).toEqual({
       lines: 541_909,

@@ -32,7 +32,9 @@ describe('embedded PostgreSQL and the schema migrations', () => {
 
     const first = await startPostgres(options(dataDir));
     const warehouse = createPostgresWarehouse({ connectionString: first.connectionString });
-    expect(await migrate(warehouse, logger)).toEqual((await readMigrations('postgres')).map((m) => m.version));
+    expect(await migrate(warehouse, logger)).toEqual(
+      (await readMigrations('postgres')).map((m) => m.version),
+    );
     expect(await migrate(warehouse, logger)).toEqual([]);
     const countries = await warehouse.query<{ n: number; known: number }>(
       "SELECT count(*)::int AS n, sum(CASE WHEN is_known THEN 1 ELSE 0 END)::int AS known FROM dim_country WHERE iso_code <> ''",
@@ -56,7 +58,9 @@ describe('embedded PostgreSQL and the schema migrations', () => {
     await again.close();
     await second.stop();
 
-    const record = JSON.parse(await fs.readFile(path.join(dataDir, 'cluster.json'), 'utf8')) as { clusterDir: string };
+    const record = JSON.parse(await fs.readFile(path.join(dataDir, 'cluster.json'), 'utf8')) as {
+      clusterDir: string;
+    };
     await wipePostgres(dataDir);
     await expect(fs.access(record.clusterDir)).rejects.toThrow();
     await expect(fs.access(dataDir)).rejects.toThrow();

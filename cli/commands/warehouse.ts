@@ -1,0 +1,69 @@
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { loadConfig } from '#adapters/config';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { readEndpoints } from '#local/endpoints';
+
+export function registerWarehouseCommands(program: Command): void {
+  const warehouse = program.command('warehouse').description('the local warehouse (PostgreSQL)');
+  warehouse
+    .command('status')
+    .description('load manifest summary: objects and rows per status, and the latest loads')
+    .option('--data-dir <dir>', 'data directory of the running stack (default: $RP_DATA_DIR or .data)')
+    .option('--last <n>', 'how many recent loads to list', '10')
+    .action(async (opts: { dataDir?: string; last: string }) => {
+      const config = loadConfig({ ...process.env, ...(opts.dataDir ? { RP_DATA_DIR: opts.dataDir } : {}) });
+      const endpoints = await readEndpoints(config.dataDir);
+      const db = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 1 });
+      try {
+        const summary = await db.query<Record<string, string>>(
+          `SELECT source, status, count(*) AS objects, COALESCE(sum(rows_read), 0) AS read,
+             COALESCE(sum(rows_loaded), 0) AS loaded, COALESCE(sum(rows_new), 0) AS new,
+             COALESCE(sum(rows_rejected), 0) AS rejected, max(finished_at) AS last_finished
+           FROM load_manifest GROUP BY source, status ORDER BY source, status`,
+        );
+        const t1 = new Table({
+          head: ['source', 'status', 'objects', 'rows read', 'loaded', 'new', 'rejected', 'last finished'],
+          style: { head: [] },
+        });
+        for (const r of summary.rows) {
+          t1.push([
+            r.source,
+            r.status,
+            r.objects,
+            r.read,
+            r.loaded,
+            r.new,
+            r.rejected,
+            String(r.last_finished ?? ''),
+          ]);
+        }
+        const recent = await db.query<Record<string, string>>(
+          `SELECT object_key, status, rows_loaded, rows_rejected, stage_ms, merge_ms, error
+           FROM load_manifest ORDER BY discovered_at DESC LIMIT $1`,
+          [Number(opts.last)],
+        );
+        const t2 = new Table({
+          head: ['object', 'status', 'loaded', 'rejected', 'stage ms', 'merge ms', 'error'],
+          style: { head: [] },
+        });
+        for (const r of recent.rows) {
+          t2.push([
+            r.object_key,
+            r.status,
+            r.rows_loaded ?? '',
+            r.rows_rejected ?? '',
+            r.stage_ms ?? '',
+            r.merge_ms ?? '',
+            (r.error ?? '').slice(0, 80),
+          ]);
+        }
+        const facts = await db.query<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line');
+        process.stdout.write(
+          `${t1.toString()}\n\nlatest loads\n${t2.toString()}\n\nfact_sales_line rows: ${facts.rows[0]?.n ?? 0}\n`,
+        );
+      } finally {
+        await db.close();
+      }
+    });
+}
