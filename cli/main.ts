@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '#adapters/config';
 import { ReconcileInputError } from '#batch/reconcile';
 import { StackNotRunningError } from '#local/endpoints';
+import { LoadInputError, registerLoadCommands } from './commands/load.ts';
 import { registerPowerBiCommand } from './commands/powerbi.ts';
 import { registerReconcileCommand } from './commands/reconcile.ts';
 import { registerReplayCommand } from './commands/replay.ts';
@@ -9,6 +10,7 @@ import { registerReportCommands } from './commands/report.ts';
 import { registerSimulateCommand } from './commands/simulate.ts';
 import { registerStackCommands } from './commands/stack.ts';
 import { registerStartCommand } from './commands/start.ts';
+import { registerWarehouseCommands } from './commands/warehouse.ts';
 
 export function buildProgram(): Command {
   const program = new Command('retail-pipeline')
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   registerStackCommands(program);
   registerSimulateCommand(program);
   registerReplayCommand(program);
+  registerLoadCommands(program);
+  registerWarehouseCommands(program);
   registerReportCommands(program);
   registerPowerBiCommand(program);
   registerReconcileCommand(program);
@@ -38,7 +42,10 @@ export async function main(argv: string[]): Promise<void> {
     }
     // Our own errors carry a message meant for the user; anything unexpected also gets its stack.
     const expected =
-      err instanceof ConfigError || err instanceof StackNotRunningError || err instanceof ReconcileInputError;
+      err instanceof ConfigError ||
+      err instanceof StackNotRunningError ||
+      err instanceof ReconcileInputError ||
+      err instanceof LoadInputError;
     process.stderr.write(`retail-pipeline: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!expected || process.env.RP_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     process.exitCode = 1;

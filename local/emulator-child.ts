@@ -1,46 +1,57 @@
 /**
- * Entry of the emulator process: kinesalite, dynalite and s3rver run here, on the machine's other
- * core, while the parent runs the API, the consumers and the loader. Talks to its parent over IPC.
+ * Entry of one emulator process (kinesalite, dynalite or s3rver). Each emulator gets its own process
+ * so the three and the parent (API, consumers, loader) spread over the machine's cores; a busy
+ * dynalite no longer delays Kinesis reads. Talks to its parent over IPC.
  */
 
-import type { ChildMessage, ParentMessage } from './emulator-process.ts';
-import { startDynamo, startKinesis, startS3 } from './emulators.ts';
+import type { ChildMessage, EmulatorSpec, ParentMessage } from './emulator-process.ts';
+import { type RunningEmulator, startDynamo, startKinesis, startS3 } from './emulators.ts';
 
 const send = (message: ChildMessage) => process.send?.(message);
 
+async function start(spec: EmulatorSpec): Promise<RunningEmulator> {
+  const opts = { host: spec.host, port: spec.port, directory: spec.directory };
+  switch (spec.service) {
+    case 'kinesis':
+      return startKinesis(opts);
+    case 'dynamodb':
+      return startDynamo(opts);
+    case 's3': {
+      const s3 = await startS3({ ...opts, buckets: spec.buckets });
+      s3.onObjectCreated((bucket, key) => send({ type: 's3-object-created', bucket, key }));
+      return s3;
+    }
+  }
+}
+
 async function main(): Promise<void> {
-  const spec = JSON.parse(process.env.RP_EMULATOR_SPEC ?? '{}') as {
-    host: string;
-    ports: { kinesis: number; dynamodb: number; s3: number };
-    directories: { kinesis: string; dynamodb: string; s3: string };
-    buckets: string[];
-  };
+  const spec = JSON.parse(process.env.RP_EMULATOR_SPEC ?? '{}') as EmulatorSpec;
   // Ctrl-C reaches the whole process group; the parent decides when we stop (after Firehose flushed).
   process.on('SIGINT', () => {});
-  const [kinesis, dynamodb, s3] = await Promise.all([
-    startKinesis({ host: spec.host, port: spec.ports.kinesis, directory: spec.directories.kinesis }),
-    startDynamo({ host: spec.host, port: spec.ports.dynamodb, directory: spec.directories.dynamodb }),
-    startS3({ host: spec.host, port: spec.ports.s3, directory: spec.directories.s3, buckets: spec.buckets }),
-  ]);
-  s3.onObjectCreated((bucket, key) => send({ type: 's3-object-created', bucket, key }));
+  const emulator = await start(spec);
 
   let stopping = false;
-  const stop = (exitCode: number) => {
+  const stop = () => {
     if (stopping) return;
     stopping = true;
-    void Promise.allSettled([kinesis.stop(), dynamodb.stop(), s3.stop()]).then((results) => {
-      const failed = results.filter((r) => r.status === 'rejected');
-      send({ type: 'stopped', errors: failed.map((f) => String((f as PromiseRejectedResult).reason)) });
-      process.exit(failed.length > 0 ? 1 : exitCode);
-    });
+    emulator.stop().then(
+      () => {
+        send({ type: 'stopped', errors: [] });
+        process.exit(0);
+      },
+      (err: unknown) => {
+        send({ type: 'stopped', errors: [String(err)] });
+        process.exit(1);
+      },
+    );
   };
   process.on('message', (message: ParentMessage) => {
-    if (message.type === 'stop') stop(0);
+    if (message.type === 'stop') stop();
   });
-  // The parent died (even by kill -9): close the databases cleanly and go, leaving no orphan.
-  process.on('disconnect', () => stop(0));
-  process.on('SIGTERM', () => stop(0));
-  send({ type: 'ready', urls: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url } });
+  // The parent died (even by kill -9): close the database cleanly and go, leaving no orphan.
+  process.on('disconnect', stop);
+  process.on('SIGTERM', stop);
+  send({ type: 'ready', url: emulator.url });
 }
 
 main().catch((err: unknown) => {

@@ -3,9 +3,19 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+export type EmulatorService = 'kinesis' | 'dynamodb' | 's3';
+
+export interface EmulatorSpec {
+  service: EmulatorService;
+  host: string;
+  port: number;
+  directory: string;
+  buckets: string[];
+}
+
 export type ParentMessage = { type: 'stop' };
 export type ChildMessage =
-  | { type: 'ready'; urls: EmulatorUrls }
+  | { type: 'ready'; url: string }
   | { type: 'failed'; error: string }
   | { type: 's3-object-created'; bucket: string; key: string }
   | { type: 'stopped'; errors: string[] };
@@ -18,16 +28,16 @@ export interface EmulatorUrls {
 
 export interface EmulatorProcessOptions {
   host: string;
-  ports: { kinesis: number; dynamodb: number; s3: number };
-  directories: { kinesis: string; dynamodb: string; s3: string };
+  ports: Record<EmulatorService, number>;
+  directories: Record<EmulatorService, string>;
   buckets: string[];
 }
 
-export interface EmulatorProcess {
+export interface EmulatorProcesses {
   urls: EmulatorUrls;
-  pid: number;
+  pids: number[];
   onObjectCreated(listener: (bucket: string, key: string) => void): void;
-  /** Asks the child to close its databases and exit; kills it if it does not within the timeout. */
+  /** Asks each child to close its database and exit; kills one that does not within the timeout. */
   stop(timeoutMs?: number): Promise<void>;
 }
 
@@ -38,47 +48,87 @@ export class EmulatorProcessError extends Error {
 const childEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), 'emulator-child.ts');
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-/** Starts kinesalite, dynalite and s3rver in one child process (the machine's other core). */
-export function startEmulatorProcess(opts: EmulatorProcessOptions): Promise<EmulatorProcess> {
-  const child: ChildProcess = fork(childEntry, [], {
+interface Child {
+  url: string;
+  process: ChildProcess;
+  stop(timeoutMs: number): Promise<void>;
+}
+
+function startChild(spec: EmulatorSpec, onObject: (bucket: string, key: string) => void): Promise<Child> {
+  const child = fork(childEntry, [], {
     execArgv: ['--import', tsxLoader],
-    env: { ...process.env, RP_EMULATOR_SPEC: JSON.stringify(opts) },
+    env: { ...process.env, RP_EMULATOR_SPEC: JSON.stringify(spec) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const listeners: Array<(bucket: string, key: string) => void> = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-
   return new Promise((resolve, reject) => {
     const onEarlyExit = (code: number | null) =>
-      reject(new EmulatorProcessError(`emulator process exited with code ${code} before it was ready`));
+      reject(
+        new EmulatorProcessError(`${spec.service} emulator exited with code ${code} before it was ready`),
+      );
     child.once('exit', onEarlyExit);
     child.on('message', (message: ChildMessage) => {
-      switch (message.type) {
-        case 'ready':
-          child.off('exit', onEarlyExit);
-          resolve({
-            urls: message.urls,
-            pid: child.pid as number,
-            onObjectCreated: (listener) => listeners.push(listener),
-            async stop(timeoutMs = 10_000) {
-              if (child.exitCode !== null || child.signalCode !== null) return;
-              if (child.connected) child.send({ type: 'stop' } satisfies ParentMessage);
-              const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-              const code = await exited;
-              clearTimeout(timer);
-              if (code !== 0) throw new EmulatorProcessError(`emulator process stopped with code ${code}`);
-            },
-          });
-          break;
-        case 'failed':
-          reject(new EmulatorProcessError(`emulators failed to start: ${message.error}`));
-          break;
-        case 's3-object-created':
-          for (const listener of listeners) listener(message.bucket, message.key);
-          break;
-        case 'stopped':
-          break;
+      if (message.type === 'ready') {
+        child.off('exit', onEarlyExit);
+        resolve({
+          url: message.url,
+          process: child,
+          async stop(timeoutMs) {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            if (child.connected) child.send({ type: 'stop' } satisfies ParentMessage);
+            const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+            const code = await exited;
+            clearTimeout(timer);
+            if (code !== 0)
+              throw new EmulatorProcessError(`${spec.service} emulator stopped with code ${code}`);
+          },
+        });
+      } else if (message.type === 'failed') {
+        reject(new EmulatorProcessError(`${spec.service} emulator failed to start: ${message.error}`));
+      } else if (message.type === 's3-object-created') {
+        onObject(message.bucket, message.key);
       }
     });
   });
+}
+
+/** Starts kinesalite, dynalite and s3rver, one child process each. */
+export async function startEmulatorProcesses(opts: EmulatorProcessOptions): Promise<EmulatorProcesses> {
+  const listeners: Array<(bucket: string, key: string) => void> = [];
+  const onObject = (bucket: string, key: string) => {
+    for (const listener of listeners) listener(bucket, key);
+  };
+  const services: EmulatorService[] = ['kinesis', 'dynamodb', 's3'];
+  const started = await Promise.allSettled(
+    services.map((service) =>
+      startChild(
+        {
+          service,
+          host: opts.host,
+          port: opts.ports[service],
+          directory: opts.directories[service],
+          buckets: opts.buckets,
+        },
+        onObject,
+      ),
+    ),
+  );
+  const children = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const stopAll = async (timeoutMs = 10_000) => {
+    const results = await Promise.allSettled(children.map((c) => c.stop(timeoutMs)));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length > 0) throw new EmulatorProcessError(failed.map((f) => String(f.reason)).join('; '));
+  };
+  const failure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure) {
+    await stopAll().catch(() => {});
+    throw failure.reason;
+  }
+  const [kinesis, dynamodb, s3] = children as [Child, Child, Child];
+  return {
+    urls: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url },
+    pids: children.map((c) => c.process.pid as number),
+    onObjectCreated: (listener) => listeners.push(listener),
+    stop: stopAll,
+  };
 }

@@ -14,7 +14,7 @@ import { type Clients, createClients } from '#adapters/clients';
 import type { Config } from '#adapters/config';
 import { tableDefinition } from '#adapters/dynamo-table';
 import type { Logger } from '#adapters/logger';
-import { type EmulatorUrls, startEmulatorProcess } from './emulator-process.ts';
+import { type EmulatorUrls, startEmulatorProcesses } from './emulator-process.ts';
 import { startDynamo, startKinesis, startS3 } from './emulators.ts';
 import { type Endpoints, endpointsPath, writeEndpoints } from './endpoints.ts';
 import { type LocalFirehose, startLocalFirehose } from './firehose.ts';
@@ -27,8 +27,8 @@ export interface StackOptions {
   /** Wipe the data directory first. */
   fresh?: boolean;
   /**
-   * Where kinesalite, dynalite and s3rver run: in a child process (default: the API, consumers and
-   * loader keep this process's core to themselves) or in this process.
+   * Where kinesalite, dynalite and s3rver run: in child processes, one each (default: they and the
+   * API, consumers and loader spread over the cores), or all in this process.
    */
   emulators?: 'child' | 'in-process';
 }
@@ -48,8 +48,13 @@ async function startEmulators(config: Config, where: 'child' | 'in-process'): Pr
   };
   const ports = { kinesis: config.ports.kinesis, dynamodb: config.ports.dynamodb, s3: config.ports.s3 };
   if (where === 'child') {
-    const child = await startEmulatorProcess({ host, ports, directories, buckets: [config.names.bucket] });
-    return { urls: child.urls, onObjectCreated: child.onObjectCreated, stop: () => child.stop() };
+    const children = await startEmulatorProcesses({
+      host,
+      ports,
+      directories,
+      buckets: [config.names.bucket],
+    });
+    return { urls: children.urls, onObjectCreated: children.onObjectCreated, stop: () => children.stop() };
   }
   const [kinesis, dynamodb, s3] = await Promise.all([
     startKinesis({ host, port: ports.kinesis, directory: directories.kinesis }),

@@ -23,7 +23,7 @@ import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import type { CopyStep, Step } from '#adapters/warehouse';
 import { startPipeline } from '#cli/pipeline';
-import { type EmulatorProcess, startEmulatorProcess } from '#local/emulator-process';
+import { type EmulatorProcesses, startEmulatorProcesses } from '#local/emulator-process';
 import { type RunningPostgres, startPostgres } from '#local/postgres';
 
 type Message =
@@ -193,7 +193,7 @@ warehouse.transaction = (steps: ReadonlyArray<Step>) => {
 };
 
 // ----- emulator process restart -----------------------------------------------------------------------
-let restartedEmulators: EmulatorProcess | undefined;
+let restartedEmulators: EmulatorProcesses | undefined;
 
 async function childPids(): Promise<number[]> {
   const out: number[] = [];
@@ -227,7 +227,7 @@ async function restartEmulators(downMs: number): Promise<void> {
   await sleep(downMs);
   const e = pipeline.stack.endpoints;
   const port = (url: string) => Number(new URL(url).port);
-  restartedEmulators = await startEmulatorProcess({
+  restartedEmulators = await startEmulatorProcesses({
     host: config.host,
     ports: { kinesis: port(e.kinesis), dynamodb: port(e.dynamodb), s3: port(e.s3) },
     directories: {
