@@ -8,11 +8,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
 import { startPipeline } from '#cli/pipeline';
 import { newRunId, openRunLog } from '#producer/run-log';
+import { cpuMeter, emulatorPids, timeCommands } from './stream.ts';
 
 export interface LoadOptions {
   clients?: number;
@@ -52,6 +54,10 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
       clients,
       seconds,
     });
+    const commands = timeCommands(pipeline.stack.clients.kinesis);
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
+    const cpu = cpuMeter(await emulatorPids());
     const latencies: number[] = [];
     const statuses = new Map<string, number>();
     let acceptedLines = 0;
@@ -96,6 +102,10 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
     };
     await Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
     const elapsed = (performance.now() - started) / 1000;
+    loopDelay.disable();
+    const cpuPercent = await cpu();
+    const kinesisCalls = commands.summary();
+    commands.stop();
     await log.close({ acceptedLines });
 
     const settleStart = performance.now();
@@ -130,6 +140,13 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
         p99: Math.round(percentile(sorted, 99)),
         max: Math.round(sorted.at(-1) ?? 0),
       },
+      eventLoopDelayMs: {
+        p50: Math.round(loopDelay.percentile(50) / 1e6),
+        p99: Math.round(loopDelay.percentile(99) / 1e6),
+        max: Math.round(loopDelay.max / 1e6),
+      },
+      cpuPercent,
+      kinesisCalls,
       reconciled: report.ok,
       reconcile: {
         accepted: report.accepted.lines,

@@ -83,13 +83,14 @@ async function procCpuSeconds(pid: number): Promise<number | undefined> {
   }
 }
 
-/** The emulator child of this process (kinesalite, dynalite, s3rver), found through /proc. */
-async function emulatorPid(): Promise<number | undefined> {
+/** The emulator children of this process (kinesalite, dynalite, s3rver: one each), found through /proc. */
+export async function emulatorPids(): Promise<Record<string, number>> {
+  const found: Record<string, number> = {};
   let entries: string[];
   try {
     entries = await fs.readdir('/proc');
   } catch {
-    return undefined;
+    return found;
   }
   for (const e of entries) {
     if (!/^\d+$/.test(e)) continue;
@@ -98,27 +99,77 @@ async function emulatorPid(): Promise<number | undefined> {
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid !== process.pid) continue;
       const cmd = await fs.readFile(`/proc/${e}/cmdline`, 'utf8');
-      if (cmd.includes('emulator-child')) return Number(e);
+      if (!cmd.includes('emulator-child')) continue;
+      const env = await fs.readFile(`/proc/${e}/environ`, 'utf8');
+      const spec = env.split('\0').find((v) => v.startsWith('RP_EMULATOR_SPEC='));
+      const service = spec ? (JSON.parse(spec.slice(17)) as { service?: string }).service : undefined;
+      found[service ?? `child-${e}`] = Number(e);
     } catch {}
   }
-  return undefined;
+  return found;
 }
 
-/** CPU use of the main and the emulator process over a measured span, as % of one core. */
-function cpuMeter(childPid: number | undefined) {
+/** CPU use of the main process and of each emulator child over a measured span, as % of one core. */
+export function cpuMeter(children: Record<string, number>) {
   const t0 = performance.now();
   const main0 = process.cpuUsage();
-  const child0 = childPid === undefined ? Promise.resolve(undefined) : procCpuSeconds(childPid);
-  return async () => {
+  const before = Promise.all(Object.values(children).map((pid) => procCpuSeconds(pid)));
+  return async (): Promise<Record<string, number | null>> => {
     const ms = performance.now() - t0;
     const main = process.cpuUsage(main0);
-    const c0 = await child0;
-    const c1 = childPid === undefined ? undefined : await procCpuSeconds(childPid);
-    return {
-      mainCpuPercent: Math.round(((main.user + main.system) / 1000 / ms) * 100),
-      emulatorCpuPercent:
-        c0 === undefined || c1 === undefined ? null : Math.round((((c1 - c0) * 1000) / ms) * 100),
+    const b = await before;
+    const a = await Promise.all(Object.values(children).map((pid) => procCpuSeconds(pid)));
+    const out: Record<string, number | null> = {
+      main: Math.round(((main.user + main.system) / 1000 / ms) * 100),
     };
+    Object.keys(children).forEach((name, i) => {
+      const c0 = b[i];
+      const c1 = a[i];
+      out[name] = c0 === undefined || c1 === undefined ? null : Math.round((((c1 - c0) * 1000) / ms) * 100);
+    });
+    return out;
+  };
+}
+
+/**
+ * Times every call an SDK client makes, per command: count, records per call (PutRecords /
+ * GetRecords) and latency percentiles, as seen from the caller (queueing for a socket included).
+ */
+export function timeCommands(client: { middlewareStack: { add: Function; remove: Function } }) {
+  const byCommand = new Map<string, { ms: number[]; records: number }>();
+  const name = `benchTimer${Math.random().toString(36).slice(2)}`;
+  client.middlewareStack.add(
+    (next: (args: unknown) => Promise<{ output?: unknown }>, context: { commandName?: string }) =>
+      async (args: { input?: { Records?: unknown[] } }) => {
+        const t0 = performance.now();
+        const out = await next(args);
+        const entry = byCommand.get(context.commandName ?? '?') ?? { ms: [], records: 0 };
+        entry.ms.push(performance.now() - t0);
+        const output = out.output as { Records?: unknown[] } | undefined;
+        entry.records += args.input?.Records?.length ?? output?.Records?.length ?? 0;
+        byCommand.set(context.commandName ?? '?', entry);
+        return out;
+      },
+    { step: 'initialize', name, priority: 'high' },
+  );
+  return {
+    summary() {
+      return Object.fromEntries(
+        [...byCommand].map(([command, { ms, records }]) => {
+          const sorted = [...ms].sort((a, b) => a - b);
+          return [
+            command,
+            {
+              calls: ms.length,
+              recordsPerCall: round1(records / Math.max(1, ms.length)),
+              p50Ms: round1(percentile(sorted, 50)),
+              p99Ms: round1(percentile(sorted, 99)),
+            },
+          ];
+        }),
+      );
+    },
+    stop: () => client.middlewareStack.remove(name),
   };
 }
 
@@ -140,7 +191,7 @@ async function rawCeiling(
   name: string,
   shards: number,
   lines: InvoiceLine[],
-  pid?: number,
+  pids: Record<string, number> = {},
 ) {
   await createStreamAndTable(clients, name, shards);
   const acceptedAt = new Date().toISOString();
@@ -175,7 +226,7 @@ async function rawCeiling(
   });
   const shardList = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
   let stop = false;
-  const cpu = cpuMeter(pid);
+  const cpu = cpuMeter(pids);
   const started = performance.now();
   const consumers = shardList.map(async (shard) => {
     let iterator = (
@@ -228,7 +279,7 @@ async function rawCeiling(
     lines: n,
     elapsedMs: Math.round(elapsedMs),
     linesPerSecond: Math.round((n / elapsedMs) * 1000),
-    ...usage,
+    cpuPercent: usage,
   };
 }
 
@@ -265,7 +316,7 @@ async function totalLines(apiUrl: string): Promise<number> {
 }
 
 // (b) sustained throughput
-async function sustained(p: Pipeline, lines: InvoiceLine[], pid?: number) {
+async function sustained(p: Pipeline, lines: InvoiceLine[], pids: Record<string, number> = {}) {
   const { post, close } = poster(p.apiUrl);
   const before = await totalLines(p.apiUrl);
   const stats0 = p.poller.stats();
@@ -273,7 +324,7 @@ async function sustained(p: Pipeline, lines: InvoiceLine[], pid?: number) {
   for (let i = 0; i < lines.length; i += 500) requests.push(lines.slice(i, i + 500));
   let next = 0;
   let refused = 0;
-  const cpu = cpuMeter(pid);
+  const cpu = cpuMeter(pids);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: 4 }, async () => {
@@ -302,7 +353,7 @@ async function sustained(p: Pipeline, lines: InvoiceLine[], pid?: number) {
     consumerBatches: batches,
     meanBatchLines: Math.round(lines.length / Math.max(1, batches)),
     meanHandlerMsPerBatch: Math.round(handlerMs / Math.max(1, batches)),
-    ...usage,
+    cpuPercent: usage,
   };
 }
 
@@ -346,13 +397,13 @@ async function readArchive(p: Pipeline, seen: Set<string>, into: Map<string, Arc
 }
 
 // (c) latency at an offered rate
-async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate: number, pid?: number) {
+async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate: number, pids: Record<string, number> = {}) {
   const { post, close } = poster(p.apiUrl);
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   const ticks = Math.min(Math.round((seconds * 1000) / tickMs), Math.floor(lines.length / perTick));
   const sent = lines.slice(0, ticks * perTick);
-  const cpu = cpuMeter(pid);
+  const cpu = cpuMeter(pids);
   const started = Date.now();
   const inflight: Promise<number>[] = [];
   for (let t = 0; t < ticks; t++) {
@@ -407,7 +458,7 @@ async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate:
       acceptedToVisibleP50Ms: percentile(acceptedToVisible, 50),
       acceptedToVisibleP99Ms: percentile(acceptedToVisible, 99),
     },
-    ...usage,
+    cpuPercent: usage,
   };
 }
 
@@ -443,7 +494,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
     fresh: true,
     scheduleLoads: false,
   });
-  const pid = await emulatorPid();
+  const pids = await emulatorPids();
   const e = p.stack.endpoints;
   const clients = createClients({
     region: config.region,
@@ -464,10 +515,10 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
         `bench-raw-${r}`,
         config.streamShards,
         generate(createGenerator({ seed: 100 + r }), n),
-        pid,
+        pids,
       );
       progress(`round ${r + 1}/${rounds}: (a) ${raw.linesPerSecond} lines/s; (b) through POST, ${n} lines`);
-      const pipe = await sustained(p, take(n), pid);
+      const pipe = await sustained(p, take(n), pids);
       progress(
         `round ${r + 1}/${rounds}: (b) ${pipe.linesPerSecond} lines/s = ${round1((pipe.linesPerSecond / raw.linesPerSecond) * 100)}% of (a)`,
       );
@@ -478,7 +529,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
       });
     }
     progress(`(c) latency at ${rate} lines/s offered for ${seconds} s`);
-    const lat = await latency(p, take(Math.ceil(rate * seconds) + 100), seconds, rate, pid);
+    const lat = await latency(p, take(Math.ceil(rate * seconds) + 100), seconds, rate, pids);
     progress(`(c) p50 ${lat.p50Ms} ms, p99 ${lat.p99Ms} ms (${lat.measured}/${lat.lines} lines measured)`);
     // The same at a quarter of the rate: the latency of the path itself, without a queue (when 1,000
     // lines/s is above what the machine has left, (c) measures mostly the queue).
@@ -489,7 +540,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
       take(Math.ceil(lowRate * seconds) + 100),
       Math.ceil(seconds / 2),
       lowRate,
-      pid,
+      pids,
     );
     progress(`(c') p50 ${low.p50Ms} ms, p99 ${low.p99Ms} ms`);
     const ratios = pipes.map((x) => x.ratioToRawCeiling);

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { brief, faultEnv, produce, type Runner, reconcileWhenSettled, startRunner } from './harness.ts';
 
-describe('kill -9 of the consumer mid-batch', () => {
+// Faults wait on real recoveries; on a loaded 2-core machine they need more than the default 60 s.
+describe('kill -9 of the consumer mid-batch', { timeout: 240_000 }, () => {
   const runners: Runner[] = [];
   afterAll(async () => {
     for (const r of runners) await r.stop();

@@ -46,7 +46,8 @@ function endpointsOf(dataDir: string, pid: number): Promise<Endpoints> {
   );
 }
 
-describe('kill -9 of the whole `npm start` while the simulator runs', () => {
+// Faults wait on real recoveries; on a loaded 2-core machine they need more than the default 60 s.
+describe('kill -9 of the whole `npm start` while the simulator runs', { timeout: 240_000 }, () => {
   const children: ChildProcess[] = [];
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGINT');

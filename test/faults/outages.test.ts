@@ -14,7 +14,8 @@ import {
  * Faults the running pipeline must ride out by itself (no restart of the pipeline): each one hits
  * while a producer posts, then every line accepted so far (all runs) must reconcile.
  */
-describe('outages the pipeline survives without a restart', () => {
+// Faults wait on real recoveries; on a loaded 2-core machine they need more than the default 60 s.
+describe('outages the pipeline survives without a restart', { timeout: 240_000 }, () => {
   let env: Record<string, string>;
   let runner: Runner;
   let run = 0;
