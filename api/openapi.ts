@@ -79,6 +79,11 @@ export const openApiDocument = {
         properties: {
           producedAt: { type: 'string', format: 'date-time' },
           acceptedAt: { type: 'string', format: 'date-time' },
+          streamWriteSentAt: {
+            type: 'string',
+            format: 'date-time',
+            description: 'when the DynamoDB write storing the line was sent (the acknowledged time is in the warehouse)',
+          },
           streamVisibleAt: { type: 'string', format: 'date-time' },
         },
       },

@@ -17,7 +17,14 @@ function lineView(l: StoredLine) {
     unitPrice: l.unitPrice,
     lineTotal: l.lineTotal,
     isNonProduct: l.isNonProduct,
-    lineage: { producedAt: l.producedAt, acceptedAt: l.acceptedAt, streamVisibleAt: l.streamVisibleAt },
+    // The item holds when its DynamoDB write was sent; the acknowledged time (streamVisibleAt) is
+    // known only after the write, so it travels on to the archive and the warehouse instead.
+    lineage: {
+      producedAt: l.producedAt,
+      acceptedAt: l.acceptedAt,
+      streamWriteSentAt: l.streamWriteSentAt,
+      ...(l.streamVisibleAt ? { streamVisibleAt: l.streamVisibleAt } : {}),
+    },
   };
 }
 

@@ -76,14 +76,15 @@ class FakeWriter implements LineWriter {
   }
 }
 
-function stored(line: Record<string, unknown>, streamVisibleAt = '2024-01-01T00:00:00.300Z'): StoredLine {
+/** A line as read back from the table: it holds when its write was sent, not the acknowledgement. */
+function stored(line: Record<string, unknown>, streamWriteSentAt = '2024-01-01T00:00:00.250Z'): StoredLine {
   const accepted = {
     ...validLine(line),
     unitPrice: String((line.unitPrice as string | undefined) ?? '2.550'),
     producedAt: '2024-01-01T00:00:00.000Z',
     acceptedAt: '2024-01-01T00:00:00.100Z',
   } as AcceptedLine;
-  return { ...enrich(accepted), shardId: 'shardId-000000000000', sequenceNumber: '1', streamVisibleAt };
+  return { ...enrich(accepted), shardId: 'shardId-000000000000', sequenceNumber: '1', streamWriteSentAt };
 }
 
 class FakeStore implements InvoiceReader {
@@ -316,7 +317,7 @@ describe('reads and error mapping', () => {
     expect(lines[0]?.lineage).toEqual({
       producedAt: '2024-01-01T00:00:00.000Z',
       acceptedAt: '2024-01-01T00:00:00.100Z',
-      streamVisibleAt: '2024-01-01T00:00:00.300Z',
+      streamWriteSentAt: '2024-01-01T00:00:00.250Z',
     });
   });
 
