@@ -2,13 +2,13 @@ import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClients } from '#adapters/clients';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
 import type { Endpoints } from '#local/endpoints';
+import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { createPoster } from '#producer/client';
 import { createGenerator } from '#producer/generator';
 import { createPacer } from '#producer/pace';
@@ -30,16 +30,11 @@ export async function freePort(): Promise<number> {
 
 /** The env of one pipeline under test: its own data dir, a fixed API port (the producer keeps its URL). */
 export async function faultEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-fault-'));
   return {
-    RP_DATA_DIR: dataDir,
+    ...EPHEMERAL_PORTS,
+    RP_DATA_DIR: await scratchDataDir('rp-fault-'),
     RP_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'fatal',
     RP_API_PORT: String(await freePort()),
-    RP_KINESIS_PORT: '0',
-    RP_DYNAMODB_PORT: '0',
-    RP_S3_PORT: '0',
-    RP_FIREHOSE_PORT: '0',
-    RP_POSTGRES_PORT: '0',
     RP_FIREHOSE_BUFFER_SECONDS: '1',
     RP_LOAD_INTERVAL_SECONDS: '1',
     RP_POLL_BATCH_SIZE: '200',

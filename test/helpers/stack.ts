@@ -1,22 +1,14 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { type Config, loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
+import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { type LocalStack, startStack } from '#local/stack';
 
 /** A config for tests: every port ephemeral, a fresh temp data dir, quiet logs. */
 export async function testConfig(env: Record<string, string> = {}): Promise<Config> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-test-'));
   return loadConfig({
-    RP_DATA_DIR: dataDir,
+    ...EPHEMERAL_PORTS,
+    RP_DATA_DIR: await scratchDataDir('rp-test-'),
     RP_LOG_LEVEL: 'warn',
-    RP_API_PORT: '0',
-    RP_KINESIS_PORT: '0',
-    RP_DYNAMODB_PORT: '0',
-    RP_S3_PORT: '0',
-    RP_FIREHOSE_PORT: '0',
-    RP_POSTGRES_PORT: '0',
     RP_FIREHOSE_BUFFER_SECONDS: '1',
     ...env,
   });
