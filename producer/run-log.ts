@@ -1,13 +1,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { InvoiceLineInput } from '#core/invoice-line';
+import { lineTotal } from '#core/money';
 
 /**
  * What a producer run delivered, for a later reconciliation: `<dir>/<runId>.ndjson`, one JSON object per line.
  *   {"t":"run", runId, kind, target, startedAt, options}          first
  *   {"t":"batch", at, n, lines: [[invoiceNo, lineNo, lineTotal], ...]}  one per 202, appended only after it
  *   {"t":"summary", ...counts}                                   last, when the run ends
- * lineTotal is quantity x unitPrice as exact decimal text.
+ * lineTotal is quantity x unitPrice as exact decimal text (core/money's lineTotal, 3 decimals).
  */
 export interface RunLog {
   readonly path: string;
@@ -21,20 +22,6 @@ export function newRunId(kind: string, now = new Date()): string {
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z');
   return `${kind}-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
-}
-
-/** quantity x price, exact: prices have at most 3 decimals, so the product is a whole number of thousandths. */
-export function lineTotal(quantity: number, unitPrice: string | number): string {
-  const text = String(unitPrice).trim();
-  const negative = text.startsWith('-');
-  const [whole = '0', frac = ''] = (negative ? text.slice(1) : text).split('.');
-  const milli = BigInt(whole || '0') * 1000n + BigInt(`${frac}000`.slice(0, 3));
-  let total = milli * BigInt(quantity) * (negative ? -1n : 1n);
-  const sign = total < 0n ? '-' : '';
-  if (total < 0n) total = -total;
-  const int = total / 1000n;
-  const rest = (total % 1000n).toString().padStart(3, '0').replace(/0+$/, '');
-  return `${sign}${int}${rest ? `.${rest}` : ''}`;
 }
 
 export async function openRunLog(dir: string, runId: string, header: object): Promise<RunLog> {
@@ -54,7 +41,7 @@ export async function openRunLog(dir: string, runId: string, header: object): Pr
         t: 'batch',
         at: new Date().toISOString(),
         n: lines.length,
-        lines: lines.map((l) => [l.invoiceNo, l.lineNo, lineTotal(l.quantity, l.unitPrice)]),
+        lines: lines.map((l) => [l.invoiceNo, l.lineNo, lineTotal(l.quantity, String(l.unitPrice))]),
       }),
     close: (summary) => append({ t: 'summary', at: new Date().toISOString(), ...summary }),
   };

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { InvoiceLineInput } from '#core/invoice-line';
 import { createGenerator } from '#producer/generator';
 import { createPacer } from '#producer/pace';
-import { highestInvoiceNumber, lineTotal, newRunId, openRunLog } from '#producer/run-log';
+import { highestInvoiceNumber, newRunId, openRunLog } from '#producer/run-log';
 
 const line = (invoiceNo: string, lineNo: number): InvoiceLineInput => ({
   invoiceNo,
@@ -19,17 +19,22 @@ const line = (invoiceNo: string, lineNo: number): InvoiceLineInput => ({
   country: 'United Kingdom',
 });
 
-describe('lineTotal', () => {
-  it.each([
-    [6, '2.55', '15.3'],
-    [3, '0.001', '0.003'],
-    [-12, '1.25', '-15'],
-    [1, '-11062.06', '-11062.06'],
-    [0, '4.95', '0'],
-    [80995, '2.08', '168469.6'],
-    [10_000_000, '999999999999.999', '9999999999999990000'],
-  ])('%i x %s = %s exactly', (q, price, total) => {
-    expect(lineTotal(q, price)).toBe(total);
+describe('the run log', () => {
+  it('records each accepted line with its exact total', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-runs-'));
+    try {
+      const log = await openRunLog(dir, 'r', {});
+      await log.appendBatch([{ ...line('536365', 1), quantity: 6, unitPrice: '2.55' }, line('536365', 2)]);
+      await log.close({ accepted: 2 });
+      const rows = (await fs.readFile(log.path, 'utf8')).trim().split('\n').map((r) => JSON.parse(r));
+      expect(rows.map((r) => r.t)).toEqual(['run', 'batch', 'summary']);
+      expect(rows[1].lines).toEqual([
+        ['536365', 1, '15.300'],
+        ['536365', 2, '2.550'],
+      ]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
