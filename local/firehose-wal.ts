@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
+import { acquirePidLock } from './pid-lock.ts';
 
 /**
  * Write-ahead log segments of the local Firehose. One segment holds the records of one future S3 object.
@@ -212,42 +213,18 @@ export class WalInUseError extends Error {
   override name = 'WalInUseError';
 }
 
-const lockedInProcess = new Set<string>();
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Claims `dir` for this instance. Two instances on one WAL would deliver and delete each other's
  * segments, losing records appended to a segment already removed. A lock left by a dead process
  * (a crash) is taken over. Returns the release function.
  */
 export async function lockWal(dir: string): Promise<() => Promise<void>> {
-  const resolved = path.resolve(dir);
-  if (lockedInProcess.has(resolved)) throw new WalInUseError(`WAL ${resolved} is in use by this process`);
-  await fs.mkdir(resolved, { recursive: true });
-  const file = path.join(resolved, 'LOCK');
-  let holder: number | undefined;
-  try {
-    holder = Number.parseInt(await fs.readFile(file, 'utf8'), 10);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  if (holder !== undefined && holder !== process.pid && Number.isInteger(holder) && isAlive(holder)) {
-    throw new WalInUseError(
-      `WAL ${resolved} is in use by process ${holder} (remove ${file} if that is wrong)`,
-    );
-  }
-  await fs.writeFile(file, String(process.pid));
-  lockedInProcess.add(resolved);
-  return async () => {
-    lockedInProcess.delete(resolved);
-    await fs.rm(file, { force: true });
-  };
+  const file = path.join(path.resolve(dir), 'LOCK');
+  return acquirePidLock(file, (holder) =>
+    holder === 'this process'
+      ? new WalInUseError(`WAL ${path.resolve(dir)} is in use by this process`)
+      : new WalInUseError(
+          `WAL ${path.resolve(dir)} is in use by process ${holder} (remove ${file} if that is wrong)`,
+        ),
+  );
 }

@@ -19,6 +19,7 @@ import { startDynamo, startKinesis, startS3 } from './emulators.ts';
 import { type Endpoints, endpointsPath, writeEndpoints } from './endpoints.ts';
 import { type LocalFirehose, startLocalFirehose } from './firehose.ts';
 import { checkHealth, type ServiceHealth } from './health.ts';
+import { acquirePidLock } from './pid-lock.ts';
 import { startPostgres, wipePostgres } from './postgres.ts';
 
 export interface StackOptions {
@@ -87,42 +88,17 @@ export class StackAlreadyRunningError extends Error {
   override name = 'StackAlreadyRunningError';
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Data directories held by stacks of this process (the pid file cannot tell them apart). */
-const heldHere = new Set<string>();
-
 /** One stack per data directory: a pid lock, taken over when its owner died. */
-async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
-  const lock = path.join(dataDir, 'stack.pid');
-  if (heldHere.has(dataDir)) {
-    throw new StackAlreadyRunningError(
-      `a stack is already running on ${dataDir} in this process; stop it first`,
-    );
-  }
-  try {
-    const pid = Number.parseInt(await fs.readFile(lock, 'utf8'), 10);
-    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
-      throw new StackAlreadyRunningError(
-        `a stack is already running on ${dataDir} (pid ${pid}); stop it first`,
-      );
-    }
-  } catch (err) {
-    if (err instanceof StackAlreadyRunningError) throw err;
-  }
-  heldHere.add(dataDir);
-  await fs.writeFile(lock, String(process.pid));
-  return async () => {
-    heldHere.delete(dataDir);
-    await fs.rm(lock, { force: true });
-  };
+function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  return acquirePidLock(path.join(dataDir, 'stack.pid'), (holder) =>
+    holder === 'this process'
+      ? new StackAlreadyRunningError(
+          `a stack is already running on ${dataDir} in this process; stop it first`,
+        )
+      : new StackAlreadyRunningError(
+          `a stack is already running on ${dataDir} (pid ${holder}); stop it first`,
+        ),
+  );
 }
 
 async function ensureStream(clients: Clients, name: string, shards: number): Promise<void> {
