@@ -2,15 +2,7 @@ import { type KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } fr
 import { encodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
 import type { Logger } from './logger.ts';
-import {
-  errorMessage,
-  isRetryable,
-  mapLimit,
-  pause,
-  type RetryPolicy,
-  retryPolicy,
-  unfiltered,
-} from './retry.ts';
+import { errorMessage, isRetryable, pause, type RetryPolicy, retryPolicy, unfiltered } from './retry.ts';
 
 /** The port the API writes accepted lines through. Resolves only when every line is on the stream. */
 export interface LineWriter {
@@ -19,7 +11,7 @@ export interface LineWriter {
 
 export interface PutLinesResult {
   records: number;
-  /** PutRecords calls made, retries included (a measure of throttling). */
+  /** PutRecords calls that carried this request's lines, retries included (a measure of throttling). */
   calls: number;
 }
 
@@ -42,83 +34,245 @@ export interface KinesisLineWriterOptions {
   client: KinesisClient;
   streamName: string;
   retry?: Partial<RetryPolicy>;
-  /** PutRecords calls in flight per request. */
+  /** PutRecords calls in flight at once, over all requests. Default 4. */
   concurrency?: number;
+  /**
+   * How long lines wait for others to share their PutRecords call while calls are in flight
+   * (default 2 ms). With no call in flight they go at once; a full call (500 records) never waits.
+   */
+  lingerMs?: number;
   logger?: Logger;
 }
 
-/** Avro-encodes lines and writes them with PutRecords, partition key = invoiceNo. */
+export interface KinesisLineWriterStats {
+  requests: number;
+  records: number;
+  /** PutRecords calls, retries included. */
+  calls: number;
+  /** Calls that carried lines of more than one request. */
+  sharedCalls: number;
+}
+
+/** One putLines call waiting for its lines. */
+interface Ticket {
+  remaining: number;
+  failed: number;
+  calls: number;
+  cause?: unknown;
+  resolve(result: PutLinesResult): void;
+  reject(err: KinesisWriteError): void;
+  total: number;
+}
+
+interface Pending {
+  entry: PutRecordsRequestEntry;
+  bytes: number;
+  ticket: Ticket;
+  settled?: boolean;
+}
+
+/**
+ * Avro-encodes lines and writes them with PutRecords, partition key = invoiceNo.
+ *
+ * Group commit: lines of concurrent requests share PutRecords calls (up to 500 records / 5 MiB). On
+ * kinesalite a PutRecords costs the same whether it carries 10 records or 500 (it locks the stream,
+ * writes one LevelDB batch); on AWS fewer, fuller calls mean fewer throttled calls. Each request
+ * still resolves only when every one of ITS lines is acknowledged, and fails only for its own lines.
+ */
 export class KinesisLineWriter implements LineWriter {
   private readonly policy: RetryPolicy;
   private readonly concurrency: number;
+  private readonly lingerMs: number;
+  private queue: Pending[] = [];
+  private queuedBytes = 0;
+  private inFlight = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+  private readonly counters: KinesisLineWriterStats = { requests: 0, records: 0, calls: 0, sharedCalls: 0 };
 
   constructor(private readonly options: KinesisLineWriterOptions) {
     this.policy = retryPolicy(options.retry);
-    this.concurrency = options.concurrency ?? 4;
+    this.concurrency = Math.max(1, options.concurrency ?? 4);
+    this.lingerMs = options.lingerMs ?? 2;
   }
 
-  async putLines(lines: readonly AcceptedLine[]): Promise<PutLinesResult> {
-    const entries = lines.map((line) => ({ Data: encodeLine(line), PartitionKey: line.invoiceNo }));
-    const chunks = chunkEntries(entries);
-    const calls = await mapLimit(chunks, this.concurrency, (chunk) => this.putChunk(chunk));
-    return { records: entries.length, calls: calls.reduce((a, b) => a + b, 0) };
+  putLines(lines: readonly AcceptedLine[]): Promise<PutLinesResult> {
+    if (lines.length === 0) return Promise.resolve({ records: 0, calls: 0 });
+    return new Promise<PutLinesResult>((resolve, reject) => {
+      const ticket: Ticket = {
+        remaining: lines.length,
+        total: lines.length,
+        failed: 0,
+        calls: 0,
+        resolve,
+        reject,
+      };
+      this.counters.requests++;
+      for (const line of lines) {
+        const entry = { Data: encodeLine(line), PartitionKey: line.invoiceNo };
+        const bytes = entry.Data.byteLength + Buffer.byteLength(entry.PartitionKey);
+        this.queue.push({ entry, bytes, ticket });
+        this.queuedBytes += bytes;
+      }
+      this.schedule();
+    });
   }
 
-  /** Sends one chunk; after a partial failure only the failed entries go again. Returns the call count. */
-  private async putChunk(chunk: PutRecordsRequestEntry[]): Promise<number> {
-    let pending = chunk;
+  stats(): KinesisLineWriterStats {
+    return { ...this.counters };
+  }
+
+  /** Sends what is due: full calls at once, the rest at once when idle, else after the linger. */
+  private schedule(): void {
+    while (this.inFlight < this.concurrency && this.isFull()) this.send(this.take());
+    if (this.queue.length === 0 || this.inFlight >= this.concurrency) return;
+    if (this.inFlight === 0) {
+      // Idle: go in this turn of the event loop, after the requests already parsed in it joined.
+      if (this.immediate === undefined) {
+        this.immediate = setImmediate(() => {
+          this.immediate = undefined;
+          this.flushPartial();
+        });
+      }
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.flushPartial();
+      }, this.lingerMs);
+    }
+  }
+
+  private flushPartial(): void {
+    if (this.queue.length > 0 && this.inFlight < this.concurrency) this.send(this.take());
+    this.schedule();
+  }
+
+  private isFull(): boolean {
+    return this.queue.length >= MAX_RECORDS_PER_CALL || this.queuedBytes >= MAX_BYTES_PER_CALL;
+  }
+
+  /** The next call's worth of queued entries, in arrival order. */
+  private take(): Pending[] {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < MAX_RECORDS_PER_CALL) {
+      const b = (this.queue[n] as Pending).bytes;
+      if (n > 0 && bytes + b > MAX_BYTES_PER_CALL) break;
+      bytes += b;
+      n++;
+    }
+    this.queuedBytes -= bytes;
+    return this.queue.splice(0, n);
+  }
+
+  private send(batch: Pending[]): void {
+    this.inFlight++;
+    this.putBatch(batch, true)
+      .catch((err: unknown) => {
+        // putBatch settles every entry itself; this only guards against a bug leaving tickets hanging.
+        for (const p of batch) this.settle(p, err);
+      })
+      .finally(() => {
+        this.inFlight--;
+        this.schedule();
+      });
+  }
+
+  /**
+   * One PutRecords call and its retries; after a partial failure only the failed entries go again.
+   * A call refused as a whole for a non-retryable reason (a validation error) cannot say whose lines
+   * caused it: when it carried several requests, each request's lines go again on their own, so a
+   * request fails for its own lines only.
+   */
+  private async putBatch(batch: Pending[], mayIsolate: boolean): Promise<void> {
+    let pending = batch;
     let lastReason = '';
+    let cause: unknown;
     for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
       if (attempt > 0) await pause(attempt, this.policy);
+      const tickets = new Set(pending.map((p) => p.ticket));
+      for (const t of tickets) t.calls++;
+      this.counters.calls++;
+      if (tickets.size > 1) this.counters.sharedCalls++;
       let results: { ErrorCode?: string; ErrorMessage?: string }[];
       try {
         const out = await this.options.client.send(
-          unfiltered(new PutRecordsCommand({ StreamName: this.options.streamName, Records: pending })),
+          unfiltered(
+            new PutRecordsCommand({
+              StreamName: this.options.streamName,
+              Records: pending.map((p) => p.entry),
+            }),
+          ),
         );
         results = out.Records ?? [];
-        if (!out.FailedRecordCount) return attempt + 1;
+        if (!out.FailedRecordCount) {
+          for (const p of pending) this.settle(p);
+          return;
+        }
       } catch (err) {
         if (!isRetryable(err)) {
-          throw new KinesisWriteError(`PutRecords failed: ${errorMessage(err)}`, pending.length, {
+          if (mayIsolate && tickets.size > 1) {
+            await Promise.all(
+              [...tickets].map((t) =>
+                this.putBatch(
+                  pending.filter((p) => p.ticket === t),
+                  false,
+                ),
+              ),
+            );
+            return;
+          }
+          const failure = new KinesisWriteError(`PutRecords failed: ${errorMessage(err)}`, pending.length, {
             cause: err,
           });
+          for (const p of pending) this.settle(p, failure);
+          return;
         }
         lastReason = errorMessage(err);
+        cause = err;
         continue;
       }
-      const failed = pending.filter((_, i) => results[i]?.ErrorCode);
+      // A response without per-record results cannot say which failed: resend everything still pending.
+      const failed =
+        results.length === pending.length ? pending.filter((_, i) => results[i]?.ErrorCode) : pending;
+      const failedSet = new Set(failed);
+      for (const p of pending) if (!failedSet.has(p)) this.settle(p);
       lastReason = results.find((r) => r.ErrorCode)?.ErrorCode ?? 'unknown';
       this.options.logger?.debug(
         { failed: failed.length, of: pending.length, attempt, reason: lastReason },
         'PutRecords partial failure',
       );
-      // A response without per-record results cannot say which failed: resend everything still pending.
-      pending = failed.length > 0 ? failed : pending;
+      pending = failed;
     }
-    throw new KinesisWriteError(
-      `${pending.length} records still failing after ${this.policy.maxAttempts} attempts (${lastReason})`,
+    const failure = new KinesisWriteError(
+      `records still failing after ${this.policy.maxAttempts} attempts (${lastReason})`,
       pending.length,
+      { cause },
+    );
+    for (const p of pending) this.settle(p, failure);
+  }
+
+  /** Marks one entry done (or failed); its request answers once all of its entries are. */
+  private settle(p: Pending, err?: unknown): void {
+    if (p.settled) return;
+    p.settled = true;
+    const t = p.ticket;
+    t.remaining--;
+    if (err !== undefined) {
+      t.failed++;
+      t.cause = err;
+    }
+    if (t.remaining > 0) return;
+    if (t.failed === 0) {
+      this.counters.records += t.total;
+      t.resolve({ records: t.total, calls: t.calls });
+      return;
+    }
+    const reason = t.cause instanceof Error ? t.cause.message : String(t.cause);
+    t.reject(
+      new KinesisWriteError(`${t.failed} of ${t.total} records not written: ${reason}`, t.failed, {
+        cause: t.cause,
+      }),
     );
   }
-}
-
-function chunkEntries(entries: PutRecordsRequestEntry[]): PutRecordsRequestEntry[][] {
-  const chunks: PutRecordsRequestEntry[][] = [];
-  let current: PutRecordsRequestEntry[] = [];
-  let bytes = 0;
-  for (const e of entries) {
-    const size = (e.Data?.byteLength ?? 0) + Buffer.byteLength(e.PartitionKey ?? '');
-    if (
-      current.length === MAX_RECORDS_PER_CALL ||
-      (current.length > 0 && bytes + size > MAX_BYTES_PER_CALL)
-    ) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(e);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
 }

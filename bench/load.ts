@@ -4,15 +4,18 @@
  *
  *   node --import tsx bench/load.ts [--clients 200] [--seconds 60] [--lines 10]
  */
+
+import { fork } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
 import { startPipeline } from '#cli/pipeline';
+import type { InvoiceLineInput } from '#core/invoice-line';
 import { newRunId, openRunLog } from '#producer/run-log';
 import { cpuMeter, emulatorPids, timeCommands } from './stream.ts';
 
@@ -23,6 +26,97 @@ export interface LoadOptions {
   linesPerRequest?: number;
   /** How long the stores may take to catch up after the last request. */
   settleTimeoutMs?: number;
+}
+
+interface ClientSpec {
+  apiUrl: string;
+  clients: number;
+  seconds: number;
+  perRequest: number;
+}
+
+type ClientMessage =
+  | { t: 'accepted'; lines: InvoiceLineInput[] }
+  | { t: 'done'; latencies: number[]; statuses: Record<string, number> };
+
+/**
+ * The clients run in a process of their own, as real clients would. In the pipeline's process they
+ * measured themselves: with clients and server on one event loop, a busy loop served some keep-alive
+ * connections over and over while others waited for the whole run (p99 = run length, in a 30-line
+ * repro too); Node 20's fetch (undici) did the same even to an idle server. Plain CommonJS run with
+ * `node -e`, so the child needs no TypeScript loader.
+ */
+const CLIENT_SOURCE = `
+const http = require('node:http');
+const spec = JSON.parse(process.env.RP_LOAD_SPEC);
+const agent = new http.Agent({ keepAlive: true, maxSockets: spec.clients });
+const url = new URL('/invoices', spec.apiUrl);
+const latencies = [];
+const statuses = {};
+const post = (body) => new Promise((resolve, reject) => {
+  const req = http.request(url, {
+    method: 'POST', agent, timeout: 30000,
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+  }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); res.on('error', reject); });
+  req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })));
+  req.on('error', reject);
+  req.end(body);
+});
+const until = performance.now() + spec.seconds * 1000;
+const client = async (c) => {
+  for (let k = 0; performance.now() < until; k++) {
+    // Invoice numbers of their own per client: 7 digits + client + sequence stays within 10 digits.
+    const invoiceNo = String(1000000000 + c * 1000000 + k);
+    const lines = Array.from({ length: spec.perRequest }, (_, i) => ({
+      invoiceNo,
+      lineNo: i + 1,
+      stockCode: '2' + String(i).padStart(4, '0'),
+      description: 'LOAD TEST ITEM',
+      quantity: 1 + ((c + i) % 12),
+      invoiceDate: '2011-06-01T10:00:00',
+      unitPrice: (1 + (k % 9)) + '.' + String((c * 7 + i) % 1000).padStart(3, '0'),
+      customerId: String(12346 + (c % 4000)),
+      country: 'United Kingdom',
+    }));
+    const t0 = performance.now();
+    let status;
+    try {
+      status = String(await post(JSON.stringify(lines)));
+      if (status === '202') process.send({ t: 'accepted', lines });
+    } catch (err) {
+      status = 'error:' + err.name;
+    }
+    latencies.push(performance.now() - t0);
+    statuses[status] = (statuses[status] || 0) + 1;
+  }
+};
+Promise.all(Array.from({ length: spec.clients }, (_, c) => client(c))).then(() => {
+  agent.destroy();
+  process.send({ t: 'done', latencies, statuses }, () => process.disconnect());
+});
+`;
+
+function runClients(
+  spec: ClientSpec,
+  onAccepted: (lines: InvoiceLineInput[]) => void,
+): Promise<{ latencies: number[]; statuses: Record<string, number> }> {
+  const child = fork('-e', [CLIENT_SOURCE], {
+    execPath: process.execPath,
+    execArgv: [],
+    env: { ...process.env, RP_LOAD_SPEC: JSON.stringify(spec) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    let done: { latencies: number[]; statuses: Record<string, number> } | undefined;
+    child.on('message', (m: ClientMessage) => {
+      if (m.t === 'accepted') onAccepted(m.lines);
+      else done = { latencies: m.latencies, statuses: m.statuses };
+    });
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      done ? resolve(done) : reject(new Error(`load client process exited with code ${code}`)),
+    );
+  });
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -58,10 +152,9 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
     const cpu = cpuMeter(await emulatorPids());
-    const latencies: number[] = [];
-    // The run log is written after each 202 but off the client's loop, coalesced into one append per
-    // write: a serialised append per request (tens of ms each while Firehose's WAL fsyncs hold the
-    // libuv threadpool) capped the clients at ~25 requests/s and was counted in their latency.
+    // The run log is written after each 202 (the client process reports it), coalesced into one
+    // append per write: a serialised append per request (tens of ms each while Firehose's WAL fsyncs
+    // hold the libuv threadpool) capped the clients at ~25 requests/s when it sat in their loop.
     const toLog: Parameters<typeof log.appendBatch>[0] = [];
     let logging: Promise<void> | undefined;
     let logAppends = 0;
@@ -72,53 +165,18 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
       }
       logging = undefined;
     };
-    const recordAccepted = (lines: Parameters<typeof log.appendBatch>[0]) => {
-      toLog.push(...lines);
-      logging ??= drainLog();
-    };
-    const statuses = new Map<string, number>();
     let acceptedLines = 0;
     const started = performance.now();
-    const until = started + seconds * 1000;
-    const client = async (c: number) => {
-      for (let k = 0; performance.now() < until; k++) {
-        // Invoice numbers of their own per client: 7 digits + client + sequence stays within 10 digits.
-        const invoiceNo = String(1_000_000_000 + c * 1_000_000 + k);
-        const lines = Array.from({ length: perRequest }, (_, i) => ({
-          invoiceNo,
-          lineNo: i + 1,
-          stockCode: `2${String(i).padStart(4, '0')}`,
-          description: 'LOAD TEST ITEM',
-          quantity: 1 + ((c + i) % 12),
-          invoiceDate: '2011-06-01T10:00:00',
-          unitPrice: `${1 + (k % 9)}.${String((c * 7 + i) % 1000).padStart(3, '0')}`,
-          customerId: String(12346 + (c % 4000)),
-          country: 'United Kingdom',
-        }));
-        const t0 = performance.now();
-        let status: string;
-        try {
-          const res = await fetch(`${pipeline.apiUrl}/invoices`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(lines),
-            signal: AbortSignal.timeout(30_000),
-          });
-          await res.arrayBuffer();
-          status = String(res.status);
-          latencies.push(performance.now() - t0);
-          if (res.status === 202) {
-            acceptedLines += lines.length;
-            recordAccepted(lines);
-          }
-        } catch (err) {
-          status = `error:${(err as Error).name}`;
-          latencies.push(performance.now() - t0);
-        }
-        statuses.set(status, (statuses.get(status) ?? 0) + 1);
-      }
-    };
-    await Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
+    const result = await runClients(
+      { apiUrl: pipeline.apiUrl, clients, seconds, perRequest },
+      (lines: Parameters<typeof log.appendBatch>[0]) => {
+        acceptedLines += lines.length;
+        toLog.push(...lines);
+        logging ??= drainLog();
+      },
+    );
+    const { latencies } = result;
+    const statuses = new Map(Object.entries(result.statuses));
     const elapsed = (performance.now() - started) / 1000;
     loopDelay.disable();
     const cpuPercent = await cpu();

@@ -135,10 +135,14 @@ export function cpuMeter(children: Record<string, number>) {
  * Times every call an SDK client makes, per command: count, records per call (PutRecords /
  * GetRecords) and latency percentiles, as seen from the caller (queueing for a socket included).
  */
-export function timeCommands(client: { middlewareStack: { add: Function; remove: Function } }) {
+export function timeCommands(client: { middlewareStack: object }) {
+  const stack = client.middlewareStack as {
+    add(middleware: unknown, options: { step: 'initialize'; name: string; priority: 'high' }): void;
+    remove(name: string): boolean;
+  };
   const byCommand = new Map<string, { ms: number[]; records: number }>();
   const name = `benchTimer${Math.random().toString(36).slice(2)}`;
-  client.middlewareStack.add(
+  stack.add(
     (next: (args: unknown) => Promise<{ output?: unknown }>, context: { commandName?: string }) =>
       async (args: { input?: { Records?: unknown[] } }) => {
         const t0 = performance.now();
@@ -169,7 +173,7 @@ export function timeCommands(client: { middlewareStack: { add: Function; remove:
         }),
       );
     },
-    stop: () => client.middlewareStack.remove(name),
+    stop: () => stack.remove(name),
   };
 }
 
@@ -397,7 +401,13 @@ async function readArchive(p: Pipeline, seen: Set<string>, into: Map<string, Arc
 }
 
 // (c) latency at an offered rate
-async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate: number, pids: Record<string, number> = {}) {
+async function latency(
+  p: Pipeline,
+  lines: InvoiceLine[],
+  seconds: number,
+  rate: number,
+  pids: Record<string, number> = {},
+) {
   const { post, close } = poster(p.apiUrl);
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));

@@ -157,6 +157,67 @@ describe('CSV drops in landing/', () => {
     expect(file).toContain('6,Quantity must be a whole number,900003,22423,bad qty,abc');
   });
 
+  it('words the first failed check of each bad row and types the edge forms it accepts', async () => {
+    const csv = [
+      HEADER,
+      '960001,85123A,MUG,6,12/1/2010 24:00,2.55,17850,France',
+      '960001,85123A,MUG,6,2/29/2011 9:05,2.55,17850,France',
+      '960001,85123A,MUG,6,1/1/1999 1:00,2.55,17850,France',
+      '960001,85123A,MUG,+5,02/29/2012 9:05,1.234,17850.00,France',
+      'AB12,85123A,MUG,6,12/1/2010 8:26,2.55,17850,France',
+      '960001,85123A,MUG,10000001,12/1/2010 8:26,2.55,17850,France',
+      '960001,85123A,MUG,6,12/1/2010 8:26,.5,17850,France',
+      '960001,85123A,MUG,6,12/1/2010 8:26,2.55,123.,France',
+      `960001,${'X'.repeat(33)},MUG,6,12/1/2010 8:26,2.55,17850,France`,
+      '960001,85123A,MUG,-6,2011-03-05T08:26:59,2.55,,France',
+    ].join('\n');
+    const key = 'landing/edges.csv';
+    const etag = await put(key, csv);
+
+    const [result] = await loader().sweep();
+
+    expect(result).toMatchObject({ status: 'loaded', rowsRead: 10, rowsLoaded: 2, rowsRejected: 8 });
+    const rejected = await rows<{ line_number: string; reason: string }>(
+      'SELECT line_number, reason FROM load_rejected_row WHERE load_id = $1 ORDER BY line_number',
+      [loadIdOf(key, etag)],
+    );
+    expect(rejected.map((r) => [Number(r.line_number), r.reason])).toEqual([
+      [2, 'InvoiceDate must be M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]'],
+      [3, 'InvoiceDate is not a calendar date in 2000-2040'],
+      [4, 'InvoiceDate is not a calendar date in 2000-2040'],
+      [6, 'InvoiceNo must be digits, optionally after one capital letter'],
+      [7, 'Quantity is out of range (|q| <= 10,000,000)'],
+      [8, 'UnitPrice must be a decimal with at most 3 decimal places'],
+      [9, 'CustomerID must be a whole number'],
+      [10, 'StockCode is longer than 32 characters'],
+    ]);
+    expect(
+      await rows(
+        `SELECT line_no, quantity, unit_price::text AS price, line_total::text AS total, customer_id,
+           invoice_date::text AS at, date_key FROM fact_sales_line WHERE invoice_no = '960001' ORDER BY line_no`,
+      ),
+    ).toEqual([
+      {
+        line_no: 1,
+        quantity: 5,
+        price: '1.234',
+        total: '6.170',
+        customer_id: '17850',
+        at: '2012-02-29 09:05:00',
+        date_key: 20120229,
+      },
+      {
+        line_no: 2,
+        quantity: -6,
+        price: '2.550',
+        total: '-15.300',
+        customer_id: null,
+        at: '2011-03-05 08:26:59',
+        date_key: 20110305,
+      },
+    ]);
+  });
+
   it('changes nothing when the same file is loaded again, under its key or another', async () => {
     const before = await factCount();
     const again = loader();

@@ -77,3 +77,115 @@ describe('KinesisLineWriter', () => {
     expect(kinesis.commandCalls(PutRecordsCommand)).toHaveLength(3);
   });
 });
+
+describe('KinesisLineWriter group commit', () => {
+  const invoiceLines = (invoiceNo: string, n: number): AcceptedLine[] =>
+    lines(n).map((l, i) => ({ ...l, invoiceNo, lineNo: i + 1 }));
+  const partitionKeys = (call: number) =>
+    kinesis.commandCalls(PutRecordsCommand)[call]?.args[0].input.Records?.map((r) => r.PartitionKey) ?? [];
+  const slowAck = (ms: number) => (input: { Records: PutRecordsRequestEntry[] }) =>
+    new Promise((resolve) =>
+      setTimeout(
+        () =>
+          resolve({
+            FailedRecordCount: 0,
+            Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
+          }),
+        ms,
+      ),
+    );
+
+  it('coalesces concurrent requests into shared calls and answers each with its own count', async () => {
+    kinesis.on(PutRecordsCommand).callsFake(slowAck(20));
+    const w = writer();
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, r) => w.putLines(invoiceLines(String(600000 + r), 10))),
+    );
+    expect(results.every((x) => x.records === 10)).toBe(true);
+    const sizes = kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records?.length ?? 0);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(600);
+    // 60 requests of 10 lines, all arriving in one turn: one full call of 500 and one of 100.
+    expect(sizes).toEqual([500, 100]);
+    expect(w.stats()).toMatchObject({ requests: 60, records: 600, calls: 2, sharedCalls: 2 });
+  });
+
+  it('a request arriving while calls are in flight waits at most the linger, then joins the next call', async () => {
+    kinesis.on(PutRecordsCommand).callsFake(slowAck(30));
+    const w = new KinesisLineWriter({
+      client: new KinesisClient({ region: 'us-east-1' }),
+      streamName: 's',
+      concurrency: 1,
+      lingerMs: 1,
+    });
+    const first = w.putLines(invoiceLines('700000', 5));
+    await new Promise((r) => setTimeout(r, 5));
+    const later = [w.putLines(invoiceLines('700001', 5)), w.putLines(invoiceLines('700002', 5))];
+    await Promise.all([first, ...later]);
+    expect(partitionKeys(0)).toEqual(Array(5).fill('700000'));
+    // With one call in flight at most, the two later requests share the second call.
+    expect(partitionKeys(1)).toEqual([...Array(5).fill('700001'), ...Array(5).fill('700002')]);
+  });
+
+  it('a request fails only for its own lines when they keep failing in a shared call', async () => {
+    kinesis.on(PutRecordsCommand).callsFake((input: { Records: PutRecordsRequestEntry[] }) => ({
+      FailedRecordCount: input.Records.filter((r) => r.PartitionKey === '800001').length,
+      Records: input.Records.map((r) =>
+        r.PartitionKey === '800001'
+          ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'slow down' }
+          : { SequenceNumber: '1', ShardId: 's' },
+      ),
+    }));
+    const w = writer(3);
+    const [a, b, c] = await Promise.allSettled([
+      w.putLines(invoiceLines('800000', 4)),
+      w.putLines(invoiceLines('800001', 3)),
+      w.putLines(invoiceLines('800002', 4)),
+    ]);
+    expect(a).toMatchObject({ status: 'fulfilled', value: { records: 4 } });
+    expect(c).toMatchObject({ status: 'fulfilled', value: { records: 4 } });
+    expect(b.status).toBe('rejected');
+    const err = (b as PromiseRejectedResult).reason as KinesisWriteError;
+    expect(err).toBeInstanceOf(KinesisWriteError);
+    expect(err.failedRecords).toBe(3);
+    // First call carried all 11; the retries only the 3 failing entries.
+    const sizes = kinesis.commandCalls(PutRecordsCommand).map((call) => call.args[0].input.Records?.length);
+    expect(sizes).toEqual([11, 3, 3]);
+  });
+
+  it('a shared call refused as a whole is retried per request, so only the culprit fails', async () => {
+    const validation = Object.assign(new Error('record too large'), { name: 'ValidationException' });
+    kinesis.on(PutRecordsCommand).callsFake((input: { Records: PutRecordsRequestEntry[] }) => {
+      if (input.Records.some((r) => r.PartitionKey === '900001')) throw validation;
+      return {
+        FailedRecordCount: 0,
+        Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
+      };
+    });
+    const w = writer();
+    const [a, b] = await Promise.allSettled([
+      w.putLines(invoiceLines('900000', 2)),
+      w.putLines(invoiceLines('900001', 2)),
+    ]);
+    expect(a).toMatchObject({ status: 'fulfilled', value: { records: 2 } });
+    expect(b.status).toBe('rejected');
+    expect(((b as PromiseRejectedResult).reason as KinesisWriteError).failedRecords).toBe(2);
+  });
+
+  it('splits calls by the 5 MiB limit as well as by 500 records', async () => {
+    kinesis.on(PutRecordsCommand).callsFake(slowAck(0));
+    // ~20 kB records (the writer does not validate; the API does): 5 MiB holds ~260 of them.
+    const big = invoiceLines('950000', 600).map((l) => ({ ...l, description: 'x'.repeat(20_000) }));
+    const out = await writer().putLines(big);
+    expect(out.records).toBe(600);
+    const calls = kinesis.commandCalls(PutRecordsCommand).map((call) => call.args[0].input.Records ?? []);
+    expect(calls.length).toBe(3);
+    expect(calls.reduce((n, r) => n + r.length, 0)).toBe(600);
+    for (const records of calls) {
+      const bytes = records.reduce(
+        (n, r) => n + (r.Data?.byteLength ?? 0) + (r.PartitionKey?.length ?? 0),
+        0,
+      );
+      expect(bytes).toBeLessThanOrEqual(5 * 1024 * 1024);
+    }
+  });
+});

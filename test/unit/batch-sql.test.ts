@@ -59,7 +59,7 @@ describe('load SQL', () => {
     expect(steps[0]).toMatchObject({ requireRows: true, params: ['landing/a.csv', 'etag'] });
     expect(steps[0]?.sql).toMatch(/status = 'staged'/);
     const loaded = steps.findIndex((s) => /SET status = 'loaded'/.test(s.sql));
-    const facts = steps.findIndex((s) => /MERGE INTO fact_sales_line/.test(s.sql));
+    const facts = steps.findIndex((s) => /INSERT INTO fact_sales_line/.test(s.sql));
     const product = steps.findIndex((s) => /MERGE INTO dim_product/.test(s.sql));
     expect(product).toBeLessThan(facts);
     expect(facts).toBeLessThan(loaded);
