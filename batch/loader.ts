@@ -15,6 +15,7 @@ import type { Logger } from '#adapters/logger';
 import { type CopyStep, type Warehouse, WarehouseError } from '#adapters/warehouse';
 import {
   checkHeader,
+  controlCheckedColumns,
   decompressed,
   EmptyFileError,
   type HeaderCheck,
@@ -65,8 +66,14 @@ export interface LoaderOptions {
   warehouse: Warehouse;
   logger: Logger;
   prefixes?: string[];
-  /** A failed object is retried by later sweeps up to this many attempts. */
+  /** A failed object is retried by every sweep (and on notify) until it has made this many attempts. */
   maxAttempts?: number;
+  /**
+   * After `maxAttempts`, a failed object is retried by a sweep once it has rested `baseMs * 2^(attempts -
+   * maxAttempts)` since its last attempt, at most `maxMs` (default 30 s doubling, capped at 10 min), so an
+   * outage longer than the fast retries heals by itself.
+   */
+  coolDown?: { baseMs?: number; maxMs?: number };
   hooks?: LoaderHooks;
 }
 
@@ -84,11 +91,9 @@ export class QuarantineError extends Error {
   override name = 'QuarantineError';
 }
 
-interface ManifestRow {
+interface ManifestRow extends RetryState {
   object_key: string;
   etag: string;
-  status: string;
-  attempts: number;
   header: string | null;
   rows_read: string | null;
   rows_loaded: string | null;
@@ -99,6 +104,24 @@ interface ManifestRow {
 }
 
 const TERMINAL = new Set(['loaded', 'quarantined']);
+
+interface RetryState {
+  status: string;
+  attempts: number;
+  /** Milliseconds since the last attempt finished, by the warehouse's clock (NULL: never finished). */
+  rested_ms: string | number | null;
+}
+
+/** The manifest columns `RetryState` needs; `rested_ms` measured by the warehouse clock, one clock for all loaders. */
+const RETRY_COLUMNS = `status, attempts,
+  CAST(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - finished_at)) * 1000 AS bigint) AS rested_ms`;
+
+/** How long an object that used up its fast retries rests before the next one. */
+export function coolDownMs(attempts: number, maxAttempts: number, baseMs: number, maxMs: number): number {
+  const over = Math.max(0, attempts - maxAttempts);
+  // 2^over overflows nothing below 2^53: cap the exponent, the cap on the result does the rest.
+  return Math.min(maxMs, baseMs * 2 ** Math.min(over, 40));
+}
 
 export function formatOf(key: string): { format: SourceFormat; source: 'stream' | 'file' } | undefined {
   if (key.endsWith('/')) return undefined;
@@ -137,6 +160,17 @@ export function createLoader(options: LoaderOptions): Loader {
   const { s3, bucket, warehouse, logger } = options;
   const prefixes = options.prefixes ?? [ARCHIVE_PREFIX, LANDING_PREFIX];
   const maxAttempts = options.maxAttempts ?? 5;
+  const coolBaseMs = options.coolDown?.baseMs ?? 30_000;
+  const coolMaxMs = options.coolDown?.maxMs ?? 600_000;
+
+  /** Why a failed object is not retried now, or undefined when it may be. */
+  function restingReason(m: RetryState): string | undefined {
+    if (m.status !== 'failed' || m.attempts < maxAttempts) return undefined;
+    const wait = coolDownMs(m.attempts, maxAttempts, coolBaseMs, coolMaxMs);
+    const rested = m.rested_ms === null ? Number.POSITIVE_INFINITY : Number(m.rested_ms);
+    if (rested >= wait) return undefined;
+    return `failed ${m.attempts} times, next retry in ${Math.ceil((wait - rested) / 1000)} s`;
+  }
 
   // One object at a time: a load is CPU- and I/O-bound in the database, parallel loads only contend.
   let chain: Promise<unknown> = Promise.resolve();
@@ -148,7 +182,7 @@ export function createLoader(options: LoaderOptions): Loader {
 
   async function manifestRow(key: string, etag: string): Promise<ManifestRow | undefined> {
     const { rows } = await warehouse.query<ManifestRow>(
-      `SELECT object_key, etag, status, attempts, header, rows_read, rows_loaded, rows_new, rows_rejected,
+      `SELECT object_key, etag, ${RETRY_COLUMNS}, header, rows_read, rows_loaded, rows_new, rows_rejected,
          extra_columns, error FROM load_manifest WHERE object_key = $1 AND etag = $2`,
       [key, etag],
     );
@@ -263,7 +297,7 @@ export function createLoader(options: LoaderOptions): Loader {
         });
       }
       enc = encoding ?? head.encoding;
-      body = head.body.pipe(new RecordGuard(head.columns.length));
+      body = head.body.pipe(new RecordGuard(head.columns.length, controlCheckedColumns(check.columnOf)));
       head.body.on('error', (err) => body.destroy(err));
       plan = { loadId, objectKey: key, ...kind, columnOf: check.columnOf, columnCount: head.columns.length };
     } else {
@@ -290,28 +324,34 @@ export function createLoader(options: LoaderOptions): Loader {
       body.destroy();
       copy.s3 = { uri: `s3://${bucket}/${key}`, gzip: source.gzip === true, skipHeader: false };
     }
-    const res = await warehouse.transaction([
-      {
-        sql: `UPDATE load_manifest SET status = 'pending', attempts = attempts + 1, started_at = CURRENT_TIMESTAMP, error = NULL
+    const res = await warehouse
+      .transaction([
+        {
+          sql: `UPDATE load_manifest SET status = 'pending', attempts = attempts + 1, started_at = CURRENT_TIMESTAMP, error = NULL
               WHERE object_key = $1 AND etag = $2 AND status IN ('pending', 'failed')`,
-        params: [key, etag],
-        requireRows: true,
-      },
-      ...createStagingSql(warehouse.dialect, plan).map((sql) => ({ sql })),
-      copy,
-      {
-        sql: `UPDATE load_manifest SET status = 'staged', staged_at = CURRENT_TIMESTAMP, encoding = CAST($3 AS varchar(8)),
+          params: [key, etag],
+          requireRows: true,
+        },
+        ...createStagingSql(warehouse.dialect, plan).map((sql) => ({ sql })),
+        copy,
+        {
+          sql: `UPDATE load_manifest SET status = 'staged', staged_at = CURRENT_TIMESTAMP, encoding = CAST($3 AS varchar(8)),
                 header = CAST($4 AS varchar(4096)), extra_columns = CAST($5 AS varchar(1024))
               WHERE object_key = $1 AND etag = $2`,
-        params: [
-          key,
-          etag,
-          enc,
-          header ? JSON.stringify(header) : null,
-          check && check.extra.length > 0 ? JSON.stringify(check.extra) : null,
-        ],
-      },
-    ]);
+          params: [
+            key,
+            etag,
+            enc,
+            header ? JSON.stringify(header) : null,
+            check && check.extra.length > 0 ? JSON.stringify(check.extra) : null,
+          ],
+        },
+      ])
+      .catch((err: unknown) => {
+        // A transaction that failed before COPY read the body leaves the object's download open.
+        body.destroy();
+        throw err;
+      });
     if (!res.committed) {
       body.destroy();
       return false;
@@ -375,15 +415,17 @@ export function createLoader(options: LoaderOptions): Loader {
     const started = performance.now();
     const kind = formatOf(key);
     if (!kind) return result(key, etag, 'skipped', started, undefined, 'not under archive/ or landing/');
+    // Whether this attempt's increment of `attempts` committed (with the staging transaction): a
+    // failure rolls its transaction back, so the failure is counted when recorded.
+    let counted = false;
     try {
       await register(key, etag, size);
       let row = await manifestRow(key, etag);
       if (!row) return result(key, etag, 'skipped', started, undefined, 'not in the manifest');
       if (TERMINAL.has(row.status))
         return result(key, etag, 'skipped', started, row, `already ${row.status}`);
-      if (row.status === 'failed' && row.attempts >= maxAttempts) {
-        return result(key, etag, 'skipped', started, row, `failed ${row.attempts} times: ${row.error ?? ''}`);
-      }
+      const resting = restingReason(row);
+      if (resting) return result(key, etag, 'skipped', started, row, `${resting}: ${row.error ?? ''}`);
       if (row.status !== 'staged') {
         let staged: boolean;
         try {
@@ -395,6 +437,7 @@ export function createLoader(options: LoaderOptions): Loader {
           } else throw err;
         }
         if (!staged) return result(key, etag, 'skipped', started, undefined, 'another loader has it');
+        counted = true;
         await options.hooks?.afterStage?.(key);
         row = await manifestRow(key, etag);
         if (!row) throw new WarehouseError(`manifest row of ${key} vanished`);
@@ -428,9 +471,10 @@ export function createLoader(options: LoaderOptions): Loader {
       logger.error({ err, key }, 'object load failed');
       await warehouse
         .query(
-          `UPDATE load_manifest SET status = 'failed', error = $3, finished_at = CURRENT_TIMESTAMP
+          `UPDATE load_manifest SET status = 'failed', error = $3, finished_at = CURRENT_TIMESTAMP,
+             attempts = attempts + $4
            WHERE object_key = $1 AND etag = $2 AND status NOT IN ('loaded', 'quarantined')`,
-          [key, etag, message.slice(0, 4000)],
+          [key, etag, message.slice(0, 4000), counted ? 0 : 1],
         )
         .catch((e: unknown) => logger.error({ err: e, key }, 'could not record the failure'));
       return result(key, etag, 'failed', started, undefined, message);
@@ -466,18 +510,15 @@ export function createLoader(options: LoaderOptions): Loader {
 
   async function sweepOnce(): Promise<LoadResult[]> {
     const objects = await listAll();
-    const { rows } = await warehouse.query<{
-      object_key: string;
-      etag: string;
-      status: string;
-      attempts: number;
-    }>('SELECT object_key, etag, status, attempts FROM load_manifest');
+    const { rows } = await warehouse.query<RetryState & { object_key: string; etag: string }>(
+      `SELECT object_key, etag, ${RETRY_COLUMNS} FROM load_manifest`,
+    );
     const known = new Map(rows.map((r) => [`${r.object_key}\n${r.etag}`, r]));
     const results: LoadResult[] = [];
     // Oldest first by key: archive keys sort by time, so the stream's order is kept.
     for (const o of objects.sort((a, b) => a.key.localeCompare(b.key))) {
       const m = known.get(`${o.key}\n${o.etag}`);
-      if (m && (TERMINAL.has(m.status) || (m.status === 'failed' && m.attempts >= maxAttempts))) continue;
+      if (m && (TERMINAL.has(m.status) || restingReason(m))) continue;
       results.push(await load(o.key, o.etag, o.size));
     }
     return results;

@@ -1,6 +1,13 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { BLANK_MARKER, CSV_FIELDS, type CsvField, MARKER } from './sql.ts';
+import {
+  BLANK_MARKER,
+  CONTROL_MARKER,
+  CSV_FIELDS,
+  type CsvField,
+  MALFORMED_MARKER,
+  NUL_MARKER,
+} from './sql.ts';
 
 /**
  * Byte-level preparation of a source object on its way into COPY: decompress when gzipped, split
@@ -156,6 +163,10 @@ const QUOTE = 0x22;
 const COMMA = 0x2c;
 const LF = 0x0a;
 const CR = 0x0d;
+const TAB = 0x09;
+const NUL = 0x00;
+const DEL = 0x7f;
+const SOH = 0x01;
 
 const digits = new Uint8Array(20);
 function writeDigits(out: Buffer, at: number, n: number): number {
@@ -171,31 +182,68 @@ function writeDigits(out: Buffer, at: number, n: number): number {
 }
 
 /**
+ * The text fields the API refuses control characters in (core/invoice-line.ts: stockCode,
+ * description, country), as 1-based columns of a file's header, for `RecordGuard`.
+ */
+export function controlCheckedColumns(columnOf: Record<CsvField, number>): Map<number, string> {
+  const fields: CsvField[] = ['StockCode', 'Description', 'Country'];
+  return new Map(fields.map((f) => [columnOf[f], f]));
+}
+
+/**
  * Prefixes every CSV record with its 1-based record number (the staging table's `row_no`, so file
  * order survives into SQL without a sequence, which would double COPY's cost) and replaces a record
- * COPY would refuse (wrong field count, blank line) by a marker row with the right field count, so
- * one bad row cannot fail the file. SQL reports the marker rows with their reason.
+ * COPY would refuse (wrong field count, blank line, a NUL byte: PostgreSQL text cannot hold one) by a
+ * marker row with the right field count, so one bad row cannot fail the file. A record with a control
+ * character (U+0000-U+0008, U+000B, U+000C, U+000E-U+001F, U+007F: the API's rule) in a checked text
+ * column becomes a marker row too. These are single bytes in UTF-8 and Latin-1 alike, never part of
+ * a multi-byte character, so the byte scan sees them whatever the encoding. SQL reports the marker
+ * rows with their reason.
  */
 export class RecordGuard extends Transform {
   private carry: Buffer | null = null;
   private scanned = 0;
   private inQuote = false;
   private fields = 1;
+  private nul = false;
+  /** 1-based column of the first control character found in a checked column of the record, or 0. */
+  private control = 0;
+  private readonly checked: Uint8Array;
   private readonly ends: number[] = [];
   private readonly bad: Array<string | undefined> = [];
   malformed = 0;
+  /** Records replaced because of a NUL byte or a control character. */
+  refused = 0;
   records = 0;
 
-  constructor(private readonly expected: number) {
+  /** `controlChecked`: 1-based column -> field name, the columns control characters are refused in. */
+  constructor(
+    private readonly expected: number,
+    private readonly controlChecked: ReadonlyMap<number, string> = new Map(),
+  ) {
     super();
+    this.checked = new Uint8Array(expected + 2);
+    for (const column of controlChecked.keys()) if (column <= expected) this.checked[column] = 1;
   }
 
   private classify(buf: Buffer, start: number, end: number, fields: number): string | undefined {
     const blank = end === start || (end === start + 1 && buf[start] === CR);
+    const nul = this.nul;
+    const control = this.control;
+    this.nul = false;
+    this.control = 0;
     if (blank) return BLANK_MARKER;
+    if (nul) {
+      this.refused++;
+      return NUL_MARKER;
+    }
     if (fields !== this.expected) {
       this.malformed++;
-      return `${MARKER}malformed:${fields}`;
+      return `${MALFORMED_MARKER}${fields}`;
+    }
+    if (control > 0) {
+      this.refused++;
+      return `${CONTROL_MARKER}${this.controlChecked.get(control) ?? `column ${control}`}`;
     }
     return undefined;
   }
@@ -238,18 +286,25 @@ export class RecordGuard extends Transform {
     let recStart = 0;
     let inQuote = this.inQuote;
     let fields = this.fields;
+    const checked = this.checked;
     for (let i = this.scanned; i < buf.length; i++) {
-      const b = buf[i];
-      if (inQuote) {
-        if (b === QUOTE) inQuote = false;
-      } else if (b === QUOTE) inQuote = true;
-      else if (b === COMMA) fields++;
-      else if (b === LF) {
-        this.ends.push(i);
-        this.bad.push(this.classify(buf, recStart, i, fields));
-        fields = 1;
-        recStart = i + 1;
-      }
+      const b = buf[i] as number;
+      // Control bytes are rare: one range test keeps the common byte at the same few comparisons.
+      if (b < 0x20 || b === DEL) {
+        if (b === LF) {
+          if (!inQuote) {
+            this.ends.push(i);
+            this.bad.push(this.classify(buf, recStart, i, fields));
+            fields = 1;
+            recStart = i + 1;
+          }
+        } else if (b === NUL) this.nul = true;
+        else if (b !== CR && b !== TAB && this.control === 0) {
+          // A first field starting with SOH would read as a marker row in SQL: refused wherever it is.
+          if (checked[fields] === 1 || (fields === 1 && b === SOH)) this.control = fields;
+        }
+      } else if (b === QUOTE) inQuote = !inQuote;
+      else if (b === COMMA && !inQuote) fields++;
     }
     this.inQuote = inQuote;
     this.fields = fields;

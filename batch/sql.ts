@@ -28,6 +28,30 @@ export type CsvField = (typeof CSV_FIELDS)[number];
 /** First byte of a staging row the loader wrote in place of a record it could not stage as is. */
 export const MARKER = '\u0001';
 export const BLANK_MARKER = `${MARKER}blank`;
+/** Followed by the field count found. */
+export const MALFORMED_MARKER = `${MARKER}malformed:`;
+export const NUL_MARKER = `${MARKER}nul`;
+/** Followed by the name of the field holding the control character. */
+export const CONTROL_MARKER = `${MARKER}control:`;
+
+/**
+ * The control characters the API refuses in text fields (core/invoice-line.ts), less U+0000 (no
+ * PostgreSQL text holds it; the record guard and `NDJSON_NUL` catch it before SQL sees text).
+ * chr() calls of constants are folded once when the statement is planned.
+ */
+const CONTROL_CHARS = [
+  ...Array.from({ length: 8 }, (_, i) => i + 1),
+  0x0b,
+  0x0c,
+  ...Array.from({ length: 0x20 - 0x0e }, (_, i) => i + 0x0e),
+  0x7f,
+]
+  .map((c) => `chr(${c})`)
+  .join(' || ');
+/** A text holds one of CONTROL_CHARS (NULL stays NULL). */
+const hasControl = (e: string) => `translate(${e}, ${CONTROL_CHARS}, '') <> ${e}`;
+/** JSON's escape of U+0000, which json_extract_path_text refuses to turn into text (the statement fails). */
+const NDJSON_NUL = "chr(92) || 'u0000'";
 
 export interface LoadPlan {
   loadId: string;
@@ -116,7 +140,10 @@ function rawSelect(dialect: Dialect, plan: LoadPlan): string {
     const trimmed = (f: CsvField) => `NULLIF(trim(${col(f)}), '')`;
     return `SELECT row_no, row_no + 1 AS line_number,
   COALESCE(left(c1, 1) = chr(1), false) AS is_malformed,
-  CASE WHEN left(c1, 1) = chr(1) THEN 'expected ${plan.columnCount} fields, found ' || split_part(c1, ':', 2) END AS malformed_reason,
+  CASE WHEN left(c1, 1) = chr(1) THEN CASE split_part(c1, ':', 1)
+    WHEN chr(1) || 'nul' THEN 'contains a NUL byte'
+    WHEN chr(1) || 'control' THEN split_part(c1, ':', 2) || ' contains control characters'
+    ELSE 'expected ${plan.columnCount} fields, found ' || split_part(c1, ':', 2) END END AS malformed_reason,
   ${trimmed('InvoiceNo')} AS invoice_no,
   ${trimmed('StockCode')} AS stock_code,
   NULLIF(trim(${col('Description')}), '') AS description,
@@ -137,7 +164,7 @@ WHERE COALESCE(c1, '') <> chr(1) || 'blank'`;
   const trimmed = (key: string) => `NULLIF(trim(${field(key)}), '')`;
   return `SELECT row_no, row_no AS line_number,
   NOT doc_ok AS is_malformed,
-  CASE WHEN NOT doc_ok THEN 'not a JSON object' END AS malformed_reason,
+  CASE WHEN has_nul THEN 'contains a NUL character' WHEN NOT doc_ok THEN 'not a JSON object' END AS malformed_reason,
   ${trimmed('invoiceNo')} AS invoice_no,
   ${trimmed('stockCode')} AS stock_code,
   ${trimmed('description')} AS description,
@@ -150,7 +177,10 @@ WHERE COALESCE(c1, '') <> chr(1) || 'blank'`;
   ${trimmed('producedAt')} AS produced_at_raw,
   ${trimmed('acceptedAt')} AS accepted_at_raw,
   ${trimmed('streamVisibleAt')} AS stream_visible_at_raw
-FROM (SELECT row_no, doc, ${d.isJsonObject('doc')} AS doc_ok FROM ${table} WHERE trim(doc) <> '') j`;
+FROM (
+  SELECT row_no, doc, has_nul, NOT has_nul AND ${d.isJsonObject('doc')} AS doc_ok
+  FROM (SELECT row_no, doc, position(${NDJSON_NUL} IN doc) > 0 AS has_nul FROM ${table} WHERE trim(doc) <> '') n
+) j`;
 }
 
 /**
@@ -172,6 +202,15 @@ const atMost = (e: string, max: number) => `(octet_length(${e}) <= ${max} OR len
 const ISO_INSTANT =
   "'^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'";
 const instant = (col: string) => `CASE WHEN ${col} ~ ${ISO_INSTANT} THEN CAST(${col} AS timestamptz) END`;
+
+/**
+ * The API's rule for text fields, on archive lines (they passed the API, so this should never fire).
+ * A CSV's rows are checked by the record guard on their bytes, which costs SQL nothing per row.
+ */
+const ndjsonControlChecks = `
+      WHEN ${hasControl('p.stock_code')} THEN 'StockCode contains control characters'
+      WHEN ${hasControl('p.description')} THEN 'Description contains control characters'
+      WHEN ${hasControl('p.country')} THEN 'Country contains control characters'`;
 
 export const TYPED_TABLE = 'load_typed';
 
@@ -246,7 +285,7 @@ ${rawSelect(dialect, plan)}
   SELECT p.*, dt.date_key, dt.full_date, tt.time_of_day,
     CASE WHEN ${allDigits('p.q_unsigned', 'p.q_rest', 1, 8)} THEN CAST(p.quantity AS integer) END AS q_int,
     CASE
-      WHEN p.is_malformed THEN p.malformed_reason
+      WHEN p.is_malformed THEN p.malformed_reason${csv ? '' : ndjsonControlChecks}
       WHEN p.invoice_no IS NULL THEN 'InvoiceNo is missing'
       WHEN NOT (${allDigits('p.invoice_no', 'p.inv_rest', 1, 10)}
         OR (p.inv_rest = left(p.invoice_no, 1) AND p.inv_rest BETWEEN 'A' AND 'Z' AND octet_length(p.invoice_no) BETWEEN 2 AND 11))
@@ -352,6 +391,30 @@ WHERE s.reason IS NULL AND s.keep AND NOT s.is_new AND f.invoice_no = s.invoice_
   return steps;
 }
 
+const REJECTED_VALUES: Record<CsvField, string> = {
+  InvoiceNo: 'invoice_no',
+  StockCode: 'stock_code',
+  Description: 'description',
+  Quantity: 'quantity_raw',
+  InvoiceDate: 'invoice_date_raw',
+  UnitPrice: 'unit_price_raw',
+  CustomerID: 'customer_id_raw',
+  Country: 'country',
+};
+
+/**
+ * The source values of a rejected row. A CSV marker row holds the marker in its first column, not a
+ * value: whichever field the header puts first shows NULL there instead of the marker.
+ */
+function rejectedValues(plan: LoadPlan): string {
+  return CSV_FIELDS.map((f) => {
+    const col = REJECTED_VALUES[f];
+    return plan.format === 'csv' && plan.columnOf?.[f] === 1
+      ? `CASE WHEN left(${col}, 1) = chr(1) THEN NULL ELSE ${col} END`
+      : col;
+  }).join(', ');
+}
+
 /** The statements of the merge transaction, in order; the manifest row ends up 'loaded'. */
 export function mergeSteps(dialect: Dialect, plan: LoadPlan, etag: string): Statement[] {
   const d = dialectOf(dialect);
@@ -373,8 +436,7 @@ export function mergeSteps(dialect: Dialect, plan: LoadPlan, etag: string): Stat
     {
       sql: `INSERT INTO load_rejected_row (load_id, object_key, line_number, reason, invoice_no, stock_code, description,
   quantity, invoice_date, unit_price, customer_id, country, rejected_at)
-SELECT CAST($1 AS varchar(32)), CAST($2 AS varchar(1024)), line_number, reason, invoice_no, stock_code, description,
-  quantity_raw, invoice_date_raw, unit_price_raw, customer_id_raw, country, CURRENT_TIMESTAMP
+SELECT CAST($1 AS varchar(32)), CAST($2 AS varchar(1024)), line_number, reason, ${rejectedValues(plan)}, CURRENT_TIMESTAMP
 FROM ${TYPED_TABLE} WHERE reason IS NOT NULL`,
       params: [plan.loadId, plan.objectKey],
     },

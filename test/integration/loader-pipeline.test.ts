@@ -7,7 +7,7 @@ import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Clients, createClients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
-import type { Warehouse } from '#adapters/warehouse';
+import { type Warehouse, WarehouseError } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader, loadIdOf } from '#batch/loader';
 import { migrate } from '#batch/migrate';
@@ -78,6 +78,13 @@ const rows = async <R = Record<string, unknown>>(sql: string, params: unknown[] 
 const factCount = async () =>
   Number((await rows<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line'))[0]?.n);
 const loader = (hooks = {}) => createLoader({ s3: clients.s3, bucket: BUCKET, warehouse, logger, hooks });
+const rejectedOf = async (key: string, etag: string) =>
+  (
+    await rows<{ line_number: string; reason: string }>(
+      'SELECT line_number, reason FROM load_rejected_row WHERE load_id = $1 ORDER BY line_number',
+      [loadIdOf(key, etag)],
+    )
+  ).map((r) => [Number(r.line_number), r.reason]);
 
 const HEADER = 'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country';
 
@@ -407,6 +414,161 @@ describe('the archive written by Firehose', () => {
     ).toEqual([
       { line_no: 1, source: 'file', has_stream: true },
       { line_no: 2, source: 'file', has_stream: true },
+    ]);
+  });
+});
+
+describe('bytes the API refuses', () => {
+  it('rejects a CSV row with a NUL byte or a control character in a text field; the other rows load', async () => {
+    const csv = Buffer.concat([
+      Buffer.from(`${HEADER}\n`),
+      Buffer.from('970001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,France\n'),
+      Buffer.from('970001,22424,NUL\u0000INSIDE,2,12/1/2010 8:26,12.75,17850,France\n'),
+      Buffer.from('970001,22425,"QUOTED\u0000NUL, TOO",2,12/1/2010 8:26,12.75,17850,France\n'),
+      Buffer.from('970001,22426,BELL\u0007 AND ESC\u001b,2,12/1/2010 8:26,12.75,17850,France\n'),
+      Buffer.from('970001,22427\u007f,MUG,2,12/1/2010 8:26,12.75,17850,France\n'),
+      Buffer.from('970001,22428,MUG,2,12/1/2010 8:26,12.75,17850,Fra\u0001nce\n'),
+      Buffer.from('970001,22429,"TAB\tAND\r\nNEWLINE",2,12/1/2010 8:26,12.75,17850,France\n'),
+      Buffer.from('970002,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,France\n'),
+    ]);
+    const key = 'landing/control-bytes.csv.gz';
+    const etag = await put(key, gzipSync(csv));
+
+    const [result] = await loader().sweep();
+
+    expect(result).toMatchObject({ key, status: 'loaded', rowsRead: 8, rowsLoaded: 3, rowsRejected: 5 });
+    expect(await rejectedOf(key, etag)).toEqual([
+      [3, 'contains a NUL byte'],
+      [4, 'contains a NUL byte'],
+      [5, 'Description contains control characters'],
+      [6, 'StockCode contains control characters'],
+      [7, 'Country contains control characters'],
+    ]);
+    expect(
+      await rows(
+        "SELECT invoice_no, line_no, description FROM fact_sales_line WHERE invoice_no IN ('970001', '970002') ORDER BY 1, 2",
+      ),
+    ).toEqual([
+      { invoice_no: '970001', line_no: 1, description: 'CAKESTAND' },
+      { invoice_no: '970001', line_no: 2, description: 'TAB\tAND\r\nNEWLINE' },
+      { invoice_no: '970002', line_no: 1, description: 'CAKESTAND' },
+    ]);
+    const file = await text(`quarantine/${key}.rejected.csv`);
+    expect(file.split('\n').slice(1, 3)).toEqual([
+      '3,contains a NUL byte,,,,,,,,',
+      '4,contains a NUL byte,,,,,,,,',
+    ]);
+    // The marker the loader stages in place of a refused row never shows as a value.
+    expect(file).not.toContain('\u0001');
+  });
+
+  it('rejects archive lines with a control character or an escaped NUL by the same rule', async () => {
+    const archiveLine = (lineNo: number, over: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        invoiceNo: '970101',
+        lineNo,
+        stockCode: '71053',
+        description: 'LANTERN',
+        quantity: 2,
+        invoiceDate: '2011-06-01T10:15:00',
+        unitPrice: '3.39',
+        customerId: '13047',
+        country: 'United Kingdom',
+        ...over,
+      });
+    const key = 'archive/2026/01/02/10/control-1.gz';
+    const etag = await put(
+      key,
+      gzipSync(
+        [
+          archiveLine(1),
+          archiveLine(2, { description: 'BELL\u0007' }),
+          archiveLine(3, { stockCode: '7105\u001f3' }),
+          archiveLine(4, { description: 'NUL\u0000' }),
+          archiveLine(5, { country: 'United\u007fKingdom' }),
+          archiveLine(6, { description: 'TAB\tOK' }),
+        ].join('\n'),
+      ),
+    );
+
+    const [result] = await loader().sweep();
+
+    expect(result).toMatchObject({ key, status: 'loaded', rowsLoaded: 2, rowsRejected: 4 });
+    expect(await rejectedOf(key, etag)).toEqual([
+      [2, 'Description contains control characters'],
+      [3, 'StockCode contains control characters'],
+      [4, 'contains a NUL character'],
+      [5, 'Country contains control characters'],
+    ]);
+    expect(await rows("SELECT line_no FROM fact_sales_line WHERE invoice_no = '970101' ORDER BY 1")).toEqual([
+      { line_no: 1 },
+      { line_no: 6 },
+    ]);
+  });
+});
+
+describe('an outage longer than the fast retries', () => {
+  it('retries a failed object after a growing cool-down until it loads, showing the error meanwhile', async () => {
+    let down = true;
+    // The warehouse refuses every transaction (the staging one first) while "down"; queries still work,
+    // so the failures are recorded as they would be when only the load's connection breaks.
+    const flaky: Warehouse = {
+      dialect: warehouse.dialect,
+      copySource: warehouse.copySource,
+      query: (sql, params) => warehouse.query(sql, params),
+      transaction: (steps) =>
+        down
+          ? Promise.reject(new WarehouseError('connection refused (test outage)'))
+          : warehouse.transaction(steps),
+      close: async () => {},
+    };
+    const l = createLoader({
+      s3: clients.s3,
+      bucket: BUCKET,
+      warehouse: flaky,
+      logger,
+      maxAttempts: 2,
+      coolDown: { baseMs: 1_500, maxMs: 2_000 },
+      prefixes: ['landing/outage/'],
+    });
+    const key = 'landing/outage/late.csv';
+    await put(key, `${HEADER}\n980001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,France\n`);
+    const manifest = async () =>
+      (
+        await rows<{ status: string; attempts: number; error: string | null }>(
+          'SELECT status, attempts, error FROM load_manifest WHERE object_key = $1',
+          [key],
+        )
+      )[0];
+    const statuses = async () => (await l.sweep()).map((r) => r.status);
+
+    // The fast retries: every sweep, up to maxAttempts, each failure counted.
+    expect(await statuses()).toEqual(['failed']);
+    expect(await statuses()).toEqual(['failed']);
+    expect(await manifest()).toEqual({
+      status: 'failed',
+      attempts: 2,
+      error: 'connection refused (test outage)',
+    });
+    // Then it rests: sweeps leave it alone, and loadKey says when it is retried.
+    expect(await statuses()).toEqual([]);
+    expect(await l.loadKey(key)).toMatchObject({
+      status: 'skipped',
+      detail: expect.stringMatching(/^failed 2 times, next retry in \d+ s: connection refused/),
+    });
+
+    await new Promise((r) => setTimeout(r, 1_600));
+    expect(await statuses()).toEqual(['failed']); // retried after the first cool-down, still down
+    expect(await manifest()).toMatchObject({ status: 'failed', attempts: 3 });
+    await new Promise((r) => setTimeout(r, 1_600));
+    expect(await statuses()).toEqual([]); // the second cool-down is longer (capped at 2 s)
+
+    down = false;
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await statuses()).toEqual(['loaded']);
+    expect(await manifest()).toMatchObject({ status: 'loaded', error: null });
+    expect(await rows("SELECT line_no FROM fact_sales_line WHERE invoice_no = '980001'")).toEqual([
+      { line_no: 1 },
     ]);
   });
 });
