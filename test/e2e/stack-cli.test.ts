@@ -65,7 +65,9 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
           return { pid: Number(pid), ppid: Number(ppid), args: args.join(' ') };
         });
       // A child is identified by pid and command line: a pid alone may be reused by then on a busy machine.
-      const children = (await processes()).filter((p) => p.ppid === child.pid).map((p) => `${p.pid} ${p.args}`);
+      const children = (await processes())
+        .filter((p) => p.ppid === child.pid)
+        .map((p) => `${p.pid} ${p.args}`);
       expect(children.length).toBeGreaterThan(0); // the emulator process and postgres
 
       child.kill('SIGINT');

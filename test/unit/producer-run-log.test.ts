@@ -26,7 +26,10 @@ describe('the run log', () => {
       const log = await openRunLog(dir, 'r', {});
       await log.appendBatch([{ ...line('536365', 1), quantity: 6, unitPrice: '2.55' }, line('536365', 2)]);
       await log.close({ accepted: 2 });
-      const rows = (await fs.readFile(log.path, 'utf8')).trim().split('\n').map((r) => JSON.parse(r));
+      const rows = (await fs.readFile(log.path, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((r) => JSON.parse(r));
       expect(rows.map((r) => r.t)).toEqual(['run', 'batch', 'summary']);
       expect(rows[1].lines).toEqual([
         ['536365', 1, '15.300'],
