@@ -46,7 +46,9 @@ export function createApp(deps: ApiDeps): Express {
 
   app.get('/health', async (_req, res) => {
     try {
-      const detail = deps.health ? await deps.health() : (await deps.store.ping(), {});
+      let detail: Record<string, unknown> = {};
+      if (deps.health) detail = await deps.health();
+      else await deps.store.ping();
       res.json({ status: 'ok', ...detail });
     } catch (err) {
       deps.logger.warn({ err }, 'health check failed');

@@ -54,7 +54,10 @@ export function toHttpError(err: unknown): HttpError {
       return badRequest('request body is incomplete');
   }
   // A compressed body that does not inflate (truncated gzip, bad brotli) is the client's fault.
-  if (typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('Z_')) {
+  if (
+    typeof (err as { code?: unknown })?.code === 'string' &&
+    (err as { code: string }).code.startsWith('Z_')
+  ) {
     return badRequest('request body could not be decompressed (check Content-Encoding)');
   }
   return new HttpError(500, 'internal', 'internal error', undefined, { cause: err });

@@ -82,7 +82,8 @@ export const openApiDocument = {
           streamWriteSentAt: {
             type: 'string',
             format: 'date-time',
-            description: 'when the DynamoDB write storing the line was sent (the acknowledged time is in the warehouse)',
+            description:
+              'when the DynamoDB write storing the line was sent (the acknowledged time is in the warehouse)',
           },
           streamVisibleAt: { type: 'string', format: 'date-time' },
         },

@@ -413,6 +413,13 @@ async function latency(
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   const ticks = Math.min(Math.round((seconds * 1000) / tickMs), Math.floor(lines.length / perTick));
   const sent = lines.slice(0, ticks * perTick);
+  // Per-call latency as the pipeline's clients see it (API writer, poller, consumer, Firehose).
+  const timers = {
+    kinesis: timeCommands(p.stack.clients.kinesis),
+    dynamodb: timeCommands(p.stack.clients.dynamodb),
+    firehose: timeCommands(p.stack.clients.firehose),
+  };
+  const handler0 = p.poller.stats();
   const cpu = cpuMeter(pids);
   const started = Date.now();
   const inflight: Promise<number>[] = [];
@@ -426,6 +433,9 @@ async function latency(
   const offeredSpanMs = Date.now() - started;
   await p.poller.idle();
   const usage = await cpu();
+  const calls = Object.fromEntries(Object.entries(timers).map(([k, t]) => [k, t.summary()]));
+  for (const t of Object.values(timers)) t.stop();
+  const handler = p.poller.stats();
   close();
   // streamVisibleAt travels with the line into the archive; wait for Firehose's buffer to flush.
   const wanted = new Set(sent.map((l) => `${l.invoiceNo}#${l.lineNo}`));
@@ -469,6 +479,15 @@ async function latency(
       acceptedToVisibleP99Ms: percentile(acceptedToVisible, 99),
     },
     cpuPercent: usage,
+    calls,
+    consumer: {
+      batches: handler.batches - handler0.batches,
+      meanHandlerMsPerBatch: Math.round(
+        (handler.shards.reduce((n, x) => n + x.handlerMs, 0) -
+          handler0.shards.reduce((n, x) => n + x.handlerMs, 0)) /
+          Math.max(1, handler.batches - handler0.batches),
+      ),
+    },
   };
 }
 

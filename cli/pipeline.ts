@@ -82,6 +82,9 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
     const app = createApp(apiDeps);
     const apiServer = http.createServer(app);
+    // Producers keep connections open between batches; Node's 5 s default would drop them mid-run.
+    apiServer.keepAliveTimeout = 65_000;
+    apiServer.headersTimeout = 66_000;
     const apiPort = await listen(apiServer, config.host, config.api.port);
     stops.push(
       () =>
