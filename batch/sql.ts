@@ -1,6 +1,7 @@
 import { type Dialect, ident, type Statement } from '#adapters/warehouse';
 import { UNKNOWN_ISO_CODE, UNKNOWN_REGION } from '#core/countries';
 import { NON_PRODUCT_CODES } from '#core/non-product';
+import { SOURCE_COLUMNS } from '#core/source-row';
 
 /**
  * The set-based SQL of one file's load (ELT): the raw file sits in an all-text staging table; these
@@ -13,16 +14,7 @@ import { NON_PRODUCT_CODES } from '#core/non-product';
 export type SourceFormat = 'csv' | 'ndjson';
 
 /** The source columns a CSV must have, and the line fields an archive record must have. */
-export const CSV_FIELDS = [
-  'InvoiceNo',
-  'StockCode',
-  'Description',
-  'Quantity',
-  'InvoiceDate',
-  'UnitPrice',
-  'CustomerID',
-  'Country',
-] as const;
+export const CSV_FIELDS = SOURCE_COLUMNS;
 export type CsvField = (typeof CSV_FIELDS)[number];
 
 /** First byte of a staging row the loader wrote in place of a record it could not stage as is. */

@@ -7,7 +7,6 @@
 
 import { fork } from 'node:child_process';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -16,6 +15,7 @@ import { createLogger } from '#adapters/logger';
 import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
 import { startPipeline } from '#cli/pipeline';
 import type { InvoiceLineInput } from '#core/invoice-line';
+import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { newRunId, openRunLog } from '#producer/run-log';
 import { cpuMeter, emulatorPids, timeCommands } from './stream.ts';
 
@@ -129,16 +129,11 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
   const clients = opts.clients ?? 200;
   const seconds = opts.seconds ?? 60;
   const perRequest = opts.linesPerRequest ?? 10;
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-load-'));
+  const dataDir = await scratchDataDir('rp-load-');
   const config = loadConfig({
+    ...EPHEMERAL_PORTS,
     RP_DATA_DIR: dataDir,
     RP_LOG_LEVEL: 'error',
-    RP_API_PORT: '0',
-    RP_KINESIS_PORT: '0',
-    RP_DYNAMODB_PORT: '0',
-    RP_S3_PORT: '0',
-    RP_FIREHOSE_PORT: '0',
-    RP_POSTGRES_PORT: '0',
     RP_FIREHOSE_BUFFER_SECONDS: '2',
     RP_LOAD_INTERVAL_SECONDS: '2',
   });

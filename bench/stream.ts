@@ -41,6 +41,7 @@ import { type Pipeline, startPipeline } from '#cli/pipeline';
 import { encodeLine } from '#core/avro';
 import { enrich } from '#core/enrich';
 import type { AcceptedLine, InvoiceLine } from '#core/invoice-line';
+import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { createGenerator } from '#producer/generator';
 
 export interface StreamBenchOptions {
@@ -497,13 +498,8 @@ function benchConfig(dataDir: string): Config {
   return loadConfig({
     RP_LOG_LEVEL: 'warn',
     ...env,
+    ...EPHEMERAL_PORTS,
     RP_DATA_DIR: dataDir,
-    RP_API_PORT: '0',
-    RP_KINESIS_PORT: '0',
-    RP_DYNAMODB_PORT: '0',
-    RP_S3_PORT: '0',
-    RP_FIREHOSE_PORT: '0',
-    RP_POSTGRES_PORT: '0',
   });
 }
 
@@ -514,7 +510,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
   const rate = options.offeredLinesPerSecond ?? 1000;
   const progress = options.progress ?? (() => {});
   const load0 = os.loadavg();
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-stream-'));
+  const dataDir = await scratchDataDir('bench-stream-');
   const config = benchConfig(dataDir);
   progress('starting the local pipeline (startPipeline: emulator child, PostgreSQL, Firehose, API, poller)');
   const p = await startPipeline({
