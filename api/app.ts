@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import express, { type Express, type RequestHandler, type Router } from 'express';
 import type { InvoiceReader } from '#adapters/invoice-store';
@@ -71,6 +72,10 @@ export function createApp(deps: ApiDeps): Express {
   const readBody = express.text({
     type: ['application/json', 'application/x-ndjson'],
     limit: limits.maxBytes,
+    // Decoding would silently turn invalid bytes into U+FFFD; refuse them instead (mapped to 415).
+    verify: (_req, _res, buf) => {
+      if (!isUtf8(buf)) throw Object.assign(new Error('body is not UTF-8'), { type: 'charset.unsupported' });
+    },
   });
   router.post('/invoices', requireContentType, readBody, async (req, res) => {
     const format: BodyFormat = req.is('application/x-ndjson') ? 'ndjson' : 'json';

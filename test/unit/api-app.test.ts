@@ -17,7 +17,7 @@ function client(app: ReturnType<typeof createApp>) {
   return async (
     method: string,
     path: string,
-    opts: { body?: string; headers?: Record<string, string> } = {},
+    opts: { body?: string; headers?: Record<string, string>; base64?: boolean } = {},
   ) => {
     const [rawPath, rawQueryString = ''] = path.split('?');
     const event = {
@@ -38,7 +38,7 @@ function client(app: ReturnType<typeof createApp>) {
         timeEpoch: 0,
       },
       body: opts.body,
-      isBase64Encoded: false,
+      isBase64Encoded: opts.base64 === true,
     };
     const out = (await handler(event, {} as Context, () => {})) as {
       statusCode: number;
@@ -263,6 +263,18 @@ describe('POST /invoices', () => {
     expect(res.body.message).toMatch(/application\/json/);
     const none = await call('POST', '/invoices', { body: '[]' });
     expect(none.status).toBe(415);
+  });
+
+  it('answers 415 for a body that is not UTF-8 instead of decoding it with replacement characters', async () => {
+    const latin1 = Buffer.from('[{"invoiceNo":"536365","description":"caf\u00e9"}]', 'latin1');
+    const res = await call('POST', '/invoices', {
+      headers: { 'content-type': 'application/json' },
+      body: latin1.toString('base64'),
+      base64: true,
+    });
+    expect(res.status).toBe(415);
+    expect(res.body.message).toBe('request body must be UTF-8');
+    expect(writer.batches).toHaveLength(0);
   });
 
   it('answers 503 with a resend hint when the stream does not take every line', async () => {
