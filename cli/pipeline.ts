@@ -135,10 +135,17 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
       bucket: config.names.bucket,
       warehouse,
       logger,
-      hooks: { afterLoad: () => marts.request() },
+      // Not awaited: a full rebuild takes seconds, and the next object must not wait for it.
+      hooks: {
+        afterLoad: () => {
+          void marts.request();
+        },
+      },
     });
     stack.onObjectCreated((key) => loader.notify(key));
     if (opts.scheduleLoads !== false) loader.start(config.loadIntervalSeconds);
+    // Stopped in reverse: the loader first, then the rebuild in flight, before the warehouse closes.
+    stops.push(() => marts.idle());
     stops.push(() => loader.stop());
 
     await stack.publish({ api: apiUrl, dashboard: dashboardUrl });
