@@ -36,6 +36,8 @@ export function registerStartCommand(program: Command): void {
       const config = configFrom(opts);
       const rate = positive('rate', opts.rate);
       const demoMs = positive('demo-seconds', opts.demoSeconds) * 1000;
+      const seed = Number(opts.seed);
+      if (!Number.isInteger(seed)) throw new Error(`--seed must be a whole number, got ${opts.seed}`);
       const logger = createLogger(config.logLevel);
       const started = performance.now();
       const pipeline = await startPipeline({ config, logger, fresh: opts.fresh });
@@ -64,7 +66,7 @@ export function registerStartCommand(program: Command): void {
         ...(config.api.apiKey ? { apiKey: config.api.apiKey } : {}),
         rate,
         durationMs: demoMs,
-        seed: Number(opts.seed),
+        seed,
         progress: process.stderr.isTTY === true,
         signal: abort.signal,
         runLogDir: path.join(config.dataDir, 'runs'),
@@ -73,6 +75,7 @@ export function registerStartCommand(program: Command): void {
       out(renderSummary(summary));
       // The batch path lags by the Firehose buffer and the load; give it a moment before comparing.
       await new Promise((r) => setTimeout(r, (config.firehose.bufferSeconds + 3) * 1000));
+      if (abort.signal.aborted) return; // Ctrl-C while waiting: the pipeline is stopping
       await pipeline.loader.sweep();
       const report = await latencyReport(pipeline.warehouse, { since: Date.now() - since.getTime() });
       out(`\n${formatLatencyTable(report)}`);
