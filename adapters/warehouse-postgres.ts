@@ -44,7 +44,10 @@ function wrap(err: unknown, sql: string): WarehouseError {
 export function createPostgresWarehouse(options: PostgresWarehouseOptions): Warehouse {
   const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 4 });
   // An idle client losing its server (postgres stopping) must not crash the process.
-  pool.on('error', (err) => options.logger?.warn({ err }, 'idle warehouse connection failed'));
+  // (pg hangs the whole client object on the error: log only what says why.)
+  pool.on('error', (err: Error & { code?: string }) =>
+    options.logger?.warn({ code: err.code, reason: err.message }, 'idle warehouse connection failed'),
+  );
 
   return {
     dialect: 'postgres',
@@ -62,9 +65,12 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
       let broken = false;
       // pg-pool listens for errors only on idle clients: a server that dies while this one is checked
       // out would emit an unhandled 'error' and take the process down. The failing query rejects anyway.
-      const onError = (err: Error) => {
+      const onError = (err: Error & { code?: string }) => {
         broken = true;
-        options.logger?.warn({ err }, 'warehouse connection lost during a transaction');
+        options.logger?.warn(
+          { code: err.code, reason: err.message },
+          'warehouse connection lost during a transaction',
+        );
       };
       client.on('error', onError);
       try {
