@@ -1,66 +1,24 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Clients, createClients } from '#adapters/clients';
+import type { Clients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
 import { type Warehouse, WarehouseError } from '#adapters/warehouse';
-import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader, loadIdOf } from '#batch/loader';
-import { migrate } from '#batch/migrate';
-import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
+import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
 
 const BUCKET = 'pipeline';
 const logger = createLogger('silent');
-let dir: string;
-let s3rver: S3rver;
-let pg: RunningPostgres;
+let env: LoaderEnv;
 let warehouse: Warehouse;
 let clients: Clients;
 
 beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'loader-pipeline-'));
-  await fs.mkdir(path.join(dir, 's3'));
-  s3rver = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: path.join(dir, 's3'),
-    configureBuckets: [{ name: BUCKET, configs: [] }],
-  });
-  const [address, postgres] = await Promise.all([
-    s3rver.run(),
-    startPostgres({
-      dataDir: path.join(dir, 'postgres'),
-      host: '127.0.0.1',
-      port: 0,
-      user: 'retail',
-      password: 'retail-test',
-      database: 'retail',
-      logger,
-    }),
-  ]);
-  pg = postgres;
-  clients = createClients({
-    region: 'us-east-1',
-    endpoints: { s3: `http://127.0.0.1:${address.port}` },
-    local: true,
-  });
-  warehouse = createPostgresWarehouse({ connectionString: pg.connectionString });
-  await migrate(warehouse, logger);
+  env = await startLoaderEnv(BUCKET, 'loader-pipeline-');
+  ({ warehouse, clients } = env);
 });
 
-afterAll(async () => {
-  await warehouse?.close();
-  clients?.destroy();
-  await s3rver?.close();
-  await pg?.stop();
-  await wipePostgres(path.join(dir, 'postgres'));
-  await fs.rm(dir, { recursive: true, force: true });
-});
+afterAll(() => env?.stop());
 
 const put = async (key: string, body: string | Buffer) => {
   const out = await clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));

@@ -1,18 +1,14 @@
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Clients, createClients } from '#adapters/clients';
+import type { Clients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
-import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader } from '#batch/loader';
-import { migrate } from '#batch/migrate';
-import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
+import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const REAL_FILE = path.resolve(REPO, '../shared/data/online-retail/online-retail.csv.gz');
@@ -21,55 +17,17 @@ if (!present) console.warn(`skipping the real-file acceptance: ${REAL_FILE} is a
 
 const BUCKET = 'pipeline';
 const logger = createLogger('silent');
-let dir: string;
-let s3rver: S3rver;
-let pg: RunningPostgres;
+let env: LoaderEnv;
 let warehouse: Warehouse;
 let clients: Clients;
 
 describe.skipIf(!present)('loading the real Online Retail file into an empty warehouse', () => {
   beforeAll(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'loader-real-'));
-    await fs.mkdir(path.join(dir, 's3'));
-    s3rver = new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: path.join(dir, 's3'),
-      configureBuckets: [{ name: BUCKET, configs: [] }],
-    });
-    const [address, postgres] = await Promise.all([
-      s3rver.run(),
-      startPostgres({
-        dataDir: path.join(dir, 'postgres'),
-        host: '127.0.0.1',
-        port: 0,
-        user: 'retail',
-        password: 'retail-test',
-        database: 'retail',
-        logger,
-      }),
-    ]);
-    pg = postgres;
-    clients = createClients({
-      region: 'us-east-1',
-      endpoints: { s3: `http://127.0.0.1:${address.port}` },
-      local: true,
-    });
-    warehouse = createPostgresWarehouse({ connectionString: pg.connectionString });
-    await migrate(warehouse, logger);
+    env = await startLoaderEnv(BUCKET, 'loader-real-');
+    ({ warehouse, clients } = env);
   });
 
-  afterAll(async () => {
-    await warehouse?.close();
-    clients?.destroy();
-    await s3rver?.close();
-    await pg?.stop();
-    if (dir) {
-      await wipePostgres(path.join(dir, 'postgres'));
-      await fs.rm(dir, { recursive: true, force: true });
-    }
-  });
+  afterAll(() => env?.stop());
 
   const totals = async () =>
     (
