@@ -324,61 +324,70 @@ function fromItem(item: Record<string, AttributeValue>): StoredLine | undefined 
 export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
   const names = { '#i': 'invoiceNo', '#l': 'lineNo', '#t': 'lineTotal' };
   const projection = '#i, #l, #t';
+  /** Every line item of a paged Query or Scan, page after page. */
+  async function drain(
+    page: (start: Record<string, AttributeValue> | undefined) => Promise<{
+      Items?: Record<string, AttributeValue>[];
+      LastEvaluatedKey?: Record<string, AttributeValue>;
+    }>,
+    out: StoredLine[],
+  ): Promise<void> {
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const got = await page(start);
+      for (const item of got.Items ?? []) {
+        const line = fromItem(item);
+        if (line) out.push(line);
+      }
+      start = got.LastEvaluatedKey;
+    } while (start);
+  }
   async function query(invoices: ReadonlySet<string>): Promise<StoredLine[]> {
     const out: StoredLine[] = [];
-    await mapLimit([...invoices], opts.concurrency ?? 16, async (invoiceNo) => {
-      let start: Record<string, AttributeValue> | undefined;
-      do {
-        const page = await opts.client.send(
-          new QueryCommand({
-            TableName: opts.table,
-            ConsistentRead: true,
-            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :line)',
-            ExpressionAttributeNames: { ...names, '#pk': 'pk', '#sk': 'sk' },
-            ExpressionAttributeValues: { ':pk': { S: `INV#${invoiceNo}` }, ':line': { S: 'LINE#' } },
-            ProjectionExpression: projection,
-            ...(start ? { ExclusiveStartKey: start } : {}),
-          }),
-        );
-        for (const item of page.Items ?? []) {
-          const line = fromItem(item);
-          if (line) out.push(line);
-        }
-        start = page.LastEvaluatedKey;
-      } while (start);
-    });
+    await mapLimit([...invoices], opts.concurrency ?? 16, (invoiceNo) =>
+      drain(
+        (start) =>
+          opts.client.send(
+            new QueryCommand({
+              TableName: opts.table,
+              ConsistentRead: true,
+              KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :line)',
+              ExpressionAttributeNames: { ...names, '#pk': 'pk', '#sk': 'sk' },
+              ExpressionAttributeValues: { ':pk': { S: `INV#${invoiceNo}` }, ':line': { S: 'LINE#' } },
+              ProjectionExpression: projection,
+              ...(start ? { ExclusiveStartKey: start } : {}),
+            }),
+          ),
+        out,
+      ),
+    );
     return out;
   }
   async function scan(): Promise<StoredLine[]> {
     const segments = opts.segments ?? 4;
-    const parts = await Promise.all(
-      Array.from({ length: segments }, async (_, segment) => {
-        const out: StoredLine[] = [];
-        let start: Record<string, AttributeValue> | undefined;
-        do {
-          const page = await opts.client.send(
-            new ScanCommand({
-              TableName: opts.table,
-              ConsistentRead: true,
-              Segment: segment,
-              TotalSegments: segments,
-              FilterExpression: '#e = :line',
-              ExpressionAttributeNames: { ...names, '#e': 'entity' },
-              ExpressionAttributeValues: { ':line': { S: 'line' } },
-              ProjectionExpression: projection,
-              ...(start ? { ExclusiveStartKey: start } : {}),
-            }),
-          );
-          for (const item of page.Items ?? []) {
-            const line = fromItem(item);
-            if (line) out.push(line);
-          }
-          start = page.LastEvaluatedKey;
-        } while (start);
-        return out;
-      }),
+    const out: StoredLine[] = [];
+    await Promise.all(
+      Array.from({ length: segments }, (_, segment) =>
+        drain(
+          (start) =>
+            opts.client.send(
+              new ScanCommand({
+                TableName: opts.table,
+                ConsistentRead: true,
+                Segment: segment,
+                TotalSegments: segments,
+                FilterExpression: '#e = :line',
+                ExpressionAttributeNames: { ...names, '#e': 'entity' },
+                ExpressionAttributeValues: { ':line': { S: 'line' } },
+                ProjectionExpression: projection,
+                ...(start ? { ExclusiveStartKey: start } : {}),
+              }),
+            ),
+          out,
+        ),
+      ),
     );
-    return parts.flat();
+    return out;
   }
   return {
     name: 'dynamodb',
