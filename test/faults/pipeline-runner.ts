@@ -35,6 +35,18 @@ type Message =
 
 const send = (m: object) => process.send?.(m);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits (at most ~5-10 s) until a killed process is gone from /proc. */
+async function waitExited(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const alive = await fs.access(`/proc/${pid}`).then(
+      () => true,
+      () => false,
+    );
+    if (!alive) return;
+    await sleep(40);
+  }
+}
 const die = () => process.kill(process.pid, 'SIGKILL');
 
 const config = loadConfig(process.env);
@@ -118,16 +130,7 @@ async function crashPostgres(downMs: number): Promise<void> {
   );
   // SIGQUIT = immediate shutdown: no checkpoint, crash recovery at the next start.
   process.kill(pid, 'SIGQUIT');
-  for (
-    let i = 0;
-    i < 200 &&
-    (await fs.access(`/proc/${pid}`).then(
-      () => true,
-      () => false,
-    ));
-    i++
-  )
-    await sleep(50);
+  await waitExited(pid);
   await sleep(downMs);
   restartedPg = await startPostgres({
     dataDir: pgDataDir,
@@ -212,18 +215,7 @@ async function restartEmulators(downMs: number): Promise<void> {
   const pids = await childPids();
   if (pids.length === 0) throw new Error('no emulator process found');
   for (const pid of pids) process.kill(pid, 'SIGKILL');
-  for (const pid of pids) {
-    for (
-      let i = 0;
-      i < 200 &&
-      (await fs.access(`/proc/${pid}`).then(
-        () => true,
-        () => false,
-      ));
-      i++
-    )
-      await sleep(25);
-  }
+  for (const pid of pids) await waitExited(pid);
   await sleep(downMs);
   const e = pipeline.stack.endpoints;
   const port = (url: string) => Number(new URL(url).port);
