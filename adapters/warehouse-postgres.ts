@@ -6,8 +6,10 @@ import {
   type CopyStep,
   ident,
   isCopyStep,
+  isDeferredStep,
   type StatementResult,
   type Step,
+  type TransactionQuery,
   type TransactionResult,
   type Warehouse,
   WarehouseError,
@@ -24,9 +26,11 @@ export interface PostgresWarehouseOptions {
 export function postgresCopySql(step: CopyStep): string {
   const cols = step.columns.map(ident).join(', ');
   const options =
-    step.format === 'csv'
-      ? `FORMAT csv, ENCODING '${step.encoding}'`
-      : `FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01', ENCODING '${step.encoding}'`;
+    step.format === 'binary'
+      ? `FORMAT binary${step.freeze ? ', FREEZE' : ''}`
+      : step.format === 'csv'
+        ? `FORMAT csv, ENCODING '${step.encoding}'`
+        : `FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01', ENCODING '${step.encoding}'`;
   return `COPY ${ident(step.table)} (${cols}) FROM STDIN WITH (${options})`;
 }
 
@@ -76,37 +80,56 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
       try {
         await client.query('BEGIN');
         const rowCounts: number[] = [];
-        for (const step of steps) {
-          const t0 = performance.now();
-          if (isCopyStep(step)) {
-            if (!step.stream)
-              throw new WarehouseError(`COPY into ${step.table} needs a stream on PostgreSQL`);
-            const sql = postgresCopySql(step);
-            const sink = client.query(copyFrom(sql));
+        const tx: TransactionQuery = {
+          async query<R>(sql: string, params: ReadonlyArray<unknown> = []) {
             try {
-              await pipeline(step.stream(), sink);
+              const res = await client.query(sql, params as unknown[]);
+              return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
             } catch (err) {
               throw wrap(err, sql);
             }
-            rowCounts.push(Number(sink.rowCount ?? 0));
-            options.logger?.debug({ ms: Math.round(performance.now() - t0), sql }, 'warehouse step');
-            continue;
+          },
+        };
+        /** Runs steps in order; false when a `requireRows` step found nothing (rolled back). */
+        const run = async (list: ReadonlyArray<Step>): Promise<boolean> => {
+          for (const step of list) {
+            const t0 = performance.now();
+            if (isDeferredStep(step)) {
+              if (!(await run(await step.build(tx)))) return false;
+              continue;
+            }
+            if (isCopyStep(step)) {
+              if (!step.stream)
+                throw new WarehouseError(`COPY into ${step.table} needs a stream on PostgreSQL`);
+              const sql = postgresCopySql(step);
+              const sink = client.query(copyFrom(sql));
+              try {
+                await pipeline(step.stream(), sink);
+              } catch (err) {
+                throw wrap(err, sql);
+              }
+              rowCounts.push(Number(sink.rowCount ?? 0));
+              options.logger?.debug({ ms: Math.round(performance.now() - t0), sql }, 'warehouse step');
+              continue;
+            }
+            let count: number;
+            try {
+              count = (await client.query(step.sql, (step.params ?? []) as unknown[])).rowCount ?? 0;
+            } catch (err) {
+              throw wrap(err, step.sql);
+            }
+            rowCounts.push(count);
+            options.logger?.debug(
+              { ms: Math.round(performance.now() - t0), sql: step.sql.slice(0, 80) },
+              'warehouse step',
+            );
+            if (step.requireRows && count === 0) return false;
           }
-          let count: number;
-          try {
-            count = (await client.query(step.sql, (step.params ?? []) as unknown[])).rowCount ?? 0;
-          } catch (err) {
-            throw wrap(err, step.sql);
-          }
-          rowCounts.push(count);
-          options.logger?.debug(
-            { ms: Math.round(performance.now() - t0), sql: step.sql.slice(0, 80) },
-            'warehouse step',
-          );
-          if (step.requireRows && count === 0) {
-            await client.query('ROLLBACK');
-            return { committed: false, rowCounts };
-          }
+          return true;
+        };
+        if (!(await run(steps))) {
+          await client.query('ROLLBACK');
+          return { committed: false, rowCounts };
         }
         await client.query('COMMIT');
         return { committed: true, rowCounts };

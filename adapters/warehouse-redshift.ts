@@ -11,6 +11,7 @@ import {
   type CopyStep,
   ident,
   isCopyStep,
+  isDeferredStep,
   type StatementResult,
   type Step,
   type TransactionResult,
@@ -74,6 +75,7 @@ export function inlineParams(sql: string, params: ReadonlyArray<unknown> = []): 
 /** COPY FROM S3 for a staging step. */
 export function redshiftCopySql(step: CopyStep, roleArn: string): string {
   if (!step.s3) throw new WarehouseError(`COPY into ${step.table} needs an S3 object on Redshift`);
+  if (step.format === 'binary') throw new WarehouseError('Redshift has no binary COPY: stage CSV');
   const cols = step.columns.map(ident).join(', ');
   const options =
     step.format === 'csv'
@@ -159,6 +161,8 @@ export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Ware
     },
     async transaction(steps: ReadonlyArray<Step>): Promise<TransactionResult> {
       const sqls = steps.map((step) => {
+        if (isDeferredStep(step))
+          throw new WarehouseError('a Redshift transaction is one batch: it cannot run deferred steps');
         if (isCopyStep(step)) {
           if (!options.copyRoleArn)
             throw new WarehouseError('COPY on Redshift needs copyRoleArn (RP_REDSHIFT_COPY_ROLE_ARN)');

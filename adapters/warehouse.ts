@@ -20,16 +20,36 @@ export interface CopyStep {
   kind: 'copy';
   table: string;
   columns: ReadonlyArray<string>;
-  /** `csv`: RFC 4180 records; `lines`: one whole line per row into a single text column. */
-  format: 'csv' | 'lines';
+  /**
+   * `csv`: RFC 4180 records; `lines`: one whole line per row into a single text column; `binary`:
+   * PostgreSQL's binary COPY tuples (stream-fed PostgreSQL only).
+   */
+  format: 'csv' | 'lines' | 'binary';
   encoding: 'UTF8' | 'LATIN1';
+  /** COPY ... FREEZE: the table was truncated in this transaction (PostgreSQL). */
+  freeze?: boolean;
   /** For stream-fed warehouses: the decompressed bytes, header already removed. */
   stream?: () => Readable;
   /** For S3-fed warehouses: the original object. */
   s3?: { uri: string; gzip: boolean; skipHeader: boolean };
 }
 
-export type Step = Statement | CopyStep;
+/**
+ * Steps decided inside the transaction, once the steps before them ran: from what a query in the
+ * transaction answers, or from what a COPY's stream saw. Needs an interactive transaction
+ * (PostgreSQL); a Redshift batch is submitted whole.
+ */
+export interface DeferredStep {
+  kind: 'defer';
+  build: (tx: TransactionQuery) => Promise<ReadonlyArray<Step>>;
+}
+
+/** A query inside a running transaction. */
+export interface TransactionQuery {
+  query<R = Record<string, unknown>>(sql: string, params?: ReadonlyArray<unknown>): Promise<StatementResult<R>>;
+}
+
+export type Step = Statement | CopyStep | DeferredStep;
 
 export interface StatementResult<R = Record<string, unknown>> {
   rows: R[];
@@ -70,6 +90,10 @@ export class WarehouseError extends Error {
 
 export function isCopyStep(step: Step): step is CopyStep {
   return (step as CopyStep).kind === 'copy';
+}
+
+export function isDeferredStep(step: Step): step is DeferredStep {
+  return (step as DeferredStep).kind === 'defer';
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import {
   CopyObjectCommand,
@@ -12,24 +12,42 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from '#adapters/logger';
-import { type CopyStep, type Warehouse, WarehouseError } from '#adapters/warehouse';
+import { type CopyStep, type Statement, type Step, type Warehouse, WarehouseError } from '#adapters/warehouse';
+import type { ColumnMap } from '#core/source-row';
+import { checkHeader, decompressed, EmptyFileError, readCsvHead } from './source-stream.ts';
 import {
-  checkHeader,
-  controlCheckedColumns,
-  decompressed,
-  EmptyFileError,
-  type HeaderCheck,
-  RecordGuard,
-  readCsvHead,
-} from './source-stream.ts';
-import {
-  createStagingSql,
+  BULK_AFTER,
+  BULK_BEFORE,
+  COUNTS_COLUMNS,
+  COUNTS_TABLE,
+  CSV_FIELDS,
+  claimStep,
+  countNewRowsSql,
+  createCountsSql,
+  createTypedSql,
+  dimensionSteps,
+  duplicateFixSql,
+  FACT_COPY_COLUMNS,
+  type LoadCounts,
   type LoadPlan,
-  mergeSteps,
+  legacyStagingTable,
+  loadedStep,
+  markNewSql,
+  mergeFactSteps,
+  REJECTED_COLUMNS,
   type SourceFormat,
-  stagingColumns,
-  stagingTableName,
+  TYPED_TABLE,
 } from './sql.ts';
+import {
+  CsvRowEncoder,
+  CsvTyper,
+  LineTyper,
+  NdjsonTyper,
+  NotUtf8Error,
+  PgBinaryEncoder,
+  type RowEncoder,
+  TYPED_COLUMNS,
+} from './typer.ts';
 
 export const ARCHIVE_PREFIX = 'archive/';
 export const LANDING_PREFIX = 'landing/';
@@ -128,6 +146,12 @@ export function formatOf(key: string): { format: SourceFormat; source: 'stream' 
   if (key.startsWith(ARCHIVE_PREFIX)) return { format: 'ndjson', source: 'stream' };
   if (key.startsWith(LANDING_PREFIX)) return { format: 'csv', source: 'file' };
   return undefined;
+}
+
+/** Whether the error or one of its causes matches. */
+function causedBy(err: unknown, test: (e: unknown) => boolean): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) if (test(e)) return true;
+  return false;
 }
 
 function zlibError(err: unknown): { code: string; message: string } | undefined {
@@ -260,128 +284,218 @@ export function createLoader(options: LoaderOptions): Loader {
     );
   }
 
-  /** Stage the object (status pending|failed -> staged). Returns false when another loader has it. */
-  async function stage(
+  /** The object's rows on their way to the warehouse, typed by `encoder`. */
+  interface Prepared {
+    lines: LineTyper;
+    rows: Readable;
+    header: string[] | undefined;
+    extra: string[];
+    encoding: 'UTF8' | 'LATIN1';
+    close(): void;
+  }
+
+  async function prepare(
     key: string,
     etag: string,
     format: SourceFormat,
+    encoder: RowEncoder,
     encoding?: 'UTF8' | 'LATIN1',
-  ): Promise<boolean> {
-    const loadId = loadIdOf(key, etag);
-    const kind = formatOf(key);
-    if (!kind) return false;
-    const started = performance.now();
+  ): Promise<Prepared> {
     const source = await openObject(key, etag);
-    let plan: LoadPlan;
-    let check: HeaderCheck | undefined;
-    let header: string[] | undefined;
-    let body: Readable = source;
-    let enc: 'UTF8' | 'LATIN1' = encoding ?? 'UTF8';
-    if (format === 'csv') {
-      let head: Awaited<ReturnType<typeof readCsvHead>>;
-      try {
-        head = await readCsvHead(source);
-      } catch (err) {
-        if (err instanceof EmptyFileError) throw new QuarantineError('the file is empty');
-        throw err;
-      }
-      header = head.columns;
-      check = checkHeader(head.columns);
-      if (!check.columnOf) {
-        head.body.destroy();
-        const problem = check.duplicated?.length
-          ? `duplicated columns: ${check.duplicated.join(', ')}`
-          : `missing required columns: ${check.missing.join(', ')}`;
-        throw new QuarantineError(problem, {
-          cause: { missing: check.missing, duplicated: check.duplicated ?? [], header },
-        });
-      }
-      enc = encoding ?? head.encoding;
-      body = head.body.pipe(new RecordGuard(head.columns.length, controlCheckedColumns(check.columnOf)));
-      head.body.on('error', (err) => body.destroy(err));
-      plan = { loadId, objectKey: key, ...kind, columnOf: check.columnOf, columnCount: head.columns.length };
-    } else {
-      plan = { loadId, objectKey: key, ...kind };
+    const lines = new LineTyper({ loadId: loadIdOf(key, etag), objectKey: key, encoder });
+    if (format === 'ndjson') {
+      const rows = source.pipe(new NdjsonTyper(lines));
+      source.on('error', (err) => rows.destroy(err));
+      return { lines, rows, header: undefined, extra: [], encoding: 'UTF8', close: () => source.destroy() };
     }
-    const table = stagingTableName(loadId);
-    const copy: CopyStep = {
-      kind: 'copy',
-      table,
-      columns: stagingColumns(plan),
-      format: format === 'csv' ? 'csv' : 'lines',
-      encoding: enc,
-    };
-    if (warehouse.copySource === 'stream') copy.stream = () => body;
-    else if (format === 'csv') {
-      // COPY FROM S3 reads objects, not streams: the numbered, guarded CSV goes to staging/ first.
-      const stagingKey = `${STAGING_PREFIX}${loadId}.csv.gz`;
-      await new Upload({
-        client: s3,
-        params: { Bucket: bucket, Key: stagingKey, Body: body.pipe(createGzip({ level: 1 })) },
-      }).done();
-      copy.s3 = { uri: `s3://${bucket}/${stagingKey}`, gzip: true, skipHeader: false };
-    } else {
-      body.destroy();
-      copy.s3 = { uri: `s3://${bucket}/${key}`, gzip: source.gzip === true, skipHeader: false };
+    let head: Awaited<ReturnType<typeof readCsvHead>>;
+    try {
+      head = await readCsvHead(source);
+    } catch (err) {
+      if (err instanceof EmptyFileError) throw new QuarantineError('the file is empty');
+      throw err;
     }
-    const res = await warehouse
-      .transaction([
-        {
-          sql: `UPDATE load_manifest SET status = 'pending', attempts = attempts + 1, started_at = CURRENT_TIMESTAMP, error = NULL
-              WHERE object_key = $1 AND etag = $2 AND status IN ('pending', 'failed')`,
-          params: [key, etag],
-          requireRows: true,
-        },
-        ...createStagingSql(warehouse.dialect, plan).map((sql) => ({ sql })),
-        copy,
-        {
-          sql: `UPDATE load_manifest SET status = 'staged', staged_at = CURRENT_TIMESTAMP, encoding = CAST($3 AS varchar(8)),
-                header = CAST($4 AS varchar(4096)), extra_columns = CAST($5 AS varchar(1024))
-              WHERE object_key = $1 AND etag = $2`,
-          params: [
-            key,
-            etag,
-            enc,
-            header ? JSON.stringify(header) : null,
-            check && check.extra.length > 0 ? JSON.stringify(check.extra) : null,
-          ],
-        },
-      ])
-      .catch((err: unknown) => {
-        // A transaction that failed before COPY read the body leaves the object's download open.
-        body.destroy();
-        throw err;
+    const check = checkHeader(head.columns);
+    if (!check.columnOf) {
+      head.body.destroy();
+      const problem = check.duplicated?.length
+        ? `duplicated columns: ${check.duplicated.join(', ')}`
+        : `missing required columns: ${check.missing.join(', ')}`;
+      throw new QuarantineError(problem, {
+        cause: { missing: check.missing, duplicated: check.duplicated ?? [], header: head.columns },
       });
-    if (!res.committed) {
-      body.destroy();
-      return false;
     }
-    await warehouse.query('UPDATE load_manifest SET stage_ms = $3 WHERE object_key = $1 AND etag = $2', [
-      key,
-      etag,
-      Math.round(performance.now() - started),
-    ]);
-    return true;
+    const columnOf = check.columnOf;
+    const columns = Object.fromEntries(CSV_FIELDS.map((f) => [f, columnOf[f] - 1])) as ColumnMap;
+    const enc = encoding ?? head.encoding;
+    const rows = head.body.pipe(new CsvTyper(lines, columns, enc === 'UTF8' ? 'utf8' : 'latin1'));
+    head.body.on('error', (err) => rows.destroy(err));
+    return {
+      lines,
+      rows,
+      header: head.columns,
+      extra: check.extra,
+      encoding: enc,
+      close: () => head.body.destroy(),
+    };
   }
 
-  async function merge(key: string, etag: string, row: ManifestRow): Promise<boolean> {
+  /**
+   * `direct` (PostgreSQL, CSV): typed rows COPY straight into the fact; the primary key refuses a
+   * key already there (the caller then loads again the `merge` way). `merge`: typed rows COPY into
+   * a temporary table; new keys are inserted, archive lines lend lineage to keys that lack it.
+   */
+  type Mode = 'direct' | 'merge';
+
+  /** Loads the object in one transaction. False when another loader has it. */
+  async function loadObject(
+    key: string,
+    etag: string,
+    row: ManifestRow,
+    mode: Mode,
+    encoding?: 'UTF8' | 'LATIN1',
+  ): Promise<boolean> {
     const kind = formatOf(key);
     if (!kind) return false;
-    const plan: LoadPlan = { loadId: loadIdOf(key, etag), objectKey: key, ...kind };
-    if (kind.format === 'csv') {
-      const columns = JSON.parse(row.header ?? '[]') as string[];
-      const check = checkHeader(columns);
-      if (!check.columnOf) throw new WarehouseError(`staged header lost its required columns: ${row.header}`);
-      plan.columnOf = check.columnOf;
-      plan.columnCount = columns.length;
-    }
+    const loadId = loadIdOf(key, etag);
+    const plan: LoadPlan = { loadId, objectKey: key, ...kind };
     const started = performance.now();
-    const res = await warehouse.transaction(mergeSteps(warehouse.dialect, plan, etag));
-    if (!res.committed) return false;
-    await warehouse.query('UPDATE load_manifest SET merge_ms = $3 WHERE object_key = $1 AND etag = $2', [
+    let stagedAt = started;
+    const pg = warehouse.copySource === 'stream';
+    // Checked outside the transaction (no lock taken); confirmed under an exclusive lock inside it.
+    const mayBeEmpty =
+      mode === 'direct' && (await warehouse.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length === 0;
+    const encoder: RowEncoder = !pg
+      ? new CsvRowEncoder()
+      : new PgBinaryEncoder(
+          mode === 'direct' ? { visibleAtMs: Date.now(), source: kind.source, sourceKey: key } : undefined,
+        );
+    const p = await prepare(key, etag, kind.format, encoder, encoding);
+    const counts = (): LoadCounts => ({
+      rowsRead: p.lines.rowsRead,
+      rowsLoaded: p.lines.rowsLoaded,
+      rowsRejected: p.lines.rejects.count,
+      ...(mode === 'direct' ? { rowsNew: p.lines.rowsLoaded } : {}),
+      encoding: p.encoding,
+      header: p.header ? JSON.stringify(p.header) : null,
+      extraColumns: p.extra.length > 0 ? JSON.stringify(p.extra) : null,
+    });
+    const csvCopy = (table: string, columns: ReadonlyArray<string>, stream: Readable): CopyStep => ({
+      kind: 'copy',
+      table,
+      columns,
+      format: 'csv',
+      encoding: 'UTF8',
+      stream: () => stream,
+    });
+    const writeSteps = (): Statement[] => [
+      ...dimensionSteps(),
+      ...(mode === 'merge' ? mergeFactSteps(warehouse.dialect, plan) : []),
+      ...(mode === 'merge' || p.lines.reopened.size > 0 ? [{ sql: duplicateFixSql() }] : []),
+      loadedStep(warehouse.dialect, key, etag, counts()),
+      { sql: `DROP TABLE ${COUNTS_TABLE}` },
+      ...(mode === 'merge' ? [{ sql: `DROP TABLE ${TYPED_TABLE}` }] : []),
+    ];
+    const head: Step[] = [
+      claimStep(key, etag),
+      ...(row.status === 'staged' ? [{ sql: `DROP TABLE IF EXISTS ${legacyStagingTable(loadId)}` }] : []),
+    ];
+    try {
+      if (pg) {
+        const steps: Step[] = [...head];
+        if (mode === 'direct') {
+          const factCopy = (freeze: boolean): CopyStep => ({
+            kind: 'copy',
+            table: 'fact_sales_line',
+            columns: FACT_COPY_COLUMNS,
+            format: 'binary',
+            encoding: 'UTF8',
+            freeze,
+            stream: () => p.rows,
+          });
+          steps.push({
+            kind: 'defer',
+            async build(tx) {
+              if (!mayBeEmpty) return [factCopy(false)];
+              await tx.query('LOCK TABLE fact_sales_line IN ACCESS EXCLUSIVE MODE');
+              if ((await tx.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length > 0) return [factCopy(false)];
+              return [...BULK_BEFORE.map((sql) => ({ sql })), factCopy(true), ...BULK_AFTER.map((sql) => ({ sql }))];
+            },
+          });
+        } else {
+          steps.push(
+            { sql: createTypedSql() },
+            { kind: 'copy', table: TYPED_TABLE, columns: TYPED_COLUMNS, format: 'binary', encoding: 'UTF8', stream: () => p.rows },
+            // The planner knows nothing of a fresh temp table; without statistics it picks nested loops.
+            { sql: `ANALYZE ${TYPED_TABLE}` },
+            { sql: markNewSql() },
+          );
+        }
+        steps.push({
+          kind: 'defer',
+          async build() {
+            stagedAt = performance.now();
+            await options.hooks?.afterStage?.(key);
+            const out: Step[] = [];
+            if (p.lines.rejects.count > 0)
+              out.push(csvCopy('load_rejected_row', REJECTED_COLUMNS, await p.lines.rejects.readable()));
+            out.push({ sql: createCountsSql() });
+            if (mode === 'direct') out.push(csvCopy(COUNTS_TABLE, COUNTS_COLUMNS, Readable.from([p.lines.countsCsv()])));
+            else out.push({ sql: countNewRowsSql() });
+            return [...out, ...writeSteps()];
+          },
+        });
+        const res = await warehouse.transaction(steps);
+        if (!res.committed) return false;
+      } else {
+        // COPY FROM S3 reads objects, not streams: the typed rows (and the rejected ones) go to staging/.
+        const typedKey = `${STAGING_PREFIX}${loadId}.csv.gz`;
+        await new Upload({
+          client: s3,
+          params: { Bucket: bucket, Key: typedKey, Body: p.rows.pipe(createGzip({ level: 1 })) },
+        }).done();
+        stagedAt = performance.now();
+        await options.hooks?.afterStage?.(key);
+        const s3Copy = (table: string, columns: ReadonlyArray<string>, objectKey: string): CopyStep => ({
+          kind: 'copy',
+          table,
+          columns,
+          format: 'csv',
+          encoding: 'UTF8',
+          s3: { uri: `s3://${bucket}/${objectKey}`, gzip: true, skipHeader: false },
+        });
+        const steps: Step[] = [
+          ...head,
+          { sql: createTypedSql() },
+          s3Copy(TYPED_TABLE, TYPED_COLUMNS, typedKey),
+          { sql: markNewSql() },
+        ];
+        if (p.lines.rejects.count > 0) {
+          const rejectsKey = `${STAGING_PREFIX}${loadId}.rejected.csv.gz`;
+          await new Upload({
+            client: s3,
+            params: {
+              Bucket: bucket,
+              Key: rejectsKey,
+              Body: (await p.lines.rejects.readable()).pipe(createGzip({ level: 1 })),
+            },
+          }).done();
+          steps.push(s3Copy('load_rejected_row', REJECTED_COLUMNS, rejectsKey));
+        }
+        steps.push({ sql: createCountsSql() }, { sql: countNewRowsSql() }, ...writeSteps());
+        const res = await warehouse.transaction(steps);
+        if (!res.committed) return false;
+      }
+    } finally {
+      p.close();
+      await p.lines.rejects.discard();
+    }
+    const now = performance.now();
+    await warehouse.query('UPDATE load_manifest SET stage_ms = $3, merge_ms = $4 WHERE object_key = $1 AND etag = $2', [
       key,
       etag,
-      Math.round(performance.now() - started),
+      Math.round(stagedAt - started),
+      Math.round(now - stagedAt),
     ]);
     return true;
   }
@@ -415,38 +529,37 @@ export function createLoader(options: LoaderOptions): Loader {
     const started = performance.now();
     const kind = formatOf(key);
     if (!kind) return result(key, etag, 'skipped', started, undefined, 'not under archive/ or landing/');
-    // Whether this attempt's increment of `attempts` committed (with the staging transaction): a
-    // failure rolls its transaction back, so the failure is counted when recorded.
-    let counted = false;
     try {
       await register(key, etag, size);
-      let row = await manifestRow(key, etag);
+      const row = await manifestRow(key, etag);
       if (!row) return result(key, etag, 'skipped', started, undefined, 'not in the manifest');
       if (TERMINAL.has(row.status))
         return result(key, etag, 'skipped', started, row, `already ${row.status}`);
       const resting = restingReason(row);
       if (resting) return result(key, etag, 'skipped', started, row, `${resting}: ${row.error ?? ''}`);
-      if (row.status !== 'staged') {
-        let staged: boolean;
+      let mode: Mode = kind.format === 'csv' && warehouse.copySource === 'stream' ? 'direct' : 'merge';
+      let encoding: 'UTF8' | 'LATIN1' | undefined;
+      let loaded: boolean;
+      for (;;) {
         try {
-          staged = await stage(key, etag, kind.format);
+          loaded = await loadObject(key, etag, row, mode, encoding);
+          break;
         } catch (err) {
           // Bytes that are not UTF-8 past the sniffed sample: the file is Latin-1 after all.
-          if (err instanceof WarehouseError && err.details.code === '22021') {
-            staged = await stage(key, etag, kind.format, 'LATIN1');
-          } else throw err;
+          if (encoding === undefined && causedBy(err, (e) => e instanceof NotUtf8Error)) {
+            encoding = 'LATIN1';
+            continue;
+          }
+          // A key already in the fact (the same lines came by the stream, or in another file).
+          if (mode === 'direct' && causedBy(err, (e) => (e as { code?: unknown }).code === '23505')) {
+            logger.info({ key }, 'keys already loaded: merging instead of copying straight into the fact');
+            mode = 'merge';
+            continue;
+          }
+          throw err;
         }
-        if (!staged) return result(key, etag, 'skipped', started, undefined, 'another loader has it');
-        counted = true;
-        await options.hooks?.afterStage?.(key);
-        row = await manifestRow(key, etag);
-        if (!row) throw new WarehouseError(`manifest row of ${key} vanished`);
-      } else {
-        logger.info({ key }, 'resuming a staged load');
       }
-      if (!(await merge(key, etag, row))) {
-        return result(key, etag, 'skipped', started, undefined, 'another loader merged it');
-      }
+      if (!loaded) return result(key, etag, 'skipped', started, undefined, 'another loader has it');
       const done = await manifestRow(key, etag);
       if (done?.rows_rejected && Number(done.rows_rejected) > 0) await writeRejects(key, etag);
       const out = result(key, etag, 'loaded', started, done);
@@ -469,12 +582,13 @@ export function createLoader(options: LoaderOptions): Loader {
       }
       const message = err instanceof Error ? err.message : String(err);
       logger.error({ err, key }, 'object load failed');
+      // The attempt's own increment rolled back with its transaction: the failure counts it.
       await warehouse
         .query(
           `UPDATE load_manifest SET status = 'failed', error = $3, finished_at = CURRENT_TIMESTAMP,
-             attempts = attempts + $4
+             attempts = attempts + 1
            WHERE object_key = $1 AND etag = $2 AND status NOT IN ('loaded', 'quarantined')`,
-          [key, etag, message.slice(0, 4000), counted ? 0 : 1],
+          [key, etag, message.slice(0, 4000)],
         )
         .catch((e: unknown) => logger.error({ err: e, key }, 'could not record the failure'));
       return result(key, etag, 'failed', started, undefined, message);

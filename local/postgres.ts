@@ -374,6 +374,10 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
       'synchronous_commit=off',
       '-c',
       'max_wal_size=2GB',
+      '-c',
+      'wal_level=minimal',
+      '-c',
+      'max_wal_senders=0',
       // A file's load types ~0.5M rows in a temp table and merges them: keep that in memory.
       '-c',
       'shared_buffers=256MB',
