@@ -17,7 +17,7 @@ import type { ColumnMap } from '#core/source-row';
 import { checkHeader, decompressed, EmptyFileError, readCsvHead } from './source-stream.ts';
 import {
   BULK_AFTER,
-  BULK_BEFORE,
+  bulkBefore,
   COUNTS_COLUMNS,
   COUNTS_TABLE,
   CSV_FIELDS,
@@ -26,7 +26,7 @@ import {
   createCountsSql,
   createTypedSql,
   dimensionSteps,
-  duplicateFixSql,
+  duplicateFixStep,
   FACT_COPY_COLUMNS,
   type LoadCounts,
   type LoadPlan,
@@ -39,6 +39,7 @@ import {
   TYPED_TABLE,
 } from './sql.ts';
 import {
+  BULK_COLUMNS,
   CsvRowEncoder,
   CsvTyper,
   LineTyper,
@@ -107,6 +108,10 @@ export interface Loader {
 
 export class QuarantineError extends Error {
   override name = 'QuarantineError';
+}
+
+class FactFilledError extends Error {
+  override name = 'FactFilledError';
 }
 
 interface ManifestRow extends RetryState {
@@ -365,11 +370,14 @@ export function createLoader(options: LoaderOptions): Loader {
     // Checked outside the transaction (no lock taken); confirmed under an exclusive lock inside it.
     const mayBeEmpty =
       mode === 'direct' && (await warehouse.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length === 0;
+    const bulk = mode === 'direct' && mayBeEmpty;
     const encoder: RowEncoder = !pg
       ? new CsvRowEncoder()
-      : new PgBinaryEncoder(
-          mode === 'direct' ? { visibleAtMs: Date.now(), source: kind.source, sourceKey: key } : undefined,
-        );
+      : mode === 'merge'
+        ? new PgBinaryEncoder('typed')
+        : bulk
+          ? new PgBinaryEncoder('bulk')
+          : new PgBinaryEncoder('fact', { visibleAtMs: Date.now(), source: kind.source, sourceKey: key });
     const p = await prepare(key, etag, kind.format, encoder, encoding);
     const counts = (): LoadCounts => ({
       rowsRead: p.lines.rowsRead,
@@ -391,7 +399,11 @@ export function createLoader(options: LoaderOptions): Loader {
     const writeSteps = (): Statement[] => [
       ...dimensionSteps(),
       ...(mode === 'merge' ? mergeFactSteps(warehouse.dialect, plan) : []),
-      ...(mode === 'merge' || p.lines.reopened.size > 0 ? [{ sql: duplicateFixSql() }] : []),
+      ...(mode === 'merge'
+        ? [duplicateFixStep()]
+        : p.lines.reopened.size > 0
+          ? [duplicateFixStep([...p.lines.reopened])]
+          : []),
       loadedStep(warehouse.dialect, key, etag, counts()),
       { sql: `DROP TABLE ${COUNTS_TABLE}` },
       ...(mode === 'merge' ? [{ sql: `DROP TABLE ${TYPED_TABLE}` }] : []),
@@ -404,10 +416,10 @@ export function createLoader(options: LoaderOptions): Loader {
       if (pg) {
         const steps: Step[] = [...head];
         if (mode === 'direct') {
-          const factCopy = (freeze: boolean): CopyStep => ({
+          const factCopy = (columns: ReadonlyArray<string>, freeze: boolean): CopyStep => ({
             kind: 'copy',
             table: 'fact_sales_line',
-            columns: FACT_COPY_COLUMNS,
+            columns,
             format: 'binary',
             encoding: 'UTF8',
             freeze,
@@ -416,10 +428,15 @@ export function createLoader(options: LoaderOptions): Loader {
           steps.push({
             kind: 'defer',
             async build(tx) {
-              if (!mayBeEmpty) return [factCopy(false)];
+              if (!bulk) return [factCopy(FACT_COPY_COLUMNS, false)];
               await tx.query('LOCK TABLE fact_sales_line IN ACCESS EXCLUSIVE MODE');
-              if ((await tx.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length > 0) return [factCopy(false)];
-              return [...BULK_BEFORE.map((sql) => ({ sql })), factCopy(true), ...BULK_AFTER.map((sql) => ({ sql }))];
+              if ((await tx.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length > 0)
+                throw new FactFilledError('the fact table filled while this load waited for it');
+              return [
+                ...bulkBefore(kind.source, key).map((sql) => ({ sql })),
+                factCopy(BULK_COLUMNS, true),
+                ...BULK_AFTER.map((sql) => ({ sql })),
+              ];
             },
           });
         } else {
@@ -550,6 +567,8 @@ export function createLoader(options: LoaderOptions): Loader {
             encoding = 'LATIN1';
             continue;
           }
+          // Another load wrote the fact between the emptiness check and the lock: copy the usual way.
+          if (causedBy(err, (e) => e instanceof FactFilledError)) continue;
           // A key already in the fact (the same lines came by the stream, or in another file).
           if (mode === 'direct' && causedBy(err, (e) => (e as { code?: unknown }).code === '23505')) {
             logger.info({ key }, 'keys already loaded: merging instead of copying straight into the fact');

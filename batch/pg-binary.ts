@@ -33,9 +33,10 @@ export class BinaryTupleWriter {
     return this.at;
   }
 
-  /** The bytes written since the last take. */
+  /** The bytes written since the last take (a copy: the writer's buffer is reused). */
   take(): Buffer {
-    const out = Buffer.from(this.buf.subarray(0, this.at));
+    const out = Buffer.allocUnsafe(this.at);
+    this.buf.copy(out, 0, 0, this.at);
     this.at = 0;
     return out;
   }
@@ -87,12 +88,11 @@ export class BinaryTupleWriter {
     this.at = o + n;
   }
 
-  /** Bytes already encoded (a value repeated on every row, such as the load's object key). */
-  bytes(value: Buffer): void {
-    this.room(4 + value.length);
-    this.i32(value.length, this.at);
-    value.copy(this.buf, this.at + 4);
-    this.at += 4 + value.length;
+  /** Fields already encoded, length prefixes included (values repeated row after row). */
+  bytes(encoded: Buffer): void {
+    this.room(encoded.length);
+    this.buf.set(encoded, this.at);
+    this.at += encoded.length;
   }
 
   int4(value: number): void {

@@ -43,7 +43,8 @@ async function peek(source: Readable, minBytes: number): Promise<{ head: Buffer;
 export async function decompressed(body: Readable): Promise<Readable & { gzip?: boolean }> {
   const { head, rest } = await peek(body, 2);
   if (head[0] === 0x1f && head[1] === 0x8b) {
-    const gunzip = createGunzip();
+    // Large output chunks: the typer and COPY pay per chunk (a carry, a CopyData message, a write).
+    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
     rest.on('error', (err) => gunzip.destroy(err));
     return Object.assign(rest.pipe(gunzip), { gzip: true });
   }

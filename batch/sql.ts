@@ -115,13 +115,24 @@ export function createTypedSql(): string {
  * PostgreSQL's bulk path into an empty fact table (the caller holds an ACCESS EXCLUSIVE lock and
  * checked it is empty): TRUNCATE lets COPY write frozen rows and skip the WAL (wal_level=minimal;
  * the table is synced at commit instead), and the primary key is built once from sorted keys
- * afterwards instead of by half a million single inserts. Rebuilding it also checks the keys.
+ * afterwards instead of by half a million single inserts (rebuilding it also checks the keys). The
+ * stamp comes from column defaults set for the COPY and dropped after it, inside the transaction.
  */
-export const BULK_BEFORE = [
-  'TRUNCATE fact_sales_line',
-  'ALTER TABLE fact_sales_line DROP CONSTRAINT fact_sales_line_pkey',
+export function bulkBefore(source: 'stream' | 'file', key: string): string[] {
+  const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
+  return [
+    'TRUNCATE fact_sales_line',
+    'ALTER TABLE fact_sales_line DROP CONSTRAINT fact_sales_line_pkey',
+    `ALTER TABLE fact_sales_line ALTER COLUMN warehouse_visible_at SET DEFAULT statement_timestamp(),
+  ALTER COLUMN source SET DEFAULT ${literal(source)}, ALTER COLUMN source_key SET DEFAULT ${literal(key)}`,
+  ];
+}
+export const BULK_AFTER = [
+  `ALTER TABLE fact_sales_line ALTER COLUMN warehouse_visible_at DROP DEFAULT, ALTER COLUMN source DROP DEFAULT,
+  ALTER COLUMN source_key DROP DEFAULT`,
+  "SET LOCAL maintenance_work_mem = '512MB'",
+  'ALTER TABLE fact_sales_line ADD CONSTRAINT fact_sales_line_pkey PRIMARY KEY (invoice_no, line_no)',
 ];
-export const BULK_AFTER = ['ALTER TABLE fact_sales_line ADD CONSTRAINT fact_sales_line_pkey PRIMARY KEY (invoice_no, line_no)'];
 
 /** Merge path: which typed rows are new keys. */
 export function markNewSql(): string {
@@ -227,15 +238,24 @@ WHEN NOT MATCHED THEN INSERT (customer_id, country_name) VALUES (s.customer_id, 
  * order): for archive lines (an invoice's lines arrive in several objects) and for a file's
  * invoices whose rows were not contiguous (the typer only compares rows of the current invoice).
  */
-export function duplicateFixSql(): string {
-  return `UPDATE fact_sales_line SET is_duplicate_row = x.dup FROM (
+export function duplicateFixStep(invoices?: ReadonlyArray<string>): Statement {
+  // A short list goes in as values: the planner then reads those invoices by the primary key even
+  // on a fact table it has no statistics for yet (right after the bulk path built it).
+  const listed = invoices !== undefined && invoices.length <= 1000;
+  const which = listed
+    ? invoices.map((_, i) => `CAST($${i + 1} AS varchar(16))`).join(', ')
+    : `SELECT member FROM ${COUNTS_TABLE} WHERE kind = 'invoice'`;
+  return {
+    sql: `UPDATE fact_sales_line SET is_duplicate_row = x.dup FROM (
   SELECT invoice_no, line_no, row_number() OVER (
       PARTITION BY invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country_name
       ORDER BY line_no) > 1 AS dup
-  FROM fact_sales_line WHERE invoice_no IN (SELECT member FROM ${COUNTS_TABLE} WHERE kind = 'invoice')
+  FROM fact_sales_line WHERE invoice_no IN (${which})
 ) x
 WHERE fact_sales_line.invoice_no = x.invoice_no AND fact_sales_line.line_no = x.line_no
-  AND fact_sales_line.is_duplicate_row <> x.dup`;
+  AND fact_sales_line.is_duplicate_row <> x.dup AND fact_sales_line.invoice_no IN (${which})`,
+    ...(listed ? { params: invoices } : {}),
+  };
 }
 
 export interface LoadCounts {

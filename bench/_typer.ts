@@ -8,7 +8,7 @@ const t0 = performance.now();
 const head = await readCsvHead(createReadStream('/work/shared/data/online-retail/online-retail.csv.gz').pipe(createGunzip()));
 const check = checkHeader(head.columns);
 const columns = Object.fromEntries(Object.entries(check.columnOf!).map(([k, v]) => [k, v - 1])) as ColumnMap;
-const lines = new LineTyper({ loadId: 'x', objectKey: 'landing/x.csv', encoder: new PgBinaryEncoder({ visibleAtMs: Date.now(), source: 'file', sourceKey: 'landing/x.csv' }) });
+const lines = new LineTyper({ loadId: 'x', objectKey: 'landing/x.csv', encoder: new PgBinaryEncoder('bulk') });
 const typer = head.body.pipe(new CsvTyper(lines, columns, head.encoding === 'UTF8' ? 'utf8' : 'latin1'));
 let bytes = 0;
 for await (const c of typer) bytes += c.length;

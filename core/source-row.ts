@@ -121,6 +121,14 @@ function normalisePrice(text: string): string | null {
   return DECIMAL_3.test(s) ? s : null;
 }
 
+/** Why a text field is refused (the API's rule: a length limit, no control characters), or undefined. */
+export function textProblem(name: string, value: string, max: number): string | undefined {
+  if (CONTROL.test(value))
+    return value.includes('\u0000') ? `${name} contains a NUL byte` : `${name} contains control characters`;
+  if (value.length > max) return `${name} is longer than ${max} characters`;
+  return undefined;
+}
+
 const neededCache = new WeakMap<ColumnMap, number>();
 /** How many fields a record needs to hold every column of the map. */
 function neededFields(columns: ColumnMap): number {
@@ -150,14 +158,13 @@ export function parseSourceRow(
     return `InvoiceNo ${JSON.stringify(invoiceNo)} is not digits with an optional capital letter prefix`;
   const stockCode = fields[columns.StockCode]?.trim();
   if (!stockCode) return 'StockCode is empty';
-  if (stockCode.length > 32 || CONTROL.test(stockCode))
-    return `StockCode ${JSON.stringify(stockCode)} is invalid`;
+  const stockProblem = textProblem('StockCode', stockCode, 32);
+  if (stockProblem) return stockProblem;
   const rawDescription = fields[columns.Description];
   const trimmed = (rawDescription ?? '').trim();
   const description = trimmed === '' ? null : trimmed;
-  if (description !== null && (description.length > 255 || CONTROL.test(description))) {
-    return 'Description is longer than 255 characters or contains control characters';
-  }
+  const descriptionProblem = description === null ? undefined : textProblem('Description', description, 255);
+  if (descriptionProblem) return descriptionProblem;
   const quantityText = fields[columns.Quantity]?.trim() ?? '';
   if (!INTEGER.test(quantityText)) return `Quantity ${JSON.stringify(quantityText)} is not a whole number`;
   const quantity = Number(quantityText);
@@ -174,6 +181,7 @@ export function parseSourceRow(
   if (customerId !== null && typeof customerId === 'object') return customerId.reason;
   const country = fields[columns.Country]?.trim();
   if (!country) return 'Country is empty';
-  if (country.length > 64 || CONTROL.test(country)) return `Country ${JSON.stringify(country)} is invalid`;
+  const countryProblem = textProblem('Country', country, 64);
+  if (countryProblem) return countryProblem;
   return { invoiceNo, stockCode, description, quantity, invoiceDate, unitPrice, customerId, country };
 }
