@@ -46,7 +46,10 @@ export interface DeferredStep {
 
 /** A query inside a running transaction. */
 export interface TransactionQuery {
-  query<R = Record<string, unknown>>(sql: string, params?: ReadonlyArray<unknown>): Promise<StatementResult<R>>;
+  query<R = Record<string, unknown>>(
+    sql: string,
+    params?: ReadonlyArray<unknown>,
+  ): Promise<StatementResult<R>>;
 }
 
 export type Step = Statement | CopyStep | DeferredStep;

@@ -12,7 +12,13 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from '#adapters/logger';
-import { type CopyStep, type Statement, type Step, type Warehouse, WarehouseError } from '#adapters/warehouse';
+import {
+  type CopyStep,
+  type Statement,
+  type Step,
+  type Warehouse,
+  WarehouseError,
+} from '#adapters/warehouse';
 import type { ColumnMap } from '#core/source-row';
 import { checkHeader, decompressed, EmptyFileError, readCsvHead } from './source-stream.ts';
 import {
@@ -155,7 +161,8 @@ export function formatOf(key: string): { format: SourceFormat; source: 'stream' 
 
 /** Whether the error or one of its causes matches. */
 function causedBy(err: unknown, test: (e: unknown) => boolean): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) if (test(e)) return true;
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++)
+    if (test(e)) return true;
   return false;
 }
 
@@ -442,7 +449,14 @@ export function createLoader(options: LoaderOptions): Loader {
         } else {
           steps.push(
             { sql: createTypedSql() },
-            { kind: 'copy', table: TYPED_TABLE, columns: TYPED_COLUMNS, format: 'binary', encoding: 'UTF8', stream: () => p.rows },
+            {
+              kind: 'copy',
+              table: TYPED_TABLE,
+              columns: TYPED_COLUMNS,
+              format: 'binary',
+              encoding: 'UTF8',
+              stream: () => p.rows,
+            },
             // The planner knows nothing of a fresh temp table; without statistics it picks nested loops.
             { sql: `ANALYZE ${TYPED_TABLE}` },
             { sql: markNewSql() },
@@ -457,7 +471,8 @@ export function createLoader(options: LoaderOptions): Loader {
             if (p.lines.rejects.count > 0)
               out.push(csvCopy('load_rejected_row', REJECTED_COLUMNS, await p.lines.rejects.readable()));
             out.push({ sql: createCountsSql() });
-            if (mode === 'direct') out.push(csvCopy(COUNTS_TABLE, COUNTS_COLUMNS, Readable.from([p.lines.countsCsv()])));
+            if (mode === 'direct')
+              out.push(csvCopy(COUNTS_TABLE, COUNTS_COLUMNS, Readable.from([p.lines.countsCsv()])));
             else out.push({ sql: countNewRowsSql() });
             return [...out, ...writeSteps()];
           },
@@ -508,12 +523,10 @@ export function createLoader(options: LoaderOptions): Loader {
       await p.lines.rejects.discard();
     }
     const now = performance.now();
-    await warehouse.query('UPDATE load_manifest SET stage_ms = $3, merge_ms = $4 WHERE object_key = $1 AND etag = $2', [
-      key,
-      etag,
-      Math.round(stagedAt - started),
-      Math.round(now - stagedAt),
-    ]);
+    await warehouse.query(
+      'UPDATE load_manifest SET stage_ms = $3, merge_ms = $4 WHERE object_key = $1 AND etag = $2',
+      [key, etag, Math.round(stagedAt - started), Math.round(now - stagedAt)],
+    );
     return true;
   }
 

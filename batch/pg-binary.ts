@@ -70,7 +70,10 @@ export class BinaryTupleWriter {
   }
 
   text(value: string | null): void {
-    if (value === null) return this.null();
+    if (value === null) {
+      this.null();
+      return;
+    }
     const len = value.length;
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     this.room(4 + len * 3);
@@ -127,7 +130,10 @@ export class BinaryTupleWriter {
 
   /** `timestamptz` from epoch milliseconds, or NULL. */
   instant(ms: number | null): void {
-    if (ms === null) return this.null();
+    if (ms === null) {
+      this.null();
+      return;
+    }
     this.micros(ms);
   }
 
@@ -183,7 +189,10 @@ export class BinaryTupleWriter {
     const body = negative ? text.slice(1) : text;
     const [int = '0', frac = ''] = body.split('.');
     const digits = `${int}${frac.padEnd(3, '0')}`.replace(/^0+(?=\d)/, '');
-    if (digits.length <= 15) return this.thousandths((negative ? -1 : 1) * Number(digits));
+    if (digits.length <= 15) {
+      this.thousandths((negative ? -1 : 1) * Number(digits));
+      return;
+    }
     // Beyond 2^53: base-10000 groups straight from the digit text.
     const intDigits = digits.slice(0, -3);
     const padded = intDigits.padStart(Math.ceil(intDigits.length / 4) * 4, '0');

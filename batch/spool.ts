@@ -26,7 +26,10 @@ export class Spool {
     this.chunks.push(text);
     this.bytes += text.length;
     if (this.bytes > this.limitBytes) {
-      const file = path.join(os.tmpdir(), `retail-pipeline-spool-${process.pid}-${Date.now()}-${Math.random()}`);
+      const file = path.join(
+        os.tmpdir(),
+        `retail-pipeline-spool-${process.pid}-${Date.now()}-${Math.random()}`,
+      );
       const out = createWriteStream(file);
       out.write(this.chunks.join(''));
       this.chunks = [];
@@ -42,7 +45,9 @@ export class Spool {
       return Readable.from([Buffer.from(text, 'utf8')]);
     }
     const { out, path: file } = this.file;
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
     const stream = createReadStream(file);
     stream.on('close', () => void fs.rm(file, { force: true }));
     return stream;

@@ -185,7 +185,8 @@ WHERE NOT s.is_new AND f.invoice_no = s.invoice_no AND f.line_no = s.line_no${d.
  * only the members it touched, never the fact.
  */
 export function dimensionSteps(): Statement[] {
-  const counts = (kind: string) => `SELECT member, attribute, flag, line_count FROM ${COUNTS_TABLE} WHERE kind = '${kind}'`;
+  const counts = (kind: string) =>
+    `SELECT member, attribute, flag, line_count FROM ${COUNTS_TABLE} WHERE kind = '${kind}'`;
   return [
     {
       sql: `INSERT INTO dim_country (country_name, iso_code, region, is_known)
@@ -272,7 +273,16 @@ export interface LoadCounts {
 /** The last statement of a load: the manifest row says loaded, with its counts. */
 export function loadedStep(dialect: Dialect, key: string, etag: string, c: LoadCounts): Statement {
   const d = dialectOf(dialect);
-  const params: unknown[] = [key, etag, c.rowsRead, c.rowsLoaded, c.rowsRejected, c.encoding, c.header, c.extraColumns];
+  const params: unknown[] = [
+    key,
+    etag,
+    c.rowsRead,
+    c.rowsLoaded,
+    c.rowsRejected,
+    c.encoding,
+    c.header,
+    c.extraColumns,
+  ];
   let rowsNew = `(SELECT count(*) FROM ${TYPED_TABLE} WHERE is_new)`;
   if (c.rowsNew !== undefined) {
     params.push(c.rowsNew);

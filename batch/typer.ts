@@ -162,7 +162,6 @@ export class PgBinaryEncoder implements RowEncoder {
     return w.take();
   }
 
-
   write(l: TypedLine): void {
     const w = this.w;
     let code = this.codes[l.stockId];
@@ -530,18 +529,31 @@ export class LineTyper {
     try {
       doc = JSON.parse(text);
     } catch {
-      return this.reject(lineNumber, 'not a JSON object', [text.slice(0, 256)]);
+      this.reject(lineNumber, 'not a JSON object', [text.slice(0, 256)]);
+      return;
     }
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
-      return this.reject(lineNumber, 'not a JSON object', [text.slice(0, 256)]);
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+      this.reject(lineNumber, 'not a JSON object', [text.slice(0, 256)]);
+      return;
+    }
     const d = doc as Record<string, unknown>;
     const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
     const raw = () =>
-      ['invoiceNo', 'stockCode', 'description', 'quantity', 'invoiceDate', 'unitPrice', 'customerId', 'country'].map(
-        (k) => str(d[k]),
-      );
+      [
+        'invoiceNo',
+        'stockCode',
+        'description',
+        'quantity',
+        'invoiceDate',
+        'unitPrice',
+        'customerId',
+        'country',
+      ].map((k) => str(d[k]));
     const parsed = invoiceLineInput.safeParse(d);
-    if (!parsed.success) return this.reject(lineNumber, archiveReason(d, parsed.error.issues[0]), raw());
+    if (!parsed.success) {
+      this.reject(lineNumber, archiveReason(d, parsed.error.issues[0]), raw());
+      return;
+    }
     const line = parsed.data;
     const times: Record<'producedAt' | 'acceptedAt' | 'streamVisibleAt', number | null> = {
       producedAt: null,
@@ -552,11 +564,17 @@ export class LineTyper {
       const v = d[k];
       if (v === undefined || v === null) continue;
       const ms = typeof v === 'string' && ISO_INSTANT.test(v) ? Date.parse(v) : Number.NaN;
-      if (Number.isNaN(ms)) return this.reject(lineNumber, `${k} is not an ISO-8601 instant`, raw());
+      if (Number.isNaN(ms)) {
+        this.reject(lineNumber, `${k} is not an ISO-8601 instant`, raw());
+        return;
+      }
       times[k] = ms;
     }
     const dateKey = this.dateKeyOf(line.invoiceDate);
-    if (typeof dateKey === 'string') return this.reject(lineNumber, dateKey, raw());
+    if (typeof dateKey === 'string') {
+      this.reject(lineNumber, dateKey, raw());
+      return;
+    }
     // The archive is at-least-once: a key's first record in the object is the one loaded.
     const key = `${line.invoiceNo}#${line.lineNo}`;
     if (this.seenKeys.has(key)) {
@@ -610,7 +628,14 @@ export class LineTyper {
     line.isDuplicateRow = false;
     const same = this.rows.get(line.stockId);
     if (same === undefined) {
-      this.rows.set(line.stockId, [line.descriptionId, line.quantity, line.price, line.invoiceMs, customer, country]);
+      this.rows.set(line.stockId, [
+        line.descriptionId,
+        line.quantity,
+        line.price,
+        line.invoiceMs,
+        customer,
+        country,
+      ]);
     } else {
       for (let k = 0; k < same.length; k += 6) {
         if (
@@ -674,7 +699,8 @@ export class LineTyper {
         out.push(`${['customer', id, country, false, n].map(csvCell).join(',')}\n`);
     for (const country of this.countries)
       out.push(`${['country', country, '', false, 0].map(csvCell).join(',')}\n`);
-    for (const invoice of this.reopened) out.push(`${['invoice', invoice, '', false, 0].map(csvCell).join(',')}\n`);
+    for (const invoice of this.reopened)
+      out.push(`${['invoice', invoice, '', false, 0].map(csvCell).join(',')}\n`);
     return out.join('');
   }
 }
@@ -694,7 +720,10 @@ const FIELD_NAMES: Record<string, string> = {
 };
 
 /** Why the API's schema refuses an archive line, in the words a CSV row gets. */
-function archiveReason(doc: Record<string, unknown>, issue: { path: PropertyKey[]; message: string } | undefined): string {
+function archiveReason(
+  doc: Record<string, unknown>,
+  issue: { path: PropertyKey[]; message: string } | undefined,
+): string {
   if (!issue) return 'the line is invalid';
   const key = String(issue.path[0] ?? '');
   const name = FIELD_NAMES[key] ?? key;
@@ -795,7 +824,12 @@ function readQuotedRecord(text: string, start: number, final: boolean): QuotedRe
       // Text after a closing quote: the record is refused, up to its line end.
       const eol = text.indexOf('\n', i);
       if (eol === -1 && !final) return undefined;
-      return { fields, next: eol === -1 ? len : eol + 1, newlines, bad: 'a quoted field has text after its closing quote' };
+      return {
+        fields,
+        next: eol === -1 ? len : eol + 1,
+        newlines,
+        bad: 'a quoted field has text after its closing quote',
+      };
     }
     let j = i;
     while (j < len) {
@@ -805,7 +839,8 @@ function readQuotedRecord(text: string, start: number, final: boolean): QuotedRe
       j++;
     }
     if (j >= len && !final) return undefined;
-    const end = j < len && text.charCodeAt(j) === 0x0a && text.charCodeAt(j - 1) === 0x0d && j > i ? j - 1 : j;
+    const end =
+      j < len && text.charCodeAt(j) === 0x0a && text.charCodeAt(j - 1) === 0x0d && j > i ? j - 1 : j;
     fields.push(text.slice(i, end));
     if (j < len && text.charCodeAt(j) === 0x2c) {
       i = j + 1;

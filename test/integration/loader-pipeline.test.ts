@@ -248,7 +248,9 @@ describe('CSV drops in landing/', () => {
     expect(first).toMatchObject({ status: 'failed', detail: 'the loader died between staging and MERGE' });
     // One transaction per file: nothing of it is visible, nothing half-done is left behind.
     expect(await rows("SELECT 1 FROM fact_sales_line WHERE invoice_no = '920001'")).toHaveLength(0);
-    expect(await rows("SELECT 1 FROM pg_tables WHERE tablename IN ('load_typed', 'load_counts')")).toHaveLength(0);
+    expect(
+      await rows("SELECT 1 FROM pg_tables WHERE tablename IN ('load_typed', 'load_counts')"),
+    ).toHaveLength(0);
     expect(await rows('SELECT status, attempts FROM load_manifest WHERE object_key = $1', [key])).toEqual([
       { status: 'failed', attempts: 1 },
     ]);

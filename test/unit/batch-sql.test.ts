@@ -1,12 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { readMigrations, splitStatements } from '#batch/migrate';
 import {
-  CSV_FIELDS,
-  createStagingSql,
+  BULK_AFTER,
+  bulkBefore,
+  claimStep,
+  countNewRowsSql,
+  createCountsSql,
+  createTypedSql,
+  dimensionSteps,
+  duplicateFixStep,
   type LoadPlan,
-  mergeSteps,
-  stagingColumns,
-  typeRowsSql,
+  loadedStep,
+  markNewSql,
+  mergeFactSteps,
 } from '#batch/sql';
 
 const csvPlan: LoadPlan = {
@@ -14,8 +20,6 @@ const csvPlan: LoadPlan = {
   objectKey: 'landing/a.csv',
   source: 'file',
   format: 'csv',
-  columnOf: Object.fromEntries(CSV_FIELDS.map((f, i) => [f, 8 - i])) as LoadPlan['columnOf'],
-  columnCount: 9,
 };
 const ndjsonPlan: LoadPlan = {
   loadId: 'fedcba9876543210',
@@ -24,62 +28,89 @@ const ndjsonPlan: LoadPlan = {
   format: 'ndjson',
 };
 
-const allSql = (plan: LoadPlan, dialect: 'postgres' | 'redshift') =>
-  [...createStagingSql(dialect, plan), ...mergeSteps(dialect, plan, 'etag').map((s) => s.sql)].join('\n');
+/** Every statement the merge path (the one Redshift runs) sends. */
+const mergePath = (plan: LoadPlan, dialect: 'postgres' | 'redshift') =>
+  [
+    claimStep(plan.objectKey, 'etag').sql,
+    createTypedSql(),
+    markNewSql(),
+    createCountsSql(),
+    countNewRowsSql(),
+    ...dimensionSteps().map((s) => s.sql),
+    ...mergeFactSteps(dialect, plan).map((s) => s.sql),
+    duplicateFixStep().sql,
+    loadedStep(dialect, plan.objectKey, 'etag', {
+      rowsRead: 3,
+      rowsLoaded: 2,
+      rowsRejected: 1,
+      encoding: 'UTF8',
+      header: null,
+      extraColumns: null,
+    }).sql,
+  ].join('\n');
 
 describe('load SQL', () => {
-  it('keeps to SQL Redshift accepts: no ON CONFLICT, arrays, SERIAL, UNLOGGED or IS JSON there', () => {
+  it('keeps the merge path to SQL Redshift accepts: no ON CONFLICT, arrays, SERIAL or PostgreSQL functions', () => {
     for (const plan of [csvPlan, ndjsonPlan]) {
-      const sql = allSql(plan, 'redshift');
-      expect(sql).not.toMatch(/ON CONFLICT|ARRAY\[|SERIAL|UNLOGGED|IS JSON|OFFSET 0|statement_timestamp/i);
-      expect(sql).toMatch(/MERGE INTO fact_sales_line/);
+      const sql = mergePath(plan, 'redshift');
+      expect(sql).not.toMatch(/ON CONFLICT|ARRAY\[|SERIAL|UNLOGGED|statement_timestamp|::/i);
+      expect(sql).toMatch(/MERGE INTO dim_product/);
+      expect(sql).toMatch(/GETDATE\(\)/);
     }
-    expect(allSql(ndjsonPlan, 'redshift')).toMatch(/IS_VALID_JSON\(doc\)/);
-    expect(allSql(ndjsonPlan, 'postgres')).toMatch(/doc IS JSON OBJECT/);
+    expect(mergePath(ndjsonPlan, 'postgres')).toMatch(/statement_timestamp\(\)/);
   });
 
-  it('maps CSV fields to the staging columns the header put them in', () => {
-    const sql = typeRowsSql('postgres', csvPlan);
-    expect(sql).toContain("NULLIF(trim(c8), '') AS invoice_no");
-    expect(sql).toContain("NULLIF(trim(c1), '') AS country");
-    expect(stagingColumns(csvPlan)).toEqual(['row_no', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+  it('claims only an object not loaded yet, and rolls back when another loader has it', () => {
+    expect(claimStep('landing/a.csv', 'e')).toMatchObject({
+      requireRows: true,
+      params: ['landing/a.csv', 'e'],
+    });
+    expect(claimStep('landing/a.csv', 'e').sql).toMatch(/status IN \('pending', 'failed', 'staged'\)/);
   });
 
-  it('numbers CSV lines within their invoice among valid rows; the archive keeps the producer lineNo', () => {
-    expect(typeRowsSql('postgres', csvPlan)).toMatch(
-      /row_number\(\) OVER \(PARTITION BY c\.reason IS NULL, c\.invoice_no ORDER BY c\.row_no\)/,
+  it('lends archive lineage to keys already loaded, and only for the archive', () => {
+    expect(
+      mergeFactSteps('postgres', ndjsonPlan)
+        .map((s) => s.sql)
+        .join('\n'),
+    ).toMatch(/UPDATE fact_sales_line f SET produced_at = COALESCE/);
+    expect(mergeFactSteps('postgres', csvPlan)).toHaveLength(1);
+    expect(mergeFactSteps('redshift', csvPlan)[0]).toMatchObject({ params: ['file', 'landing/a.csv'] });
+  });
+
+  it('inlines the object key into the bulk path defaults as a quoted literal', () => {
+    const sql = bulkBefore('file', "landing/o'brien.csv").join('\n');
+    expect(sql).toContain("ALTER COLUMN source_key SET DEFAULT 'landing/o''brien.csv'");
+    expect(sql).toMatch(/^TRUNCATE fact_sales_line/);
+    expect(BULK_AFTER.join('\n')).toMatch(
+      /DROP DEFAULT[\s\S]*ADD CONSTRAINT fact_sales_line_pkey PRIMARY KEY \(invoice_no, line_no\)/,
     );
-    expect(typeRowsSql('postgres', ndjsonPlan)).toMatch(
-      /json_extract_path_text\(CAST\(doc AS json\), 'lineNo'\)/,
-    );
   });
 
-  it('claims the staged manifest row first and marks it loaded last, in one transaction', () => {
-    const steps = mergeSteps('postgres', csvPlan, 'etag');
-    expect(steps[0]).toMatchObject({ requireRows: true, params: ['landing/a.csv', 'etag'] });
-    expect(steps[0]?.sql).toMatch(/status = 'staged'/);
-    const loaded = steps.findIndex((s) => /SET status = 'loaded'/.test(s.sql));
-    const facts = steps.findIndex((s) => /INSERT INTO fact_sales_line/.test(s.sql));
-    const product = steps.findIndex((s) => /MERGE INTO dim_product/.test(s.sql));
-    expect(product).toBeLessThan(facts);
-    expect(facts).toBeLessThan(loaded);
-    expect(steps.at(-2)?.sql).toBe('DROP TABLE stg_load_0123456789abcdef');
+  it('names a short list of invoices for the duplicate fix as values, a long one through load_counts', () => {
+    const short = duplicateFixStep(['536365', 'C536379']);
+    expect(short.params).toEqual(['536365', 'C536379']);
+    expect(short.sql).toContain('invoice_no IN (CAST($1 AS varchar(16)), CAST($2 AS varchar(16)))');
+    const long = duplicateFixStep(Array.from({ length: 1001 }, (_, i) => String(i)));
+    expect(long.params).toBeUndefined();
+    expect(long.sql).toContain("SELECT member FROM load_counts WHERE kind = 'invoice'");
   });
 
-  it('recomputes duplicate rows across objects only for the archive', () => {
-    const has = (plan: LoadPlan) =>
-      mergeSteps('postgres', plan, 'e').some((s) => /SET is_duplicate_row/.test(s.sql));
-    expect(has(ndjsonPlan)).toBe(true);
-    expect(has(csvPlan)).toBe(false);
-  });
-
-  it('numbers CSV staging rows itself but gives the archive an identity per dialect', () => {
-    expect(createStagingSql('postgres', csvPlan)[1]).toMatch(
-      /^CREATE UNLOGGED TABLE stg_load_0123456789abcdef \(row_no bigint, c1 text/,
+  it('counts new rows from the typed table, or takes the count it is given', () => {
+    const base = {
+      rowsRead: 3,
+      rowsLoaded: 2,
+      rowsRejected: 1,
+      encoding: 'UTF8',
+      header: null,
+      extraColumns: null,
+    };
+    expect(loadedStep('postgres', 'k', 'e', base).sql).toMatch(
+      /rows_new = \(SELECT count\(\*\) FROM load_typed WHERE is_new\)/,
     );
-    expect(createStagingSql('redshift', ndjsonPlan)[1]).toMatch(
-      /row_no bigint IDENTITY\(1, 1\), doc varchar\(65535\)/,
-    );
+    const given = loadedStep('postgres', 'k', 'e', { ...base, rowsNew: 2 });
+    expect(given.sql).toMatch(/rows_new = CAST\(\$9 AS bigint\)/);
+    expect(given.params).toEqual(['k', 'e', 3, 2, 1, 'UTF8', null, null, 2]);
   });
 });
 
