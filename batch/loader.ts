@@ -20,6 +20,8 @@ import {
   WarehouseError,
 } from '#adapters/warehouse';
 import type { ColumnMap } from '#core/source-row';
+import { CsvTyper } from './csv-typer.ts';
+import { CsvRowEncoder, PgBinaryEncoder } from './encoders.ts';
 import { checkHeader, decompressed, EmptyFileError, readCsvHead } from './source-stream.ts';
 import {
   BULK_AFTER,
@@ -46,12 +48,9 @@ import {
 } from './sql.ts';
 import {
   BULK_COLUMNS,
-  CsvRowEncoder,
-  CsvTyper,
   LineTyper,
   NdjsonTyper,
   NotUtf8Error,
-  PgBinaryEncoder,
   type RowEncoder,
   TYPED_COLUMNS,
 } from './typer.ts';

@@ -1,7 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { CsvTyper } from '#batch/csv-typer';
+import { PgBinaryEncoder } from '#batch/encoders';
 import { checkHeader, readCsvHead } from '#batch/source-stream';
-import { CsvTyper, LineTyper, PgBinaryEncoder } from '#batch/typer';
+import { LineTyper } from '#batch/typer';
 import type { ColumnMap } from '#core/source-row';
 
 for (let r = 0; r < 3; r++) {
