@@ -12,6 +12,8 @@ import {
 
 /** Typed lines as COPY reads them: PostgreSQL binary tuples, or CSV for COPY FROM S3 (Redshift). */
 
+const NULL_FIELD = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+
 /** Exact `quantity x price` text, 3 decimals, for totals past 2^53 thousandths. */
 function bigTotal(quantity: number, priceThousandths: number): string {
   const t = BigInt(quantity) * BigInt(priceThousandths);
@@ -66,10 +68,14 @@ export class PgBinaryEncoder implements RowEncoder {
           : TYPED_COLUMNS.length;
   }
 
+  /** A text field, length prefix included, in a buffer of its own size (made once per value). */
   private encoded(value: string | null): Buffer {
-    const w = new BinaryTupleWriter();
-    w.text(value);
-    return w.take();
+    if (value === null) return NULL_FIELD;
+    const bytes = Buffer.from(value, 'utf8');
+    const out = Buffer.allocUnsafe(4 + bytes.length);
+    out.writeInt32BE(bytes.length, 0);
+    bytes.copy(out, 4);
+    return out;
   }
 
   write(l: TypedLine): void {

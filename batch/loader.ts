@@ -33,6 +33,7 @@ import {
   countNewRowsSql,
   createCountsSql,
   createTypedSql,
+  dialectOf,
   dimensionSteps,
   duplicateFixStep,
   FACT_COPY_COLUMNS,
@@ -141,8 +142,8 @@ interface RetryState {
 }
 
 /** The manifest columns `RetryState` needs; `rested_ms` measured by the warehouse clock, one clock for all loaders. */
-const RETRY_COLUMNS = `status, attempts,
-  CAST(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - finished_at)) * 1000 AS bigint) AS rested_ms`;
+const retryColumns = (now: string) => `status, attempts,
+  CAST(EXTRACT(EPOCH FROM (${now} - finished_at)) * 1000 AS bigint) AS rested_ms`;
 
 /** How long an object that used up its fast retries rests before the next one. */
 export function coolDownMs(attempts: number, maxAttempts: number, baseMs: number, maxMs: number): number {
@@ -197,6 +198,7 @@ export function createLoader(options: LoaderOptions): Loader {
   const maxAttempts = options.maxAttempts ?? 5;
   const coolBaseMs = options.coolDown?.baseMs ?? 30_000;
   const coolMaxMs = options.coolDown?.maxMs ?? 600_000;
+  const now = dialectOf(warehouse.dialect).now;
 
   /** Why a failed object is not retried now, or undefined when it may be. */
   function restingReason(m: RetryState): string | undefined {
@@ -217,7 +219,7 @@ export function createLoader(options: LoaderOptions): Loader {
 
   async function manifestRow(key: string, etag: string): Promise<ManifestRow | undefined> {
     const { rows } = await warehouse.query<ManifestRow>(
-      `SELECT object_key, etag, ${RETRY_COLUMNS}, header, rows_read, rows_loaded, rows_new, rows_rejected,
+      `SELECT object_key, etag, ${retryColumns(now)}, header, rows_read, rows_loaded, rows_new, rows_rejected,
          extra_columns, error FROM load_manifest WHERE object_key = $1 AND etag = $2`,
       [key, etag],
     );
@@ -231,7 +233,7 @@ export function createLoader(options: LoaderOptions): Loader {
       await warehouse.query(
         `INSERT INTO load_manifest (object_key, etag, load_id, source, format, status, attempts, size_bytes, discovered_at)
          SELECT CAST($1 AS varchar(1024)), CAST($2 AS varchar(128)), CAST($3 AS varchar(32)), CAST($4 AS varchar(6)),
-           CAST($5 AS varchar(8)), 'pending', 0, CAST($6 AS bigint), CURRENT_TIMESTAMP
+           CAST($5 AS varchar(8)), 'pending', 0, CAST($6 AS bigint), ${now}
          WHERE NOT EXISTS (SELECT 1 FROM load_manifest WHERE object_key = $1 AND etag = $2)`,
         [key, etag, loadIdOf(key, etag), kind.source, kind.format, size ?? null],
       );
@@ -289,7 +291,7 @@ export function createLoader(options: LoaderOptions): Loader {
     );
     await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
     await warehouse.query(
-      `UPDATE load_manifest SET status = 'quarantined', error = $3, finished_at = CURRENT_TIMESTAMP, attempts = attempts + 1
+      `UPDATE load_manifest SET status = 'quarantined', error = $3, finished_at = ${now}, attempts = attempts + 1
        WHERE object_key = $1 AND etag = $2`,
       [key, etag, String(reason.reason).slice(0, 4000)],
     );
@@ -415,7 +417,7 @@ export function createLoader(options: LoaderOptions): Loader {
       ...(mode === 'merge' ? [{ sql: `DROP TABLE ${TYPED_TABLE}` }] : []),
     ];
     const head: Step[] = [
-      claimStep(key, etag),
+      claimStep(warehouse.dialect, key, etag),
       ...(row.status === 'staged' ? [{ sql: `DROP TABLE IF EXISTS ${legacyStagingTable(loadId)}` }] : []),
     ];
     try {
@@ -616,7 +618,7 @@ export function createLoader(options: LoaderOptions): Loader {
       // The attempt's own increment rolled back with its transaction: the failure counts it.
       await warehouse
         .query(
-          `UPDATE load_manifest SET status = 'failed', error = $3, finished_at = CURRENT_TIMESTAMP,
+          `UPDATE load_manifest SET status = 'failed', error = $3, finished_at = ${now},
              attempts = attempts + 1
            WHERE object_key = $1 AND etag = $2 AND status NOT IN ('loaded', 'quarantined')`,
           [key, etag, message.slice(0, 4000)],
@@ -656,7 +658,7 @@ export function createLoader(options: LoaderOptions): Loader {
   async function sweepOnce(): Promise<LoadResult[]> {
     const objects = await listAll();
     const { rows } = await warehouse.query<RetryState & { object_key: string; etag: string }>(
-      `SELECT object_key, etag, ${RETRY_COLUMNS} FROM load_manifest`,
+      `SELECT object_key, etag, ${retryColumns(now)} FROM load_manifest`,
     );
     const known = new Map(rows.map((r) => [`${r.object_key}\n${r.etag}`, r]));
     const results: LoadResult[] = [];

@@ -69,7 +69,8 @@ export async function migrate(warehouse: Warehouse, logger: Logger, dir = MIGRAT
   for (const m of await readMigrations(warehouse.dialect, dir)) {
     if (done.has(m.version)) continue;
     const claim: Statement = {
-      sql: 'INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, CURRENT_TIMESTAMP WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)',
+      sql: `INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, ${warehouse.dialect === 'redshift' ? 'GETDATE()' : 'CURRENT_TIMESTAMP'}
+WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`,
       params: [m.version, m.name],
       requireRows: true,
     };
@@ -98,12 +99,17 @@ export async function syncCountries(warehouse: Warehouse): Promise<void> {
   });
   const names = COUNTRIES.map((c) => c.name);
   await warehouse.transaction([
+    // Redshift's MERGE reads a table, not a subquery.
     {
-      sql: `MERGE INTO dim_country USING (${rows.join(' UNION ALL ')}) s ON dim_country.country_name = s.country_name
+      sql: 'CREATE TEMP TABLE load_country_source (country_name varchar(64), iso_code char(2), region varchar(32))',
+    },
+    { sql: `INSERT INTO load_country_source ${rows.join(' UNION ALL ')}`, params },
+    {
+      sql: `MERGE INTO dim_country USING load_country_source s ON dim_country.country_name = s.country_name
 WHEN MATCHED THEN UPDATE SET iso_code = s.iso_code, region = s.region, is_known = true
 WHEN NOT MATCHED THEN INSERT (country_name, iso_code, region, is_known) VALUES (s.country_name, s.iso_code, s.region, true)`,
-      params,
     },
+    { sql: 'DROP TABLE load_country_source' },
     // Names that left COUNTRIES become unknown rather than keep stale codes.
     {
       sql: `UPDATE dim_country SET iso_code = CAST($1 AS char(2)), region = CAST($2 AS varchar(32)), is_known = false

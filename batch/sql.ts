@@ -24,6 +24,8 @@ export interface LoadPlan {
 
 interface DialectSql {
   statementTime: string;
+  /** The current time in manifest bookkeeping (Redshift: GETDATE(), not the leader-only CURRENT_TIMESTAMP). */
+  now: string;
   /** PostgreSQL can skip no-op updates of matched facts. */
   lineageCondition: string;
 }
@@ -32,17 +34,20 @@ export function dialectOf(dialect: Dialect): DialectSql {
   if (dialect === 'postgres') {
     return {
       statementTime: 'statement_timestamp()',
+      now: 'CURRENT_TIMESTAMP',
       lineageCondition:
         ' AND ((f.stream_visible_at IS NULL AND s.stream_visible_at IS NOT NULL) OR (f.produced_at IS NULL AND s.produced_at IS NOT NULL))',
     };
   }
-  return { statementTime: 'GETDATE()', lineageCondition: '' };
+  return { statementTime: 'GETDATE()', now: 'GETDATE()', lineageCondition: '' };
 }
 
 /** A load's typed rows (the merge path): TYPED_COLUMNS plus whether the key is new to the fact. */
 export const TYPED_TABLE = 'load_typed';
 /** A load's dimension counts (kind = product | customer | country | invoice). */
 export const COUNTS_TABLE = 'load_counts';
+/** The source of one MERGE (Redshift's MERGE reads a table, not a subquery). */
+export const MERGE_SOURCE = 'load_merge_source';
 
 const TYPED_TYPES: Record<(typeof TYPED_COLUMNS)[number], string> = {
   invoice_no: 'varchar(16)',
@@ -93,9 +98,9 @@ const manifestKey = 'object_key = $1 AND etag = $2';
  * Takes the object for this transaction: only one not loaded yet, and the row lock keeps a second
  * loader waiting until this one commits (then it finds the object loaded) or rolls back.
  */
-export function claimStep(key: string, etag: string): Statement {
+export function claimStep(dialect: Dialect, key: string, etag: string): Statement {
   return {
-    sql: `UPDATE load_manifest SET attempts = attempts + 1, started_at = CURRENT_TIMESTAMP, error = NULL
+    sql: `UPDATE load_manifest SET attempts = attempts + 1, started_at = ${dialectOf(dialect).now}, error = NULL
 WHERE ${manifestKey} AND status IN ('pending', 'failed', 'staged')`,
     params: [key, etag],
     requireRows: true,
@@ -185,6 +190,12 @@ WHERE NOT s.is_new AND f.invoice_no = s.invoice_no AND f.line_no = s.line_no${d.
  * only the members it touched, never the fact.
  */
 export function dimensionSteps(): Statement[] {
+  // Redshift's MERGE takes a table as its source, not a subquery: each source is a temp table.
+  const merge = (source: string, merge: string): Statement[] => [
+    { sql: `CREATE TEMP TABLE ${MERGE_SOURCE} AS ${source}` },
+    { sql: merge },
+    { sql: `DROP TABLE ${MERGE_SOURCE}` },
+  ];
   const counts = (kind: string) =>
     `SELECT member, attribute, flag, line_count FROM ${COUNTS_TABLE} WHERE kind = '${kind}'`;
   return [
@@ -194,43 +205,44 @@ SELECT DISTINCT k.member, CAST($1 AS char(2)), CAST($2 AS varchar(32)), false FR
 WHERE k.kind = 'country' AND NOT EXISTS (SELECT 1 FROM dim_country c WHERE c.country_name = k.member)`,
       params: [UNKNOWN_ISO_CODE, UNKNOWN_REGION],
     },
-    {
-      sql: `MERGE INTO load_product_description USING (${counts('product')}) s
+    ...merge(
+      counts('product'),
+      `MERGE INTO load_product_description USING ${MERGE_SOURCE} s
 ON load_product_description.stock_code = s.member AND load_product_description.description = s.attribute
 WHEN MATCHED THEN UPDATE SET line_count = load_product_description.line_count + s.line_count
 WHEN NOT MATCHED THEN INSERT (stock_code, description, is_non_product, line_count)
 VALUES (s.member, s.attribute, s.flag, s.line_count)`,
-    },
-    {
-      sql: `MERGE INTO dim_product USING (
-  SELECT stock_code, CASE WHEN description = '' THEN NULL ELSE description END AS description, is_non_product FROM (
-    SELECT stock_code, description, is_non_product, row_number() OVER (PARTITION BY stock_code
-      ORDER BY CASE WHEN description = '' THEN 1 ELSE 0 END, line_count DESC, description) AS rank
-    FROM load_product_description
-    WHERE stock_code IN (SELECT member FROM ${COUNTS_TABLE} WHERE kind = 'product')
-  ) ranked WHERE rank = 1
-) s ON dim_product.stock_code = s.stock_code
+    ),
+    ...merge(
+      `SELECT stock_code, CASE WHEN description = '' THEN NULL ELSE description END AS description, is_non_product
+FROM (
+  SELECT stock_code, description, is_non_product, row_number() OVER (PARTITION BY stock_code
+    ORDER BY CASE WHEN description = '' THEN 1 ELSE 0 END, line_count DESC, description) AS rank
+  FROM load_product_description
+  WHERE stock_code IN (SELECT member FROM ${COUNTS_TABLE} WHERE kind = 'product')
+) ranked WHERE rank = 1`,
+      `MERGE INTO dim_product USING ${MERGE_SOURCE} s ON dim_product.stock_code = s.stock_code
 WHEN MATCHED THEN UPDATE SET description = s.description, is_non_product = s.is_non_product
 WHEN NOT MATCHED THEN INSERT (stock_code, description, is_non_product) VALUES (s.stock_code, s.description, s.is_non_product)`,
-    },
-    {
-      sql: `MERGE INTO load_customer_country USING (${counts('customer')}) s
+    ),
+    ...merge(
+      counts('customer'),
+      `MERGE INTO load_customer_country USING ${MERGE_SOURCE} s
 ON load_customer_country.customer_id = s.member AND load_customer_country.country_name = s.attribute
 WHEN MATCHED THEN UPDATE SET line_count = load_customer_country.line_count + s.line_count
 WHEN NOT MATCHED THEN INSERT (customer_id, country_name, line_count) VALUES (s.member, s.attribute, s.line_count)`,
-    },
-    {
-      sql: `MERGE INTO dim_customer USING (
-  SELECT customer_id, country_name FROM (
-    SELECT customer_id, country_name,
-      row_number() OVER (PARTITION BY customer_id ORDER BY line_count DESC, country_name) AS rank
-    FROM load_customer_country
-    WHERE customer_id IN (SELECT member FROM ${COUNTS_TABLE} WHERE kind = 'customer')
-  ) ranked WHERE rank = 1
-) s ON dim_customer.customer_id = s.customer_id
+    ),
+    ...merge(
+      `SELECT customer_id, country_name FROM (
+  SELECT customer_id, country_name,
+    row_number() OVER (PARTITION BY customer_id ORDER BY line_count DESC, country_name) AS rank
+  FROM load_customer_country
+  WHERE customer_id IN (SELECT member FROM ${COUNTS_TABLE} WHERE kind = 'customer')
+) ranked WHERE rank = 1`,
+      `MERGE INTO dim_customer USING ${MERGE_SOURCE} s ON dim_customer.customer_id = s.customer_id
 WHEN MATCHED THEN UPDATE SET country_name = s.country_name
 WHEN NOT MATCHED THEN INSERT (customer_id, country_name) VALUES (s.customer_id, s.country_name)`,
-    },
+    ),
   ];
 }
 

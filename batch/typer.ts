@@ -495,7 +495,6 @@ export class NotUtf8Error extends Error {
   override name = 'NotUtf8Error';
 }
 
-
 /** Pushes the encoder's pending bytes once they are worth a chunk. */
 export abstract class TyperStream extends Transform {
   private started = false;

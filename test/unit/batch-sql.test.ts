@@ -31,7 +31,7 @@ const ndjsonPlan: LoadPlan = {
 /** Every statement the merge path (the one Redshift runs) sends. */
 const mergePath = (plan: LoadPlan, dialect: 'postgres' | 'redshift') =>
   [
-    claimStep(plan.objectKey, 'etag').sql,
+    claimStep(dialect, plan.objectKey, 'etag').sql,
     createTypedSql(),
     markNewSql(),
     createCountsSql(),
@@ -53,7 +53,11 @@ describe('load SQL', () => {
   it('keeps the merge path to SQL Redshift accepts: no ON CONFLICT, arrays, SERIAL or PostgreSQL functions', () => {
     for (const plan of [csvPlan, ndjsonPlan]) {
       const sql = mergePath(plan, 'redshift');
-      expect(sql).not.toMatch(/ON CONFLICT|ARRAY\[|SERIAL|UNLOGGED|statement_timestamp|::/i);
+      expect(sql).not.toMatch(
+        /ON CONFLICT|ARRAY\[|SERIAL|UNLOGGED|statement_timestamp|CURRENT_TIMESTAMP|::/i,
+      );
+      // Redshift's MERGE reads a table, never a subquery.
+      expect(sql).not.toMatch(/MERGE INTO \w+ USING \(/);
       expect(sql).toMatch(/MERGE INTO dim_product/);
       expect(sql).toMatch(/GETDATE\(\)/);
     }
@@ -61,11 +65,14 @@ describe('load SQL', () => {
   });
 
   it('claims only an object not loaded yet, and rolls back when another loader has it', () => {
-    expect(claimStep('landing/a.csv', 'e')).toMatchObject({
+    expect(claimStep('postgres', 'landing/a.csv', 'e')).toMatchObject({
       requireRows: true,
       params: ['landing/a.csv', 'e'],
     });
-    expect(claimStep('landing/a.csv', 'e').sql).toMatch(/status IN \('pending', 'failed', 'staged'\)/);
+    expect(claimStep('postgres', 'landing/a.csv', 'e').sql).toMatch(
+      /status IN \('pending', 'failed', 'staged'\)/,
+    );
+    expect(claimStep('redshift', 'landing/a.csv', 'e').sql).toMatch(/started_at = GETDATE\(\)/);
   });
 
   it('lends archive lineage to keys already loaded, and only for the archive', () => {
