@@ -114,6 +114,8 @@ const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 function normalisePrice(text: string): string | null {
   let s = text.trim();
   if (s.startsWith('+')) s = s.slice(1);
+  // A point alone is no number (it would otherwise normalise to 0 below).
+  if (!/\d/.test(s)) return null;
   // `.5` and `5.` appear in hand-edited files; normalise them to decimal text the schema accepts.
   if (s.startsWith('.')) s = `0${s}`;
   else if (s.startsWith('-.')) s = `-0${s.slice(1)}`;
