@@ -122,7 +122,9 @@ export class PgBinaryEncoder implements RowEncoder {
     w.bool(kind === 0x41); // A: adjustment
     w.bool(l.isNonProduct);
     w.bool(l.isDuplicateRow);
-    if (l.producedAt === null && l.acceptedAt === null && l.streamVisibleAt === null) w.bytes(this.plainTail);
+    if (l.producedAt === null && l.acceptedAt === null && l.streamVisibleAt === null) {
+      if (this.plainTail.length > 0) w.bytes(this.plainTail);
+    }
     else if (this.layout === 'bulk') throw new Error('the bulk layout has no lineage columns');
     else {
       w.instant(l.producedAt);

@@ -93,9 +93,14 @@ export class BinaryTupleWriter {
 
   /** Fields already encoded, length prefixes included (values repeated row after row). */
   bytes(encoded: Buffer): void {
-    this.room(encoded.length);
-    this.buf.set(encoded, this.at);
-    this.at += encoded.length;
+    const n = encoded.length;
+    this.room(n);
+    const b = this.buf;
+    const at = this.at;
+    // A short value is copied byte by byte: TypedArray#set costs more than that below ~32 bytes.
+    if (n <= 32) for (let k = 0; k < n; k++) b[at + k] = encoded[k] as number;
+    else b.set(encoded, at);
+    this.at = at + n;
   }
 
   int4(value: number): void {

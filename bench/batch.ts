@@ -124,8 +124,10 @@ export async function runBatchBench(
         peakRss = Math.max(peakRss, process.memoryUsage().rss);
       }, 20);
       const started = performance.now();
+      const cpu = process.cpuUsage();
       last = await loader.loadKey(key);
       const loadMs = performance.now() - started;
+      const cpuUsed = process.cpuUsage(cpu);
       clearInterval(sampler);
       const floorAfter = await floorCopy();
       const floorMs = (floorBefore + floorAfter) / 2;
@@ -142,6 +144,8 @@ export async function runBatchBench(
         copyAndKeyMs: rows[0]?.stage_ms,
         dimensionsAndManifestMs: rows[0]?.merge_ms,
         ratio: Number((loadMs / floorMs).toFixed(2)),
+        // The loader process's CPU (all its threads) while it loaded: against loadMs, how busy it was.
+        loaderCpuMs: Math.round((cpuUsed.user + cpuUsed.system) / 1000),
         // Statements that took 50 ms or more, in order.
         slowSteps: steps.filter((x) => x.ms >= 50).map((x) => `${x.ms} ms ${x.sql}`),
       });
