@@ -124,8 +124,7 @@ export class PgBinaryEncoder implements RowEncoder {
     w.bool(l.isDuplicateRow);
     if (l.producedAt === null && l.acceptedAt === null && l.streamVisibleAt === null) {
       if (this.plainTail.length > 0) w.bytes(this.plainTail);
-    }
-    else if (this.layout === 'bulk') throw new Error('the bulk layout has no lineage columns');
+    } else if (this.layout === 'bulk') throw new Error('the bulk layout has no lineage columns');
     else {
       w.instant(l.producedAt);
       w.instant(l.acceptedAt);
