@@ -125,6 +125,7 @@ export class CsvTyper extends TyperStream {
   private customerRaw = '\u0000';
   private customerId: string | null = null;
   private countryRaw = '\u0000';
+  private country = '';
   /** Counts for the benchmark and tests: records through each path. */
   fastRecords = 0;
   slowRecords = 0;
@@ -288,7 +289,6 @@ export class CsvTyper extends TyperStream {
       this.lines.reject(lineNumber, reason, rawFields(latin1(buf, start, end).split(','), c));
     return true;
   }
-  private country = '';
 
   /**
    * The string path for the record at `start`: decoded, split with quotes honoured, read by

@@ -153,6 +153,14 @@ export class LineTyper {
   private numbering = '';
   private numbered = 0;
   private invoice = '';
+  private readonly closed = new Set<string>();
+  /** The run of rows with the same customer and country being counted, and the last country seen. */
+  private customer = '';
+  private customerCountry = '';
+  private customerRun = 0;
+  private lastCountry = '';
+  private dateKeyLocal = '';
+  private dateKeyValue: number | string = 0;
   /**
    * The current invoice's rows by stock code id, each as 6 numbers (description, quantity, price,
    * time, customer, country ids): what makes a row a duplicate of an earlier one.
@@ -188,12 +196,6 @@ export class LineTyper {
     acceptedAt: null,
     streamVisibleAt: null,
   };
-  private readonly closed = new Set<string>();
-  private customer = '';
-  private customerCountry = '';
-  private customerRun = 0;
-  private lastCountry = '';
-
   constructor(private readonly options: TyperOptions) {}
 
   get encoder(): RowEncoder {
@@ -230,9 +232,6 @@ export class LineTyper {
     if (this.numbered >= 1_000_000) return undefined;
     return ++this.numbered;
   }
-
-  private dateKeyLocal = '';
-  private dateKeyValue: number | string = 0;
 
   /** The date key of a wall-clock time, or a reason when dim_date has no such day. */
   private dateKeyOf(local: string): number | string {
