@@ -49,6 +49,7 @@ import {
 } from './sql.ts';
 import {
   BULK_COLUMNS,
+  csvCell,
   LineTyper,
   NdjsonTyper,
   NotUtf8Error,
@@ -79,7 +80,10 @@ export interface LoadResult {
 }
 
 export interface LoaderHooks {
-  /** Called after the staging transaction committed, before the merge (tests simulate a crash here). */
+  /**
+   * Called inside the load's transaction once its rows are COPYed, before the dimensions, facts
+   * (merge way) and manifest: a test makes the loader die here, between staging and MERGE.
+   */
   afterStage?: (key: string) => Promise<void>;
   /** Called after each object that loaded (e.g. to refresh marts); errors are logged, not thrown. */
   afterLoad?: (result: LoadResult) => void | Promise<void>;
@@ -182,15 +186,10 @@ export function loadIdOf(key: string, etag: string): string {
 
 const unquote = (etag: string) => etag.replace(/^"|"$/g, '');
 
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  const s = String(v);
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
 /**
  * The batch loader: finds objects under archive/ and landing/, and loads each into the star schema
- * in two transactions (stage with COPY; then type, validate, MERGE) tracked by load_manifest.
+ * in one transaction (rows typed on their way into COPY, then dimensions and manifest), tracked by
+ * load_manifest.
  */
 export function createLoader(options: LoaderOptions): Loader {
   const { s3, bucket, warehouse, logger } = options;
@@ -532,19 +531,13 @@ export function createLoader(options: LoaderOptions): Loader {
   }
 
   async function writeRejects(key: string, etag: string): Promise<void> {
-    const { rows } = await warehouse.query<Record<string, unknown>>(
+    const { rows } = await warehouse.query<Record<string, string | number | null>>(
       `SELECT line_number, reason, invoice_no, stock_code, description, quantity, invoice_date, unit_price,
          customer_id, country FROM load_rejected_row WHERE load_id = $1 ORDER BY line_number`,
       [loadIdOf(key, etag)],
     );
     if (rows.length === 0) return;
-    const header = [
-      'line',
-      'reason',
-      ...['InvoiceNo', 'StockCode', 'Description', 'Quantity', 'InvoiceDate'],
-    ];
-    header.push('UnitPrice', 'CustomerID', 'Country');
-    const lines = [header.join(',')];
+    const lines = [['line', 'reason', ...CSV_FIELDS].join(',')];
     for (const r of rows) lines.push(Object.values(r).map(csvCell).join(','));
     await s3.send(
       new PutObjectCommand({
