@@ -24,7 +24,7 @@ export interface LoadPlan {
 
 interface DialectSql {
   statementTime: string;
-  /** The current time in manifest bookkeeping (Redshift: GETDATE(), not the leader-only CURRENT_TIMESTAMP). */
+  /** The current time in manifest bookkeeping (Redshift: GETDATE(), which every node evaluates). */
   now: string;
   /** PostgreSQL can skip no-op updates of matched facts. */
   lineageCondition: string;
