@@ -106,6 +106,14 @@ describe('CSV drops in landing/', () => {
     expect(await rows("SELECT iso_code, is_known FROM dim_country WHERE country_name = 'Narnia'")).toEqual([
       { iso_code: 'XX', is_known: false },
     ]);
+    // The first load met an empty fact and took the bulk way: its key is back, its defaults gone.
+    expect(await rows("SELECT 1 FROM pg_indexes WHERE indexname = 'fact_sales_line_pkey'")).toHaveLength(1);
+    expect(
+      await rows(
+        `SELECT column_name FROM information_schema.columns WHERE table_name = 'fact_sales_line'
+           AND column_default IS NOT NULL`,
+      ),
+    ).toEqual([]);
 
     const rejected = await rows<{ line_number: string; reason: string }>(
       'SELECT line_number, reason FROM load_rejected_row WHERE load_id = $1 ORDER BY line_number',
@@ -215,6 +223,21 @@ describe('CSV drops in landing/', () => {
     expect(await factCount()).toBe(before);
   });
 
+  it('adds only the new keys of a file that overlaps the fact (the direct COPY gives way to a merge)', async () => {
+    const line = '900001,85123A,CAFÉ MUG,6,2011-03-05 08:26,2.55,17850.0,France';
+    // Lines 1-3 of invoice 900001 are loaded (variants.csv.gz); this file's 4th line is new.
+    await put('landing/overlap.csv', [HEADER, line, line, line, line].join('\n'));
+    const before = await factCount();
+
+    const [res] = await loader().sweep();
+
+    expect(res).toMatchObject({ status: 'loaded', rowsLoaded: 4, rowsNew: 1 });
+    expect(await factCount()).toBe(before + 1);
+    expect(
+      await rows("SELECT source_key FROM fact_sales_line WHERE invoice_no = '900001' AND line_no = 4"),
+    ).toEqual([{ source_key: 'landing/overlap.csv' }]);
+  });
+
   it('moves a file missing required columns to quarantine/ with the reason', async () => {
     const key = 'landing/no-price.csv';
     await put(
@@ -263,6 +286,26 @@ describe('CSV drops in landing/', () => {
     ]);
     expect(await rows('SELECT status, attempts FROM load_manifest WHERE object_key = $1', [key])).toEqual([
       { status: 'loaded', attempts: 2 },
+    ]);
+  });
+
+  it('finishes a load an older loader left staged, dropping its staging table', async () => {
+    const key = 'landing/left-staged.csv';
+    const etag = await put(key, `${HEADER}\n925001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,France\n`);
+    const staging = `stg_load_${loadIdOf(key, etag)}`;
+    await warehouse.query(`CREATE TABLE ${staging} (row_no bigint, c1 text)`);
+    await warehouse.query(
+      `INSERT INTO load_manifest (object_key, etag, load_id, source, format, status, attempts, discovered_at)
+       VALUES ($1, $2, $3, 'file', 'csv', 'staged', 1, CURRENT_TIMESTAMP)`,
+      [key, etag, loadIdOf(key, etag)],
+    );
+
+    const [result] = await loader().sweep();
+
+    expect(result).toMatchObject({ key, status: 'loaded', rowsLoaded: 1, rowsNew: 1 });
+    expect(await rows('SELECT 1 FROM pg_tables WHERE tablename = $1', [staging])).toHaveLength(0);
+    expect(await rows("SELECT line_no FROM fact_sales_line WHERE invoice_no = '925001'")).toEqual([
+      { line_no: 1 },
     ]);
   });
 
