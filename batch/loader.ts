@@ -163,19 +163,19 @@ export function formatOf(key: string): { format: SourceFormat; source: 'stream' 
   return undefined;
 }
 
-/** Whether the error or one of its causes matches. */
-function causedBy(err: unknown, test: (e: unknown) => boolean): boolean {
+/** The error or the first of its causes that matches. */
+function findCause(err: unknown, test: (e: unknown) => boolean): unknown {
   for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++)
-    if (test(e)) return true;
-  return false;
-}
-
-function zlibError(err: unknown): { code: string; message: string } | undefined {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('Z_')) return { code, message: (e as Error).message };
-  }
+    if (test(e)) return e;
   return undefined;
+}
+const causedBy = (err: unknown, test: (e: unknown) => boolean) => findCause(err, test) !== undefined;
+
+function zlibError(err: unknown): Error | undefined {
+  return findCause(err, (e) => {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' && code.startsWith('Z_');
+  }) as Error | undefined;
 }
 const isCorruptCompression = (err: unknown) => zlibError(err) !== undefined;
 const zlibMessage = (err: unknown) => zlibError(err)?.message ?? '';
