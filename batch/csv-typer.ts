@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import type { TransformCallback } from 'node:stream';
+import { wallClockMs } from '#core/dates';
 import { type ColumnMap, parseSourceDate, parseSourceRow, SOURCE_COLUMNS } from '#core/source-row';
 import { allDigits, digitsValue, isDigit, latin1, sameAscii } from './bytes.ts';
-import { localMs } from './pg-binary.ts';
 import { type LineTyper, NotUtf8Error, rawFields, TyperStream, thousandthsOf } from './typer.ts';
 
 const LF = 0x0a;
@@ -205,7 +205,7 @@ export class CsvTyper extends TyperStream {
     if (!sameAscii(buf, s, e, this.dateRaw)) {
       this.dateRaw = latin1(buf, s, e);
       this.dateLocal = parseSourceDate(this.dateRaw);
-      if (this.dateLocal !== null) this.dateMs = localMs(this.dateLocal);
+      if (this.dateLocal !== null) this.dateMs = wallClockMs(this.dateLocal);
     }
     if (this.dateLocal === null) return false;
     // UnitPrice: optional minus, 1-12 digits, optional point and 1-3 digits (other forms: string path).
@@ -334,7 +334,7 @@ export class CsvTyper extends TyperStream {
     typed.invoiceNo = row.invoiceNo;
     typed.quantity = row.quantity;
     typed.invoiceDate = row.invoiceDate;
-    typed.invoiceMs = localMs(row.invoiceDate);
+    typed.invoiceMs = wallClockMs(row.invoiceDate);
     typed.price = thousandthsOf(row.unitPrice);
     const reason = lines.csvRow();
     if (reason !== undefined) this.lines.reject(lineNumber, reason, rawFields(r.fields, this.columns));

@@ -1,3 +1,4 @@
+import { formatThousandths, lineTotal } from '#core/money';
 import { BINARY_HEADER, BINARY_TRAILER, BinaryTupleWriter } from './pg-binary.ts';
 import {
   type BinaryLayout,
@@ -13,14 +14,6 @@ import {
 /** Typed lines as COPY reads them: PostgreSQL binary tuples, or CSV for COPY FROM S3 (Redshift). */
 
 const NULL_FIELD = Buffer.from([0xff, 0xff, 0xff, 0xff]);
-
-/** Exact `quantity x price` text, 3 decimals, for totals past 2^53 thousandths. */
-function bigTotal(quantity: number, priceThousandths: number): string {
-  const t = BigInt(quantity) * BigInt(priceThousandths);
-  const neg = t < 0n;
-  const abs = (neg ? -t : t).toString().padStart(4, '0');
-  return `${neg ? '-' : ''}${abs.slice(0, -3)}.${abs.slice(-3)}`;
-}
 
 /** PostgreSQL binary tuples; with a stamp, the fact's whole column list (TYPED + STAMP). */
 export class PgBinaryEncoder implements RowEncoder {
@@ -116,7 +109,7 @@ export class PgBinaryEncoder implements RowEncoder {
     w.thousandths(price);
     const total = price * l.quantity;
     if (Number.isSafeInteger(total)) w.thousandths(total);
-    else w.decimal(bigTotal(l.quantity, price));
+    else w.decimal(lineTotal(l.quantity, formatThousandths(price)));
     const kind = l.invoiceNo.charCodeAt(0);
     w.bool(kind === 0x43); // C: cancellation
     w.bool(kind === 0x41); // A: adjustment
@@ -161,8 +154,10 @@ export class CsvRowEncoder implements RowEncoder {
         l.customerId,
         l.country,
         l.quantity,
-        bigTotal(1, price),
-        Number.isSafeInteger(total) ? bigTotal(1, total) : bigTotal(l.quantity, price),
+        formatThousandths(price),
+        Number.isSafeInteger(total)
+          ? formatThousandths(total)
+          : lineTotal(l.quantity, formatThousandths(price)),
         kind === 0x43,
         kind === 0x41,
         l.isNonProduct,

@@ -220,15 +220,3 @@ export class BinaryTupleWriter {
     this.at = o;
   }
 }
-
-/** Epoch milliseconds of a wall-clock text `YYYY-MM-DDTHH:MM:SS` read as UTC (a `timestamp`'s value). */
-export function localMs(local: string): number {
-  return Date.UTC(
-    Number(local.slice(0, 4)),
-    Number(local.slice(5, 7)) - 1,
-    Number(local.slice(8, 10)),
-    Number(local.slice(11, 13)),
-    Number(local.slice(14, 16)),
-    Number(local.slice(17, 19)),
-  );
-}

@@ -1,9 +1,10 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { dateKey, wallClockMs } from '#core/dates';
 import { invoiceLineInput } from '#core/invoice-line';
+import { thousandths } from '#core/money';
 import { isNonProductCode } from '#core/non-product';
 import { type ColumnMap, SOURCE_COLUMNS } from '#core/source-row';
 import { Interner } from './bytes.ts';
-import { localMs } from './pg-binary.ts';
 import { Spool } from './spool.ts';
 
 /**
@@ -92,14 +93,11 @@ export interface RowEncoder {
   take(): Buffer;
 }
 
-const PRICE = /^(-?)(\d{1,12})(?:\.(\d{1,3}))?$/;
-
-/** Price text as thousandths (exact, < 2^53). The schema allows 12 integer digits: always fits. */
+/** Price text (already validated) as thousandths: exact, the schema allows at most 15 digits. */
 export function thousandthsOf(price: string): number {
-  const m = PRICE.exec(price);
-  if (!m) throw new Error(`not a price: ${price}`);
-  const n = Number(m[2]) * 1000 + (m[3] ? Number(m[3].padEnd(3, '0')) : 0);
-  return m[1] ? -n : n;
+  const n = thousandths(price);
+  if (n === undefined) throw new Error(`not a price: ${price}`);
+  return n;
 }
 
 /** A CSV cell: quoted when it must be; empty = NULL (COPY's CSV default). */
@@ -236,12 +234,10 @@ export class LineTyper {
   /** The date key of a wall-clock time, or a reason when dim_date has no such day. */
   private dateKeyOf(local: string): number | string {
     if (local === this.dateKeyLocal) return this.dateKeyValue;
-    const year = Number(local.slice(0, 4));
+    const key = dateKey(local);
+    const year = Math.floor(key / 10_000);
     this.dateKeyLocal = local;
-    this.dateKeyValue =
-      year < 2000 || year > 2040
-        ? 'InvoiceDate is not a calendar date in 2000-2040'
-        : year * 10000 + Number(local.slice(5, 7)) * 100 + Number(local.slice(8, 10));
+    this.dateKeyValue = year < 2000 || year > 2040 ? 'InvoiceDate is not a calendar date in 2000-2040' : key;
     return this.dateKeyValue;
   }
 
@@ -347,7 +343,7 @@ export class LineTyper {
     row.lineNo = line.lineNo;
     row.dateKey = dateKey;
     row.invoiceDate = line.invoiceDate;
-    row.invoiceMs = localMs(line.invoiceDate);
+    row.invoiceMs = wallClockMs(line.invoiceDate);
     row.quantity = line.quantity;
     row.price = thousandthsOf(line.unitPrice);
     row.producedAt = times.producedAt;

@@ -1,6 +1,5 @@
 import { createReadStream, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -9,13 +8,9 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pino } from 'pino';
-import S3rver from 's3rver';
-import { createClients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
-import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createLoader, type LoadResult } from '#batch/loader';
-import { migrate } from '#batch/migrate';
-import { startPostgres, wipePostgres } from '#local/postgres';
+import { startLoaderEnv } from '#test/helpers/loader-env';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REAL_FILE = path.resolve(REPO, '../shared/data/online-retail/online-retail.csv.gz');
@@ -36,34 +31,24 @@ export async function runBatchBench(
   const rounds = options.rounds ?? 3;
   const progress = options.progress ?? (() => {});
   const logger = createLogger('silent');
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-batch-'));
-  await fs.mkdir(path.join(dir, 's3'));
-  const s3rver = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: path.join(dir, 's3'),
-    configureBuckets: [{ name: 'bench', configs: [] }],
-  });
-  const address = await s3rver.run();
-  const postgres = await startPostgres({
-    dataDir: path.join(dir, 'postgres'),
-    host: '127.0.0.1',
-    port: 0,
-    user: 'bench',
-    password: 'bench',
-    database: 'bench',
-    logger,
-  });
-  const clients = createClients({
-    region: 'us-east-1',
-    endpoints: { s3: `http://127.0.0.1:${address.port}` },
-    local: true,
-  });
+  // The adapter logs every transaction step with its duration at debug level: collected per statement.
+  const steps: Array<{ ms: number; sql: string }> = [];
+  const stepLogger = pino(
+    { level: 'debug' },
+    {
+      write(line: string) {
+        const entry = JSON.parse(line) as { msg?: string; ms?: number; sql?: string };
+        if (entry.msg === 'warehouse step' && entry.ms !== undefined)
+          steps.push({ ms: entry.ms, sql: (entry.sql ?? '').replace(/\s+/g, ' ').slice(0, 48) });
+      },
+    },
+  );
+  const env = await startLoaderEnv('bench', 'bench-batch-', { warehouseLogger: stepLogger });
+  const { clients, warehouse } = env;
   try {
     // The floor: gunzip + COPY into an unlogged all-text table, nothing else.
     const floorCopy = async (): Promise<number> => {
-      const client = new pg.Client({ connectionString: postgres.connectionString });
+      const client = new pg.Client({ connectionString: env.connectionString });
       await client.connect();
       await client.query('DROP TABLE IF EXISTS floor_copy');
       await client.query(
@@ -81,23 +66,6 @@ export async function runBatchBench(
       return ms;
     };
 
-    // The adapter logs every transaction step with its duration at debug level: collected per statement.
-    const steps: Array<{ ms: number; sql: string }> = [];
-    const stepLogger = pino(
-      { level: 'debug' },
-      {
-        write(line: string) {
-          const entry = JSON.parse(line) as { msg?: string; ms?: number; sql?: string };
-          if (entry.msg === 'warehouse step' && entry.ms !== undefined)
-            steps.push({ ms: entry.ms, sql: (entry.sql ?? '').replace(/\s+/g, ' ').slice(0, 48) });
-        },
-      },
-    );
-    const warehouse = createPostgresWarehouse({
-      connectionString: postgres.connectionString,
-      logger: stepLogger,
-    });
-    await migrate(warehouse, logger);
     const body = await fs.readFile(REAL_FILE);
     const put = (key: string) =>
       clients.s3.send(new PutObjectCommand({ Bucket: 'bench', Key: key, Body: body }));
@@ -157,7 +125,6 @@ export async function runBatchBench(
     const again = await loader.loadKey('landing/again/online-retail.csv.gz');
     const againMs = performance.now() - t0;
     const facts = await warehouse.query<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line');
-    await warehouse.close();
     const mb = (b: number) => Math.round(b / 2 ** 20);
     const ratios = perRound.map((r) => r.ratio as number).sort((a, b) => a - b);
     const median = ratios[Math.floor(ratios.length / 2)] as number;
@@ -194,11 +161,7 @@ export async function runBatchBench(
       sameFileAgain: { ms: Math.round(againMs), status: again.status, rowsNew: again.rowsNew },
     };
   } finally {
-    clients.destroy();
-    await s3rver.close();
-    await postgres.stop();
-    await wipePostgres(path.join(dir, 'postgres'));
-    await fs.rm(dir, { recursive: true, force: true });
+    await env.stop();
   }
 }
 

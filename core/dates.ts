@@ -120,6 +120,11 @@ function minutesSeconds(local: string): number {
   return mi * 60_000 + s * 1000;
 }
 
+/** A wall-clock time read as UTC, in epoch ms (the value of a SQL `timestamp` without zone). */
+export function wallClockMs(local: string): number {
+  return hourInfo(local).wallMs + minutesSeconds(local);
+}
+
 /** The UTC instant of a London wall-clock time; correct on both sides of the BST switches. */
 export function londonToUtc(local: string): Date {
   return new Date(londonToUtcMs(local));

@@ -38,14 +38,14 @@ function fixed(d: Money, scale: number): string {
 const PRICE_3 = /^(-?)(\d{1,12})(?:\.(\d{1,3}))?$/;
 
 /** Thousandths as an integer (exact: at most 15 digits < 2^53), or undefined for other text. */
-function thousandths(v: string): number | undefined {
+export function thousandths(v: string): number | undefined {
   const m = PRICE_3.exec(v);
   if (!m) return undefined;
   const n = Number(m[2]) * 1000 + (m[3] ? Number(m[3].padEnd(3, '0')) : 0);
   return m[1] ? -n : n;
 }
 
-function formatThousandths(n: number): string {
+export function formatThousandths(n: number): string {
   const abs = Math.abs(n);
   const frac = abs % 1000;
   return `${n < 0 ? '-' : ''}${(abs - frac) / 1000}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;

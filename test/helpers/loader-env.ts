@@ -2,21 +2,31 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import S3rver from 's3rver';
 import { type Clients, createClients } from '#adapters/clients';
-import { createLogger } from '#adapters/logger';
+import { createLogger, type Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { migrate } from '#batch/migrate';
 import { startPostgres, wipePostgres } from '#local/postgres';
 import { scratchDataDir } from '#local/scratch';
 
-/** What the loader needs, for loader tests: s3rver with one bucket and a migrated embedded PostgreSQL. */
+/**
+ * What the loader needs, for loader tests and the batch bench: s3rver with one bucket and a
+ * migrated embedded PostgreSQL.
+ */
 export interface LoaderEnv {
   clients: Clients;
   warehouse: Warehouse;
+  /** For a client of its own (the bench's bare COPY). */
+  connectionString: string;
   stop(): Promise<void>;
 }
 
-export async function startLoaderEnv(bucket: string, prefix: string): Promise<LoaderEnv> {
+/** `warehouseLogger`: what the warehouse adapter logs to (the bench reads its step timings). */
+export async function startLoaderEnv(
+  bucket: string,
+  prefix: string,
+  options: { warehouseLogger?: Logger } = {},
+): Promise<LoaderEnv> {
   const logger = createLogger('silent');
   const dir = await scratchDataDir(prefix);
   await fs.mkdir(path.join(dir, 's3'));
@@ -44,11 +54,15 @@ export async function startLoaderEnv(bucket: string, prefix: string): Promise<Lo
     endpoints: { s3: `http://127.0.0.1:${address.port}` },
     local: true,
   });
-  const warehouse = createPostgresWarehouse({ connectionString: pg.connectionString });
+  const warehouse = createPostgresWarehouse({
+    connectionString: pg.connectionString,
+    ...(options.warehouseLogger ? { logger: options.warehouseLogger } : {}),
+  });
   await migrate(warehouse, logger);
   return {
     clients,
     warehouse,
+    connectionString: pg.connectionString,
     async stop() {
       await warehouse.close();
       clients.destroy();

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { PgBinaryEncoder } from '#batch/encoders';
-import { BINARY_HEADER, BINARY_TRAILER, BinaryTupleWriter, localMs } from '#batch/pg-binary';
+import { BINARY_HEADER, BINARY_TRAILER, BinaryTupleWriter } from '#batch/pg-binary';
 import { BULK_COLUMNS, STAMP_COLUMNS, TYPED_COLUMNS, type TypedLine } from '#batch/typer';
+import { wallClockMs } from '#core/dates';
 
 /*
  * A decoder of PostgreSQL's binary COPY format written from the protocol documentation, independent
@@ -184,8 +185,8 @@ describe('BinaryTupleWriter', () => {
   });
 
   it('reads a wall-clock text as UTC for a timestamp', () => {
-    expect(localMs('2010-12-01T08:26:00')).toBe(Date.UTC(2010, 11, 1, 8, 26));
-    expect(localMs('1999-12-31T23:59:59')).toBe(Date.UTC(1999, 11, 31, 23, 59, 59));
+    expect(wallClockMs('2010-12-01T08:26:00')).toBe(Date.UTC(2010, 11, 1, 8, 26));
+    expect(wallClockMs('1999-12-31T23:59:59')).toBe(Date.UTC(1999, 11, 31, 23, 59, 59));
   });
 
   it('writes int4, bool, text, NULL and pre-encoded bytes', () => {
