@@ -587,8 +587,16 @@ export function createLoader(options: LoaderOptions): Loader {
       }
       if (!loaded) return result(key, etag, 'skipped', started, undefined, 'another loader has it');
       const done = await manifestRow(key, etag);
-      if (done?.rows_rejected && Number(done.rows_rejected) > 0) await writeRejects(key, etag);
-      const out = result(key, etag, 'loaded', started, done);
+      // The object is loaded: the rejected-rows file is a copy of load_rejected_row for people, so
+      // failing to write it must not report the load failed; the result says so instead.
+      let rejectsProblem: string | undefined;
+      if (done?.rows_rejected && Number(done.rows_rejected) > 0) {
+        await writeRejects(key, etag).catch((err: unknown) => {
+          logger.error({ err, key }, 'could not write the rejected rows file');
+          rejectsProblem = `loaded; its rejected rows are in load_rejected_row, but writing ${QUARANTINE_PREFIX}${key}.rejected.csv failed: ${err instanceof Error ? err.message : String(err)}`;
+        });
+      }
+      const out = result(key, etag, 'loaded', started, done, rejectsProblem);
       logger.info({ ...out }, 'object loaded');
       try {
         await options.hooks?.afterLoad?.(out);

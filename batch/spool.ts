@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 
+export class SpoolError extends Error {
+  override name = 'SpoolError';
+}
+
 /**
  * Text collected while a file is read (its rejected rows) and replayed into a COPY afterwards. It
  * stays in memory up to `limitBytes`, then moves to a temporary file: a file of nothing but bad
@@ -13,6 +17,8 @@ export class Spool {
   private chunks: string[] = [];
   private bytes = 0;
   private file: { path: string; out: WriteStream } | undefined;
+  /** A failed write to the spill file (disk full): reported by readable(), never swallowed. */
+  private failure: Error | undefined;
   count = 0;
 
   constructor(private readonly limitBytes = 8 * 2 ** 20) {}
@@ -31,6 +37,9 @@ export class Spool {
         `retail-pipeline-spool-${process.pid}-${Date.now()}-${Math.random()}`,
       );
       const out = createWriteStream(file);
+      out.on('error', (err) => {
+        this.failure ??= err;
+      });
       out.write(this.chunks.join(''));
       this.chunks = [];
       this.file = { path: file, out };
@@ -46,7 +55,11 @@ export class Spool {
     }
     const { out, path: file } = this.file;
     await new Promise<void>((resolve, reject) =>
-      out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+      out.end((err?: Error | null) => {
+        const cause = this.failure ?? err;
+        if (cause) reject(new SpoolError(`could not spill rejected rows to ${file}`, { cause }));
+        else resolve();
+      }),
     );
     const stream = createReadStream(file);
     stream.on('close', () => void fs.rm(file, { force: true }));

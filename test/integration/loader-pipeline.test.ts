@@ -238,6 +238,30 @@ describe('CSV drops in landing/', () => {
     ).toEqual([{ source_key: 'landing/overlap.csv' }]);
   });
 
+  it('reports a loaded file whose rejected-rows file could not be written, keeping the rows', async () => {
+    const key = 'landing/rejects-unwritable.csv';
+    const etag = await put(
+      key,
+      `${HEADER}\n926001,22423,CAKESTAND,2,12/1/2010 8:26,12.75,17850,France\n926001,x,y,z\n`,
+    );
+    // S3 refuses just the quarantine copy of the rejected rows.
+    const s3 = {
+      send: (command: unknown) =>
+        command instanceof PutObjectCommand && String(command.input.Key).endsWith('.rejected.csv')
+          ? Promise.reject(new Error('S3 said no (test)'))
+          : clients.s3.send(command as never),
+    } as unknown as typeof clients.s3;
+
+    const result = await createLoader({ s3, bucket: BUCKET, warehouse, logger }).loadKey(key);
+
+    expect(result).toMatchObject({ status: 'loaded', rowsLoaded: 1, rowsRejected: 1 });
+    expect(result.detail).toMatch(
+      /rejected rows are in load_rejected_row, but writing .* failed: S3 said no/,
+    );
+    expect(await rejectedOf(key, etag)).toEqual([[3, 'expected 8 fields, got 4']]);
+    expect(await exists(`quarantine/${key}.rejected.csv`)).toBe(false);
+  });
+
   it('moves a file missing required columns to quarantine/ with the reason', async () => {
     const key = 'landing/no-price.csv';
     await put(

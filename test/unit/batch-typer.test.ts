@@ -819,6 +819,20 @@ describe('Interner', () => {
 });
 
 describe('Spool', () => {
+  it('reports a spill file it could not write instead of losing the rows', async () => {
+    const tmpdir = process.env.TMPDIR;
+    process.env.TMPDIR = path.join(os.tmpdir(), `no-such-dir-${process.pid}`, 'nested');
+    try {
+      const spool = new Spool(8);
+      spool.add('1,first row\n');
+      spool.add('2,second row\n');
+      await expect(spool.readable()).rejects.toThrow(/could not spill rejected rows/);
+    } finally {
+      if (tmpdir === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmpdir;
+    }
+  });
+
   const spoolFiles = () =>
     readdirSync(os.tmpdir()).filter((f) => f.startsWith(`retail-pipeline-spool-${process.pid}-`));
   const texts = Array.from({ length: 50 }, (_, i) => `row ${i},"reason ${i}",é\n`);
