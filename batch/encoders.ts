@@ -2,7 +2,6 @@ import { formatThousandths, lineTotal } from '#core/money';
 import { BINARY_HEADER, BINARY_TRAILER, BinaryTupleWriter } from './pg-binary.ts';
 import {
   type BinaryLayout,
-  BULK_COLUMNS,
   csvCell,
   type RowEncoder,
   STAMP_COLUMNS,
@@ -13,32 +12,64 @@ import {
 
 /** Typed lines as COPY reads them: PostgreSQL binary tuples, or CSV for COPY FROM S3 (Redshift). */
 
-const NULL_FIELD = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+/**
+ * The binary layouts' field order (a COPY names its columns, so any order loads the same rows):
+ * first what all rows of an invoice share, then what all lines of a product share, then the row's
+ * own values. The first two groups are encoded once per run of rows that share them and copied as
+ * one block, instead of ten values encoded per row.
+ */
+const INVOICE_FIELDS = [
+  'invoice_no',
+  'date_key',
+  'invoice_date',
+  'customer_id',
+  'country_name',
+  'is_cancellation',
+  'is_adjustment',
+] as const;
+const PRODUCT_FIELDS = ['stock_code', 'description', 'is_non_product'] as const;
+const ROW_FIELDS = ['line_no', 'quantity', 'unit_price', 'line_total', 'is_duplicate_row'] as const;
+const LINEAGE_FIELDS = ['produced_at', 'accepted_at', 'stream_visible_at'] as const;
+const BULK_ORDER = [...INVOICE_FIELDS, ...PRODUCT_FIELDS, ...ROW_FIELDS];
 
-/** PostgreSQL binary tuples; with a stamp, the fact's whole column list (TYPED + STAMP). */
+/** The columns each layout writes, in its field order (the COPY's column list). */
+export const BINARY_COLUMNS: Readonly<Record<BinaryLayout, readonly string[]>> = {
+  bulk: BULK_ORDER,
+  typed: [...BULK_ORDER, ...LINEAGE_FIELDS],
+  fact: [...BULK_ORDER, ...LINEAGE_FIELDS, ...STAMP_COLUMNS],
+};
+
+/** Distinct unit prices kept encoded (a file has a few thousand; past this they are encoded per row). */
+const MAX_CACHED_PRICES = 1 << 16;
+
+/** PostgreSQL binary tuples in one of BINARY_COLUMNS' layouts. */
 export class PgBinaryEncoder implements RowEncoder {
   readonly header = BINARY_HEADER;
   readonly trailer = BINARY_TRAILER;
+  /** The COPY's column list, in the order the fields are written. */
+  readonly columns: readonly string[];
   private readonly w = new BinaryTupleWriter();
+  /** Encodes the shared blocks and cached values (never the row stream). */
+  private readonly scratch = new BinaryTupleWriter();
   /** The fields after is_duplicate_row when the line has no lineage: three NULLs and the stamp. */
   private readonly plainTail: Buffer;
   private readonly stampTail: Buffer;
-  private readonly fields: number;
-  /** Encoded (length-prefixed) text fields, by interner id or for the last value seen. */
-  private readonly codes: Buffer[] = [];
-  private readonly descriptions: Buffer[] = [];
-  private lastInvoice = '';
-  private lastInvoiceBytes: Buffer = Buffer.alloc(0);
-  private lastCustomer: string | null | undefined;
-  private lastCustomerBytes: Buffer = Buffer.alloc(0);
-  private lastCountry = '';
-  private lastCountryBytes: Buffer = Buffer.alloc(0);
+  /** The field count and the invoice's fields, for the run of rows that share them. */
+  private invoiceBlock: Buffer = Buffer.alloc(0);
+  private invoiceNo = '';
+  private invoiceMs = Number.NaN;
+  private customerId: string | null | undefined;
+  private country = '';
+  /** A product's fields, by stock code id, then description id. */
+  private readonly products: Array<Map<number, Buffer> | undefined> = [];
+  private readonly prices = new Map<number, Buffer>();
 
   /** `stamp` is required by the 'fact' layout. */
   constructor(
     private readonly layout: BinaryLayout = 'typed',
     stamp?: Stamp,
   ) {
+    this.columns = BINARY_COLUMNS[layout];
     const tail = new BinaryTupleWriter();
     if (layout === 'fact') {
       if (!stamp) throw new Error("the 'fact' layout writes a stamp");
@@ -53,67 +84,74 @@ export class PgBinaryEncoder implements RowEncoder {
       tail.null();
     }
     this.plainTail = Buffer.concat([tail.take(), this.stampTail]);
-    this.fields =
-      layout === 'bulk'
-        ? BULK_COLUMNS.length
-        : layout === 'fact'
-          ? TYPED_COLUMNS.length + STAMP_COLUMNS.length
-          : TYPED_COLUMNS.length;
   }
 
-  /** A text field, length prefix included, in a buffer of its own size (made once per value). */
-  private encoded(value: string | null): Buffer {
-    if (value === null) return NULL_FIELD;
-    const bytes = Buffer.from(value, 'utf8');
-    const out = Buffer.allocUnsafe(4 + bytes.length);
-    out.writeInt32BE(bytes.length, 0);
-    bytes.copy(out, 4);
-    return out;
+  private invoiceFields(l: TypedLine): Buffer {
+    const s = this.scratch;
+    s.tuple(this.columns.length);
+    s.text(l.invoiceNo);
+    s.int4(l.dateKey);
+    s.timestamp(l.invoiceMs);
+    s.text(l.customerId);
+    s.text(l.country);
+    const kind = l.invoiceNo.charCodeAt(0);
+    s.bool(kind === 0x43); // C: cancellation
+    s.bool(kind === 0x41); // A: adjustment
+    return s.take();
+  }
+
+  private productFields(l: TypedLine): Buffer {
+    let byDescription = this.products[l.stockId];
+    if (byDescription === undefined) {
+      byDescription = new Map();
+      this.products[l.stockId] = byDescription;
+    }
+    let block = byDescription.get(l.descriptionId);
+    if (block === undefined) {
+      const s = this.scratch;
+      s.text(l.stockCode);
+      s.text(l.description);
+      s.bool(l.isNonProduct);
+      block = s.take();
+      byDescription.set(l.descriptionId, block);
+    }
+    return block;
+  }
+
+  private priceField(price: number): Buffer {
+    let field = this.prices.get(price);
+    if (field === undefined) {
+      this.scratch.thousandths(price);
+      field = this.scratch.take();
+      if (this.prices.size < MAX_CACHED_PRICES) this.prices.set(price, field);
+    }
+    return field;
   }
 
   write(l: TypedLine): void {
     const w = this.w;
-    let code = this.codes[l.stockId];
-    if (code === undefined) {
-      code = this.encoded(l.stockCode);
-      this.codes[l.stockId] = code;
+    // The typer hands the same string objects row after row: these are mostly identity checks.
+    if (
+      l.invoiceNo !== this.invoiceNo ||
+      l.invoiceMs !== this.invoiceMs ||
+      l.customerId !== this.customerId ||
+      l.country !== this.country
+    ) {
+      this.invoiceNo = l.invoiceNo;
+      this.invoiceMs = l.invoiceMs;
+      this.customerId = l.customerId;
+      this.country = l.country;
+      this.invoiceBlock = this.invoiceFields(l);
     }
-    let desc = this.descriptions[l.descriptionId];
-    if (desc === undefined) {
-      desc = this.encoded(l.description);
-      this.descriptions[l.descriptionId] = desc;
-    }
-    if (l.invoiceNo !== this.lastInvoice) {
-      this.lastInvoice = l.invoiceNo;
-      this.lastInvoiceBytes = this.encoded(l.invoiceNo);
-    }
-    if (l.customerId !== this.lastCustomer) {
-      this.lastCustomer = l.customerId;
-      this.lastCustomerBytes = this.encoded(l.customerId);
-    }
-    if (l.country !== this.lastCountry) {
-      this.lastCountry = l.country;
-      this.lastCountryBytes = this.encoded(l.country);
-    }
-    w.tuple(this.fields);
-    w.bytes(this.lastInvoiceBytes);
+    w.bytes(this.invoiceBlock);
+    w.bytes(this.productFields(l));
     w.int4(l.lineNo);
-    w.int4(l.dateKey);
-    w.timestamp(l.invoiceMs);
-    w.bytes(code);
-    w.bytes(desc);
-    w.bytes(this.lastCustomerBytes);
-    w.bytes(this.lastCountryBytes);
     w.int4(l.quantity);
     const price = l.price;
-    w.thousandths(price);
+    w.bytes(this.priceField(price));
     const total = price * l.quantity;
     if (Number.isSafeInteger(total)) w.thousandths(total);
     else w.decimal(lineTotal(l.quantity, formatThousandths(price)));
-    const kind = l.invoiceNo.charCodeAt(0);
-    w.bool(kind === 0x43); // C: cancellation
-    w.bool(kind === 0x41); // A: adjustment
-    w.bool(l.isNonProduct);
     w.bool(l.isDuplicateRow);
     if (l.producedAt === null && l.acceptedAt === null && l.streamVisibleAt === null) {
       if (this.plainTail.length > 0) w.bytes(this.plainTail);
@@ -135,6 +173,7 @@ const sqlInstant = (ms: number | null) => (ms === null ? null : new Date(ms).toI
 
 /** CSV rows of TYPED_COLUMNS, for warehouses that COPY from S3 (Redshift). */
 export class CsvRowEncoder implements RowEncoder {
+  readonly columns = TYPED_COLUMNS;
   readonly header = undefined;
   readonly trailer = undefined;
   private parts: string[] = [];

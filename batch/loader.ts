@@ -36,7 +36,6 @@ import {
   dialectOf,
   dimensionSteps,
   duplicateFixStep,
-  FACT_COPY_COLUMNS,
   type LoadCounts,
   type LoadPlan,
   legacyStagingTable,
@@ -47,15 +46,7 @@ import {
   type SourceFormat,
   TYPED_TABLE,
 } from './sql.ts';
-import {
-  BULK_COLUMNS,
-  csvCell,
-  LineTyper,
-  NdjsonTyper,
-  NotUtf8Error,
-  type RowEncoder,
-  TYPED_COLUMNS,
-} from './typer.ts';
+import { csvCell, LineTyper, NdjsonTyper, NotUtf8Error, type RowEncoder } from './typer.ts';
 
 export const ARCHIVE_PREFIX = 'archive/';
 export const LANDING_PREFIX = 'landing/';
@@ -435,13 +426,13 @@ export function createLoader(options: LoaderOptions): Loader {
           steps.push({
             kind: 'defer',
             async build(tx) {
-              if (!bulk) return [factCopy(FACT_COPY_COLUMNS, false)];
+              if (!bulk) return [factCopy(encoder.columns, false)];
               await tx.query('LOCK TABLE fact_sales_line IN ACCESS EXCLUSIVE MODE');
               if ((await tx.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length > 0)
                 throw new FactFilledError('the fact table filled while this load waited for it');
               return [
                 ...bulkBefore(kind.source, key).map((sql) => ({ sql })),
-                factCopy(BULK_COLUMNS, true),
+                factCopy(encoder.columns, true),
                 ...BULK_AFTER.map((sql) => ({ sql })),
               ];
             },
@@ -452,7 +443,7 @@ export function createLoader(options: LoaderOptions): Loader {
             {
               kind: 'copy',
               table: TYPED_TABLE,
-              columns: TYPED_COLUMNS,
+              columns: encoder.columns,
               format: 'binary',
               encoding: 'UTF8',
               stream: () => p.rows,
@@ -499,7 +490,7 @@ export function createLoader(options: LoaderOptions): Loader {
         const steps: Step[] = [
           ...head,
           { sql: createTypedSql() },
-          s3Copy(TYPED_TABLE, TYPED_COLUMNS, typedKey),
+          s3Copy(TYPED_TABLE, encoder.columns, typedKey),
           { sql: markNewSql() },
         ];
         if (p.lines.rejects.count > 0) {

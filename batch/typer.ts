@@ -86,6 +86,8 @@ export interface Stamp {
 
 /** Encodes typed lines for one COPY. */
 export interface RowEncoder {
+  /** The COPY's column list, in the order `write` writes the fields. */
+  readonly columns: readonly string[];
   readonly header: Buffer | undefined;
   readonly trailer: Buffer | undefined;
   write(line: TypedLine): void;

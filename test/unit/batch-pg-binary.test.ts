@@ -260,35 +260,39 @@ const LINE: TypedLine = {
   streamVisibleAt: null,
 };
 
-function encode(encoder: PgBinaryEncoder, lines: TypedLine[]): Array<Array<Buffer | null>> {
+function encode(encoder: PgBinaryEncoder, lines: TypedLine[]): Array<Record<string, Buffer | null>> {
   for (const l of lines) encoder.write(l);
-  return tuplesOf(Buffer.concat([encoder.header, encoder.take(), encoder.trailer]));
+  return tuplesOf(Buffer.concat([encoder.header, encoder.take(), encoder.trailer])).map((fields) => {
+    // Every tuple has exactly the layout's columns; the fields are named by them.
+    expect(fields).toHaveLength(encoder.columns.length);
+    return Object.fromEntries(encoder.columns.map((c, i) => [c, fields[i] ?? null]));
+  });
 }
 
 /** The TYPED_COLUMNS fields of a tuple, decoded. */
-function typedValues(f: Array<Buffer | null>) {
+function typedValues(f: Record<string, Buffer | null>) {
   const text = (b: Buffer | null | undefined) => (b ? b.toString('utf8') : null);
   const bool = (b: Buffer | null | undefined) => (b as Buffer)[0] === 1;
   const instant = (b: Buffer | null | undefined) => (b ? new Date(timeMs(b)).toISOString() : null);
   return {
-    invoice_no: text(f[0]),
-    line_no: f[1]?.readInt32BE(0),
-    date_key: f[2]?.readInt32BE(0),
-    invoice_date: instant(f[3]),
-    stock_code: text(f[4]),
-    description: text(f[5]),
-    customer_id: text(f[6]),
-    country_name: text(f[7]),
-    quantity: f[8]?.readInt32BE(0),
-    unit_price: numericText(f[9] as Buffer),
-    line_total: numericText(f[10] as Buffer),
-    is_cancellation: bool(f[11]),
-    is_adjustment: bool(f[12]),
-    is_non_product: bool(f[13]),
-    is_duplicate_row: bool(f[14]),
-    produced_at: instant(f[15]),
-    accepted_at: instant(f[16]),
-    stream_visible_at: instant(f[17]),
+    invoice_no: text(f.invoice_no),
+    line_no: f.line_no?.readInt32BE(0),
+    date_key: f.date_key?.readInt32BE(0),
+    invoice_date: instant(f.invoice_date),
+    stock_code: text(f.stock_code),
+    description: text(f.description),
+    customer_id: text(f.customer_id),
+    country_name: text(f.country_name),
+    quantity: f.quantity?.readInt32BE(0),
+    unit_price: numericText(f.unit_price as Buffer),
+    line_total: numericText(f.line_total as Buffer),
+    is_cancellation: bool(f.is_cancellation),
+    is_adjustment: bool(f.is_adjustment),
+    is_non_product: bool(f.is_non_product),
+    is_duplicate_row: bool(f.is_duplicate_row),
+    produced_at: instant(f.produced_at),
+    accepted_at: instant(f.accepted_at),
+    stream_visible_at: instant(f.stream_visible_at),
   };
 }
 
@@ -319,10 +323,11 @@ describe('PgBinaryEncoder', () => {
       acceptedAt: null,
       streamVisibleAt: Date.parse('1999-12-31T23:59:59.999Z'),
     };
-    const tuples = encode(new PgBinaryEncoder('typed'), [LINE, lineage]);
-    expect(tuples.map((t) => t.length)).toEqual([TYPED_COLUMNS.length, TYPED_COLUMNS.length]);
+    const encoder = new PgBinaryEncoder('typed');
+    expect([...encoder.columns].sort()).toEqual([...TYPED_COLUMNS].sort());
     expect(TYPED_COLUMNS).toHaveLength(18);
-    expect(typedValues(tuples[0] as Array<Buffer | null>)).toEqual({
+    const tuples = encode(encoder, [LINE, lineage]);
+    expect(typedValues(tuples[0] as Record<string, Buffer | null>)).toEqual({
       invoice_no: 'C536379',
       line_no: 3,
       date_key: 20101201,
@@ -342,7 +347,7 @@ describe('PgBinaryEncoder', () => {
       accepted_at: null,
       stream_visible_at: null,
     });
-    expect(typedValues(tuples[1] as Array<Buffer | null>)).toMatchObject({
+    expect(typedValues(tuples[1] as Record<string, Buffer | null>)).toMatchObject({
       invoice_no: 'A563185',
       stock_code: 'B',
       description: null,
@@ -363,17 +368,28 @@ describe('PgBinaryEncoder', () => {
       source: 'file' as const,
       sourceKey: 'k/é.csv',
     };
-    const tuples = encode(new PgBinaryEncoder('fact', stamp), [
+    const encoder = new PgBinaryEncoder('fact', stamp);
+    expect([...encoder.columns].sort()).toEqual([...TYPED_COLUMNS, ...STAMP_COLUMNS].sort());
+    expect(encoder.columns).toHaveLength(21);
+    const tuples = encode(encoder, [
       LINE,
       { ...LINE, lineNo: 4, acceptedAt: Date.parse('2024-01-01T00:00:00.000Z') },
     ]);
-    expect(tuples.map((t) => t.length)).toEqual([21, 21]);
-    expect(TYPED_COLUMNS.length + STAMP_COLUMNS.length).toBe(21);
     for (const t of tuples) {
-      expect(new Date(timeMs(t[18] as Buffer)).toISOString()).toBe('2024-05-01T12:00:00.123Z');
-      expect([t[19]?.toString('utf8'), t[20]?.toString('utf8')]).toEqual(['file', 'k/é.csv']);
+      expect(new Date(timeMs(t.warehouse_visible_at as Buffer)).toISOString()).toBe('2024-05-01T12:00:00.123Z');
+      expect([t.source?.toString('utf8'), t.source_key?.toString('utf8')]).toEqual(['file', 'k/é.csv']);
     }
-    expect(typedValues(tuples[1] as Array<Buffer | null>)).toMatchObject({
+    expect(typedValues(tuples[0] as Record<string, Buffer | null>)).toMatchObject({
+      invoice_no: 'C536379',
+      line_no: 3,
+      stock_code: 'D',
+      description: 'Discount ☕',
+      unit_price: '27.500',
+      line_total: '-55.000',
+      is_cancellation: true,
+      is_non_product: true,
+    });
+    expect(typedValues(tuples[1] as Record<string, Buffer | null>)).toMatchObject({
       line_no: 4,
       produced_at: null,
       accepted_at: '2024-01-01T00:00:00.000Z',
@@ -383,12 +399,70 @@ describe('PgBinaryEncoder', () => {
 
   it("writes 15 fields in the 'bulk' layout and refuses lineage there", () => {
     const encoder = new PgBinaryEncoder('bulk');
-    const tuples = encode(encoder, [LINE, { ...LINE, lineNo: 4, isDuplicateRow: true }]);
-    expect(tuples.map((t) => t.length)).toEqual([15, 15]);
+    expect([...encoder.columns].sort()).toEqual([...BULK_COLUMNS].sort());
     expect(BULK_COLUMNS).toHaveLength(15);
-    expect(tuples[1]?.[1]?.readInt32BE(0)).toBe(4);
-    expect(tuples[1]?.[14]?.[0]).toBe(1);
+    const tuples = encode(encoder, [LINE, { ...LINE, lineNo: 4, isDuplicateRow: true }]);
+    expect(typedValues(tuples[0] as Record<string, Buffer | null>)).toMatchObject({
+      invoice_no: 'C536379',
+      line_no: 3,
+      stock_code: 'D',
+      is_duplicate_row: false,
+    });
+    expect(tuples[1]?.line_no?.readInt32BE(0)).toBe(4);
+    expect(tuples[1]?.is_duplicate_row?.[0]).toBe(1);
     expect(() => encoder.write({ ...LINE, producedAt: 0 })).toThrow();
+  });
+
+  it('re-encodes the shared blocks whenever a value they hold changes', () => {
+    // Rows of one invoice whose customer, country or time change part-way, a stock code seen
+    // with two descriptions, a price seen again: each row reads back with its own values.
+    const lines: TypedLine[] = [
+      { ...LINE, lineNo: 1 },
+      { ...LINE, lineNo: 2, customerId: null },
+      { ...LINE, lineNo: 3, customerId: null, country: 'France' },
+      { ...LINE, lineNo: 4, country: 'France', invoiceMs: LINE.invoiceMs + 60_000 },
+      { ...LINE, lineNo: 5, descriptionId: 1, description: null, price: 1 },
+      { ...LINE, lineNo: 6, stockId: 1, stockCode: 'POST', isNonProduct: false, price: 1 },
+      { ...LINE, invoiceNo: 'A536380', lineNo: 1, dateKey: 20101202, quantity: 7 },
+      { ...LINE, lineNo: 7 },
+    ];
+    const values = encode(new PgBinaryEncoder('bulk'), lines).map(typedValues);
+    expect(values.map((v) => [v.invoice_no, v.line_no, v.customer_id, v.country_name])).toEqual([
+      ['C536379', 1, '14527', 'United Kingdom'],
+      ['C536379', 2, null, 'United Kingdom'],
+      ['C536379', 3, null, 'France'],
+      ['C536379', 4, '14527', 'France'],
+      ['C536379', 5, '14527', 'United Kingdom'],
+      ['C536379', 6, '14527', 'United Kingdom'],
+      ['A536380', 1, '14527', 'United Kingdom'],
+      ['C536379', 7, '14527', 'United Kingdom'],
+    ]);
+    expect(values[3]?.invoice_date).toBe('2010-12-01T09:42:00.000Z');
+    expect(values.map((v) => [v.stock_code, v.description, v.is_non_product])).toEqual([
+      ['D', 'Discount ☕', true],
+      ['D', 'Discount ☕', true],
+      ['D', 'Discount ☕', true],
+      ['D', 'Discount ☕', true],
+      ['D', null, true],
+      ['POST', 'Discount ☕', false],
+      ['D', 'Discount ☕', true],
+      ['D', 'Discount ☕', true],
+    ]);
+    expect(values.map((v) => [v.unit_price, v.line_total])).toEqual([
+      ['27.500', '-55.000'],
+      ['27.500', '-55.000'],
+      ['27.500', '-55.000'],
+      ['27.500', '-55.000'],
+      ['0.001', '-0.002'],
+      ['0.001', '-0.002'],
+      ['27.500', '192.500'],
+      ['27.500', '-55.000'],
+    ]);
+    expect(values.map((v) => [v.is_cancellation, v.is_adjustment, v.date_key])).toEqual([
+      ...Array(6).fill([true, false, 20101201]),
+      [false, true, 20101202],
+      [true, false, 20101201],
+    ]);
   });
 
   it('writes a line total past 2^53 thousandths exactly', () => {
