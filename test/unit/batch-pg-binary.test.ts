@@ -376,7 +376,9 @@ describe('PgBinaryEncoder', () => {
       { ...LINE, lineNo: 4, acceptedAt: Date.parse('2024-01-01T00:00:00.000Z') },
     ]);
     for (const t of tuples) {
-      expect(new Date(timeMs(t.warehouse_visible_at as Buffer)).toISOString()).toBe('2024-05-01T12:00:00.123Z');
+      expect(new Date(timeMs(t.warehouse_visible_at as Buffer)).toISOString()).toBe(
+        '2024-05-01T12:00:00.123Z',
+      );
       expect([t.source?.toString('utf8'), t.source_key?.toString('utf8')]).toEqual(['file', 'k/é.csv']);
     }
     expect(typedValues(tuples[0] as Record<string, Buffer | null>)).toMatchObject({
