@@ -1,15 +1,20 @@
 import { createReadStream, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, gunzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pino } from 'pino';
 import { createLogger } from '#adapters/logger';
+import { CsvTyper } from '#batch/csv-typer';
+import { PgBinaryEncoder } from '#batch/encoders';
 import { createLoader, type LoadResult } from '#batch/loader';
+import { BULK_AFTER, bulkBefore } from '#batch/sql';
+import { LineTyper } from '#batch/typer';
 import { startLoaderEnv } from '#test/helpers/loader-env';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -23,6 +28,10 @@ const REAL_FILE = path.resolve(REPO, '../shared/data/online-retail/online-retail
  * so every round measures the floor right before and right after its load and takes their mean;
  * the result is the median ratio over the rounds. Also: the loader's peak RSS, and the same file
  * dropped again under another key once loaded (every key already there: nothing new, the merge way).
+ *
+ * And the warehouse's own share, as a bound: the same rows typed and encoded beforehand, then only
+ * what PostgreSQL must do for the fact in the loader's bulk way (COPY of ready binary tuples, the
+ * primary key, the commit), against the floor measured around it. No loader can take less than that.
  */
 export async function runBatchBench(
   options: { rounds?: number; progress?: (message: string) => void } = {},
@@ -124,6 +133,22 @@ export async function runBatchBench(
     const t0 = performance.now();
     const again = await loader.loadKey('landing/again/online-retail.csv.gz');
     const againMs = performance.now() - t0;
+    // The warehouse alone: the rows typed beforehand (in memory, after the RSS was measured).
+    progress('batch: the warehouse alone (rows typed beforehand)');
+    const tuples = await typedTuples();
+    const aloneRounds: Array<{ floorMs: string; ms: number; ratio: number }> = [];
+    for (let round = 1; round <= rounds; round++) {
+      const floorBefore = await floorCopy();
+      const ms = await warehouseAlone(env.connectionString, tuples.columns, tuples.chunks);
+      const floorAfter = await floorCopy();
+      aloneRounds.push({
+        floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
+        ms: Math.round(ms),
+        ratio: Number((ms / ((floorBefore + floorAfter) / 2)).toFixed(2)),
+      });
+    }
+    const aloneRatios = aloneRounds.map((r) => r.ratio).sort((a, b) => a - b);
+    const aloneMedian = aloneRatios[Math.floor(aloneRatios.length / 2)] as number;
     const facts = await warehouse.query<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line');
     const mb = (b: number) => Math.round(b / 2 ** 20);
     const ratios = perRound.map((r) => r.ratio as number).sort((a, b) => a - b);
@@ -147,6 +172,11 @@ export async function runBatchBench(
         { metric: 'floor ms per round (before / after)', value: perRound.map((r) => r.floorMs).join(', ') },
         { metric: 'loader peak RSS MB', value: mb(peakRss), target: '<= 300', met: mb(peakRss) <= 300 },
         {
+          metric: 'warehouse alone (typed rows: COPY + key + commit) / bare COPY, median',
+          value: aloneMedian,
+        },
+        { metric: 'warehouse alone ms per round', value: aloneRounds.map((r) => r.ms).join(' / ') },
+        {
           metric: 'same file again under another key: ms, new rows',
           value: `${Math.round(againMs)} ms, ${again.rowsNew ?? '-'} new`,
           met: again.status === 'loaded' && again.rowsNew === 0 && Number(facts.rows[0]?.n) === 541909,
@@ -159,9 +189,65 @@ export async function runBatchBench(
       loaderPeakRssMb: mb(peakRss),
       loaderRssBeforeMb: mb(rssBefore),
       sameFileAgain: { ms: Math.round(againMs), status: again.status, rowsNew: again.rowsNew },
+      warehouseAlone: { rounds: aloneRounds, medianRatio: aloneMedian },
     };
   } finally {
     await env.stop();
+  }
+}
+
+/** The real file's rows as the loader's bulk way writes them: binary tuples, in memory. */
+async function typedTuples(): Promise<{ columns: readonly string[]; chunks: Buffer[] }> {
+  const raw = gunzipSync(await fs.readFile(REAL_FILE));
+  const headerEnd = raw.indexOf(0x0a);
+  const header = raw.subarray(0, headerEnd).toString('utf8').trim().split(',');
+  const columns = Object.fromEntries(header.map((name, i) => [name, i])) as ConstructorParameters<
+    typeof CsvTyper
+  >[1];
+  const encoder = new PgBinaryEncoder('bulk');
+  const lines = new LineTyper({ loadId: 'bench', objectKey: 'bench', encoder });
+  const chunks: Buffer[] = [];
+  await pipeline(
+    Readable.from([raw.subarray(headerEnd + 1)]),
+    new CsvTyper(lines, columns, 'utf8'),
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        chunks.push(chunk);
+        done();
+      },
+    }),
+  );
+  if (lines.rowsLoaded !== 541909) throw new Error(`typed ${lines.rowsLoaded} rows, expected 541909`);
+  return { columns: encoder.columns, chunks };
+}
+
+/** The fact's share of a first load, in the loader's bulk way, from ready tuples: ms to commit. */
+async function warehouseAlone(
+  connectionString: string,
+  columns: readonly string[],
+  chunks: Buffer[],
+): Promise<number> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    const t0 = performance.now();
+    await client.query('BEGIN');
+    await client.query('LOCK TABLE fact_sales_line IN ACCESS EXCLUSIVE MODE');
+    for (const sql of bulkBefore('file', 'landing/bench-alone.csv.gz')) await client.query(sql);
+    await pipeline(
+      Readable.from(chunks),
+      client.query(
+        copyFrom(`COPY fact_sales_line (${columns.join(', ')}) FROM STDIN WITH (FORMAT binary, FREEZE)`),
+      ),
+    );
+    for (const sql of BULK_AFTER) await client.query(sql);
+    await client.query('COMMIT');
+    return performance.now() - t0;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    await client.end();
   }
 }
 
