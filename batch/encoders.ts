@@ -60,8 +60,8 @@ export class PgBinaryEncoder implements RowEncoder {
   private invoiceMs = Number.NaN;
   private customerId: string | null | undefined;
   private country = '';
-  /** A product's fields, by stock code id, then description id. */
-  private readonly products: Array<Map<number, Buffer> | undefined> = [];
+  /** A product's fields, by product id. */
+  private readonly products: Array<Buffer | undefined> = [];
   private readonly prices = new Map<number, Buffer>();
 
   /** `stamp` is required by the 'fact' layout. */
@@ -101,19 +101,14 @@ export class PgBinaryEncoder implements RowEncoder {
   }
 
   private productFields(l: TypedLine): Buffer {
-    let byDescription = this.products[l.stockId];
-    if (byDescription === undefined) {
-      byDescription = new Map();
-      this.products[l.stockId] = byDescription;
-    }
-    let block = byDescription.get(l.descriptionId);
+    let block = this.products[l.productId];
     if (block === undefined) {
       const s = this.scratch;
       s.text(l.stockCode);
       s.text(l.description);
       s.bool(l.isNonProduct);
       block = s.take();
-      byDescription.set(l.descriptionId, block);
+      this.products[l.productId] = block;
     }
     return block;
   }

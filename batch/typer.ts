@@ -32,6 +32,8 @@ export interface TypedLine {
   stockId: number;
   description: string | null;
   descriptionId: number;
+  /** The (stock code, description) pair's id: LineTyper.productOf. */
+  productId: number;
   customerId: string | null;
   country: string;
   quantity: number;
@@ -136,7 +138,16 @@ export class LineTyper {
   readonly codes = new Interner();
   readonly descriptions = new Interner();
   private readonly nonProduct: boolean[] = [];
-  private readonly descriptionLines: Array<Map<number, number>> = [];
+  /**
+   * Each distinct (stock code id, description id) pair of the object, by id: its parts, its lines,
+   * and (for duplicate detection) the current invoice's latest row with it.
+   */
+  private readonly productIds = new Map<number, number>();
+  readonly productStock: number[] = [];
+  readonly productDescription: number[] = [];
+  private readonly productLines: number[] = [];
+  private readonly productInvoice: number[] = [];
+  private readonly productLatest: number[] = [];
   private readonly customers = new Map<string, Map<string, number>>();
   private readonly countries = new Set<string>();
   /**
@@ -162,10 +173,13 @@ export class LineTyper {
   private dateKeyLocal = '';
   private dateKeyValue: number | string = 0;
   /**
-   * The current invoice's rows by stock code id, each as 6 numbers (description, quantity, price,
-   * time, customer, country ids): what makes a row a duplicate of an earlier one.
+   * The current invoice's distinct rows, 6 numbers each: quantity, price, time, customer and
+   * country ids (with the product, what makes a row a duplicate of an earlier one), and the offset
+   * of the invoice's previous row of the same product (-1: none). Reused from invoice to invoice.
    */
-  private rows = new Map<number, number[]>();
+  private rows: number[] = [];
+  /** Numbers the invoices as they start, so productInvoice tells whether productLatest is current. */
+  private invoiceSerial = 0;
   private readonly customerIds = new Interner();
   private readonly countryIds = new Interner();
   private lastCustomerKey: string | null | undefined;
@@ -186,6 +200,7 @@ export class LineTyper {
     stockId: 0,
     description: null,
     descriptionId: 0,
+    productId: 0,
     customerId: null,
     country: '',
     quantity: 0,
@@ -217,9 +232,27 @@ export class LineTyper {
     if (v === undefined) {
       v = isNonProductCode(this.codes.values[stockId] as string);
       this.nonProduct[stockId] = v;
-      this.descriptionLines[stockId] = new Map();
     }
     return v;
+  }
+
+  /** The id of a (stock code id, description id) pair; learns the pair on first sight. */
+  productOf(stockId: number, descriptionId: number): number {
+    if (descriptionId >= PRODUCT_KEY_SPAN)
+      throw new Error('more distinct descriptions than the typer counts');
+    const key = stockId * PRODUCT_KEY_SPAN + descriptionId;
+    let id = this.productIds.get(key);
+    if (id === undefined) {
+      id = this.productStock.length;
+      this.productIds.set(key, id);
+      this.productStock.push(stockId);
+      this.productDescription.push(descriptionId);
+      this.productLines.push(0);
+      this.productInvoice.push(0);
+      this.productLatest.push(-1);
+      this.isNonProduct(stockId);
+    }
+    return id;
   }
 
   /** The next line number of an invoice (the replay's numbering), or undefined past 1,000,000. */
@@ -271,6 +304,7 @@ export class LineTyper {
     row.stockId = this.codes.string(stockCode);
     row.description = description;
     row.descriptionId = this.descriptions.string(description ?? '');
+    row.productId = this.productOf(row.stockId, row.descriptionId);
     row.customerId = customerId;
     row.country = country;
   }
@@ -364,7 +398,8 @@ export class LineTyper {
     if (line.invoiceNo !== this.invoice) {
       if (this.invoice !== '') this.closed.add(this.invoice);
       this.invoice = line.invoiceNo;
-      this.rows = new Map();
+      this.invoiceSerial++;
+      this.rows.length = 0;
       if (this.closed.has(line.invoiceNo)) this.reopened.add(line.invoiceNo);
     }
     if (line.customerId !== this.lastCustomerKey) {
@@ -377,37 +412,32 @@ export class LineTyper {
     }
     const customer = this.lastCustomerId;
     const country = this.lastCountryId;
-    line.isDuplicateRow = false;
-    const same = this.rows.get(line.stockId);
-    if (same === undefined) {
-      this.rows.set(line.stockId, [
-        line.descriptionId,
-        line.quantity,
-        line.price,
-        line.invoiceMs,
-        customer,
-        country,
-      ]);
-    } else {
-      for (let k = 0; k < same.length; k += 6) {
+    const product = line.productId;
+    const rows = this.rows;
+    let duplicate = false;
+    let previous = -1;
+    if (this.productInvoice[product] === this.invoiceSerial) {
+      previous = this.productLatest[product] as number;
+      for (let k = previous; k !== -1; k = rows[k + 5] as number) {
         if (
-          same[k] === line.descriptionId &&
-          same[k + 1] === line.quantity &&
-          same[k + 2] === line.price &&
-          same[k + 3] === line.invoiceMs &&
-          same[k + 4] === customer &&
-          same[k + 5] === country
+          rows[k] === line.quantity &&
+          rows[k + 1] === line.price &&
+          rows[k + 2] === line.invoiceMs &&
+          rows[k + 3] === customer &&
+          rows[k + 4] === country
         ) {
-          line.isDuplicateRow = true;
+          duplicate = true;
           break;
         }
       }
-      if (!line.isDuplicateRow)
-        same.push(line.descriptionId, line.quantity, line.price, line.invoiceMs, customer, country);
+    } else this.productInvoice[product] = this.invoiceSerial;
+    if (!duplicate) {
+      this.productLatest[product] = rows.length;
+      rows.push(line.quantity, line.price, line.invoiceMs, customer, country, previous);
     }
+    line.isDuplicateRow = duplicate;
     this.options.encoder.write(line);
-    const lines = this.descriptionLines[line.stockId] as Map<number, number>;
-    lines.set(line.descriptionId, (lines.get(line.descriptionId) ?? 0) + 1);
+    this.productLines[product] = (this.productLines[product] as number) + 1;
     if (line.customerId !== null) {
       if (line.customerId === this.customer && line.country === this.customerCountry) this.customerRun++;
       else {
@@ -438,13 +468,13 @@ export class LineTyper {
   countsCsv(): string {
     this.countCustomerRun();
     const out: string[] = [];
-    this.descriptionLines.forEach((lines, stockId) => {
+    this.productLines.forEach((n, product) => {
+      // A pair seen only in rows refused after reading it has no lines.
+      if (n === 0) return;
+      const stockId = this.productStock[product] as number;
       const code = this.codes.values[stockId];
-      const nonProduct = this.nonProduct[stockId];
-      for (const [descriptionId, n] of lines) {
-        const desc = this.descriptions.values[descriptionId];
-        out.push(`${['product', code, desc, nonProduct, n].map(csvCell).join(',')}\n`);
-      }
+      const desc = this.descriptions.values[this.productDescription[product] as number];
+      out.push(`${['product', code, desc, this.nonProduct[stockId], n].map(csvCell).join(',')}\n`);
     });
     for (const [id, byCountry] of this.customers)
       for (const [country, n] of byCountry)
@@ -456,6 +486,9 @@ export class LineTyper {
     return out.join('');
   }
 }
+
+/** Product keys pack a description id below this (2^26: far more descriptions than any file has). */
+const PRODUCT_KEY_SPAN = 2 ** 26;
 
 /** An archive field's name as the CSV header spells it, so both sources word a reason alike. */
 const FIELD_NAMES: Record<string, string> = {
