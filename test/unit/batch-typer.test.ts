@@ -609,6 +609,27 @@ describe("CsvTyper: the byte path holds the string path's rules from the first r
     expect(fast.rejects).toBe(slow.rejects);
   });
 
+  it('reads a stock code and description met again, in any spelling, as the same product', async () => {
+    const long = `${code32}X`;
+    const recs: Rec[] = [
+      { text: row(536365, '85123A', 'HEART', 6, '12/1/2010 8:26', 2.55, 17850, UK) },
+      { text: row(536365, long, 'HEART', 6, '12/1/2010 8:26', 2.55, 17850, UK) },
+      { text: row(536365, ' 85123A ', ' HEART', 2, '12/1/2010 8:26', 2.55, 17850, UK) },
+      { text: row(536366, long, 'HEART', 1, '12/1/2010 8:28', 1, 17850, UK) },
+      { text: row(536366, '85123A', 'HEART', 6, '12/1/2010 8:28', 2.55, 17850, UK) },
+      { text: row(536366, '85123A', '', 6, '12/1/2010 8:28', 2.55, 17850, UK) },
+    ];
+    const { fast, slow } = await both(recs);
+    expect(fast).toEqual(slow);
+    // The refused pair is refused each time it comes, with the string path's reason.
+    expect([...rejectRows(fast.rejects).entries()].map(([line, r]) => [line, r[0]])).toEqual([
+      [3, 'StockCode is longer than 32 characters'],
+      [5, 'StockCode is longer than 32 characters'],
+    ]);
+    const products = fast.counts.split('\n').filter((l) => l.startsWith('product,'));
+    expect(products.sort()).toEqual(['product,85123A,"",f,1', 'product,85123A,HEART,f,3']);
+  });
+
   it('counts the same dimension rows when a stock code is first met on a refused row', async () => {
     const { fast, slow } = await both([
       { text: row(536365, 'X1', 'A', 'bad', '12/1/2010 8:26', 2.55, 17850, UK) },
