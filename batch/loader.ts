@@ -431,7 +431,7 @@ export function createLoader(options: LoaderOptions): Loader {
               if ((await tx.query('SELECT 1 FROM fact_sales_line LIMIT 1')).rows.length > 0)
                 throw new FactFilledError('the fact table filled while this load waited for it');
               return [
-                ...bulkBefore(kind.source, key).map((sql) => ({ sql })),
+                ...bulkBefore(kind.source, key, Date.now()).map((sql) => ({ sql })),
                 factCopy(encoder.columns, true),
                 ...BULK_AFTER.map((sql) => ({ sql })),
               ];

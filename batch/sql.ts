@@ -122,13 +122,16 @@ export function createTypedSql(): string {
  * the table is synced at commit instead), and the primary key is built once from sorted keys
  * afterwards instead of by half a million single inserts (rebuilding it also checks the keys). The
  * stamp comes from column defaults set for the COPY and dropped after it, inside the transaction.
+ * They are literals (the visible time as the load starts its COPY, as the direct way's rows carry
+ * it): a constant default costs the server nothing per row, `statement_timestamp()` is a call per
+ * row (~15% of the COPY's server time for the real file).
  */
-export function bulkBefore(source: 'stream' | 'file', key: string): string[] {
+export function bulkBefore(source: 'stream' | 'file', key: string, visibleAtMs: number): string[] {
   const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
   return [
     'TRUNCATE fact_sales_line',
     'ALTER TABLE fact_sales_line DROP CONSTRAINT fact_sales_line_pkey',
-    `ALTER TABLE fact_sales_line ALTER COLUMN warehouse_visible_at SET DEFAULT statement_timestamp(),
+    `ALTER TABLE fact_sales_line ALTER COLUMN warehouse_visible_at SET DEFAULT ${literal(new Date(visibleAtMs).toISOString())},
   ALTER COLUMN source SET DEFAULT ${literal(source)}, ALTER COLUMN source_key SET DEFAULT ${literal(key)}`,
   ];
 }

@@ -136,15 +136,16 @@ export async function runBatchBench(
     // The warehouse alone: the rows typed beforehand (in memory, after the RSS was measured).
     progress('batch: the warehouse alone (rows typed beforehand)');
     const tuples = await typedTuples();
-    const aloneRounds: Array<{ floorMs: string; ms: number; ratio: number }> = [];
+    const aloneRounds: Array<{ floorMs: string; ms: number; ratio: number; parts: AloneParts }> = [];
     for (let round = 1; round <= rounds; round++) {
       const floorBefore = await floorCopy();
-      const ms = await warehouseAlone(env.connectionString, tuples.columns, tuples.chunks);
+      const parts = await warehouseAlone(env.connectionString, tuples.columns, tuples.chunks);
       const floorAfter = await floorCopy();
       aloneRounds.push({
         floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
-        ms: Math.round(ms),
-        ratio: Number((ms / ((floorBefore + floorAfter) / 2)).toFixed(2)),
+        ms: parts.totalMs,
+        ratio: Number((parts.totalMs / ((floorBefore + floorAfter) / 2)).toFixed(2)),
+        parts,
       });
     }
     const aloneRatios = aloneRounds.map((r) => r.ratio).sort((a, b) => a - b);
@@ -176,6 +177,12 @@ export async function runBatchBench(
           value: aloneMedian,
         },
         { metric: 'warehouse alone ms per round', value: aloneRounds.map((r) => r.ms).join(' / ') },
+        {
+          metric: 'warehouse alone: COPY / key / commit ms per round',
+          value: aloneRounds
+            .map((r) => `${r.parts.copyMs} / ${r.parts.keyMs} / ${r.parts.commitMs}`)
+            .join(', '),
+        },
         {
           metric: 'same file again under another key: ms, new rows',
           value: `${Math.round(againMs)} ms, ${again.rowsNew ?? '-'} new`,
@@ -221,28 +228,44 @@ async function typedTuples(): Promise<{ columns: readonly string[]; chunks: Buff
   return { columns: encoder.columns, chunks };
 }
 
-/** The fact's share of a first load, in the loader's bulk way, from ready tuples: ms to commit. */
+interface AloneParts {
+  totalMs: number;
+  copyMs: number;
+  keyMs: number;
+  commitMs: number;
+}
+
+/** The fact's share of a first load, in the loader's bulk way, from ready tuples: ms, and its parts. */
 async function warehouseAlone(
   connectionString: string,
   columns: readonly string[],
   chunks: Buffer[],
-): Promise<number> {
+): Promise<AloneParts> {
   const client = new pg.Client({ connectionString });
   await client.connect();
   try {
     const t0 = performance.now();
     await client.query('BEGIN');
     await client.query('LOCK TABLE fact_sales_line IN ACCESS EXCLUSIVE MODE');
-    for (const sql of bulkBefore('file', 'landing/bench-alone.csv.gz')) await client.query(sql);
+    for (const sql of bulkBefore('file', 'landing/bench-alone.csv.gz', Date.now())) await client.query(sql);
+    const t1 = performance.now();
     await pipeline(
       Readable.from(chunks),
       client.query(
         copyFrom(`COPY fact_sales_line (${columns.join(', ')}) FROM STDIN WITH (FORMAT binary, FREEZE)`),
       ),
     );
+    const t2 = performance.now();
     for (const sql of BULK_AFTER) await client.query(sql);
+    const t3 = performance.now();
     await client.query('COMMIT');
-    return performance.now() - t0;
+    const t4 = performance.now();
+    return {
+      totalMs: Math.round(t4 - t0),
+      copyMs: Math.round(t2 - t1),
+      keyMs: Math.round(t3 - t2),
+      commitMs: Math.round(t4 - t3),
+    };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;

@@ -63,7 +63,9 @@ describe('CSV drops in landing/', () => {
     const key = 'landing/variants.csv.gz';
     const etag = await put(key, gzipSync(Buffer.from(csv, 'latin1')));
 
+    const started = Date.now();
     const [result] = await loader().sweep();
+    const ended = Date.now();
 
     expect(result).toMatchObject({
       key,
@@ -77,10 +79,17 @@ describe('CSV drops in landing/', () => {
     const facts = await rows(
       `SELECT invoice_no, line_no, description, customer_id, country_name, quantity, unit_price::text AS price,
          line_total::text AS total, is_cancellation, is_non_product, is_duplicate_row, invoice_date::text AS at,
-         source, source_key, warehouse_visible_at IS NOT NULL AS visible
+         source, source_key, warehouse_visible_at IS NOT NULL AS visible,
+         (extract(epoch FROM warehouse_visible_at) * 1000)::bigint::text AS visible_ms
        FROM fact_sales_line WHERE source_key = $1 ORDER BY invoice_no, line_no`,
       [key],
     );
+    // One visible time for the whole file, taken during its load.
+    const visibleMs = new Set(facts.map((f) => Number(f.visible_ms)));
+    expect(visibleMs.size).toBe(1);
+    const [visible] = [...visibleMs] as [number];
+    expect(visible).toBeGreaterThanOrEqual(started);
+    expect(visible).toBeLessThanOrEqual(ended);
     expect(facts.map((f) => `${f.invoice_no}#${f.line_no}`)).toEqual([
       '900001#1',
       '900001#2',

@@ -85,9 +85,11 @@ describe('load SQL', () => {
     expect(mergeFactSteps('redshift', csvPlan)[0]).toMatchObject({ params: ['file', 'landing/a.csv'] });
   });
 
-  it('inlines the object key into the bulk path defaults as a quoted literal', () => {
-    const sql = bulkBefore('file', "landing/o'brien.csv").join('\n');
+  it('inlines the object key and the visible time into the bulk path defaults as quoted literals', () => {
+    const sql = bulkBefore('file', "landing/o'brien.csv", Date.parse('2024-05-01T12:00:00.123Z')).join('\n');
     expect(sql).toContain("ALTER COLUMN source_key SET DEFAULT 'landing/o''brien.csv'");
+    expect(sql).toContain("ALTER COLUMN warehouse_visible_at SET DEFAULT '2024-05-01T12:00:00.123Z'");
+    expect(sql).not.toMatch(/statement_timestamp/);
     expect(sql).toMatch(/^TRUNCATE fact_sales_line/);
     expect(BULK_AFTER.join('\n')).toMatch(
       /DROP DEFAULT[\s\S]*ADD CONSTRAINT fact_sales_line_pkey PRIMARY KEY \(invoice_no, line_no\)/,
