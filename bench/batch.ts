@@ -55,13 +55,14 @@ export async function runBatchBench(
   const env = await startLoaderEnv('bench', 'bench-batch-', { warehouseLogger: stepLogger });
   const { clients, warehouse } = env;
   try {
-    // The floor: gunzip + COPY into an unlogged all-text table, nothing else.
-    const floorCopy = async (): Promise<number> => {
+    // The floor: gunzip + COPY into an unlogged all-text table, nothing else. `logged`: the same
+    // into an ordinary table made beforehand (its rows go through the WAL), shown for comparison.
+    const floorCopy = async (kind: 'unlogged' | 'logged' = 'unlogged'): Promise<number> => {
       const client = new pg.Client({ connectionString: env.connectionString });
       await client.connect();
       await client.query('DROP TABLE IF EXISTS floor_copy');
       await client.query(
-        'CREATE UNLOGGED TABLE floor_copy (c1 text, c2 text, c3 text, c4 text, c5 text, c6 text, c7 text, c8 text)',
+        `CREATE ${kind === 'unlogged' ? 'UNLOGGED ' : ''}TABLE floor_copy (c1 text, c2 text, c3 text, c4 text, c5 text, c6 text, c7 text, c8 text)`,
       );
       const t0 = performance.now();
       await pipeline(
@@ -107,6 +108,7 @@ export async function runBatchBench(
       const cpuUsed = process.cpuUsage(cpu);
       clearInterval(sampler);
       const floorAfter = await floorCopy();
+      const loggedFloorMs = await floorCopy('logged');
       const floorMs = (floorBefore + floorAfter) / 2;
       const { rows } = await warehouse.query<{ stage_ms: number; merge_ms: number }>(
         'SELECT stage_ms, merge_ms FROM load_manifest WHERE object_key = $1',
@@ -121,6 +123,8 @@ export async function runBatchBench(
         copyAndKeyMs: rows[0]?.stage_ms,
         dimensionsAndManifestMs: rows[0]?.merge_ms,
         ratio: Number((loadMs / floorMs).toFixed(2)),
+        loggedFloorMs: Math.round(loggedFloorMs),
+        ratioToLoggedFloor: Number((loadMs / loggedFloorMs).toFixed(2)),
         // The loader process's CPU (all its threads) while it loaded: against loadMs, how busy it was.
         loaderCpuMs: Math.round((cpuUsed.user + cpuUsed.system) / 1000),
         // Statements that took 50 ms or more, in order.
@@ -169,6 +173,10 @@ export async function runBatchBench(
           met: median <= 2,
         },
         { metric: 'ratio per round', value: perRound.map((r) => r.ratio).join(' / ') },
+        {
+          metric: 'for comparison: floor into an ordinary (logged) table ms, load / it, per round',
+          value: perRound.map((r) => `${r.loggedFloorMs} ms, ${r.ratioToLoggedFloor}`).join(' / '),
+        },
         { metric: 'full load ms per round', value: perRound.map((r) => r.loadMs).join(' / ') },
         { metric: 'floor ms per round (before / after)', value: perRound.map((r) => r.floorMs).join(', ') },
         { metric: 'loader peak RSS MB', value: mb(peakRss), target: '<= 300', met: mb(peakRss) <= 300 },
