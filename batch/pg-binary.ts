@@ -98,7 +98,7 @@ export class BinaryTupleWriter {
     const b = this.buf;
     const at = this.at;
     // A short value is copied byte by byte: TypedArray#set costs more than that below ~32 bytes.
-    if (n <= 128) for (let k = 0; k < n; k++) b[at + k] = encoded[k] as number;
+    if (n <= 32) for (let k = 0; k < n; k++) b[at + k] = encoded[k] as number;
     else b.set(encoded, at);
     this.at = at + n;
   }
