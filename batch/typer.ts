@@ -239,7 +239,9 @@ export class LineTyper {
   /** The id of a (stock code id, description id) pair; learns the pair on first sight. */
   productOf(stockId: number, descriptionId: number): number {
     if (descriptionId >= PRODUCT_KEY_SPAN)
-      throw new Error('more distinct descriptions than the typer counts');
+      throw new Error(
+        `the object has more than ${PRODUCT_KEY_SPAN.toLocaleString('en')} distinct descriptions`,
+      );
     const key = stockId * PRODUCT_KEY_SPAN + descriptionId;
     let id = this.productIds.get(key);
     if (id === undefined) {
