@@ -450,7 +450,7 @@ export function createLoader(options: LoaderOptions): Loader {
             },
             // The planner knows nothing of a fresh temp table; without statistics it picks nested loops.
             { sql: `ANALYZE ${TYPED_TABLE}` },
-            { sql: markNewSql() },
+            { sql: markNewSql(kind.format === 'csv') },
           );
         }
         steps.push({

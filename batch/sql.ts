@@ -142,10 +142,18 @@ export const BULK_AFTER = [
   'ALTER TABLE fact_sales_line ADD CONSTRAINT fact_sales_line_pkey PRIMARY KEY (invoice_no, line_no)',
 ];
 
-/** Merge path: which typed rows are new keys. */
-export function markNewSql(): string {
-  return `UPDATE ${TYPED_TABLE} SET is_new = false FROM fact_sales_line f
-WHERE f.invoice_no = ${TYPED_TABLE}.invoice_no AND f.line_no = ${TYPED_TABLE}.line_no`;
+/**
+ * Merge path: which typed rows are new keys. `dropLoaded`: the rows of keys already loaded are of no
+ * further use (a CSV's: only archive lines lend lineage), so they are deleted instead of marked; a
+ * DELETE only marks each row, where the UPDATE wrote a new version of every one (a file dropped
+ * again: 2 s of its 5.6 s load).
+ */
+export function markNewSql(dropLoaded = false): string {
+  const match = `f.invoice_no = ${TYPED_TABLE}.invoice_no AND f.line_no = ${TYPED_TABLE}.line_no`;
+  return dropLoaded
+    ? `DELETE FROM ${TYPED_TABLE} USING fact_sales_line f WHERE ${match}`
+    : `UPDATE ${TYPED_TABLE} SET is_new = false FROM fact_sales_line f
+WHERE ${match}`;
 }
 
 /** Merge path: the dimension counts of the new rows, computed in SQL. */

@@ -85,6 +85,13 @@ describe('load SQL', () => {
     expect(mergeFactSteps('redshift', csvPlan)[0]).toMatchObject({ params: ['file', 'landing/a.csv'] });
   });
 
+  it("marks a load's keys already in the fact, or deletes their rows when nothing needs them", () => {
+    expect(markNewSql()).toMatch(/^UPDATE load_typed SET is_new = false FROM fact_sales_line f\nWHERE /);
+    expect(markNewSql(true)).toBe(
+      'DELETE FROM load_typed USING fact_sales_line f WHERE f.invoice_no = load_typed.invoice_no AND f.line_no = load_typed.line_no',
+    );
+  });
+
   it('inlines the object key and the visible time into the bulk path defaults as quoted literals', () => {
     const sql = bulkBefore('file', "landing/o'brien.csv", Date.parse('2024-05-01T12:00:00.123Z')).join('\n');
     expect(sql).toContain("ALTER COLUMN source_key SET DEFAULT 'landing/o''brien.csv'");
