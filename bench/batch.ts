@@ -37,7 +37,7 @@ export async function runBatchBench(
   options: { rounds?: number; progress?: (message: string) => void } = {},
 ): Promise<Record<string, unknown>> {
   if (!existsSync(REAL_FILE)) return { skipped: `${REAL_FILE} is absent` };
-  const rounds = options.rounds ?? 3;
+  const rounds = options.rounds ?? 5;
   const progress = options.progress ?? (() => {});
   const logger = createLogger('silent');
   // The adapter logs every transaction step with its duration at debug level: collected per statement.
