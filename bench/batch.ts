@@ -15,6 +15,7 @@ import { PgBinaryEncoder } from '#batch/encoders';
 import { createLoader, type LoadResult } from '#batch/loader';
 import { BULK_AFTER, bulkBefore } from '#batch/sql';
 import { LineTyper } from '#batch/typer';
+import { resolveColumns } from '#core/source-row';
 import { startLoaderEnv } from '#test/helpers/loader-env';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -215,10 +216,8 @@ export async function runBatchBench(
 async function typedTuples(): Promise<{ columns: readonly string[]; chunks: Buffer[] }> {
   const raw = gunzipSync(await fs.readFile(REAL_FILE));
   const headerEnd = raw.indexOf(0x0a);
-  const header = raw.subarray(0, headerEnd).toString('utf8').trim().split(',');
-  const columns = Object.fromEntries(header.map((name, i) => [name, i])) as ConstructorParameters<
-    typeof CsvTyper
-  >[1];
+  const columns = resolveColumns(raw.subarray(0, headerEnd).toString('utf8').trim().split(','));
+  if (typeof columns === 'string') throw new Error(`${REAL_FILE}: ${columns}`);
   const encoder = new PgBinaryEncoder('bulk');
   const lines = new LineTyper({ loadId: 'bench', objectKey: 'bench', encoder });
   const chunks: Buffer[] = [];
