@@ -31,6 +31,13 @@ async function main(): Promise<void> {
   const emulator = await start(spec);
 
   let stopping = false;
+  // dynalite answers a request still in flight when its database has just closed by throwing from a
+  // callback: while stopping that is expected, not a crash to print.
+  process.on('uncaughtException', (err) => {
+    if (stopping && err.message === 'Database is closed') return;
+    console.error(err);
+    process.exit(1);
+  });
   const stop = () => {
     if (stopping) return;
     stopping = true;

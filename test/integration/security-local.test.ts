@@ -90,9 +90,10 @@ describe('security of the local pipeline', () => {
     const fromDynamo = await eventually(
       async () => {
         const res = await fetch(`${pipeline.apiUrl}/invoices/6100001`, { headers: { 'x-api-key': KEY } });
-        return res.status === 200
-          ? ((await res.json()) as { lines: Array<{ stockCode: string; description: string }> })
-          : undefined;
+        if (res.status !== 200) return undefined;
+        const body = (await res.json()) as { lines: Array<{ stockCode: string; description: string }> };
+        // The header and the lines are separate items, written side by side: wait for the line.
+        return body.lines.length > 0 ? body : undefined;
       },
       { timeoutMs: 20_000, what: 'the line in DynamoDB' },
     );
