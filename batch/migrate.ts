@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from '#adapters/logger';
 import type { Dialect, Statement, Warehouse } from '#adapters/warehouse';
 import { COUNTRIES, UNKNOWN_ISO_CODE, UNKNOWN_REGION } from '#core/countries';
+import { dialectOf } from './sql.ts';
 
 /** Versioned SQL: `NNNN_name.sql` for every warehouse, `NNNN_name.<dialect>.sql` for one. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../analytics/sql/migrations/', import.meta.url));
@@ -69,7 +70,7 @@ export async function migrate(warehouse: Warehouse, logger: Logger, dir = MIGRAT
   for (const m of await readMigrations(warehouse.dialect, dir)) {
     if (done.has(m.version)) continue;
     const claim: Statement = {
-      sql: `INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, ${warehouse.dialect === 'redshift' ? 'GETDATE()' : 'CURRENT_TIMESTAMP'}
+      sql: `INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, ${dialectOf(warehouse.dialect).now}
 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`,
       params: [m.version, m.name],
       requireRows: true,
