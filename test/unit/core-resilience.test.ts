@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { backoffMs, errorMessage, retryPartial, retryPolicy, sleep } from '#core/resilience';
+
+const noWait = retryPolicy({ maxAttempts: 4, baseMs: 10, maxMs: 40, sleep: async () => {} });
+
+describe('backoffMs', () => {
+  it('doubles the ceiling per retry up to maxMs, jittered as the policy says', () => {
+    const p = { baseMs: 10, maxMs: 40 };
+    expect([1, 2, 3, 4].map((r) => backoffMs(r, { ...p, jitter: 'none' }))).toEqual([10, 20, 40, 40]);
+    expect(backoffMs(3, { ...p, jitter: 'full' }, () => 0.5)).toBe(20);
+    expect(backoffMs(3, { ...p, jitter: 'equal' }, () => 0)).toBe(20);
+    expect(backoffMs(3, { ...p, jitter: 'equal' }, () => 0.999)).toBeLessThan(40);
+    expect(backoffMs(1, p, () => 0.999)).toBeLessThan(10);
+  });
+});
+
+describe('sleep', () => {
+  it('ends when the signal aborts, long before its time', async () => {
+    const stop = new AbortController();
+    const slept = sleep(3_600_000, stop.signal);
+    stop.abort();
+    await expect(slept).resolves.toBeUndefined();
+  });
+
+  it('returns at once when already stopped', async () => {
+    await expect(sleep(3_600_000, AbortSignal.abort())).resolves.toBeUndefined();
+  });
+});
+
+describe('retryPartial', () => {
+  it('sends again only what failed, until nothing fails', async () => {
+    const sent: number[][] = [];
+    const out = await retryPartial(
+      [1, 2, 3, 4],
+      async (pending) => {
+        sent.push([...pending]);
+        return { failed: pending.filter((n) => n % 2 === 0 && sent.length < 3), reason: 'Throttled' };
+      },
+      noWait,
+    );
+    expect(sent).toEqual([[1, 2, 3, 4], [2, 4], [2, 4]]);
+    expect(out).toEqual({ failed: [], attempts: 3 });
+  });
+
+  it('reports what still fails after the last attempt, with the reason', async () => {
+    const out = await retryPartial([1, 2], async (p) => ({ failed: p.filter((n) => n === 2), reason: 'Busy' }), noWait);
+    expect(out.failed).toEqual([2]);
+    expect(out.reason).toBe('Busy');
+    expect(out.attempts).toBe(4);
+  });
+
+  it('retries a thrown retryable error with everything, and stops at one that is not', async () => {
+    let calls = 0;
+    const throttle = Object.assign(new Error('slow down'), { name: 'ThrottlingException' });
+    const out = await retryPartial(
+      ['a', 'b'],
+      async () => {
+        calls++;
+        throw calls === 1 ? throttle : new Error('bad request');
+      },
+      noWait,
+      { retryable: (e) => (e as Error).name === 'ThrottlingException' },
+    );
+    expect(calls).toBe(2);
+    expect(out.failed).toEqual(['a', 'b']);
+    expect(out.reason).toBe('Error: bad request');
+    expect(out.cause).toBeInstanceOf(Error);
+  });
+
+  it('stops retrying once the signal aborts', async () => {
+    const stop = new AbortController();
+    let calls = 0;
+    const out = await retryPartial(
+      [1],
+      async (p) => {
+        calls++;
+        stop.abort();
+        return { failed: p, reason: 'down' };
+      },
+      noWait,
+      { signal: stop.signal },
+    );
+    expect(calls).toBe(1);
+    expect(out.failed).toEqual([1]);
+  });
+});
+
+describe('errorMessage', () => {
+  it('names the error class', () => {
+    expect(errorMessage(new TypeError('x'))).toBe('TypeError: x');
+    expect(errorMessage('plain')).toBe('plain');
+  });
+});
