@@ -38,12 +38,20 @@ describe('retryPartial', () => {
       },
       noWait,
     );
-    expect(sent).toEqual([[1, 2, 3, 4], [2, 4], [2, 4]]);
+    expect(sent).toEqual([
+      [1, 2, 3, 4],
+      [2, 4],
+      [2, 4],
+    ]);
     expect(out).toEqual({ failed: [], attempts: 3 });
   });
 
   it('reports what still fails after the last attempt, with the reason', async () => {
-    const out = await retryPartial([1, 2], async (p) => ({ failed: p.filter((n) => n === 2), reason: 'Busy' }), noWait);
+    const out = await retryPartial(
+      [1, 2],
+      async (p) => ({ failed: p.filter((n) => n === 2), reason: 'Busy' }),
+      noWait,
+    );
     expect(out.failed).toEqual([2]);
     expect(out.reason).toBe('Busy');
     expect(out.attempts).toBe(4);
