@@ -357,57 +357,14 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
   const port = opts.port === 0 ? await freePort(opts.host) : opts.port;
   const socket = await socketDir(clusterDir, user);
 
-  const child = spawn(
-    bins.postgres,
-    [
-      '-D',
-      clusterDir,
-      '-p',
-      String(port),
-      '-c',
-      `listen_addresses=${opts.host}`,
-      '-c',
-      `unix_socket_directories=${socket}`,
-      // A local emulator: commits need not wait for the disk (a crash loses the last ms, never
-      // corrupts), and bulk loads should not trigger checkpoints.
-      '-c',
-      'synchronous_commit=off',
-      '-c',
-      'max_wal_size=2GB',
-      '-c',
-      'wal_level=minimal',
-      '-c',
-      'max_wal_senders=0',
-      // A file's load types ~0.5M rows in a temp table and merges them: keep that in memory.
-      '-c',
-      'shared_buffers=256MB',
-      '-c',
-      'temp_buffers=256MB',
-      '-c',
-      'logging_collector=off',
-    ],
-    {
-      ...(user ? { uid: user.uid, gid: user.gid } : {}),
-      env: { ...process.env, LC_ALL: 'C', LC_MESSAGES: 'C' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    const text = d.toString();
-    // Keep only a tail for error messages; postgres logs every connection problem.
-    output = (output + text).slice(-8000);
-    for (const line of text.split('\n')) {
-      if (/\b(ERROR|FATAL|PANIC):/.test(line)) logger.debug({ line }, 'postgres');
-    }
-  });
+  const { child, output } = spawnPostgres(bins.postgres, clusterDir, port, socket, opts, user);
   // If this process exits without calling stop(), take postgres down with it (no orphans).
   const onExit = () => child.kill('SIGINT');
   process.once('exit', onExit);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   try {
-    await waitReady(child, () => output);
+    await waitReady(child, output);
     await ensureRoleAndDatabase(socket, port, opts);
   } catch (err) {
     child.kill('SIGINT');
@@ -424,6 +381,57 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
     `@${hostPart}:${port}/${encodeURIComponent(opts.database)}`;
   logger.info({ port, clusterDir, ms: Math.round(performance.now() - started) }, 'postgres up');
 
+  return runningPostgres(child, exited, onExit, port, connectionString, logger);
+}
+
+// A local emulator: commits need not wait for the disk (a crash loses the last ms, never corrupts),
+// bulk loads should not trigger checkpoints, and a file's load types ~0.5M rows in a temp table and
+// merges them: keep that in memory.
+const SERVER_SETTINGS = [
+  'synchronous_commit=off',
+  'max_wal_size=2GB',
+  'wal_level=minimal',
+  'max_wal_senders=0',
+  'shared_buffers=256MB',
+  'temp_buffers=256MB',
+  'logging_collector=off',
+];
+
+/** Spawns the server; `output()` is the tail of its stderr, for error messages. */
+function spawnPostgres(
+  binary: string,
+  clusterDir: string,
+  port: number,
+  socket: string,
+  opts: PostgresOptions,
+  user: OsUser | undefined,
+): { child: ChildProcess; output: () => string } {
+  const settings = [`listen_addresses=${opts.host}`, `unix_socket_directories=${socket}`, ...SERVER_SETTINGS];
+  const child = spawn(binary, ['-D', clusterDir, '-p', String(port), ...settings.flatMap((s) => ['-c', s])], {
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    env: { ...process.env, LC_ALL: 'C', LC_MESSAGES: 'C' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let output = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    const text = d.toString();
+    // Keep only a tail for error messages; postgres logs every connection problem.
+    output = (output + text).slice(-8000);
+    for (const line of text.split('\n')) {
+      if (/\b(ERROR|FATAL|PANIC):/.test(line)) opts.logger.debug({ line }, 'postgres');
+    }
+  });
+  return { child, output: () => output };
+}
+
+function runningPostgres(
+  child: ChildProcess,
+  exited: Promise<void>,
+  onExit: () => void,
+  port: number,
+  connectionString: string,
+  logger: Logger,
+): RunningPostgres {
   let stopping: Promise<void> | undefined;
   return {
     port,

@@ -147,18 +147,8 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
   await fs.mkdir(dataDir, { recursive: true });
   const unlock = await lockDataDir(dataDir);
 
-  const running: Array<{ name: string; stop: () => Promise<void> }> = [];
-  const stopAll = async () => {
-    // Reverse start order: Firehose flushes into S3 before S3 closes.
-    for (const r of running.reverse()) {
-      try {
-        await r.stop();
-      } catch (err) {
-        logger.error({ err, service: r.name }, 'service did not stop cleanly');
-      }
-    }
-    running.length = 0;
-  };
+  const running = startedServices(logger);
+  const stopAll = running.stopAll;
 
   let clients: Clients | undefined;
   try {
@@ -167,16 +157,15 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       dataDir: path.join(dataDir, 'postgres'),
       host,
       port: config.ports.postgres,
-      user: config.db.user,
-      password: config.db.password,
+      ...config.db,
       database: config.names.database,
       logger,
     });
     pgPromise.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
     // PostgreSQL starts in parallel with the others and stops last (stopAll runs in reverse order).
-    running.push({ name: 'postgres', stop: async () => (await pgPromise).stop() });
+    running.add('postgres', async () => (await pgPromise).stop());
     const emulators = await startEmulators(config, opts.emulators ?? 'child');
-    running.push({ name: 'emulators', stop: emulators.stop });
+    running.add('emulators', emulators.stop);
     const { kinesis, dynamodb, s3 } = emulators.urls;
 
     clients = createClients({
@@ -189,23 +178,8 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       ensureTable(clients, config.names.table),
     ]);
 
-    const firehose: LocalFirehose = await startLocalFirehose({
-      host,
-      port: config.ports.firehose,
-      s3: clients.s3,
-      bucket: config.names.bucket,
-      dataDir,
-      deliveryStreams: [
-        {
-          name: config.names.deliveryStream,
-          prefix: 'archive/',
-          bufferMiB: config.firehose.bufferMiB,
-          bufferSeconds: config.firehose.bufferSeconds,
-        },
-      ],
-      logger,
-    });
-    running.push({ name: 'firehose', stop: firehose.stop });
+    const firehose = await startArchiveFirehose(config, clients, logger);
+    running.add('firehose', firehose.stop);
     const postgres = await pgPromise;
 
     clients.destroy();
@@ -232,40 +206,91 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       'local stack up',
     );
 
-    const objectListeners: Array<(key: string) => void> = [];
-    emulators.onObjectCreated((bucket, key) => {
-      if (bucket !== config.names.bucket) return;
-      for (const listener of objectListeners) listener(key);
-    });
-    const finalClients = clients;
-    let stopping: Promise<void> | undefined;
-    return {
-      endpoints,
-      clients: finalClients,
-      config,
-      onObjectCreated: (listener) => objectListeners.push(listener),
-      async publish(extra) {
-        Object.assign(endpoints, extra);
-        await writeEndpoints(dataDir, endpoints);
-      },
-      health: () => checkHealth(endpoints),
-      stop() {
-        stopping ??= (async () => {
-          await stopAll();
-          finalClients.destroy();
-          await fs.rm(endpointsPath(dataDir), { force: true });
-          await unlock();
-          logger.info('local stack stopped');
-        })();
-        return stopping;
-      },
-    };
+    return stackHandle({ config, endpoints, clients, emulators, stopAll, unlock, logger });
   } catch (err) {
     clients?.destroy();
     await stopAll();
     await unlock();
     throw err;
   }
+}
+
+/** What has started so far, stopped in reverse order (Firehose flushes into S3 before S3 closes). */
+function startedServices(logger: Logger) {
+  const running: Array<{ name: string; stop: () => Promise<void> }> = [];
+  return {
+    add: (name: string, stop: () => Promise<void>) => running.push({ name, stop }),
+    async stopAll(): Promise<void> {
+      for (const r of running.reverse()) {
+        try {
+          await r.stop();
+        } catch (err) {
+          logger.error({ err, service: r.name }, 'service did not stop cleanly');
+        }
+      }
+      running.length = 0;
+    },
+  };
+}
+
+function startArchiveFirehose(config: Config, clients: Clients, logger: Logger): Promise<LocalFirehose> {
+  return startLocalFirehose({
+    host: config.host,
+    port: config.ports.firehose,
+    s3: clients.s3,
+    bucket: config.names.bucket,
+    dataDir: config.dataDir,
+    deliveryStreams: [
+      {
+        name: config.names.deliveryStream,
+        prefix: 'archive/',
+        bufferMiB: config.firehose.bufferMiB,
+        bufferSeconds: config.firehose.bufferSeconds,
+      },
+    ],
+    logger,
+  });
+}
+
+/** The running stack as its users see it; stop() undoes everything startStack did, once. */
+function stackHandle(s: {
+  config: Config;
+  endpoints: Endpoints;
+  clients: Clients;
+  emulators: Emulators;
+  stopAll: () => Promise<void>;
+  unlock: () => Promise<void>;
+  logger: Logger;
+}): LocalStack {
+  const { config, endpoints, clients, emulators, stopAll, unlock, logger } = s;
+  const dataDir = config.dataDir;
+  const objectListeners: Array<(key: string) => void> = [];
+  emulators.onObjectCreated((bucket, key) => {
+    if (bucket !== config.names.bucket) return;
+    for (const listener of objectListeners) listener(key);
+  });
+  let stopping: Promise<void> | undefined;
+  return {
+    endpoints,
+    clients,
+    config,
+    onObjectCreated: (listener) => objectListeners.push(listener),
+    async publish(extra) {
+      Object.assign(endpoints, extra);
+      await writeEndpoints(dataDir, endpoints);
+    },
+    health: () => checkHealth(endpoints),
+    stop() {
+      stopping ??= (async () => {
+        await stopAll();
+        clients.destroy();
+        await fs.rm(endpointsPath(dataDir), { force: true });
+        await unlock();
+        logger.info('local stack stopped');
+      })();
+      return stopping;
+    },
+  };
 }
 
 async function waitHealthy(endpoints: Endpoints, timeoutMs = 15_000): Promise<ServiceHealth[]> {
