@@ -12,6 +12,9 @@ const name = (fallback: string) =>
     .regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters, digits, dot, dash or underscore (1-128)')
     .default(fallback);
 const optionalUrl = z.url().optional();
+/** How logs are written: `auto` is readable lines when standard error is a terminal, JSON otherwise. */
+export const LOG_FORMATS = ['json', 'pretty', 'auto'] as const;
+
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -21,6 +24,7 @@ export const envSchema = z.object({
   RP_DATA_DIR: z.string().min(1).default('.data'),
   RP_HOST: z.string().min(1).default('127.0.0.1'),
   RP_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  RP_LOG_FORMAT: z.enum(LOG_FORMATS).default('auto'),
   AWS_REGION: z.string().min(1).default('us-east-1'),
 
   RP_API_PORT: port(3000),
@@ -78,6 +82,7 @@ export interface Config {
   dataDir: string;
   host: string;
   logLevel: Env['RP_LOG_LEVEL'];
+  logFormat: Env['RP_LOG_FORMAT'];
   region: string;
   api: { port: number; apiKey: string | undefined; maxLines: number; maxBytes: number };
   ports: { kinesis: number; dynamodb: number; s3: number; firehose: number; postgres: number };
@@ -134,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(e.RP_DATA_DIR),
     host: e.RP_HOST,
     logLevel: e.RP_LOG_LEVEL,
+    logFormat: e.RP_LOG_FORMAT,
     region: e.AWS_REGION,
     api: {
       port: e.RP_API_PORT,

@@ -1,4 +1,4 @@
-import Table from 'cli-table3';
+import { formatTime, stdoutTable } from '#adapters/terminal';
 import { num, type QueryPort, runQuery } from './db.ts';
 
 /**
@@ -179,15 +179,21 @@ export function hopLabel(h: HopDefinition): string {
 
 /** The comparison as a terminal table. */
 export function formatLatencyTable(report: LatencyReport): string {
-  const table = new Table({
+  const table = stdoutTable({
     head: ['path', 'hop', 'count', 'p50', 'p90', 'p99', 'max'],
-    colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
-    style: { head: [] },
+    align: ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
+    rows: report.hops.map((h) => [
+      h.path,
+      h.hop === 'total' ? `TOTAL ${hopLabel(h)}` : hopLabel(h),
+      h.count,
+      formatMs(h.p50),
+      formatMs(h.p90),
+      formatMs(h.p99),
+      formatMs(h.max),
+    ]),
   });
-  for (const h of report.hops) {
-    const label = h.hop === 'total' ? `TOTAL ${hopLabel(h)}` : hopLabel(h);
-    table.push([h.path, label, h.count, formatMs(h.p50), formatMs(h.p90), formatMs(h.p99), formatMs(h.max)]);
-  }
-  const window = report.windowStart ? `lines produced since ${report.windowStart}` : 'all lines';
-  return `Latency, stream path vs batch path (${window})\n${table.toString()}`;
+  const window = report.windowStart
+    ? `lines produced since ${formatTime(new Date(report.windowStart))} UTC`
+    : 'all lines';
+  return `Latency, stream path vs batch path (${window})\n${table}`;
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
-import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { createClients } from '#adapters/clients';
+import { stdoutTable } from '#adapters/terminal';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import {
   dynamoLineSource,
@@ -35,22 +35,30 @@ export function parseSince(text: string, now = Date.now()): Date {
 }
 
 export function formatReconcile(r: ReconcileReport): string {
-  const table = new Table({
+  const table = stdoutTable({
     head: ['', 'lines', 'revenue (GBP)', 'missing', 'duplicated', 'mismatched', 'extra', 'ms'],
-    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
-    style: { head: [] },
+    align: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    rows: [
+      ['accepted (run logs)', r.accepted.lines, r.accepted.revenue, '', '', '', '', ''],
+      ...r.stores.map((s) => [
+        s.store,
+        s.lines,
+        s.revenue,
+        s.missing,
+        s.duplicated,
+        s.mismatched,
+        s.extra,
+        s.ms,
+      ]),
+    ],
   });
-  table.push(['accepted (run logs)', r.accepted.lines, r.accepted.revenue, '', '', '', '', '']);
-  for (const s of r.stores) {
-    table.push([s.store, s.lines, s.revenue, s.missing, s.duplicated, s.mismatched, s.extra, s.ms]);
-  }
   const out = [
     `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${r.scope.since}` : ''}`,
     `accepted: ${r.accepted.lines} lines in ${r.accepted.invoices} invoices, ${r.accepted.batches} batches` +
       (r.accepted.reaccepted
         ? `, ${r.accepted.reaccepted} keys re-sent (${r.accepted.conflicting} with another total)`
         : ''),
-    table.toString(),
+    table,
   ];
   for (const s of r.stores) {
     for (const kind of ['missing', 'duplicated', 'mismatched'] as const) {

@@ -1,8 +1,8 @@
 import path from 'node:path';
-import Table from 'cli-table3';
 import type { Command } from 'commander';
 import type { Config } from '#adapters/config';
 import { loadConfig } from '#adapters/config';
+import { stdoutTable } from '#adapters/terminal';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { formatLatencyTable, latencyReport } from '#analytics/latency';
@@ -47,46 +47,54 @@ const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 /** The sales report as terminal tables. */
 export function formatSalesTables(r: SalesReport): string {
   const k = r.kpis;
-  const kpis = new Table({ head: ['measure', 'value'], colAligns: ['left', 'right'], style: { head: [] } });
-  kpis.push(
-    ['fact rows', k.factRows],
-    ['net revenue (GBP)', k.revenue],
-    ['gross sales (GBP)', k.grossSales],
-    ['cancelled value (GBP)', k.cancelledValue],
-    ['purchases (sales invoices)', k.purchases],
-    ['cancellation invoices', k.cancellations],
-    ['cancellation rate (invoices)', pct(k.cancellationRate)],
-    ['cancellation rate (value)', pct(k.cancelledValueRate)],
-    ['customers who bought', k.customersBuying],
-    ['repeat-customer rate', pct(k.repeatCustomerRate)],
-    ['average basket (GBP)', k.averageBasket],
-    ['average lines per basket', k.averageLinesPerBasket.toFixed(2)],
-    ['average items per basket', k.averageItemsPerBasket.toFixed(1)],
-    ['countries', k.countries],
-    ['marts refreshed at', k.refreshedAt ?? 'never'],
-  );
-  const top = new Table({
-    head: ['#', 'stock code', 'product', 'qty sold', 'net revenue'],
-    colAligns: ['right', 'left', 'left', 'right', 'right'],
-    style: { head: [] },
+  const kpis = stdoutTable({
+    head: ['measure', 'value'],
+    align: ['left', 'right'],
+    rows: [
+      ['fact rows', k.factRows],
+      ['net revenue (GBP)', k.revenue],
+      ['gross sales (GBP)', k.grossSales],
+      ['cancelled value (GBP)', k.cancelledValue],
+      ['purchases (sales invoices)', k.purchases],
+      ['cancellation invoices', k.cancellations],
+      ['cancellation rate (invoices)', pct(k.cancellationRate)],
+      ['cancellation rate (value)', pct(k.cancelledValueRate)],
+      ['customers who bought', k.customersBuying],
+      ['repeat-customer rate', pct(k.repeatCustomerRate)],
+      ['average basket (GBP)', k.averageBasket],
+      ['average lines per basket', k.averageLinesPerBasket.toFixed(2)],
+      ['average items per basket', k.averageItemsPerBasket.toFixed(1)],
+      ['countries', k.countries],
+      ['marts refreshed at (UTC)', k.refreshedAt ? new Date(k.refreshedAt) : 'never'],
+    ],
   });
-  r.topProducts.forEach((p, i) => {
-    top.push([i + 1, p.stockCode, (p.description ?? '').slice(0, 40), p.quantitySold, p.revenue]);
+  const top = stdoutTable({
+    head: ['#', 'stock code', 'product', 'qty sold', 'net revenue'],
+    align: ['right', 'left', 'left', 'right', 'right'],
+    rows: r.topProducts.map((p, i) => [
+      i + 1,
+      p.stockCode,
+      (p.description ?? '').slice(0, 40),
+      p.quantitySold,
+      p.revenue,
+    ]),
   });
   const months = [...new Set(r.revenueByCountryMonth.map((x) => x.month))].sort();
   const countries = [...new Set(r.revenueByCountryMonth.map((x) => x.country))];
-  const cm = new Table({ head: ['country', ...months], style: { head: [] } });
   const cell = new Map(r.revenueByCountryMonth.map((x) => [`${x.country}\n${x.month}`, x.revenue]));
-  for (const c of countries) cm.push([c, ...months.map((m) => cell.get(`${c}\n${m}`) ?? '')]);
+  const cm = stdoutTable({
+    head: ['country', ...months],
+    rows: countries.map((c) => [c, ...months.map((m) => cell.get(`${c}\n${m}`) ?? '')]),
+  });
   return [
     'Sales (duplicate rows excluded; net revenue = sales minus cancellations, adjustments excluded)',
-    kpis.toString(),
+    kpis,
     '',
     'Top products by net revenue',
-    top.toString(),
+    top,
     '',
     'Net revenue by country and month (GBP)',
-    cm.toString(),
+    cm,
   ].join('\n');
 }
 

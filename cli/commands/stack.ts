@@ -1,7 +1,7 @@
-import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
+import { formatTime, stdoutTable } from '#adapters/terminal';
 import { type Endpoints, readEndpoints } from '#local/endpoints';
 import { checkHealth, redactPassword } from '#local/health';
 import { startStack } from '#local/stack';
@@ -18,8 +18,7 @@ export function configFrom(opts: DataDirOptions) {
 
 /** The endpoints table plus ready-to-paste aws / psql command lines. */
 export function describeEndpoints(endpoints: Endpoints): string {
-  const table = new Table({ head: ['service', 'endpoint'], style: { head: [] } });
-  const rows: Array<[string, string | undefined]> = [
+  const services: Array<[string, string | undefined]> = [
     ['api', endpoints.api],
     ['dashboard', endpoints.dashboard],
     ['kinesis', endpoints.kinesis],
@@ -28,10 +27,10 @@ export function describeEndpoints(endpoints: Endpoints): string {
     ['firehose', endpoints.firehose],
     ['postgres', redactPassword(endpoints.postgres)],
   ];
-  for (const [service, url] of rows) if (url) table.push([service, url]);
+  const table = stdoutTable({ head: ['service', 'endpoint'], rows: services.filter(([, url]) => url) });
   const n = endpoints.names;
   const lines = [
-    table.toString(),
+    table,
     '',
     'Look inside (Debian awscli at /usr/bin/aws; the S3 emulator only knows the S3RVER key pair):',
     `  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=${endpoints.region}`,
@@ -55,7 +54,7 @@ export function registerStackCommands(program: Command): void {
     .option('--fresh', 'wipe the data directory first', false)
     .action(async (opts: DataDirOptions & { fresh: boolean }) => {
       const config = configFrom(opts);
-      const logger = createLogger(config.logLevel);
+      const logger = createLogger(config.logLevel, undefined, { format: config.logFormat });
       const started = performance.now();
       const local = await startStack({ config, logger, fresh: opts.fresh });
       onShutdown(() => local.stop());
@@ -79,14 +78,12 @@ export function registerStackCommands(program: Command): void {
           `${JSON.stringify({ pid: endpoints.pid, startedAt: endpoints.startedAt, health }, null, 2)}\n`,
         );
       } else {
-        const table = new Table({
+        const table = stdoutTable({
           head: ['service', 'status', 'ms', 'endpoint', 'detail'],
-          style: { head: [] },
+          rows: health.map((h) => [h.service, h.ok ? 'up' : 'DOWN', h.ms, h.endpoint, h.detail]),
         });
-        for (const h of health) table.push([h.service, h.ok ? 'up' : 'DOWN', h.ms, h.endpoint, h.detail]);
-        process.stdout.write(
-          `stack pid ${endpoints.pid}, started ${endpoints.startedAt}\n${table.toString()}\n`,
-        );
+        const started = formatTime(new Date(endpoints.startedAt));
+        process.stdout.write(`stack pid ${endpoints.pid}, started ${started} UTC\n${table}\n`);
       }
       if (health.some((h) => !h.ok)) process.exitCode = 1;
     });

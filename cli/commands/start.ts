@@ -38,7 +38,7 @@ export function registerStartCommand(program: Command): void {
       const demoMs = positive('demo-seconds', opts.demoSeconds) * 1000;
       const seed = Number(opts.seed);
       if (!Number.isInteger(seed)) throw new Error(`--seed must be a whole number, got ${opts.seed}`);
-      const logger = createLogger(config.logLevel);
+      const logger = createLogger(config.logLevel, undefined, { format: config.logFormat });
       const started = performance.now();
       const pipeline = await startPipeline({ config, logger, fresh: opts.fresh });
       const abort = new AbortController();

@@ -16,6 +16,7 @@ describe('loadConfig', () => {
       database: 'retail',
     });
     expect(config.api.apiKey).toBeUndefined();
+    expect(config.logFormat).toBe('auto');
   });
 
   it('reads and coerces every kind of value', () => {
@@ -26,12 +27,14 @@ describe('loadConfig', () => {
       RP_POLL_BISECT_ON_ERROR: 'false',
       RP_FIREHOSE_BUFFER_SECONDS: '0',
       RP_DATA_DIR: '/tmp/rp-x',
+      RP_LOG_FORMAT: 'json',
     });
     expect(config.api.port).toBe(0);
     expect(config.streamShards).toBe(4);
     expect(config.poller.bisectOnError).toBe(false);
     expect(config.firehose.bufferSeconds).toBe(0);
     expect(config.dataDir).toBe('/tmp/rp-x');
+    expect(config.logFormat).toBe('json');
   });
 
   it.each([
@@ -43,6 +46,7 @@ describe('loadConfig', () => {
     ['RP_KINESIS_ENDPOINT', 'not a url'],
     ['RP_API_KEY', 'short'],
     ['RP_POLL_BISECT_ON_ERROR', 'maybe'],
+    ['RP_LOG_FORMAT', 'yaml'],
   ])('names the variable when %s=%s is invalid', (variable, value) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`${variable}=`));
