@@ -31,46 +31,16 @@ export class PipelineStack extends Stack {
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
-    const number = (name: string, description: string, def: number, min: number, max: number) =>
-      new CfnParameter(this, name, {
-        type: 'Number',
-        description,
-        default: def,
-        minValue: min,
-        maxValue: max,
-      }).valueAsNumber;
-
-    const alertEmail = new CfnParameter(this, 'AlertEmail', {
-      type: 'String',
-      description: 'Address that receives alarm notifications (confirm the subscription mail)',
-      allowedPattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
-      constraintDescription: 'an e-mail address',
-    }).valueAsString;
-    const shardCount = number('ShardCount', 'Kinesis shards; 0 = on-demand capacity mode', 1, 0, 200);
-    const parallelizationFactor = number(
-      'ParallelizationFactor',
-      'Concurrent consumer batches per shard (ordering is kept per partition key)',
-      1,
-      1,
-      10,
-    );
-    const rateLimit = number('ApiRateLimit', 'Steady requests per second per API key', 50, 1, 10000);
-    const burstLimit = number('ApiBurstLimit', 'Burst requests per API key', 100, 1, 5000);
-    const bufferSeconds = number(
-      'FirehoseBufferSeconds',
-      'Firehose flushes after this many seconds',
-      300,
-      0,
-      900,
-    );
-    const bufferMiB = number('FirehoseBufferMiB', 'Firehose flushes after this many MiB', 64, 1, 128);
-    const baseRpu = number(
-      'WarehouseBaseRpu',
-      'Redshift Serverless base capacity (RPU, multiple of 8)',
-      8,
-      8,
-      512,
-    );
+    const {
+      alertEmail,
+      shardCount,
+      parallelizationFactor,
+      rateLimit,
+      burstLimit,
+      bufferSeconds,
+      bufferMiB,
+      baseRpu,
+    } = this.parameters();
 
     const warehouseName = props.warehouseName ?? 'retail-pipeline';
     // adapters/config.ts requires the warehouse coordinates in aws mode, so every function carries them.
@@ -119,6 +89,74 @@ export class PipelineStack extends Stack {
       loadSchedule: Duration.minutes(15),
       baseEnvironment,
     });
+    this.acknowledgeCdkInternals();
+    this.alerts.alarm('ArchiveFreshness', {
+      metric: archive.deliveryStream.metric('DeliveryToS3.DataFreshness', {
+        statistic: 'Maximum',
+        period: Duration.minutes(5),
+      }),
+      threshold: 20 * 60,
+      description: 'Firehose has held records for more than 20 minutes without delivering them to S3.',
+    });
+  }
+
+  /** The deploy-time knobs, as CloudFormation parameters with their bounds. */
+  private parameters() {
+    const number = (name: string, description: string, def: number, min: number, max: number) =>
+      new CfnParameter(this, name, {
+        type: 'Number',
+        description,
+        default: def,
+        minValue: min,
+        maxValue: max,
+      }).valueAsNumber;
+
+    const alertEmail = new CfnParameter(this, 'AlertEmail', {
+      type: 'String',
+      description: 'Address that receives alarm notifications (confirm the subscription mail)',
+      allowedPattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
+      constraintDescription: 'an e-mail address',
+    }).valueAsString;
+    const shardCount = number('ShardCount', 'Kinesis shards; 0 = on-demand capacity mode', 1, 0, 200);
+    const parallelizationFactor = number(
+      'ParallelizationFactor',
+      'Concurrent consumer batches per shard (ordering is kept per partition key)',
+      1,
+      1,
+      10,
+    );
+    const rateLimit = number('ApiRateLimit', 'Steady requests per second per API key', 50, 1, 10000);
+    const burstLimit = number('ApiBurstLimit', 'Burst requests per API key', 100, 1, 5000);
+    const bufferSeconds = number(
+      'FirehoseBufferSeconds',
+      'Firehose flushes after this many seconds',
+      300,
+      0,
+      900,
+    );
+    const bufferMiB = number('FirehoseBufferMiB', 'Firehose flushes after this many MiB', 64, 1, 128);
+    const baseRpu = number(
+      'WarehouseBaseRpu',
+      'Redshift Serverless base capacity (RPU, multiple of 8)',
+      8,
+      8,
+      512,
+    );
+
+    return {
+      alertEmail,
+      shardCount,
+      parallelizationFactor,
+      rateLimit,
+      burstLimit,
+      bufferSeconds,
+      bufferMiB,
+      baseRpu,
+    };
+  }
+
+  /** cdk-nag findings on resources CDK itself adds, each with why it is acceptable. */
+  private acknowledgeCdkInternals(): void {
     // Created by CDK for eventBridgeEnabled buckets: a one-shot custom resource that turns on S3 -> EventBridge.
     for (const child of this.node.children) {
       if (child.node.id.startsWith('BucketNotificationsHandler')) {
@@ -136,14 +174,6 @@ export class PipelineStack extends Stack {
       ['CloudFormation-Validate::W7001'],
       'The Firehose construct always adds its CIDR mapping; it is only referenced by HTTP/Redshift destinations, which this stack does not use.',
     );
-    this.alerts.alarm('ArchiveFreshness', {
-      metric: archive.deliveryStream.metric('DeliveryToS3.DataFreshness', {
-        statistic: 'Maximum',
-        period: Duration.minutes(5),
-      }),
-      threshold: 20 * 60,
-      description: 'Firehose has held records for more than 20 minutes without delivering them to S3.',
-    });
   }
 
   /** Three AZs even when the stack is environment-agnostic: Redshift Serverless needs subnets in three. */
