@@ -1,11 +1,13 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Decimal } from 'decimal.js';
 import { createLogger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { migrate } from '#batch/migrate';
 import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
+import { FIRST_LINE } from '#test/helpers/lines';
 
 /** A migrated, empty warehouse on an embedded PostgreSQL in a temp dir (ephemeral port). */
 export interface TestWarehouse {
@@ -43,6 +45,19 @@ export async function startTestWarehouse(): Promise<TestWarehouse> {
   };
 }
 
+/**
+ * Empties everything loads and mart refreshes write (the seeded calendar, countries and lookups
+ * stay), so a test starts from a just-migrated warehouse whatever ran before it.
+ */
+export async function resetWarehouse(warehouse: Warehouse): Promise<void> {
+  await warehouse.query(
+    `TRUNCATE fact_sales_line, dim_product, dim_customer, load_manifest, load_rejected_row,
+       load_product_description, load_customer_country, mart_customer_month, mart_product_month,
+       mart_country_day, mart_cancellation_month, mart_refresh`,
+  );
+  await warehouse.query('DELETE FROM dim_country WHERE NOT is_known');
+}
+
 /** One fact row as the test states it; flags default to false. */
 export interface FixtureLine {
   invoiceNo: string;
@@ -65,6 +80,17 @@ export interface FixtureLine {
   streamVisibleAt?: string;
   warehouseVisibleAt?: string;
   sourceKey?: string;
+}
+
+/** A fact row built on the shared test line; the line total follows quantity and price unless given. */
+export function fixtureLine(overrides: Partial<FixtureLine> = {}): FixtureLine {
+  const l = { ...FIRST_LINE, ...overrides };
+  const unitPrice = new Decimal(l.unitPrice).toFixed(3);
+  return {
+    ...l,
+    unitPrice,
+    lineTotal: overrides.lineTotal ?? new Decimal(unitPrice).times(l.quantity).toFixed(3),
+  };
 }
 
 export const sale = (l: FixtureLine) => !l.cancellation && !l.adjustment;
