@@ -31,16 +31,7 @@ export class PipelineStack extends Stack {
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
-    const {
-      alertEmail,
-      shardCount,
-      parallelizationFactor,
-      rateLimit,
-      burstLimit,
-      bufferSeconds,
-      bufferMiB,
-      baseRpu,
-    } = this.parameters();
+    const p = this.parameters();
 
     const warehouseName = props.warehouseName ?? 'retail-pipeline';
     // adapters/config.ts requires the warehouse coordinates in aws mode, so every function carries them.
@@ -51,17 +42,21 @@ export class PipelineStack extends Stack {
     };
 
     const key = new DataKey(this, 'DataKey').key;
-    this.alerts = new Alerts(this, 'Alerts', { key, email: alertEmail });
-    const stream = new InvoiceStream(this, 'Stream', { shardCount }).stream;
+    this.alerts = new Alerts(this, 'Alerts', { key, email: p.alertEmail });
+    const stream = new InvoiceStream(this, 'Stream', { shardCount: p.shardCount }).stream;
     const table = new ServingStore(this, 'Store', { key }).table;
-    const archive = new Archive(this, 'Archive', { key, bufferSeconds, bufferMiB });
+    const archive = new Archive(this, 'Archive', {
+      key,
+      bufferSeconds: p.bufferSeconds,
+      bufferMiB: p.bufferMiB,
+    });
     this.api = new IngestApi(this, 'Api', {
       bundle: props.bundle,
       stream,
       table,
       alerts: this.alerts,
-      rateLimit,
-      burstLimit,
+      rateLimit: p.rateLimit,
+      burstLimit: p.burstLimit,
       baseEnvironment,
     });
     this.consumers = new Consumers(this, 'Consumers', {
@@ -72,7 +67,7 @@ export class PipelineStack extends Stack {
       deliveryStream: archive.deliveryStream,
       bucket: archive.bucket,
       alerts: this.alerts,
-      parallelizationFactor,
+      parallelizationFactor: p.parallelizationFactor,
       baseEnvironment,
     });
     new Catalog(this, 'Catalog', { key, bucket: archive.bucket, databaseName: 'retail_pipeline' });
@@ -84,7 +79,7 @@ export class PipelineStack extends Stack {
       name: warehouseName,
       databaseName: DATABASE,
       adminUsername: 'rpadmin',
-      baseCapacity: baseRpu,
+      baseCapacity: p.baseRpu,
       clientCidr: props.warehouseClientCidr,
       loadSchedule: Duration.minutes(15),
       baseEnvironment,
@@ -111,47 +106,32 @@ export class PipelineStack extends Stack {
         maxValue: max,
       }).valueAsNumber;
 
-    const alertEmail = new CfnParameter(this, 'AlertEmail', {
-      type: 'String',
-      description: 'Address that receives alarm notifications (confirm the subscription mail)',
-      allowedPattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
-      constraintDescription: 'an e-mail address',
-    }).valueAsString;
-    const shardCount = number('ShardCount', 'Kinesis shards; 0 = on-demand capacity mode', 1, 0, 200);
-    const parallelizationFactor = number(
-      'ParallelizationFactor',
-      'Concurrent consumer batches per shard (ordering is kept per partition key)',
-      1,
-      1,
-      10,
-    );
-    const rateLimit = number('ApiRateLimit', 'Steady requests per second per API key', 50, 1, 10000);
-    const burstLimit = number('ApiBurstLimit', 'Burst requests per API key', 100, 1, 5000);
-    const bufferSeconds = number(
-      'FirehoseBufferSeconds',
-      'Firehose flushes after this many seconds',
-      300,
-      0,
-      900,
-    );
-    const bufferMiB = number('FirehoseBufferMiB', 'Firehose flushes after this many MiB', 64, 1, 128);
-    const baseRpu = number(
-      'WarehouseBaseRpu',
-      'Redshift Serverless base capacity (RPU, multiple of 8)',
-      8,
-      8,
-      512,
-    );
-
     return {
-      alertEmail,
-      shardCount,
-      parallelizationFactor,
-      rateLimit,
-      burstLimit,
-      bufferSeconds,
-      bufferMiB,
-      baseRpu,
+      alertEmail: new CfnParameter(this, 'AlertEmail', {
+        type: 'String',
+        description: 'Address that receives alarm notifications (confirm the subscription mail)',
+        allowedPattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
+        constraintDescription: 'an e-mail address',
+      }).valueAsString,
+      shardCount: number('ShardCount', 'Kinesis shards; 0 = on-demand capacity mode', 1, 0, 200),
+      parallelizationFactor: number(
+        'ParallelizationFactor',
+        'Concurrent consumer batches per shard (ordering is kept per partition key)',
+        1,
+        1,
+        10,
+      ),
+      rateLimit: number('ApiRateLimit', 'Steady requests per second per API key', 50, 1, 10000),
+      burstLimit: number('ApiBurstLimit', 'Burst requests per API key', 100, 1, 5000),
+      bufferSeconds: number('FirehoseBufferSeconds', 'Firehose flushes after this many seconds', 300, 0, 900),
+      bufferMiB: number('FirehoseBufferMiB', 'Firehose flushes after this many MiB', 64, 1, 128),
+      baseRpu: number(
+        'WarehouseBaseRpu',
+        'Redshift Serverless base capacity (RPU, multiple of 8)',
+        8,
+        8,
+        512,
+      ),
     };
   }
 
