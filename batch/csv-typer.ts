@@ -1,6 +1,17 @@
 import { isUtf8 } from 'node:buffer';
 import type { TransformCallback } from 'node:stream';
 import { wallClockMs } from '#core/dates';
+import {
+  CUSTOMER_ID_DIGITS,
+  INVOICE_PREFIX_FROM,
+  INVOICE_PREFIX_TO,
+  PRICE_DECIMALS,
+  PRICE_INTEGER_DIGITS,
+  QUANTITY_DIGITS,
+  QUANTITY_MAX,
+  RULES,
+  TEXT_MAX,
+} from '#core/rules';
 import { type ColumnMap, parseSourceDate, parseSourceRow, SOURCE_COLUMNS } from '#core/source-row';
 import { allDigits, digitsValue, Interner, isDigit, latin1, sameAscii } from './bytes.ts';
 import { type LineTyper, NotUtf8Error, rawFields, TyperStream, thousandthsOf } from './typer.ts';
@@ -15,6 +26,17 @@ const MAX_FAST_FIELDS = 64;
 const PRINTABLE = 1;
 const BYTE_CLASS = new Uint8Array(256);
 for (let b = SPACE; b <= 0x7e; b++) if (b !== COMMA && b !== QUOTE) BYTE_CLASS[b] = PRINTABLE;
+// The limits of core/rules.ts, read once: the byte path checks them on bytes, without a string.
+const INVOICE_DIGITS = RULES.invoiceNo.digits;
+const STOCK_CODE_MAX = TEXT_MAX.stockCode;
+const DESCRIPTION_MAX = TEXT_MAX.description;
+const COUNTRY_MAX = TEXT_MAX.country;
+/** Units of the typed price (thousandths) per unit of a fraction digits long: PRICE_SCALE[digits]. */
+const PRICE_SCALE = Array.from(
+  { length: PRICE_DECIMALS + 1 },
+  (_, digits) => 10 ** (PRICE_DECIMALS - digits),
+);
+const PRICE_UNIT = PRICE_SCALE[0] as number;
 
 /** One quoted-aware record read from text: its fields, where the next one starts, the line ends it spans. */
 interface QuotedRecord {
@@ -164,8 +186,8 @@ export class CsvTyper extends TyperStream {
   }
 
   /**
-   * The product of the record's StockCode (1-32 characters) and Description (up to 255, empty =
-   * none) fields, or -1 when the byte path cannot take them.
+   * The product of the record's StockCode (1-STOCK_CODE_MAX characters) and Description (up to
+   * DESCRIPTION_MAX, empty = none) fields, or -1 when the byte path cannot take them.
    */
   private product(buf: Buffer): number {
     const c = this.col;
@@ -173,12 +195,12 @@ export class CsvTyper extends TyperStream {
     this.trim(buf, c.StockCode);
     let s = this.starts[c.StockCode] as number;
     let e = this.ends[c.StockCode] as number;
-    if (e === s || e - s > 32) return -1;
+    if (e === s || e - s > STOCK_CODE_MAX) return -1;
     const stockId = lines.codes.bytes(buf, s, e);
     this.trim(buf, c.Description);
     s = this.starts[c.Description] as number;
     e = this.ends[c.Description] as number;
-    if (e - s > 255) return -1;
+    if (e - s > DESCRIPTION_MAX) return -1;
     return lines.productOf(stockId, lines.descriptions.bytes(buf, s, e));
   }
 
@@ -191,7 +213,7 @@ export class CsvTyper extends TyperStream {
     const c = this.col;
     const st = this.starts;
     const en = this.ends;
-    // InvoiceNo: one optional capital letter, 1-10 digits.
+    // InvoiceNo: one optional capital letter, 1-INVOICE_DIGITS digits.
     this.trim(buf, c.InvoiceNo);
     let s = st[c.InvoiceNo] as number;
     let e = en[c.InvoiceNo] as number;
@@ -199,8 +221,9 @@ export class CsvTyper extends TyperStream {
     if (sameAscii(buf, s, e, this.invoiceRaw)) invoiceNo = this.invoiceRaw;
     else {
       const first = buf[s] as number;
-      const digitsFrom = first >= 0x41 && first <= 0x5a ? s + 1 : s;
-      if (e - digitsFrom < 1 || e - digitsFrom > 10 || !allDigits(buf, digitsFrom, e)) return false;
+      const digitsFrom = first >= INVOICE_PREFIX_FROM && first <= INVOICE_PREFIX_TO ? s + 1 : s;
+      if (e - digitsFrom < 1 || e - digitsFrom > INVOICE_DIGITS || !allDigits(buf, digitsFrom, e))
+        return false;
       invoiceNo = latin1(buf, s, e);
       this.invoiceRaw = invoiceNo;
     }
@@ -221,15 +244,15 @@ export class CsvTyper extends TyperStream {
     const descriptionId = lines.productDescription[productId] as number;
     const descriptionText = lines.descriptions.values[descriptionId] as string;
     const description = descriptionText === '' ? null : descriptionText;
-    // Quantity: optional sign, 1-8 digits, |q| <= 10,000,000.
+    // Quantity: optional sign, 1-QUANTITY_DIGITS digits, |q| <= QUANTITY_MAX (longer: string path).
     this.trim(buf, c.Quantity);
     s = st[c.Quantity] as number;
     e = en[c.Quantity] as number;
     const sign = buf[s];
     const qFrom = sign === 0x2d || sign === 0x2b ? s + 1 : s;
-    if (e - qFrom < 1 || e - qFrom > 8 || !allDigits(buf, qFrom, e)) return false;
+    if (e - qFrom < 1 || e - qFrom > QUANTITY_DIGITS || !allDigits(buf, qFrom, e)) return false;
     let quantity = digitsValue(buf, qFrom, e);
-    if (quantity > 10_000_000) return false;
+    if (quantity > QUANTITY_MAX) return false;
     if (sign === 0x2d) quantity = -quantity || 0;
     // InvoiceDate: parsed by parseSourceDate once per distinct text.
     s = st[c.InvoiceDate] as number;
@@ -240,7 +263,8 @@ export class CsvTyper extends TyperStream {
       if (this.dateLocal !== null) this.dateMs = wallClockMs(this.dateLocal);
     }
     if (this.dateLocal === null) return false;
-    // UnitPrice: optional minus, 1-12 digits, optional point and 1-3 digits (other forms: string path).
+    // UnitPrice: optional minus, 1-PRICE_INTEGER_DIGITS digits, optional point and 1-PRICE_DECIMALS
+    // digits (other forms: string path).
     this.trim(buf, c.UnitPrice);
     s = st[c.UnitPrice] as number;
     e = en[c.UnitPrice] as number;
@@ -253,15 +277,12 @@ export class CsvTyper extends TyperStream {
       else if (!isDigit(b)) return false;
     }
     const intEnd = dot === -1 ? e : dot;
-    if (intEnd - pFrom < 1 || intEnd - pFrom > 12) return false;
-    if (dot !== -1 && (e - dot - 1 < 1 || e - dot - 1 > 3)) return false;
-    let price = digitsValue(buf, pFrom, intEnd) * 1000;
-    if (dot !== -1) {
-      const frac = digitsValue(buf, dot + 1, e);
-      price += e - dot - 1 === 1 ? frac * 100 : e - dot - 1 === 2 ? frac * 10 : frac;
-    }
+    if (intEnd - pFrom < 1 || intEnd - pFrom > PRICE_INTEGER_DIGITS) return false;
+    if (dot !== -1 && (e - dot - 1 < 1 || e - dot - 1 > PRICE_DECIMALS)) return false;
+    let price = digitsValue(buf, pFrom, intEnd) * PRICE_UNIT;
+    if (dot !== -1) price += digitsValue(buf, dot + 1, e) * (PRICE_SCALE[e - dot - 1] as number);
     if (negative) price = -price || 0;
-    // CustomerID: empty, or 1-12 digits optionally followed by a point and zeros.
+    // CustomerID: empty, or 1-CUSTOMER_ID_DIGITS digits optionally followed by a point and zeros.
     s = st[c.CustomerID] as number;
     e = en[c.CustomerID] as number;
     if (!sameAscii(buf, s, e, this.customerRaw)) {
@@ -273,7 +294,7 @@ export class CsvTyper extends TyperStream {
       else {
         let digitsEnd = ts;
         while (digitsEnd < te && isDigit(buf[digitsEnd] as number)) digitsEnd++;
-        if (digitsEnd === ts || digitsEnd - ts > 12) {
+        if (digitsEnd === ts || digitsEnd - ts > CUSTOMER_ID_DIGITS) {
           this.customerRaw = '\u0000';
           return false;
         }
@@ -291,14 +312,14 @@ export class CsvTyper extends TyperStream {
         this.customerId = latin1(buf, ts, digitsEnd);
       }
     }
-    // Country: 1-64 characters.
+    // Country: 1-COUNTRY_MAX characters.
     s = st[c.Country] as number;
     e = en[c.Country] as number;
     if (!sameAscii(buf, s, e, this.countryRaw)) {
       this.trim(buf, c.Country);
       const ts = st[c.Country] as number;
       const te = en[c.Country] as number;
-      if (te === ts || te - ts > 64) return false;
+      if (te === ts || te - ts > COUNTRY_MAX) return false;
       this.countryRaw = latin1(buf, s, e);
       this.country = latin1(buf, ts, te);
     }
@@ -356,11 +377,12 @@ export class CsvTyper extends TyperStream {
     const last = r.fields.length - 1;
     const tail = r.fields[last] as string;
     if (tail.endsWith('\r')) r.fields[last] = tail.slice(0, -1);
-    const row = parseSourceRow(r.fields, this.columns);
-    if (typeof row === 'string') {
-      this.lines.reject(lineNumber, row, rawFields(r.fields, this.columns));
+    const parsed = parseSourceRow(r.fields, this.columns);
+    if (!parsed.ok) {
+      this.lines.reject(lineNumber, parsed.reason, rawFields(r.fields, this.columns));
       return next;
     }
+    const { row } = parsed;
     const lines = this.lines;
     lines.setText(row.stockCode, row.description, row.customerId, row.country);
     const typed = lines.row;

@@ -1,8 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { dateKey, wallClockMs } from '#core/dates';
-import { invoiceLineInput } from '#core/invoice-line';
+import { invoiceLineInput, lineKey } from '#core/invoice-line';
 import { thousandths } from '#core/money';
 import { isNonProductCode } from '#core/non-product';
+import { instantMs, RULES } from '#core/rules';
 import { type ColumnMap, SOURCE_COLUMNS } from '#core/source-row';
 import { Interner } from './bytes.ts';
 import { Spool } from './spool.ts';
@@ -253,14 +254,14 @@ export class LineTyper {
     return id;
   }
 
-  /** The next line number of an invoice (the replay's numbering), or undefined past 1,000,000. */
+  /** The next line number of an invoice (the replay's numbering), or undefined past the rules' last. */
   private nextLineNo(invoiceNo: string): number | undefined {
     if (invoiceNo !== this.numbering) {
       if (this.numbering !== '') this.lineNos.set(this.numbering, this.numbered);
       this.numbering = invoiceNo;
       this.numbered = this.lineNos.get(invoiceNo) ?? 0;
     }
-    if (this.numbered >= 1_000_000) return undefined;
+    if (this.numbered >= RULES.lineNo.max) return undefined;
     return ++this.numbered;
   }
 
@@ -283,7 +284,8 @@ export class LineTyper {
     // The replay's numbering: a valid row takes the next number of its invoice, even one the
     // warehouse then refuses (a date outside dim_date), so the rows after it keep their numbers.
     const lineNo = this.nextLineNo(row.invoiceNo);
-    if (lineNo === undefined) return `invoice ${row.invoiceNo} has more than 1,000,000 lines`;
+    if (lineNo === undefined)
+      return `invoice ${row.invoiceNo} has more than ${RULES.lineNo.max.toLocaleString('en')} lines`;
     const dateKey = this.dateKeyOf(row.invoiceDate);
     if (typeof dateKey === 'string') return dateKey;
     row.lineNo = lineNo;
@@ -335,7 +337,7 @@ export class LineTyper {
       ].map((k) => str(d[k]));
     const parsed = invoiceLineInput.safeParse(d);
     if (!parsed.success) {
-      this.reject(lineNumber, archiveReason(d, parsed.error.issues[0]), raw());
+      this.reject(lineNumber, archiveReason(parsed.error.issues[0]), raw());
       return;
     }
     const line = parsed.data;
@@ -347,8 +349,8 @@ export class LineTyper {
     for (const k of ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const) {
       const v = d[k];
       if (v === undefined || v === null) continue;
-      const ms = typeof v === 'string' && ISO_INSTANT.test(v) ? Date.parse(v) : Number.NaN;
-      if (Number.isNaN(ms)) {
+      const ms = typeof v === 'string' ? instantMs(v) : undefined;
+      if (ms === undefined) {
         this.reject(lineNumber, `${k} is not an ISO-8601 instant`, raw());
         return;
       }
@@ -360,7 +362,7 @@ export class LineTyper {
       return;
     }
     // The archive is at-least-once: a key's first record in the object is the one loaded.
-    const key = `${line.invoiceNo}#${line.lineNo}`;
+    const key = lineKey(line);
     if (this.seenKeys.has(key)) {
       this.rowsRead++;
       return;
@@ -503,20 +505,12 @@ const FIELD_NAMES: Record<string, string> = {
 };
 
 /** Why the API's schema refuses an archive line, in the words a CSV row gets. */
-function archiveReason(
-  doc: Record<string, unknown>,
-  issue: { path: PropertyKey[]; message: string } | undefined,
-): string {
+function archiveReason(issue: { path: PropertyKey[]; message: string } | undefined): string {
   if (!issue) return 'the line is invalid';
   const key = String(issue.path[0] ?? '');
   const name = FIELD_NAMES[key] ?? key;
-  const value = doc[key];
-  if (typeof value === 'string' && value.includes('\u0000')) return `${name} contains a NUL byte`;
   return `${name} ${issue.message}`.trim();
 }
-
-const ISO_INSTANT =
-  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)$/;
 
 /** The object is not valid UTF-8 past the sniffed sample: read it again as Latin-1. */
 export class NotUtf8Error extends Error {

@@ -216,8 +216,9 @@ export async function runBatchBench(
 async function typedTuples(): Promise<{ columns: readonly string[]; chunks: Buffer[] }> {
   const raw = gunzipSync(await fs.readFile(REAL_FILE));
   const headerEnd = raw.indexOf(0x0a);
-  const columns = resolveColumns(raw.subarray(0, headerEnd).toString('utf8').trim().split(','));
-  if (typeof columns === 'string') throw new Error(`${REAL_FILE}: ${columns}`);
+  const header = resolveColumns(raw.subarray(0, headerEnd).toString('utf8').trim().split(','));
+  if (!header.ok) throw new Error(`${REAL_FILE}: ${header.reason}`);
+  const { columns } = header;
   const encoder = new PgBinaryEncoder('bulk');
   const lines = new LineTyper({ loadId: 'bench', objectKey: 'bench', encoder });
   const chunks: Buffer[] = [];

@@ -1,36 +1,50 @@
 import { z } from 'zod';
+import {
+  CUSTOMER_ID_WORDING,
+  customerIdOf,
+  DECIMAL_WORDING,
+  decimalOf,
+  INVOICE_NO,
+  INVOICE_NO_WORDING,
+  ISO_INSTANT_WORDING,
+  instantMs,
+  isLocalDateTime,
+  LINE_NO_WORDING,
+  LOCAL_DATE_TIME_WORDING,
+  QUANTITY_MAX,
+  QUANTITY_WORDING,
+  RULES,
+  type TextField,
+  textProblem,
+} from './rules.ts';
 
-/** Exact decimal text: up to 3 decimal places (GBP prices in the source go to 3). */
-export const DECIMAL_3 = /^-?\d{1,12}(\.\d{1,3})?$/;
-/** Local wall-clock time in Europe/London, no zone: `YYYY-MM-DDTHH:MM:SS`. */
-export const LOCAL_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/;
+/** core/dates.ts checks a local time's shape with it; the rule itself lives in core/rules.ts. */
+export { LOCAL_DATE_TIME } from './rules.ts';
 
-// Control characters are refused in text fields: they have no place in an invoice and break CSV/COPY.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is this pattern's job
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-const text = (max: number) =>
-  z
-    .string()
-    .max(max, `at most ${max} characters`)
-    .refine((s) => !CONTROL.test(s), 'contains control characters');
-
-const decimal3 = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) {
-      ctx.addIssue({ code: 'custom', message: 'must be a finite number' });
+/** A text field, trimmed, held to the field's rules (core/rules.ts); blank is `null` unless required. */
+const text = (field: TextField, required: boolean) =>
+  z.string().transform((raw, ctx) => {
+    const s = raw.trim();
+    if (s === '') {
+      if (!required) return null;
+      ctx.addIssue({ code: 'custom', message: 'must not be empty' });
       return z.NEVER;
     }
-    v = String(v);
-  }
-  const s = v.trim();
-  if (!DECIMAL_3.test(s)) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be a decimal with at most 3 decimal places and 12 digits',
-    });
+    const problem = textProblem(s, field);
+    if (problem === undefined) return s;
+    ctx.addIssue({ code: 'custom', message: problem });
+    return z.NEVER;
+  });
+const requiredText = (field: TextField) => text(field, true).pipe(z.string());
+
+const decimal = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  // A number is read as the text JSON wrote it (1e400 parses to Infinity: refused).
+  const value = typeof v === 'number' && !Number.isFinite(v) ? undefined : decimalOf(String(v));
+  if (value === undefined) {
+    ctx.addIssue({ code: 'custom', message: `must be ${DECIMAL_WORDING}` });
     return z.NEVER;
   }
-  return s;
+  return value;
 });
 
 /**
@@ -38,29 +52,42 @@ const decimal3 = z.union([z.string(), z.number()]).transform((v, ctx) => {
  * invoice in source order; `(invoiceNo, lineNo)` is the line's identity everywhere.
  */
 export const invoiceLineInput = z.object({
-  invoiceNo: z.string().regex(/^[A-Z]?\d{1,10}$/, 'digits, optionally prefixed by one capital letter (C, A)'),
-  lineNo: z.number().int().min(1).max(1_000_000),
-  stockCode: text(32).pipe(z.string().trim().min(1, 'must not be empty')),
-  description: text(255).nullable().default(null),
-  quantity: z.number().int().min(-10_000_000).max(10_000_000),
-  invoiceDate: z.string().regex(LOCAL_DATE_TIME, 'must be local time YYYY-MM-DDTHH:MM:SS'),
-  unitPrice: decimal3,
+  invoiceNo: z
+    .string()
+    .transform((s) => s.trim())
+    .pipe(z.string().regex(INVOICE_NO, `must be ${INVOICE_NO_WORDING}`)),
+  lineNo: z
+    .number()
+    .int(`must be ${LINE_NO_WORDING}`)
+    .min(RULES.lineNo.min, `must be ${LINE_NO_WORDING}`)
+    .max(RULES.lineNo.max, `must be ${LINE_NO_WORDING}`),
+  stockCode: requiredText('stockCode'),
+  description: text('description', false).nullable().default(null),
+  quantity: z
+    .number()
+    .int('must be a whole number')
+    .min(-QUANTITY_MAX, `is out of range (${QUANTITY_WORDING})`)
+    .max(QUANTITY_MAX, `is out of range (${QUANTITY_WORDING})`),
+  invoiceDate: z.string().refine(isLocalDateTime, `must be ${LOCAL_DATE_TIME_WORDING}`),
+  unitPrice: decimal,
   customerId: z
     .union([z.string(), z.number()])
     .nullable()
     .default(null)
     .transform((v, ctx) => {
       if (v === null) return null;
-      const s = String(v).trim().replace(/\.0+$/, '');
-      if (s === '') return null;
-      if (!/^\d{1,12}$/.test(s)) {
-        ctx.addIssue({ code: 'custom', message: 'must be a whole number or null' });
+      const id = customerIdOf(String(v));
+      if (id === undefined) {
+        ctx.addIssue({ code: 'custom', message: `must be ${CUSTOMER_ID_WORDING} or null` });
         return z.NEVER;
       }
-      return s;
+      return id;
     }),
-  country: text(64).pipe(z.string().trim().min(1, 'must not be empty')),
-  producedAt: z.iso.datetime({ offset: true }).optional(),
+  country: requiredText('country'),
+  producedAt: z
+    .string()
+    .refine((s) => instantMs(s) !== undefined, `must be ${ISO_INSTANT_WORDING}`)
+    .optional(),
 });
 
 export type InvoiceLineInput = z.input<typeof invoiceLineInput>;
@@ -85,6 +112,7 @@ export interface AcceptedLine extends InvoiceLine {
   acceptedAt: string;
 }
 
+/** A line's identity as one string: the key of every map and set of lines. */
 export function lineKey(line: Pick<InvoiceLine, 'invoiceNo' | 'lineNo'>): string {
   return `${line.invoiceNo}#${line.lineNo}`;
 }

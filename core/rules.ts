@@ -59,6 +59,24 @@ export const PRICE_DECIMALS = price.decimals;
 export const DECIMAL = new RegExp(`^-?\\d{1,${price.integerDigits}}(\\.\\d{1,${price.decimals}})?$`);
 export const DECIMAL_WORDING = `a decimal with at most ${price.integerDigits} digits before the point and ${price.decimals} after`;
 
+/**
+ * Decimal text as written -> as kept, or undefined when it is not one. Hand-edited files write
+ * `.5`, `5.` and `+5`: the same numbers, normalised to the form {@link DECIMAL} takes.
+ */
+export function decimalOf(text: string): string | undefined {
+  let s = text.trim();
+  if (s.startsWith('+')) {
+    s = s.slice(1);
+    if (s.startsWith('-')) return undefined;
+  }
+  // A point alone is no number (it would otherwise normalise to 0 below).
+  if (!/\d/.test(s)) return undefined;
+  if (s.startsWith('.')) s = `0${s}`;
+  else if (s.startsWith('-.')) s = `-0${s.slice(1)}`;
+  if (s.endsWith('.')) s = s.slice(0, -1);
+  return DECIMAL.test(s) ? s : undefined;
+}
+
 export const CUSTOMER_ID_DIGITS = RULES.customerId.digits;
 const CUSTOMER_ID = new RegExp(`^(\\d{1,${CUSTOMER_ID_DIGITS}})(?:\\.0*)?$`);
 export const CUSTOMER_ID_WORDING = `a whole number of at most ${CUSTOMER_ID_DIGITS} digits`;

@@ -1,4 +1,16 @@
-import { DECIMAL_3 } from './invoice-line.ts';
+import {
+  CUSTOMER_ID_WORDING,
+  customerIdOf,
+  DECIMAL_WORDING,
+  decimalOf,
+  INVOICE_NO,
+  INVOICE_NO_WORDING,
+  isCalendarTime,
+  QUANTITY_MAX,
+  QUANTITY_WORDING,
+  type TextField,
+  textProblem,
+} from './rules.ts';
 
 /**
  * Pure parsing of one record of a CSV file in the "Online Retail" format
@@ -34,8 +46,20 @@ export type SourceColumn = (typeof SOURCE_COLUMNS)[number];
 /** Index of each source column in a record. */
 export type ColumnMap = Readonly<Record<SourceColumn, number>>;
 
-/** Maps a header record to column positions (names compared case-insensitively); a reason string when a column is missing. */
-export function resolveColumns(header: readonly string[]): ColumnMap | string {
+/** Why a header or a row is refused: the column at fault (when one is) and the reason, for a person. */
+export interface Refused {
+  ok: false;
+  column?: SourceColumn;
+  reason: string;
+}
+export type HeaderResult = { ok: true; columns: ColumnMap } | Refused;
+export type RowResult = { ok: true; row: SourceRow } | Refused;
+
+const refused = (reason: string, column?: SourceColumn): Refused =>
+  column === undefined ? { ok: false, reason } : { ok: false, column, reason };
+
+/** Maps a header record to column positions (names compared case-insensitively). */
+export function resolveColumns(header: readonly string[]): HeaderResult {
   const positions = new Map(header.map((name, i) => [name.trim().toLowerCase(), i]));
   const map: Partial<Record<SourceColumn, number>> = {};
   const missing: string[] = [];
@@ -44,8 +68,8 @@ export function resolveColumns(header: readonly string[]): ColumnMap | string {
     if (i === undefined) missing.push(column);
     else map[column] = i;
   }
-  if (missing.length > 0) return `header lacks column(s) ${missing.join(', ')}`;
-  return map as ColumnMap;
+  if (missing.length > 0) return refused(`header lacks column(s) ${missing.join(', ')}`);
+  return { ok: true, columns: map as ColumnMap };
 }
 
 /** The header order of the real file: the default when a caller knows the layout. */
@@ -55,7 +79,7 @@ export const DEFAULT_COLUMNS: ColumnMap = Object.fromEntries(
 
 const US_DATE = /^(\d{1,2})\/(\d{1,2})\/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?$/;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$/;
-const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const SOURCE_DATE_WORDING = 'M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]';
 
 const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
 
@@ -90,45 +114,16 @@ function parseDate(text: string): string | null {
   const h = Number(m[4]);
   const mi = Number(m[5]);
   const sec = m[6] === undefined ? 0 : Number(m[6]);
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59) return null;
-  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
-  if (d > (mo === 2 && !leap ? 28 : (DAYS_IN_MONTH[mo - 1] ?? 0))) return null;
+  if (!isCalendarTime(y, mo, d, h, mi, sec)) return null;
   return `${y}-${pad2(mo)}-${pad2(d)}T${pad2(h)}:${pad2(mi)}:${pad2(sec)}`;
 }
 
-/** `17850`, `17850.0` or empty (null). A reason string when it is something else. */
-export function parseCustomerId(text: string): string | null | { reason: string } {
-  const s = text.trim();
-  if (s === '') return null;
-  const m = /^(\d{1,12})(?:\.0*)?$/.exec(s);
-  if (!m?.[1]) return { reason: `CustomerID ${JSON.stringify(s)} is not a whole number` };
-  return m[1];
-}
+const INTEGER = /^[-+]?\d+$/;
 
-const INVOICE_NO = /^[A-Z]?\d{1,10}$/;
-const INTEGER = /^[-+]?\d{1,8}$/;
-// Same set the API refuses: control characters break CSV/COPY downstream.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-
-function normalisePrice(text: string): string | null {
-  let s = text.trim();
-  if (s.startsWith('+')) s = s.slice(1);
-  // A point alone is no number (it would otherwise normalise to 0 below).
-  if (!/\d/.test(s)) return null;
-  // `.5` and `5.` appear in hand-edited files; normalise them to decimal text the schema accepts.
-  if (s.startsWith('.')) s = `0${s}`;
-  else if (s.startsWith('-.')) s = `-0${s.slice(1)}`;
-  if (s.endsWith('.')) s = s.slice(0, -1);
-  return DECIMAL_3.test(s) ? s : null;
-}
-
-/** Why a text field is refused (the API's rule: a length limit, no control characters), or undefined. */
-export function textProblem(name: string, value: string, max: number): string | undefined {
-  if (CONTROL.test(value))
-    return value.includes('\u0000') ? `${name} contains a NUL byte` : `${name} contains control characters`;
-  if (value.length > max) return `${name} is longer than ${max} characters`;
-  return undefined;
+/** The `Name problem` reason of a text field, or undefined when the rules (core/rules.ts) take it. */
+function textRefusal(column: SourceColumn, field: TextField, value: string): Refused | undefined {
+  const problem = textProblem(value, field);
+  return problem === undefined ? undefined : refused(`${column} ${problem}`, column);
 }
 
 const neededCache = new WeakMap<ColumnMap, number>();
@@ -144,46 +139,55 @@ function neededFields(columns: ColumnMap): number {
 }
 
 /**
- * Parses one record (already split into fields) into a {@link SourceRow}, or returns why it is malformed.
- * Cancellations, zero prices, missing customers and non-product codes are valid data, not errors.
+ * Parses one record (already split into fields) into a {@link SourceRow}, or says why it is
+ * malformed. The rules are core/rules.ts's, as the API's schema holds them; cancellations, zero
+ * prices, missing customers and non-product codes are valid data, not errors.
  */
-export function parseSourceRow(
-  fields: readonly string[],
-  columns: ColumnMap = DEFAULT_COLUMNS,
-): SourceRow | string {
+export function parseSourceRow(fields: readonly string[], columns: ColumnMap = DEFAULT_COLUMNS): RowResult {
   // No closures here: this runs once per row of a half-million-row file (replay and the loader).
   const needed = neededFields(columns);
-  if (fields.length < needed) return `expected ${needed} fields, got ${fields.length}`;
+  if (fields.length < needed) return refused(`expected ${needed} fields, got ${fields.length}`);
   const invoiceNo = fields[columns.InvoiceNo]?.trim();
-  if (!invoiceNo) return 'InvoiceNo is empty';
+  if (!invoiceNo) return refused('InvoiceNo is empty', 'InvoiceNo');
   if (!INVOICE_NO.test(invoiceNo))
-    return `InvoiceNo ${JSON.stringify(invoiceNo)} is not digits with an optional capital letter prefix`;
+    return refused(`InvoiceNo ${JSON.stringify(invoiceNo)} is not ${INVOICE_NO_WORDING}`, 'InvoiceNo');
   const stockCode = fields[columns.StockCode]?.trim();
-  if (!stockCode) return 'StockCode is empty';
-  const stockProblem = textProblem('StockCode', stockCode, 32);
+  if (!stockCode) return refused('StockCode is empty', 'StockCode');
+  const stockProblem = textRefusal('StockCode', 'stockCode', stockCode);
   if (stockProblem) return stockProblem;
-  const rawDescription = fields[columns.Description];
-  const trimmed = (rawDescription ?? '').trim();
+  const trimmed = (fields[columns.Description] ?? '').trim();
   const description = trimmed === '' ? null : trimmed;
-  const descriptionProblem = description === null ? undefined : textProblem('Description', description, 255);
+  const descriptionProblem =
+    description === null ? undefined : textRefusal('Description', 'description', description);
   if (descriptionProblem) return descriptionProblem;
   const quantityText = fields[columns.Quantity]?.trim() ?? '';
-  if (!INTEGER.test(quantityText)) return `Quantity ${JSON.stringify(quantityText)} is not a whole number`;
-  const quantity = Number(quantityText);
-  if (Math.abs(quantity) > 10_000_000) return `Quantity ${quantityText} is out of range (|q| <= 10,000,000)`;
+  if (!INTEGER.test(quantityText))
+    return refused(`Quantity ${JSON.stringify(quantityText)} is not a whole number`, 'Quantity');
+  // `-0` is 0; any digit count is read (too many digits is only ever out of range).
+  const quantity = Number(quantityText) || 0;
+  if (Math.abs(quantity) > QUANTITY_MAX)
+    return refused(`Quantity ${quantityText} is out of range (${QUANTITY_WORDING})`, 'Quantity');
   const dateText = fields[columns.InvoiceDate] ?? '';
   const invoiceDate = parseSourceDate(dateText);
   if (invoiceDate === null)
-    return `InvoiceDate ${JSON.stringify(dateText)} is not M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]`;
+    return refused(`InvoiceDate ${JSON.stringify(dateText)} is not ${SOURCE_DATE_WORDING}`, 'InvoiceDate');
   const priceText = fields[columns.UnitPrice] ?? '';
-  const unitPrice = normalisePrice(priceText);
-  if (unitPrice === null)
-    return `UnitPrice ${JSON.stringify(priceText)} is not a decimal with at most 3 decimal places`;
-  const customerId = parseCustomerId(fields[columns.CustomerID] ?? '');
-  if (customerId !== null && typeof customerId === 'object') return customerId.reason;
+  const unitPrice = decimalOf(priceText);
+  if (unitPrice === undefined)
+    return refused(`UnitPrice ${JSON.stringify(priceText)} is not ${DECIMAL_WORDING}`, 'UnitPrice');
+  const customerText = fields[columns.CustomerID] ?? '';
+  const customerId = customerIdOf(customerText);
+  if (customerId === undefined)
+    return refused(
+      `CustomerID ${JSON.stringify(customerText.trim())} is not ${CUSTOMER_ID_WORDING}`,
+      'CustomerID',
+    );
   const country = fields[columns.Country]?.trim();
-  if (!country) return 'Country is empty';
-  const countryProblem = textProblem('Country', country, 64);
+  if (!country) return refused('Country is empty', 'Country');
+  const countryProblem = textRefusal('Country', 'country', country);
   if (countryProblem) return countryProblem;
-  return { invoiceNo, stockCode, description, quantity, invoiceDate, unitPrice, customerId, country };
+  return {
+    ok: true,
+    row: { invoiceNo, stockCode, description, quantity, invoiceDate, unitPrice, customerId, country },
+  };
 }

@@ -219,8 +219,8 @@ async function* readFileRows(file: string, opts: ReplayOptions): AsyncGenerator<
         const line = record.lines ?? 0;
         if (columns === undefined) {
           const resolved = resolveColumns(record);
-          if (typeof resolved === 'string') throw new ReplayInputError(`${file}: ${resolved}`);
-          columns = resolved;
+          if (!resolved.ok) throw new ReplayInputError(`${file}: ${resolved.reason}`);
+          columns = resolved.columns;
           width = record.length;
           continue;
         }
@@ -228,9 +228,9 @@ async function* readFileRows(file: string, opts: ReplayOptions): AsyncGenerator<
           report({ file, line, reason: `expected ${width} fields, got ${record.length}` });
           continue;
         }
-        const row = parseSourceRow(record, columns);
-        if (typeof row === 'string') report({ file, line, reason: row });
-        else out.push({ row, file, line });
+        const parsed = parseSourceRow(record, columns);
+        if (parsed.ok) out.push({ row: parsed.row, file, line });
+        else report({ file, line, reason: parsed.reason });
       }
       if (out.length > 0) yield out;
     }

@@ -226,7 +226,7 @@ const CORPUS: Rec[] = [
   },
   {
     text: row(536367, 22759, 'Q LONG', 123456789, '12/1/2010 8:34', 2.1, 13047, UK),
-    reason: 'Quantity "123456789" is not a whole number',
+    reason: 'Quantity 123456789 is out of range (|q| <= 10,000,000)',
   },
   {
     text: row(536367, 22760, 'Q SIGN', '-', '12/1/2010 8:34', 2.1, 13047, UK),
@@ -234,24 +234,24 @@ const CORPUS: Rec[] = [
   },
   {
     text: row(536367, 22761, 'P 13', 1, '12/1/2010 8:34', '1234567890123', 13047, UK),
-    reason: 'UnitPrice "1234567890123" is not a decimal with at most 3 decimal places',
+    reason: 'UnitPrice "1234567890123" is not a decimal with at most 12 digits before the point and 3 after',
   },
   {
     text: row(536367, 22762, 'P 4DP', 1, '12/1/2010 8:34', '1.2345', 13047, UK),
-    reason: 'UnitPrice "1.2345" is not a decimal with at most 3 decimal places',
+    reason: 'UnitPrice "1.2345" is not a decimal with at most 12 digits before the point and 3 after',
   },
   {
     text: row(536367, 22763, 'P TWO DOTS', 1, '12/1/2010 8:34', '1.2.3', 13047, UK),
-    reason: 'UnitPrice "1.2.3" is not a decimal with at most 3 decimal places',
+    reason: 'UnitPrice "1.2.3" is not a decimal with at most 12 digits before the point and 3 after',
   },
   { text: row(536367, 22764, 'C SPACES', 1, '12/1/2010 8:34', 1, '   ', UK) },
   {
     text: row(536367, 22765, 'C FRACTION', 1, '12/1/2010 8:34', 1, '17850.5', UK),
-    reason: 'CustomerID "17850.5" is not a whole number',
+    reason: 'CustomerID "17850.5" is not a whole number of at most 12 digits',
   },
   {
     text: row(536367, 22766, 'C 13', 1, '12/1/2010 8:34', 1, '1234567890123', UK),
-    reason: 'CustomerID "1234567890123" is not a whole number',
+    reason: 'CustomerID "1234567890123" is not a whole number of at most 12 digits',
   },
   { text: row(536367, 22767, 'C BACK', 1, '12/1/2010 8:34', 1, 13047, UK) },
   { text: row(536367, 22768, 'COUNTRY 64', 1, '12/1/2010 8:34', 1, 13047, country64) },
@@ -269,19 +269,19 @@ const CORPUS: Rec[] = [
   },
   {
     text: row('53636X', 22774, 'BAD INVOICE', 1, '12/1/2010 8:34', 1, 13047, UK),
-    reason: 'InvoiceNo "53636X" is not digits with an optional capital letter prefix',
+    reason: 'InvoiceNo "53636X" is not 1-10 digits, optionally prefixed by one capital letter (A-Z)',
   },
   {
     text: row('c536379', 22775, 'LOWER C', 1, '12/1/2010 8:34', 1, 13047, UK),
-    reason: 'InvoiceNo "c536379" is not digits with an optional capital letter prefix',
+    reason: 'InvoiceNo "c536379" is not 1-10 digits, optionally prefixed by one capital letter (A-Z)',
   },
   {
     text: row('12345678901', 22776, 'LONG INVOICE', 1, '12/1/2010 8:34', 1, 13047, UK),
-    reason: 'InvoiceNo "12345678901" is not digits with an optional capital letter prefix',
+    reason: 'InvoiceNo "12345678901" is not 1-10 digits, optionally prefixed by one capital letter (A-Z)',
   },
   {
     text: row('C', 22777, 'ONLY C', 1, '12/1/2010 8:34', 1, 13047, UK),
-    reason: 'InvoiceNo "C" is not digits with an optional capital letter prefix',
+    reason: 'InvoiceNo "C" is not 1-10 digits, optionally prefixed by one capital letter (A-Z)',
   },
   // 536365 comes back: not contiguous; its first row again is left to SQL (the typer forgot it).
   { text: row(536365, 22111, 'SCOTTIE DOG HOT WATER BOTTLE', 3, '12/1/2010 8:26', 4.95, 17850, UK) },

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { invoiceLineInput } from '#core/invoice-line';
-import { parseCustomerId, parseSourceDate, parseSourceRow, resolveColumns } from '#core/source-row';
+import { customerIdOf } from '#core/rules';
+import { parseSourceDate, parseSourceRow, resolveColumns, type SourceRow } from '#core/source-row';
+
+/** The row a record parses to; fails the test with the reason when it is refused. */
+function parsed(fields: string[], columns?: Parameters<typeof parseSourceRow>[1]): SourceRow {
+  const result = parseSourceRow(fields, columns);
+  if (!result.ok) throw new Error(`refused: ${result.reason}`);
+  return result.row;
+}
 
 const row = (over: Partial<Record<number, string>> = {}) => {
   const base = [
@@ -42,18 +50,19 @@ describe('parseSourceDate', () => {
   });
 });
 
-describe('parseCustomerId', () => {
-  it('reads 17850, 17850.0 and empty', () => {
-    expect(parseCustomerId('17850')).toBe('17850');
-    expect(parseCustomerId('17850.0')).toBe('17850');
-    expect(parseCustomerId(' ')).toBeNull();
-    expect(parseCustomerId('17850.5')).toEqual({ reason: expect.stringContaining('whole number') });
+describe('customerIdOf', () => {
+  it('reads 17850, 17850.0 and empty; refuses a fraction and a 13th digit', () => {
+    expect(customerIdOf('17850')).toBe('17850');
+    expect(customerIdOf('17850.0')).toBe('17850');
+    expect(customerIdOf(' ')).toBeNull();
+    expect(customerIdOf('17850.5')).toBeUndefined();
+    expect(customerIdOf('1234567890123')).toBeUndefined();
   });
 });
 
 describe('parseSourceRow', () => {
   it('parses a real row into a line the API schema accepts', () => {
-    const line = parseSourceRow(row());
+    const line = parsed(row());
     expect(line).toEqual({
       invoiceNo: '536365',
       stockCode: '85123A',
@@ -64,20 +73,20 @@ describe('parseSourceRow', () => {
       customerId: '17850',
       country: 'United Kingdom',
     });
-    expect(invoiceLineInput.safeParse({ ...(line as object), lineNo: 1 }).success).toBe(true);
+    expect(invoiceLineInput.safeParse({ ...line, lineNo: 1 }).success).toBe(true);
   });
 
   it('keeps the data set quirks: cancellations, empty description and customer, zero and 3-decimal prices', () => {
-    expect(parseSourceRow(row({ 0: 'C536379', 3: '-1' }))).toMatchObject({
+    expect(parsed(row({ 0: 'C536379', 3: '-1' }))).toMatchObject({
       invoiceNo: 'C536379',
       quantity: -1,
     });
-    expect(parseSourceRow(row({ 2: '', 6: '' }))).toMatchObject({ description: null, customerId: null });
-    expect(parseSourceRow(row({ 5: '0' }))).toMatchObject({ unitPrice: '0' });
-    expect(parseSourceRow(row({ 5: '0.001' }))).toMatchObject({ unitPrice: '0.001' });
-    expect(parseSourceRow(row({ 5: '-11062.06', 0: 'A563185' }))).toMatchObject({ unitPrice: '-11062.06' });
-    expect(parseSourceRow(row({ 5: '.5' }))).toMatchObject({ unitPrice: '0.5' });
-    expect(parseSourceRow(row({ 6: '17850.0' }))).toMatchObject({ customerId: '17850' });
+    expect(parsed(row({ 2: '', 6: '' }))).toMatchObject({ description: null, customerId: null });
+    expect(parsed(row({ 5: '0' }))).toMatchObject({ unitPrice: '0' });
+    expect(parsed(row({ 5: '0.001' }))).toMatchObject({ unitPrice: '0.001' });
+    expect(parsed(row({ 5: '-11062.06', 0: 'A563185' }))).toMatchObject({ unitPrice: '-11062.06' });
+    expect(parsed(row({ 5: '.5' }))).toMatchObject({ unitPrice: '0.5' });
+    expect(parsed(row({ 6: '17850.0' }))).toMatchObject({ customerId: '17850' });
   });
 
   it.each([
@@ -88,6 +97,8 @@ describe('parseSourceRow', () => {
     [{ 3: 'six' }, /Quantity "six"/],
     [{ 3: '1.5' }, /Quantity/],
     [{ 3: '99999999' }, /out of range/],
+    [{ 3: '123456789012345678901' }, /^Quantity 123456789012345678901 is out of range/],
+    [{ 0: '12345678901' }, /^InvoiceNo "12345678901" is not 1-10 digits/],
     [{ 4: '13/1/2010 8:26' }, /InvoiceDate/],
     [{ 5: '2.5555' }, /UnitPrice/],
     [{ 5: 'abc' }, /UnitPrice/],
@@ -97,18 +108,20 @@ describe('parseSourceRow', () => {
     [{ 2: 'NUL\u0000' }, /^Description contains a NUL byte$/],
     [{ 7: 'Fr\u007fance' }, /^Country contains control characters$/],
     [{ 6: 'ABC' }, /CustomerID/],
+    [{ 5: '+-5' }, /UnitPrice/],
     [{ 7: '' }, /Country is empty/],
     [{ 2: 'bad\u0001text' }, /control characters/],
   ])('malformed %o -> reason', (over, reason) => {
     const result = parseSourceRow(row(over));
-    expect(typeof result).toBe('string');
-    expect(result).toMatch(reason);
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : result.reason).toMatch(reason);
   });
 
   it('a short record names the field count', () => {
-    expect(parseSourceRow(['536365', '85123A', 'X', '6', '12/1/2010 8:26'])).toMatch(
-      /expected 8 fields, got 5/,
-    );
+    expect(parseSourceRow(['536365', '85123A', 'X', '6', '12/1/2010 8:26'])).toEqual({
+      ok: false,
+      reason: 'expected 8 fields, got 5',
+    });
   });
 
   it('follows the header order when columns are mapped', () => {
@@ -122,12 +135,12 @@ describe('parseSourceRow', () => {
       'UnitPrice',
       'CustomerID',
     ]);
-    expect(typeof cols).toBe('object');
-    const line = parseSourceRow(
-      ['EIRE', '536365', '85123A', 'D', '6', '12/1/2010 8:26', '2.55', ''],
-      cols as never,
-    );
+    if (!cols.ok) throw new Error(cols.reason);
+    const line = parsed(['EIRE', '536365', '85123A', 'D', '6', '12/1/2010 8:26', '2.55', ''], cols.columns);
     expect(line).toMatchObject({ country: 'EIRE', invoiceNo: '536365', customerId: null });
-    expect(resolveColumns(['InvoiceNo', 'StockCode'])).toMatch(/lacks column\(s\) Description/);
+    expect(resolveColumns(['InvoiceNo', 'StockCode'])).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/lacks column\(s\) Description/),
+    });
   });
 });
