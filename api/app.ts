@@ -4,6 +4,7 @@ import express, { type Express, type RequestHandler, type Router } from 'express
 import type { InvoiceReader } from '#adapters/invoice-store';
 import type { LineWriter } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
+import { CUSTOMER_ID_WORDING, customerIdOf, INVOICE_NO, INVOICE_NO_WORDING, textProblem } from '#core/rules';
 import { badRequest, errorHandler, HttpError, notFound } from './errors.ts';
 import { acceptLines, type BodyFormat, parseBody } from './ingest.ts';
 import { openApiDocument } from './openapi.ts';
@@ -31,11 +32,6 @@ export interface ApiDeps {
 }
 
 export const DEFAULT_LIMITS: ApiLimits = { maxLines: 5000, maxBytes: 5 * 1024 * 1024 };
-
-const INVOICE_NO = /^[A-Z]?\d{1,10}$/;
-const CUSTOMER_ID = /^\d{1,12}$/;
-// Printable characters only (control characters have no place in a stock code).
-const STOCK_CODE = /^[\p{L}\p{N}\p{P}\p{S} ]{1,32}$/u;
 
 /** The HTTP API: the same app object runs on a local port and behind API Gateway (api/functions). */
 export function createApp(deps: ApiDeps): Express {
@@ -90,16 +86,16 @@ export function createApp(deps: ApiDeps): Express {
 
   router.get('/invoices/:invoiceNo', async (req, res) => {
     const invoiceNo = req.params.invoiceNo;
-    if (!INVOICE_NO.test(invoiceNo))
-      throw badRequest('invoiceNo must be digits, optionally prefixed by C or A');
+    if (!INVOICE_NO.test(invoiceNo)) throw badRequest(`invoiceNo must be ${INVOICE_NO_WORDING}`);
     const found = await deps.store.getInvoice(invoiceNo);
     if (!found) throw notFound(`invoice ${invoiceNo} not found`);
     res.json(invoiceView(found.header, found.lines));
   });
 
   router.get('/customers/:customerId/invoices', async (req, res) => {
-    const customerId = req.params.customerId;
-    if (!CUSTOMER_ID.test(customerId)) throw badRequest('customerId must be a whole number');
+    // The id as lines carry it: `17850.0` is customer 17850, as in a file.
+    const customerId = customerIdOf(req.params.customerId);
+    if (!customerId) throw badRequest(`customerId must be ${CUSTOMER_ID_WORDING}`);
     const limit = intParam(req.query.limit, 'limit', 20, 1, 100);
     const cursor = stringParam(req.query.cursor, 'cursor');
     const page = await deps.store.listCustomerInvoices(customerId, { limit, ...(cursor ? { cursor } : {}) });
@@ -113,7 +109,8 @@ export function createApp(deps: ApiDeps): Express {
 
   router.get('/products/:stockCode/sales', async (req, res) => {
     const stockCode = req.params.stockCode;
-    if (!STOCK_CODE.test(stockCode)) throw badRequest('stockCode must be 1-32 printable characters');
+    const problem = stockCode.trim() === '' ? 'must not be empty' : textProblem(stockCode, 'stockCode');
+    if (problem) throw badRequest(`stockCode ${problem}`);
     const limit = intParam(req.query.limit, 'limit', 20, 1, 100);
     const sales = await deps.store.getProductLines(stockCode, { limit });
     if (!sales) throw notFound(`no sales for product ${stockCode}`);

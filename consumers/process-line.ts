@@ -1,10 +1,9 @@
 import { decodeLine } from '#core/avro';
 import { type EnrichedLine, enrich } from '#core/enrich';
 import { invoiceLineInput } from '#core/invoice-line';
+import { instantMs } from '#core/rules';
 
 export type RecordOutcome = { ok: true; line: EnrichedLine } | { ok: false; reason: string };
-
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 /**
  * One stream record: decode -> validate -> enrich. A failure here is permanent for this record
@@ -25,7 +24,7 @@ export function processRecord(data: Uint8Array): RecordOutcome {
     const reason = parsed.error.issues.map((i) => `${i.path.join('.') || '(line)'}: ${i.message}`).join('; ');
     return { ok: false, reason: `invalid: ${reason}` };
   }
-  if (!ISO_INSTANT.test(acceptedAt)) return { ok: false, reason: `invalid: acceptedAt: ${acceptedAt}` };
+  if (instantMs(acceptedAt) === undefined) return { ok: false, reason: `invalid: acceptedAt: ${acceptedAt}` };
   try {
     return { ok: true, line: enrich(decoded) };
   } catch (err) {

@@ -8,6 +8,7 @@ import { KinesisWriteError, type LineWriter } from '#adapters/kinesis-writer';
 import { createApp } from '#api/app';
 import { enrich } from '#core/enrich';
 import type { AcceptedLine } from '#core/invoice-line';
+import { INVOICE_NO_WORDING } from '#core/rules';
 
 // Requests go through the Lambda adapter in process: no port, and the API Gateway path is tested too.
 type Reply = { status: number; body: Record<string, unknown>; text: string; headers: Record<string, string> };
@@ -351,6 +352,26 @@ describe('reads and error mapping', () => {
     expect((await call('GET', '/nowhere', { headers: auth })).body.message).toBe('no route for GET /nowhere');
     expect((await call('GET', '/invoices/12;drop', { headers: auth })).status).toBe(400);
     expect((await call('GET', '/customers/abc/invoices', { headers: auth })).status).toBe(400);
+  });
+
+  it("checks route ids by the lines' rules (core/rules.ts) and words the refusal from them", async () => {
+    // Any capital letter prefixes an invoice number, not only C and A.
+    expect((await call('GET', '/invoices/B536365', { headers: auth })).status).toBe(404);
+    const lower = await call('GET', '/invoices/c536365', { headers: auth });
+    expect(lower.status).toBe(400);
+    expect(lower.body.message).toBe(`invoiceNo must be ${INVOICE_NO_WORDING}`);
+    expect((await call('GET', '/invoices/12345678901', { headers: auth })).status).toBe(400);
+    // A customer id as a file writes it is the same customer.
+    expect((await call('GET', '/customers/17850.0/invoices', { headers: auth })).body.message).toBe(
+      'no invoices for customer 17850',
+    );
+    expect((await call('GET', '/customers/1234567890123/invoices', { headers: auth })).status).toBe(400);
+    expect((await call('GET', `/products/${'X'.repeat(32)}/sales`, { headers: auth })).status).toBe(404);
+    const long = await call('GET', `/products/${'X'.repeat(33)}/sales`, { headers: auth });
+    expect(long.body.message).toBe('stockCode is longer than 32 characters');
+    expect((await call('GET', '/products/A%07B/sales', { headers: auth })).body.message).toBe(
+      'stockCode contains control characters',
+    );
   });
 
   it('pages a customer newest first with an opaque cursor; bad limit or cursor is a 400', async () => {
