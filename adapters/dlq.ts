@@ -1,5 +1,6 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { errorMessage, mapLimit } from './retry.ts';
+import { errorMessage } from '#core/resilience';
+import { mapLimit } from './retry.ts';
 
 /** A stream record that can never succeed (undecodable, invalid), with where it came from and why. */
 export interface DeadLetter {

@@ -1,14 +1,7 @@
 import { type FirehoseClient, PutRecordBatchCommand } from '@aws-sdk/client-firehose';
+import { type RetryPolicy, retryPartial, retryPolicy } from '#core/resilience';
 import type { Logger } from './logger.ts';
-import {
-  errorMessage,
-  isRetryable,
-  mapLimit,
-  pause,
-  type RetryPolicy,
-  retryPolicy,
-  unfiltered,
-} from './retry.ts';
+import { isRetryable, mapLimit, unfiltered } from './retry.ts';
 
 /** The port the consumer archives through: which records are still failing after retries, never a silent drop. */
 export interface ArchiveWriter {
@@ -66,11 +59,9 @@ export class FirehoseArchiveWriter implements ArchiveWriter {
   }
 
   private async putChunk(records: readonly Uint8Array[], chunk: number[]): Promise<ArchiveResult> {
-    let pending = chunk;
-    let reason = '';
-    for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
-      if (attempt > 0) await pause(attempt, this.policy);
-      try {
+    const outcome = await retryPartial(
+      chunk,
+      async (pending) => {
         const out = await this.options.client.send(
           unfiltered(
             new PutRecordBatchCommand({
@@ -82,14 +73,18 @@ export class FirehoseArchiveWriter implements ArchiveWriter {
         if (!out.FailedPutCount) return { failed: [] };
         const responses = out.RequestResponses ?? [];
         const failed = pending.filter((_, k) => responses[k]?.ErrorCode);
-        reason = responses.find((r) => r.ErrorCode)?.ErrorCode ?? 'unknown';
-        pending = failed.length > 0 ? failed : pending;
-      } catch (err) {
-        reason = errorMessage(err);
-        if (!isRetryable(err)) break;
-      }
-      this.options.logger?.debug({ pending: pending.length, attempt, reason }, 'PutRecordBatch retry');
-    }
-    return { failed: pending, reason: `PutRecordBatch: ${reason}` };
+        const reason = responses.find((r) => r.ErrorCode)?.ErrorCode ?? 'unknown';
+        // A count of failures without saying which: all of them go again.
+        return { failed: failed.length > 0 ? failed : pending, reason };
+      },
+      this.policy,
+      {
+        retryable: isRetryable,
+        onRetry: ({ retry, pending, reason }) =>
+          this.options.logger?.debug({ pending, attempt: retry - 1, reason }, 'PutRecordBatch retry'),
+      },
+    );
+    if (outcome.failed.length === 0) return { failed: [] };
+    return { failed: outcome.failed, reason: `PutRecordBatch: ${outcome.reason}` };
   }
 }

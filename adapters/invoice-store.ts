@@ -13,17 +13,10 @@ import {
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { EnrichedLine } from '#core/enrich';
 import { sumMoney } from '#core/money';
+import { errorMessage, pause, type RetryPolicy, retryPolicy } from '#core/resilience';
 import { TABLE_KEYS } from './dynamo-table.ts';
 import type { Logger } from './logger.ts';
-import {
-  errorMessage,
-  isRetryable,
-  mapLimit,
-  pause,
-  type RetryPolicy,
-  retryPolicy,
-  unfiltered,
-} from './retry.ts';
+import { isRetryable, mapLimit, unfiltered } from './retry.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Item design (docs/dynamodb.md). Every key is a string; numbers inside keys are zero-padded so

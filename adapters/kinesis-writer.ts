@@ -1,8 +1,15 @@
 import { type KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
 import { encodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
+import {
+  errorMessage,
+  type PartialResult,
+  type RetryPolicy,
+  retryPartial,
+  retryPolicy,
+} from '#core/resilience';
 import type { Logger } from './logger.ts';
-import { errorMessage, isRetryable, pause, type RetryPolicy, retryPolicy, unfiltered } from './retry.ts';
+import { isRetryable, unfiltered } from './retry.ts';
 
 /** The port the API writes accepted lines through. Resolves only when every line is on the stream. */
 export interface LineWriter {
@@ -185,71 +192,69 @@ export class KinesisLineWriter implements LineWriter {
    * request fails for its own lines only.
    */
   private async putBatch(batch: Pending[], mayIsolate: boolean): Promise<void> {
-    let pending = batch;
-    let lastReason = '';
-    let cause: unknown;
-    for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
-      if (attempt > 0) await pause(attempt, this.policy);
-      const tickets = new Set(pending.map((p) => p.ticket));
-      for (const t of tickets) t.calls++;
-      this.counters.calls++;
-      if (tickets.size > 1) this.counters.sharedCalls++;
-      let results: { ErrorCode?: string; ErrorMessage?: string }[];
-      try {
-        const out = await this.options.client.send(
-          unfiltered(
-            new PutRecordsCommand({
-              StreamName: this.options.streamName,
-              Records: pending.map((p) => p.entry),
-            }),
+    const outcome = await retryPartial(
+      batch,
+      (pending, attempt) => this.putOnce(pending, attempt),
+      this.policy,
+      {
+        retryable: isRetryable,
+      },
+    );
+    if (outcome.failed.length === 0) return;
+    const refused = outcome.cause !== undefined && !isRetryable(outcome.cause);
+    if (refused) {
+      const tickets = new Set(outcome.failed.map((p) => p.ticket));
+      if (mayIsolate && tickets.size > 1) {
+        await Promise.all(
+          [...tickets].map((t) =>
+            this.putBatch(
+              outcome.failed.filter((p) => p.ticket === t),
+              false,
+            ),
           ),
         );
-        results = out.Records ?? [];
-        if (!out.FailedRecordCount) {
-          for (const p of pending) this.settle(p);
-          return;
-        }
-      } catch (err) {
-        if (!isRetryable(err)) {
-          if (mayIsolate && tickets.size > 1) {
-            await Promise.all(
-              [...tickets].map((t) =>
-                this.putBatch(
-                  pending.filter((p) => p.ticket === t),
-                  false,
-                ),
-              ),
-            );
-            return;
-          }
-          const failure = new KinesisWriteError(`PutRecords failed: ${errorMessage(err)}`, pending.length, {
-            cause: err,
-          });
-          for (const p of pending) this.settle(p, failure);
-          return;
-        }
-        lastReason = errorMessage(err);
-        cause = err;
-        continue;
+        return;
       }
-      // A response without per-record results cannot say which failed: resend everything still pending.
-      const failed =
-        results.length === pending.length ? pending.filter((_, i) => results[i]?.ErrorCode) : pending;
-      const failedSet = new Set(failed);
-      for (const p of pending) if (!failedSet.has(p)) this.settle(p);
-      lastReason = results.find((r) => r.ErrorCode)?.ErrorCode ?? 'unknown';
-      this.options.logger?.debug(
-        { failed: failed.length, of: pending.length, attempt, reason: lastReason },
-        'PutRecords partial failure',
-      );
-      pending = failed;
     }
-    const failure = new KinesisWriteError(
-      `records still failing after ${this.policy.maxAttempts} attempts (${lastReason})`,
-      pending.length,
-      { cause },
+    const failure = refused
+      ? new KinesisWriteError(`PutRecords failed: ${outcome.reason}`, outcome.failed.length, {
+          cause: outcome.cause,
+        })
+      : new KinesisWriteError(
+          `records still failing after ${outcome.attempts} attempts (${outcome.reason})`,
+          outcome.failed.length,
+          { cause: outcome.cause },
+        );
+    for (const p of outcome.failed) this.settle(p, failure);
+  }
+
+  /** One PutRecords call: settles the entries it wrote, answers those to send again; throws what it threw. */
+  private async putOnce(pending: readonly Pending[], attempt: number): Promise<PartialResult<Pending>> {
+    const tickets = new Set(pending.map((p) => p.ticket));
+    for (const t of tickets) t.calls++;
+    this.counters.calls++;
+    if (tickets.size > 1) this.counters.sharedCalls++;
+    const out = await this.options.client.send(
+      unfiltered(
+        new PutRecordsCommand({ StreamName: this.options.streamName, Records: pending.map((p) => p.entry) }),
+      ),
     );
-    for (const p of pending) this.settle(p, failure);
+    const results = out.Records ?? [];
+    if (!out.FailedRecordCount) {
+      for (const p of pending) this.settle(p);
+      return { failed: [] };
+    }
+    // A response without per-record results cannot say which failed: resend everything still pending.
+    const failed =
+      results.length === pending.length ? pending.filter((_, i) => results[i]?.ErrorCode) : [...pending];
+    const failedSet = new Set(failed);
+    for (const p of pending) if (!failedSet.has(p)) this.settle(p);
+    const reason = results.find((r) => r.ErrorCode)?.ErrorCode ?? 'unknown';
+    this.options.logger?.debug(
+      { failed: failed.length, of: pending.length, attempt, reason },
+      'PutRecords partial failure',
+    );
+    return { failed, reason };
   }
 
   /** Marks one entry done (or failed); its request answers once all of its entries are. */
@@ -268,7 +273,7 @@ export class KinesisLineWriter implements LineWriter {
       t.resolve({ records: t.total, calls: t.calls });
       return;
     }
-    const reason = t.cause instanceof Error ? t.cause.message : String(t.cause);
+    const reason = errorMessage(t.cause, { name: false });
     t.reject(
       new KinesisWriteError(`${t.failed} of ${t.total} records not written: ${reason}`, t.failed, {
         cause: t.cause,

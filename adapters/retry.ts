@@ -1,29 +1,8 @@
-/** Bounded retry with exponential backoff and full jitter, shared by the stream adapters. */
-export interface RetryPolicy {
-  /** Attempts in all, the first one included. */
-  maxAttempts: number;
-  baseMs: number;
-  maxMs: number;
-  /** Injected so unit tests do not wait. */
-  sleep?: (ms: number) => Promise<void>;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 8, baseMs: 20, maxMs: 1_000 };
-
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function retryPolicy(overrides: Partial<RetryPolicy> = {}): RetryPolicy {
-  return { ...DEFAULT_RETRY, ...overrides };
-}
-
-/** Full jitter (AWS architecture blog): uniform in [0, min(max, base * 2^attempt)). */
-export function backoffMs(attempt: number, policy: RetryPolicy): number {
-  return Math.random() * Math.min(policy.maxMs, policy.baseMs * 2 ** attempt);
-}
-
-export function pause(attempt: number, policy: RetryPolicy): Promise<void> {
-  return (policy.sleep ?? sleep)(backoffMs(attempt, policy));
-}
+/**
+ * Retrying against the AWS SDK: which errors are worth another try, a bounded-concurrency map for
+ * calls made chunk by chunk, and a command without the SDK's log filtering. The policy itself
+ * (backoff, partial-batch retry, sleep) is `#core/resilience`.
+ */
 
 const RETRYABLE_NAMES = new Set([
   'ProvisionedThroughputExceededException',
@@ -72,10 +51,6 @@ export async function mapLimit<T, R>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
-}
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
 const identity = <T>(x: T): T => x;

@@ -7,6 +7,7 @@ import {
   GetStatementResultCommand,
   type RedshiftDataClient,
 } from '@aws-sdk/client-redshift-data';
+import { sleep as coreSleep } from '#core/resilience';
 import {
   type CopyStep,
   ident,
@@ -107,7 +108,7 @@ export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Ware
   const { client } = options;
   const pollMs = options.pollIntervalMs ?? 250;
   const timeoutMs = options.timeoutMs ?? 15 * 60_000;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const sleep = options.sleep ?? coreSleep;
   const target = {
     Database: options.database,
     ...(options.workgroupName ? { WorkgroupName: options.workgroupName } : {}),

@@ -1,4 +1,5 @@
 import { formatTime, stdoutTable } from '#adapters/terminal';
+import { nearestRank } from '#core/percentile';
 import { num, type QueryPort, runQuery } from './db.ts';
 
 /**
@@ -65,13 +66,13 @@ export function parseDuration(text: string): number {
   return Number(m[1]) * (UNITS[m[2] as string] as number);
 }
 
-/** Nearest-rank percentiles over a histogram of (value, count) in any order. */
+/** Nearest-rank percentiles (`#core/percentile`) over a histogram of (value, count) in any order. */
 export function distribution(buckets: ReadonlyArray<{ ms: number; n: number }>): Distribution {
   const sorted = buckets.filter((b) => b.n > 0).sort((a, b) => a.ms - b.ms);
   const count = sorted.reduce((s, b) => s + b.n, 0);
   if (count === 0) return { count: 0, p50: null, p90: null, p99: null, max: null };
   const rank = (p: number) => {
-    const target = Math.max(1, Math.ceil(p * count));
+    const target = nearestRank(count, p);
     let seen = 0;
     for (const b of sorted) {
       seen += b.n;
@@ -81,9 +82,9 @@ export function distribution(buckets: ReadonlyArray<{ ms: number; n: number }>):
   };
   return {
     count,
-    p50: rank(0.5),
-    p90: rank(0.9),
-    p99: rank(0.99),
+    p50: rank(50),
+    p90: rank(90),
+    p99: rank(99),
     max: (sorted.at(-1) as { ms: number }).ms,
   };
 }

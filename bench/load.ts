@@ -15,6 +15,7 @@ import { createLogger } from '#adapters/logger';
 import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
 import { startPipeline } from '#cli/pipeline';
 import type { InvoiceLineInput } from '#core/invoice-line';
+import { percentile } from '#core/percentile';
 import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { newRunId, openRunLog } from '#producer/run-log';
 import { cpuMeter, emulatorPids, timeCommands } from './stream.ts';
@@ -120,10 +121,8 @@ function runClients(
   });
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
+/** Whole milliseconds; null stays null (no requests measured, no latency to show). */
+const roundOrNull = (ms: number | null): number | null => (ms === null ? null : Math.round(ms));
 
 export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<string, unknown>> {
   const clients = opts.clients ?? 200;
@@ -217,10 +216,10 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
       acceptedLines,
       acceptedLinesPerSecond: Math.round(acceptedLines / elapsed),
       latencyMs: {
-        p50: Math.round(percentile(sorted, 50)),
-        p95: Math.round(percentile(sorted, 95)),
-        p99: Math.round(percentile(sorted, 99)),
-        max: Math.round(sorted.at(-1) ?? 0),
+        p50: roundOrNull(percentile(sorted, 50)),
+        p95: roundOrNull(percentile(sorted, 95)),
+        p99: roundOrNull(percentile(sorted, 99)),
+        max: roundOrNull(sorted.at(-1) ?? null),
       },
       runLogAppends: logAppends,
       eventLoopDelayMs: {

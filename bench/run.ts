@@ -12,6 +12,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { errorMessage } from '#core/resilience';
 
 interface BenchModule {
   name: string;
@@ -161,7 +162,7 @@ async function main(): Promise<void> {
       log(`${b.name}: done in ${seconds} s`);
     } catch (err) {
       // One broken bench must not cost the others' results.
-      const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      const message = (err instanceof Error && err.stack) || errorMessage(err);
       results[b.name] = { failed: message };
       tables.push(`## ${b.name}\n\nFAILED: ${message.split('\n')[0]}`);
       log(`${b.name}: FAILED ${message}`);

@@ -1,3 +1,5 @@
+import { errorMessage } from '#core/resilience';
+
 /**
  * Ctrl-C / SIGTERM handling for long-running commands: the first signal runs the shutdown once
  * (stop accepting, flush, close databases); a second signal forces an exit.
@@ -14,7 +16,7 @@ export function onShutdown(shutdown: (signal: string) => Promise<void>): void {
     shutdown(signal).then(
       () => process.exit(0),
       (err) => {
-        process.stderr.write(`shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.stderr.write(`shutdown failed: ${errorMessage(err, { name: false })}\n`);
         process.exit(1);
       },
     );

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '#adapters/config';
 import { ReconcileInputError } from '#batch/reconcile';
+import { errorMessage } from '#core/resilience';
 import { StackNotRunningError } from '#local/endpoints';
 import { LoadInputError, registerLoadCommands } from './commands/load.ts';
 import { registerPowerBiCommand } from './commands/powerbi.ts';
@@ -46,7 +47,7 @@ export async function main(argv: string[]): Promise<void> {
       err instanceof StackNotRunningError ||
       err instanceof ReconcileInputError ||
       err instanceof LoadInputError;
-    process.stderr.write(`retail-pipeline: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`retail-pipeline: ${errorMessage(err, { name: false })}\n`);
     if (!expected || process.env.RP_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     process.exitCode = 1;
   }

@@ -4,7 +4,8 @@ import type { ArchiveWriter } from '#adapters/firehose-writer';
 import type { LineSink, LineToStore, StoredLine } from '#adapters/invoice-store';
 import { padSequence } from '#adapters/invoice-store';
 import type { Logger } from '#adapters/logger';
-import { errorMessage, mapLimit } from '#adapters/retry';
+import { mapLimit } from '#adapters/retry';
+import { errorMessage } from '#core/resilience';
 import { planAggregates } from './aggregates.ts';
 import { processRecord } from './process-line.ts';
 

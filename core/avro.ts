@@ -1,5 +1,6 @@
 import avro from 'avsc';
 import type { AcceptedLine } from './invoice-line.ts';
+import { errorMessage } from './resilience.ts';
 import { INVOICE_LINE_V1, INVOICE_LINE_V2 } from './schemas/invoice-line.ts';
 
 /**
@@ -338,7 +339,7 @@ export function decodeRecord(bytes: Uint8Array): InvoiceLineRecord {
     return READER.fromBuffer(buf.subarray(HEADER_LENGTH), writer.resolver) as InvoiceLineRecord;
   } catch (err) {
     throw new InvalidRecordError(
-      `corrupt invoice line record (schema ${writer.version}): ${err instanceof Error ? err.message : err}`,
+      `corrupt invoice line record (schema ${writer.version}): ${errorMessage(err, { name: false })}`,
       { cause: err },
     );
   }

@@ -23,7 +23,11 @@ export interface RetryPolicy {
 
 export type Jitter = 'full' | 'equal' | 'none';
 
-export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 8, baseMs: 20, maxMs: 1_000 };
+/**
+ * The stream adapters' policy: waits under 40, 80, ... 1,000 ms, at most about 3 s over the 7 retries: long
+ * enough to ride out a throttled second on a Kinesis shard or a DynamoDB partition.
+ */
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 8, baseMs: 40, maxMs: 1_000 };
 
 export function retryPolicy(overrides: Partial<RetryPolicy> = {}): RetryPolicy {
   return { ...DEFAULT_RETRY, ...overrides };
@@ -71,9 +75,16 @@ export function pause(retry: number, policy: RetryPolicy, signal?: AbortSignal):
   return (policy.sleep ?? sleep)(backoffMs(retry, policy), signal);
 }
 
-/** An error as one line of text for a log, a manifest row or a dead letter: `Name: message`. */
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+/**
+ * An error as one line of text. `Name: message` for a log, a manifest row or a dead letter, where the
+ * class says which layer failed; `{ name: false }` gives the message alone, for text that already
+ * says what failed (`undecodable: ...`) or that a person reads (`retail-pipeline: ...`). An error
+ * without a message is its name either way; anything thrown that is not an Error is its string.
+ */
+export function errorMessage(err: unknown, options: { name?: boolean } = {}): string {
+  if (!(err instanceof Error)) return String(err);
+  if (err.message === '') return err.name;
+  return options.name === false ? err.message : `${err.name}: ${err.message}`;
 }
 
 /** What one send of a partial batch answers: the items that failed (a subset of those sent), and why. */

@@ -4,6 +4,7 @@
  * dynalite no longer delays Kinesis reads. Talks to its parent over IPC.
  */
 
+import { errorMessage } from '#core/resilience';
 import type { ChildMessage, EmulatorSpec, ParentMessage } from './emulator-process.ts';
 import { type RunningEmulator, startDynamo, startKinesis, startS3 } from './emulators.ts';
 
@@ -62,6 +63,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
+  send({ type: 'failed', error: errorMessage(err, { name: false }) });
   process.exit(1);
 });

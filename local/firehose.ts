@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
+import { backoffMs, sleep } from '#core/resilience';
 import {
   ACCOUNT_ID,
   CONTENT_TYPE,
@@ -50,6 +51,8 @@ export interface RetryOptions {
   maxDelayMs?: number;
   /** Attempts per object once stop() began; after them the WAL is kept for the next start. */
   attemptsOnStop?: number;
+  /** Waits between attempts; injected so a test can see each retry happen. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 export interface LocalFirehoseOptions {
@@ -83,24 +86,8 @@ export class LocalFirehoseError extends Error {
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
 const PUT_OBJECT_TIMEOUT_MS = 60_000;
 
-/** Sleeps that stop() can cut short, so a retry loop notices it must give up soon. */
-class Sleeper {
-  private readonly wakers = new Set<() => void>();
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakers.add(done);
-    });
-  }
-  wakeAll(): void {
-    for (const wake of [...this.wakers]) wake();
-  }
-}
+/** Once stop() began, retries are this far apart at most, so its bounded attempts end soon. */
+const MAX_DELAY_ON_STOP_MS = 1_000;
 
 interface Shared {
   s3: S3Client;
@@ -110,8 +97,10 @@ interface Shared {
   baseDelayMs: number;
   maxDelayMs: number;
   attemptsOnStop: number;
-  sleeper: Sleeper;
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   stopping: boolean;
+  /** Aborted by stop(): cuts short a retry's backoff begun before the stop. */
+  stop: AbortController;
 }
 
 interface PendingAppend {
@@ -335,14 +324,19 @@ class Lane {
           );
           return false;
         }
-        const backoffMs = Math.min(this.shared.maxDelayMs, this.shared.baseDelayMs * 2 ** (failures - 1));
-        // Stop must end soon: its bounded attempts are not spaced by a long backoff.
-        const delayMs = this.shared.stopping ? Math.min(backoffMs, 1_000) : backoffMs;
+        const { stopping, baseDelayMs, maxDelayMs } = this.shared;
+        // Equal jitter: a floor between tries, so a recovering S3 is not hammered by the backlog.
+        const delayMs = backoffMs(failures, {
+          baseMs: baseDelayMs,
+          maxMs: stopping ? Math.min(maxDelayMs, MAX_DELAY_ON_STOP_MS) : maxDelayMs,
+          jitter: 'equal',
+        });
         logger.warn(
-          { err, stream: this.config.name, key, failures, delayMs },
+          { err, stream: this.config.name, key, failures, delayMs: Math.round(delayMs) },
           'firehose: delivery failed, retrying',
         );
-        await this.shared.sleeper.sleep(delayMs * (0.75 + Math.random() * 0.5));
+        // Once stopping, the short waits run their course: an aborted signal would skip them all.
+        await this.shared.sleep(delayMs, stopping ? undefined : this.shared.stop.signal);
       }
     }
     try {
@@ -376,8 +370,9 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
     baseDelayMs: opts.retry?.baseDelayMs ?? 200,
     maxDelayMs: opts.retry?.maxDelayMs ?? 5_000,
     attemptsOnStop: opts.retry?.attemptsOnStop ?? 3,
-    sleeper: new Sleeper(),
+    sleep: opts.retry?.sleep ?? sleep,
     stopping: false,
+    stop: new AbortController(),
   };
   const lanes = new Map<string, Lane>();
   for (const config of opts.deliveryStreams) {
@@ -554,7 +549,7 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
   } catch (err) {
     // Recovered segments may be mid-delivery: stop bounds it, and what is not delivered stays in the WAL.
     shared.stopping = true;
-    shared.sleeper.wakeAll();
+    shared.stop.abort();
     await Promise.all([...lanes.values()].map((lane) => lane.drained()));
     await unlock();
     throw err;
@@ -581,7 +576,7 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
       server.closeIdleConnections();
       await Promise.allSettled([...inflight]);
       // A retry loop asleep on a long backoff must start counting its bounded attempts now.
-      shared.sleeper.wakeAll();
+      shared.stop.abort();
       for (const lane of lanes.values()) lane.wakeDelivery();
       await flush();
       server.closeAllConnections();

@@ -4,6 +4,7 @@ import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { createClients } from '#adapters/clients';
+import { errorMessage } from '#core/resilience';
 import type { Endpoints } from './endpoints.ts';
 
 export type ServiceName = 'kinesis' | 'dynamodb' | 's3' | 'firehose' | 'postgres' | 'api';
@@ -26,7 +27,7 @@ async function timed(
     const detail = await probe();
     return { service, endpoint, ok: true, ms: Math.round(performance.now() - started), detail };
   } catch (err) {
-    const detail = err instanceof Error ? err.message || err.name : String(err);
+    const detail = errorMessage(err, { name: false });
     return { service, endpoint, ok: false, ms: Math.round(performance.now() - started), detail };
   }
 }

@@ -162,8 +162,3 @@ export function decide(
   }
   return { commit, rest: { action: 'retry', attempts: failed } };
 }
-
-/** Backoff between retries of a failed batch or a throttled call: exponential, capped. */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-}

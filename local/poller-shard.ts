@@ -8,9 +8,9 @@ import {
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import type { Logger } from '#adapters/logger';
 import { unfiltered } from '#adapters/retry';
+import { backoffMs, errorMessage, type RetryPolicy, sleep } from '#core/resilience';
 import {
   type BatchOutcome,
-  backoffMs,
   decide,
   type EventContext,
   expiredPrefix,
@@ -76,6 +76,8 @@ export interface ShardWorkerOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   startingPosition: 'TRIM_HORIZON' | 'LATEST';
+  /** Epoch milliseconds, for record ages and the batching window. */
+  clock: () => number;
   logger: Logger;
 }
 
@@ -94,7 +96,10 @@ interface FetchResult {
 /** GetRecords returns at most this many records per call. */
 const GET_RECORDS_MAX = 10_000;
 
-/** A one-shot wake-up for loops that sleep: wait() resolves on notify() or after the timeout. */
+/**
+ * A condition a loop waits for (data arrived, space freed): wait() resolves on the next notify(), or
+ * after the timeout (the batching window). Not a sleep: a stop notifies it like any other change.
+ */
 class Signal {
   readonly #waiters = new Set<() => void>();
 
@@ -119,18 +124,14 @@ function errorName(err: unknown): string {
   return (err as { name?: string } | null)?.name ?? 'Error';
 }
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-}
-
-function fromSdk(record: _Record): ShardRecord {
+function fromSdk(record: _Record, nowMs: number): ShardRecord {
   const data = record.Data ?? new Uint8Array();
   return {
     sequenceNumber: record.SequenceNumber ?? '',
     partitionKey: record.PartitionKey ?? '',
     // A view, not a copy: the SDK hands over a fresh array per record.
     data: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
-    arrivedAtMs: record.ApproximateArrivalTimestamp?.getTime() ?? Date.now(),
+    arrivedAtMs: record.ApproximateArrivalTimestamp?.getTime() ?? nowMs,
   };
 }
 
@@ -144,6 +145,11 @@ export class ShardWorker {
   readonly #o: ShardWorkerOptions;
   readonly #log: Logger;
   readonly #readAhead: number;
+  /**
+   * No jitter: one worker per shard means no crowd of clients retrying in step to spread out, and
+   * the options promise a first wait of retryBaseMs doubling up to retryMaxMs.
+   */
+  readonly #retry: Pick<RetryPolicy, 'baseMs' | 'maxMs' | 'jitter'>;
 
   #buffer: ShardRecord[] = [];
   /** Sizes of the sub-batches still to retry at the head of the buffer (bisect, partial failure). */
@@ -164,7 +170,8 @@ export class ShardWorker {
 
   readonly #dataArrived = new Signal();
   readonly #spaceFreed = new Signal();
-  readonly #stopped = new Signal();
+  /** Aborted by stop(): ends a backoff or an idle poll wait at once. */
+  readonly #stop = new AbortController();
 
   readonly #stats = {
     recordsProcessed: 0,
@@ -184,6 +191,7 @@ export class ShardWorker {
     // Big reads: on kinesalite each GetRecords has a fixed cost (iterator decryption, stream lookup)
     // that dominates small reads; a full 10,000-record read drains a backlog markedly faster.
     this.#readAhead = Math.max(GET_RECORDS_MAX, 2 * options.batchSize);
+    this.#retry = { baseMs: options.retryBaseMs, maxMs: options.retryMaxMs, jitter: 'none' };
   }
 
   /** Loads the checkpoint and gets the first iterator, so a bad stream fails start-up, not later. */
@@ -209,7 +217,7 @@ export class ShardWorker {
     this.#stopping = true;
     this.#dataArrived.notify();
     this.#spaceFreed.notify();
-    this.#stopped.notify();
+    this.#stop.abort();
     await this.#loops;
   }
 
@@ -246,7 +254,7 @@ export class ShardWorker {
       this.#stopping = true;
       this.#dataArrived.notify();
       this.#spaceFreed.notify();
-      this.#stopped.notify();
+      this.#stop.abort();
     }
   }
 
@@ -287,20 +295,21 @@ export class ShardWorker {
         this.#readFailures++;
         const throttled = THROTTLING.has(name);
         if (!throttled) this.#iterator = undefined;
-        const delay = backoffMs(this.#readFailures, this.#o.retryBaseMs, this.#o.retryMaxMs);
+        const delay = backoffMs(this.#readFailures, this.#retry);
         this.#log[throttled ? 'debug' : 'warn'](
           { err, delay, failures: this.#readFailures },
           'GetRecords failed',
         );
-        await this.#stopped.wait(delay);
+        await sleep(delay, this.#stop.signal);
         continue;
       }
       const { records, next, behind } = result;
       this.#iterator = next;
       this.#stats.millisBehindLatest = behind;
       if (records.length > 0) {
-        if (this.#buffer.length === 0) this.#windowStart = Date.now();
-        for (const record of records) this.#buffer.push(fromSdk(record));
+        const now = this.#o.clock();
+        if (this.#buffer.length === 0) this.#windowStart = now;
+        for (const record of records) this.#buffer.push(fromSdk(record, now));
         this.#lastFetched = this.#buffer.at(-1)?.sequenceNumber;
         this.#dataArrived.notify();
         continue;
@@ -313,7 +322,7 @@ export class ShardWorker {
         return;
       }
       // Empty reads can happen behind the tip (gaps in the shard): only sleep when caught up.
-      if (behind === 0) await this.#stopped.wait(this.#o.idlePollMs);
+      if (behind === 0) await sleep(this.#o.idlePollMs, this.#stop.signal);
     }
   }
 
@@ -335,7 +344,7 @@ export class ShardWorker {
           continue;
         }
         if (batchWindowMs > 0 && this.#buffer.length < batchSize && !this.#ended) {
-          const wait = this.#windowStart + batchWindowMs - Date.now();
+          const wait = this.#windowStart + batchWindowMs - this.#o.clock();
           if (wait > 0) {
             await this.#dataArrived.wait(wait);
             continue;
@@ -357,7 +366,7 @@ export class ShardWorker {
   /** Runs one batch of `size` records from the buffer's head; false when stopped mid-way. */
   async #step(size: number): Promise<boolean> {
     const { policy } = this.#o;
-    const expired = expiredPrefix(this.#buffer, size, this.#o.maxRecordAgeSeconds, Date.now());
+    const expired = expiredPrefix(this.#buffer, size, this.#o.maxRecordAgeSeconds, this.#o.clock());
     if (expired > 0) {
       const reason = `RecordAgeExceeded: older than ${this.#o.maxRecordAgeSeconds} s`;
       if (!(await this.#discard(expired, 'RecordAgeExceeded', reason, this.#attempts))) return false;
@@ -397,7 +406,7 @@ export class ShardWorker {
     } else if (rest.action === 'retry') {
       this.#stats.retries++;
       this.#plan.unshift(remaining);
-      await this.#stopped.wait(backoffMs(rest.attempts, this.#o.retryBaseMs, this.#o.retryMaxMs));
+      await sleep(backoffMs(rest.attempts, this.#retry), this.#stop.signal);
     } else {
       const reason = `RetryAttemptsExhausted: ${outcome.reason}`;
       if (!(await this.#discard(remaining, 'RetryAttemptsExhausted', reason, rest.attempts))) return false;
@@ -423,7 +432,7 @@ export class ShardWorker {
   async #commit(count: number): Promise<void> {
     const last = this.#buffer[count - 1] as ShardRecord;
     this.#buffer.splice(0, count);
-    this.#windowStart = Date.now();
+    this.#windowStart = this.#o.clock();
     this.#spaceFreed.notify();
     try {
       await this.#o.checkpoints.save(this.shardId, last.sequenceNumber);
@@ -460,9 +469,9 @@ export class ShardWorker {
         break;
       } catch (err) {
         if (this.#stopping) return false;
-        const delay = backoffMs(attempt, this.#o.retryBaseMs, this.#o.retryMaxMs);
+        const delay = backoffMs(attempt, this.#retry);
         this.#log.error({ err, attempt, delay }, 'on-failure destination failed, retrying');
-        await this.#stopped.wait(delay);
+        await sleep(delay, this.#stop.signal);
         if (this.#stopping) return false;
       }
     }

@@ -5,6 +5,7 @@ import {
   type Shard,
 } from '@aws-sdk/client-kinesis';
 import type { Logger } from '#adapters/logger';
+import { sleep } from '#core/resilience';
 import { CheckpointStore } from './poller-checkpoint.ts';
 import { type PollerFailure, type ShardStats, ShardWorker, type StreamHandler } from './poller-shard.ts';
 
@@ -45,6 +46,8 @@ export interface PollerOptions {
   retryMaxMs?: number;
   /** Where a shard without a checkpoint starts (default TRIM_HORIZON: nothing written while down is missed). */
   startingPosition?: 'TRIM_HORIZON' | 'LATEST';
+  /** Epoch milliseconds (default Date.now); injected so a test can age records without waiting. */
+  clock?: () => number;
   logger: Logger;
 }
 
@@ -141,6 +144,7 @@ export async function startStreamPoller(opts: PollerOptions): Promise<StreamPoll
         retryBaseMs: opts.retryBaseMs ?? 100,
         retryMaxMs: opts.retryMaxMs ?? 5000,
         startingPosition: opts.startingPosition ?? 'TRIM_HORIZON',
+        clock: opts.clock ?? Date.now,
         logger: log,
       }),
   );
@@ -178,7 +182,7 @@ export async function startStreamPoller(opts: PollerOptions): Promise<StreamPoll
           throw new PollerStoppedError(`shard ${crashed.shardId} crashed`, { cause: crashed.crashed });
         if (stopping) throw new PollerStoppedError('poller stopped before catching up');
         if (workers.every((w, i) => w.caughtUpSince(marks[i] as number))) return;
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await sleep(10);
       }
     },
   };

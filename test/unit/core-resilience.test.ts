@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, errorMessage, retryPartial, retryPolicy, sleep } from '#core/resilience';
+import { backoffMs, DEFAULT_RETRY, errorMessage, retryPartial, retryPolicy, sleep } from '#core/resilience';
 
 const noWait = retryPolicy({ maxAttempts: 4, baseMs: 10, maxMs: 40, sleep: async () => {} });
 
@@ -75,6 +75,21 @@ describe('retryPartial', () => {
     expect(out.cause).toBeInstanceOf(Error);
   });
 
+  it('waits the policy backoff before each retry, and hands the sleep the stop signal', async () => {
+    const waits: Array<{ ms: number; signal: AbortSignal | undefined }> = [];
+    const policy = retryPolicy({
+      maxAttempts: 4,
+      baseMs: 10,
+      maxMs: 25,
+      jitter: 'none',
+      sleep: async (ms, signal) => void waits.push({ ms, signal }),
+    });
+    const stop = new AbortController();
+    await retryPartial([1], async (p) => ({ failed: p, reason: 'busy' }), policy, { signal: stop.signal });
+    expect(waits.map((w) => w.ms)).toEqual([10, 20, 25]);
+    expect(waits.every((w) => w.signal === stop.signal)).toBe(true);
+  });
+
   it('stops retrying once the signal aborts', async () => {
     const stop = new AbortController();
     let calls = 0;
@@ -97,5 +112,22 @@ describe('errorMessage', () => {
   it('names the error class', () => {
     expect(errorMessage(new TypeError('x'))).toBe('TypeError: x');
     expect(errorMessage('plain')).toBe('plain');
+  });
+
+  it('gives the message alone when asked, and the name when there is no message', () => {
+    expect(errorMessage(new TypeError('x'), { name: false })).toBe('x');
+    expect(errorMessage(Object.assign(new Error(''), { name: 'AbortError' }))).toBe('AbortError');
+    expect(errorMessage(Object.assign(new Error(''), { name: 'AbortError' }), { name: false })).toBe(
+      'AbortError',
+    );
+    expect(errorMessage(42, { name: false })).toBe('42');
+  });
+});
+
+describe('DEFAULT_RETRY', () => {
+  it("waits under 40, 80, ... 1,000 ms: the stream adapters' waits before the policy moved to core", () => {
+    const ceilings = [1, 2, 3, 4, 5, 6, 7].map((r) => backoffMs(r, { ...DEFAULT_RETRY, jitter: 'none' }));
+    expect(ceilings).toEqual([40, 80, 160, 320, 640, 1_000, 1_000]);
+    expect(DEFAULT_RETRY.maxAttempts).toBe(8);
   });
 });
