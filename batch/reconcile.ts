@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { mapLimit } from '#adapters/retry';
 import type { Warehouse } from '#adapters/warehouse';
+import { lineKey } from '#core/invoice-line';
 
 /**
  * Reconciliation: what the producer was told was accepted (its run logs, docs/producer.md) against
@@ -16,8 +17,11 @@ import type { Warehouse } from '#adapters/warehouse';
  * Money is compared as whole thousandths in BigInt: never a float.
  */
 
-/** One line as a store holds it. */
-export interface StoredLine {
+/**
+ * What reconciliation reads of one line in a store: its key and total (not the serving store's
+ * StoredLine, adapters/invoice-store.ts, which is the whole line).
+ */
+export interface LineTotalRow {
   invoiceNo: string;
   lineNo: number;
   lineTotal: string;
@@ -27,7 +31,7 @@ export interface StoredLine {
 export interface LineSource {
   readonly name: string;
   /** Every line of these invoices; lines of other invoices may be included (they are ignored). */
-  linesOf(invoices: ReadonlySet<string>): Promise<StoredLine[]>;
+  linesOf(invoices: ReadonlySet<string>): Promise<LineTotalRow[]>;
 }
 
 export interface ReconcileScope {
@@ -88,8 +92,8 @@ export class ReconcileInputError extends Error {
   override name = 'ReconcileInputError';
 }
 
-const SEP = '\t';
-export const lineKey = (invoiceNo: string, lineNo: number): string => `${invoiceNo}${SEP}${lineNo}`;
+// Keys are core's lineKey (`<invoiceNo>#<lineNo>`); an invoice number never holds a '#'.
+const SEP = '#';
 const invoiceOf = (key: string): string => key.slice(0, key.indexOf(SEP));
 export const showKey = (key: string): string => key.replace(SEP, '/');
 
@@ -162,7 +166,7 @@ export async function readAcceptedLines(dir: string, scope: ReconcileScope = {})
   let conflicting = 0;
   for (const b of batches) {
     for (const [invoiceNo, lineNo, total] of b.lines) {
-      const key = lineKey(invoiceNo, lineNo);
+      const key = lineKey({ invoiceNo, lineNo });
       const milli = toMilli(total);
       const before = lines.get(key);
       if (before !== undefined) {
@@ -180,7 +184,7 @@ export function compareStore(
   store: string,
   accepted: ReadonlyMap<string, bigint>,
   invoices: ReadonlySet<string>,
-  rows: readonly StoredLine[],
+  rows: readonly LineTotalRow[],
   sampleLimit = 20,
 ): Omit<StoreReport, 'ms'> {
   const seen = new Map<string, { copies: number; milli: bigint; bad?: string }>();
@@ -188,7 +192,7 @@ export function compareStore(
   let lines = 0;
   let revenue = 0n;
   for (const r of rows) {
-    const key = lineKey(r.invoiceNo, Number(r.lineNo));
+    const key = lineKey({ invoiceNo: r.invoiceNo, lineNo: Number(r.lineNo) });
     if (!accepted.has(key)) {
       if (invoices.has(r.invoiceNo)) extra++;
       continue;
@@ -313,7 +317,7 @@ export interface DynamoSourceOptions {
 
 const str = (v: AttributeValue | undefined): string => (v && 'S' in v ? (v.S ?? '') : '');
 
-function fromItem(item: Record<string, AttributeValue>): StoredLine | undefined {
+function fromItem(item: Record<string, AttributeValue>): LineTotalRow | undefined {
   const invoiceNo = str(item.invoiceNo);
   const lineNo = item.lineNo && 'N' in item.lineNo ? Number(item.lineNo.N) : Number.NaN;
   if (!invoiceNo || !Number.isInteger(lineNo)) return undefined;
@@ -330,7 +334,7 @@ export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
       Items?: Record<string, AttributeValue>[];
       LastEvaluatedKey?: Record<string, AttributeValue>;
     }>,
-    out: StoredLine[],
+    out: LineTotalRow[],
   ): Promise<void> {
     let start: Record<string, AttributeValue> | undefined;
     do {
@@ -342,8 +346,8 @@ export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
       start = got.LastEvaluatedKey;
     } while (start);
   }
-  async function query(invoices: ReadonlySet<string>): Promise<StoredLine[]> {
-    const out: StoredLine[] = [];
+  async function query(invoices: ReadonlySet<string>): Promise<LineTotalRow[]> {
+    const out: LineTotalRow[] = [];
     await mapLimit([...invoices], opts.concurrency ?? 16, (invoiceNo) =>
       drain(
         (start) =>
@@ -363,9 +367,9 @@ export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
     );
     return out;
   }
-  async function scan(): Promise<StoredLine[]> {
+  async function scan(): Promise<LineTotalRow[]> {
     const segments = opts.segments ?? 4;
-    const out: StoredLine[] = [];
+    const out: LineTotalRow[] = [];
     await Promise.all(
       Array.from({ length: segments }, (_, segment) =>
         drain(

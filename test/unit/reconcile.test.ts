@@ -5,12 +5,14 @@ import { describe, expect, it } from 'vitest';
 import {
   formatMilli,
   type LineSource,
+  type LineTotalRow,
   ReconcileInputError,
+  readAcceptedLines,
   reconcile,
-  type StoredLine,
   toMilli,
 } from '#batch/reconcile';
 import { parseSince } from '#cli/commands/reconcile';
+import { lineKey } from '#core/invoice-line';
 
 async function runDir(logs: Record<string, string[]>): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-rec-'));
@@ -20,14 +22,20 @@ async function runDir(logs: Record<string, string[]>): Promise<string> {
 }
 const batch = (at: string, lines: Array<[string, number, string]>) =>
   JSON.stringify({ t: 'batch', at, n: lines.length, lines });
-const source = (name: string, rows: StoredLine[]): LineSource => ({ name, linesOf: async () => rows });
-const l = (invoiceNo: string, lineNo: number, lineTotal: string): StoredLine => ({
+const source = (name: string, rows: LineTotalRow[]): LineSource => ({ name, linesOf: async () => rows });
+const l = (invoiceNo: string, lineNo: number, lineTotal: string): LineTotalRow => ({
   invoiceNo,
   lineNo,
   lineTotal,
 });
 
 describe('reconcile', () => {
+  it("keys accepted lines by core's lineKey, the one key format of a line", async () => {
+    const dir = await runDir({ a: [batch('2024-01-01T00:00:00Z', [['C536379', 1, '-27.5']])] });
+    const accepted = await readAcceptedLines(dir);
+    expect([...accepted.lines.keys()]).toEqual([lineKey({ invoiceNo: 'C536379', lineNo: 1 })]);
+  });
+
   it('money is exact thousandths', () => {
     expect(toMilli('15.3')).toBe(15300n);
     expect(toMilli('-0.001')).toBe(-1n);
