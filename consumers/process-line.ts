@@ -1,6 +1,7 @@
 import { decodeLine } from '#core/avro';
 import { type EnrichedLine, enrich } from '#core/enrich';
 import { invoiceLineInput } from '#core/invoice-line';
+import { errorMessage } from '#core/resilience';
 import { instantMs } from '#core/rules';
 
 export type RecordOutcome = { ok: true; line: EnrichedLine } | { ok: false; reason: string };
@@ -15,7 +16,7 @@ export function processRecord(data: Uint8Array): RecordOutcome {
   try {
     decoded = decodeLine(data);
   } catch (err) {
-    return { ok: false, reason: `undecodable: ${err instanceof Error ? err.message : String(err)}` };
+    return { ok: false, reason: `undecodable: ${errorMessage(err, { name: false })}` };
   }
   // The stream is a boundary too: a producer that skipped the API must not put bad lines in the store.
   const { acceptedAt, ...input } = decoded;
@@ -28,6 +29,6 @@ export function processRecord(data: Uint8Array): RecordOutcome {
   try {
     return { ok: true, line: enrich(decoded) };
   } catch (err) {
-    return { ok: false, reason: `not enrichable: ${err instanceof Error ? err.message : String(err)}` };
+    return { ok: false, reason: `not enrichable: ${errorMessage(err, { name: false })}` };
   }
 }
