@@ -5,6 +5,8 @@
  *   env RP_*                       the config (data dir, ports)
  *   env FAULT_KILL                 `consumer-mid-batch:N`: SIGKILL this process right after the Nth
  *                                  BatchWriteItem succeeded (items written, checkpoint not moved);
+ *                                  `consumer-after-aggregate:N`: SIGKILL right after the Nth aggregate
+ *                                  UpdateItem succeeded (the batch counted, checkpoint not moved);
  *                                  `loader-mid-copy:N`: SIGKILL after N bytes of a COPY went to PostgreSQL
  *   message {type:'throttle', rate, ms}         DynamoDB writes: `rate` of calls throttled, as many
  *                                               BatchWriteItems answered with half of them unprocessed
@@ -58,7 +60,17 @@ const pipeline = await startPipeline({ config, logger });
 const { clients } = pipeline.stack;
 
 // ----- DynamoDB: kill after a write, throttling, unprocessed items ----------------------------------
-const dynamo = { batchWrites: 0, throttleRate: 0, throttleUntil: 0, throttled: 0, unprocessed: 0 };
+const dynamo = {
+  batchWrites: 0,
+  aggregateUpdates: 0,
+  throttleRate: 0,
+  throttleUntil: 0,
+  throttled: 0,
+  unprocessed: 0,
+};
+/** An UpdateItem of a real-time aggregate item (docs/dynamodb.md: pk `AGG#...`). */
+const isAggregateUpdate = (input: unknown) =>
+  (input as { Key?: { pk?: { S?: string } } }).Key?.pk?.S?.startsWith('AGG#') === true;
 class ThrottledError extends Error {
   override name = 'ProvisionedThroughputExceededException';
   readonly $fault = 'client';
@@ -89,6 +101,10 @@ clients.dynamodb.middlewareStack.add(
     if (command === 'BatchWriteItemCommand') {
       dynamo.batchWrites++;
       if (killWhat === 'consumer-mid-batch' && dynamo.batchWrites >= killAfter) die();
+    }
+    if (command === 'UpdateItemCommand' && isAggregateUpdate(args.input)) {
+      dynamo.aggregateUpdates++;
+      if (killWhat === 'consumer-after-aggregate' && dynamo.aggregateUpdates >= killAfter) die();
     }
     return out;
   },
