@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from '#adapters/logger';
 import type { Dialect, Statement, Warehouse } from '#adapters/warehouse';
 import { COUNTRIES, UNKNOWN_ISO_CODE, UNKNOWN_REGION } from '#core/countries';
+import { BatchError } from './errors.ts';
 import { dialectOf } from './sql.ts';
 
 /** Versioned SQL: `NNNN_name.sql` for every warehouse, `NNNN_name.<dialect>.sql` for one. */
@@ -16,7 +17,7 @@ export interface Migration {
   statements: string[];
 }
 
-export class MigrationError extends Error {
+export class MigrationError extends BatchError {
   override name = 'MigrationError';
 }
 

@@ -3,8 +3,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { BatchError } from './errors.ts';
 
-export class SpoolError extends Error {
+export class SpoolError extends BatchError {
   override name = 'SpoolError';
 }
 

@@ -4,7 +4,7 @@ import { SOURCE_COLUMNS } from '#core/source-row';
 import { STAMP_COLUMNS, TYPED_COLUMNS } from './typer.ts';
 
 /**
- * The SQL of one object's load. Rows arrive typed and validated (batch/typer.ts), so SQL only
+ * The SQL of one object's load (the manifest's own statements are in loader/manifest.ts). Rows arrive typed and validated (batch/typer.ts), so SQL only
  * writes them: facts, the rejected rows, the dimension counts, then the dimensions. Everything
  * here is SQL both PostgreSQL and Redshift accept, except what `dialectOf` isolates.
  */
@@ -91,21 +91,6 @@ export const COUNTS_COLUMNS = ['kind', 'member', 'attribute', 'flag', 'line_coun
 
 /** The fact's columns a direct COPY fills: the typed ones and the load's stamp. */
 export const FACT_COPY_COLUMNS = [...TYPED_COLUMNS, ...STAMP_COLUMNS];
-
-const manifestKey = 'object_key = $1 AND etag = $2';
-
-/**
- * Takes the object for this transaction: only one not loaded yet, and the row lock keeps a second
- * loader waiting until this one commits (then it finds the object loaded) or rolls back.
- */
-export function claimStep(dialect: Dialect, key: string, etag: string): Statement {
-  return {
-    sql: `UPDATE load_manifest SET attempts = attempts + 1, started_at = ${dialectOf(dialect).now}, error = NULL
-WHERE ${manifestKey} AND status IN ('pending', 'failed', 'staged')`,
-    params: [key, etag],
-    requireRows: true,
-  };
-}
 
 export function createCountsSql(): string {
   return `CREATE TEMP TABLE ${COUNTS_TABLE} (kind varchar(8), member varchar(255), attribute varchar(255), flag boolean, line_count bigint)`;
@@ -282,42 +267,12 @@ WHERE fact_sales_line.invoice_no = x.invoice_no AND fact_sales_line.line_no = x.
   };
 }
 
-export interface LoadCounts {
-  rowsRead: number;
-  rowsLoaded: number;
-  rowsRejected: number;
-  /** Undefined: count the typed rows marked new (merge path). */
-  rowsNew?: number;
-  encoding: string;
-  header: string | null;
-  extraColumns: string | null;
-}
-
-/** The last statement of a load: the manifest row says loaded, with its counts. */
-export function loadedStep(dialect: Dialect, key: string, etag: string, c: LoadCounts): Statement {
-  const d = dialectOf(dialect);
-  const params: unknown[] = [
-    key,
-    etag,
-    c.rowsRead,
-    c.rowsLoaded,
-    c.rowsRejected,
-    c.encoding,
-    c.header,
-    c.extraColumns,
-  ];
-  let rowsNew = `(SELECT count(*) FROM ${TYPED_TABLE} WHERE is_new)`;
-  if (c.rowsNew !== undefined) {
-    params.push(c.rowsNew);
-    rowsNew = 'CAST($9 AS bigint)';
-  }
+/** The rejected rows of one load, in file order, as the quarantine's report lists them. */
+export function rejectedRowsOfLoad(loadId: string): Statement {
   return {
-    sql: `UPDATE load_manifest SET status = 'loaded', error = NULL, rows_read = CAST($3 AS bigint),
-  rows_loaded = CAST($4 AS bigint), rows_rejected = CAST($5 AS bigint), rows_new = ${rowsNew},
-  encoding = CAST($6 AS varchar(8)), header = CAST($7 AS varchar(4096)), extra_columns = CAST($8 AS varchar(1024)),
-  staged_at = ${d.statementTime}, finished_at = ${d.statementTime}
-WHERE ${manifestKey}`,
-    params,
+    sql: `SELECT line_number, reason, invoice_no, stock_code, description, quantity, invoice_date, unit_price,
+         customer_id, country FROM load_rejected_row WHERE load_id = $1 ORDER BY line_number`,
+    params: [loadId],
   };
 }
 
@@ -325,3 +280,6 @@ WHERE ${manifestKey}`,
 export function legacyStagingTable(loadId: string): string {
   return ident(`stg_load_${loadId}`);
 }
+
+/** Whether the fact has a row: the bulk way needs it empty (asked outside its transaction, then under its lock). */
+export const FACT_HAS_ROWS_SQL = 'SELECT 1 FROM fact_sales_line LIMIT 1';

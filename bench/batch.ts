@@ -12,7 +12,8 @@ import { pino } from 'pino';
 import { createLogger } from '#adapters/logger';
 import { CsvTyper } from '#batch/csv-typer';
 import { PgBinaryEncoder } from '#batch/encoders';
-import { createLoader, type LoadResult } from '#batch/loader';
+import { createLoader, type LoadResult } from '#batch/loader/index';
+import { createManifest } from '#batch/loader/manifest';
 import { BULK_AFTER, bulkBefore } from '#batch/sql';
 import { LineTyper } from '#batch/typer';
 import { resolveColumns } from '#core/source-row';
@@ -81,17 +82,14 @@ export async function runBatchBench(
     const put = (key: string) =>
       clients.s3.send(new PutObjectCommand({ Bucket: 'bench', Key: key, Body: body }));
     const loader = createLoader({ s3: clients.s3, bucket: 'bench', warehouse, logger });
+    const manifest = createManifest(warehouse);
     const perRound: Array<Record<string, unknown>> = [];
     let peakRss = 0;
     let rssBefore = 0;
     let last: LoadResult | undefined;
     for (let round = 1; round <= rounds; round++) {
       // An empty warehouse again (what a first load meets), the calendar and known countries kept.
-      await warehouse.query(
-        `TRUNCATE fact_sales_line, load_manifest, load_rejected_row, dim_customer, dim_product,
-           load_product_description, load_customer_country`,
-      );
-      await warehouse.query('DELETE FROM dim_country WHERE NOT is_known');
+      await manifest.forgetAllLoads();
       const key = `landing/round-${round}/online-retail.csv.gz`;
       await put(key);
       progress(`batch round ${round}/${rounds}: floor, load, floor`);
@@ -111,18 +109,15 @@ export async function runBatchBench(
       const floorAfter = await floorCopy();
       const loggedFloorMs = await floorCopy('logged');
       const floorMs = (floorBefore + floorAfter) / 2;
-      const { rows } = await warehouse.query<{ stage_ms: number; merge_ms: number }>(
-        'SELECT stage_ms, merge_ms FROM load_manifest WHERE object_key = $1',
-        [key],
-      );
+      const timings = await manifest.timingsOf(key);
       perRound.push({
         round,
         status: last.status,
         rows: last.rowsLoaded,
         floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
         loadMs: Math.round(loadMs),
-        copyAndKeyMs: rows[0]?.stage_ms,
-        dimensionsAndManifestMs: rows[0]?.merge_ms,
+        copyAndKeyMs: timings?.stage_ms,
+        dimensionsAndManifestMs: timings?.merge_ms,
         ratio: Number((loadMs / floorMs).toFixed(2)),
         loggedFloorMs: Math.round(loggedFloorMs),
         ratioToLoggedFloor: Number((loadMs / loggedFloorMs).toFixed(2)),

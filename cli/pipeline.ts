@@ -12,7 +12,7 @@ import { createRateMeter, type RateMeter, withRateMeter } from '#analytics/rate-
 import { createAnalyticsRouter, createDashboardRouter } from '#analytics/router';
 import { createApp } from '#api/app';
 import { createApiDeps } from '#api/deps';
-import { createLoader, type Loader } from '#batch/loader';
+import { createLoader, type Loader, type LoadResult } from '#batch/loader/index';
 import { migrate } from '#batch/migrate';
 import { createConsumerDeps } from '#consumers/deps';
 import { createBatchHandler } from '#consumers/handler';
@@ -38,6 +38,36 @@ export interface PipelineOptions {
   emulators?: StackOptions['emulators'];
   /** Whether the loader sweeps on its interval (tests drive it by hand). Default true. */
   scheduleLoads?: boolean;
+}
+
+/**
+ * Loads as a person wants to follow them: one info line for what was loaded in the last interval, not
+ * one per archive object (Firehose writes one every few seconds; the loader logs each at debug).
+ */
+export function loadSummary(
+  logger: Logger,
+  intervalMs = 60_000,
+  now: () => number = () => performance.now(),
+) {
+  let since = now();
+  let totals = { objects: 0, rowsLoaded: 0, rowsNew: 0, rowsRejected: 0 };
+  const flush = () => {
+    if (totals.objects > 0) {
+      logger.info({ ...totals, seconds: Math.round((now() - since) / 1000) }, 'objects loaded');
+    }
+    since = now();
+    totals = { objects: 0, rowsLoaded: 0, rowsNew: 0, rowsRejected: 0 };
+  };
+  return {
+    record(result: LoadResult): void {
+      totals.objects++;
+      totals.rowsLoaded += result.rowsLoaded ?? 0;
+      totals.rowsNew += result.rowsNew ?? 0;
+      totals.rowsRejected += result.rowsRejected ?? 0;
+      if (now() - since >= intervalMs) flush();
+    },
+    flush,
+  };
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {
@@ -130,6 +160,7 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     const marts = createMartRefresher(warehouse, {
       onError: (err) => logger.error({ err }, 'mart refresh failed'),
     });
+    const loads = loadSummary(logger);
     const loader = createLoader({
       s3: stack.clients.s3,
       bucket: config.names.bucket,
@@ -137,7 +168,8 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
       logger,
       // Not awaited: a full rebuild takes seconds, and the next object must not wait for it.
       hooks: {
-        afterLoad: () => {
+        afterLoad: (result) => {
+          loads.record(result);
           void marts.request();
         },
       },
@@ -146,6 +178,7 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     if (opts.scheduleLoads !== false) loader.start(config.loadIntervalSeconds);
     // Stopped in reverse: the loader first, then the rebuild in flight, before the warehouse closes.
     stops.push(() => marts.idle());
+    stops.push(async () => loads.flush());
     stops.push(() => loader.stop());
 
     await stack.publish({ api: apiUrl, dashboard: dashboardUrl });

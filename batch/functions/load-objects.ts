@@ -1,10 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { EventBridgeEvent, S3Event, ScheduledEvent } from 'aws-lambda';
 import { createClients } from '#adapters/clients';
-import { config } from '#adapters/config';
+import { ConfigError, config } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
-import { createLoader, type Loader, type LoadResult } from '../loader.ts';
+import { BatchError } from '../errors.ts';
+import { createLoader, type Loader, type LoadResult } from '../loader/index.ts';
 import { migrate } from '../migrate.ts';
 
 /**
@@ -27,7 +28,7 @@ function loader(): Promise<Loader> {
     const cfg = config();
     const { workgroup, database, secretArn, copyRoleArn } = cfg.redshift;
     if (!workgroup || !database)
-      throw new Error('RP_REDSHIFT_WORKGROUP and RP_REDSHIFT_DATABASE are required');
+      throw new ConfigError('RP_REDSHIFT_WORKGROUP and RP_REDSHIFT_DATABASE are required');
     const clients = createClients({ region: cfg.region });
     const warehouse = createRedshiftWarehouse({
       client: clients.redshiftData,
@@ -57,6 +58,14 @@ export function keysOf(event: LoadObjectsEvent): string[] {
   return [];
 }
 
+/** Objects that failed to load in this invocation (each stays 'failed' in the manifest with its error). */
+export class LoadObjectsError extends BatchError {
+  override name = 'LoadObjectsError';
+  constructor(readonly failed: LoadResult[]) {
+    super(`${failed.length} object(s) failed to load: ${failed.map((f) => f.key).join(', ')}`);
+  }
+}
+
 export async function handler(event: LoadObjectsEvent): Promise<{ results: LoadResult[] }> {
   const l = await loader();
   const keys = keysOf(event);
@@ -65,7 +74,6 @@ export async function handler(event: LoadObjectsEvent): Promise<{ results: LoadR
   const failed = results.filter((r) => r.status === 'failed');
   // A failed load stays 'failed' in the manifest and the next sweep retries it; failing the
   // invocation as well lets the event source's retry policy and DLQ see it.
-  if (failed.length > 0)
-    throw new Error(`${failed.length} object(s) failed to load: ${failed.map((f) => f.key).join(', ')}`);
+  if (failed.length > 0) throw new LoadObjectsError(failed);
   return { results };
 }

@@ -11,7 +11,10 @@ import { createClients } from '#adapters/clients';
 import { loadConfig } from '#adapters/config';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
-import { LANDING_PREFIX } from '#batch/loader';
+import { createManifest, type ManifestProgress } from '#batch/loader/manifest';
+import { LANDING_PREFIX } from '#batch/loader/objects';
+import { reasonKey, rejectedReportKey } from '#batch/loader/quarantine';
+import { sleep } from '#core/resilience';
 import { readEndpoints } from '#local/endpoints';
 
 interface LoadOptions {
@@ -24,7 +27,8 @@ export class LoadInputError extends Error {
 }
 
 const PROGRESS_FROM_BYTES = 8 * 2 ** 20;
-const TERMINAL = new Set(['loaded', 'quarantined', 'failed']);
+/** What the command waits for: an outcome, final or not (a failed load is retried later). */
+const SETTLED = new Set(['loaded', 'quarantined', 'failed']);
 
 interface Dropped {
   source: string;
@@ -79,33 +83,17 @@ async function copyFromS3(s3: S3Client, bucket: string, uri: string): Promise<Dr
   return { source: uri, key, etag: (out.CopyObjectResult?.ETag ?? '').replaceAll('"', '') };
 }
 
-interface ManifestView {
-  status: string;
-  rows_read: string | null;
-  rows_loaded: string | null;
-  rows_new: string | null;
-  rows_rejected: string | null;
-  extra_columns: string | null;
-  error: string | null;
-  seconds: string | null;
-}
-
 async function waitFor(
   warehouse: Warehouse,
   drop: Dropped,
   deadline: number,
-): Promise<ManifestView | undefined> {
+): Promise<ManifestProgress | undefined> {
+  const manifest = createManifest(warehouse);
   for (;;) {
-    const { rows } = await warehouse.query<ManifestView>(
-      `SELECT status, rows_read, rows_loaded, rows_new, rows_rejected, extra_columns, error,
-         round(CAST(EXTRACT(epoch FROM (finished_at - discovered_at)) AS numeric), 1) AS seconds
-       FROM load_manifest WHERE object_key = $1 AND etag = $2`,
-      [drop.key, drop.etag],
-    );
-    const row = rows[0];
-    if (row && TERMINAL.has(row.status)) return row;
+    const row = await manifest.progress(drop.key, drop.etag);
+    if (row && SETTLED.has(row.status)) return row;
     if (Date.now() > deadline) return row;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 }
 
@@ -147,9 +135,9 @@ export function registerLoadCommands(program: Command): void {
           const notes = [
             row?.extra_columns ? `extra columns ignored: ${JSON.parse(row.extra_columns).join(', ')}` : '',
             row?.error ?? '',
-            status === 'quarantined' ? `see s3://${bucket}/quarantine/${drop.key}.reason.json` : '',
+            status === 'quarantined' ? `see s3://${bucket}/${reasonKey(drop.key)}` : '',
             Number(row?.rows_rejected ?? 0) > 0
-              ? `rejected rows: s3://${bucket}/quarantine/${drop.key}.rejected.csv`
+              ? `rejected rows: s3://${bucket}/${rejectedReportKey(drop.key)}`
               : '',
           ].filter(Boolean);
           table.push([

@@ -2,6 +2,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { loadConfig } from '#adapters/config';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { createManifest } from '#batch/loader/manifest';
 import { readEndpoints } from '#local/endpoints';
 
 export function registerWarehouseCommands(program: Command): void {
@@ -16,17 +17,13 @@ export function registerWarehouseCommands(program: Command): void {
       const endpoints = await readEndpoints(config.dataDir);
       const db = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 1 });
       try {
-        const summary = await db.query<Record<string, string>>(
-          `SELECT source, status, count(*) AS objects, COALESCE(sum(rows_read), 0) AS read,
-             COALESCE(sum(rows_loaded), 0) AS loaded, COALESCE(sum(rows_new), 0) AS new,
-             COALESCE(sum(rows_rejected), 0) AS rejected, max(finished_at) AS last_finished
-           FROM load_manifest GROUP BY source, status ORDER BY source, status`,
-        );
+        const manifest = createManifest(db);
+        const summary = await manifest.summary();
         const t1 = new Table({
           head: ['source', 'status', 'objects', 'rows read', 'loaded', 'new', 'rejected', 'last finished'],
           style: { head: [] },
         });
-        for (const r of summary.rows) {
+        for (const r of summary) {
           t1.push([
             r.source,
             r.status,
@@ -38,16 +35,12 @@ export function registerWarehouseCommands(program: Command): void {
             String(r.last_finished ?? ''),
           ]);
         }
-        const recent = await db.query<Record<string, string>>(
-          `SELECT object_key, status, rows_loaded, rows_rejected, stage_ms, merge_ms, error
-           FROM load_manifest ORDER BY discovered_at DESC LIMIT $1`,
-          [Number(opts.last)],
-        );
+        const recent = await manifest.recent(Number(opts.last));
         const t2 = new Table({
           head: ['object', 'status', 'loaded', 'rejected', 'stage ms', 'merge ms', 'error'],
           style: { head: [] },
         });
-        for (const r of recent.rows) {
+        for (const r of recent) {
           t2.push([
             r.object_key,
             r.status,

@@ -10,7 +10,7 @@ import { createClients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
 import { refreshMarts } from '#analytics/marts';
 import { revenueByCountry, salesKpis, topProducts } from '#analytics/sales';
-import { createLoader } from '#batch/loader';
+import { createLoader } from '#batch/loader/index';
 import { startTestWarehouse, type TestWarehouse } from './analytics-fixtures.ts';
 
 const REAL_FILE = path.resolve(

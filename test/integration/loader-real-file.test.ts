@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Clients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
-import { createLoader } from '#batch/loader';
+import { createLoader } from '#batch/loader/index';
 import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -25,7 +25,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '#adapters/logger';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
-import { createLoader, loadIdOf } from '#batch/loader';
+import { createLoader, loadIdOf } from '#batch/loader/index';
 import { TYPED_COLUMNS } from '#batch/typer';
 
 /**

@@ -1,16 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { claimStep, loadedStep } from '#batch/loader/manifest';
 import { readMigrations, splitStatements } from '#batch/migrate';
 import {
   BULK_AFTER,
   bulkBefore,
-  claimStep,
   countNewRowsSql,
   createCountsSql,
   createTypedSql,
   dimensionSteps,
   duplicateFixStep,
   type LoadPlan,
-  loadedStep,
   markNewSql,
   mergeFactSteps,
 } from '#batch/sql';
