@@ -1,67 +1,32 @@
 import fs from 'node:fs/promises';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Decimal } from 'decimal.js';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InvoiceReader } from '#adapters/invoice-store';
-import type { LineWriter } from '#adapters/kinesis-writer';
 import { createLogger } from '#adapters/logger';
 import { latencyReport } from '#analytics/latency';
 import { writeLatencyReport } from '#analytics/latency-page';
-import { refreshMarts } from '#analytics/marts';
-import { createRateMeter, withRateMeter } from '#analytics/rate-meter';
-import { createAnalyticsRouter, createDashboardRouter } from '#analytics/router';
-import { createApp } from '#api/app';
-import {
-  type FixtureLine,
-  insertFixture,
-  insertManifest,
-  SALES_FIXTURE,
-  startTestWarehouse,
-  type TestWarehouse,
-} from '../integration/analytics-fixtures.ts';
+import { salesKpis } from '#analytics/sales';
+import { type Pipeline, startPipeline } from '#cli/pipeline';
+import type { InvoiceLineInput } from '#core/invoice-line';
+import { invoiceLines } from '#test/helpers/lines';
+import { eventually, testConfig } from '#test/helpers/stack';
 
+/**
+ * The dashboard as a user sees it on `npm start`: the real local pipeline (API -> Kinesis -> consumer
+ * -> DynamoDB, Firehose -> archive -> loader -> warehouse -> marts), lines POSTed to its API, the
+ * page opened in headless Chromium.
+ */
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(import.meta.dirname, '../artifacts');
-
-let t: TestWarehouse;
-let server: Server;
-let base: string;
-let browser: Browser;
-
-/** Console errors and uncaught exceptions of a page: the test fails on any. */
-function watch(page: Page): string[] {
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(`console.${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`requestfailed: ${r.url()}`));
-  return problems;
-}
-
+// With an API key set, as on AWS: the page is public, its JSON calls carry the key.
 const API_KEY = 'dashboard-test-key';
+
+let browser: Browser;
 
 beforeAll(async () => {
   await fs.access(CHROMIUM);
-  t = await startTestWarehouse();
-  const meter = createRateMeter();
-  const writer: LineWriter = { putLines: async (lines) => ({ records: lines.length, calls: 1 }) };
-  const store = { ping: async () => undefined } as unknown as InvoiceReader;
-  const app = createApp({
-    store,
-    writer: withRateMeter(writer, meter),
-    logger: createLogger('warn', 'dashboard-test'),
-    // With an API key set, as on AWS: the page is public, its JSON calls carry the key.
-    apiKey: API_KEY,
-    publicRoutes: (router) => router.use(createDashboardRouter()),
-    extraRoutes: (router) => router.use(createAnalyticsRouter({ db: t.warehouse, rate: meter })),
-  });
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -77,99 +42,152 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
-  await t?.stop();
 });
 
-const chartSizes = (page: Page): Promise<Record<string, number>> =>
+/** Console errors and uncaught exceptions of a page: the test fails on any. */
+function watch(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`requestfailed: ${r.url()}`));
+  return problems;
+}
+
+async function openDashboard(pipeline: Pipeline): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
+  const problems = watch(page);
+  await page.goto(`${pipeline.dashboardUrl}?apiKey=${API_KEY}&interval=500`);
+  return { page, problems };
+}
+
+interface ChartData {
+  labels: string[];
+  values: number[];
+}
+const charts = (page: Page): Promise<Record<string, ChartData>> =>
   page.evaluate(
-    `Object.fromEntries(Object.entries(window.dashboard.charts).map(([k, c]) => [k, c.data.datasets[0].data.length]))`,
+    `Object.fromEntries(Object.entries(window.dashboard.charts).map(([k, c]) => [k, {
+      labels: (c.data.labels || []).map(String),
+      values: c.data.datasets[0].data.map((d) => typeof d === 'number' ? d : d.y),
+    }]))`,
   );
 const emptyCards = (page: Page) => page.$$eval('.card.is-empty', (cards) => cards.map((c) => c.id).sort());
+const text = async (page: Page, selector: string) => (await page.textContent(selector))?.trim();
 
-describe('dashboard in headless Chromium', () => {
-  it('loads with no data: empty states, no console errors', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
-    const problems = watch(page);
-    await page.goto(`${base}/dashboard?apiKey=${API_KEY}&interval=500`);
-    await page.waitForFunction('window.dashboard && window.dashboard.updates >= 1');
-    expect(await emptyCards(page)).toEqual([
-      'card-country',
-      'card-day',
-      'card-latency',
-      'card-products',
-      'card-rate',
-    ]);
-    expect(await page.textContent('#status')).toMatch(/updated .*no load yet/);
-    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-empty.png'), fullPage: true });
-    await page.close();
-    expect(problems).toEqual([]);
-  });
+describe('the dashboard of a fresh pipeline, before and after lines go through it', () => {
+  // Three invoices, three countries, two days, three products (T0001..T0003), as a producer sends them.
+  const POSTED: InvoiceLineInput[] = [
+    ...invoiceLines(3, { invoiceNo: '600001', quantity: 2 }),
+    ...invoiceLines(2, { invoiceNo: '600002', quantity: 5, customerId: '12680', country: 'France' }),
+    ...invoiceLines(1, {
+      invoiceNo: '600003',
+      quantity: 1,
+      customerId: '12662',
+      country: 'Germany',
+      invoiceDate: '2010-12-02T10:00:00',
+    }),
+  ];
+  // What the page must show, computed here from the posted lines (decimal, independent of the SQL).
+  const revenueBy = (key: (l: InvoiceLineInput) => string) => {
+    const sums = new Map<string, Decimal>();
+    for (const l of POSTED) {
+      sums.set(key(l), (sums.get(key(l)) ?? new Decimal(0)).plus(new Decimal(l.unitPrice).times(l.quantity)));
+    }
+    return [...sums].map(([k, v]) => ({ k, revenue: v.toNumber() }));
+  };
+  const byRevenue = (a: { k: string; revenue: number }, b: { k: string; revenue: number }) =>
+    b.revenue - a.revenue || a.k.localeCompare(b.k);
 
-  it('shows non-empty charts once lines are posted and loaded', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
-    const problems = watch(page);
-    await page.goto(`${base}/dashboard?apiKey=${API_KEY}&interval=500&since=all`);
+  let pipeline: Pipeline;
+  /** The page as a user first sees it, taken before any line is posted (one pipeline start, not two). */
+  let before: { empty: string[]; status: string; lines: string | undefined; problems: string[] };
+  beforeAll(async () => {
+    const config = await testConfig({ RP_API_KEY: API_KEY });
+    pipeline = await startPipeline({ config, logger: createLogger('silent') });
+    const first = await openDashboard(pipeline);
+    await first.page.waitForFunction('window.dashboard && window.dashboard.updates >= 1');
+    before = {
+      empty: await emptyCards(first.page),
+      status: (await first.page.textContent('#status')) ?? '',
+      lines: await text(first.page, '#kpi-lines'),
+      problems: first.problems,
+    };
+    await first.page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-empty.png'), fullPage: true });
+    await first.page.close();
 
-    // Lines posted to the API count in the live rate; the warehouse gets the fixture plus lineage.
-    const now = Date.now();
-    const posted = Array.from({ length: 40 }, (_, i) => ({
-      invoiceNo: String(600000 + Math.floor(i / 4)),
-      lineNo: (i % 4) + 1,
-      stockCode: '85123A',
-      description: 'WHITE HANGING HEART',
-      quantity: 2,
-      invoiceDate: '2011-12-09T12:00:00',
-      unitPrice: '2.550',
-      customerId: '17850',
-      country: 'United Kingdom',
-    }));
-    const res = await fetch(`${base}/invoices`, {
+    const producedAt = new Date().toISOString();
+    const res = await fetch(`${pipeline.apiUrl}/invoices`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-api-key': API_KEY },
-      body: JSON.stringify(posted),
+      body: JSON.stringify(POSTED.map((l) => ({ ...l, producedAt }))),
     });
     expect(res.status).toBe(202);
-    const iso = (ms: number) => new Date(ms).toISOString();
-    const lineage: FixtureLine[] = Array.from({ length: 30 }, (_, i) => ({
-      invoiceNo: String(700000 + i),
-      lineNo: 1,
-      invoiceDate: '2011-02-10T10:00:00',
-      stockCode: '22423',
-      description: 'REGENCY CAKESTAND',
-      customerId: null,
-      country: 'Germany',
-      quantity: 1,
-      unitPrice: '12.750',
-      lineTotal: '12.750',
-      producedAt: iso(now - 30_000 + i),
-      acceptedAt: iso(now - 29_990 + i * 2),
-      streamVisibleAt: iso(now - 29_950 + i * 5),
-      warehouseVisibleAt: iso(now - 15_000 + i * 100),
-      sourceKey: 'archive/2024/01/01/00/dash-1.gz',
-    }));
-    await insertFixture(t.warehouse, [...SALES_FIXTURE, ...lineage]);
-    await insertManifest(t.warehouse, 'archive/2024/01/01/00/dash-1.gz', iso(now - 24_000));
-    await refreshMarts(t.warehouse);
+    // The event the page depends on: the marts rebuilt after the loader merged every posted line
+    // (the archive is flushed after 1 s, the loader reacts to its S3 notification).
+    await eventually(
+      async () => ((await salesKpis(pipeline.warehouse)).factRows === POSTED.length ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250, what: 'the posted lines in the warehouse marts' },
+    );
+  });
+  afterAll(async () => {
+    await pipeline?.stop();
+  });
 
+  it('before any line: every card empty, no load yet, no console error', () => {
+    expect(before.empty).toEqual(['card-country', 'card-day', 'card-latency', 'card-products', 'card-rate']);
+    expect(before.status).toMatch(/updated .*no load yet/);
+    expect(before.lines).toBe('0');
+    expect(before.problems).toEqual([]);
+  });
+
+  it('shows the posted lines in every chart, KPI and the latency table', async () => {
+    const { page, problems } = await openDashboard(pipeline);
     await page.waitForFunction("document.querySelectorAll('.card.is-empty').length === 0", undefined, {
-      timeout: 15_000,
+      timeout: 30_000,
     });
-    const sizes = await chartSizes(page);
-    expect(sizes.day).toBeGreaterThan(0);
-    expect(sizes.country).toBe(3);
-    expect(sizes.products).toBe(3);
-    expect(sizes.latency).toBeGreaterThan(0);
-    expect(sizes.rate).toBeGreaterThan(0);
-    expect(Number((await page.textContent('#kpi-rate'))?.replace(/,/g, ''))).toBeGreaterThan(0);
-    expect(await page.textContent('#latency-table')).toContain('TOTAL produced → warehouse-visible');
+
+    const shown = await charts(page);
+    const countries = revenueBy((l) => l.country).sort(byRevenue);
+    expect(shown.country).toEqual({
+      labels: countries.map((c) => c.k),
+      values: countries.map((c) => c.revenue),
+    });
+    const products = revenueBy((l) => l.stockCode).sort(byRevenue);
+    expect(shown.products?.labels).toEqual(products.map((p) => `${p.k} ${POSTED[0]?.description}`));
+    expect(shown.products?.values).toEqual(products.map((p) => p.revenue));
+    const days = revenueBy((l) => l.invoiceDate.slice(0, 10)).sort((a, b) => a.k.localeCompare(b.k));
+    expect(shown.day).toEqual({ labels: days.map((d) => d.k), values: days.map((d) => d.revenue) });
+    // The live rate counts what the API accepted (the page shows its last 120 s): all the posted lines.
+    expect(shown.rate?.values.reduce((a, b) => a + b, 0)).toBe(POSTED.length);
+
+    expect(await text(page, '#kpi-lines')).toBe(String(POSTED.length));
+    expect(await text(page, '#kpi-purchases')).toBe('3');
+    expect(await text(page, '#kpi-customers')).toBe('3');
+    expect(await page.textContent('#status')).toMatch(/marts refreshed/);
+
+    // Every line crossed both paths: the consumer stamped streamVisibleAt, the loader the warehouse time.
+    const hops = await page.$$eval('#latency-table tbody tr', (rows) =>
+      rows.map((r) => [...r.querySelectorAll('td')].slice(0, 3).map((td) => td.textContent)),
+    );
+    expect(hops).toEqual([
+      ['stream', 'produced → accepted', String(POSTED.length)],
+      ['stream', 'accepted → stream-visible', String(POSTED.length)],
+      ['stream', 'TOTAL produced → stream-visible', String(POSTED.length)],
+      ['batch', 'produced → archived', String(POSTED.length)],
+      ['batch', 'archived → warehouse-visible', String(POSTED.length)],
+      ['batch', 'TOTAL produced → warehouse-visible', String(POSTED.length)],
+    ]);
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     await page.close();
     expect(problems).toEqual([]);
   });
 
-  it('the latency report page opens without errors and shows its chart', async () => {
-    const files = await writeLatencyReport(await latencyReport(t.warehouse), path.join(ARTIFACTS, 'latency'));
+  it('the latency report page of those lines opens without errors and shows both paths', async () => {
+    const report = await latencyReport(pipeline.warehouse);
+    expect(report.hops.map((h) => h.count)).toEqual(report.hops.map(() => POSTED.length));
+    const files = await writeLatencyReport(report, path.join(ARTIFACTS, 'latency'));
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     const problems = watch(page);
     await page.goto(pathToFileURL(files.html).href);
