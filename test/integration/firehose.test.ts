@@ -20,6 +20,7 @@ import S3rver from 's3rver';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Clients, createClients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
+import { sleep } from '#core/resilience';
 import { type DeliveryStreamConfig, type LocalFirehose, startLocalFirehose } from '#local/firehose';
 import { parseSegment } from '#local/firehose-wal';
 
@@ -95,7 +96,11 @@ function stream(overrides: Partial<DeliveryStreamConfig> = {}): DeliveryStreamCo
   };
 }
 
-async function start(streams: DeliveryStreamConfig[], dataDir?: string): Promise<Started> {
+async function start(
+  streams: DeliveryStreamConfig[],
+  dataDir?: string,
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>,
+): Promise<Started> {
   const dir = dataDir ?? (await fs.mkdtemp(path.join(root, 'data-')));
   const written: string[] = [];
   const firehose = await startLocalFirehose({
@@ -107,7 +112,7 @@ async function start(streams: DeliveryStreamConfig[], dataDir?: string): Promise
     deliveryStreams: streams,
     logger,
     onObjectWritten: (key) => written.push(key),
-    retry: { baseDelayMs: 50, maxDelayMs: 200, attemptsOnStop: 2 },
+    retry: { baseDelayMs: 50, maxDelayMs: 200, attemptsOnStop: 2, ...(sleep ? { sleep } : {}) },
   });
   const clients = createClients({
     region: REGION,
@@ -370,12 +375,18 @@ describe('local Firehose', () => {
 
   it('loses nothing through an S3 outage', async () => {
     const cfg = stream({ bufferSeconds: 0 });
-    const { client, written, dataDir } = await start([cfg]);
+    let retries = 0;
+    const countedSleep = (ms: number, signal?: AbortSignal) => {
+      retries++;
+      return sleep(ms, signal);
+    };
+    const { client, written, dataDir } = await start([cfg], undefined, countedSleep);
     await stopS3();
     const batches = [records(0, 100), records(100, 100), records(200, 100)];
 
     for (const b of batches) await putBatch(client, cfg.name, b);
-    await new Promise((r) => setTimeout(r, 500));
+    // Delivery was tried and failed more than once: the outage is seen, not just waited out.
+    await waitFor('delivery retries', () => retries >= 2);
     expect(written).toEqual([]);
     expect(await walFiles(dataDir, cfg.name)).toHaveLength(3);
     await startS3(s3Port);

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Clients, createClients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
 import { type PollerFailure, type PollerOptions, type StreamPoller, startStreamPoller } from '#local/poller';
+import { eventually } from '../helpers/stack.ts';
 
 const require = createRequire(import.meta.url);
 const kinesalite = require('kinesalite') as (options: object) => http.Server;
@@ -190,30 +191,48 @@ describe('stream poller against kinesalite', () => {
     expect(await checkpointOf(stream)).toBe(seqs[9]);
   });
 
-  it('waits up to the batching window for a full batch, and not at all once a batch is full', async () => {
+  it('holds a partial batch for the batching window, and sends a full batch at once', async () => {
+    const stream = await createStream(1);
+    const calls: string[][] = [];
+    // A window no test outlives: a batch that goes is one that filled up.
+    const { poller } = await start({
+      streamName: stream,
+      batchSize: 50,
+      batchWindowMs: 300_000,
+      handler: async (event) => void calls.push(dataOf(event)),
+    });
+    const buffered = () => poller.stats().shards[0]?.buffered;
+
+    await put(stream, texts(3, 'a'));
+    await eventually(async () => (buffered() === 3 ? true : undefined), { what: 'three records read' });
+    expect(calls).toEqual([]);
+    await put(stream, texts(47, 'b'));
+    await eventually(async () => (calls.length === 1 ? true : undefined), { what: 'the filled batch' });
+    expect(calls[0]).toEqual([...texts(3, 'a'), ...texts(47, 'b')]);
+
+    const payloads = texts(120);
+    await put(stream, payloads);
+    await eventually(async () => (calls.length === 3 && buffered() === 20 ? true : undefined), {
+      what: 'two full batches, twenty records held',
+    });
+    expect(calls.slice(1)).toEqual([payloads.slice(0, 50), payloads.slice(50, 100)]);
+  });
+
+  it('sends a partial batch once the batching window has passed since its first record was read', async () => {
     const stream = await createStream(1);
     const calls: Array<{ at: number; data: string[] }> = [];
     const { poller } = await start({
       streamName: stream,
       batchSize: 50,
-      batchWindowMs: 800,
+      batchWindowMs: 300,
       handler: async (event) => void calls.push({ at: Date.now(), data: dataOf(event) }),
     });
+    const put0 = Date.now();
     await put(stream, ['a', 'b', 'c']);
-    await new Promise((r) => setTimeout(r, 100));
-    await put(stream, ['d', 'e']);
     await poller.idle();
-    expect(calls.map((c) => c.data)).toEqual([['a', 'b', 'c', 'd', 'e']]);
-
-    calls.length = 0;
-    const payloads = texts(120);
-    await put(stream, payloads);
-    await poller.idle();
-    expect(calls.map((c) => c.data.length)).toEqual([50, 50, 20]);
-    expect(calls.flatMap((c) => c.data)).toEqual(payloads);
-    const [first, second, third] = calls.map((c) => c.at) as [number, number, number];
-    expect(second - first).toBeLessThan(600);
-    expect(third - second).toBeGreaterThanOrEqual(600);
+    expect(calls.map((c) => c.data)).toEqual([['a', 'b', 'c']]);
+    // Read after the put began, so the window cannot have ended before put0 + 300 ms.
+    expect((calls[0]?.at ?? 0) - put0).toBeGreaterThanOrEqual(300);
   });
 
   it('bisects a throwing batch to isolate poison records, sends them on failure, processes the rest', async () => {
@@ -286,15 +305,21 @@ describe('stream poller against kinesalite', () => {
   it('sends records older than maxRecordAge on failure, even with infinite retries', async () => {
     const stream = await createStream(1);
     await put(stream, ['old-1', 'old-2']);
-    await new Promise((r) => setTimeout(r, 1100));
+    // The poller's clock, moved instead of waiting for records to grow old.
+    let clock = () => Date.now() + 1_500;
     const processed: string[] = [];
+    const stuck: number[] = [];
     const { poller, failures } = await start({
       streamName: stream,
       maxRetries: -1,
       maxRecordAgeSeconds: 1,
+      clock: () => clock(),
       handler: async (event) => {
         const data = dataOf(event);
-        if (data.includes('stuck')) throw new Error('always fails');
+        if (data.includes('stuck')) {
+          stuck.push((event.Records[0]?.kinesis.approximateArrivalTimestamp ?? 0) * 1000);
+          throw new Error('always fails');
+        }
         processed.push(...data);
       },
     });
@@ -304,13 +329,15 @@ describe('stream poller against kinesalite', () => {
       ['RecordAgeExceeded', ['old-1', 'old-2']],
     ]);
 
-    // A record retried forever leaves once it is too old; what follows is then processed.
+    // A record retried forever leaves once it is too old; what follows it is then processed.
+    clock = () => Date.now();
     await put(stream, ['stuck']);
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually(async () => (stuck.length >= 2 ? true : undefined), { what: 'stuck retried' });
     await put(stream, ['after']);
-    const started = Date.now();
+    // Put after two failed tries of 'stuck' (5 ms apart at least), 'after' is younger than this by then.
+    const stuckArrived = stuck[0] as number;
+    clock = () => stuckArrived + 1_001;
     await poller.idle();
-    expect(Date.now() - started).toBeGreaterThan(500);
     expect(processed).toEqual(['after']);
     expect(failures.map((f) => f.condition)).toEqual(['RecordAgeExceeded', 'RecordAgeExceeded']);
     expect(failures[1]?.records.map((r) => r.data.toString())).toEqual(['stuck']);

@@ -4,24 +4,16 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { KinesisLineWriter, KinesisWriteError } from '#adapters/kinesis-writer';
 import { decodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
+import { acceptedLine } from '../helpers/lines.ts';
 
 const kinesis = mockClient(KinesisClient);
 const noWait = { baseMs: 1, maxMs: 1, sleep: async () => {} };
 
+/** Ten lines per invoice, invoices numbered from 500000. */
 const lines = (n: number): AcceptedLine[] =>
-  Array.from({ length: n }, (_, i) => ({
-    invoiceNo: String(500000 + Math.floor(i / 10)),
-    lineNo: (i % 10) + 1,
-    stockCode: 'X',
-    description: null,
-    quantity: 1,
-    invoiceDate: '2010-12-01T08:26:00',
-    unitPrice: '1.000',
-    customerId: null,
-    country: 'France',
-    producedAt: '2024-01-01T00:00:00.000Z',
-    acceptedAt: '2024-01-01T00:00:00.000Z',
-  }));
+  Array.from({ length: n }, (_, i) =>
+    acceptedLine({ invoiceNo: String(500000 + Math.floor(i / 10)), lineNo: (i % 10) + 1 }),
+  );
 
 const writer = (maxAttempts = 5) =>
   new KinesisLineWriter({
@@ -60,9 +52,33 @@ describe('KinesisLineWriter', () => {
         ),
       };
     });
-    await writer().putLines(lines(3));
+    const w = writer();
+    expect(await w.putLines(lines(3))).toEqual({ records: 3, calls: 2 });
     const sent = kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records?.length);
     expect(sent).toEqual([3, 2]);
+    expect(w.stats()).toMatchObject({ requests: 1, records: 3, calls: 2, sharedCalls: 0 });
+  });
+
+  it('waits the policy backoff before each retry, growing', async () => {
+    kinesis
+      .on(PutRecordsCommand)
+      .resolves({ FailedRecordCount: 1, Records: [{ ErrorCode: 'ProvisionedThroughputExceededException' }] });
+    const waits: number[] = [];
+    const w = new KinesisLineWriter({
+      client: new KinesisClient({ region: 'us-east-1' }),
+      streamName: 's',
+      retry: {
+        maxAttempts: 4,
+        baseMs: 10,
+        maxMs: 1_000,
+        jitter: 'none',
+        sleep: async (ms) => void waits.push(ms),
+      },
+    });
+    await expect(w.putLines(lines(1))).rejects.toThrow(
+      /1 of 1 records not written: records still failing after 4 attempts \(ProvisionedThroughputExceededException\)/,
+    );
+    expect(waits).toEqual([10, 20, 40]);
   });
 
   it('throws KinesisWriteError when entries still fail after the bound', async () => {
@@ -109,8 +125,23 @@ describe('KinesisLineWriter group commit', () => {
     expect(w.stats()).toMatchObject({ requests: 60, records: 600, calls: 2, sharedCalls: 2 });
   });
 
-  it('a request arriving while calls are in flight waits at most the linger, then joins the next call', async () => {
-    kinesis.on(PutRecordsCommand).callsFake(slowAck(30));
+  it('requests arriving while a call is in flight wait for it, then share the next call', async () => {
+    let firstSent!: () => void;
+    const firstCall = new Promise<void>((resolve) => {
+      firstSent = resolve;
+    });
+    let ackFirst!: () => void;
+    const firstAcked = new Promise<void>((resolve) => {
+      ackFirst = resolve;
+    });
+    let calls = 0;
+    kinesis.on(PutRecordsCommand).callsFake(async (input: { Records: PutRecordsRequestEntry[] }) => {
+      if (++calls === 1) {
+        firstSent();
+        await firstAcked;
+      }
+      return slowAck(0)(input);
+    });
     const w = new KinesisLineWriter({
       client: new KinesisClient({ region: 'us-east-1' }),
       streamName: 's',
@@ -118,8 +149,9 @@ describe('KinesisLineWriter group commit', () => {
       lingerMs: 1,
     });
     const first = w.putLines(invoiceLines('700000', 5));
-    await new Promise((r) => setTimeout(r, 5));
+    await firstCall;
     const later = [w.putLines(invoiceLines('700001', 5)), w.putLines(invoiceLines('700002', 5))];
+    ackFirst();
     await Promise.all([first, ...later]);
     expect(partitionKeys(0)).toEqual(Array(5).fill('700000'));
     // With one call in flight at most, the two later requests share the second call.
@@ -168,7 +200,13 @@ describe('KinesisLineWriter group commit', () => {
     ]);
     expect(a).toMatchObject({ status: 'fulfilled', value: { records: 2 } });
     expect(b.status).toBe('rejected');
-    expect(((b as PromiseRejectedResult).reason as KinesisWriteError).failedRecords).toBe(2);
+    const err = (b as PromiseRejectedResult).reason as KinesisWriteError;
+    expect(err.failedRecords).toBe(2);
+    expect(err.message).toBe(
+      '2 of 2 records not written: PutRecords failed: ValidationException: record too large',
+    );
+    // Not retried: the shared call, then one call per request.
+    expect(w.stats()).toMatchObject({ requests: 2, records: 2, calls: 3, sharedCalls: 1 });
   });
 
   it('splits calls by the 5 MiB limit as well as by 500 records', async () => {
