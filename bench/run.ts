@@ -25,6 +25,7 @@ const BENCHES: BenchModule[] = [
   { name: 'producer', file: 'producer.ts', exportName: 'runProducerBench' },
   { name: 'batch', file: 'batch.ts', exportName: 'runBatchBench' },
   { name: 'load', file: 'load.ts', exportName: 'runLoadBench' },
+  { name: 'warehouse', file: 'warehouse.ts', exportName: 'runWarehouseBench' },
 ];
 
 interface Row {
