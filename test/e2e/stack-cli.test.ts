@@ -2,13 +2,18 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { promisify, stripVTControlCharacters } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger } from '#adapters/logger';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { refreshMarts } from '#analytics/marts';
+import { migrate } from '#batch/migrate';
 import { endpointsSchema } from '#local/endpoints';
 import { eventually } from '#test/helpers/stack';
 
 const run = promisify(execFile);
 const bin = path.resolve('bin/retail-pipeline.js');
+const ESC = '\x1b';
 
 describe('retail-pipeline stack up / status (as a user runs it)', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rp-e2e-'));
@@ -22,10 +27,17 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
     RP_FIREHOSE_PORT: '0',
     RP_POSTGRES_PORT: '0',
   };
+  // Whatever the terminal running the tests asked for, the CLI below decides colour by itself.
+  const plainEnv: NodeJS.ProcessEnv = { ...env };
+  delete plainEnv.FORCE_COLOR;
+  delete plainEnv.NO_COLOR;
   afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
   it('starts, reports every service healthy, and leaves no process after Ctrl-C', async () => {
-    const child = spawn(process.execPath, [bin, 'stack', 'up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, 'stack', 'up'], {
+      env: plainEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d) => {
       out += d;
@@ -40,14 +52,42 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
           fs.existsSync(path.join(dataDir, 'endpoints.json'))
             ? endpointsSchema.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'endpoints.json'), 'utf8')))
             : undefined,
-        { timeoutMs: 30_000, what: 'endpoints.json' },
+        // A deadline, not a measurement: a first start on a 2-core machine other suites share can take 30 s.
+        { timeoutMs: 150_000, what: 'endpoints.json' },
       );
       expect(endpoints.pid).toBe(child.pid);
       await eventually(async () => (out.includes('Ctrl-C stops everything') ? true : undefined), {
+        timeoutMs: 60_000,
         what: 'the banner',
       });
       expect(out).toContain('kinesis list-streams');
       expect(out).toMatch(/psql 'postgresql:\/\/retail:retail@127\.0\.0\.1:\d+\/retail'/);
+      // Output into a pipe, as in `retail-pipeline stack up | tee`: tables and logs without escape codes.
+      expect(out).toContain('│ kinesis');
+      expect(out).not.toContain(ESC);
+
+      // `stack status | cat`: a plain table, times as date and time in UTC; colour only when forced.
+      const table = await run(process.execPath, [bin, 'stack', 'status'], { env: plainEnv });
+      expect(table.stdout).toMatch(/^stack pid \d+, started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\n/);
+      expect(table.stdout).toMatch(/│ postgres +│ up +│/);
+      expect(table.stdout).not.toContain(ESC);
+      const forced = await run(process.execPath, [bin, 'stack', 'status'], {
+        env: { ...plainEnv, FORCE_COLOR: '1' },
+      });
+      expect(forced.stdout).toContain(ESC);
+      expect(stripVTControlCharacters(forced.stdout)).toMatch(/│ postgres +│ up +│/);
+
+      // `report sales | cat` over the stack's warehouse (migrated and its marts built, as `start` does).
+      const warehouse = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 1 });
+      try {
+        await migrate(warehouse, createLogger('silent'));
+        await refreshMarts(warehouse);
+      } finally {
+        await warehouse.close();
+      }
+      const sales = await run(process.execPath, [bin, 'report', 'sales'], { env: plainEnv });
+      expect(sales.stdout).toMatch(/│ marts refreshed at \(UTC\) +│ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d │/);
+      expect(sales.stdout).not.toContain(ESC);
 
       const status = await run(process.execPath, [bin, 'stack', 'status', '--json'], { env });
       const report = JSON.parse(status.stdout) as { health: Array<{ service: string; ok: boolean }> };
@@ -90,7 +130,7 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
-  });
+  }, 300_000);
 
   it('status explains that no stack is running', async () => {
     const err = await run(process.execPath, [bin, 'stack', 'status'], { env }).catch((e) => e);
