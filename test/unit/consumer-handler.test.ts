@@ -21,6 +21,7 @@ import { createBatchHandler } from '#consumers/handler';
 import { processRecord } from '#consumers/process-line';
 import { encodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
+import { acceptedLine } from '#test/helpers/lines';
 
 const ddb = mockClient(DynamoDBClient);
 const firehose = mockClient(FirehoseClient);
@@ -28,22 +29,9 @@ const s3 = mockClient(S3Client);
 const noWait = { baseMs: 1, maxMs: 1, sleep: async () => {} };
 const SHARD = 'shardId-000000000001';
 
-function line(lineNo: number, over: Partial<AcceptedLine> = {}): AcceptedLine {
-  return {
-    invoiceNo: '536365',
-    lineNo,
-    stockCode: '85123A',
-    description: 'WHITE HANGING HEART T-LIGHT HOLDER',
-    quantity: 6,
-    invoiceDate: '2010-12-01T08:26:00',
-    unitPrice: '2.550',
-    customerId: '17850',
-    country: 'United Kingdom',
-    producedAt: '2024-01-01T00:00:00.000Z',
-    acceptedAt: '2024-01-01T00:00:00.010Z',
-    ...over,
-  };
-}
+// The price as the consumer decodes it (3 decimals).
+const line = (lineNo: number, over: Partial<AcceptedLine> = {}) =>
+  acceptedLine({ lineNo, unitPrice: '2.550', ...over });
 
 function event(payloads: Buffer[], firstSeq = 100): KinesisStreamEvent {
   return {

@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { enrich } from '#core/enrich';
 import type { AcceptedLine } from '#core/invoice-line';
+import { acceptedLine } from '#test/helpers/lines';
 
-const base: AcceptedLine = {
-  invoiceNo: '536365',
-  lineNo: 1,
-  stockCode: '85123A',
-  description: 'WHITE HANGING HEART T-LIGHT HOLDER',
-  quantity: 6,
-  invoiceDate: '2011-06-01T08:26:00',
-  unitPrice: '2.55',
-  customerId: '17850',
-  country: 'United Kingdom',
-  producedAt: '2024-01-01T00:00:00.000Z',
-  acceptedAt: '2024-01-01T00:00:00.010Z',
-};
+// A summer date: the Europe/London offset (BST) shows in the derived instant.
+const base: AcceptedLine = acceptedLine({ invoiceDate: '2011-06-01T08:26:00' });
 
 describe('enrich', () => {
   it('derives totals, keys and country for an ordinary sale and keeps the input fields', () => {
