@@ -1,5 +1,6 @@
 import { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { createSourceDecoder, detectEncoding } from '#core/text-encoding';
 import { CSV_FIELDS, type CsvField } from './sql.ts';
 
 /**
@@ -82,16 +83,13 @@ export function splitCsvLine(line: string): string[] {
   return cells;
 }
 
-/** UTF-8 unless the bytes are not valid UTF-8 (then Latin-1, the other encoding the source uses). */
-export function sniffEncoding(bytes: Buffer): 'UTF8' | 'LATIN1' {
-  // A multi-byte character may be cut at the end of the sample: ignore the last 3 bytes.
-  const sample = bytes.length > 4 ? bytes.subarray(0, bytes.length - 3) : bytes;
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(sample);
-    return 'UTF8';
-  } catch {
-    return 'LATIN1';
-  }
+/**
+ * The encoding of an object from its head, by the rule every input path shares (core/text-encoding.ts):
+ * UTF-8 when the bytes are valid UTF-8 (a character cut at the end of the sample is fine), else
+ * Latin-1. A head that mixes both reads as Latin-1 here, as the loader's restart does past the sample.
+ */
+export function sniffEncoding(bytes: Uint8Array): 'UTF8' | 'LATIN1' {
+  return detectEncoding(bytes) === 'utf8' ? 'UTF8' : 'LATIN1';
 }
 
 export class EmptyFileError extends Error {
@@ -105,7 +103,8 @@ export async function readCsvHead(text: Readable): Promise<CsvHead> {
   const nl = head.indexOf(0x0a);
   const headerBytes = nl === -1 ? head : head.subarray(0, nl);
   const encoding = sniffEncoding(head);
-  let header = headerBytes.toString(encoding === 'UTF8' ? 'utf8' : 'latin1');
+  // Not end(): a header longer than the sample may end inside a character, which is then left out.
+  let header = createSourceDecoder(encoding === 'UTF8' ? 'utf8' : 'latin1', 'header').decode(headerBytes);
   header = header.replace(/^\uFEFF/, '').replace(/\r$/, '');
   const skip = nl === -1 ? head.length : nl + 1;
   let skipped = 0;

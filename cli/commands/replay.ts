@@ -1,6 +1,9 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { ENCODINGS, isSourceEncoding, type SourceEncoding } from '#core/rules';
+import { TextEncodingError } from '#core/text-encoding';
+import { MalformedRowError, ReplayInputError } from '#producer/replay';
 import { runReplay } from '#producer/run';
 import { newRunId } from '#producer/run-log';
 import {
@@ -18,7 +21,7 @@ interface ReplayCliOptions extends TargetOptions {
   rate?: number;
   limit?: number;
   strict: boolean;
-  encoding?: 'utf8' | 'latin1';
+  encoding?: SourceEncoding;
   progress: boolean;
   batchSize: number;
   maxInFlight: number;
@@ -39,19 +42,23 @@ export function registerReplayCommand(program: Command): void {
     .option('--rate <lines/s>', 'fixed lines per second', positiveNumber)
     .option('--limit <n>', 'stop after this many lines', positiveInteger)
     .option('--strict', 'stop at the first malformed row', false)
-    .option('--encoding <encoding>', 'utf8 or latin1 (default: detected)', (v) => {
-      const e = v.toLowerCase().replace(/[-_]/g, '');
-      if (e === 'utf8') return 'utf8';
-      if (e === 'latin1' || e === 'iso88591') return 'latin1';
-      throw new InvalidArgumentError('utf8 or latin1');
-    })
+    .option(
+      '--encoding <encoding>',
+      `${ENCODINGS.join(' or ')} (default: detected by reading each file whole first)`,
+      (v) => {
+        const e = v.toLowerCase().replace(/[-_]/g, '');
+        const name = e === 'iso88591' ? 'latin1' : e;
+        if (isSourceEncoding(name)) return name;
+        throw new InvalidArgumentError(ENCODINGS.join(' or '));
+      },
+    )
     .option('--target <url>', 'API base URL (default: the local stack from endpoints.json)')
     .option('--api-key <key>', 'sent as x-api-key (default: $RP_API_KEY)')
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
     .option('--batch-size <n>', 'lines per request', positiveInteger, 500)
     .option('--max-in-flight <n>', 'requests in flight', positiveInteger, 4)
     .option('--no-progress', 'no progress bar')
-    .action(async (paths: string[], opts: ReplayCliOptions) => {
+    .action(async (paths: string[], opts: ReplayCliOptions, command: Command) => {
       if (opts.speed !== undefined && opts.rate !== undefined) {
         throw new InvalidArgumentError('give --speed or --rate, not both');
       }
@@ -82,6 +89,17 @@ export function registerReplayCommand(program: Command): void {
         `run ${runId}: replaying ${paths.join(' ')} -> ${target}, log ${path.join(runLogDir, runId)}.ndjson\n`,
       );
       done(run);
-      finish(await run);
+      try {
+        finish(await run);
+      } catch (err) {
+        // The file is at fault, not the program: its file, line and what to do, without a stack.
+        if (
+          err instanceof TextEncodingError ||
+          err instanceof ReplayInputError ||
+          err instanceof MalformedRowError
+        )
+          command.error(`retail-pipeline: ${err.message}`);
+        throw err;
+      }
     });
 }

@@ -37,6 +37,20 @@ describe('source objects', () => {
     expect(sniffEncoding(Buffer.from('CAFÉ MUG, plain', 'utf8'))).toBe('UTF8');
     expect(sniffEncoding(Buffer.from('CAFÉ MUG, plain', 'latin1'))).toBe('LATIN1');
     expect(sniffEncoding(Buffer.from('abcdefgh É', 'utf8').subarray(0, 10))).toBe('UTF8');
+    // The replay's rule (core/text-encoding.ts): a head mixing both is not UTF-8.
+    expect(sniffEncoding(Buffer.concat([Buffer.from('CAFÉ\n'), Buffer.from('£1\n', 'latin1')]))).toBe(
+      'LATIN1',
+    );
+  });
+
+  it('decodes the header by the sniffed encoding, Latin-1 and UTF-8 alike', async () => {
+    for (const encoding of ['latin1', 'utf8'] as const) {
+      const head = await readCsvHead(
+        Readable.from([Buffer.from('InvoiceNo,Descripción,Prix £\r\n1,é,2\r\n', encoding)]),
+      );
+      expect(head.columns).toEqual(['InvoiceNo', 'Descripción', 'Prix £']);
+      expect(head.encoding).toBe(encoding === 'utf8' ? 'UTF8' : 'LATIN1');
+    }
   });
 
   it('gunzips by magic bytes and splits off a BOM-prefixed header', async () => {

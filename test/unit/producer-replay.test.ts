@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { invoiceLineInput } from '#core/invoice-line';
+import { TextEncodingError } from '#core/text-encoding';
 import {
   londonLocalToDate,
   type MalformedRow,
@@ -59,11 +60,12 @@ describe('replayLines input variants', () => {
     expect(lines.every((l) => !l.line.country.endsWith('\r'))).toBe(true);
   });
 
-  it('--encoding latin1 forces the decoding; forcing utf8 on a Latin-1 file mangles it', async () => {
+  it('--encoding latin1 forces the decoding; forcing utf8 on a Latin-1 file stops at the first É', async () => {
     const forced = await collect(fx('latin1.csv'), { encoding: 'latin1' });
     expect(forced[4]?.line.description).toContain('CAFÉ');
-    const wrong = await collect(fx('latin1.csv'), { encoding: 'utf8' });
-    expect(wrong[4]?.line.description).not.toContain('CAFÉ');
+    const wrong = await collect(fx('latin1.csv'), { encoding: 'utf8' }).catch((e: unknown) => e);
+    expect(wrong).toBeInstanceOf(TextEncodingError);
+    expect(wrong).toMatchObject({ file: fx('latin1.csv'), line: 6 });
   });
 
   it('ISO dates with and without seconds and CustomerID 17850.0', async () => {
