@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { formatTime } from '#adapters/terminal';
 import { formatMs, hopLabel, type LatencyReport } from './latency.ts';
 import { escapeXml, renderLatencySvg } from './latency-chart.ts';
 
@@ -16,7 +17,7 @@ export function renderLatencyHtml(report: LatencyReport, svg = renderLatencySvg(
     )
     .join('\n');
   const window = report.windowStart
-    ? `lines produced since ${report.windowStart}`
+    ? `lines produced since ${formatTime(new Date(report.windowStart))} UTC`
     : 'all lines in the warehouse';
   return `<!doctype html>
 <html lang="en">
@@ -39,7 +40,7 @@ footer{color:#6b7280;font-size:.85rem;margin-top:1rem;max-width:60rem}
 </head>
 <body>
 <h1>Latency: stream path vs batch path</h1>
-<p class="meta">${escapeXml(window)}; generated ${escapeXml(report.generatedAt)}</p>
+<p class="meta">${escapeXml(window)}; generated ${escapeXml(formatTime(new Date(report.generatedAt)))} UTC</p>
 <table>
 <thead><tr><th>path</th><th>hop</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr></thead>
 <tbody>

@@ -95,7 +95,7 @@ describe('latency report rendering', () => {
     const empty = buildLatencyReport([], { windowStart: new Date('2024-05-01T11:50:00Z') });
     expect(renderLatencySvg(empty)).toContain('No lines with lineage timestamps');
     const html = renderLatencyHtml(empty);
-    expect(html).toContain('lines produced since 2024-05-01T11:50:00.000Z');
+    expect(html).toContain('lines produced since 2024-05-01 11:50:00 UTC');
     expect(html).not.toMatch(/<script|<link rel="stylesheet"|src="http/);
   });
 });
