@@ -1,0 +1,269 @@
+import { type FileMetaData, parquetMetadata, parquetReadObjects } from 'hyparquet';
+import { ByteWriter, type ColumnSource, parquetWrite, type SchemaElement } from 'hyparquet-writer';
+
+/**
+ * Parquet for the processed zone: a schema (named, typed columns) plus rows in, bytes out, and back.
+ * Values travel as their exact text where JS numbers are not exact: a decimal is its decimal text
+ * ('1234.50'), a date 'YYYY-MM-DD', a time 'HH:MM:SS.ffffff'. The same rows give the same bytes
+ * (no clock, no host in the footer), so a rerun writes an identical object.
+ */
+
+export type ParquetType =
+  | { kind: 'int32' }
+  | { kind: 'int64' }
+  | { kind: 'boolean' }
+  | { kind: 'string' }
+  | { kind: 'date' }
+  /** Microseconds since midnight, no zone. */
+  | { kind: 'time' }
+  | { kind: 'decimal'; precision: number; scale: number };
+
+export interface ParquetColumn {
+  name: string;
+  type: ParquetType;
+  nullable: boolean;
+}
+
+export type ParquetSchema = ReadonlyArray<ParquetColumn>;
+export type ParquetValue = string | number | bigint | boolean | null;
+export type ParquetRow = Record<string, ParquetValue>;
+
+export class ParquetError extends Error {
+  override name = 'ParquetError';
+}
+
+export const int32: ParquetType = { kind: 'int32' };
+export const int64: ParquetType = { kind: 'int64' };
+export const boolean: ParquetType = { kind: 'boolean' };
+export const string: ParquetType = { kind: 'string' };
+export const date: ParquetType = { kind: 'date' };
+export const time: ParquetType = { kind: 'time' };
+export const decimal = (precision: number, scale: number): ParquetType => ({
+  kind: 'decimal',
+  precision,
+  scale,
+});
+
+/** Stable across versions and runs: the footer says who wrote it, never when. */
+const CREATED_BY = 'retail-pipeline lake/parquet';
+const DAY_MS = 86_400_000;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const TIME = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/;
+const DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
+
+function decimalPhysical(precision: number): 'INT32' | 'INT64' | 'FIXED_LEN_BYTE_ARRAY' {
+  return precision <= 9 ? 'INT32' : precision <= 18 ? 'INT64' : 'FIXED_LEN_BYTE_ARRAY';
+}
+
+/** Bytes a two's-complement unscaled value of `precision` digits needs. */
+function decimalBytes(precision: number): number {
+  return Math.ceil((Math.log2(10 ** precision) + 1) / 8);
+}
+
+function element(c: ParquetColumn): SchemaElement {
+  const repetition_type = c.nullable ? 'OPTIONAL' : 'REQUIRED';
+  const t = c.type;
+  switch (t.kind) {
+    case 'int32':
+      return { name: c.name, type: 'INT32', repetition_type };
+    case 'int64':
+      return { name: c.name, type: 'INT64', repetition_type };
+    case 'boolean':
+      return { name: c.name, type: 'BOOLEAN', repetition_type };
+    case 'string':
+      return { name: c.name, type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type };
+    case 'date':
+      return { name: c.name, type: 'INT32', converted_type: 'DATE', repetition_type };
+    case 'time':
+      return { name: c.name, type: 'INT64', converted_type: 'TIME_MICROS', repetition_type };
+    case 'decimal': {
+      const type = decimalPhysical(t.precision);
+      return {
+        name: c.name,
+        type,
+        ...(type === 'FIXED_LEN_BYTE_ARRAY' ? { type_length: decimalBytes(t.precision) } : {}),
+        converted_type: 'DECIMAL',
+        precision: t.precision,
+        scale: t.scale,
+        repetition_type,
+      };
+    }
+  }
+}
+
+const fail = (column: string, value: unknown, expected: string): never => {
+  throw new ParquetError(`column ${column}: ${JSON.stringify(String(value))} is not ${expected}`);
+};
+
+/** A decimal's text as its unscaled integer at `scale`; more digits than the scale allows is an error, never a rounding. */
+export function unscaledDecimal(text: string, precision: number, scale: number, column = 'value'): bigint {
+  const m = DECIMAL.exec(text);
+  if (!m) return fail(column, text, 'a decimal number');
+  const [, sign, whole = '', fraction = ''] = m;
+  const extra = fraction.slice(scale);
+  if (/[^0]/.test(extra)) return fail(column, text, `a decimal with at most ${scale} fraction digits`);
+  const digits = `${whole}${fraction.slice(0, scale).padEnd(scale, '0')}`.replace(/^0+(?=\d)/, '');
+  if (digits.length > precision) return fail(column, text, `a decimal of at most ${precision} digits`);
+  const value = BigInt(digits);
+  return sign === '-' ? -value : value;
+}
+
+/** An unscaled integer back to decimal text with exactly `scale` fraction digits. */
+export function decimalText(unscaled: bigint, scale: number): string {
+  const negative = unscaled < 0n;
+  const digits = (negative ? -unscaled : unscaled).toString().padStart(scale + 1, '0');
+  const text = scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  return negative ? `-${text}` : text;
+}
+
+function daysOf(text: string, column: string): number {
+  const m = DATE.exec(text);
+  if (!m) return fail(column, text, 'a date YYYY-MM-DD');
+  const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  if (new Date(ms).toISOString().slice(0, 10) !== text) return fail(column, text, 'a calendar date');
+  return ms / DAY_MS;
+}
+
+function microsOf(text: string, column: string): bigint {
+  const m = TIME.exec(text);
+  if (!m || Number(m[1]) > 23 || Number(m[2]) > 59 || Number(m[3]) > 59)
+    return fail(column, text, 'a time HH:MM:SS[.ffffff]');
+  const seconds = Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+  return BigInt(seconds) * 1_000_000n + BigInt((m[4] ?? '').padEnd(6, '0'));
+}
+
+/** Formats microseconds since midnight as HH:MM:SS.ffffff (always six fraction digits). */
+export function timeText(micros: bigint): string {
+  const seconds = Number(micros / 1_000_000n);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const fraction = String(micros % 1_000_000n).padStart(6, '0');
+  return `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor(seconds / 60) % 60)}:${pad(seconds % 60)}.${fraction}`;
+}
+
+function toPhysical(c: ParquetColumn, value: ParquetValue | undefined): unknown {
+  if (value === null || value === undefined) {
+    if (!c.nullable) fail(c.name, value, 'present (the column is required)');
+    return null;
+  }
+  const t = c.type;
+  switch (t.kind) {
+    case 'int32':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < -(2 ** 31) || value >= 2 ** 31)
+        return fail(c.name, value, 'a 32-bit integer');
+      return value;
+    case 'int64':
+      if (typeof value === 'bigint') return value;
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) return fail(c.name, value, 'an integer');
+      return BigInt(value);
+    case 'boolean':
+      if (typeof value !== 'boolean') return fail(c.name, value, 'a boolean');
+      return value;
+    case 'string':
+      if (typeof value !== 'string') return fail(c.name, value, 'a string');
+      return value;
+    case 'date':
+      return daysOf(String(value), c.name);
+    case 'time':
+      return microsOf(String(value), c.name);
+    case 'decimal':
+      return unscaledDecimal(String(value), t.precision, t.scale, c.name);
+  }
+}
+
+/** Rows to Parquet bytes (one row group, snappy); every value checked against its column. */
+export function writeParquet(schema: ParquetSchema, rows: ReadonlyArray<ParquetRow>): Uint8Array {
+  if (schema.length === 0) throw new ParquetError('a Parquet schema needs at least one column');
+  const columnData: ColumnSource[] = schema.map((c) => ({
+    name: c.name,
+    data: rows.map((r) => toPhysical(c, r[c.name])) as ColumnSource['data'],
+    nullable: c.nullable,
+  }));
+  const writer = new ByteWriter();
+  parquetWrite({
+    writer,
+    columnData,
+    schema: [{ name: 'root', num_children: schema.length }, ...schema.map(element)],
+    createdBy: CREATED_BY,
+    rowGroupSize: Math.max(rows.length, 1),
+  });
+  return new Uint8Array(writer.getBuffer());
+}
+
+function sameElement(found: FileMetaData['schema'][number] | undefined, want: SchemaElement): boolean {
+  if (!found) return false;
+  return (
+    found.type === want.type &&
+    (found.converted_type ?? undefined) === want.converted_type &&
+    (found.repetition_type ?? 'REQUIRED') === want.repetition_type &&
+    (want.converted_type !== 'DECIMAL' || (found.precision === want.precision && found.scale === want.scale))
+  );
+}
+
+/** Why the file's columns are not the schema's, or undefined when they are exactly it. */
+export function schemaMismatch(metadata: FileMetaData, schema: ParquetSchema): string | undefined {
+  const found = metadata.schema.slice(1);
+  const names = found.map((e) => e.name);
+  const want = schema.map((c) => c.name);
+  if (names.join(',') !== want.join(','))
+    return `columns are [${names.join(', ')}], expected [${want.join(', ')}]`;
+  for (const c of schema) {
+    const e = found.find((x) => x.name === c.name);
+    if (!sameElement(e, element(c)))
+      return `column ${c.name} is not ${JSON.stringify(c.type)} (nullable ${c.nullable})`;
+  }
+  return undefined;
+}
+
+function fromPhysical(c: ParquetColumn, value: unknown): ParquetValue {
+  if (value === null || value === undefined) return null;
+  const t = c.type;
+  switch (t.kind) {
+    case 'date':
+      return new Date(Number(value) * DAY_MS).toISOString().slice(0, 10);
+    case 'time':
+      return timeText(BigInt(value as bigint));
+    case 'decimal': {
+      if (value instanceof Uint8Array) {
+        let n = 0n;
+        for (const b of value) n = n * 256n + BigInt(b);
+        if (value.length > 0 && (value[0] as number) >= 0x80) n -= 1n << BigInt(value.length * 8);
+        return decimalText(n, t.scale);
+      }
+      return decimalText(BigInt(value as number | bigint), t.scale);
+    }
+    default:
+      return value as ParquetValue;
+  }
+}
+
+/**
+ * Parquet bytes to rows of `schema`: the file must have exactly its columns (names, order, types),
+ * else a ParquetError saying how it differs. Decimals, dates and times come back as exact text.
+ */
+export async function readParquet(bytes: Uint8Array, schema: ParquetSchema): Promise<ParquetRow[]> {
+  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  let metadata: FileMetaData;
+  try {
+    metadata = parquetMetadata(file);
+  } catch (err) {
+    throw new ParquetError(`not a Parquet file: ${(err as Error).message}`, { cause: err });
+  }
+  const mismatch = schemaMismatch(metadata, schema);
+  if (mismatch) throw new ParquetError(mismatch);
+  // hyparquet turns DECIMAL into a float and DATE into a Date: read the raw values instead.
+  const raw: FileMetaData = {
+    ...metadata,
+    schema: metadata.schema.map((e) => {
+      if (e.converted_type !== 'DECIMAL' && e.converted_type !== 'DATE') return e;
+      const { converted_type: _c, logical_type: _l, ...plain } = e;
+      return plain;
+    }),
+  };
+  let rows: Array<Record<string, unknown>>;
+  try {
+    rows = await parquetReadObjects({ file, metadata: raw });
+  } catch (err) {
+    throw new ParquetError(`unreadable Parquet: ${(err as Error).message}`, { cause: err });
+  }
+  return rows.map((r) => Object.fromEntries(schema.map((c) => [c.name, fromPhysical(c, r[c.name])])));
+}
