@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { type Pipeline, startPipeline } from '#cli/pipeline';
+import { CSV_HEADER, csvRow, inputLine } from '#test/helpers/lines';
 import { eventually, testConfig } from '#test/helpers/stack';
 
 const KEY = 'test-key-0123456789';
@@ -43,17 +44,12 @@ describe('security of the local pipeline', () => {
       headers: { 'content-type': 'application/json', ...headers },
       body: JSON.stringify(body),
     });
-  const line = {
+  const line = inputLine({
     invoiceNo: '6100001',
-    lineNo: 1,
     stockCode: QUOTED_CODE,
     description: INJECTION,
-    quantity: 2,
-    invoiceDate: '2011-06-01T10:00:00',
-    unitPrice: '1.5',
-    customerId: null,
     country: "Cote d'Ivoire",
-  };
+  });
 
   beforeAll(async () => {
     const config = await testConfig({ RP_API_KEY: KEY, RP_LOAD_INTERVAL_SECONDS: '0.5' });
@@ -102,8 +98,13 @@ describe('security of the local pipeline', () => {
 
     // The same strings in a CSV dropped under landing/ (the file path of the loader).
     const csv = [
-      'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country',
-      `6100002,"${QUOTED_CODE.replaceAll('"', '""')}","${INJECTION}",3,6/1/2011 10:00,2.5,,"Cote d'Ivoire"`,
+      CSV_HEADER,
+      csvRow({
+        InvoiceNo: '6100002',
+        StockCode: `"${QUOTED_CODE.replaceAll('"', '""')}"`,
+        Description: `"${INJECTION}"`,
+        Country: `"Cote d'Ivoire"`,
+      }),
     ].join('\n');
     await pipeline.stack.clients.s3.send(
       new PutObjectCommand({
