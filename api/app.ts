@@ -6,7 +6,7 @@ import type { LineWriter } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 import { CUSTOMER_ID_WORDING, customerIdOf, INVOICE_NO, INVOICE_NO_WORDING, textProblem } from '#core/rules';
 import { badRequest, errorHandler, HttpError, notFound } from './errors.ts';
-import { acceptLines, type BodyFormat, parseBody } from './ingest.ts';
+import { acceptedAnswer, acceptLines, type BodyFormat, parseBody } from './ingest.ts';
 import { openApiDocument } from './openapi.ts';
 import { countryStatsView, invoiceSummaryView, invoiceView, productSalesView } from './views.ts';
 
@@ -77,11 +77,7 @@ export function createApp(deps: ApiDeps): Express {
     const format: BodyFormat = req.is('application/x-ndjson') ? 'ndjson' : 'json';
     const lines = acceptLines(parseBody(String(req.body ?? ''), format), limits.maxLines, clock());
     const result = await deps.writer.putLines(lines);
-    res.status(202).json({
-      accepted: result.records,
-      invoices: new Set(lines.map((l) => l.invoiceNo)).size,
-      acceptedAt: lines[0]?.acceptedAt,
-    });
+    res.status(202).json(acceptedAnswer(lines, result.records));
   });
 
   router.get('/invoices/:invoiceNo', async (req, res) => {

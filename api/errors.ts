@@ -2,14 +2,15 @@ import type { ErrorRequestHandler } from 'express';
 import { InvalidCursorError } from '#adapters/invoice-store';
 import { KinesisWriteError } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
+import type { ApiErrorBody, ApiErrorCode, ApiErrorDetails } from '#core/api-contract';
 
 /** An error whose message is meant for the caller (4xx, or a 503 the caller can act on). */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ApiErrorCode,
     message: string,
-    readonly details?: Record<string, unknown>,
+    readonly details?: ApiErrorDetails,
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -17,7 +18,7 @@ export class HttpError extends Error {
   }
 }
 
-export const badRequest = (message: string, details?: Record<string, unknown>) =>
+export const badRequest = (message: string, details?: ApiErrorDetails) =>
   new HttpError(400, 'bad_request', message, details);
 export const notFound = (message: string) => new HttpError(404, 'not_found', message);
 
@@ -77,6 +78,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     if (res.headersSent) return;
     if (http.status === 503) res.set('Retry-After', '1');
-    res.status(http.status).json({ error: http.code, message: http.message, ...http.details });
+    const body: ApiErrorBody = { error: http.code, message: http.message, ...http.details };
+    res.status(http.status).json(body);
   };
 }

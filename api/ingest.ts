@@ -1,11 +1,17 @@
+import type { IngestAccepted, InvalidLine } from '#core/api-contract';
 import type { AcceptedLine } from '#core/invoice-line';
 import { invoiceLineInput, lineKey } from '#core/invoice-line';
 import { badRequest, HttpError } from './errors.ts';
 
-export interface InvalidLine {
-  /** 0-based position of the line in the request (NDJSON: among non-blank lines). */
-  index: number;
-  reason: string;
+export type { InvalidLine } from '#core/api-contract';
+
+/** The 202 answer to a request whose lines are all on the stream (acceptLines never returns none). */
+export function acceptedAnswer(lines: readonly AcceptedLine[], written: number): IngestAccepted {
+  return {
+    accepted: written,
+    invoices: new Set(lines.map((l) => l.invoiceNo)).size,
+    acceptedAt: lines[0]?.acceptedAt ?? '',
+  };
 }
 
 export type BodyFormat = 'json' | 'ndjson';
