@@ -4,11 +4,11 @@ import path from 'node:path';
 import { CopyObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { SingleBar } from 'cli-progress';
-import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { glob } from 'tinyglobby';
 import { createClients } from '#adapters/clients';
 import { loadConfig } from '#adapters/config';
+import { type Cell, stdoutTable } from '#adapters/terminal';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createManifest, type ManifestProgress } from '#batch/loader/manifest';
@@ -123,10 +123,7 @@ export function registerLoadCommands(program: Command): void {
         for (const uri of s3Uris) drops.push(await copyFromS3(clients.s3, bucket, uri));
         for (const file of files) drops.push(await upload(clients.s3, bucket, file));
         const deadline = Date.now() + Number(opts.waitTimeout) * 1000;
-        const table = new Table({
-          head: ['file', 'status', 'read', 'loaded', 'new', 'rejected', 'seconds', 'notes'],
-          style: { head: [] },
-        });
+        const rows: Cell[][] = [];
         let problems = 0;
         for (const drop of drops) {
           const row = await waitFor(warehouse, drop, deadline);
@@ -140,7 +137,7 @@ export function registerLoadCommands(program: Command): void {
               ? `rejected rows: s3://${bucket}/${rejectedReportKey(drop.key)}`
               : '',
           ].filter(Boolean);
-          table.push([
+          rows.push([
             path.basename(drop.source),
             status,
             row?.rows_read ?? '',
@@ -151,7 +148,11 @@ export function registerLoadCommands(program: Command): void {
             notes.join('\n'),
           ]);
         }
-        process.stdout.write(`${table.toString()}\n`);
+        const table = stdoutTable({
+          head: ['file', 'status', 'read', 'loaded', 'new', 'rejected', 'seconds', 'notes'],
+          rows,
+        });
+        process.stdout.write(`${table}\n`);
         if (problems > 0) process.exitCode = 2;
       } finally {
         await warehouse.close();

@@ -1,6 +1,6 @@
-import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { loadConfig } from '#adapters/config';
+import { stdoutTable } from '#adapters/terminal';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { createManifest } from '#batch/loader/manifest';
 import { readEndpoints } from '#local/endpoints';
@@ -19,12 +19,18 @@ export function registerWarehouseCommands(program: Command): void {
       try {
         const manifest = createManifest(db);
         const summary = await manifest.summary();
-        const t1 = new Table({
-          head: ['source', 'status', 'objects', 'rows read', 'loaded', 'new', 'rejected', 'last finished'],
-          style: { head: [] },
-        });
-        for (const r of summary) {
-          t1.push([
+        const t1 = stdoutTable({
+          head: [
+            'source',
+            'status',
+            'objects',
+            'rows read',
+            'loaded',
+            'new',
+            'rejected',
+            'last finished (UTC)',
+          ],
+          rows: summary.map((r) => [
             r.source,
             r.status,
             r.objects,
@@ -32,28 +38,26 @@ export function registerWarehouseCommands(program: Command): void {
             r.loaded,
             r.new,
             r.rejected,
-            String(r.last_finished ?? ''),
-          ]);
-        }
-        const recent = await manifest.recent(Number(opts.last));
-        const t2 = new Table({
-          head: ['object', 'status', 'loaded', 'rejected', 'stage ms', 'merge ms', 'error'],
-          style: { head: [] },
+            // pg gives a Date for timestamptz; the table shows it as date and time.
+            r.last_finished ? new Date(r.last_finished) : '',
+          ]),
         });
-        for (const r of recent) {
-          t2.push([
+        const recent = await manifest.recent(Number(opts.last));
+        const t2 = stdoutTable({
+          head: ['object', 'status', 'loaded', 'rejected', 'stage ms', 'merge ms', 'error'],
+          rows: recent.map((r) => [
             r.object_key,
             r.status,
-            r.rows_loaded ?? '',
-            r.rows_rejected ?? '',
-            r.stage_ms ?? '',
-            r.merge_ms ?? '',
+            r.rows_loaded,
+            r.rows_rejected,
+            r.stage_ms,
+            r.merge_ms,
             (r.error ?? '').slice(0, 80),
-          ]);
-        }
+          ]),
+        });
         const facts = await db.query<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line');
         process.stdout.write(
-          `${t1.toString()}\n\nlatest loads\n${t2.toString()}\n\nfact_sales_line rows: ${facts.rows[0]?.n ?? 0}\n`,
+          `${t1}\n\nlatest loads\n${t2}\n\nfact_sales_line rows: ${facts.rows[0]?.n ?? 0}\n`,
         );
       } finally {
         await db.close();

@@ -88,6 +88,9 @@ describe('retail-pipeline stack up / status (as a user runs it)', () => {
       const sales = await run(process.execPath, [bin, 'report', 'sales'], { env: plainEnv });
       expect(sales.stdout).toMatch(/│ marts refreshed at \(UTC\) +│ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d │/);
       expect(sales.stdout).not.toContain(ESC);
+      const loads = await run(process.execPath, [bin, 'warehouse', 'status'], { env: plainEnv });
+      expect(loads.stdout).toContain('│ last finished (UTC) │');
+      expect(loads.stdout).not.toContain(ESC);
 
       const status = await run(process.execPath, [bin, 'stack', 'status', '--json'], { env });
       const report = JSON.parse(status.stdout) as { health: Array<{ service: string; ok: boolean }> };
