@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { createClients } from '#adapters/clients';
-import { stdoutTable } from '#adapters/terminal';
+import { formatTime, stdoutTable } from '#adapters/terminal';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import {
   dynamoLineSource,
@@ -53,7 +53,7 @@ export function formatReconcile(r: ReconcileReport): string {
     ],
   });
   const out = [
-    `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${r.scope.since}` : ''}`,
+    `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${formatTime(new Date(r.scope.since))} UTC` : ''}`,
     `accepted: ${r.accepted.lines} lines in ${r.accepted.invoices} invoices, ${r.accepted.batches} batches` +
       (r.accepted.reaccepted
         ? `, ${r.accepted.reaccepted} keys re-sent (${r.accepted.conflicting} with another total)`
