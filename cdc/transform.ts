@@ -3,6 +3,7 @@ import { parse } from 'csv-parse/sync';
 import type { Logger } from '#adapters/logger';
 import { errorMessage } from '#core/resilience';
 import { writeParquet } from '#lake/parquet';
+import { columnNames, isTotesysTableName, type TotesysTableName, totesysTable } from './totesys/tables.ts';
 import {
   type CurrentState,
   latestByKey,
@@ -13,7 +14,6 @@ import {
   type WarehouseTableName,
   warehouseTable,
 } from './transform-model.ts';
-import { columnNames, isTotesysTableName, type TotesysTableName, totesysTable } from './totesys/tables.ts';
 
 /**
  * Transform: one completed extraction run (its marker in the ingestion zone) into Parquet in the

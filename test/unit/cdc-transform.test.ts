@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { currencyName } from '#cdc/currencies';
+import type { TotesysTableName } from '#cdc/totesys/tables';
 import { parseIngestionCsv, processedObjectKey } from '#cdc/transform';
 import { dateRow, remodel, type SourceRow, splitTimestamp, WAREHOUSE_TABLES } from '#cdc/transform-model';
-import type { TotesysTableName } from '#cdc/totesys/tables';
 import { readParquet, writeParquet } from '#lake/parquet';
 
 const at = (day: string, t = '09:15:00.123456') => ({
