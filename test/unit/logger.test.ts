@@ -1,3 +1,4 @@
+import { stripVTControlCharacters } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger, type LogDestination, LogFormatError, resolveLogFormat } from '#adapters/logger';
 
@@ -45,7 +46,7 @@ describe('createLogger', () => {
     log.warn({ key: 'a', rows: 3 }, 'object quarantined');
     const text = out.text();
     expect(text.startsWith('\r\x1b[2K')).toBe(true);
-    const plain = text.replaceAll(/\x1b\[[0-9;]*[mK]/g, '').replace('\r', '');
+    const plain = stripVTControlCharacters(text).replace('\r', '');
     expect(plain).toMatch(/^\[\d\d:\d\d:\d\d\] WARN: object quarantined \{"key":"a","rows":3\}\n$/);
     expect(() => JSON.parse(text)).toThrow();
   });
