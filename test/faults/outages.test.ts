@@ -62,8 +62,8 @@ describe('outages the pipeline survives without a restart', { timeout: 240_000 }
     await runner?.stop();
   });
 
-  it('DynamoDB throttling (exceptions and UnprocessedItems) for 6 s', async () => {
-    runner.send({ type: 'throttle', rate: 0.3, ms: 6000 });
+  it('DynamoDB throttling (exceptions and UnprocessedItems) for 100 write calls', async () => {
+    runner.send({ type: 'throttle', rate: 0.3, calls: 100 });
     const p = producing(3000, 1000);
     const stats = await runner.done('throttle');
     accepted(await p);

@@ -8,7 +8,7 @@
  *                                  `consumer-after-aggregate:N`: SIGKILL right after the Nth aggregate
  *                                  UpdateItem succeeded (the batch counted, checkpoint not moved);
  *                                  `loader-mid-copy:N`: SIGKILL after N bytes of a COPY went to PostgreSQL
- *   message {type:'throttle', rate, ms}         DynamoDB writes: `rate` of calls throttled, as many
+ *   message {type:'throttle', rate, calls}      the next `calls` DynamoDB writes: `rate` of them throttled, as many
  *                                               BatchWriteItems answered with half of them unprocessed
  *   message {type:'s3-down', ms}               every S3 call fails (503 / connection refused) for ms
  *   message {type:'restart-emulators', downMs} SIGKILL the emulator process, start it again on the same ports
@@ -23,13 +23,13 @@ import path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
-import type { CopyStep, Step } from '#adapters/warehouse';
+import { type CopyStep, isCopyStep, isDeferredStep, type Step } from '#adapters/warehouse';
 import { startPipeline } from '#cli/pipeline';
 import { type EmulatorProcesses, startEmulatorProcesses } from '#local/emulator-process';
 import { type RunningPostgres, startPostgres } from '#local/postgres';
 
 type Message =
-  | { type: 'throttle'; rate: number; ms: number }
+  | { type: 'throttle'; rate: number; calls: number }
   | { type: 's3-down'; ms: number }
   | { type: 'restart-emulators'; downMs: number }
   | { type: 'restart-postgres-mid-copy'; bytes: number; downMs: number }
@@ -64,7 +64,8 @@ const dynamo = {
   batchWrites: 0,
   aggregateUpdates: 0,
   throttleRate: 0,
-  throttleUntil: 0,
+  /** Write calls still under the fault: counted in calls, not seconds, so a slow start cannot miss it. */
+  throttleCalls: 0,
   throttled: 0,
   unprocessed: 0,
 };
@@ -79,8 +80,14 @@ class ThrottledError extends Error {
 clients.dynamodb.middlewareStack.add(
   (next, context) => async (args) => {
     const command = context.commandName;
-    const throttling = Date.now() < dynamo.throttleUntil;
-    if (throttling && (command === 'BatchWriteItemCommand' || command === 'UpdateItemCommand')) {
+    if (
+      dynamo.throttleCalls > 0 &&
+      (command === 'BatchWriteItemCommand' || command === 'UpdateItemCommand')
+    ) {
+      dynamo.throttleCalls--;
+      // Reported once this call's share is counted (the code below runs before the microtask).
+      if (dynamo.throttleCalls === 0)
+        queueMicrotask(() => send({ type: 'done', what: 'throttle', ...dynamo }));
       if (Math.random() < dynamo.throttleRate) {
         dynamo.throttled++;
         throw new ThrottledError('Rate of requests exceeds the allowed throughput (injected)');
@@ -182,34 +189,33 @@ function tap(stream: Readable, limit: number, onLimit: () => void): Readable {
 
 const warehouse = pipeline.warehouse;
 const transaction = warehouse.transaction.bind(warehouse);
-let copies = 0;
-warehouse.transaction = (steps: ReadonlyArray<Step>) => {
-  const patched = steps.map((step) => {
-    const copy = step as CopyStep;
-    if (copy.kind !== 'copy' || !copy.stream) return step;
-    copies++;
-    const original = copy.stream;
-    if (killWhat === 'loader-mid-copy' && copies >= 1) {
-      return { ...copy, stream: () => tap(original(), killAfter, die) };
-    }
-    const crash = pgCrash;
-    if (crash) {
-      pgCrash = undefined;
-      return {
-        ...copy,
-        stream: () =>
-          tap(original(), crash.bytes, () => {
-            crashPostgres(crash.downMs).catch((err: unknown) => {
-              logger.error({ err }, 'postgres restart failed');
-              send({ type: 'done', what: 'restart-postgres', error: String(err) });
-            });
-          }),
-      };
-    }
-    return step;
-  });
-  return transaction(patched);
-};
+
+/** The crash, armed: the first COPY whose stream passes its byte count fires it (a small COPY does not). */
+function crashTap(copy: CopyStep, original: () => Readable): Step {
+  return {
+    ...copy,
+    stream: () =>
+      tap(original(), pgCrash?.bytes ?? Number.POSITIVE_INFINITY, () => {
+        const crash = pgCrash;
+        if (!crash) return; // another COPY fired it first
+        pgCrash = undefined;
+        crashPostgres(crash.downMs).catch((err: unknown) => {
+          logger.error({ err }, 'postgres restart failed');
+          send({ type: 'done', what: 'restart-postgres', error: String(err) });
+        });
+      }),
+  };
+}
+
+/** Every COPY of a load, including those a deferred step decides inside the transaction. */
+function patch(step: Step): Step {
+  if (isDeferredStep(step)) return { ...step, build: async (tx) => (await step.build(tx)).map(patch) };
+  if (!isCopyStep(step) || !step.stream) return step;
+  const original = step.stream;
+  if (killWhat === 'loader-mid-copy') return { ...step, stream: () => tap(original(), killAfter, die) };
+  return pgCrash ? crashTap(step, original) : step;
+}
+warehouse.transaction = (steps: ReadonlyArray<Step>) => transaction(steps.map(patch));
 
 // ----- emulator process restart -----------------------------------------------------------------------
 let restartedEmulators: EmulatorProcesses | undefined;
@@ -255,8 +261,7 @@ process.on('message', (m: Message) => {
   switch (m.type) {
     case 'throttle':
       dynamo.throttleRate = m.rate;
-      dynamo.throttleUntil = Date.now() + m.ms;
-      setTimeout(() => send({ type: 'done', what: 'throttle', ...dynamo }), m.ms);
+      dynamo.throttleCalls = m.calls;
       break;
     case 's3-down':
       s3DownUntil = Date.now() + m.ms;
