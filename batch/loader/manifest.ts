@@ -41,6 +41,12 @@ export interface ManifestProgress {
   seconds: string | null;
 }
 
+/** A processed-zone object of change data capture (totesys Parquet), loaded by cdc/load.ts. */
+export interface CdcObjectKind {
+  source: 'cdc';
+  format: 'parquet';
+}
+
 /** Statuses an object never leaves: it is not loaded again. */
 const TERMINAL = new Set(['loaded', 'quarantined']);
 export const isTerminal = (status: string): boolean => TERMINAL.has(status);
@@ -74,6 +80,8 @@ export interface LoadCounts {
   encoding: string;
   header: string | null;
   extraColumns: string | null;
+  /** The temporary table whose `is_new` rows count as new (default the invoice load's typed rows). */
+  newRowsTable?: string;
 }
 
 /** The last statement of a load: the manifest row says loaded, with its counts. */
@@ -89,7 +97,7 @@ export function loadedStep(dialect: Dialect, key: string, etag: string, c: LoadC
     c.header,
     c.extraColumns,
   ];
-  let rowsNew = `(SELECT count(*) FROM ${TYPED_TABLE} WHERE is_new)`;
+  let rowsNew = `(SELECT count(*) FROM ${c.newRowsTable ?? TYPED_TABLE} WHERE is_new)`;
   if (c.rowsNew !== undefined) {
     params.push(c.rowsNew);
     rowsNew = 'CAST($9 AS bigint)';
@@ -121,7 +129,7 @@ export class Manifest {
   }
 
   /** Records a newly seen object as pending; a version already recorded is left as it is. */
-  async register(ref: ObjectRef, kind: ObjectKind): Promise<void> {
+  async register(ref: ObjectRef, kind: ObjectKind | CdcObjectKind): Promise<void> {
     try {
       await this.q(
         `INSERT INTO load_manifest (object_key, etag, load_id, source, format, status, attempts, size_bytes, discovered_at)
