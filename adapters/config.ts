@@ -73,6 +73,21 @@ export const envSchema = z.object({
   RP_REDSHIFT_DATABASE: z.string().min(1).optional(),
   RP_REDSHIFT_SECRET_ARN: z.string().min(1).optional(),
   RP_REDSHIFT_COPY_ROLE_ARN: z.string().min(1).optional(),
+
+  // totesys change data capture: the source (default: the local stack's seeded `totesys` database)
+  RP_TOTESYS_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'a postgresql:// connection string')
+    .optional(),
+  RP_TOTESYS_SECRET_ARN: z.string().min(1).optional(),
+  RP_TOTESYS_DB_NAME: name('totesys'),
+  RP_TOTESYS_SEED: z.coerce.number().int().default(1),
+  /** Extract interval; the freshness target is p99 <= 60 s end to end. */
+  RP_TOTESYS_EXTRACT_SECONDS: z.coerce.number().min(0.1).default(10),
+  /** How far below the watermark each read starts: longer than the source's longest transaction. */
+  RP_TOTESYS_OVERLAP_SECONDS: z.coerce.number().min(0).default(60),
+  /** Business changes per second the local simulator makes while `npm start` runs; 0 turns it off. */
+  RP_TOTESYS_SIMULATE_RATE: z.coerce.number().min(0).default(1),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -106,6 +121,15 @@ export interface Config {
   };
   endpoints: { kinesis?: string; dynamodb?: string; s3?: string; firehose?: string };
   redshift: { workgroup?: string; database?: string; secretArn?: string; copyRoleArn?: string };
+  totesys: {
+    url?: string;
+    secretArn?: string;
+    database: string;
+    seed: number;
+    extractSeconds: number;
+    overlapSeconds: number;
+    simulateRate: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -183,6 +207,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(e.RP_REDSHIFT_DATABASE ? { database: e.RP_REDSHIFT_DATABASE } : {}),
       ...(e.RP_REDSHIFT_SECRET_ARN ? { secretArn: e.RP_REDSHIFT_SECRET_ARN } : {}),
       ...(e.RP_REDSHIFT_COPY_ROLE_ARN ? { copyRoleArn: e.RP_REDSHIFT_COPY_ROLE_ARN } : {}),
+    },
+    totesys: {
+      ...(e.RP_TOTESYS_URL ? { url: e.RP_TOTESYS_URL } : {}),
+      ...(e.RP_TOTESYS_SECRET_ARN ? { secretArn: e.RP_TOTESYS_SECRET_ARN } : {}),
+      database: e.RP_TOTESYS_DB_NAME,
+      seed: e.RP_TOTESYS_SEED,
+      extractSeconds: e.RP_TOTESYS_EXTRACT_SECONDS,
+      overlapSeconds: e.RP_TOTESYS_OVERLAP_SECONDS,
+      simulateRate: e.RP_TOTESYS_SIMULATE_RATE,
     },
   };
 }

@@ -4,7 +4,7 @@ import { z } from 'zod';
 
 /**
  * `<data-dir>/endpoints.json`: how scripts and tools find a running local stack.
- * The top-level keys are a contract (kinesis, dynamodb, s3, firehose, postgres, api); add, never rename.
+ * The top-level keys are a contract (kinesis, dynamodb, s3, firehose, postgres, totesys, api); add, never rename.
  */
 export const endpointsSchema = z.object({
   kinesis: z.string(),
@@ -13,6 +13,8 @@ export const endpointsSchema = z.object({
   firehose: z.string(),
   /** libpq connection string (postgresql://user:password@host:port/database). */
   postgres: z.string(),
+  /** The totesys operational database (the CDC source), same server; absent in files of older versions. */
+  totesys: z.string().optional(),
   api: z.string().optional(),
   dashboard: z.string().optional(),
   region: z.string(),

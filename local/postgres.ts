@@ -27,12 +27,16 @@ export interface PostgresOptions {
   user: string;
   password: string;
   database: string;
+  /** More databases in the cluster, owned by `user` (e.g. the `totesys` source). */
+  extraDatabases?: readonly string[];
   logger: Logger;
 }
 
 export interface RunningPostgres {
   port: number;
   connectionString: string;
+  /** The same server and credentials, another database of the cluster. */
+  connectionStringFor(database: string): string;
   stop(): Promise<void>;
 }
 
@@ -327,9 +331,11 @@ async function ensureRoleAndDatabase(socket: string, port: number, opts: Postgre
     // DDL takes no bind parameters: the password is quoted as a literal.
     const verb = role.rowCount ? 'ALTER' : 'CREATE';
     await admin.query(`${verb} ROLE ${quoteIdent(opts.user)} LOGIN PASSWORD ${quoteLiteral(opts.password)}`);
-    const db = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [opts.database]);
-    if (!db.rowCount) {
-      await admin.query(`CREATE DATABASE ${quoteIdent(opts.database)} OWNER ${quoteIdent(opts.user)}`);
+    for (const database of [opts.database, ...(opts.extraDatabases ?? [])]) {
+      const db = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+      if (!db.rowCount) {
+        await admin.query(`CREATE DATABASE ${quoteIdent(database)} OWNER ${quoteIdent(opts.user)}`);
+      }
     }
   } finally {
     await admin.end();
@@ -376,12 +382,13 @@ export async function startPostgres(opts: PostgresOptions): Promise<RunningPostg
   }
 
   const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  const connectionString =
+  const connectionStringFor = (database: string) =>
     `postgresql://${encodeURIComponent(opts.user)}:${encodeURIComponent(opts.password)}` +
-    `@${hostPart}:${port}/${encodeURIComponent(opts.database)}`;
+    `@${hostPart}:${port}/${encodeURIComponent(database)}`;
+  const connectionString = connectionStringFor(opts.database);
   logger.info({ port, clusterDir, ms: Math.round(performance.now() - started) }, 'postgres up');
 
-  return runningPostgres(child, exited, onExit, port, connectionString, logger);
+  return { ...runningPostgres(child, exited, onExit, port, connectionString, logger), connectionStringFor };
 }
 
 // A local emulator: commits need not wait for the disk (a crash loses the last ms, never corrupts),
@@ -431,7 +438,7 @@ function runningPostgres(
   port: number,
   connectionString: string,
   logger: Logger,
-): RunningPostgres {
+): Omit<RunningPostgres, 'connectionStringFor'> {
   let stopping: Promise<void> | undefined;
   return {
     port,

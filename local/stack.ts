@@ -159,6 +159,7 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       port: config.ports.postgres,
       ...config.db,
       database: config.names.database,
+      extraDatabases: [config.totesys.database],
       logger,
     });
     pgPromise.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
@@ -194,6 +195,7 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       s3,
       firehose: firehose.url,
       postgres: postgres.connectionString,
+      totesys: postgres.connectionStringFor(config.totesys.database),
       region: config.region,
       names: { ...config.names },
       pid: process.pid,
