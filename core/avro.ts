@@ -1,7 +1,7 @@
 import avro from 'avsc';
 import type { AcceptedLine } from './invoice-line.ts';
 import { errorMessage } from './resilience.ts';
-import { INVOICE_LINE_V1, INVOICE_LINE_V2 } from './schemas/invoice-line.ts';
+import { INVOICE_LINE_V1, INVOICE_LINE_V2, INVOICE_LINES_V1 } from './schemas/invoice-line.ts';
 
 /**
  * Stream records are Avro single-object encoded: 0xC3 0x01, the writer schema's CRC-64-AVRO
@@ -9,10 +9,14 @@ import { INVOICE_LINE_V1, INVOICE_LINE_V2 } from './schemas/invoice-line.ts';
  * read records written by any known schema version while producers upgrade one by one.
  *
  * Schema history (core/schemas/*.avsc):
- * - v1: the first writer schema.
- * - v2 (current writer and reader): adds `currency` (string, default 'GBP'). Every v1 record was
- *   GBP, so the default is the truth, not a guess. decodeLine refuses any other currency until
- *   the money code handles more than one.
+ * - line v1: the first writer schema, one line per record.
+ * - line v2: adds `currency` (string, default 'GBP'). Every v1 record was GBP, so the default is the
+ *   truth, not a guess. The line is refused in any other currency until the money code handles more
+ *   than one.
+ * - lines v1 (current writer): `InvoiceLines`, an array of complete line v2 records: many lines of
+ *   one invoice per stream record (core/records.ts groups them), because Kinesis bills and throttles
+ *   per record and per 25 KB. Single-line v1 and v2 records still decode (they may still be on a
+ *   stream or in a dead letter): every decoder answers a list of lines.
  *
  * Value mapping: unitPrice is an Avro decimal(15, 3) and decodes as decimal text with exactly 3
  * places ('2.55' comes back as '2.550': same amount, canonical form); producedAt and acceptedAt
@@ -218,78 +222,82 @@ const LOGICAL_TYPES = { decimal: DecimalType, 'timestamp-millis': TimestampMilli
 // Types, fingerprints and resolvers, all built once at module load.
 
 const SCHEMAS: Record<SchemaVersion, unknown> = { v1: INVOICE_LINE_V1, v2: INVOICE_LINE_V2 };
-const CURRENT_VERSION: SchemaVersion = 'v2';
 
 interface Writer {
-  version: SchemaVersion;
+  version: SchemaVersion | 'lines-v1';
   type: avro.Type;
   fingerprint: string;
   header: Buffer;
-  /** Reads a body written by this schema into a current (v2) record; undefined for v2 itself. */
-  resolver: ReturnType<avro.Type['createResolver']> | undefined;
+  /** The lines of a body written by this schema, as current (v2) line records. */
+  read(body: Buffer): InvoiceLineRecord[];
 }
 
 const MAGIC_0 = 0xc3;
 const MAGIC_1 = 0x01;
 const HEADER_LENGTH = 10;
 
-function buildWriter(version: SchemaVersion, reader: avro.Type | undefined): Writer {
-  const type = avro.Type.forSchema(SCHEMAS[version] as avro.Schema, { logicalTypes: LOGICAL_TYPES });
-  const fp = crc64Avro(parsingCanonicalForm(SCHEMAS[version]));
+function buildWriter(
+  version: Writer['version'],
+  schema: unknown,
+  read: (type: avro.Type) => Writer['read'],
+): Writer {
+  const type = avro.Type.forSchema(schema as avro.Schema, { logicalTypes: LOGICAL_TYPES });
+  const fp = crc64Avro(parsingCanonicalForm(schema));
   const header = Buffer.alloc(HEADER_LENGTH);
   header[0] = MAGIC_0;
   header[1] = MAGIC_1;
   header.writeBigUInt64LE(fp, 2);
-  return {
-    version,
-    type,
-    fingerprint: fp.toString(16).padStart(16, '0'),
-    header,
-    resolver: reader ? reader.createResolver(type) : undefined,
-  };
+  return { version, type, fingerprint: fp.toString(16).padStart(16, '0'), header, read: read(type) };
 }
 
-const CURRENT = buildWriter(CURRENT_VERSION, undefined);
-const READER = CURRENT.type;
-const WRITERS: Record<SchemaVersion, Writer> = { v1: buildWriter('v1', READER), v2: CURRENT };
+/** The line v2 type: the element of every multi-line record and the reader of single-line ones. */
+const LINE = buildWriter('v2', SCHEMAS.v2, (type) => (body) => [type.fromBuffer(body) as InvoiceLineRecord]);
+const LINE_TYPE = LINE.type;
+const LINE_V1 = buildWriter('v1', SCHEMAS.v1, (type) => {
+  const resolver = LINE_TYPE.createResolver(type);
+  return (body) => [LINE_TYPE.fromBuffer(body, resolver) as InvoiceLineRecord];
+});
+const LINES = buildWriter(
+  'lines-v1',
+  INVOICE_LINES_V1,
+  (type) => (body) => (type.fromBuffer(body) as { lines: InvoiceLineRecord[] }).lines,
+);
+const WRITERS: Record<SchemaVersion, Writer> = { v1: LINE_V1, v2: LINE };
 const BY_FINGERPRINT = new Map<bigint, Writer>(
-  Object.values(WRITERS).map((w) => [w.header.readBigUInt64LE(2), w]),
+  [LINE_V1, LINE, LINES].map((w) => [w.header.readBigUInt64LE(2), w]),
 );
 
-/** Fingerprint (16 hex digits) of the current writer schema. */
-export const CURRENT_FINGERPRINT: string = CURRENT.fingerprint;
-/** Fingerprints of every schema version decodeLine can read. */
-export const KNOWN_FINGERPRINTS: Readonly<Record<SchemaVersion, string>> = Object.freeze({
-  v1: WRITERS.v1.fingerprint,
-  v2: WRITERS.v2.fingerprint,
+/** Fingerprint (16 hex digits) of the current writer schema: the multi-line record. */
+export const CURRENT_FINGERPRINT: string = LINES.fingerprint;
+/** Fingerprints of every schema version the decoders can read. */
+export const KNOWN_FINGERPRINTS: Readonly<Record<SchemaVersion | 'lines-v1', string>> = Object.freeze({
+  v1: LINE_V1.fingerprint,
+  v2: LINE.fingerprint,
+  'lines-v1': LINES.fingerprint,
 });
 
-function frame(writer: Writer, value: unknown): Buffer {
-  let body: Buffer;
+function encodeBody(type: avro.Type, value: unknown, what: string): Buffer {
   try {
-    body = writer.type.toBuffer(value);
+    return type.toBuffer(value);
   } catch (err) {
     const problems: string[] = [];
-    writer.type.isValid(value, {
+    type.isValid(value, {
       errorHook: (path: string[], v: unknown) =>
         problems.push(`${path.join('.') || '(record)'}=${String(v)}`),
     });
-    throw new InvalidRecordError(
-      `cannot encode invoice line (${writer.version}): ${problems.join(', ') || err}`,
-      {
-        cause: err,
-      },
-    );
+    throw new InvalidRecordError(`cannot encode ${what}: ${problems.join(', ') || err}`, { cause: err });
   }
+}
+
+function frame(writer: Writer, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(HEADER_LENGTH + body.length);
   writer.header.copy(out, 0);
   body.copy(out, HEADER_LENGTH);
   return out;
 }
 
-/** Single-object encoding of a line with the current writer schema. */
-export function encodeLine(line: AcceptedLine): Buffer {
-  return frame(CURRENT, {
+function lineValue(line: AcceptedLine): InvoiceLineRecord {
+  return {
     invoiceNo: line.invoiceNo,
     lineNo: line.lineNo,
     stockCode: line.stockCode,
@@ -302,22 +310,75 @@ export function encodeLine(line: AcceptedLine): Buffer {
     producedAt: line.producedAt,
     acceptedAt: line.acceptedAt,
     currency: 'GBP',
-  });
+  };
 }
 
-/** Encodes any value with a given schema version (tests of schema evolution, replay tools). */
+/**
+ * A single-line record (line v2), as the previous version wrote every record. Still read by every
+ * decoder; written only by tools and tests that need an old record (and the bench's bare chain).
+ */
+export function encodeLine(line: AcceptedLine): Buffer {
+  return frame(LINE, encodeBody(LINE_TYPE, lineValue(line), 'invoice line (v2)'));
+}
+
+/** Encodes any value with a given single-line schema version (tests of schema evolution, replay tools). */
 export function encodeWithSchema(version: SchemaVersion, value: unknown): Buffer {
   const writer = WRITERS[version];
   if (!writer) throw new UnknownSchemaError(String(version));
-  return frame(writer, value);
+  return frame(writer, encodeBody(writer.type, value, `invoice line (${version})`));
+}
+
+/**
+ * One line as an element of a multi-line record (its Avro body, no header). core/records.ts sizes
+ * lines by these bytes to group them, then frames the same bytes: each line is encoded once.
+ */
+export function encodeLineItem(line: AcceptedLine): Buffer {
+  return encodeBody(LINE_TYPE, lineValue(line), `invoice line ${line.invoiceNo}#${line.lineNo}`);
+}
+
+/** Bytes a multi-line record adds to its items: header, block count (up to 3 bytes below 2^20 lines), end. */
+export const LINES_RECORD_OVERHEAD = HEADER_LENGTH + 3 + 1;
+
+/**
+ * A multi-line record from encoded items. The Avro binary of an array is a block count (zig-zag
+ * varint), the items, and a zero count: written here directly so the items are not encoded twice.
+ */
+export function frameLineItems(items: readonly Buffer[]): Buffer {
+  if (items.length === 0) throw new InvalidRecordError('a record holds at least one line');
+  const count: number[] = [];
+  for (let n = items.length * 2; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      count.push(n);
+      break;
+    }
+    count.push((n % 128) | 0x80);
+  }
+  let size = HEADER_LENGTH + count.length + 1;
+  for (const item of items) size += item.length;
+  const out = Buffer.allocUnsafe(size);
+  LINES.header.copy(out, 0);
+  let at = HEADER_LENGTH;
+  for (const b of count) out[at++] = b;
+  for (const item of items) at += item.copy(out, at);
+  out[at] = 0;
+  return out;
+}
+
+/** A multi-line record (the current writer schema) of the given lines, in order. */
+export function encodeLines(lines: readonly AcceptedLine[]): Buffer {
+  return frameLineItems(lines.map(encodeLineItem));
 }
 
 function asBuffer(buf: Uint8Array): Buffer {
   return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-/** Decodes a single-object encoded record of any known version into the current (v2) record. */
-export function decodeRecord(bytes: Uint8Array): InvoiceLineRecord {
+/**
+ * The line records of a single-object encoded record of any known schema: one for a single-line
+ * record, one or more for a multi-line record. Throws UnknownSchemaError or InvalidRecordError when
+ * the record cannot be read at all.
+ */
+export function decodeRecords(bytes: Uint8Array): InvoiceLineRecord[] {
   const buf = asBuffer(bytes);
   if (buf.length < HEADER_LENGTH) {
     throw new InvalidRecordError(`record too short for Avro single-object encoding: ${buf.length} bytes`);
@@ -329,25 +390,34 @@ export function decodeRecord(bytes: Uint8Array): InvoiceLineRecord {
   }
   // Comparing the header bytes is cheaper than a map lookup, and nearly every record is current.
   const writer =
-    buf.compare(CURRENT.header, 2, HEADER_LENGTH, 2, HEADER_LENGTH) === 0
-      ? CURRENT
+    buf.compare(LINES.header, 2, HEADER_LENGTH, 2, HEADER_LENGTH) === 0
+      ? LINES
       : BY_FINGERPRINT.get(buf.readBigUInt64LE(2));
   if (!writer) {
     throw new UnknownSchemaError(buf.readBigUInt64LE(2).toString(16).padStart(16, '0'));
   }
+  let lines: InvoiceLineRecord[];
   try {
-    return READER.fromBuffer(buf.subarray(HEADER_LENGTH), writer.resolver) as InvoiceLineRecord;
+    lines = writer.read(buf.subarray(HEADER_LENGTH));
   } catch (err) {
     throw new InvalidRecordError(
       `corrupt invoice line record (schema ${writer.version}): ${errorMessage(err, { name: false })}`,
       { cause: err },
     );
   }
+  if (lines.length === 0) throw new InvalidRecordError(`record (schema ${writer.version}) holds no line`);
+  return lines;
 }
 
-/** Decodes to the domain type; throws UnknownSchemaError or InvalidRecordError on bad input. */
-export function decodeLine(bytes: Uint8Array): AcceptedLine {
-  const r = decodeRecord(bytes);
+/** The one line record of a single-line record (line v1 or v2); refuses a record of several lines. */
+export function decodeRecord(bytes: Uint8Array): InvoiceLineRecord {
+  const lines = decodeRecords(bytes);
+  if (lines.length !== 1) throw new InvalidRecordError(`record holds ${lines.length} lines, expected one`);
+  return lines[0] as InvoiceLineRecord;
+}
+
+/** A decoded line record as the domain type; throws InvalidRecordError for what the domain cannot hold. */
+export function toAcceptedLine(r: InvoiceLineRecord): AcceptedLine {
   if (r.currency !== 'GBP') {
     throw new InvalidRecordError(`unsupported currency '${r.currency}' for ${r.invoiceNo}#${r.lineNo}`);
   }
@@ -364,4 +434,14 @@ export function decodeLine(bytes: Uint8Array): AcceptedLine {
     producedAt: r.producedAt,
     acceptedAt: r.acceptedAt,
   };
+}
+
+/** Every line of a record of any known schema; throws on the first line the domain cannot hold. */
+export function decodeLines(bytes: Uint8Array): AcceptedLine[] {
+  return decodeRecords(bytes).map(toAcceptedLine);
+}
+
+/** The line of a single-line record; throws UnknownSchemaError or InvalidRecordError on bad input. */
+export function decodeLine(bytes: Uint8Array): AcceptedLine {
+  return toAcceptedLine(decodeRecord(bytes));
 }

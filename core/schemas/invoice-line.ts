@@ -142,3 +142,17 @@ export const INVOICE_LINE_V2 = {
     },
   ],
 } as const;
+
+export const INVOICE_LINES_V1 = {
+  type: 'record',
+  name: 'InvoiceLines',
+  namespace: 'retailpipeline',
+  doc: 'Several lines of one invoice from one request, in source order: one Kinesis record (partition key = invoiceNo, Data <= 24 KiB). Each element is a complete v2 InvoiceLine, so a record is self-describing. v1 = current writer schema of stream records.',
+  fields: [
+    {
+      name: 'lines',
+      type: { type: 'array', items: INVOICE_LINE_V2 },
+      doc: 'At least one line; all of one invoice',
+    },
+  ],
+} as const;

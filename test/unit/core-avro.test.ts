@@ -7,9 +7,14 @@ import {
   CURRENT_FINGERPRINT,
   crc64Avro,
   decodeLine,
+  decodeLines,
   decodeRecord,
+  decodeRecords,
   encodeLine,
+  encodeLineItem,
+  encodeLines,
   encodeWithSchema,
+  frameLineItems,
   InvalidRecordError,
   KNOWN_FINGERPRINTS,
   parsingCanonicalForm,
@@ -17,12 +22,26 @@ import {
   UnknownSchemaError,
 } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
-import { INVOICE_LINE_V1, INVOICE_LINE_V2 } from '#core/schemas/invoice-line';
+import { INVOICE_LINE_V1, INVOICE_LINE_V2, INVOICE_LINES_V1 } from '#core/schemas/invoice-line';
 import { acceptedLine } from '#test/helpers/lines';
 
 const schemaDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../core/schemas');
 const readAvsc = (v: string) =>
   JSON.parse(readFileSync(path.join(schemaDir, `invoice-line.${v}.avsc`), 'utf8'));
+const readLinesAvsc = () => JSON.parse(readFileSync(path.join(schemaDir, 'invoice-lines.v1.avsc'), 'utf8'));
+const fingerprintOf = (buf: Buffer) => buf.readBigUInt64LE(2).toString(16).padStart(16, '0');
+
+/** The schema with its logical types replaced by their underlying types: avsc's own reading of the bytes. */
+function withoutLogicalTypes(schema: unknown): avro.Type {
+  const strip = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(strip);
+    if (typeof node !== 'object' || node === null) return node;
+    const o = node as Record<string, unknown>;
+    if (typeof o.logicalType === 'string') return o.type;
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, strip(v)]));
+  };
+  return avro.Type.forSchema(strip(JSON.parse(JSON.stringify(schema))) as avro.Schema);
+}
 
 // The price in its decoded form (3 decimals) and instants with milliseconds, so round trips compare equal.
 const line: AcceptedLine = acceptedLine({
@@ -35,6 +54,7 @@ describe('schemas', () => {
   it('keeps the .avsc files and the schemas in code identical', () => {
     expect(readAvsc('v1')).toEqual(INVOICE_LINE_V1);
     expect(readAvsc('v2')).toEqual(INVOICE_LINE_V2);
+    expect(readLinesAvsc()).toEqual(INVOICE_LINES_V1);
   });
 
   it('computes CRC-64-AVRO as the Avro reference test vectors', () => {
@@ -53,19 +73,21 @@ describe('schemas', () => {
     expect(pcf).toBe(JSON.stringify(avro.Type.forSchema(INVOICE_LINE_V2 as unknown as avro.Schema).schema()));
   });
 
-  it('exposes the current fingerprint and a different one for v1', () => {
+  it('exposes the current fingerprint (the multi-line record) and one for each single-line schema', () => {
     expect(CURRENT_FINGERPRINT).toMatch(/^[0-9a-f]{16}$/);
-    expect(CURRENT_FINGERPRINT).toBe(schemaFingerprint(readAvsc('v2')));
+    expect(CURRENT_FINGERPRINT).toBe(schemaFingerprint(readLinesAvsc()));
+    expect(KNOWN_FINGERPRINTS['lines-v1']).toBe(CURRENT_FINGERPRINT);
+    expect(KNOWN_FINGERPRINTS.v2).toBe(schemaFingerprint(readAvsc('v2')));
     expect(KNOWN_FINGERPRINTS.v1).toBe(schemaFingerprint(readAvsc('v1')));
-    expect(KNOWN_FINGERPRINTS.v1).not.toBe(CURRENT_FINGERPRINT);
+    expect(new Set(Object.values(KNOWN_FINGERPRINTS)).size).toBe(3);
   });
 });
 
-describe('encodeLine / decodeLine', () => {
+describe('encodeLine / decodeLine (single-line records, as the previous version wrote them)', () => {
   it('frames with 0xC3 0x01 and the little-endian fingerprint', () => {
     const buf = encodeLine(line);
     expect(buf.subarray(0, 2).toString('hex')).toBe('c301');
-    expect(buf.readBigUInt64LE(2).toString(16).padStart(16, '0')).toBe(CURRENT_FINGERPRINT);
+    expect(fingerprintOf(buf)).toBe(KNOWN_FINGERPRINTS.v2);
   });
 
   it('round-trips every field', () => {
@@ -127,6 +149,73 @@ describe('encodeLine / decodeLine', () => {
     expect(() => encodeLine({ ...line, unitPrice: '1.2345' })).toThrow(/unitPrice/);
     expect(() => encodeLine({ ...line, quantity: 1.5 })).toThrow(/quantity/);
     expect(() => encodeLine({ ...line, producedAt: 'yesterday' })).toThrow(/producedAt/);
+  });
+});
+
+describe('multi-line records', () => {
+  const lines = [1, 2, 3].map((n) => ({ ...line, lineNo: n, stockCode: `S${n}`, quantity: n * 10 }));
+
+  it('frames with the current fingerprint and round-trips every line in order', () => {
+    const buf = encodeLines(lines);
+    expect(buf.subarray(0, 2).toString('hex')).toBe('c301');
+    expect(fingerprintOf(buf)).toBe(CURRENT_FINGERPRINT);
+    expect(decodeLines(buf)).toEqual(lines);
+  });
+
+  it('writes exactly the bytes Avro itself writes for the array (framed by hand from encoded items)', () => {
+    const generic = withoutLogicalTypes(INVOICE_LINES_V1);
+    for (const n of [1, 63, 64, 200]) {
+      const many = Array.from({ length: n }, (_, i) => ({ ...line, lineNo: i + 1 }));
+      const body = encodeLines(many).subarray(10);
+      const read = generic.fromBuffer(body) as { lines: unknown[] };
+      expect(read.lines).toHaveLength(n);
+      expect(generic.toBuffer(read).equals(body), `${n} lines`).toBe(true);
+    }
+  });
+
+  it('frames the same bytes as encoding the lines one by one', () => {
+    expect(frameLineItems(lines.map(encodeLineItem)).equals(encodeLines(lines))).toBe(true);
+  });
+
+  it('refuses a record without lines, written or read', () => {
+    expect(() => frameLineItems([])).toThrow(/at least one line/);
+    const empty = Buffer.concat([encodeLines(lines).subarray(0, 10), Buffer.from([0])]);
+    expect(() => decodeLines(empty)).toThrow(/holds no line/);
+  });
+
+  it('names a multi-line record where one line is expected', () => {
+    expect(() => decodeRecord(encodeLines(lines))).toThrow(/holds 3 lines, expected one/);
+    expect(decodeLine(encodeLines([line]))).toEqual(line);
+  });
+
+  it('rejects every truncation of a multi-line record with InvalidRecordError', () => {
+    const buf = encodeLines(lines);
+    for (let n = 0; n < buf.length; n++) {
+      expect(() => decodeLines(buf.subarray(0, n)), `first ${n} bytes`).toThrow(InvalidRecordError);
+    }
+  });
+});
+
+describe('fingerprint dispatch: every decoder reads every known schema as a list of lines', () => {
+  it('reads single-line v1 and v2 records (the previous version wrote one line per record)', () => {
+    const v1 = encodeWithSchema('v1', line);
+    const v2 = encodeLine(line);
+    expect(fingerprintOf(v1)).toBe(KNOWN_FINGERPRINTS.v1);
+    expect(fingerprintOf(v2)).toBe(KNOWN_FINGERPRINTS.v2);
+    expect(decodeLines(v1)).toEqual([line]);
+    expect(decodeLines(v2)).toEqual([line]);
+    expect(decodeRecords(v1)).toEqual([{ ...line, currency: 'GBP' }]);
+  });
+
+  it('reads a body by the schema its fingerprint names, not by guessing', () => {
+    // A multi-line body under the v2 fingerprint is not a v2 line: refused, not misread.
+    const lines = encodeLines([line, { ...line, lineNo: 2 }]);
+    const relabelled = Buffer.from(lines);
+    relabelled.writeBigUInt64LE(BigInt(`0x${KNOWN_FINGERPRINTS.v2}`), 2);
+    expect(() => decodeLines(relabelled)).toThrow(/schema v2/);
+    const single = Buffer.from(encodeLine(line));
+    single.writeBigUInt64LE(BigInt(`0x${CURRENT_FINGERPRINT}`), 2);
+    expect(() => decodeLines(single)).toThrow(/schema lines-v1/);
   });
 });
 
