@@ -11,6 +11,8 @@ import { registerReportCommands } from './commands/report.ts';
 import { registerSimulateCommand } from './commands/simulate.ts';
 import { registerStackCommands } from './commands/stack.ts';
 import { registerStartCommand } from './commands/start.ts';
+import { registerTotesysCommands } from './commands/totesys.ts';
+import { registerTotesysProcessCommands } from './commands/totesys-process.ts';
 import { registerWarehouseCommands } from './commands/warehouse.ts';
 
 export function buildProgram(): Command {
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerReportCommands(program);
   registerPowerBiCommand(program);
   registerReconcileCommand(program);
+  registerTotesysCommands(program);
+  registerTotesysProcessCommands(program);
   return program;
 }
 

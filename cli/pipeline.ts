@@ -14,6 +14,8 @@ import { createApp } from '#api/app';
 import { createApiDeps } from '#api/deps';
 import { createLoader, type Loader, type LoadResult } from '#batch/loader/index';
 import { migrate } from '#batch/migrate';
+import { startTotesysCapture } from '#cdc/totesys/capture';
+import { startTotesysProcessing } from '#cdc/transform-load';
 import { createConsumerDeps } from '#consumers/deps';
 import { createBatchHandler } from '#consumers/handler';
 import { type StreamPoller, startStreamPoller } from '#local/poller';
@@ -38,6 +40,8 @@ export interface PipelineOptions {
   emulators?: StackOptions['emulators'];
   /** Whether the loader sweeps on its interval (tests drive it by hand). Default true. */
   scheduleLoads?: boolean;
+  /** Whether the totesys source, its simulator and its change capture run. Default true. */
+  totesys?: boolean;
 }
 
 /**
@@ -180,6 +184,26 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     stops.push(() => marts.idle());
     stops.push(async () => loads.flush());
     stops.push(() => loader.stop());
+    const totesys = startTotesysProcessing({
+      s3: stack.clients.s3,
+      bucket: config.names.bucket,
+      warehouse,
+      logger,
+      onObjectCreated: (listener) => stack.onObjectCreated(listener),
+      intervalMs: config.loadIntervalSeconds * 1000,
+    });
+    stops.push(() => totesys.stop());
+
+    // totesys: the seeded operational source, its simulator and the change capture (docs/totesys.md).
+    if (opts.totesys !== false) {
+      const capture = await startTotesysCapture({
+        config,
+        s3: stack.clients.s3,
+        logger,
+        localUrl: stack.endpoints.totesys,
+      });
+      stops.push(() => capture.stop());
+    }
 
     await stack.publish({ api: apiUrl, dashboard: dashboardUrl });
     return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, rate, stop: stopAll };

@@ -4,7 +4,9 @@ import { createLogger } from '#adapters/logger';
 import { loadPending } from '#cdc/load';
 import { columnNames, type TotesysTableName, totesysTable } from '#cdc/totesys/tables';
 import { listKeys, PROCESSED_PREFIX, processedObjectKey, transformPending } from '#cdc/transform';
+import { startTotesysProcessing } from '#cdc/transform-load';
 import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
+import { eventually } from '#test/helpers/stack';
 
 const BUCKET = 'pipeline';
 const logger = createLogger('silent');
@@ -213,5 +215,35 @@ describe('totesys: ingestion CSV -> transform -> load', () => {
     const row = (await snapshot()).manifest.find((r) => r.object_key === key);
     expect(row).toMatchObject({ status: 'quarantined' });
     expect(await loadPending(deps)).toEqual([]);
+  });
+});
+
+describe('totesys: npm start processing', () => {
+  it('an extraction marker event transforms and loads its run', async () => {
+    let emit: (key: string) => void = () => undefined;
+    const processing = startTotesysProcessing({
+      ...deps,
+      onObjectCreated: (listener) => {
+        emit = listener;
+      },
+      // A long interval: once the start-up sweep is over, the event is what starts the next cycle.
+      intervalMs: 3_600_000,
+    });
+    try {
+      await eventually(async () => (await processing.runNow()) && true, { what: 'the first sweep' });
+      const run = '20261201T120000000Z-dddddd';
+      await writeRun(run, { sales_order: [sale('3000', '2026-12-01T11:59:00.000000')] });
+      emit(`ingestion/totesys/_runs/2026/12/01/${run}.json`);
+      const units = await eventually(
+        async () => {
+          const rows = await q('SELECT units_sold FROM totesys.fact_sales_order WHERE units_sold = 3000');
+          return rows.length === 1 ? rows[0]?.units_sold : undefined;
+        },
+        { what: 'the third version in fact_sales_order' },
+      );
+      expect(units).toBe(3000);
+    } finally {
+      await processing.stop();
+    }
   });
 });
