@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '#adapters/config';
 import { ReconcileInputError } from '#batch/reconcile';
+import { TotesysSourceConfigError } from '#cdc/totesys/connection';
 import { errorMessage } from '#core/resilience';
 import { StackNotRunningError } from '#local/endpoints';
 import { LoadInputError, registerLoadCommands } from './commands/load.ts';
@@ -50,7 +51,8 @@ export async function main(argv: string[]): Promise<void> {
       err instanceof ConfigError ||
       err instanceof StackNotRunningError ||
       err instanceof ReconcileInputError ||
-      err instanceof LoadInputError;
+      err instanceof LoadInputError ||
+      err instanceof TotesysSourceConfigError;
     process.stderr.write(`retail-pipeline: ${errorMessage(err, { name: false })}\n`);
     if (!expected || process.env.RP_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     process.exitCode = 1;
