@@ -1,6 +1,6 @@
 import { type KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { encodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
+import { putPayloadUnits, toRecords } from '#core/records';
 import {
   errorMessage,
   type PartialResult,
@@ -17,6 +17,9 @@ export interface LineWriter {
 }
 
 export interface PutLinesResult {
+  /** Lines written: all of the request's (the promise rejects otherwise). */
+  lines: number;
+  /** Stream records that carried them (core/records.ts groups a request's lines by invoice). */
   records: number;
   /** PutRecords calls that carried this request's lines, retries included (a measure of throttling). */
   calls: number;
@@ -53,7 +56,15 @@ export interface KinesisLineWriterOptions {
 
 export interface KinesisLineWriterStats {
   requests: number;
+  /** Lines written (of requests that succeeded). */
+  lines: number;
+  /** Stream records written (of requests that succeeded). */
   records: number;
+  /**
+   * Kinesis PUT payload units of those records, as AWS bills them: per record, 25 KiB of Data plus
+   * partition key, rounded up. Retries are not billed again here (AWS bills successful records).
+   */
+  putPayloadUnits: number;
   /** PutRecords calls, retries included. */
   calls: number;
   /** Calls that carried lines of more than one request. */
@@ -69,6 +80,8 @@ interface Ticket {
   resolve(result: PutLinesResult): void;
   reject(err: KinesisWriteError): void;
   total: number;
+  lines: number;
+  units: number;
 }
 
 interface Pending {
@@ -79,7 +92,8 @@ interface Pending {
 }
 
 /**
- * Avro-encodes lines and writes them with PutRecords, partition key = invoiceNo.
+ * Groups a request's lines into records (core/records.ts: the lines of one invoice, up to 24 KiB),
+ * Avro-encodes them and writes them with PutRecords, partition key = invoiceNo.
  *
  * Group commit: lines of concurrent requests share PutRecords calls (up to 500 records / 5 MiB). On
  * kinesalite a PutRecords costs the same whether it carries 10 records or 500 (it locks the stream,
@@ -95,7 +109,14 @@ export class KinesisLineWriter implements LineWriter {
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
-  private readonly counters: KinesisLineWriterStats = { requests: 0, records: 0, calls: 0, sharedCalls: 0 };
+  private readonly counters: KinesisLineWriterStats = {
+    requests: 0,
+    lines: 0,
+    records: 0,
+    putPayloadUnits: 0,
+    calls: 0,
+    sharedCalls: 0,
+  };
 
   constructor(private readonly options: KinesisLineWriterOptions) {
     this.policy = retryPolicy(options.retry);
@@ -104,20 +125,30 @@ export class KinesisLineWriter implements LineWriter {
   }
 
   putLines(lines: readonly AcceptedLine[]): Promise<PutLinesResult> {
-    if (lines.length === 0) return Promise.resolve({ records: 0, calls: 0 });
+    if (lines.length === 0) return Promise.resolve({ lines: 0, records: 0, calls: 0 });
+    let records: ReturnType<typeof toRecords>;
+    try {
+      records = toRecords(lines);
+    } catch (err) {
+      // InvalidRecordError for a line outside the schema: refused before anything is queued.
+      return Promise.reject(err);
+    }
     return new Promise<PutLinesResult>((resolve, reject) => {
       const ticket: Ticket = {
-        remaining: lines.length,
-        total: lines.length,
+        remaining: records.length,
+        total: records.length,
+        lines: lines.length,
+        units: 0,
         failed: 0,
         calls: 0,
         resolve,
         reject,
       };
       this.counters.requests++;
-      for (const line of lines) {
-        const entry = { Data: encodeLine(line), PartitionKey: line.invoiceNo };
+      for (const record of records) {
+        const entry = { Data: record.data, PartitionKey: record.partitionKey };
         const bytes = entry.Data.byteLength + Buffer.byteLength(entry.PartitionKey);
+        ticket.units += putPayloadUnits(entry.Data.byteLength, entry.PartitionKey);
         this.queue.push({ entry, bytes, ticket });
         this.queuedBytes += bytes;
       }
@@ -270,7 +301,9 @@ export class KinesisLineWriter implements LineWriter {
     if (t.remaining > 0) return;
     if (t.failed === 0) {
       this.counters.records += t.total;
-      t.resolve({ records: t.total, calls: t.calls });
+      this.counters.lines += t.lines;
+      this.counters.putPayloadUnits += t.units;
+      t.resolve({ lines: t.lines, records: t.total, calls: t.calls });
       return;
     }
     const reason = errorMessage(t.cause, { name: false });

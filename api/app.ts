@@ -77,7 +77,7 @@ export function createApp(deps: ApiDeps): Express {
     const format: BodyFormat = req.is('application/x-ndjson') ? 'ndjson' : 'json';
     const lines = acceptLines(parseBody(String(req.body ?? ''), format), limits.maxLines, clock());
     const result = await deps.writer.putLines(lines);
-    res.status(202).json(acceptedAnswer(lines, result.records));
+    res.status(202).json(acceptedAnswer(lines, result.lines));
   });
 
   router.get('/invoices/:invoiceNo', async (req, res) => {

@@ -73,7 +73,7 @@ class FakeWriter implements LineWriter {
   async putLines(lines: readonly AcceptedLine[]) {
     if (this.fail) throw this.fail;
     this.batches.push([...lines]);
-    return { records: lines.length, calls: 1 };
+    return { lines: lines.length, records: lines.length, calls: 1 };
   }
 }
 

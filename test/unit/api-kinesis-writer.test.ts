@@ -2,18 +2,20 @@ import { KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from '@
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { KinesisLineWriter, KinesisWriteError } from '#adapters/kinesis-writer';
-import { decodeLine } from '#core/avro';
+import { decodeLines } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
 import { acceptedLine } from '../helpers/lines.ts';
 
 const kinesis = mockClient(KinesisClient);
 const noWait = { baseMs: 1, maxMs: 1, sleep: async () => {} };
 
-/** Ten lines per invoice, invoices numbered from 500000. */
-const lines = (n: number): AcceptedLine[] =>
-  Array.from({ length: n }, (_, i) =>
-    acceptedLine({ invoiceNo: String(500000 + Math.floor(i / 10)), lineNo: (i % 10) + 1 }),
-  );
+/** One line each of `n` invoices numbered from `first`: one stream record per line. */
+const lines = (n: number, first = 500000): AcceptedLine[] =>
+  Array.from({ length: n }, (_, i) => acceptedLine({ invoiceNo: String(first + i), lineNo: 1 }));
+const okAll = (input: { Records: unknown[] }) => ({
+  FailedRecordCount: 0,
+  Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
+});
 
 const writer = (maxAttempts = 5) =>
   new KinesisLineWriter({
@@ -25,18 +27,54 @@ const writer = (maxAttempts = 5) =>
 beforeEach(() => kinesis.reset());
 
 describe('KinesisLineWriter', () => {
-  it('writes in chunks of 500, Avro-encoded, partition key invoiceNo', async () => {
-    kinesis.on(PutRecordsCommand).callsFake((input: { Records: unknown[] }) => ({
-      FailedRecordCount: 0,
-      Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
-    }));
+  it('writes in chunks of 500 records, Avro-encoded, partition key invoiceNo', async () => {
+    kinesis.on(PutRecordsCommand).callsFake(okAll);
     const out = await writer().putLines(lines(1001));
-    expect(out).toEqual({ records: 1001, calls: 3 });
+    expect(out).toEqual({ lines: 1001, records: 1001, calls: 3 });
     const sizes = kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records?.length);
     expect(sizes).toEqual([500, 500, 1]);
     const first = kinesis.commandCalls(PutRecordsCommand)[0]?.args[0].input.Records?.[0];
     expect(first?.PartitionKey).toBe('500000');
-    expect(decodeLine(first?.Data as Uint8Array)).toMatchObject({ invoiceNo: '500000', lineNo: 1 });
+    expect(decodeLines(first?.Data as Uint8Array)).toMatchObject([{ invoiceNo: '500000', lineNo: 1 }]);
+  });
+
+  it("puts one invoice's lines of a request in one record, in order, partition key = invoiceNo", async () => {
+    kinesis.on(PutRecordsCommand).callsFake(okAll);
+    const of = (invoiceNo: string, n: number) =>
+      Array.from({ length: n }, (_, i) =>
+        acceptedLine({ invoiceNo, lineNo: i + 1, stockCode: `S${i}`, unitPrice: '2.550' }),
+      );
+    const [a, b, c] = [of('536365', 10), of('536366', 8), of('C536367', 7)];
+    // Interleaved in the request: grouping keeps each invoice's own order.
+    const request = Array.from({ length: 10 }, (_, i) => [a[i], b[i], c[i]])
+      .flat()
+      .filter((l) => l !== undefined);
+    const w = writer();
+    expect(await w.putLines(request)).toEqual({ lines: 25, records: 3, calls: 1 });
+    const sent = kinesis.commandCalls(PutRecordsCommand)[0]?.args[0].input.Records ?? [];
+    expect(sent.map((r) => r.PartitionKey)).toEqual(['536365', '536366', 'C536367']);
+    expect(sent.map((r) => decodeLines(r.Data as Uint8Array))).toEqual([a, b, c]);
+    expect(w.stats()).toMatchObject({ requests: 1, lines: 25, records: 3, putPayloadUnits: 3 });
+  });
+
+  it('counts PUT payload units per record (25 KiB of Data plus partition key, rounded up)', async () => {
+    kinesis.on(PutRecordsCommand).callsFake(okAll);
+    const w = writer();
+    // The real file's largest invoice: several records of at most 24 KiB, one unit each.
+    const big = Array.from({ length: 1114 }, (_, i) =>
+      acceptedLine({ invoiceNo: '573585', lineNo: i + 1, stockCode: `T${i}`, unitPrice: '2.550' }),
+    );
+    const out = await w.putLines(big);
+    expect(out.lines).toBe(1114);
+    expect(out.records).toBeGreaterThan(1);
+    const sent = kinesis.commandCalls(PutRecordsCommand).flatMap((c) => c.args[0].input.Records ?? []);
+    expect(sent).toHaveLength(out.records);
+    for (const r of sent) expect(r.Data?.byteLength).toBeLessThanOrEqual(24 * 1024);
+    expect(sent.flatMap((r) => decodeLines(r.Data as Uint8Array))).toEqual(big);
+    expect(w.stats()).toMatchObject({ lines: 1114, records: out.records, putPayloadUnits: out.records });
+    // A record over 25 KiB (the writer does not validate; the API does) is billed two units.
+    await w.putLines([acceptedLine({ invoiceNo: '600000', description: 'x'.repeat(26_000) })]);
+    expect(w.stats().putPayloadUnits).toBe(out.records + 2);
   });
 
   it('resends only the failed entries of a partial failure', async () => {
@@ -53,7 +91,7 @@ describe('KinesisLineWriter', () => {
       };
     });
     const w = writer();
-    expect(await w.putLines(lines(3))).toEqual({ records: 3, calls: 2 });
+    expect(await w.putLines(lines(3))).toEqual({ lines: 3, records: 3, calls: 2 });
     const sent = kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records?.length);
     expect(sent).toEqual([3, 2]);
     expect(w.stats()).toMatchObject({ requests: 1, records: 3, calls: 2, sharedCalls: 0 });
@@ -95,8 +133,6 @@ describe('KinesisLineWriter', () => {
 });
 
 describe('KinesisLineWriter group commit', () => {
-  const invoiceLines = (invoiceNo: string, n: number): AcceptedLine[] =>
-    lines(n).map((l, i) => ({ ...l, invoiceNo, lineNo: i + 1 }));
   const partitionKeys = (call: number) =>
     kinesis.commandCalls(PutRecordsCommand)[call]?.args[0].input.Records?.map((r) => r.PartitionKey) ?? [];
   const slowAck = (ms: number) => (input: { Records: PutRecordsRequestEntry[] }) =>
@@ -115,12 +151,12 @@ describe('KinesisLineWriter group commit', () => {
     kinesis.on(PutRecordsCommand).callsFake(slowAck(20));
     const w = writer();
     const results = await Promise.all(
-      Array.from({ length: 60 }, (_, r) => w.putLines(invoiceLines(String(600000 + r), 10))),
+      Array.from({ length: 60 }, (_, r) => w.putLines(lines(10, 600000 + 10 * r))),
     );
-    expect(results.every((x) => x.records === 10)).toBe(true);
+    expect(results.every((x) => x.records === 10 && x.lines === 10)).toBe(true);
     const sizes = kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records?.length ?? 0);
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(600);
-    // 60 requests of 10 lines, all arriving in one turn: one full call of 500 and one of 100.
+    // 60 requests of 10 records, all arriving in one turn: one full call of 500 and one of 100.
     expect(sizes).toEqual([500, 100]);
     expect(w.stats()).toMatchObject({ requests: 60, records: 600, calls: 2, sharedCalls: 2 });
   });
@@ -148,30 +184,31 @@ describe('KinesisLineWriter group commit', () => {
       concurrency: 1,
       lingerMs: 1,
     });
-    const first = w.putLines(invoiceLines('700000', 5));
+    const first = w.putLines(lines(5, 700000));
     await firstCall;
-    const later = [w.putLines(invoiceLines('700001', 5)), w.putLines(invoiceLines('700002', 5))];
+    const later = [w.putLines(lines(5, 700100)), w.putLines(lines(5, 700200))];
     ackFirst();
     await Promise.all([first, ...later]);
-    expect(partitionKeys(0)).toEqual(Array(5).fill('700000'));
+    expect(partitionKeys(0)).toEqual(lines(5, 700000).map((l) => l.invoiceNo));
     // With one call in flight at most, the two later requests share the second call.
-    expect(partitionKeys(1)).toEqual([...Array(5).fill('700001'), ...Array(5).fill('700002')]);
+    expect(partitionKeys(1)).toEqual([...lines(5, 700100), ...lines(5, 700200)].map((l) => l.invoiceNo));
   });
 
   it('a request fails only for its own lines when they keep failing in a shared call', async () => {
+    const culprit = (r: PutRecordsRequestEntry) => r.PartitionKey?.startsWith('8001') === true;
     kinesis.on(PutRecordsCommand).callsFake((input: { Records: PutRecordsRequestEntry[] }) => ({
-      FailedRecordCount: input.Records.filter((r) => r.PartitionKey === '800001').length,
+      FailedRecordCount: input.Records.filter(culprit).length,
       Records: input.Records.map((r) =>
-        r.PartitionKey === '800001'
+        culprit(r)
           ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'slow down' }
           : { SequenceNumber: '1', ShardId: 's' },
       ),
     }));
     const w = writer(3);
     const [a, b, c] = await Promise.allSettled([
-      w.putLines(invoiceLines('800000', 4)),
-      w.putLines(invoiceLines('800001', 3)),
-      w.putLines(invoiceLines('800002', 4)),
+      w.putLines(lines(4, 800000)),
+      w.putLines(lines(3, 800100)),
+      w.putLines(lines(4, 800200)),
     ]);
     expect(a).toMatchObject({ status: 'fulfilled', value: { records: 4 } });
     expect(c).toMatchObject({ status: 'fulfilled', value: { records: 4 } });
@@ -187,17 +224,14 @@ describe('KinesisLineWriter group commit', () => {
   it('a shared call refused as a whole is retried per request, so only the culprit fails', async () => {
     const validation = Object.assign(new Error('record too large'), { name: 'ValidationException' });
     kinesis.on(PutRecordsCommand).callsFake((input: { Records: PutRecordsRequestEntry[] }) => {
-      if (input.Records.some((r) => r.PartitionKey === '900001')) throw validation;
+      if (input.Records.some((r) => r.PartitionKey?.startsWith('9001'))) throw validation;
       return {
         FailedRecordCount: 0,
         Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
       };
     });
     const w = writer();
-    const [a, b] = await Promise.allSettled([
-      w.putLines(invoiceLines('900000', 2)),
-      w.putLines(invoiceLines('900001', 2)),
-    ]);
+    const [a, b] = await Promise.allSettled([w.putLines(lines(2, 900000)), w.putLines(lines(2, 900100))]);
     expect(a).toMatchObject({ status: 'fulfilled', value: { records: 2 } });
     expect(b.status).toBe('rejected');
     const err = (b as PromiseRejectedResult).reason as KinesisWriteError;
@@ -212,7 +246,7 @@ describe('KinesisLineWriter group commit', () => {
   it('splits calls by the 5 MiB limit as well as by 500 records', async () => {
     kinesis.on(PutRecordsCommand).callsFake(slowAck(0));
     // ~20 kB records (the writer does not validate; the API does): 5 MiB holds ~260 of them.
-    const big = invoiceLines('950000', 600).map((l) => ({ ...l, description: 'x'.repeat(20_000) }));
+    const big = lines(600, 950000).map((l) => ({ ...l, description: 'x'.repeat(20_000) }));
     const out = await writer().putLines(big);
     expect(out.records).toBe(600);
     const calls = kinesis.commandCalls(PutRecordsCommand).map((call) => call.args[0].input.Records ?? []);
