@@ -87,7 +87,7 @@ const CHANGES: Record<ChangeKind, Change> = {
       c,
       rng,
       `SELECT payment_id AS id FROM "payment" WHERE NOT paid AND payment_id >=
-         (SELECT min(payment_id) + $1 * (max(payment_id) - min(payment_id)) FROM "payment" WHERE NOT paid)
+         (SELECT min(payment_id) + $1::float8 * (max(payment_id) - min(payment_id)) FROM "payment" WHERE NOT paid)
        ORDER BY payment_id LIMIT 1`,
     );
     if (id !== undefined) await c.query('UPDATE "payment" SET paid = true WHERE payment_id = $1', [id]);
@@ -97,7 +97,7 @@ const CHANGES: Record<ChangeKind, Change> = {
       c,
       rng,
       `SELECT sales_order_id AS id FROM "sales_order" WHERE sales_order_id >=
-         (SELECT $1 * max(sales_order_id) FROM "sales_order") ORDER BY sales_order_id LIMIT 1`,
+         (SELECT $1::float8 * max(sales_order_id) FROM "sales_order") ORDER BY sales_order_id LIMIT 1`,
     );
     if (id === undefined) return;
     await c.query(

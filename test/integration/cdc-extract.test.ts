@@ -11,7 +11,8 @@ import { parseCsv } from '#cdc/csv';
 import { startTotesysCapture } from '#cdc/totesys/capture';
 import { ExtractError, type ExtractRun, extractOnce } from '#cdc/totesys/extract';
 import { type ExtractMarker, INGESTION_RUNS_PREFIX, WATERMARKS_KEY } from '#cdc/totesys/layout';
-import { ensureSeededSource, SEED_COUNTS } from '#cdc/totesys/seed';
+import { ensureSeededSource, generateSeed, SEED_COUNTS } from '#cdc/totesys/seed';
+import { runSimulator } from '#cdc/totesys/simulator';
 import { createSourcePool, insertRows, readChanges } from '#cdc/totesys/source';
 import { readState } from '#cdc/totesys/state';
 import { columnNames, TOTESYS_TABLES, type TotesysTableName, totesysTable } from '#cdc/totesys/tables';
@@ -244,6 +245,38 @@ describe('totesys extract (change data capture by watermark)', () => {
     expect(rerun.tables.address?.to).toBe(killed.tables.address?.to);
     expect((await extract()).rows).toBe(0);
   }, 60_000);
+
+  it('seeded the source once, with the rows the seed generates', async () => {
+    expect(await ensureSeededSource(pool, 3)).toEqual({ seeded: false });
+    const expected = generateSeed(3).sales_order.slice(0, 50);
+    const { rows } = await pool.query(
+      `SELECT sales_order_id, units_sold, unit_price, agreed_delivery_date,
+              to_char(created_at, 'YYYY-MM-DD"T"HH24:MI:SS.US') AS created_at
+         FROM "sales_order" ORDER BY sales_order_id LIMIT 50`,
+    );
+    expect(rows).toEqual(
+      expected.map((o) => ({
+        sales_order_id: String(o.sales_order_id),
+        units_sold: String(o.units_sold),
+        unit_price: o.unit_price,
+        agreed_delivery_date: o.agreed_delivery_date,
+        created_at: o.created_at,
+      })),
+    );
+  });
+
+  it('simulates a business whose changes, stamped by the database clock, the next run takes', async () => {
+    const before = await sourceNow();
+    const summary = await runSimulator({ pool, rate: 1000, seed: 11, durationMs: 40 });
+    expect(summary.failed).toBe(0);
+    expect(summary.total).toBe(40);
+    const run = await extract();
+    expect(run.rows).toBeGreaterThanOrEqual(summary.total);
+    for (const entry of Object.values(run.tables)) expect(entry.to >= before).toBe(true);
+    const orders = (summary.changes.sale ?? 0) + (summary.changes.purchase ?? 0);
+    expect(run.tables.transaction?.rows ?? 0).toBe(orders);
+    expect(run.tables.payment?.rows ?? 0).toBeGreaterThanOrEqual(orders);
+  });
 });
 
 describe('totesys capture with the source unreachable for a while', () => {
