@@ -5,6 +5,8 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import zlib from 'node:zlib';
 import { parse } from 'csv-parse';
+import type { IngestAccepted } from '#core/api-contract';
+import type { InvoiceLineInput } from '#core/invoice-line';
 import { replayBatches } from '#producer/replay';
 import { runSimulate } from '#producer/run';
 
@@ -61,7 +63,8 @@ async function rateAccuracy(rate: number, seconds: number) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const n = (JSON.parse(Buffer.concat(chunks).toString()) as unknown[]).length;
+      const lines = JSON.parse(Buffer.concat(chunks).toString()) as InvoiceLineInput[];
+      const n = lines.length;
       const at = performance.now();
       if (received === 0) {
         first = at;
@@ -69,7 +72,12 @@ async function rateAccuracy(rate: number, seconds: number) {
       }
       last = at;
       received += n;
-      res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: n }));
+      const answer: IngestAccepted = {
+        accepted: n,
+        invoices: new Set(lines.map((l) => l.invoiceNo)).size,
+        acceptedAt: new Date().toISOString(),
+      };
+      res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,9 +1,11 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { type ApiErrorBody, readErrorBody } from '#core/api-contract';
 import type { InvoiceLineInput } from '#core/invoice-line';
+import { backoffMs, sleep } from '#core/resilience';
 
 /**
  * Batching HTTP client for `POST <target>/invoices`. Bounds requests in flight, splits on 413, re-sends the
- * valid rest of a 400, retries 429/5xx/network errors with jittered exponential backoff (safe: a line's key
+ * valid rest of a 400 (read by the API's contract, core/api-contract.ts), retries 429/5xx/network errors with
+ * the project's backoff (core/resilience.ts, equal jitter, Retry-After honoured; safe: a line's key
  * (invoiceNo, lineNo) is idempotent downstream). Every line ends accepted, rejected (with its reason) or
  * failed (retries exhausted or a fatal answer): none is dropped silently.
  */
@@ -75,11 +77,6 @@ class RetryableError extends Error {
   }
 }
 
-interface BadLine {
-  index: number;
-  reason: string;
-}
-
 export function createPoster(opts: PosterOptions): Poster {
   const url = `${opts.target.replace(/\/+$/, '')}/invoices`;
   const batchSize = opts.batchSize ?? 500;
@@ -119,6 +116,26 @@ export function createPoster(opts: PosterOptions): Poster {
   const reject = (line: InvoiceLineInput, reason: string) => {
     s.rejected++;
     opts.onRejected?.({ line, reason });
+  };
+
+  /**
+   * A 400: rejects the lines it names under `invalid` with the API's reason and returns the rest. A
+   * 400 naming no line condemns the whole request: every line is rejected with the API's message.
+   */
+  const refuse = (lines: InvoiceLineInput[], answer: Partial<ApiErrorBody>, text: string) => {
+    const bad = new Map<number, string>();
+    for (const b of answer.invalid ?? [])
+      if (b.index >= 0 && b.index < lines.length) bad.set(b.index, b.reason);
+    if (bad.size === 0) {
+      const reason = describe(answer, text) || 'HTTP 400';
+      for (const line of lines) reject(line, reason);
+      return [];
+    }
+    return lines.filter((line, i) => {
+      const reason = bad.get(i);
+      if (reason !== undefined) reject(line, reason);
+      return reason === undefined;
+    });
   };
 
   /** One request; resolves with the API's verdict or throws RetryableError. */
@@ -167,9 +184,11 @@ export function createPoster(opts: PosterOptions): Poster {
       } catch (error) {
         if (!(error instanceof RetryableError)) throw error;
         if (attempt >= maxRetries) return fail(lines, `${error.message} after ${attempt + 1} attempts`);
-        const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** attempt);
-        // Full jitter keeps parallel requests from retrying in lockstep.
-        const delayMs = Math.max(error.retryAfterMs ?? 0, backoff / 2 + Math.random() * (backoff / 2));
+        // Equal jitter: parallel requests do not retry in lockstep, and none comes back at once.
+        const delayMs = Math.max(
+          error.retryAfterMs ?? 0,
+          backoffMs(attempt + 1, { baseMs: retryBaseMs, maxMs: retryMaxMs, jitter: 'equal' }),
+        );
         s.retried++;
         opts.onRetry?.({ attempt: attempt + 1, reason: error.message, delayMs });
         await sleep(delayMs);
@@ -188,31 +207,13 @@ export function createPoster(opts: PosterOptions): Poster {
         await deliver(lines.slice(half));
         return;
       }
+      const answer = readErrorBody(json);
       if (status === 400) {
-        const answer = json as { error?: string; lines?: BadLine[] } | undefined;
-        const bad = Array.isArray(answer?.lines) ? answer.lines : [];
-        const badIndexes = new Map<number, string>();
-        for (const b of bad) {
-          if (Number.isInteger(b.index) && b.index >= 0 && b.index < lines.length)
-            badIndexes.set(b.index, b.reason);
-        }
-        if (badIndexes.size === 0) {
-          // A 400 naming no line condemns the whole request: report every line with the API's message.
-          const reason = answer?.error ?? (text.slice(0, 200) || 'HTTP 400');
-          for (const line of lines) reject(line, reason);
-          return;
-        }
-        const rest: InvoiceLineInput[] = [];
-        lines.forEach((line, i) => {
-          const reason = badIndexes.get(i);
-          if (reason === undefined) rest.push(line);
-          else reject(line, reason);
-        });
         // The batch is all-or-nothing: nothing of it was accepted, so the valid rest goes again.
-        await deliver(rest);
+        await deliver(refuse(lines, answer, text));
         return;
       }
-      fatal = `HTTP ${status} from ${url}: ${(json as { error?: string } | undefined)?.error ?? text.slice(0, 200)}`;
+      fatal = `HTTP ${status} from ${url}: ${describe(answer, text)}`;
       return fail(lines, fatal);
     }
   };
@@ -258,4 +259,11 @@ export function createPoster(opts: PosterOptions): Poster {
     },
     stats: () => ({ ...s }),
   };
+}
+
+/** An error answer for a person: the API's message (with its code), else the start of the body. */
+function describe(answer: Partial<ApiErrorBody>, text: string): string {
+  if (answer.message !== undefined)
+    return answer.error ? `${answer.error}: ${answer.message}` : answer.message;
+  return answer.error ?? text.slice(0, 200);
 }

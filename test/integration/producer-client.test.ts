@@ -1,75 +1,43 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InvoiceLineInput } from '#core/invoice-line';
+import { KinesisWriteError } from '#adapters/kinesis-writer';
 import { createPoster, PosterFatalError } from '#producer/client';
 import { createGenerator } from '#producer/generator';
 import { runSimulate } from '#producer/run';
+import { close, listen, producerTestApp, RecordingWriter } from '#test/fixtures/producer/api';
 
 /**
- * A test API that fails requests on a fixed rotation (429, 500, dropped connection, 413 for big bodies),
- * answers 400 naming the bad lines (quantity 0.5 here) and records lines only when it answers 202.
+ * The real API (test/fixtures/producer/api.ts) behind a front that fails requests on a fixed rotation:
+ * API Gateway's throttling 429, a dropped connection, and a stream write that throws (the API's 500).
+ * The API itself answers 413 to requests of more than 60 lines and 400 naming the bad lines (quantity
+ * 0.5 here), in its own words; lines count as received only when the API wrote them.
  */
 function flakyServer() {
-  const received = new Map<string, number>();
+  const writer = new RecordingWriter();
+  writer.failWith = (call) => (call % 4 === 3 ? new Error('the stream broke') : undefined);
+  const app = producerTestApp(writer, { apiKey: 'test-key-123', maxLines: 60 });
   const statuses = new Set<number | 'dropped'>();
   let requests = 0;
   const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const n = requests++;
-      if (req.headers['x-api-key'] !== 'test-key-123') {
-        res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"bad api key"}');
-        return;
-      }
-      const lines = JSON.parse(Buffer.concat(chunks).toString()) as InvoiceLineInput[];
-      switch (n % 6) {
-        case 0:
-          statuses.add(429);
-          res.writeHead(429, { 'content-type': 'application/json' }).end('{"error":"slow down"}');
-          return;
-        case 1:
-          statuses.add(500);
-          res.writeHead(500).end('{"error":"internal"}');
-          return;
-        case 2:
-          statuses.add('dropped');
-          req.socket.destroy();
-          return;
-        case 3:
-          if (lines.length > 60) {
-            statuses.add(413);
-            res.writeHead(413).end('{"error":"too large"}');
-            return;
-          }
-      }
-      const bad = lines.flatMap((l, index) =>
-        Number.isInteger(l.quantity) ? [] : [{ index, reason: 'quantity: not an integer' }],
-      );
-      if (bad.length > 0) {
-        statuses.add(400);
-        res
-          .writeHead(400, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ error: 'invalid lines', lines: bad }));
-        return;
-      }
-      for (const l of lines)
-        received.set(`${l.invoiceNo}#${l.lineNo}`, (received.get(`${l.invoiceNo}#${l.lineNo}`) ?? 0) + 1);
-      res
-        .writeHead(202, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ accepted: lines.length }));
-    });
+    const n = requests++;
+    if (n % 6 === 0 && req.headers['x-api-key'] === 'test-key-123') {
+      statuses.add(429);
+      // API Gateway's own throttling answer, before the request reaches the API.
+      res.writeHead(429, { 'content-type': 'application/json' }).end('{"message":"Too Many Requests"}');
+      return;
+    }
+    if (n % 6 === 2) {
+      statuses.add('dropped');
+      req.socket.destroy();
+      return;
+    }
+    res.on('finish', () => statuses.add(res.statusCode));
+    app(req, res);
   });
-  return { server, received, statuses, requests: () => requests };
-}
-
-async function listen(server: http.Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { server, received: writer.writes, statuses, requests: () => requests };
 }
 
 describe('createPoster against a server that fails some requests', () => {
@@ -81,8 +49,7 @@ describe('createPoster against a server that fails some requests', () => {
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'producer-client-'));
   });
   afterAll(async () => {
-    flaky.server.closeAllConnections();
-    await new Promise((resolve) => flaky.server.close(resolve));
+    await close(flaky.server);
     await fs.rm(tmp, { recursive: true, force: true });
   });
 
@@ -126,13 +93,16 @@ describe('createPoster against a server that fails some requests', () => {
     expect(retries.some((r) => r === 'HTTP 429')).toBe(true);
     expect(retries.some((r) => r === 'HTTP 500')).toBe(true);
     expect(retries.some((r) => r.startsWith('network error'))).toBe(true);
-    expect([...flaky.statuses].sort()).toEqual([400, 413, 429, 500, 'dropped']);
+    expect([...flaky.statuses].sort()).toEqual([202, 400, 413, 429, 500, 'dropped']);
   });
 
-  it('counts lines as failed once retries are exhausted, never silently dropped', async () => {
-    const down = http.createServer((_req, res) => res.writeHead(503).end());
+  it('counts lines as failed once retries are exhausted, never silently dropped; honours Retry-After', async () => {
+    const writer = new RecordingWriter();
+    writer.failWith = () => new KinesisWriteError('PutRecords kept failing', 1);
+    const down = http.createServer(producerTestApp(writer));
     const url = await listen(down);
     const failed: number[] = [];
+    const waits: number[] = [];
     try {
       const poster = createPoster({
         target: url,
@@ -141,15 +111,18 @@ describe('createPoster against a server that fails some requests', () => {
         retryBaseMs: 1,
         retryMaxMs: 2,
         onFailed: (e) => failed.push(e.lines.length),
+        onRetry: (e) => waits.push(e.delayMs),
       });
       const g = createGenerator({ seed: 1 });
       for (let i = 0; i < 25; i++) await poster.send(g.next());
       const summary = await poster.flush();
       expect(summary).toMatchObject({ sent: 25, accepted: 0, failed: 25, retried: 6 });
       expect(failed.reduce((a, b) => a + b, 0)).toBe(25);
+      // The API's 503 says Retry-After: 1, above the 1-2 ms backoff asked for.
+      expect(waits).toHaveLength(6);
+      expect(waits.every((ms) => ms >= 1_000)).toBe(true);
     } finally {
-      down.closeAllConnections();
-      await new Promise((resolve) => down.close(resolve));
+      await close(down);
     }
   });
 
@@ -164,7 +137,7 @@ describe('createPoster against a server that fails some requests', () => {
     })().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PosterFatalError);
     const summary = await poster.flush();
-    expect(summary.fatal).toMatch(/HTTP 401 .*bad api key/);
+    expect(summary.fatal).toMatch(/HTTP 401 from .*: unauthorized: missing or wrong x-api-key$/);
     expect(summary.accepted).toBe(0);
     expect(summary.failed).toBe(summary.sent);
   });

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { invoiceLineInput } from '#core/invoice-line';
 import { type MalformedRow, replayBatches } from '#producer/replay';
@@ -41,5 +43,40 @@ describe.skipIf(!present)('replay of the real Online Retail file', () => {
     expect(cancellations).toBe(9_288);
     expect(guests).toBe(135_080);
     expect(last).toBe('2011-12-09T12:50:00');
+  });
+
+  it('the Kaggle copy (Latin-1, CRLF, first £ 3.2 MB in) replays with every £ exact', async () => {
+    // The shared file is UTF-8 with LF; the Kaggle download is the same text in Latin-1 with CRLF.
+    const text = zlib.gunzipSync(fs.readFileSync(REAL_FILE)).toString('utf8').replace(/\n/g, '\r\n');
+    const latin1 = Buffer.from(text, 'latin1');
+    expect(latin1.indexOf(0xa3)).toBeGreaterThan(3_000_000);
+    const pounds = [...text.matchAll(/^[^,]*,[^,]*,([^,]*£[^,]*),/gm)].map((m) => m[1]);
+    expect(pounds).toHaveLength(32);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kaggle-'));
+    const file = path.join(dir, 'online-retail-kaggle.csv');
+    fs.writeFileSync(file, latin1);
+    try {
+      const encodings: string[] = [];
+      let lines = 0;
+      let replaced = 0;
+      const found: string[] = [];
+      for await (const batch of replayBatches(file, {
+        strict: true,
+        onFile: (e) => encodings.push(e.encoding),
+      })) {
+        for (const { line } of batch) {
+          lines++;
+          if (line.description?.includes('\uFFFD')) replaced++;
+          if (line.description?.includes('£')) found.push(line.description);
+        }
+      }
+      expect(encodings).toEqual(['latin1']);
+      expect(lines).toBe(541_909);
+      expect(replaced).toBe(0);
+      expect(found[0]).toBe('Dotcomgiftshop Gift Voucher £40.00');
+      expect(found).toEqual(pounds);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
