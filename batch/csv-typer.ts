@@ -1,17 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { TransformCallback } from 'node:stream';
 import { wallClockMs } from '#core/dates';
-import {
-  CUSTOMER_ID_DIGITS,
-  INVOICE_PREFIX_FROM,
-  INVOICE_PREFIX_TO,
-  PRICE_DECIMALS,
-  PRICE_INTEGER_DIGITS,
-  QUANTITY_DIGITS,
-  QUANTITY_MAX,
-  RULES,
-  TEXT_MAX,
-} from '#core/rules';
+import * as rules from '#core/rules';
 import { type ColumnMap, parseSourceDate, parseSourceRow, SOURCE_COLUMNS } from '#core/source-row';
 import { allDigits, digitsValue, Interner, isDigit, latin1, sameAscii } from './bytes.ts';
 import { type LineTyper, NotUtf8Error, rawFields, TyperStream, thousandthsOf } from './typer.ts';
@@ -26,11 +16,19 @@ const MAX_FAST_FIELDS = 64;
 const PRINTABLE = 1;
 const BYTE_CLASS = new Uint8Array(256);
 for (let b = SPACE; b <= 0x7e; b++) if (b !== COMMA && b !== QUOTE) BYTE_CLASS[b] = PRINTABLE;
-// The limits of core/rules.ts, read once: the byte path checks them on bytes, without a string.
-const INVOICE_DIGITS = RULES.invoiceNo.digits;
-const STOCK_CODE_MAX = TEXT_MAX.stockCode;
-const DESCRIPTION_MAX = TEXT_MAX.description;
-const COUNTRY_MAX = TEXT_MAX.country;
+// The limits of core/rules.ts, copied once into this module's constants (no lookup through the
+// import per row): the byte path checks them on bytes, without a string.
+const INVOICE_DIGITS = rules.RULES.invoiceNo.digits;
+const INVOICE_PREFIX_FROM = rules.INVOICE_PREFIX_FROM;
+const INVOICE_PREFIX_TO = rules.INVOICE_PREFIX_TO;
+const STOCK_CODE_MAX = rules.TEXT_MAX.stockCode;
+const DESCRIPTION_MAX = rules.TEXT_MAX.description;
+const COUNTRY_MAX = rules.TEXT_MAX.country;
+const QUANTITY_DIGITS = rules.QUANTITY_DIGITS;
+const QUANTITY_MAX = rules.QUANTITY_MAX;
+const PRICE_INTEGER_DIGITS = rules.PRICE_INTEGER_DIGITS;
+const PRICE_DECIMALS = rules.PRICE_DECIMALS;
+const CUSTOMER_ID_DIGITS = rules.CUSTOMER_ID_DIGITS;
 /** Units of the typed price (thousandths) per unit of a fraction digits long: PRICE_SCALE[digits]. */
 const PRICE_SCALE = Array.from(
   { length: PRICE_DECIMALS + 1 },

@@ -261,7 +261,7 @@ export class LineTyper {
       this.numbering = invoiceNo;
       this.numbered = this.lineNos.get(invoiceNo) ?? 0;
     }
-    if (this.numbered >= RULES.lineNo.max) return undefined;
+    if (this.numbered >= LINE_NO_MAX) return undefined;
     return ++this.numbered;
   }
 
@@ -486,6 +486,9 @@ export class LineTyper {
     return out.join('');
   }
 }
+
+/** The last line number of an invoice (core/rules.ts), read once: nextLineNo runs once per row. */
+const LINE_NO_MAX = RULES.lineNo.max;
 
 /** Product keys pack a description id below this (2^26: far more descriptions than any file has). */
 const PRODUCT_KEY_SPAN = 2 ** 26;
