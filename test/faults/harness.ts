@@ -74,7 +74,8 @@ const alive = (pid: number) =>
     () => false,
   );
 
-async function waitGone(pids: number[], timeoutMs = 20_000): Promise<void> {
+/** Waits until each process is gone from /proc; throws if one outlives the timeout. */
+export async function waitGone(pids: number[], timeoutMs = 20_000): Promise<void> {
   for (const pid of pids) {
     await eventually(async () => ((await alive(pid)) ? undefined : true), {
       timeoutMs,

@@ -25,8 +25,10 @@ import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { type CopyStep, isCopyStep, isDeferredStep, type Step } from '#adapters/warehouse';
 import { startPipeline } from '#cli/pipeline';
+import { sleep } from '#core/resilience';
 import { type EmulatorProcesses, startEmulatorProcesses } from '#local/emulator-process';
 import { type RunningPostgres, startPostgres } from '#local/postgres';
+import { waitGone } from './harness.ts';
 
 type Message =
   | { type: 'throttle'; rate: number; calls: number }
@@ -36,19 +38,7 @@ type Message =
   | { type: 'stop' };
 
 const send = (m: object) => process.send?.(m);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Waits (at most ~5-10 s) until a killed process is gone from /proc. */
-async function waitExited(pid: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const alive = await fs.access(`/proc/${pid}`).then(
-      () => true,
-      () => false,
-    );
-    if (!alive) return;
-    await sleep(40);
-  }
-}
 const die = () => process.kill(process.pid, 'SIGKILL');
 
 const config = loadConfig(process.env);
@@ -153,7 +143,8 @@ async function crashPostgres(downMs: number): Promise<void> {
   );
   // SIGQUIT = immediate shutdown: no checkpoint, crash recovery at the next start.
   process.kill(pid, 'SIGQUIT');
-  await waitExited(pid);
+  await waitGone([pid]);
+  // The outage itself: how long the service stays down.
   await sleep(downMs);
   restartedPg = await startPostgres({
     dataDir: pgDataDir,
@@ -237,7 +228,7 @@ async function restartEmulators(downMs: number): Promise<void> {
   const pids = await childPids();
   if (pids.length === 0) throw new Error('no emulator process found');
   for (const pid of pids) process.kill(pid, 'SIGKILL');
-  for (const pid of pids) await waitExited(pid);
+  await waitGone(pids);
   await sleep(downMs);
   const e = pipeline.stack.endpoints;
   const port = (url: string) => Number(new URL(url).port);
