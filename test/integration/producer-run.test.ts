@@ -28,23 +28,23 @@ describe('producer runs against a local sink', () => {
     await fs.rm(tmp, { recursive: true, force: true });
   });
 
-  it('simulate holds 1,000 lines/s within 10% over 3 s', async () => {
+  // The rate a busy machine achieves is a benchmark figure (bench/producer.ts); what a test can hold is
+  // causality: the pacer never lets line k out before start + k/rate (less its 4 ms minimum sleep).
+  it('simulate never runs ahead of its rate: the k-th line arrives no sooner than k ms in at 1,000 lines/s', async () => {
     s.arrivals.length = 0;
     const started = performance.now();
     const summary = await runSimulate({
       target,
       rate: 1_000,
-      durationMs: 3_000,
+      lines: 1_500,
       seed: 3,
       progress: false,
       poster: { lingerMs: 20 },
     });
-    const elapsed = (performance.now() - started) / 1000;
-    expect(summary.accepted).toBe(s.arrivals.length);
-    const rate = summary.accepted / 3;
-    expect(rate).toBeGreaterThan(900);
-    expect(rate).toBeLessThan(1_100);
-    expect(elapsed).toBeLessThan(4);
+    expect(summary).toMatchObject({ produced: 1_500, accepted: 1_500, failed: 0 });
+    const times = s.arrivals.map((a) => a.at).sort((a, b) => a - b);
+    expect(times).toHaveLength(1_500);
+    expect(times.flatMap((at, k) => (at < started + k - 4 ? [k] : []))).toEqual([]);
   });
 
   it('an aborted run stops early and still delivers what it produced', async () => {
@@ -84,7 +84,7 @@ describe('producer runs against a local sink', () => {
       ].join('\n'),
     );
     s.arrivals.length = 0;
-    // 6 source minutes at 240x: 1.5 s.
+    // Source minutes 0, 2, 4, 6 at 240x: due 0, 500, 1,000, 1,500 ms after the start, never sooner.
     const started = performance.now();
     const summary = await runReplay({
       paths: file,
@@ -93,10 +93,10 @@ describe('producer runs against a local sink', () => {
       progress: false,
       poster: { lingerMs: 5 },
     });
-    const elapsed = performance.now() - started;
     expect(summary).toMatchObject({ produced: 4, accepted: 4, malformed: 0 });
-    expect(elapsed).toBeGreaterThan(1_400);
-    expect(elapsed).toBeLessThan(2_500);
+    const arrived = new Map(s.arrivals.map((a) => [a.key, a.at - started]));
+    const due = [0, 1, 2, 3].map((m) => [`53636${m}#1`, m * 500] as const);
+    expect(due.filter(([key, ms]) => (arrived.get(key) ?? -1) < ms - 4)).toEqual([]);
     const limited = await runReplay({ paths: file, limit: 2, target, progress: false });
     expect(limited).toMatchObject({ produced: 2, accepted: 2 });
   });
