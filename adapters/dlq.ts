@@ -2,16 +2,31 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { errorMessage } from '#core/resilience';
 import { mapLimit } from './retry.ts';
 
-/** A stream record that can never succeed (undecodable, invalid), with where it came from and why. */
+/**
+ * A stream record that can never succeed whole (undecodable, or some of its lines invalid), with
+ * where it came from and why. `data` is always the whole record as it was on the stream.
+ */
 export interface DeadLetter {
   data: Uint8Array;
   reason: string;
+  /**
+   * Set when the record was read but some of its lines cannot be stored: each of them, with its
+   * 0-based position in the record and its reason (the record's other lines were stored).
+   */
+  invalidLines?: readonly DeadLine[];
   shardId: string;
   sequenceNumber: string;
   partitionKey?: string;
   /** Seconds since the epoch, as Kinesis reports it. */
   approximateArrivalTimestamp?: number;
   eventSourceARN?: string;
+}
+
+export interface DeadLine {
+  index: number;
+  reason: string;
+  /** The line as decoded, so a person can correct it and send it again. */
+  line: unknown;
 }
 
 /** The on-failure destination port. Throws DeadLetterWriteError when a letter could not be stored. */
@@ -38,7 +53,7 @@ export interface S3DeadLetterSinkOptions {
 }
 
 /**
- * One JSON object per record under `dlq/YYYY/MM/DD/<shardId>/<sequenceNumber>.json` (the day the
+ * One JSON object per record (a record with invalid lines gets one letter listing each of them) under `dlq/YYYY/MM/DD/<shardId>/<sequenceNumber>.json` (the day the
  * record reached the stream). The key is deterministic, so a redelivered poison record overwrites
  * its own letter instead of adding a second one.
  */
@@ -63,6 +78,7 @@ export class S3DeadLetterSink implements DeadLetterSink {
         partitionKey: letter.partitionKey ?? null,
         eventSourceARN: letter.eventSourceARN ?? null,
         approximateArrivalTimestamp: letter.approximateArrivalTimestamp ?? null,
+        ...(letter.invalidLines ? { invalidLines: letter.invalidLines } : {}),
         failedAt: (this.options.clock?.() ?? new Date()).toISOString(),
         record: Buffer.from(letter.data).toString('base64'),
       };

@@ -7,7 +7,7 @@ import type { Logger } from '#adapters/logger';
 import { mapLimit } from '#adapters/retry';
 import { errorMessage } from '#core/resilience';
 import { planAggregates } from './aggregates.ts';
-import { processRecord } from './process-line.ts';
+import { type InvalidLine, processRecord } from './process-line.ts';
 
 export interface ConsumerDeps {
   sink: LineSink;
@@ -28,12 +28,18 @@ export type BatchHandler = (event: KinesisStreamEvent) => Promise<KinesisStreamB
 /**
  * The Lambda-shaped batch handler (Kinesis event in, partial batch response out).
  *
- * Per-record work is pure (processRecord); the writes are batched per Kinesis batch, because one
- * DynamoDB call per record would cap the stream far below its target. The semantics are those
- * of Powertools' processPartialResponse for Kinesis, with one addition the stream needs: a record
- * counts as done only if every record before it in the shard is done, so when record k fails,
- * k and everything after it are reported (the event source retries from k anyway) and the
- * aggregates only take contributions from records before k. See docs/dynamodb.md.
+ * A record carries many lines of one invoice (core/records.ts). The record is the unit of success:
+ * its lines are stored, archived and counted together under its sequence number, and it is
+ * reported failed if any of its good lines is not stored. Lines are judged one by one
+ * (processRecord): invalid lines go to the dead-letter sink, named with their index and reason,
+ * and do not hold back the record's other lines nor the shard.
+ *
+ * The writes are batched per Kinesis batch, because one DynamoDB call per record would cap the
+ * stream far below its target. The semantics are those of Powertools' processPartialResponse for
+ * Kinesis, with one addition the stream needs: a record counts as done only if every record
+ * before it in the shard is done, so when record k fails, k and everything after it are reported
+ * (the event source retries from k anyway) and the aggregates only take contributions from
+ * records before k. See docs/RELIABILITY.md and docs/dynamodb.md.
  */
 export function createBatchHandler(deps: ConsumerDeps): BatchHandler {
   // Highest sequence number (padded) known fully processed, per shard: saves a read per batch.
@@ -91,24 +97,33 @@ async function processShardBatch(
     if (i < firstFailed) firstFailed = i;
   };
 
-  const outcomes = new Map(todo.map((i) => [i, processRecord(dataOf(records[i] as KinesisStreamRecord))]));
+  const outcomes = new Map(
+    todo.map((i) => {
+      const r = records[i] as KinesisStreamRecord;
+      return [i, processRecord(dataOf(r), r.kinesis.partitionKey)];
+    }),
+  );
 
-  // Poison records go to the on-failure destination now: retrying cannot fix their bytes.
+  // Poison goes to the on-failure destination now: retrying cannot fix its bytes. An unreadable
+  // record goes whole; a readable one with bad lines gets one letter naming each of them, and its
+  // good lines are stored below.
   const letters: { i: number; letter: DeadLetter }[] = [];
   for (const [i, o] of outcomes) {
-    if (o.ok) continue;
+    if (o.ok && o.invalid.length === 0) continue;
     const r = records[i] as KinesisStreamRecord;
+    const where = {
+      data: dataOf(r),
+      shardId,
+      sequenceNumber: r.kinesis.sequenceNumber,
+      partitionKey: r.kinesis.partitionKey,
+      approximateArrivalTimestamp: r.kinesis.approximateArrivalTimestamp,
+      eventSourceARN: r.eventSourceARN,
+    };
     letters.push({
       i,
-      letter: {
-        data: dataOf(r),
-        reason: o.reason,
-        shardId,
-        sequenceNumber: r.kinesis.sequenceNumber,
-        partitionKey: r.kinesis.partitionKey,
-        approximateArrivalTimestamp: r.kinesis.approximateArrivalTimestamp,
-        eventSourceARN: r.eventSourceARN,
-      },
+      letter: o.ok
+        ? { ...where, reason: invalidLinesReason(o.invalid, o.lines.length), invalidLines: o.invalid }
+        : { ...where, reason: o.reason },
     });
   }
   const dlqWrite =
@@ -128,11 +143,13 @@ async function processShardBatch(
           },
         );
 
+  // Every line of a record names the record (its sequence number): a record's lines are owned,
+  // counted and checkpointed together.
   const good: { i: number; line: LineToStore }[] = [];
   for (const [i, o] of outcomes) {
     if (!o.ok) continue;
-    const r = records[i] as KinesisStreamRecord;
-    good.push({ i, line: { ...o.line, shardId, sequenceNumber: r.kinesis.sequenceNumber } });
+    const sequenceNumber = (records[i] as KinesisStreamRecord).kinesis.sequenceNumber;
+    for (const line of o.lines) good.push({ i, line: { ...line, shardId, sequenceNumber } });
   }
   let visibleAt: (string | undefined)[] = [];
   let duplicate: boolean[] = [];
@@ -221,6 +238,12 @@ async function processShardBatch(
     );
   }
   return failAllFrom(firstFailed);
+}
+
+/** One reason for the whole letter; each line's own reason is in the letter's list. */
+function invalidLinesReason(invalid: readonly InvalidLine[], good: number): string {
+  const named = invalid.map((l) => `line ${l.index}: ${l.reason}`).join('; ');
+  return `${invalid.length} of ${invalid.length + good} lines invalid (the others were stored): ${named}`;
 }
 
 function dataOf(r: KinesisStreamRecord): Buffer {

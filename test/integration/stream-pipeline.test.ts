@@ -32,7 +32,7 @@ import { KinesisLineWriter } from '#adapters/kinesis-writer';
 import { createApp } from '#api/app';
 import { type BatchHandler, createBatchHandler } from '#consumers/handler';
 import { processRecord } from '#consumers/process-line';
-import { encodeLine } from '#core/avro';
+import { decodeLines, encodeLine, encodeLines, encodeWithSchema } from '#core/avro';
 import type { AcceptedLine, InvoiceLineInput } from '#core/invoice-line';
 import { type RunningEmulator, startDynamo, startKinesis, startS3 } from '#local/emulators';
 import { type LocalFirehose, startLocalFirehose } from '#local/firehose';
@@ -375,8 +375,9 @@ describe('stream path through the emulators', () => {
     // The stored line still names the record that first wrote it.
     const items = await scanAll(clients);
     const first = items.get('INV#600006|LINE#0000001');
+    // One record per request of this invoice: 2 POSTs of lines 1-2, the direct re-send, line 3.
     const sequences = (await readStream(clients)).filter((r) => r.PartitionKey === '600006');
-    expect(sequences).toHaveLength(6);
+    expect(sequences).toHaveLength(4);
     expect(first?.sequenceNumber?.S).toBe(sequences[0]?.SequenceNumber);
   });
 
@@ -389,7 +390,7 @@ describe('stream path through the emulators', () => {
     const decoded = processRecord(data);
     if (!decoded.ok) throw new Error(decoded.reason);
     const sink = new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE });
-    await sink.putLines([{ ...decoded.line, shardId, sequenceNumber: record.SequenceNumber }]);
+    await sink.putLines(decoded.lines.map((l) => ({ ...l, shardId, sequenceNumber: record.SequenceNumber })));
     const italy = async () =>
       ((await get('/stats/countries')).body.countries as Record<string, unknown>[]).find(
         (c) => c.country === 'Italy',
@@ -436,6 +437,94 @@ describe('stream path through the emulators', () => {
     expect(letter.reason).toMatch(/^undecodable: not Avro single-object encoding/);
     expect(Buffer.from(letter.record, 'base64').toString()).toBe('not avro at all');
     expect(pollerFailures).toEqual([]);
+  });
+
+  it('counts each line once when an invoice is re-sent grouped into records differently', async () => {
+    const pt = (n: number) => line('600010', n, { country: 'Portugal' });
+    const portugal = async () =>
+      ((await get('/stats/countries')).body.countries as Record<string, unknown>[]).find(
+        (c) => c.country === 'Portugal',
+      );
+    // Posted once as one request (one record of lines 1-6)...
+    expect(await (await post([1, 2, 3, 4, 5, 6].map(pt))).json()).toMatchObject({ accepted: 6, invoices: 1 });
+    await visible('600010', 6);
+    // ...then again split over two requests (records of lines 1-3 and 4-7), the second with a new line.
+    expect((await post([1, 2, 3].map(pt))).status).toBe(202);
+    expect((await post([4, 5, 6, 7].map(pt))).status).toBe(202);
+    await visible('600010', 7);
+    await poller.idle();
+    const records = (await readStream(clients)).filter((r) => r.PartitionKey === '600010');
+    expect(records.map((r) => decodeLines(r.Data as Uint8Array).map((l) => l.lineNo))).toEqual([
+      [1, 2, 3, 4, 5, 6],
+      [1, 2, 3],
+      [4, 5, 6, 7],
+    ]);
+    expect(await portugal()).toMatchObject({ lines: 7, invoices: 1, quantity: 28, revenue: '2.800' });
+    const invoice = await get('/invoices/600010');
+    expect(invoice.body.totals).toEqual({ lines: 7, quantity: 28, amount: '2.800' });
+    // Each line archived once: a re-sent line is a duplicate, neither stored again nor archived.
+    await firehose.flush();
+    const archived = (await readArchive(clients)).filter((a) => a.invoiceNo === '600010');
+    expect(archived.map((a) => a.lineNo).sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(new Set(archived.map((a) => a.sequenceNumber))).toEqual(
+      new Set([records[0]?.SequenceNumber, records[2]?.SequenceNumber]),
+    );
+  });
+
+  it("sends each invalid line of a record to dlq/ with its index and reason; its good lines and the shard's later records proceed", async () => {
+    const ok = (n: number) => stamped('600011', n, { country: 'Austria' });
+    const bad = [ok(1), { ...ok(2), stockCode: '' }, ok(3), { ...ok(4), quantity: 20_000_000 }, ok(5)];
+    const put = await clients.kinesis.send(
+      new PutRecordCommand({ StreamName: STREAM, PartitionKey: '600011', Data: encodeLines(bad) }),
+    );
+    // The same invoice (so the same shard) right after: lines 6 and 7 through the API.
+    expect((await post([6, 7].map((n) => line('600011', n, { country: 'Austria' })))).status).toBe(202);
+    const invoice = await visible('600011', 5);
+    expect((invoice.lines as { lineNo: number }[]).map((l) => l.lineNo)).toEqual([1, 3, 5, 6, 7]);
+    const listed = await eventually(
+      async () => {
+        const l = await clients.s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'dlq/' }));
+        return l.Contents?.find((o) => o.Key?.endsWith(`/${put.SequenceNumber}.json`));
+      },
+      { what: 'the dead letter' },
+    );
+    const obj = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: listed.Key }));
+    const letter = JSON.parse(
+      await (obj.Body as { transformToString(): Promise<string> }).transformToString(),
+    );
+    expect(letter).toMatchObject({ shardId: put.ShardId, sequenceNumber: put.SequenceNumber });
+    expect(letter.reason).toMatch(/^2 of 5 lines invalid/);
+    expect(letter.invalidLines).toEqual([
+      {
+        index: 1,
+        reason: expect.stringMatching(/^invalid: stockCode/),
+        line: expect.objectContaining({ lineNo: 2 }),
+      },
+      {
+        index: 3,
+        reason: expect.stringMatching(/^invalid: quantity/),
+        line: expect.objectContaining({ lineNo: 4 }),
+      },
+    ]);
+    expect(decodeLines(Buffer.from(letter.record, 'base64'))).toHaveLength(5);
+    await poller.idle();
+    const austria = ((await get('/stats/countries')).body.countries as Record<string, unknown>[]).find(
+      (c) => c.country === 'Austria',
+    );
+    expect(austria).toMatchObject({ lines: 5, quantity: 1 + 3 + 5 + 6 + 7 });
+    expect(pollerFailures).toEqual([]);
+  });
+
+  it('reads the single-line records the previous version wrote (v1 and v2) beside multi-line ones', async () => {
+    const be = (n: number) => stamped('600012', n, { country: 'Belgium' });
+    const [one, two] = [be(1), be(2)];
+    for (const data of [encodeWithSchema('v1', one), encodeLine(two), encodeLines([be(3), be(4)])]) {
+      await clients.kinesis.send(
+        new PutRecordCommand({ StreamName: STREAM, PartitionKey: '600012', Data: data }),
+      );
+    }
+    const invoice = await visible('600012', 4);
+    expect(invoice.totals).toEqual({ lines: 4, quantity: 10, amount: '1.000' });
   });
 
   it('retries injected DynamoDB throttling and loses nothing', async () => {

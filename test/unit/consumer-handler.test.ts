@@ -19,7 +19,7 @@ import { FirehoseArchiveWriter } from '#adapters/firehose-writer';
 import { DynamoInvoiceStore, padSequence } from '#adapters/invoice-store';
 import { createBatchHandler } from '#consumers/handler';
 import { processRecord } from '#consumers/process-line';
-import { encodeLine } from '#core/avro';
+import { decodeLines, encodeLine } from '#core/avro';
 import type { AcceptedLine } from '#core/invoice-line';
 import { acceptedLine } from '#test/helpers/lines';
 
@@ -32,6 +32,15 @@ const SHARD = 'shardId-000000000001';
 // The price as the consumer decodes it (3 decimals).
 const line = (lineNo: number, over: Partial<AcceptedLine> = {}) =>
   acceptedLine({ lineNo, unitPrice: '2.550', ...over });
+
+/** The partition key the writer gives a record: its invoice number (536365 for poison). */
+function invoiceOf(data: Buffer): string {
+  try {
+    return decodeLines(data)[0]?.invoiceNo ?? '536365';
+  } catch {
+    return '536365';
+  }
+}
 
 function event(payloads: Buffer[], firstSeq = 100): KinesisStreamEvent {
   return {
@@ -47,7 +56,7 @@ function event(payloads: Buffer[], firstSeq = 100): KinesisStreamEvent {
         eventSourceARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/invoice-lines',
         kinesis: {
           kinesisSchemaVersion: '1.0',
-          partitionKey: '536365',
+          partitionKey: invoiceOf(data),
           sequenceNumber: seq,
           data: data.toString('base64'),
           approximateArrivalTimestamp: 1_704_067_200,
@@ -152,14 +161,19 @@ describe('processRecord', () => {
     const out = processRecord(encodeLine(line(1)));
     expect(out).toMatchObject({
       ok: true,
-      line: { lineTotal: '15.300', countryCode: 'GB', dateKey: 20101201 },
+      lines: [{ lineTotal: '15.300', countryCode: 'GB', dateKey: 20101201 }],
+      invalid: [],
     });
   });
 
-  it('turns undecodable and invalid records into reasons', () => {
+  it('turns an undecodable record and invalid lines into reasons', () => {
     expect(processRecord(Buffer.from('garbage'))).toMatchObject({ ok: false, reason: /^undecodable: / });
     const bad = processRecord(encodeLine(line(1, { invoiceNo: 'X-1' })));
-    expect(bad).toMatchObject({ ok: false, reason: /^invalid: invoiceNo/ });
+    expect(bad).toMatchObject({
+      ok: true,
+      lines: [],
+      invalid: [{ index: 0, reason: /^invalid: invoiceNo/ }],
+    });
   });
 });
 
