@@ -84,9 +84,11 @@ WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`,
     const result = await warehouse.transaction(steps);
     if (result.committed) {
       applied.push(m.version);
-      logger.info({ version: m.version, name: m.name }, 'migration applied');
+      logger.debug({ version: m.version, name: m.name }, 'migration applied');
     }
   }
+  // One line for a person; each migration is at debug.
+  if (applied.length > 0) logger.info({ versions: applied }, 'migrations applied');
   await syncCountries(warehouse);
   return applied;
 }

@@ -26,6 +26,7 @@ export function describeEndpoints(endpoints: Endpoints): string {
     ['s3', endpoints.s3],
     ['firehose', endpoints.firehose],
     ['postgres', redactPassword(endpoints.postgres)],
+    ['totesys', endpoints.totesys === undefined ? undefined : redactPassword(endpoints.totesys)],
   ];
   const table = stdoutTable({ head: ['service', 'endpoint'], rows: services.filter(([, url]) => url) });
   const n = endpoints.names;
