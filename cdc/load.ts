@@ -5,6 +5,7 @@ import type { CopyStep, Step, Warehouse } from '#adapters/warehouse';
 import { claimStep, createManifest, isTerminal, loadedStep } from '#batch/loader/manifest';
 import type { ObjectRef } from '#batch/loader/objects';
 import { moveToQuarantine, QuarantineError } from '#batch/loader/quarantine';
+import { type RetryRule, whyNotNow } from '#batch/loader/scheduler';
 import { errorMessage } from '#core/resilience';
 import { ParquetError, type ParquetRow, readParquet } from '#lake/parquet';
 import {
@@ -16,6 +17,7 @@ import {
   TYPED_CDC_TABLE,
   writeSql,
 } from './load-sql.ts';
+import { type ExtractMarker, ingestionMarkerKey } from './totesys/layout.ts';
 import { PROCESSED_PREFIX, runIdOfKey } from './transform.ts';
 import { type WarehouseTable, warehouseTable } from './transform-model.ts';
 
@@ -35,12 +37,15 @@ export interface CdcLoadDeps {
   logger: Logger;
   /** Redshift: the IAM role COPY assumes to read the processed zone. */
   copyRoleArn?: string;
+  /** The invoice loader's cool-down for failed objects; without it (a load by hand) every failed one is tried. */
+  rule?: RetryRule;
 }
 
 export interface CdcLoadResult {
   key: string;
   table: string;
-  status: 'loaded' | 'skipped' | 'quarantined' | 'failed';
+  /** resting: failed before and waiting out its cool-down (`error` says until when). */
+  status: 'loaded' | 'skipped' | 'quarantined' | 'failed' | 'resting';
   rowsRead?: number;
   error?: string;
 }
@@ -93,12 +98,37 @@ function csvOf(table: WarehouseTable, rows: ParquetRow[]): string {
   return rows.map((r) => `${table.columns.map((c) => cell(r[c.name] ?? null)).join(',')}\n`).join('');
 }
 
+/**
+ * When the object's extraction run became durable in the ingestion zone (its marker's finishedAt), for
+ * the latency report's cdc path. Lineage only: without it the rows still load, with ingested_at NULL.
+ */
+async function ingestedAt(deps: CdcLoadDeps, key: string): Promise<string | null> {
+  const markerKey = ingestionMarkerKey(runIdOfKey(key));
+  try {
+    const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: markerKey }));
+    const text = await (out.Body as { transformToString(): Promise<string> }).transformToString();
+    const { finishedAt } = JSON.parse(text) as Partial<ExtractMarker>;
+    if (typeof finishedAt === 'string' && !Number.isNaN(Date.parse(finishedAt))) return finishedAt;
+    deps.logger.warn(
+      { key: markerKey },
+      'totesys ingestion marker has no finishedAt: ingested_at left empty',
+    );
+  } catch (err) {
+    deps.logger.warn(
+      { key: markerKey, err: errorMessage(err) },
+      'totesys ingestion marker unreadable: ingested_at left empty',
+    );
+  }
+  return null;
+}
+
 /** The steps of one object's load (exported for the unit test of both dialects' SQL). */
 export function loadSteps(
   deps: Pick<CdcLoadDeps, 'warehouse' | 'bucket' | 'copyRoleArn'>,
   ref: ObjectRef,
   table: WarehouseTable,
   rows: ParquetRow[],
+  ingested: string | null = null,
 ): Step[] {
   const { dialect } = deps.warehouse;
   let fill: Step;
@@ -122,7 +152,7 @@ export function loadSteps(
     { sql: createStageSql(table) },
     fill,
     { sql: markNewSql(table) },
-    { sql: writeSql(table) },
+    table.kind === 'fact' ? { sql: writeSql(table), params: [ref.key, ingested] } : { sql: writeSql(table) },
     loadedStep(dialect, ref.key, ref.etag, {
       rowsRead: rows.length,
       rowsLoaded: rows.length,
@@ -162,16 +192,18 @@ export async function loadProcessedObject(deps: CdcLoadDeps, ref: ObjectRef): Pr
     return result('quarantined', { error: q.message });
   }
   try {
-    const { committed } = await deps.warehouse.transaction(loadSteps(deps, ref, table, rows));
+    const ingested = table.kind === 'fact' ? await ingestedAt(deps, ref.key) : null;
+    const { committed } = await deps.warehouse.transaction(loadSteps(deps, ref, table, rows, ingested));
     return result(committed ? 'loaded' : 'skipped', { rowsRead: rows.length });
   } catch (err) {
     await manifest.failed(ref.key, ref.etag, errorMessage(err));
-    deps.logger.error({ key: ref.key, err: errorMessage(err) }, 'totesys load failed');
+    // The episode's one warning is cdc/transform-load.ts's; this is the detail of each attempt.
+    deps.logger.debug({ key: ref.key, err: errorMessage(err) }, 'totesys load failed');
     return result('failed', { rowsRead: rows.length, error: errorMessage(err) });
   }
 }
 
-/** Every processed object not loaded or quarantined yet, in run order. */
+/** Every processed object not loaded or quarantined yet, in run order; one resting is reported, not tried. */
 export async function loadPending(deps: CdcLoadDeps): Promise<CdcLoadResult[]> {
   const manifest = createManifest(deps.warehouse);
   const states = await manifest.states();
@@ -179,6 +211,12 @@ export async function loadPending(deps: CdcLoadDeps): Promise<CdcLoadResult[]> {
   for (const ref of await listProcessed(deps)) {
     const state = states.get(`${ref.key}\n${ref.etag}`);
     if (state && isTerminal(state.status)) continue;
+    const resting = state && deps.rule ? whyNotNow(state, deps.rule) : undefined;
+    if (resting) {
+      const table = tableOfKey(ref.key)?.name ?? '';
+      out.push({ key: ref.key, table, status: 'resting', error: resting });
+      continue;
+    }
     out.push(await loadProcessedObject(deps, ref));
   }
   return out;

@@ -47,6 +47,16 @@ export interface CdcObjectKind {
   format: 'parquet';
 }
 
+/** One cdc object's row as `totesys status` reads it (bigint columns arrive as text). */
+export interface CdcManifestRow {
+  object_key: string;
+  status: string;
+  attempts: number | string;
+  rows_read: string | number | null;
+  rows_new: string | number | null;
+  error: string | null;
+}
+
 /** Statuses an object never leaves: it is not loaded again. */
 const TERMINAL = new Set(['loaded', 'quarantined']);
 export const isTerminal = (status: string): boolean => TERMINAL.has(status);
@@ -208,6 +218,16 @@ export class Manifest {
            COALESCE(sum(rows_loaded), 0) AS loaded, COALESCE(sum(rows_new), 0) AS new,
            COALESCE(sum(rows_rejected), 0) AS rejected, max(finished_at) AS last_finished
          FROM load_manifest GROUP BY source, status ORDER BY source, status`,
+      )
+    ).rows;
+  }
+
+  /** `retail-pipeline totesys status`: every change-data-capture object's status, counts and error. */
+  async cdcObjects(): Promise<CdcManifestRow[]> {
+    return (
+      await this.q<CdcManifestRow>(
+        `SELECT object_key, status, attempts, rows_read, rows_new, error FROM load_manifest
+         WHERE source = 'cdc' ORDER BY object_key`,
       )
     ).rows;
   }

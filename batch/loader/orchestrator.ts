@@ -13,7 +13,7 @@ import {
 } from './objects.ts';
 import { asQuarantine, moveToQuarantine, rejectedReportKey, writeRejectedReport } from './quarantine.ts';
 import { type LoadResult, type LoadStatus, resultOf } from './result.ts';
-import { createScheduler, type Loader, whyNotNow } from './scheduler.ts';
+import { createScheduler, DEFAULT_RETRY_RULE, type Loader, whyNotNow } from './scheduler.ts';
 
 export interface LoaderHooks {
   /**
@@ -48,8 +48,11 @@ export function createLoader(options: LoaderOptions): Loader {
   const prefixes = options.prefixes ?? [ARCHIVE_PREFIX, LANDING_PREFIX];
   const manifest = createManifest(warehouse);
   const rule = {
-    maxAttempts: options.maxAttempts ?? 5,
-    coolDown: { baseMs: options.coolDown?.baseMs ?? 30_000, maxMs: options.coolDown?.maxMs ?? 600_000 },
+    maxAttempts: options.maxAttempts ?? DEFAULT_RETRY_RULE.maxAttempts,
+    coolDown: {
+      baseMs: options.coolDown?.baseMs ?? DEFAULT_RETRY_RULE.coolDown.baseMs,
+      maxMs: options.coolDown?.maxMs ?? DEFAULT_RETRY_RULE.coolDown.maxMs,
+    },
   };
   const deps = { s3, bucket, warehouse, manifest, logger, afterStage: hooks?.afterStage };
 

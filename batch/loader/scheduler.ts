@@ -26,6 +26,9 @@ export interface RetryRule {
   coolDown: { baseMs: number; maxMs: number };
 }
 
+/** The invoice loader's rule, and the totesys transform's and load's (cdc/transform-load.ts). */
+export const DEFAULT_RETRY_RULE: RetryRule = { maxAttempts: 5, coolDown: { baseMs: 30_000, maxMs: 600_000 } };
+
 /** How long an object that used up its fast retries rests before the next one. */
 export function coolDownMs(attempts: number, rule: RetryRule): number {
   // The first rest comes after the maxAttempts-th failure: retry number 1 of the slow loop. Capped so

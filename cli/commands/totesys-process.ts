@@ -4,8 +4,7 @@ import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { stdoutTable } from '#adapters/terminal';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
-import { loadPending } from '#cdc/load';
-import { transformPending } from '#cdc/transform';
+import { BY_HAND, loadCycle, transformCycle } from '#cdc/transform-load';
 import { readEndpoints } from '#local/endpoints';
 
 /**
@@ -41,7 +40,7 @@ export function registerTotesysProcessCommands(program: Command): void {
     .option('--data-dir <dir>', 'data directory of the running stack (default: $RP_DATA_DIR or .data)')
     .action(async (opts: Opts) => {
       const { bucket, clients, logger } = await connect(opts);
-      const sweep = await transformPending({ s3: clients.s3, bucket, logger });
+      const sweep = await transformCycle({ s3: clients.s3, bucket, logger }, BY_HAND);
       const rows = sweep.transformed.map((m) => [
         m.runId,
         Object.values(m.sourceRows).reduce((a, b) => a + b, 0),
@@ -64,7 +63,7 @@ export function registerTotesysProcessCommands(program: Command): void {
       const { bucket, endpoints, clients, logger } = await connect(opts);
       const warehouse = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 1 });
       try {
-        const results = await loadPending({ s3: clients.s3, bucket, warehouse, logger });
+        const results = await loadCycle({ s3: clients.s3, bucket, warehouse, logger }, BY_HAND);
         const rows = results.map((r) => [r.key, r.status, r.rowsRead ?? '', (r.error ?? '').slice(0, 80)]);
         process.stdout.write(`${stdoutTable({ head: ['object', 'status', 'rows', 'error'], rows })}\n`);
         if (results.some((r) => r.status === 'failed')) process.exitCode = 1;

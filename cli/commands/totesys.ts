@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { createClients } from '#adapters/clients';
 import type { Config } from '#adapters/config';
 import { stdoutTable } from '#adapters/terminal';
+import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { createManifest } from '#batch/loader/manifest';
 import { sourcePool } from '#cdc/totesys/capture';
 import { resolveSourceConnection } from '#cdc/totesys/connection';
 import { extractOnce } from '#cdc/totesys/extract';
@@ -131,51 +133,109 @@ export function registerTotesysCommands(program: Command): void {
 
   totesys
     .command('status')
-    .description('per table: watermark, last run, rows extracted, lag; runs transformed; outages')
+    .description(
+      'per table: watermark, last run, rows extracted / transformed / loaded, lag, last error; failures',
+    )
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
     .option('--json', 'print JSON', false)
     .action(async (opts: DataDirOptions & { json: boolean }) => {
       const config = configFrom(opts);
       const { clients } = await connect(config);
+      // Local mode also reads the warehouse's manifest (the load's side); aws mode shows the zones only.
+      const db =
+        config.mode === 'aws'
+          ? undefined
+          : createPostgresWarehouse({
+              connectionString: (await readEndpoints(config.dataDir)).postgres,
+              max: 1,
+            });
       try {
-        const status = await captureStatus(s3Zone(clients.s3, config.names.bucket));
+        const status = await captureStatus(s3Zone(clients.s3, config.names.bucket), {
+          ...(db ? { manifest: () => createManifest(db).cdcObjects() } : {}),
+        });
         process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
-        if (status.failure) process.exitCode = 1;
+        if (status.failure || status.stages.transform.failure || status.stages.load.failure)
+          process.exitCode = 1;
       } finally {
         clients.destroy();
+        await db?.close();
       }
     });
 }
 
 export function renderStatus(s: CaptureStatus): string {
   const table = stdoutTable({
-    head: ['table', 'watermark (source time)', 'last run', 'rows last run', 'rows extracted'],
+    head: ['table', 'watermark (source time)', 'last run', 'rows last run', 'extracted', 'transformed'],
     rows: s.tables.map((t) => [
       t.table,
       t.watermark ?? 'never',
       t.lastRunId ?? '',
       t.lastRows,
       t.rowsExtracted,
+      t.rowsTransformed,
     ]),
-    align: ['left', 'left', 'left', 'right', 'right'],
+    align: ['left', 'left', 'left', 'right', 'right', 'right'],
   });
   const lines = [table];
+  if (s.warehouseTables) {
+    lines.push(
+      stdoutTable({
+        head: [
+          'warehouse table',
+          'transformed',
+          'objects',
+          'loaded',
+          'new',
+          'failed',
+          'quarantined',
+          'lag s',
+          'last error',
+        ],
+        rows: s.warehouseTables.map((t) => [
+          t.table,
+          t.rowsTransformed,
+          t.objects,
+          t.rowsLoaded,
+          t.rowsNew,
+          t.failed,
+          t.quarantined,
+          t.lagSeconds ?? '',
+          (t.lastError ?? '').slice(0, 60),
+        ]),
+        align: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
+      }),
+    );
+  }
   lines.push(
     s.lastRun
-      ? `last good run ${s.lastRun.runId} (${s.lastRun.rows} rows); lag ${s.lagSeconds} s`
+      ? `last good run ${s.lastRun.runId} (${s.lastRun.rows} rows); lag ${s.lagSeconds} s` +
+          (s.warehouseLagSeconds != null ? `; warehouse lag ${s.warehouseLagSeconds} s` : '')
       : 'no extract run yet',
     `runs extracted ${s.runs.extracted}, transformed ${s.runs.transformed}` +
       (s.runs.oldestPending ? `, oldest waiting ${s.runs.oldestPending}` : ''),
   );
   if (s.failure) {
     lines.push(
-      `FAILING since ${s.failure.since} (${s.failure.attempts} attempts, ${s.failure.stage}): ${s.failure.message}`,
+      `extract FAILING since ${s.failure.since} (${s.failure.attempts} attempts, ${s.failure.stage}): ${s.failure.message}`,
     );
   }
   if (s.lastOutage) {
     lines.push(
-      `last outage ${s.lastOutage.since} -> ${s.lastOutage.until} (${s.lastOutage.attempts} attempts): ${s.lastOutage.message}`,
+      `extract last outage ${s.lastOutage.since} -> ${s.lastOutage.until} (${s.lastOutage.attempts} attempts): ${s.lastOutage.message}`,
     );
+  }
+  for (const [stage, r] of Object.entries(s.stages)) {
+    if (r.failure) {
+      const on = r.failure.subject ? ` on ${r.failure.subject}` : '';
+      lines.push(
+        `${stage} FAILING since ${r.failure.since}${on} (${r.failure.attempts} attempts): ${r.failure.message}`,
+      );
+    }
+    if (r.lastOutage) {
+      lines.push(
+        `${stage} last outage ${r.lastOutage.since} -> ${r.lastOutage.until} (${r.lastOutage.episodeAttempts} attempts): ${r.lastOutage.message}`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }
