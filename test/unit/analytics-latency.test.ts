@@ -159,9 +159,16 @@ describe('mart refresher', () => {
   it('coalesces requests made during a refresh into one more refresh', async () => {
     let calls = 0;
     let release: (() => void) | undefined;
+    let called: (() => void) | undefined;
+    // Resolves when the refresher starts its next transaction: the event the test waits for.
+    const nextCall = () =>
+      new Promise<void>((r) => {
+        called = r;
+      });
     const db = {
       transaction: async () => {
         calls += 1;
+        called?.();
         await new Promise<void>((r) => {
           release = r;
         });
@@ -172,9 +179,10 @@ describe('mart refresher', () => {
     const first = refresher.request();
     const during = [refresher.request(), refresher.request(), refresher.request()];
     expect(calls).toBe(1);
+    const followUp = nextCall();
     release?.();
     await first;
-    await new Promise((r) => setTimeout(r, 0));
+    await followUp;
     expect(calls).toBe(2);
     release?.();
     await Promise.all(during);
