@@ -135,20 +135,14 @@ describe('KinesisLineWriter', () => {
 describe('KinesisLineWriter group commit', () => {
   const partitionKeys = (call: number) =>
     kinesis.commandCalls(PutRecordsCommand)[call]?.args[0].input.Records?.map((r) => r.PartitionKey) ?? [];
-  const slowAck = (ms: number) => (input: { Records: PutRecordsRequestEntry[] }) =>
-    new Promise((resolve) =>
-      setTimeout(
-        () =>
-          resolve({
-            FailedRecordCount: 0,
-            Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
-          }),
-        ms,
-      ),
-    );
+  // Answers on a later turn, as a real call does; no test depends on how much later.
+  const ack = async (input: { Records: PutRecordsRequestEntry[] }) => ({
+    FailedRecordCount: 0,
+    Records: input.Records.map(() => ({ SequenceNumber: '1', ShardId: 's' })),
+  });
 
   it('coalesces concurrent requests into shared calls and answers each with its own count', async () => {
-    kinesis.on(PutRecordsCommand).callsFake(slowAck(20));
+    kinesis.on(PutRecordsCommand).callsFake(ack);
     const w = writer();
     const results = await Promise.all(
       Array.from({ length: 60 }, (_, r) => w.putLines(lines(10, 600000 + 10 * r))),
@@ -176,7 +170,7 @@ describe('KinesisLineWriter group commit', () => {
         firstSent();
         await firstAcked;
       }
-      return slowAck(0)(input);
+      return ack(input);
     });
     const w = new KinesisLineWriter({
       client: new KinesisClient({ region: 'us-east-1' }),
@@ -244,7 +238,7 @@ describe('KinesisLineWriter group commit', () => {
   });
 
   it('splits calls by the 5 MiB limit as well as by 500 records', async () => {
-    kinesis.on(PutRecordsCommand).callsFake(slowAck(0));
+    kinesis.on(PutRecordsCommand).callsFake(ack);
     // ~20 kB records (the writer does not validate; the API does): 5 MiB holds ~260 of them.
     const big = lines(600, 950000).map((l) => ({ ...l, description: 'x'.repeat(20_000) }));
     const out = await writer().putLines(big);
