@@ -11,178 +11,69 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import type { EnrichedLine } from '#core/enrich';
 import { sumMoney } from '#core/money';
 import { errorMessage, pause, type RetryPolicy, retryPolicy } from '#core/resilience';
-import { TABLE_KEYS } from './dynamo-table.ts';
+import {
+  type AggregateOutcome,
+  type AggregateTarget,
+  type AggregateUpdate,
+  type CountryAggregate,
+  decideOwnership,
+  InvalidCursorError,
+  type InvoiceHeader,
+  type InvoiceOwnership,
+  type InvoiceReader,
+  type InvoiceSummary,
+  invoiceFieldsOf,
+  LineOwnerReadError,
+  type LineSink,
+  type LineToStore,
+  OwnershipCache,
+  ownerOf,
+  type Page,
+  type ProductLines,
+  type ProductSale,
+  type PutLinesOutcome,
+  type StoredLine,
+  sumDeltas,
+  type WriteBilling,
+} from '#core/serving';
+import { itemBytes, putWriteUnits, TABLE_KEYS, writeUnits } from './dynamo-table.ts';
+import {
+  chunkItems,
+  chunkLines,
+  chunkOwners,
+  headerItem,
+  isChunk,
+  isOldLine,
+  keys,
+  oldLine,
+  productItems,
+  productItemTs,
+  productSales,
+  saleOrder,
+  stampSentAt,
+  toHeader,
+  toSummary,
+} from './invoice-items.ts';
 import type { Logger } from './logger.ts';
 import { isRetryable, mapLimit, unfiltered } from './retry.ts';
 
-// ---------------------------------------------------------------------------------------------
-// Item design (docs/dynamodb.md). Every key is a string; numbers inside keys are zero-padded so
-// that string order is numeric order.
-
-/** Kinesis sequence numbers have up to 129 digits; padded to this width they compare as strings. */
-export const SEQUENCE_WIDTH = 129;
-export const padSequence = (seq: string): string => seq.padStart(SEQUENCE_WIDTH, '0');
-const padLineNo = (lineNo: number): string => String(lineNo).padStart(7, '0');
-
-export const keys = {
-  invoice: (invoiceNo: string) => ({ pk: `INV#${invoiceNo}`, sk: 'HEADER' }),
-  line: (invoiceNo: string, lineNo: number) => ({ pk: `INV#${invoiceNo}`, sk: `LINE#${padLineNo(lineNo)}` }),
-  /** gsi1: a customer's invoices, newest first. */
-  customerInvoice: (customerId: string, invoiceTs: string, invoiceNo: string) => ({
-    gsi1pk: `CUST#${customerId}`,
-    gsi1sk: `${invoiceTs}#${invoiceNo}`,
-  }),
-  /** gsi2: a product's lines, newest first. */
-  productLine: (stockCode: string, invoiceTs: string, invoiceNo: string, lineNo: number) => ({
-    gsi2pk: `PROD#${stockCode}`,
-    gsi2sk: `${invoiceTs}#${invoiceNo}#${padLineNo(lineNo)}`,
-  }),
-  country: (country: string) => ({ pk: 'AGG#COUNTRY', sk: country }),
-  shardProgress: (shardId: string) => ({ pk: `PROGRESS#${shardId}`, sk: 'PROGRESS' }),
-} as const;
+export { keys } from './invoice-items.ts';
 
 /** Attribute holding a shard's high-water mark in an aggregate item (one per shard that wrote to it). */
 export const hwmAttribute = (shardId: string): string => `hwm_${shardId}`;
-
-// ---------------------------------------------------------------------------------------------
-// Types of the two ports.
-
-/** A line as the consumer hands it to the store. */
-export interface LineToStore extends EnrichedLine {
-  shardId: string;
-  sequenceNumber: string;
-}
-
-/**
- * A line as stored. Written by the consumer (archive, onVisible): `streamVisibleAt` is the time the
- * DynamoDB write was acknowledged. Read back from the table: the item holds `streamWriteSentAt`
- * (when the BatchWriteItem carrying it was sent) and no `streamVisibleAt`, because the
- * acknowledgement time is only known after the write (docs/dynamodb.md).
- */
-export interface StoredLine extends LineToStore {
-  streamVisibleAt?: string;
-  streamWriteSentAt?: string;
-}
-
-export interface InvoiceHeader {
-  invoiceNo: string;
-  invoiceDate: string;
-  invoiceTs: string;
-  dateKey: number;
-  customerId: string | null;
-  country: string;
-  countryCode: string;
-  region: string;
-  isCancellation: boolean;
-  isAdjustment: boolean;
-}
-
-export interface CountryAggregate {
-  country: string;
-  countryCode: string;
-  region: string;
-  lineCount: number;
-  invoiceCount: number;
-  quantity: number;
-  amount: string;
-}
-
-export interface Page<T> {
-  items: T[];
-  nextCursor?: string;
-}
-
-export interface ProductLines {
-  recent: StoredLine[];
-  totals: { lines: number; quantity: number; amount: string };
-  /** False when the product has more lines than the totals scan reads (see maxTotalsLines). */
-  totalsComplete: boolean;
-}
-
-/** What the API reads. */
-export interface InvoiceReader {
-  getInvoice(
-    invoiceNo: string,
-  ): Promise<{ header: InvoiceHeader | undefined; lines: StoredLine[] } | undefined>;
-  listCustomerInvoices(
-    customerId: string,
-    page: { limit: number; cursor?: string },
-  ): Promise<Page<InvoiceHeader>>;
-  getProductLines(stockCode: string, opts: { limit: number }): Promise<ProductLines | undefined>;
-  getCountryStats(): Promise<CountryAggregate[]>;
-  ping(): Promise<void>;
-}
-
-export interface Delta {
-  lines: number;
-  quantity: number;
-  amount: string;
-  invoices: number;
-}
-
-export type AggregateTarget = { kind: 'country'; line: EnrichedLine };
-
-/** One aggregate item's share of a batch: per-record contributions, so a redelivery can be filtered. */
-export interface AggregateUpdate {
-  target: AggregateTarget;
-  shardId: string;
-  /** The highest sequence number (padded) of the records this batch accounts for. */
-  batchMaxSeq: string;
-  entries: { seq: string; delta: Delta }[];
-}
-
-export type AggregateOutcome =
-  | { status: 'applied' | 'already-applied' }
-  | { status: 'failed'; reason: string };
-
-export interface PutLinesOutcome {
-  /**
-   * Per input line: when the write that stored it was acknowledged (its streamVisibleAt); undefined
-   * when it still failed after retries, or when it is a duplicate.
-   */
-  visibleAt: (string | undefined)[];
-  /**
-   * Per input line: true when another stream record owns the line (a producer re-send, or a second
-   * copy in the same call): not written, and it must not count in the aggregates. Absent = none.
-   */
-  duplicate?: boolean[];
-  reason?: string;
-}
-
-/** What the consumer writes. */
-export interface LineSink {
-  putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome>;
-  applyAggregate(update: AggregateUpdate): Promise<AggregateOutcome>;
-  getShardProgress(shardId: string): Promise<string | undefined>;
-  setShardProgress(shardId: string, paddedSeq: string): Promise<void>;
-}
-
-export class InvalidCursorError extends Error {
-  override name = 'InvalidCursorError';
-}
-
-export class StoreReadError extends Error {
-  override name = 'StoreReadError';
-}
-
-/** The owners of a batch's lines could not be read, so none of them may be written. */
-export class LineOwnerReadError extends Error {
-  override name = 'LineOwnerReadError';
-}
-
-// ---------------------------------------------------------------------------------------------
 
 export interface DynamoInvoiceStoreOptions {
   client: DynamoDBClient;
   tableName: string;
   retry?: Partial<RetryPolicy>;
-  /** BatchWriteItem (and BatchGetItem) calls in flight per putLines. Default 16. */
+  /** BatchWriteItem (and BatchGetItem, Query) calls in flight per putLines. Default 16. */
   concurrency?: number;
   /** Upper bound of lines read to total one product's sales. */
   maxTotalsLines?: number;
+  /** Invoices whose stored lines the consumer remembers per shard (docs/dynamodb.md). Default 20,000. */
+  ownershipCacheInvoices?: number;
   clock?: () => Date;
   logger?: Logger;
 }
@@ -190,131 +81,192 @@ export interface DynamoInvoiceStoreOptions {
 const BATCH_WRITE_MAX = 25;
 const BATCH_GET_MAX = 100;
 
-/** The owner identity stored on a line item: the stream record that first wrote it. */
-const ownerOf = (l: { shardId: string; sequenceNumber: string }): string =>
-  `${l.shardId}/${l.sequenceNumber}`;
+const invoiceKey = (l: { shardId: string; invoiceNo: string }) => `${l.shardId}\u0000${l.invoiceNo}`;
 
-const lineItemKey = (l: { invoiceNo: string; lineNo: number }): string => {
-  const k = keys.line(l.invoiceNo, l.lineNo);
-  return `${k.pk}|${k.sk}`;
-};
+/** An item to write and what it stands for, with the time its write was acknowledged. */
+interface Write {
+  item: Record<string, AttributeValue>;
+  lines: number;
+  ackAt?: string;
+}
 
 export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   private readonly policy: RetryPolicy;
   private readonly table: string;
   private readonly client: DynamoDBClient;
   private readonly clock: () => Date;
+  private readonly cache: OwnershipCache;
+  private readonly billed: WriteBilling = { writeUnits: 0, indexWriteUnits: 0, items: 0, lines: 0 };
+  /** The last size seen of each aggregate item: a refused conditional update is billed on it. */
+  private readonly aggregateBytes = new Map<string, number>();
 
   constructor(private readonly options: DynamoInvoiceStoreOptions) {
     this.policy = retryPolicy(options.retry);
     this.table = options.tableName;
     this.client = options.client;
     this.clock = options.clock ?? (() => new Date());
+    this.cache = new OwnershipCache(options.ownershipCacheInvoices);
+  }
+
+  /** Write request units consumed so far, by AWS's rules from the sizes of the items written. */
+  billing(): WriteBilling {
+    return { ...this.billed };
   }
 
   // ----- write side ---------------------------------------------------------------------------
 
   /**
-   * Stores each line the stream record that carries it owns, and its invoice's header (a
-   * deterministic overwrite: every line of an invoice carries the same header fields).
+   * Stores the lines each record owns (core/serving.ts decideOwnership) as invoice chunk items,
+   * the header of each invoice not stored yet, then the product items of the stored lines.
    *
-   * A line is owned by the first stream record that wrote it (`shardId` + `sequenceNumber` on the
-   * item). A record carrying a line that another record owns is a producer re-send: it is not
-   * written and reported as `duplicate`, so the caller gives it no aggregate contribution. The
-   * owner's own redelivery passes (same record, same sequence number) and rewrites identical
-   * content. Within one call the first copy of a key owns it. This relies on the stream's ordering:
-   * partition key = invoiceNo, so every copy of a line is on one shard, processed in order with one
-   * batch in flight (docs/dynamodb.md).
-   *
-   * Writes go in BatchWriteItem calls of 25, in parallel. A line counts as written only when its
-   * own item and its invoice's header are; `visibleAt` is the time the BatchWriteItem that carried
-   * it was acknowledged.
+   * What is stored is known from the per-shard ownership cache; only invoices it does not know
+   * (cold start, eviction, a write that failed) are read, and when they cannot be read nothing is
+   * written. `visibleAt` is when the line's chunk (and its header, when written now) was
+   * acknowledged; a line counts as stored only once its product item is written too.
    */
   async putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome> {
     const visibleAt = new Array<string | undefined>(lines.length);
-    const duplicate = new Array<boolean>(lines.length).fill(false);
-    const candidates: number[] = [];
-    const firstCopy = new Map<string, number>();
-    lines.forEach((line, k) => {
-      const key = lineItemKey(line);
-      if (firstCopy.has(key)) duplicate[k] = true;
-      else {
-        firstCopy.set(key, k);
-        candidates.push(k);
-      }
-    });
-    let owners: Map<string, string>;
+    const known = new Map<string, InvoiceOwnership>();
     try {
-      owners = await this.lineOwners(candidates.map((k) => lines[k] as LineToStore));
+      await this.knowOwnership(lines, known);
     } catch (err) {
       // Without knowing the owners no line may be written: a re-send would be counted twice.
-      return { visibleAt, duplicate: duplicate.map(() => false), reason: errorMessage(err) };
+      return { visibleAt, duplicate: lines.map(() => false), reason: errorMessage(err) };
     }
-    const items: Record<string, AttributeValue>[] = [];
-    const isLine: boolean[] = [];
-    const lineItemIndex = new Map<number, number>();
-    const headerItemIndex = new Map<number, number>();
-    const headers = new Map<string, number>();
-    for (const k of candidates) {
-      const line = lines[k] as LineToStore;
-      const owner = owners.get(lineItemKey(line));
-      if (owner !== undefined && owner !== ownerOf(line)) {
-        duplicate[k] = true;
+    const decisions = decideOwnership(lines, (l) => known.get(invoiceKey(l)));
+    const duplicate = decisions.map((d) => d === 'duplicate');
+
+    // Per invoice: its header (when not stored yet) and one run of chunks per owning record.
+    const headers = new Map<string, Write>();
+    const chunks: { write: Write; at: number[]; invoice: string }[] = [];
+    const groups = new Map<string, number[]>();
+    lines.forEach((l, k) => {
+      if (decisions[k] !== 'write') return;
+      const g = `${invoiceKey(l)}\u0000${l.sequenceNumber}`;
+      const list = groups.get(g);
+      if (list) list.push(k);
+      else groups.set(g, [k]);
+    });
+    for (const at of groups.values()) {
+      const first = lines[at[0] as number] as LineToStore;
+      const inv = invoiceKey(first);
+      const state = known.get(inv) as InvoiceOwnership;
+      const header = state.header ?? invoiceFieldsOf(first);
+      if (!state.header && !headers.has(inv)) headers.set(inv, { item: headerItem(header), lines: 0 });
+      const byLineNo = new Map(at.map((k) => [(lines[k] as LineToStore).lineNo, k]));
+      for (const c of chunkItems(
+        at.map((k) => lines[k] as LineToStore),
+        header,
+      )) {
+        chunks.push({
+          write: { item: c.item, lines: c.lines.length },
+          at: c.lines.map((l) => byLineNo.get(l.lineNo) as number),
+          invoice: inv,
+        });
+      }
+    }
+    const firstRound = [...headers.values(), ...chunks.map((c) => c.write)];
+    const reasons = [await this.writeAll(firstRound)];
+
+    const failedInvoices = new Set<string>();
+    for (const c of chunks) {
+      const header = headers.get(c.invoice);
+      const ack = c.write.ackAt;
+      const headerAck = header ? header.ackAt : '';
+      if (ack === undefined || headerAck === undefined) {
+        failedInvoices.add(c.invoice);
         continue;
       }
-      lineItemIndex.set(k, items.push(lineItem(line)) - 1);
-      isLine.push(true);
-      let h = headers.get(line.invoiceNo);
-      if (h === undefined) {
-        h = items.push(headerItem(line)) - 1;
-        isLine.push(false);
-        headers.set(line.invoiceNo, h);
-      }
-      headerItemIndex.set(k, h);
+      for (const k of c.at) visibleAt[k] = ack > headerAck ? ack : headerAck;
     }
-    const written = new Array<string | undefined>(items.length);
-    const chunks: number[][] = [];
-    for (let i = 0; i < items.length; i += BATCH_WRITE_MAX) {
-      chunks.push(Array.from({ length: Math.min(BATCH_WRITE_MAX, items.length - i) }, (_, j) => i + j));
-    }
-    const reasons = await mapLimit(chunks, this.options.concurrency ?? 16, (chunk) =>
-      this.writeChunk(items, isLine, chunk, written),
-    );
-    for (const [k, li] of lineItemIndex) {
-      const headerAck = written[headerItemIndex.get(k) as number];
-      const lineAck = written[li];
-      // Visible once both are: the later of the two acknowledgements.
-      if (headerAck !== undefined && lineAck !== undefined)
-        visibleAt[k] = lineAck > headerAck ? lineAck : headerAck;
+    this.remember(lines, decisions, known, headers, failedInvoices);
+
+    // The product index only ever names lines whose chunk is stored.
+    const stored = lines.filter((_, k) => visibleAt[k] !== undefined);
+    const products = productItems(stored).map((item): Write => ({ item, lines: 0 }));
+    reasons.push(await this.writeAll(products));
+    if (products.some((p) => p.ackAt === undefined)) {
+      const missing = new Set<string>();
+      for (const p of products)
+        if (p.ackAt === undefined)
+          for (const s of productSales(p.item)) missing.add(`${s.invoiceNo}#${s.lineNo}`);
+      lines.forEach((l, k) => {
+        if (missing.has(`${l.invoiceNo}#${l.lineNo}`) && decisions[k] === 'write') visibleAt[k] = undefined;
+      });
     }
     const reason = reasons.find((r) => r !== undefined);
     return reason ? { visibleAt, duplicate, reason } : { visibleAt, duplicate };
   }
 
-  /**
-   * The owner (`<shardId>/<sequenceNumber>`) of each line that is already stored. Headers first: a
-   * line item is only ever written together with its invoice's header, so an invoice without a
-   * header has no owned line (a line item whose header write failed belongs to a record that failed
-   * too, and that record comes back before anything after it). That is one read per invoice
-   * instead of one per line, and only invoices seen before (re-sends, redeliveries, invoices spread
-   * over batches) have their lines read.
-   */
-  private async lineOwners(lines: readonly LineToStore[]): Promise<Map<string, string>> {
-    const owners = new Map<string, string>();
-    const invoices = [...new Set(lines.map((l) => l.invoiceNo))];
-    const known = new Set<string>();
+  /** Fills `known` with what is stored of each invoice of `lines`: from the cache, else read. */
+  private async knowOwnership(lines: readonly LineToStore[], known: Map<string, InvoiceOwnership>) {
+    const unknown = new Map<string, LineToStore>();
+    for (const l of lines) {
+      const k = invoiceKey(l);
+      if (known.has(k) || unknown.has(k)) continue;
+      const cached = this.cache.get(l.shardId, l.invoiceNo);
+      if (cached) known.set(k, cached);
+      else unknown.set(k, l);
+    }
+    if (unknown.size === 0) return;
+    // Headers first: chunks are only ever written together with their header (an invoice without
+    // a header has no owned line: a chunk whose header write failed belongs to a record that failed
+    // too and comes back before anything after it), so new invoices cost one key each.
+    const invoices = [...new Set([...unknown.values()].map((l) => l.invoiceNo))];
+    const headers = new Map<string, InvoiceHeader>();
     await this.batchGet(
       invoices.map((no) => keys.invoice(no)),
-      ['pk'],
-      (item) => known.add(item.pk?.S ?? ''),
+      (item) => headers.set(item.invoiceNo?.S ?? '', toHeader(item)),
     );
-    const maybeOwned = lines.filter((l) => known.has(keys.invoice(l.invoiceNo).pk));
-    await this.batchGet(
-      maybeOwned.map((l) => keys.line(l.invoiceNo, l.lineNo)),
-      ['pk', 'sk', 'shardId', 'sequenceNumber'],
-      (item) => owners.set(itemKey(item), `${item.shardId?.S}/${item.sequenceNumber?.S}`),
-    );
-    return owners;
+    const owners = new Map<string, Map<number, string>>();
+    await mapLimit([...headers.keys()], this.options.concurrency ?? 16, async (invoiceNo) => {
+      const map = new Map<number, string>();
+      owners.set(invoiceNo, map);
+      const items = await this.queryAll({
+        TableName: this.table,
+        ConsistentRead: true,
+        KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :line)',
+        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+        ExpressionAttributeValues: { ':pk': { S: keys.invoice(invoiceNo).pk }, ':line': { S: 'LINE' } },
+      }).catch((err: unknown) => {
+        throw new LineOwnerReadError(`Query: ${errorMessage(err)}`, { cause: err });
+      });
+      for (const item of items) {
+        if (isChunk(item)) {
+          const c = chunkOwners(item);
+          for (const n of c.lineNos) if (!map.has(n)) map.set(n, c.owner);
+        } else if (isOldLine(item)) {
+          map.set(Number(item.lineNo?.N), `${item.shardId?.S}/${item.sequenceNumber?.S}`);
+        }
+      }
+    });
+    for (const [k, l] of unknown) {
+      known.set(k, { header: headers.get(l.invoiceNo), owners: owners.get(l.invoiceNo) ?? new Map() });
+    }
+  }
+
+  /** Records in the cache what was acknowledged; forgets invoices whose writes failed. */
+  private remember(
+    lines: readonly LineToStore[],
+    decisions: readonly string[],
+    known: Map<string, InvoiceOwnership>,
+    headers: Map<string, Write>,
+    failed: ReadonlySet<string>,
+  ) {
+    lines.forEach((l, k) => {
+      const inv = invoiceKey(l);
+      const state = known.get(inv) as InvoiceOwnership;
+      if (failed.has(inv)) return;
+      if (decisions[k] === 'write') {
+        state.owners.set(l.lineNo, ownerOf(l));
+        if (!state.header && headers.get(inv)?.ackAt !== undefined) state.header = invoiceFieldsOf(l);
+      }
+    });
+    for (const [inv, state] of known) {
+      const [shardId, invoiceNo] = inv.split('\u0000') as [string, string];
+      if (failed.has(inv)) this.cache.forget(shardId, invoiceNo);
+      else this.cache.set(shardId, invoiceNo, state);
+    }
   }
 
   /**
@@ -323,14 +275,12 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
    */
   private async batchGet(
     keyList: readonly { pk: string; sk: string }[],
-    attributes: readonly string[],
     onItem: (item: Record<string, AttributeValue>) => void,
   ): Promise<void> {
     const chunks: Record<string, AttributeValue>[][] = [];
     for (let i = 0; i < keyList.length; i += BATCH_GET_MAX) {
       chunks.push(keyList.slice(i, i + BATCH_GET_MAX).map((k) => ({ pk: { S: k.pk }, sk: { S: k.sk } })));
     }
-    const names = Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a]));
     await mapLimit(chunks, this.options.concurrency ?? 16, async (chunk) => {
       let pending = chunk;
       let reason = '';
@@ -340,14 +290,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
           const out = await this.client.send(
             unfiltered(
               new BatchGetItemCommand({
-                RequestItems: {
-                  [this.table]: {
-                    Keys: pending,
-                    ConsistentRead: true,
-                    ProjectionExpression: Object.keys(names).join(', '),
-                    ExpressionAttributeNames: names,
-                  },
-                },
+                RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } },
               }),
             ),
           );
@@ -365,30 +308,33 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     });
   }
 
+  /** Writes items in BatchWriteItem calls of 25, in parallel; returns a reason when some failed. */
+  private async writeAll(writes: Write[]): Promise<string | undefined> {
+    const calls: Write[][] = [];
+    for (let i = 0; i < writes.length; i += BATCH_WRITE_MAX) calls.push(writes.slice(i, i + BATCH_WRITE_MAX));
+    const reasons = await mapLimit(calls, this.options.concurrency ?? 16, (call) => this.writeCall(call));
+    return reasons.find((r) => r !== undefined);
+  }
+
   /**
-   * Writes one chunk, retrying throttling and UnprocessedItems; returns the reason when items remain.
-   * `ackAt[i]` is set to the time the response that confirmed item i arrived.
+   * Writes one BatchWriteItem call, retrying throttling and UnprocessedItems; returns the reason
+   * when items remain. Each write's `ackAt` is set when the response that confirmed it arrived, and
+   * its write units are counted then (AWS bills what it processed, not what it handed back).
    */
-  private async writeChunk(
-    items: Record<string, AttributeValue>[],
-    isLine: boolean[],
-    chunk: number[],
-    ackAt: (string | undefined)[],
-  ): Promise<string | undefined> {
-    let pending = chunk;
+  private async writeCall(call: Write[]): Promise<string | undefined> {
+    let pending = call;
     let reason = '';
     for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
       if (attempt > 0) await pause(attempt, this.policy);
       // The item can only hold what is known before the write: when the request carrying it left.
       const sentAt = this.clock().toISOString();
-      for (const i of pending)
-        if (isLine[i]) (items[i] as Record<string, AttributeValue>).streamWriteSentAt = { S: sentAt };
+      for (const w of pending) stampSentAt(w.item, sentAt);
       let unprocessed: WriteRequest[];
       try {
         const out = await this.client.send(
           unfiltered(
             new BatchWriteItemCommand({
-              RequestItems: { [this.table]: pending.map((i) => ({ PutRequest: { Item: items[i] } })) },
+              RequestItems: { [this.table]: pending.map((w) => ({ PutRequest: { Item: w.item } })) },
             }),
           ),
         );
@@ -400,21 +346,37 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
         continue;
       }
       const ack = this.clock().toISOString();
-      if (unprocessed.length === 0) {
-        for (const i of pending) ackAt[i] = ack;
-        return undefined;
-      }
       const left = new Set(unprocessed.map((r) => itemKey(r.PutRequest?.Item ?? {})));
-      const still: number[] = [];
-      for (const i of pending) {
-        if (left.has(itemKey(items[i] as Record<string, AttributeValue>))) still.push(i);
-        else ackAt[i] = ack;
+      const still: Write[] = [];
+      for (const w of pending) {
+        if (left.has(itemKey(w.item))) still.push(w);
+        else {
+          w.ackAt = ack;
+          this.bill(w);
+        }
       }
       pending = still;
+      if (pending.length === 0) return undefined;
       reason = `${pending.length} UnprocessedItems`;
       this.options.logger?.debug({ attempt, unprocessed: pending.length }, 'BatchWriteItem UnprocessedItems');
     }
     return `BatchWriteItem: ${reason}`;
+  }
+
+  private bill(w: Write) {
+    const units = putWriteUnits(w.item);
+    this.billed.writeUnits += units.table + units.indexes;
+    this.billed.indexWriteUnits += units.indexes;
+    this.billed.items++;
+    this.billed.lines += w.lines;
+  }
+
+  /** An UpdateItem is billed on the larger of the item before and after (AWS), also when refused. */
+  private billUpdate(key: string, bytes: number | undefined) {
+    const size = Math.max(bytes ?? 0, this.aggregateBytes.get(key) ?? 0);
+    if (bytes !== undefined) this.aggregateBytes.set(key, bytes);
+    this.billed.writeUnits += writeUnits(size);
+    this.billed.items++;
   }
 
   async applyAggregate(update: AggregateUpdate): Promise<AggregateOutcome> {
@@ -454,7 +416,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
             : {}
           : { ':prev': { S: prev } };
       try {
-        await this.client.send(
+        const out = await this.client.send(
           new UpdateItemCommand({
             TableName: this.table,
             Key: key,
@@ -462,11 +424,16 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
             ConditionExpression: condition,
             ExpressionAttributeNames: { ...names, ...addNames },
             ExpressionAttributeValues: { ...values, ...addValues, ...condValues },
+            // The item after the update: its size is what the write is billed on.
+            ReturnValues: 'ALL_NEW',
           }),
         );
+        this.billUpdate(itemKey(key), out?.Attributes ? itemBytes(out.Attributes) : undefined);
         return { status: 'applied' };
       } catch (err) {
         if ((err as Error).name === 'ConditionalCheckFailedException') {
+          // A refused conditional write is billed too, on the item as it is.
+          this.billUpdate(itemKey(key), undefined);
           // Some record of this batch may be applied already (redelivery): read the mark, keep what is newer.
           let hwm: string | undefined;
           try {
@@ -513,25 +480,35 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   }
 
   async setShardProgress(shardId: string, paddedSeq: string): Promise<void> {
+    const key = marshall(keys.shardProgress(shardId));
+    const updatedAt = this.clock().toISOString();
+    // The item holds exactly these attributes, so its size is known without asking.
+    const bytes = itemBytes({ ...key, seq: { S: paddedSeq }, updatedAt: { S: updatedAt } });
     try {
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.table,
-          Key: marshall(keys.shardProgress(shardId)),
+          Key: key,
           UpdateExpression: 'SET #s = :s, #u = :u',
           ConditionExpression: 'attribute_not_exists(#s) OR #s < :s',
           ExpressionAttributeNames: { '#s': 'seq', '#u': 'updatedAt' },
-          ExpressionAttributeValues: { ':s': { S: paddedSeq }, ':u': { S: this.clock().toISOString() } },
+          ExpressionAttributeValues: { ':s': { S: paddedSeq }, ':u': { S: updatedAt } },
         }),
       );
+      this.billUpdate(itemKey(key), bytes);
     } catch (err) {
       // Another delivery already went further: progress only moves forward.
       if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+      this.billUpdate(itemKey(key), bytes);
     }
   }
 
   // ----- read side ----------------------------------------------------------------------------
 
+  /**
+   * Header, chunks and the line items of the one-item-per-line layout (an upgraded table holds
+   * both) in one consistent Query; a line is listed once whichever items hold it.
+   */
   async getInvoice(invoiceNo: string) {
     const items = await this.queryAll({
       TableName: this.table,
@@ -541,16 +518,29 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       ConsistentRead: true,
     });
     if (items.length === 0) return undefined;
-    let header: InvoiceHeader | undefined;
-    const lines: StoredLine[] = [];
+    const headerItem = items.find((raw) => raw.sk?.S === 'HEADER');
+    const header = headerItem ? toHeader(headerItem) : undefined;
+    const byLineNo = new Map<number, StoredLine>();
     for (const raw of items) {
-      if (raw.sk?.S === 'HEADER') header = toHeader(raw);
-      else lines.push(toLine(raw));
+      if (isOldLine(raw)) {
+        const line = oldLine(raw);
+        if (!byLineNo.has(line.lineNo)) byLineNo.set(line.lineNo, line);
+      }
     }
-    return { header, lines };
+    for (const raw of items) {
+      // A chunk is only written with its header, so a chunk without one is a write in progress.
+      if (!isChunk(raw) || !header) continue;
+      for (const line of chunkLines(raw, header))
+        if (!byLineNo.has(line.lineNo)) byLineNo.set(line.lineNo, line);
+    }
+    if (!header && byLineNo.size === 0) return undefined;
+    return { header, lines: [...byLineNo.values()] };
   }
 
-  async listCustomerInvoices(customerId: string, page: { limit: number; cursor?: string }) {
+  async listCustomerInvoices(
+    customerId: string,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<InvoiceSummary>> {
     const gsi1pk = keys.customerInvoice(customerId, '', '').gsi1pk;
     const start =
       page.cursor === undefined ? undefined : decodeCursor(page.cursor, TABLE_KEYS.gsi1.pk, gsi1pk);
@@ -566,46 +556,95 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
         ...(start ? { ExclusiveStartKey: start } : {}),
       }),
     );
-    const items = (out.Items ?? []).map(toHeader);
+    const items = (out.Items ?? []).map(toSummary);
     return out.LastEvaluatedKey ? { items, nextCursor: encodeCursor(out.LastEvaluatedKey) } : { items };
   }
 
+  /**
+   * A product's sales newest first and its totals over the newest `maxTotalsLines`, from the
+   * `PROD#` items (one per product per consumer batch; a redelivery may have written a line twice,
+   * so sales are de-duplicated by (invoiceNo, lineNo)) merged with the gsi2 entries of the
+   * one-item-per-line layout.
+   */
   async getProductLines(stockCode: string, opts: { limit: number }): Promise<ProductLines | undefined> {
-    const gsi2pk = `PROD#${stockCode}`;
-    const base = {
-      TableName: this.table,
-      IndexName: TABLE_KEYS.gsi2.name,
-      KeyConditionExpression: '#pk = :pk',
-      ExpressionAttributeValues: { ':pk': { S: gsi2pk } },
-      ScanIndexForward: false,
-    };
-    const recent = await this.client.send(
-      new QueryCommand({
-        ...base,
-        ExpressionAttributeNames: { '#pk': TABLE_KEYS.gsi2.pk },
-        Limit: opts.limit,
-      }),
-    );
-    if (!recent.Items || recent.Items.length === 0) return undefined;
     const cap = this.options.maxTotalsLines ?? 20_000;
-    const totalsItems = await this.queryAll(
-      {
-        ...base,
-        ExpressionAttributeNames: { '#pk': TABLE_KEYS.gsi2.pk, '#q': 'quantity', '#t': 'lineTotal' },
-        ProjectionExpression: '#q, #t',
-      },
-      cap + 1,
-    );
-    const counted = totalsItems.slice(0, cap);
+    const [packed, old] = await Promise.all([
+      this.packedSales(stockCode, cap + 1),
+      this.oldSales(stockCode, cap + 1),
+    ]);
+    const sales = new Map<string, ProductSale>();
+    for (const s of [...old, ...packed]) {
+      const k = `${s.invoiceNo}#${s.lineNo}`;
+      if (!sales.has(k)) sales.set(k, s);
+    }
+    if (sales.size === 0) return undefined;
+    const newest = [...sales.values()]
+      .map((s) => ({ s, order: saleOrder(s) }))
+      .sort((a, b) => (a.order < b.order ? 1 : a.order > b.order ? -1 : 0))
+      .map((x) => x.s);
+    const counted = newest.slice(0, cap);
     return {
-      recent: recent.Items.map(toLine),
+      recent: newest.slice(0, opts.limit),
       totals: {
         lines: counted.length,
-        quantity: counted.reduce((s, it) => s + Number(it.quantity?.N ?? 0), 0),
-        amount: sumMoney(counted.map((it) => it.lineTotal?.S ?? '0')),
+        quantity: counted.reduce((s, l) => s + l.quantity, 0),
+        amount: sumMoney(counted.map((l) => l.lineTotal)),
       },
-      totalsComplete: totalsItems.length <= cap,
+      totalsComplete: newest.length <= cap,
     };
+  }
+
+  /**
+   * Sales from `PROD#` items, newest item first, until `enough` distinct sales are certainly among
+   * the newest: an item's sort key starts with its newest sale's time, so every unread sale is no
+   * newer than the last item read, and sales strictly newer than that are final.
+   */
+  private async packedSales(stockCode: string, enough: number): Promise<ProductSale[]> {
+    const seen = new Map<string, ProductSale>();
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const out = await this.client.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': TABLE_KEYS.pk },
+          ExpressionAttributeValues: { ':pk': { S: `PROD#${stockCode}` } },
+          ScanIndexForward: false,
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      const items = out.Items ?? [];
+      for (const raw of items)
+        for (const s of productSales(raw)) {
+          const k = `${s.invoiceNo}#${s.lineNo}`;
+          if (!seen.has(k)) seen.set(k, s);
+        }
+      start = out.LastEvaluatedKey;
+      const last = items[items.length - 1];
+      if (start && last) {
+        const bound = productItemTs(last);
+        let certain = 0;
+        for (const s of seen.values()) if (s.invoiceTs > bound) certain++;
+        if (certain >= enough) break;
+      }
+    } while (start);
+    return [...seen.values()];
+  }
+
+  /** The newest `max` line items of the one-item-per-line layout (gsi2), when the table has any. */
+  private async oldSales(stockCode: string, max: number): Promise<ProductSale[]> {
+    const items = await this.queryAll(
+      {
+        TableName: this.table,
+        IndexName: TABLE_KEYS.gsi2.name,
+        KeyConditionExpression: '#pk = :pk',
+        ExpressionAttributeNames: { '#pk': TABLE_KEYS.gsi2.pk },
+        ExpressionAttributeValues: { ':pk': { S: `PROD#${stockCode}` } },
+        ScanIndexForward: false,
+      },
+      max,
+    );
+    return items.slice(0, max).map(oldLine);
   }
 
   async getCountryStats(): Promise<CountryAggregate[]> {
@@ -650,18 +689,6 @@ function itemKey(item: Record<string, AttributeValue>): string {
   return `${item.pk?.S}|${item.sk?.S}`;
 }
 
-function lineItem(line: LineToStore): Record<string, AttributeValue> {
-  return marshall(
-    {
-      ...keys.line(line.invoiceNo, line.lineNo),
-      ...keys.productLine(line.stockCode, line.invoiceTs, line.invoiceNo, line.lineNo),
-      entity: 'line',
-      ...line,
-    },
-    { removeUndefinedValues: true },
-  );
-}
-
 function aggregateKey(target: AggregateTarget) {
   return keys.country(target.line.country);
 }
@@ -670,55 +697,6 @@ function aggregateKey(target: AggregateTarget) {
 function aggregateStatic(target: AggregateTarget): Record<string, unknown> {
   const l = target.line;
   return { entity: 'country', country: l.country, countryCode: l.countryCode, region: l.region };
-}
-
-function headerItem(l: EnrichedLine): Record<string, AttributeValue> {
-  return marshall({
-    ...keys.invoice(l.invoiceNo),
-    entity: 'invoice',
-    invoiceNo: l.invoiceNo,
-    invoiceDate: l.invoiceDate,
-    invoiceTs: l.invoiceTs,
-    dateKey: l.dateKey,
-    customerId: l.customerId,
-    country: l.country,
-    countryCode: l.countryCode,
-    region: l.region,
-    isCancellation: l.isCancellation,
-    isAdjustment: l.isAdjustment,
-    // Sparse index: invoices without a customer stay out of gsi1.
-    ...(l.customerId === null ? {} : keys.customerInvoice(l.customerId, l.invoiceTs, l.invoiceNo)),
-  });
-}
-
-export function sumDeltas(deltas: readonly Delta[]): Delta {
-  return {
-    lines: deltas.reduce((s, d) => s + d.lines, 0),
-    quantity: deltas.reduce((s, d) => s + d.quantity, 0),
-    amount: sumMoney(deltas.map((d) => d.amount)),
-    invoices: deltas.reduce((s, d) => s + d.invoices, 0),
-  };
-}
-
-const KEY_ATTRIBUTES = ['pk', 'sk', 'gsi1pk', 'gsi1sk', 'gsi2pk', 'gsi2sk', 'entity'];
-
-function strip(raw: Record<string, AttributeValue>): Record<string, unknown> {
-  const out = unmarshall(raw);
-  for (const k of KEY_ATTRIBUTES) delete out[k];
-  for (const k of Object.keys(out)) if (k.startsWith('hwm_')) delete out[k];
-  return out;
-}
-
-function toLine(raw: Record<string, AttributeValue>): StoredLine {
-  return strip(raw) as unknown as StoredLine;
-}
-
-function toHeader(raw: Record<string, AttributeValue>): InvoiceHeader {
-  const h = strip(raw) as Record<string, unknown>;
-  return {
-    ...(h as unknown as InvoiceHeader),
-    customerId: (h.customerId as string | null | undefined) ?? null,
-  };
 }
 
 export function encodeCursor(key: Record<string, AttributeValue>): string {

@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import express, { type Express, type RequestHandler, type Router } from 'express';
-import type { InvoiceReader } from '#adapters/invoice-store';
 import type { LineWriter } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 import { CUSTOMER_ID_WORDING, customerIdOf, INVOICE_NO, INVOICE_NO_WORDING, textProblem } from '#core/rules';
+import type { InvoiceReader } from '#core/serving';
 import { badRequest, errorHandler, HttpError, notFound } from './errors.ts';
 import { acceptedAnswer, acceptLines, type BodyFormat, parseBody } from './ingest.ts';
 import { openApiDocument } from './openapi.ts';

@@ -1,8 +1,8 @@
 import type { ErrorRequestHandler } from 'express';
-import { InvalidCursorError } from '#adapters/invoice-store';
 import { KinesisWriteError } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 import type { ApiErrorBody, ApiErrorCode, ApiErrorDetails } from '#core/api-contract';
+import { InvalidCursorError } from '#core/serving';
 
 /** An error whose message is meant for the caller (4xx, or a 503 the caller can act on). */
 export class HttpError extends Error {

@@ -1,5 +1,12 @@
-import type { CountryAggregate, InvoiceHeader, ProductLines, StoredLine } from '#adapters/invoice-store';
 import { compareMoney, sumMoney } from '#core/money';
+import type {
+  CountryAggregate,
+  InvoiceHeader,
+  InvoiceSummary,
+  ProductLines,
+  ProductSale,
+  StoredLine,
+} from '#core/serving';
 
 export type InvoiceKind = 'sale' | 'cancellation' | 'adjustment';
 /** complete: lines 1..n all present; partial: a gap (lines still on the way, or never sent). */
@@ -8,7 +15,7 @@ export type InvoiceStatus = 'complete' | 'partial' | 'cancellation' | 'adjustmen
 const kindOf = (h: { isCancellation: boolean; isAdjustment: boolean }): InvoiceKind =>
   h.isCancellation ? 'cancellation' : h.isAdjustment ? 'adjustment' : 'sale';
 
-function lineView(l: StoredLine) {
+function lineView(l: ProductSale) {
   return {
     lineNo: l.lineNo,
     stockCode: l.stockCode,
@@ -55,7 +62,7 @@ export function invoiceView(header: InvoiceHeader | undefined, lines: StoredLine
   };
 }
 
-export function invoiceSummaryView(h: InvoiceHeader) {
+export function invoiceSummaryView(h: InvoiceSummary) {
   return {
     invoiceNo: h.invoiceNo,
     kind: kindOf(h),

@@ -6,6 +6,7 @@ import {
   QueryCommand,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
+import { LINE_TOTAL_ATTRIBUTES, lineTotalsOf } from '#adapters/invoice-items';
 import { mapLimit } from '#adapters/retry';
 import type { Warehouse } from '#adapters/warehouse';
 import { lineKey } from '#core/invoice-line';
@@ -315,19 +316,14 @@ export interface DynamoSourceOptions {
   concurrency?: number;
 }
 
-const str = (v: AttributeValue | undefined): string => (v && 'S' in v ? (v.S ?? '') : '');
-
-function fromItem(item: Record<string, AttributeValue>): LineTotalRow | undefined {
-  const invoiceNo = str(item.invoiceNo);
-  const lineNo = item.lineNo && 'N' in item.lineNo ? Number(item.lineNo.N) : Number.NaN;
-  if (!invoiceNo || !Number.isInteger(lineNo)) return undefined;
-  return { invoiceNo, lineNo, lineTotal: str(item.lineTotal) };
-}
-
-/** Line items (`INV#<no>` / `LINE#...`) of the DynamoDB table; names aliased (reserved words). */
+/**
+ * The lines of the DynamoDB table: invoice chunk items (`INV#<no>` / `LINES#...`) and the line
+ * items of earlier versions (`LINE#...`), decoded by the store's layout (adapters/invoice-items.ts);
+ * names aliased (reserved words).
+ */
 export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
-  const names = { '#i': 'invoiceNo', '#l': 'lineNo', '#t': 'lineTotal' };
-  const projection = '#i, #l, #t';
+  const names = Object.fromEntries(LINE_TOTAL_ATTRIBUTES.map((a, i) => [`#a${i}`, a]));
+  const projection = Object.keys(names).join(', ');
   /** Every line item of a paged Query or Scan, page after page. */
   async function drain(
     page: (start: Record<string, AttributeValue> | undefined) => Promise<{
@@ -339,10 +335,7 @@ export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
     let start: Record<string, AttributeValue> | undefined;
     do {
       const got = await page(start);
-      for (const item of got.Items ?? []) {
-        const line = fromItem(item);
-        if (line) out.push(line);
-      }
+      for (const item of got.Items ?? []) out.push(...lineTotalsOf(item));
       start = got.LastEvaluatedKey;
     } while (start);
   }
@@ -357,7 +350,7 @@ export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
               ConsistentRead: true,
               KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :line)',
               ExpressionAttributeNames: { ...names, '#pk': 'pk', '#sk': 'sk' },
-              ExpressionAttributeValues: { ':pk': { S: `INV#${invoiceNo}` }, ':line': { S: 'LINE#' } },
+              ExpressionAttributeValues: { ':pk': { S: `INV#${invoiceNo}` }, ':line': { S: 'LINE' } },
               ProjectionExpression: projection,
               ...(start ? { ExclusiveStartKey: start } : {}),
             }),
@@ -380,9 +373,9 @@ export function dynamoLineSource(opts: DynamoSourceOptions): LineSource {
                 ConsistentRead: true,
                 Segment: segment,
                 TotalSegments: segments,
-                FilterExpression: '#e = :line',
-                ExpressionAttributeNames: { ...names, '#e': 'entity' },
-                ExpressionAttributeValues: { ':line': { S: 'line' } },
+                FilterExpression: 'begins_with(#pk, :inv) AND begins_with(#sk, :line)',
+                ExpressionAttributeNames: { ...names, '#pk': 'pk', '#sk': 'sk' },
+                ExpressionAttributeValues: { ':inv': { S: 'INV#' }, ':line': { S: 'LINE' } },
                 ProjectionExpression: projection,
                 ...(start ? { ExclusiveStartKey: start } : {}),
               }),

@@ -1,5 +1,5 @@
-import type { AggregateUpdate, Delta } from '#adapters/invoice-store';
 import type { EnrichedLine } from '#core/enrich';
+import type { AggregateUpdate, Delta } from '#core/serving';
 
 /** A line's contribution to the real-time aggregates. */
 export function lineDelta(line: EnrichedLine): Delta {

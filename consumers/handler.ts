@@ -1,11 +1,11 @@
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { type DeadLetter, type DeadLetterSink, DeadLetterWriteError } from '#adapters/dlq';
 import type { ArchiveWriter } from '#adapters/firehose-writer';
-import type { LineSink, LineToStore, StoredLine } from '#adapters/invoice-store';
-import { padSequence } from '#adapters/invoice-store';
 import type { Logger } from '#adapters/logger';
 import { mapLimit } from '#adapters/retry';
 import { errorMessage } from '#core/resilience';
+import type { LineSink, LineToStore, StoredLine } from '#core/serving';
+import { padSequence } from '#core/serving';
 import { planAggregates } from './aggregates.ts';
 import { type InvalidLine, processRecord } from './process-line.ts';
 
@@ -44,6 +44,7 @@ export type BatchHandler = (event: KinesisStreamEvent) => Promise<KinesisStreamB
 export function createBatchHandler(deps: ConsumerDeps): BatchHandler {
   // Highest sequence number (padded) known fully processed, per shard: saves a read per batch.
   const progress = new Map<string, string>();
+  const order = new Map<string, ShardOrder>();
   return async (event) => {
     const byShard = new Map<string, KinesisStreamRecord[]>();
     for (const r of event.Records) {
@@ -54,10 +55,70 @@ export function createBatchHandler(deps: ConsumerDeps): BatchHandler {
     }
     const failures: { itemIdentifier: string }[] = [];
     for (const [shardId, records] of byShard) {
-      failures.push(...(await processShardBatch(deps, progress, shardId, records)));
+      let lane = order.get(shardId);
+      if (!lane) {
+        lane = new ShardOrder();
+        order.set(shardId, lane);
+      }
+      const turn = lane.enter(
+        padSequence((records[0] as KinesisStreamRecord).kinesis.sequenceNumber),
+        padSequence((records.at(-1) as KinesisStreamRecord).kinesis.sequenceNumber),
+      );
+      failures.push(...(await processShardBatch(deps, progress, shardId, records, turn)));
     }
     return { batchItemFailures: failures };
   };
+}
+
+/** One invocation's place in its shard's order (see ShardOrder). */
+interface Turn {
+  /** Resolves when the previous invocation's line writes are acknowledged (or it ended). */
+  previousLines: Promise<void>;
+  /** Whether the previous invocation succeeded whole, when this one continues it; true otherwise. */
+  previousOk: Promise<boolean>;
+  linesDone(): void;
+  settle(ok: boolean): void;
+}
+
+/**
+ * Invocations of one shard may overlap: the local poller starts the next batch while the previous
+ * one finishes its archive write and aggregate updates (PollerOptions.pipelineDepth; Lambda never
+ * overlaps them, so on AWS this orders nothing). What must stay in stream order is ordered here:
+ * - line writes: a batch writes after the previous batch's writes are acknowledged, because the
+ *   first record to store a line owns it (and the store's per-shard ownership cache assumes one
+ *   writer per shard);
+ * - aggregates: a batch that continues the previous one applies its contributions only once the
+ *   previous one succeeded whole, because the high-water marks are per shard: a later batch's mark
+ *   would hide the earlier batch's retried contributions. If the previous batch failed, the
+ *   event source retries from its failed record, which covers this batch again: it fails whole.
+ * A batch that starts at or before the previous one's last record is such a retry, not a
+ * continuation, and does not depend on the previous outcome.
+ */
+class ShardOrder {
+  private lines: Promise<void> = Promise.resolve();
+  private outcome: Promise<boolean> = Promise.resolve(true);
+  private lastSeq = '';
+
+  enter(firstSeq: string, lastSeq: string): Turn {
+    const previousLines = this.lines;
+    const continues = firstSeq > this.lastSeq;
+    const previousOutcome = this.outcome;
+    let linesDone!: () => void;
+    let settle!: (ok: boolean) => void;
+    this.lines = new Promise<void>((resolve) => {
+      linesDone = resolve;
+    });
+    this.outcome = new Promise<boolean>((resolve) => {
+      settle = resolve;
+    });
+    this.lastSeq = lastSeq;
+    return {
+      previousLines,
+      previousOk: continues ? previousOutcome : previousOutcome.then(() => true),
+      linesDone,
+      settle,
+    };
+  }
 }
 
 /** Lambda's eventID is `<shardId>:<sequenceNumber>`. */
@@ -71,31 +132,80 @@ async function processShardBatch(
   progressCache: Map<string, string>,
   shardId: string,
   records: KinesisStreamRecord[],
+  turn: Turn,
 ): Promise<{ itemIdentifier: string }[]> {
+  let failures: { itemIdentifier: string }[] = records.map((r) => ({
+    itemIdentifier: r.kinesis.sequenceNumber,
+  }));
+  try {
+    await turn.previousLines;
+    const written = await writeLines(deps, progressCache, shardId, records);
+    turn.linesDone();
+    if (written === 'skip') {
+      failures = [];
+      return failures;
+    }
+    // Stream-visible now: the archive write and the aggregates follow, off the next batch's path.
+    const archived = startArchive(deps, shardId, written);
+    if (!(await turn.previousOk)) {
+      await archived;
+      return failures;
+    }
+    failures = await finish(deps, progressCache, shardId, records, written, archived);
+    return failures;
+  } finally {
+    turn.linesDone();
+    turn.settle(failures.length === 0);
+  }
+}
+
+/** What the line-write phase leaves for the rest: the stored lines, and the first failed record. */
+interface Written {
+  seqs: string[];
+  mark: string;
+  firstFailed: number;
+  /** Lines stored by records before the first failure, with their acknowledgement times. */
+  stored: VisibleLine[];
+  fail(i: number): void;
+}
+
+/**
+ * Decode, dead-letter the poison, write the good lines. Resolves once the line writes are
+ * acknowledged (or failed): that is when lines are stream-visible.
+ */
+async function writeLines(
+  deps: ConsumerDeps,
+  progressCache: Map<string, string>,
+  shardId: string,
+  records: KinesisStreamRecord[],
+): Promise<Written | 'skip'> {
   const { logger } = deps;
   const seqs = records.map((r) => padSequence(r.kinesis.sequenceNumber));
-  const failAllFrom = (k: number) =>
-    records.slice(k).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber }));
-
   let done = progressCache.get(shardId);
   if (done === undefined) {
     try {
       done = (await deps.sink.getShardProgress(shardId)) ?? '';
     } catch (err) {
       logger.error({ shardId, err: errorMessage(err) }, 'shard progress unreadable');
-      return failAllFrom(0);
+      return { seqs, mark: '', firstFailed: 0, stored: [], fail: () => {} };
     }
     progressCache.set(shardId, done);
   }
   const mark = done;
   // Records at or below the shard's progress were fully processed before (a redelivery): skip them.
   const todo = records.map((_, i) => i).filter((i) => (seqs[i] as string) > mark);
-  if (todo.length === 0) return [];
+  if (todo.length === 0) return 'skip';
 
-  let firstFailed = records.length;
-  const fail = (i: number) => {
-    if (i < firstFailed) firstFailed = i;
+  const written: Written = {
+    seqs,
+    mark,
+    firstFailed: records.length,
+    stored: [],
+    fail(i) {
+      if (i < this.firstFailed) this.firstFailed = i;
+    },
   };
+  const fail = (i: number) => written.fail(i);
 
   const outcomes = new Map(
     todo.map((i) => {
@@ -170,49 +280,75 @@ async function processShardBatch(
 
   // Effects that count: only records before the first failure (they will not be redelivered).
   // A duplicate (a line another record owns: a producer re-send) is done, but neither archived nor counted.
-  const stored: VisibleLine[] = [];
-  const forAggregates: { seq: string; line: VisibleLine }[] = [];
   let duplicates = 0;
   good.forEach((g, k) => {
-    if (g.i >= firstFailed) return;
+    if (g.i >= written.firstFailed) return;
     const at = visibleAt[k];
-    if (at === undefined) {
-      duplicates++;
-      return;
-    }
-    const line: VisibleLine = { ...g.line, streamVisibleAt: at };
-    stored.push(line);
-    forAggregates.push({ seq: seqs[g.i] as string, line });
+    if (at === undefined) duplicates++;
+    else written.stored.push({ ...g.line, streamVisibleAt: at });
   });
   if (duplicates > 0) logger.info({ shardId, duplicates }, 'producer re-sends skipped');
-  const accountedUpTo = firstFailed - 1;
-  if (accountedUpTo < 0) return failAllFrom(0);
+  return written;
+}
 
+function startArchive(
+  deps: ConsumerDeps,
+  shardId: string,
+  written: Written,
+): Promise<{ failed: number[]; reason?: string | undefined }> {
+  if (written.stored.length === 0) return Promise.resolve({ failed: [] });
+  const archived = written.stored.map((l) => Buffer.from(`${JSON.stringify(l)}\n`));
+  return deps.archive.putRecords(archived).catch((err: unknown) => {
+    deps.logger.warn({ shardId, err: errorMessage(err) }, 'archive write threw');
+    return { failed: archived.map((_, k) => k), reason: errorMessage(err) };
+  });
+}
+
+/**
+ * The aggregates and the archive outcome: a record counts as done only once all of its effects
+ * are; the shard progress then moves past the records before the first failure.
+ */
+async function finish(
+  deps: ConsumerDeps,
+  progressCache: Map<string, string>,
+  shardId: string,
+  records: KinesisStreamRecord[],
+  written: Written,
+  archived: Promise<{ failed: number[]; reason?: string | undefined }>,
+): Promise<{ itemIdentifier: string }[]> {
+  const { logger } = deps;
+  const { seqs, stored, mark } = written;
+  const failAllFrom = (k: number) =>
+    records.slice(k).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber }));
+  const accountedUpTo = written.firstFailed - 1;
+  if (accountedUpTo < 0) {
+    await archived;
+    return failAllFrom(0);
+  }
   const seqIndex = new Map(seqs.map((s, i) => [s, i]));
-  const updates = planAggregates(shardId, seqs[accountedUpTo] as string, forAggregates);
-  const archived = stored.map((l) => Buffer.from(`${JSON.stringify(l)}\n`));
+  const recordOf = (l: VisibleLine) => seqIndex.get(padSequence(l.sequenceNumber)) as number;
+  const updates = planAggregates(
+    shardId,
+    seqs[accountedUpTo] as string,
+    stored.map((line) => ({ seq: padSequence(line.sequenceNumber), line })),
+  );
   const [archive, aggregates] = await Promise.all([
-    archived.length === 0
-      ? Promise.resolve({ failed: [] as number[], reason: undefined as string | undefined })
-      : deps.archive.putRecords(archived).catch((err) => ({
-          failed: archived.map((_, k) => k),
-          reason: errorMessage(err),
-        })),
+    archived,
     mapLimit(updates, deps.aggregateConcurrency ?? 16, (u) =>
       deps.sink.applyAggregate(u).catch((err) => ({ status: 'failed' as const, reason: errorMessage(err) })),
     ),
   ]);
-  for (const k of archive.failed)
-    fail(seqIndex.get(padSequence((stored[k] as VisibleLine).sequenceNumber)) as number);
+  for (const k of archive.failed) written.fail(recordOf(stored[k] as VisibleLine));
   if (archive.failed.length > 0)
     logger.warn({ shardId, failed: archive.failed.length, reason: archive.reason }, 'archive failed');
   aggregates.forEach((outcome, k) => {
     if (outcome.status !== 'failed') return;
     const u = updates[k];
     logger.warn({ shardId, target: u?.target.kind, reason: outcome.reason }, 'aggregate update failed');
-    for (const e of u?.entries ?? []) fail(seqIndex.get(e.seq) as number);
+    for (const e of u?.entries ?? []) written.fail(seqIndex.get(e.seq) as number);
   });
 
+  const { firstFailed } = written;
   if (firstFailed > 0) {
     const upTo = seqs[firstFailed - 1] as string;
     if (upTo > mark) {
@@ -224,9 +360,7 @@ async function processShardBatch(
       });
     }
   }
-  deps.onVisible?.(
-    stored.filter((l) => (seqIndex.get(padSequence(l.sequenceNumber)) as number) < firstFailed),
-  );
+  deps.onVisible?.(stored.filter((l) => recordOf(l) < firstFailed));
   if (firstFailed < records.length) {
     logger.warn(
       {

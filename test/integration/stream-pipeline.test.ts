@@ -8,6 +8,7 @@ import {
   type AttributeValue,
   CreateTableCommand,
   DeleteItemCommand,
+  PutItemCommand,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
 import {
@@ -20,6 +21,7 @@ import {
   PutRecordCommand,
 } from '@aws-sdk/client-kinesis';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,13 +29,16 @@ import { type Clients, createClients } from '#adapters/clients';
 import { S3DeadLetterSink } from '#adapters/dlq';
 import { tableDefinition } from '#adapters/dynamo-table';
 import { FirehoseArchiveWriter } from '#adapters/firehose-writer';
+import { chunkOwners, headerItem, keys } from '#adapters/invoice-items';
 import { DynamoInvoiceStore } from '#adapters/invoice-store';
 import { KinesisLineWriter } from '#adapters/kinesis-writer';
 import { createApp } from '#api/app';
 import { type BatchHandler, createBatchHandler } from '#consumers/handler';
 import { processRecord } from '#consumers/process-line';
 import { decodeLines, encodeLine, encodeLines, encodeWithSchema } from '#core/avro';
+import { enrich } from '#core/enrich';
 import type { AcceptedLine, InvoiceLineInput } from '#core/invoice-line';
+import { invoiceFieldsOf } from '#core/serving';
 import { type RunningEmulator, startDynamo, startKinesis, startS3 } from '#local/emulators';
 import { type LocalFirehose, startLocalFirehose } from '#local/firehose';
 import { type PollerFailure, type StreamPoller, startStreamPoller } from '#local/poller';
@@ -105,12 +110,26 @@ async function scanAll(clients: Clients): Promise<Map<string, Record<string, Att
   return out;
 }
 
-/** Everything but the consumer's own bookkeeping of when it wrote (progress items, streamWriteSentAt). */
+/**
+ * Invoices, lines and aggregates without the consumer's own bookkeeping: progress items, when each
+ * item was sent (`w`), and product items (at-least-once by design: a redelivery in other batches
+ * writes them under other keys, and the product route de-duplicates; checked through the route).
+ */
 function withoutWriteTimes(items: Map<string, Record<string, AttributeValue>>) {
   return new Map(
     [...items]
-      .filter(([k]) => !k.startsWith('PROGRESS#'))
-      .map(([k, v]) => [k, { ...v, streamWriteSentAt: undefined }]),
+      .filter(([k]) => !k.startsWith('PROGRESS#') && !k.startsWith('PROD#'))
+      .map(([k, v]) => [k, { ...v, w: undefined }]),
+  );
+}
+
+/** The invoice chunk item that holds a line. */
+function chunkOf(items: Map<string, Record<string, AttributeValue>>, invoiceNo: string, lineNo: number) {
+  return [...items.values()].find(
+    (i) =>
+      i.pk?.S === `INV#${invoiceNo}` &&
+      i.sk?.S?.startsWith('LINES#') &&
+      chunkOwners(i).lineNos.includes(lineNo),
   );
 }
 
@@ -302,11 +321,10 @@ describe('stream path through the emulators', () => {
     // request carrying the item left (the item holds that instant: the ack time is only known later).
     const items = await scanAll(clients);
     for (const a of archived) {
-      const item = items.get(`INV#600001|LINE#${String(a.lineNo).padStart(7, '0')}`);
+      const item = chunkOf(items, '600001', a.lineNo as number);
       const visible = Date.parse(a.streamVisibleAt as string);
       expect(visible).toBeGreaterThanOrEqual(Date.parse(a.acceptedAt as string));
-      expect(visible).toBeGreaterThanOrEqual(Date.parse(item?.streamWriteSentAt?.S as string));
-      expect(item?.streamVisibleAt).toBeUndefined();
+      expect(visible).toBeGreaterThanOrEqual(Date.parse(item?.w?.S as string));
     }
   });
 
@@ -315,6 +333,7 @@ describe('stream path through the emulators', () => {
     await visible('600002', 2);
     await poller.idle();
     const before = await scanAll(clients);
+    const productBefore = await get('/products/SKU1/sales');
 
     // Re-read every record of the stream and deliver it again, as a retried event source would.
     const shards = await clients.kinesis.send(new ListShardsCommand({ StreamName: STREAM }));
@@ -353,6 +372,15 @@ describe('stream path through the emulators', () => {
     });
     for (const e of events) expect((await fresh(e)).batchItemFailures).toEqual([]);
     expect(withoutWriteTimes(await scanAll(clients))).toEqual(withoutWriteTimes(before));
+    const productAfter = await get('/products/SKU1/sales');
+    expect(productAfter.body.totals).toEqual(productBefore.body.totals);
+    // The same sales; only when their items were last sent moves (as on the invoice's chunks).
+    const sales = (r: { body: Record<string, unknown> }) =>
+      (r.body.recent as { lineage: Record<string, unknown> }[]).map((l) => ({
+        ...l,
+        lineage: { ...l.lineage, streamWriteSentAt: undefined },
+      }));
+    expect(sales(productAfter)).toEqual(sales(productBefore));
   });
 
   it('counts a line the producer re-sends (HTTP retry, or a second PutRecords) once', async () => {
@@ -374,11 +402,11 @@ describe('stream path through the emulators', () => {
     expect(await stats()).toMatchObject({ lines: 3, invoices: 1, quantity: 6, revenue: '0.600' });
     // The stored line still names the record that first wrote it.
     const items = await scanAll(clients);
-    const first = items.get('INV#600006|LINE#0000001');
+    const first = chunkOf(items, '600006', 1);
     // One record per request of this invoice: 2 POSTs of lines 1-2, the direct re-send, line 3.
     const sequences = (await readStream(clients)).filter((r) => r.PartitionKey === '600006');
     expect(sequences).toHaveLength(4);
-    expect(first?.sequenceNumber?.S).toBe(sequences[0]?.SequenceNumber);
+    expect(first?.o?.S?.split('/').at(-1)).toBe(sequences[0]?.SequenceNumber);
   });
 
   it('counts a line once when the consumer died between the line write and the aggregate update', async () => {
@@ -410,6 +438,81 @@ describe('stream path through the emulators', () => {
       expect((await fresh(event)).batchItemFailures).toEqual([]);
     }
     expect(await italy()).toMatchObject({ lines: 1, invoices: 1, quantity: 1, revenue: '0.100' });
+  });
+
+  it('answers every read route from line items of the previous version and new chunks together', async () => {
+    // A table upgraded in place: lines 1-2 of 600020 were stored one item per line (the previous
+    // version's layout, with its product index entry in gsi2); line 3 arrives now.
+    const old = (n: number) =>
+      stamped('600020', n, { stockCode: 'UPG1', country: 'Norway', customerId: '15555' });
+    await clients.dynamodb.send(
+      new PutItemCommand({ TableName: TABLE, Item: headerItem(invoiceFieldsOf(enrich(old(1)))) }),
+    );
+    for (const n of [1, 2]) {
+      const line = { ...enrich(old(n)), shardId: 'shardId-000000000000', sequenceNumber: String(n) };
+      await clients.dynamodb.send(
+        new PutItemCommand({
+          TableName: TABLE,
+          Item: marshall(
+            {
+              ...keys.line(line.invoiceNo, line.lineNo),
+              ...keys.productLine(line.stockCode, line.invoiceTs, line.invoiceNo, line.lineNo),
+              entity: 'line',
+              ...line,
+              streamWriteSentAt: line.acceptedAt,
+            },
+            { removeUndefinedValues: true },
+          ),
+        }),
+      );
+    }
+    // A consumer that never saw the invoice: reads the old items' owners, so a re-send of line 2
+    // is refused and line 3 goes into a chunk.
+    const fresh = new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE });
+    const out = await fresh.putLines(
+      [2, 3].map((n) => ({ ...enrich(old(n)), shardId: 'shardId-000000000000', sequenceNumber: '9' })),
+    );
+    expect(out.duplicate).toEqual([true, false]);
+    const invoice = await get('/invoices/600020');
+    expect(invoice.body).toMatchObject({ status: 'complete', customerId: '15555', countryCode: 'NO' });
+    expect(invoice.body.totals).toEqual({ lines: 3, quantity: 6, amount: '0.600' });
+    expect((invoice.body.lines as { lineNo: number }[]).map((l) => l.lineNo)).toEqual([1, 2, 3]);
+    const product = await get('/products/UPG1/sales?limit=2');
+    expect(product.body.totals).toEqual({ lines: 3, quantity: 6, amount: '0.600', complete: true });
+    expect((product.body.recent as { lineNo: number }[]).map((l) => l.lineNo)).toEqual([3, 2]);
+    const customer = await get('/customers/15555/invoices');
+    expect(customer.body.invoices).toEqual([
+      expect.objectContaining({ invoiceNo: '600020', country: 'Norway' }),
+    ]);
+  });
+
+  it('stores only the lines not yet stored when a re-send groups them into records differently', async () => {
+    const pl = (n: number, seq: string) => ({
+      ...enrich(stamped('600021', n, { country: 'Poland' })),
+      shardId: 'shardId-000000000007',
+      sequenceNumber: seq,
+    });
+    await new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE }).putLines(
+      [1, 2, 3].map((n) => pl(n, '100')),
+    );
+    // A cold consumer (a restart) reads the owners; a warm one knows them.
+    for (const consumer of [
+      new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE }),
+      new DynamoInvoiceStore({ client: consumerClients.dynamodb, tableName: TABLE }),
+    ]) {
+      const out = await consumer.putLines([2, 3, 4].map((n) => pl(n, '200')));
+      expect(out.duplicate).toEqual([true, true, false]);
+      const again = await consumer.putLines([4, 5].map((n) => pl(n, '300')));
+      expect(again.duplicate).toEqual([true, false]);
+    }
+    const items = await scanAll(clients);
+    expect([...items.keys()].filter((k) => k.startsWith('INV#600021|LINES#'))).toEqual([
+      'INV#600021|LINES#0000001',
+      'INV#600021|LINES#0000004',
+      'INV#600021|LINES#0000005',
+    ]);
+    const invoice = await get('/invoices/600021');
+    expect(invoice.body.totals).toEqual({ lines: 5, quantity: 15, amount: '1.500' });
   });
 
   it('sends a poison record to dlq/ with its reason and processes the records after it', async () => {

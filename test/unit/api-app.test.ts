@@ -2,13 +2,13 @@ import { configure } from '@codegenie/serverless-express';
 import type { Context } from 'aws-lambda';
 import { pino } from 'pino';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { CountryAggregate, InvoiceHeader, InvoiceReader, StoredLine } from '#adapters/invoice-store';
-import { InvalidCursorError } from '#adapters/invoice-store';
 import { KinesisWriteError, type LineWriter } from '#adapters/kinesis-writer';
 import { createApp } from '#api/app';
 import { enrich } from '#core/enrich';
 import type { AcceptedLine } from '#core/invoice-line';
 import { INVOICE_NO_WORDING } from '#core/rules';
+import type { CountryAggregate, InvoiceHeader, InvoiceReader, StoredLine } from '#core/serving';
+import { InvalidCursorError } from '#core/serving';
 
 // Requests go through the Lambda adapter in process: no port, and the API Gateway path is tested too.
 type Reply = { status: number; body: Record<string, unknown>; text: string; headers: Record<string, string> };

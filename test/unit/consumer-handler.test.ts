@@ -5,6 +5,7 @@ import {
   DynamoDBClient,
   GetItemCommand,
   ProvisionedThroughputExceededException,
+  QueryCommand,
   UpdateItemCommand,
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
@@ -16,11 +17,14 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { S3DeadLetterSink } from '#adapters/dlq';
 import { FirehoseArchiveWriter } from '#adapters/firehose-writer';
-import { DynamoInvoiceStore, padSequence } from '#adapters/invoice-store';
+import { chunkOwners, headerItem } from '#adapters/invoice-items';
+import { DynamoInvoiceStore } from '#adapters/invoice-store';
 import { createBatchHandler } from '#consumers/handler';
 import { processRecord } from '#consumers/process-line';
 import { decodeLines, encodeLine } from '#core/avro';
+import { enrich } from '#core/enrich';
 import type { AcceptedLine } from '#core/invoice-line';
+import { invoiceFieldsOf, padSequence } from '#core/serving';
 import { acceptedLine } from '#test/helpers/lines';
 
 const ddb = mockClient(DynamoDBClient);
@@ -87,20 +91,21 @@ function handler(maxAttempts = 4, clock?: () => Date) {
 type Key = { pk: { S: string }; sk: { S: string } };
 type BatchGetInput = { RequestItems: Record<string, { Keys: Key[] }> };
 
-/** BatchGetItem finds invoice 536365's header and these lines stored, owned by the given records of SHARD. */
+/**
+ * Invoice 536365 is stored: BatchGetItem finds its header, and the Query of its lines finds these
+ * lines as line items of the one-item-per-line layout, owned by the given records of SHARD.
+ */
 function storedOwners(owners: Record<number, string>, unprocessedOnce = 0) {
-  const items = new Map<string, Record<string, { S: string }>>([
-    ['INV#536365|HEADER', { pk: { S: 'INV#536365' }, sk: { S: 'HEADER' } }],
-  ]);
-  for (const [lineNo, seq] of Object.entries(owners)) {
-    const sk = `LINE#${lineNo.padStart(7, '0')}`;
-    items.set(`INV#536365|${sk}`, {
+  const header = headerItem(invoiceFieldsOf(enrich(line(1))));
+  ddb.on(QueryCommand).resolves({
+    Items: Object.entries(owners).map(([lineNo, seq]) => ({
       pk: { S: 'INV#536365' },
-      sk: { S: sk },
+      sk: { S: `LINE#${lineNo.padStart(7, '0')}` },
+      lineNo: { N: lineNo },
       shardId: { S: SHARD },
       sequenceNumber: { S: seq },
-    });
-  }
+    })),
+  });
   let left = unprocessedOnce;
   ddb.on(BatchGetItemCommand).callsFake((input: BatchGetInput) => {
     const keys = input.RequestItems.t?.Keys ?? [];
@@ -108,12 +113,7 @@ function storedOwners(owners: Record<number, string>, unprocessedOnce = 0) {
     left -= held.length;
     const answered = keys.slice(held.length);
     return {
-      Responses: {
-        t: answered.flatMap((k) => {
-          const item = items.get(`${k.pk.S}|${k.sk.S}`);
-          return item ? [item] : [];
-        }),
-      },
+      Responses: { t: answered.filter((k) => k.pk.S === 'INV#536365').map(() => header) },
       ...(held.length > 0 ? { UnprocessedKeys: { t: { Keys: held } } } : {}),
     };
   });
@@ -136,10 +136,19 @@ const archivedLines = () =>
     .flatMap((c) => c.args[0].input.Records ?? [])
     .map((r) => JSON.parse(Buffer.from(r.Data as Uint8Array).toString()));
 
-const writtenKeys = () =>
+const putItems = () =>
   ddb
     .commandCalls(BatchWriteItemCommand)
-    .flatMap((c) => (c.args[0].input.RequestItems?.t ?? []).map((r) => r.PutRequest?.Item?.sk?.S));
+    .flatMap((c) => (c.args[0].input.RequestItems?.t ?? []).map((r) => r.PutRequest?.Item ?? {}));
+
+/** What the BatchWriteItem calls stored, in order: HEADER, and LINE#n for each line of a chunk. */
+const writtenKeys = () =>
+  putItems().flatMap((item) => {
+    const sk = item.sk?.S ?? '';
+    if (sk === 'HEADER') return [sk];
+    if (!sk.startsWith('LINES#')) return []; // product items
+    return chunkOwners(item).lineNos.map((n) => `LINE#${String(n).padStart(7, '0')}`);
+  });
 
 beforeEach(() => {
   ddb.reset();
@@ -149,6 +158,7 @@ beforeEach(() => {
   ddb.on(UpdateItemCommand).resolves({});
   ddb.on(BatchWriteItemCommand).resolves({});
   ddb.on(BatchGetItemCommand).resolves({ Responses: { t: [] } });
+  ddb.on(QueryCommand).resolves({ Items: [] });
   firehose.on(PutRecordBatchCommand).resolves({ FailedPutCount: 0, RequestResponses: [] });
   s3.on(PutObjectCommand).resolves({});
 });
@@ -182,7 +192,7 @@ describe('batch handler', () => {
     const res = await handler()(event([encodeLine(line(1)), Buffer.from('poison'), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([]);
 
-    expect(writtenKeys()).toEqual(['LINE#0000001', 'HEADER', 'LINE#0000002']);
+    expect(writtenKeys()).toEqual(['HEADER', 'LINE#0000001', 'LINE#0000002']);
     const updates = ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
     const country = updates.find((u) => u.Key?.pk?.S === 'AGG#COUNTRY');
     expect(country?.ExpressionAttributeValues).toMatchObject({
@@ -223,7 +233,7 @@ describe('batch handler', () => {
     });
     const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(writtenKeys()).toEqual(['LINE#0000001', 'HEADER', 'LINE#0000002', 'LINE#0000002']);
+    expect(writtenKeys()).toEqual(['HEADER', 'LINE#0000001', 'LINE#0000002', 'LINE#0000002']);
   });
 
   it('retries throttling with backoff', async () => {
@@ -231,13 +241,14 @@ describe('batch handler', () => {
     ddb.on(BatchWriteItemCommand).rejectsOnce(throttle).rejectsOnce(throttle).resolves({});
     const res = await handler()(event([encodeLine(line(1))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(ddb.commandCalls(BatchWriteItemCommand)).toHaveLength(3);
+    // Two throttled calls, the chunks and header, then the product items.
+    expect(ddb.commandCalls(BatchWriteItemCommand)).toHaveLength(4);
   });
 
   it('reports a persistently failing record and everything after it; aggregates count only the records before', async () => {
     ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
       UnprocessedItems: {
-        t: (input.RequestItems.t ?? []).filter((r) => r.PutRequest?.Item?.sk?.S === 'LINE#0000002'),
+        t: (input.RequestItems.t ?? []).filter((r) => r.PutRequest?.Item?.sk?.S === 'LINES#0000002'),
       },
     }));
     const res = await handler(3)(event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(3))]));
@@ -282,7 +293,7 @@ describe('batch handler', () => {
     ddb.on(GetItemCommand).resolves({ Item: { seq: { S: padSequence('101') } } });
     const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2)), encodeLine(line(3))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(writtenKeys()).toEqual(['LINE#0000003', 'HEADER']);
+    expect(writtenKeys()).toEqual(['HEADER', 'LINE#0000003']);
   });
 
   it("fails an invoice's lines when its header cannot be written", async () => {
@@ -325,9 +336,8 @@ describe('batch handler', () => {
     });
     const res = await handler(4, clock)(event([encodeLine(line(1))]));
     expect(res.batchItemFailures).toEqual([]);
-    const item =
-      ddb.commandCalls(BatchWriteItemCommand)[0]?.args[0].input.RequestItems?.t?.[0]?.PutRequest?.Item;
-    expect(item?.streamWriteSentAt).toEqual({ S: '2024-01-01T00:00:00.000Z' });
+    const item = putItems().find((i) => i.sk?.S === 'LINES#0000001');
+    expect(item?.w).toEqual({ S: '2024-01-01T00:00:00.000Z' });
     expect(item?.streamVisibleAt).toBeUndefined();
     expect(archivedLines()[0]?.streamVisibleAt).toBe('2024-01-01T00:00:00.600Z');
   });
@@ -338,7 +348,7 @@ describe('producer re-sends (the same line in two stream records)', () => {
     storedOwners({ 1: '42' });
     const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(writtenKeys()).toEqual(['LINE#0000002', 'HEADER']);
+    expect(writtenKeys()).toEqual(['LINE#0000002']);
     const [country, ...more] = countryUpdates();
     expect(more).toEqual([]);
     // Only line 2: one line, no invoice (line 1 counted it when record 42 wrote it).
@@ -356,14 +366,17 @@ describe('producer re-sends (the same line in two stream records)', () => {
       event([encodeLine(line(1)), encodeLine(line(1, { quantity: 99 })), encodeLine(line(2))]),
     );
     expect(res.batchItemFailures).toEqual([]);
-    const puts = ddb
-      .commandCalls(BatchWriteItemCommand)
-      .flatMap((c) => c.args[0].input.RequestItems?.t ?? [])
-      .map((r) => r.PutRequest?.Item)
-      .filter((i) => i?.sk?.S?.startsWith('LINE#'));
-    expect(puts.map((i) => [i?.sk?.S, i?.sequenceNumber?.S, i?.quantity?.N])).toEqual([
-      ['LINE#0000001', '100', '6'],
-      ['LINE#0000002', '102', '6'],
+    const chunks = putItems().filter((i) => i.sk?.S?.startsWith('LINES#'));
+    // [sk, owner, [lineNo, quantity] of each line]
+    expect(
+      chunks.map((i) => [
+        i.sk?.S,
+        i.o?.S,
+        (JSON.parse(i.d?.S ?? '') as { l: unknown[][] }).l.map((r) => [r[0], r[3]]),
+      ]),
+    ).toEqual([
+      ['LINES#0000001', `${SHARD}/100`, [[1, 6]]],
+      ['LINES#0000002', `${SHARD}/102`, [[2, 6]]],
     ]);
     expect(countryUpdates()[0]?.ExpressionAttributeValues).toMatchObject({
       ':lc': { N: '2' },
@@ -376,7 +389,7 @@ describe('producer re-sends (the same line in two stream records)', () => {
     storedOwners({ 1: '100', 2: '101' });
     const res = await handler()(event([encodeLine(line(1)), encodeLine(line(2))]));
     expect(res.batchItemFailures).toEqual([]);
-    expect(writtenKeys()).toEqual(['LINE#0000001', 'HEADER', 'LINE#0000002']);
+    expect(writtenKeys()).toEqual(['LINE#0000001', 'LINE#0000002']);
     expect(countryUpdates()[0]?.ExpressionAttributeValues).toMatchObject({
       ':lc': { N: '2' },
       ':ic': { N: '1' },
@@ -392,17 +405,25 @@ describe('producer re-sends (the same line in two stream records)', () => {
     expect(getKeys()).toEqual([['HEADER', 'HEADER']]);
   });
 
-  it('reads owners in consistent BatchGetItem calls of 100 keys and retries UnprocessedKeys', async () => {
+  it('reads headers in consistent BatchGetItem calls of 100 keys (UnprocessedKeys retried), then the lines of stored invoices', async () => {
     storedOwners({}, 3);
-    const records = Array.from({ length: 150 }, (_, i) => encodeLine(line(i + 1)));
+    // 150 invoices, of which only 536365 is stored.
+    const records = Array.from({ length: 150 }, (_, i) =>
+      encodeLine(line(1, { invoiceNo: String(536365 + i) })),
+    );
     const res = await handler()(event(records));
     expect(res.batchItemFailures).toEqual([]);
     const sizes = getKeys().map((k) => k.length);
-    expect(sizes[0]).toBe(1); // the header
-    expect(sizes.slice(1).sort((a, b) => a - b)).toEqual([3, 50, 100]);
+    expect(sizes.sort((a, b) => a - b)).toEqual([3, 50, 100]);
     const reads = ddb.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems?.t);
     expect(reads.every((r) => r?.ConsistentRead)).toBe(true);
-    expect(writtenKeys()).toHaveLength(151);
+    const queries = ddb.commandCalls(QueryCommand).map((c) => c.args[0].input);
+    expect(queries.map((q) => [q.ExpressionAttributeValues?.[':pk']?.S, q.ConsistentRead])).toEqual([
+      ['INV#536365', true],
+    ]);
+    // 536365's line 1 is not stored (no line item): written, without its header (stored already).
+    expect(writtenKeys().filter((k) => k === 'HEADER')).toHaveLength(149);
+    expect(writtenKeys().filter((k) => k !== 'HEADER')).toHaveLength(150);
   });
 
   it('writes nothing and fails the batch when the owners cannot be read', async () => {

@@ -268,7 +268,7 @@ describe('store, archive and catalog', () => {
       GlobalSecondaryIndexes: [TABLE_KEYS.gsi1, TABLE_KEYS.gsi2].map((g) => ({
         IndexName: g.name,
         KeySchema: [key(g.pk, 'HASH'), key(g.sk, 'RANGE')],
-        Projection: { ProjectionType: 'ALL' },
+        Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...g.project] },
       })),
     });
   });

@@ -1,0 +1,375 @@
+import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  BatchWriteItemCommand,
+  DynamoDBClient,
+  QueryCommand,
+  type QueryCommandInput,
+  UpdateItemCommand,
+  type WriteRequest,
+} from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { itemBytes, MAX_ITEM_BYTES, putWriteUnits, valueBytes, writeUnits } from '#adapters/dynamo-table';
+import { chunkItems, chunkLines, ITEM_TARGET_BYTES, keys, productItems } from '#adapters/invoice-items';
+import { DynamoInvoiceStore } from '#adapters/invoice-store';
+import { enrich } from '#core/enrich';
+import type { AcceptedLine } from '#core/invoice-line';
+import { RULES } from '#core/rules';
+import {
+  decideOwnership,
+  type InvoiceOwnership,
+  invoiceFieldsOf,
+  type LineToStore,
+  OwnershipCache,
+  ownerOf,
+} from '#core/serving';
+import { acceptedLine } from '#test/helpers/lines';
+
+const SHARD = 'shardId-000000000000';
+const ddb = mockClient(DynamoDBClient);
+const noWait = { baseMs: 1, maxMs: 1, sleep: async () => {} };
+
+/** A line as the consumer stores it, carried by record `seq` of SHARD. */
+function stored(lineNo: number, seq: string, over: Partial<AcceptedLine> = {}): LineToStore {
+  return {
+    ...enrich(acceptedLine({ lineNo, unitPrice: '2.550', ...over })),
+    shardId: SHARD,
+    sequenceNumber: seq,
+  };
+}
+
+/** A line as long as core/rules.ts allows, in 3-byte UTF-8 characters (the most bytes per character). */
+function widest(lineNo: number, seq: string): LineToStore {
+  return stored(lineNo, seq, {
+    invoiceNo: '581219',
+    stockCode: '€'.repeat(RULES.stockCode.maxLength),
+    description: '€'.repeat(RULES.description.maxLength),
+    quantity: -99_999,
+    unitPrice: '99999.999',
+    producedAt: `2011-12-08T09:28:${String(lineNo % 60).padStart(2, '0')}.123Z`,
+    acceptedAt: `2011-12-08T09:29:${String(lineNo % 60).padStart(2, '0')}.456Z`,
+  });
+}
+
+/**
+ * An in-memory table behind the mocked client: BatchWriteItem puts, BatchGetItem gets, Query by pk
+ * with an optional begins_with on sk, in sk order either way. Enough of DynamoDB's contract for
+ * the store's own calls, typed from the SDK's shapes.
+ */
+function memoryTable() {
+  const items = new Map<string, Record<string, AttributeValue>>();
+  const keyOf = (i: Record<string, AttributeValue>) => `${i.pk?.S}|${i.sk?.S}`;
+  const calls = { writes: 0, gets: 0, queries: 0 };
+  ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => {
+    calls.writes++;
+    for (const r of input.RequestItems.t ?? []) {
+      const item = r.PutRequest?.Item;
+      if (item) items.set(keyOf(item), structuredClone(item));
+    }
+    return {};
+  });
+  ddb
+    .on(BatchGetItemCommand)
+    .callsFake((input: { RequestItems: Record<string, { Keys: Record<string, AttributeValue>[] }> }) => {
+      calls.gets++;
+      const found = (input.RequestItems.t?.Keys ?? [])
+        .map((k) => items.get(keyOf(k)))
+        .filter((i): i is Record<string, AttributeValue> => i !== undefined);
+      return { Responses: { t: found } };
+    });
+  ddb.on(QueryCommand).callsFake((input: QueryCommandInput) => {
+    calls.queries++;
+    if (input.IndexName) return { Items: [] };
+    const pk = input.ExpressionAttributeValues?.[':pk']?.S;
+    const prefix = input.ExpressionAttributeValues?.[':line']?.S ?? '';
+    const found = [...items.values()]
+      .filter((i) => i.pk?.S === pk && (i.sk?.S ?? '').startsWith(prefix))
+      .sort((a, b) => ((a.sk?.S ?? '') < (b.sk?.S ?? '') ? -1 : 1));
+    return { Items: input.ScanIndexForward === false ? found.reverse() : found };
+  });
+  return { items, calls };
+}
+
+const store = (over: Partial<ConstructorParameters<typeof DynamoInvoiceStore>[0]> = {}) =>
+  new DynamoInvoiceStore({
+    client: new DynamoDBClient({ region: 'us-east-1' }),
+    tableName: 't',
+    retry: { ...noWait, maxAttempts: 3 },
+    ...over,
+  });
+
+const sks = (items: Map<string, Record<string, AttributeValue>>, prefix: string) =>
+  [...items.values()].map((i) => i.sk?.S ?? '').filter((sk) => sk.startsWith(prefix));
+
+beforeEach(() => {
+  ddb.reset();
+  ddb.on(UpdateItemCommand).resolves({});
+});
+
+describe('item size and write units, by AWS rules', () => {
+  // The rules and examples of docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+  // CapacityUnitCalculations.html and read-write-operations.html.
+  it('sizes strings by UTF-8 bytes of name and value', () => {
+    expect(itemBytes({ Id: { S: 'abc' } })).toBe(2 + 3);
+    expect(itemBytes({ name: { S: 'é€' } })).toBe(4 + 2 + 3);
+  });
+
+  it('sizes numbers at 1 byte per two significant digits plus 1, zeros trimmed', () => {
+    expect(valueBytes({ N: '12345' })).toBe(3 + 1);
+    expect(valueBytes({ N: '1234' })).toBe(2 + 1);
+    expect(valueBytes({ N: '-0.00120' })).toBe(1 + 1);
+    expect(valueBytes({ N: '1000000' })).toBe(1 + 1);
+  });
+
+  it('sizes binary by raw bytes, null and boolean at 1 byte', () => {
+    expect(itemBytes({ b: { B: new Uint8Array(10) } })).toBe(1 + 10);
+    expect(itemBytes({ ok: { BOOL: true }, no: { NULL: true } })).toBe(2 + 1 + 2 + 1);
+  });
+
+  it('adds 3 bytes per list or map and 1 byte per element', () => {
+    expect(itemBytes({ l: { L: [] } })).toBe(1 + 3);
+    expect(itemBytes({ l: { L: [{ S: 'ab' }, { N: '7' }] } })).toBe(1 + 3 + (1 + 2) + (1 + 2));
+    expect(itemBytes({ m: { M: { k: { S: 'v' } } } })).toBe(1 + 3 + (1 + 1 + 1));
+  });
+
+  it('bills 1 write unit per started KB per item (a 500-byte and a 3.5 KB item: 1 + 4)', () => {
+    expect(writeUnits(500) + writeUnits(3.5 * 1024)).toBe(5);
+    expect(writeUnits(1024)).toBe(1);
+    expect(writeUnits(1025)).toBe(2);
+    expect(writeUnits(0)).toBe(1);
+  });
+
+  it('bills a header with a customer once in the table and once in gsi1 (projected size)', () => {
+    const item = keys.invoice('536365');
+    const header = marshall({ ...item, customerId: '17850', gsi1pk: 'CUST#17850', gsi1sk: 'x', region: 'r' });
+    expect(putWriteUnits(header)).toEqual({ table: 1, indexes: 1 });
+    const noCustomer = marshall({ ...item, customerId: null });
+    expect(putWriteUnits(noCustomer)).toEqual({ table: 1, indexes: 0 });
+  });
+});
+
+describe('invoice chunks at the size bound', () => {
+  const header = invoiceFieldsOf(widest(1, '1'));
+  const invoice = Array.from({ length: 1_114 }, (_, i) => widest(i + 1, '1'));
+
+  it('splits the widest 1,114-line invoice into items far below 400 KB, each as full as the bound allows', () => {
+    const chunks = chunkItems(invoice, header);
+    const sizes = chunks.map((c) => itemBytes(c.item));
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(ITEM_TARGET_BYTES);
+    expect(Math.max(...sizes)).toBeLessThan(MAX_ITEM_BYTES / 40);
+    // Greedy: a chunk ends only where its next line would pass the bound.
+    for (let k = 0; k + 1 < chunks.length; k++) {
+      const next = (chunks[k + 1] as (typeof chunks)[number]).lines[0] as LineToStore;
+      const grown = chunkItems([...(chunks[k] as (typeof chunks)[number]).lines, next], header);
+      expect(grown).toHaveLength(2);
+    }
+    // ~1 KB per line of this width: 8 lines per 8 KB item, 140 items.
+    expect(chunks.length).toBe(Math.ceil(1_114 / (chunks[0] as (typeof chunks)[number]).lines.length));
+    expect(chunks.length).toBe(140);
+    expect(chunks.flatMap((c) => c.lines.map((l) => l.lineNo))).toEqual(invoice.map((l) => l.lineNo));
+  });
+
+  it('reads every line back exactly as written', () => {
+    const chunks = chunkItems(invoice, header);
+    const back = chunks.flatMap((c) => chunkLines(c.item, header));
+    const { streamWriteSentAt: _sent, ...first } = back[0] as (typeof back)[number];
+    expect(first).toEqual(invoice[0]);
+    expect(back.map(({ streamWriteSentAt: _s, ...l }) => l)).toEqual(invoice);
+  });
+
+  it('packs ordinary lines ~50 to an item, and keeps a line whose invoice fields differ from the header', () => {
+    const lines = Array.from({ length: 100 }, (_, i) => stored(i + 1, '7'));
+    const odd = stored(101, '7', { customerId: '99999', country: 'France' });
+    const chunks = chunkItems([...lines, odd], invoiceFieldsOf(lines[0] as LineToStore));
+    expect(chunks.length).toBeLessThanOrEqual(3);
+    const back = chunks.flatMap((c) => chunkLines(c.item, invoiceFieldsOf(lines[0] as LineToStore)));
+    expect(back.at(-1)).toMatchObject({ customerId: '99999', country: 'France', countryCode: 'FR' });
+    expect(back.at(-2)).toMatchObject({ customerId: '17850', country: 'United Kingdom' });
+  });
+
+  it('keeps product items within the bound too', () => {
+    const sameProduct = Array.from({ length: 1_114 }, (_, i) => ({ ...widest(i + 1, '1'), stockCode: 'P' }));
+    const items = productItems(sameProduct);
+    expect(Math.max(...items.map(itemBytes))).toBeLessThanOrEqual(ITEM_TARGET_BYTES);
+    expect(items.length).toBeGreaterThan(100);
+  });
+});
+
+describe('ownership rule and cache', () => {
+  const known = (owners: Record<number, string>): InvoiceOwnership => ({
+    header: undefined,
+    owners: new Map(Object.entries(owners).map(([n, o]) => [Number(n), o])),
+  });
+
+  it('writes new lines and its own, refuses lines another record owns and second copies', () => {
+    const state = known({ 1: `${SHARD}/5`, 2: `${SHARD}/9` });
+    const lines = [stored(1, '9'), stored(2, '9'), stored(3, '9'), stored(3, '10')];
+    expect(decideOwnership(lines, () => state)).toEqual(['duplicate', 'write', 'write', 'duplicate']);
+    expect(decideOwnership(lines, () => undefined)).toEqual(['write', 'write', 'write', 'duplicate']);
+  });
+
+  it('keeps at most the bound of invoices per shard, least recently used out', () => {
+    const cache = new OwnershipCache(2);
+    cache.set(SHARD, 'a', known({}));
+    cache.set(SHARD, 'b', known({}));
+    cache.get(SHARD, 'a');
+    cache.set(SHARD, 'c', known({}));
+    expect(cache.get(SHARD, 'b')).toBeUndefined();
+    expect(cache.get(SHARD, 'a')).toBeDefined();
+    expect(cache.size(SHARD)).toBe(2);
+    expect(cache.get('other-shard', 'a')).toBeUndefined();
+  });
+});
+
+describe('putLines with the ownership cache', () => {
+  it('reads only invoices it does not know: nothing for the next record of an invoice it wrote', async () => {
+    const { calls } = memoryTable();
+    const s = store();
+    await s.putLines([stored(1, '10'), stored(2, '10')]);
+    expect([calls.gets, calls.queries]).toEqual([1, 0]); // a new invoice: its header is absent
+    await s.putLines([stored(3, '11')]);
+    expect([calls.gets, calls.queries]).toEqual([1, 0]);
+    // Another consumer (a restart) does not know it: header, then the lines.
+    await store().putLines([stored(4, '12')]);
+    expect([calls.gets, calls.queries]).toEqual([2, 1]);
+  });
+
+  it('rewrites identical chunks on a redelivery of the same record', async () => {
+    const { items } = memoryTable();
+    const s = store();
+    const record = Array.from({ length: 120 }, (_, i) => stored(i + 1, '20'));
+    await s.putLines(record);
+    const before = new Map([...items].map(([k, v]) => [k, { ...v, w: undefined }]));
+    for (const again of [s, store()]) {
+      const out = await again.putLines(record);
+      expect(out.duplicate?.every((d) => !d)).toBe(true);
+      expect(out.visibleAt.every((v) => v !== undefined)).toBe(true);
+    }
+    expect(new Map([...items].map(([k, v]) => [k, { ...v, w: undefined }]))).toEqual(before);
+  });
+
+  it('writes and bills nothing for a producer re-send of stored lines, warm or cold', async () => {
+    const { calls } = memoryTable();
+    const s = store();
+    await s.putLines([stored(1, '30'), stored(2, '30')]);
+    const billed = s.billing();
+    const writes = calls.writes;
+    for (const consumer of [s, store()]) {
+      const out = await consumer.putLines([stored(1, '31'), stored(2, '31')]);
+      expect(out.duplicate).toEqual([true, true]);
+      expect(out.visibleAt).toEqual([undefined, undefined]);
+    }
+    expect(calls.writes).toBe(writes);
+    expect(s.billing()).toEqual(billed);
+  });
+
+  it('writes only the lines not yet stored when a re-send groups them differently', async () => {
+    const { items } = memoryTable();
+    const s = store();
+    await s.putLines([1, 2, 3].map((n) => stored(n, '40')));
+    const out = await store().putLines([2, 3, 4, 5].map((n) => stored(n, '41')));
+    expect(out.duplicate).toEqual([true, true, false, false]);
+    expect(sks(items, 'LINES#')).toEqual(['LINES#0000001', 'LINES#0000004']);
+    const invoice = await s.getInvoice('536365');
+    expect(invoice?.lines.map((l) => [l.lineNo, l.sequenceNumber])).toEqual([
+      [1, '40'],
+      [2, '40'],
+      [3, '40'],
+      [4, '41'],
+      [5, '41'],
+    ]);
+  });
+
+  it('forgets an invoice whose write failed, and reads it again next time', async () => {
+    const { calls } = memoryTable();
+    const s = store();
+    await s.putLines([stored(1, '50')]);
+    ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
+      UnprocessedItems: { t: input.RequestItems.t ?? [] },
+    }));
+    const failed = await s.putLines([stored(2, '51')]);
+    expect(failed.visibleAt).toEqual([undefined]);
+    memoryTable();
+    const gets = calls.gets;
+    await s.putLines([stored(2, '51')]);
+    expect(ddb.commandCalls(BatchGetItemCommand).length).toBeGreaterThan(gets);
+  });
+});
+
+describe('product sales', () => {
+  it('de-duplicates a line written by two batchings and keeps the newest first', async () => {
+    const { items } = memoryTable();
+    const s = store();
+    const day = (lineNo: number, d: number, seq: string) =>
+      stored(lineNo, seq, {
+        invoiceNo: String(600 + d),
+        invoiceDate: `2011-01-${String(d).padStart(2, '0')}T10:00:00`,
+      });
+    const lines = [day(1, 1, '60'), day(1, 2, '61'), day(1, 3, '62')];
+    await s.putLines(lines);
+    // A redelivery after a crash, in other batches: the product items get other keys.
+    await store().putLines([lines[1] as LineToStore]);
+    await store().putLines([lines[1] as LineToStore, lines[2] as LineToStore]);
+    expect(sks(items, '2011-')).toHaveLength(3);
+    const sales = await s.getProductLines('85123A', { limit: 2 });
+    expect(sales?.recent.map((r) => r.invoiceNo)).toEqual(['603', '602']);
+    expect(sales?.totals).toEqual({ lines: 3, quantity: 18, amount: '45.900' });
+    expect(sales?.totalsComplete).toBe(true);
+    const capped = await store({ maxTotalsLines: 2 }).getProductLines('85123A', { limit: 5 });
+    expect(capped?.totals.lines).toBe(2);
+    expect(capped?.totalsComplete).toBe(false);
+    expect(await s.getProductLines('NOPE', { limit: 5 })).toBeUndefined();
+  });
+});
+
+describe('billing', () => {
+  it('counts the write units of what was acknowledged: table, gsi1, chunks and product items', async () => {
+    const { items } = memoryTable();
+    const s = store();
+    await s.putLines([stored(1, '70')]);
+    // header 1 + its gsi1 entry 1 + one chunk 1 + one product item 1
+    expect(s.billing()).toEqual({ writeUnits: 4, indexWriteUnits: 1, items: 3, lines: 1 });
+    await s.putLines(Array.from({ length: 50 }, (_, i) => ({ ...widest(i + 1, '71'), invoiceNo: '536366' })));
+    const b = s.billing();
+    // Every item was written once: the bill is the sum of their units, an 8 KB chunk costing 8.
+    const units = [...items.values()].map(putWriteUnits);
+    expect(b).toEqual({
+      writeUnits: units.reduce((sum, u) => sum + u.table + u.indexes, 0),
+      indexWriteUnits: 2,
+      items: items.size,
+      lines: 51,
+    });
+    expect(units.filter((u) => u.table === 8).length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('bills nothing for items handed back unprocessed', async () => {
+    ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
+      UnprocessedItems: { t: input.RequestItems.t ?? [] },
+    }));
+    ddb.on(BatchGetItemCommand).resolves({ Responses: { t: [] } });
+    const s = store();
+    await s.putLines([stored(1, '80')]);
+    expect(s.billing().writeUnits).toBe(0);
+  });
+
+  it('bills an aggregate update on the item it returns, and a refused one too', async () => {
+    const s = store();
+    ddb
+      .on(UpdateItemCommand)
+      .resolves({ Attributes: marshall({ pk: 'AGG#COUNTRY', big: 'x'.repeat(1500) }) });
+    const line = stored(1, '1');
+    await s.applyAggregate({
+      target: { kind: 'country', line },
+      shardId: SHARD,
+      batchMaxSeq: '1',
+      entries: [{ seq: '1', delta: { lines: 1, quantity: 1, amount: '1', invoices: 1 } }],
+    });
+    expect(s.billing().writeUnits).toBe(2);
+  });
+
+  it('names the owner as shard/sequence', () => {
+    expect(ownerOf({ shardId: SHARD, sequenceNumber: '9' })).toBe(`${SHARD}/9`);
+  });
+});
