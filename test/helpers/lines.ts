@@ -40,8 +40,13 @@ export function invoiceLines(count: number, overrides: Partial<InvoiceLineInput>
 
 /** One row of an Online Retail CSV (the file's header order), fields joined as given. */
 export function csvRow(fields: Partial<Record<CsvField, string | number>> = {}): string {
+  return csvFields(fields).join(',');
+}
+
+/** The fields of one CSV row in the file's header order, as a CSV parser hands them over. */
+export function csvFields(fields: Partial<Record<CsvField, string | number>> = {}): string[] {
   const f = { ...CSV_FIRST_ROW, ...fields };
-  return CSV_FIELDS.map((k) => String(f[k])).join(',');
+  return CSV_FIELDS.map((k) => String(f[k]));
 }
 
 const CSV_FIELDS = [

@@ -27,6 +27,7 @@ import { createLogger } from '#adapters/logger';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
 import { createLoader, loadIdOf } from '#batch/loader/index';
 import { TYPED_COLUMNS } from '#batch/typer';
+import { CSV_HEADER, csvRow, inputLine } from '#test/helpers/lines';
 
 /**
  * The loader's Redshift path with both services mocked: rows typed in Node, staged to S3 as gzipped
@@ -61,10 +62,10 @@ const EXPECTED_TYPED_COLUMNS = [
 ];
 
 const LANDING_CSV = [
-  'InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country',
-  '536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom',
-  '536365,71053,"WHITE METAL LANTERN, BIG",6,12/1/2010 8:26,3.39,17850,United Kingdom',
-  '536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+  CSV_HEADER,
+  csvRow(),
+  csvRow({ StockCode: '71053', Description: '"WHITE METAL LANTERN, BIG"', UnitPrice: '3.39' }),
+  csvRow(), // the same row again: a duplicate row of the source
   '536366,22633,HAND WARMER UNION JACK,six,12/1/2010 8:28,1.85,17850,United Kingdom',
   'C536379,D,Discount,-1,12/1/2010 9:41,27.5,14527,United Kingdom',
   '536367,84406B,CREAM CUPID HEARTS COAT HANGER,8,12/1/2010 8:34,2.75,,France',
@@ -74,15 +75,7 @@ const LANDING_CSV = [
 
 const archiveLine = (lineNo: number, extra: Record<string, unknown>) =>
   JSON.stringify({
-    invoiceNo: '536365',
-    lineNo,
-    stockCode: '85123A',
-    description: 'MUG',
-    quantity: 6,
-    invoiceDate: '2010-12-01T08:26:00',
-    unitPrice: '2.55',
-    customerId: '17850',
-    country: 'United Kingdom',
+    ...inputLine({ lineNo, description: 'MUG' }),
     producedAt: '2026-01-01T10:00:00.000Z',
     acceptedAt: '2026-01-01T10:00:00.100Z',
     streamVisibleAt: '2026-01-01T10:00:00.300Z',

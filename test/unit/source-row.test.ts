@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { invoiceLineInput } from '#core/invoice-line';
 import { customerIdOf } from '#core/rules';
 import { parseSourceDate, parseSourceRow, resolveColumns, type SourceRow } from '#core/source-row';
+import { csvFields, inputLine } from '#test/helpers/lines';
 
 /** The row a record parses to; fails the test with the reason when it is refused. */
 function parsed(fields: string[], columns?: Parameters<typeof parseSourceRow>[1]): SourceRow {
@@ -10,19 +11,8 @@ function parsed(fields: string[], columns?: Parameters<typeof parseSourceRow>[1]
   return result.row;
 }
 
-const row = (over: Partial<Record<number, string>> = {}) => {
-  const base = [
-    '536365',
-    '85123A',
-    'WHITE HANGING HEART T-LIGHT HOLDER',
-    '6',
-    '12/1/2010 8:26',
-    '2.55',
-    '17850',
-    'United Kingdom',
-  ];
-  return base.map((v, i) => over[i] ?? v);
-};
+/** The first row of the real file, with the fields at the given positions replaced. */
+const row = (over: Partial<Record<number, string>> = {}) => csvFields().map((v, i) => over[i] ?? v);
 
 describe('parseSourceDate', () => {
   it.each([
@@ -63,16 +53,8 @@ describe('customerIdOf', () => {
 describe('parseSourceRow', () => {
   it('parses a real row into a line the API schema accepts', () => {
     const line = parsed(row());
-    expect(line).toEqual({
-      invoiceNo: '536365',
-      stockCode: '85123A',
-      description: 'WHITE HANGING HEART T-LIGHT HOLDER',
-      quantity: 6,
-      invoiceDate: '2010-12-01T08:26:00',
-      unitPrice: '2.55',
-      customerId: '17850',
-      country: 'United Kingdom',
-    });
+    // The same line the API receives for that row (a source row has no line number yet).
+    expect({ ...line, lineNo: 1 }).toEqual(inputLine());
     expect(invoiceLineInput.safeParse({ ...line, lineNo: 1 }).success).toBe(true);
   });
 
@@ -118,7 +100,7 @@ describe('parseSourceRow', () => {
   });
 
   it('a short record names the field count', () => {
-    expect(parseSourceRow(['536365', '85123A', 'X', '6', '12/1/2010 8:26'])).toEqual({
+    expect(parseSourceRow(csvFields().slice(0, 5))).toEqual({
       ok: false,
       reason: 'expected 8 fields, got 5',
     });
