@@ -17,6 +17,8 @@ export interface PacerOptions {
   speed?: number;
   signal?: AbortSignal;
   now?: () => number;
+  /** Waits `ms`, rejecting with an AbortError when the signal fires; tests pass one that records the waits. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 // Sleeping for less than this costs more in timer overhead than it gains in accuracy.
@@ -24,6 +26,8 @@ const MIN_SLEEP_MS = 4;
 
 export function createPacer(opts: PacerOptions): Pacer {
   const now = opts.now ?? (() => performance.now());
+  const pause =
+    opts.sleep ?? ((ms: number, signal?: AbortSignal) => sleep(ms, undefined, signal ? { signal } : {}));
   if (opts.rate !== undefined && !(opts.rate > 0)) throw new RangeError('rate must be > 0');
   if (opts.speed !== undefined && !(opts.speed > 0)) throw new RangeError('speed must be > 0');
   let start: number | undefined;
@@ -44,7 +48,7 @@ export function createPacer(opts: PacerOptions): Pacer {
       }
       count++;
       const ahead = due - now();
-      if (ahead >= MIN_SLEEP_MS) await sleep(ahead, undefined, opts.signal ? { signal: opts.signal } : {});
+      if (ahead >= MIN_SLEEP_MS) await pause(ahead, opts.signal);
     },
   };
 }
