@@ -1,16 +1,18 @@
-import { formatMs, type HopStats, hopLabel, type LatencyReport, type PathName } from './latency.ts';
+import { formatMs, type HopStats, hopLabel, type LatencyReport, PATHS, type PathName } from './latency.ts';
 
 /**
  * A self-contained SVG of the latency report (no fonts, scripts or links to fetch): the CDF of
- * both paths' end-to-end delay on the left, per-hop p50/p90/p99 bars on the right, both on a
- * log time axis because the stream path is milliseconds and the batch path seconds.
+ * each path's end-to-end delay on the left, per-hop p50/p90/p99 bars on the right, both on a
+ * log time axis because the stream path is milliseconds and the batch and cdc paths seconds.
  */
 const WIDTH = 1000;
-const HEIGHT = 430;
-const COLORS: Record<PathName, string> = { stream: '#1f6fb4', batch: '#c2410c' };
+const MIN_HEIGHT = 430;
+const BAR_ROW = 52;
+const COLORS: Record<PathName, string> = { stream: '#1f6fb4', batch: '#c2410c', cdc: '#15803d' };
 const SHADES: Record<PathName, [string, string, string]> = {
   stream: ['#1f6fb4', '#6aa6dc', '#b7d5f0'],
   batch: ['#c2410c', '#f08a4b', '#f8c7a6'],
+  cdc: ['#15803d', '#4ade80', '#bbf7d0'],
 };
 
 export const escapeXml = (s: string) =>
@@ -73,7 +75,7 @@ function cdfPanel(report: LatencyReport, axis: LogAxis): string[] {
   out.push(
     `<rect x="${left}" y="${top}" width="${right - left}" height="${bottom - top}" fill="none" stroke="#9ca3af"/>`,
   );
-  (['stream', 'batch'] as const).forEach((path, i) => {
+  PATHS.forEach((path, i) => {
     const points = report.cdf[path];
     if (points.length > 0) {
       let d = `M${f(axis.x((points[0] as [number, number])[0]))},${f(y(0))}`;
@@ -89,11 +91,12 @@ function cdfPanel(report: LatencyReport, axis: LogAxis): string[] {
     const ly = top + 18 + i * 18;
     if (i === 0)
       out.push(
-        `<rect x="${right - 156}" y="${top + 4}" width="150" height="40" fill="#ffffff" opacity="0.9"/>`,
+        `<rect x="${right - 156}" y="${top + 4}" width="150" height="${PATHS.length * 18 + 4}" fill="#ffffff" opacity="0.9"/>`,
       );
     out.push(`<rect x="${right - 150}" y="${ly - 9}" width="14" height="4" fill="${COLORS[path]}"/>`);
     const total = report.hops.find((h) => h.path === path && h.hop === 'total');
-    out.push(text(right - 130, ly - 3, `${path} (${total?.count ?? 0} lines)`, 'class="legend"'));
+    const unit = path === 'cdc' ? 'versions' : 'lines';
+    out.push(text(right - 130, ly - 3, `${path} (${total?.count ?? 0} ${unit})`, 'class="legend"'));
   });
   out.push(text((left + right) / 2, bottom + 36, 'delay (log scale)', 'text-anchor="middle" class="axis"'));
   return out;
@@ -103,7 +106,7 @@ function barsPanel(hops: HopStats[], axis: LogAxis): string[] {
   const left = 725;
   const right = 975;
   const top = 50;
-  const rowH = 52;
+  const rowH = BAR_ROW;
   const bottom = top + hops.length * rowH;
   const out = [text(560, 30, 'Per hop: p50 / p90 / p99', 'class="title"')];
   out.push(...xAxis(axis, bottom, top));
@@ -140,12 +143,13 @@ export function renderLatencySvg(report: LatencyReport): string {
     '.title{font-size:15px;font-weight:600}.tick{font-size:11px;fill:#4b5563}.axis{font-size:12px;fill:#374151}' +
     '.label{font-size:12px}.legend{font-size:12px}.empty{font-size:16px;fill:#6b7280}</style>';
   const body: string[] = [];
+  const height = Math.max(MIN_HEIGHT, 50 + report.hops.length * BAR_ROW + 50);
   if (values.length === 0) {
     body.push(
       text(
         WIDTH / 2,
-        HEIGHT / 2,
-        'No lines with lineage timestamps in this window yet.',
+        height / 2,
+        'No lines with lineage timestamps in this window yet, nor totesys changes.',
         'text-anchor="middle" class="empty"',
       ),
     );
@@ -154,9 +158,9 @@ export function renderLatencySvg(report: LatencyReport): string {
     body.push(...barsPanel(report.hops, logAxis(values, 725, 975)));
   }
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" role="img" aria-label="Latency: stream path vs batch path">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img" aria-label="Latency: stream, batch and cdc paths">`,
     style,
-    `<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
+    `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     ...body,
     '</svg>',
   ].join('\n');

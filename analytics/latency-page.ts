@@ -17,15 +17,15 @@ export function renderLatencyHtml(report: LatencyReport, svg = renderLatencySvg(
     )
     .join('\n');
   const window = report.windowStart
-    ? `lines produced since ${formatTime(new Date(report.windowStart))} UTC`
-    : 'all lines in the warehouse';
+    ? `lines produced since ${formatTime(new Date(report.windowStart))} UTC (cdc: source rows updated since then)`
+    : 'all lines and source row versions in the warehouse';
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>retail-pipeline latency: stream vs batch</title>
+<title>retail-pipeline latency: stream, batch and cdc</title>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color:#111827;background:#f9fafb}
 h1{font-size:1.4rem;margin:0 0 .25rem}
@@ -39,7 +39,7 @@ footer{color:#6b7280;font-size:.85rem;margin-top:1rem;max-width:60rem}
 </style>
 </head>
 <body>
-<h1>Latency: stream path vs batch path</h1>
+<h1>Latency: stream, batch and cdc paths</h1>
 <p class="meta">${escapeXml(window)}; generated ${escapeXml(formatTime(new Date(report.generatedAt)))} UTC</p>
 <table>
 <thead><tr><th>path</th><th>hop</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr></thead>
@@ -52,8 +52,11 @@ ${svg}
 </figure>
 <footer>Stream: produced (producer) &rarr; accepted (API) &rarr; stream-visible (DynamoDB write acknowledged).
 Batch: produced &rarr; archived (the archive object reached the loader: its S3 notification, or the sweep that found it)
-&rarr; warehouse-visible (MERGE committed). Percentiles are nearest-rank over millisecond delays. Only lines already in the
-warehouse count, on both paths.</footer>
+&rarr; warehouse-visible (MERGE committed).
+Cdc (totesys change data capture): source-updated (the source row's last_updated) &rarr; ingested (its extraction run's
+CSVs and marker durable) &rarr; processed (the run's Parquet reached the loader) &rarr; warehouse-visible (the fact version
+loaded), per fact version, counting changes made after the warehouse first saw totesys data.
+Percentiles are nearest-rank over millisecond delays. Only lines and versions already in the warehouse count.</footer>
 </body>
 </html>
 `;

@@ -3,11 +3,14 @@ import { nearestRank } from '#core/percentile';
 import { num, type QueryPort, runQuery } from './db.ts';
 
 /**
- * Stream path vs batch path freshness from the lineage timestamps the warehouse keeps per line.
- * The warehouse returns histograms at millisecond resolution (one row per distinct delay), so the
- * percentiles are exact while the result stays small however many lines the window holds.
+ * Freshness of the three paths from the lineage timestamps the warehouse keeps: per invoice line for
+ * the stream and batch paths, per totesys fact version for the cdc path (change data capture of the
+ * operational database). The warehouse returns histograms at millisecond resolution (one row per
+ * distinct delay), so the percentiles are exact while the result stays small however many rows the
+ * window holds.
  */
-export type PathName = 'stream' | 'batch';
+export type PathName = 'stream' | 'batch' | 'cdc';
+export const PATHS: ReadonlyArray<PathName> = ['stream', 'batch', 'cdc'];
 
 export interface HopDefinition {
   path: PathName;
@@ -24,6 +27,10 @@ export const HOPS: ReadonlyArray<HopDefinition> = [
   { path: 'batch', hop: 'produced_archived', from: 'produced', to: 'archived' },
   { path: 'batch', hop: 'archived_warehouse_visible', from: 'archived', to: 'warehouse-visible' },
   { path: 'batch', hop: 'total', from: 'produced', to: 'warehouse-visible' },
+  { path: 'cdc', hop: 'updated_ingested', from: 'source-updated', to: 'ingested' },
+  { path: 'cdc', hop: 'ingested_processed', from: 'ingested', to: 'processed' },
+  { path: 'cdc', hop: 'processed_warehouse_visible', from: 'processed', to: 'warehouse-visible' },
+  { path: 'cdc', hop: 'total', from: 'source-updated', to: 'warehouse-visible' },
 ];
 
 export interface Distribution {
@@ -39,7 +46,7 @@ export interface HopStats extends HopDefinition, Distribution {}
 
 export interface LatencyReport {
   generatedAt: string;
-  /** Lines produced at or after this instant; null = all lines. */
+  /** Lines produced (cdc: source rows updated) at or after this instant; null = all of them. */
   windowStart: string | null;
   hops: HopStats[];
   /** Cumulative distribution of each path's end-to-end delay: [ms, fraction of lines <= ms]. */
@@ -138,6 +145,7 @@ export function buildLatencyReport(
     cdf: {
       stream: cdfPoints(byHop.get('stream/total') ?? []),
       batch: cdfPoints(byHop.get('batch/total') ?? []),
+      cdc: cdfPoints(byHop.get('cdc/total') ?? []),
     },
   };
 }
@@ -146,8 +154,10 @@ export function buildLatencyReport(
 const ALL_TIME = new Date('1970-01-01T00:00:00Z');
 
 /**
- * Latency per path and hop over lines produced in the last `since` (a duration such as '10m', or
- * milliseconds), or over all lines.
+ * Latency per path and hop over lines produced (cdc: source rows updated) in the last `since` (a
+ * duration such as '10m', or milliseconds), or over all of them. The cdc path counts only versions
+ * updated after the warehouse first saw a totesys object: what the first extraction takes (the seed,
+ * the source's history) is a backlog, not a measure of freshness.
  */
 export async function latencyReport(
   db: QueryPort,
@@ -156,11 +166,13 @@ export async function latencyReport(
   const now = opts.now ?? new Date();
   const windowMs = typeof opts.since === 'string' ? parseDuration(opts.since) : opts.since;
   const windowStart = windowMs === undefined ? null : new Date(now.getTime() - windowMs);
-  const rows = await runQuery<Record<string, unknown>>(db, 'latency-histogram', [
-    (windowStart ?? ALL_TIME).toISOString(),
+  const params = [(windowStart ?? ALL_TIME).toISOString()];
+  const [lines, cdc] = await Promise.all([
+    runQuery<Record<string, unknown>>(db, 'latency-histogram', params),
+    runQuery<Record<string, unknown>>(db, 'latency-cdc-histogram', params),
   ]);
   return buildLatencyReport(
-    rows.map((r) => ({ path: String(r.path), hop: String(r.hop), ms: num(r.ms), n: num(r.n) })),
+    [...lines, ...cdc].map((r) => ({ path: String(r.path), hop: String(r.hop), ms: num(r.ms), n: num(r.n) })),
     { windowStart, now },
   );
 }
@@ -194,7 +206,7 @@ export function formatLatencyTable(report: LatencyReport): string {
     ]),
   });
   const window = report.windowStart
-    ? `lines produced since ${formatTime(new Date(report.windowStart))} UTC`
-    : 'all lines';
-  return `Latency, stream path vs batch path (${window})\n${table}`;
+    ? `lines produced since ${formatTime(new Date(report.windowStart))} UTC (cdc: source rows updated since then)`
+    : 'all lines and source row versions';
+  return `Latency, stream, batch and cdc paths (${window})\n${table}`;
 }

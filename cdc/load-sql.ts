@@ -59,8 +59,10 @@ FROM ${STAGE_TABLE} s LEFT JOIN ${target(t)} w ON ${on}`;
  */
 export function writeSql(t: WarehouseTable): string {
   const cols = names(t);
+  // Lineage for the latency report's cdc path (migration 0210): $1 the processed object, $2 when its
+  // run was ingested; warehouse_visible_at is the column's default.
   if (t.kind === 'fact')
-    return `INSERT INTO ${target(t)} (${cols.join(', ')}) SELECT ${cols.join(', ')} FROM ${TYPED_CDC_TABLE} WHERE is_new`;
+    return `INSERT INTO ${target(t)} (${cols.join(', ')}, source_key, ingested_at) SELECT ${cols.join(', ')}, CAST($1 AS varchar(1024)), CAST($2 AS timestamptz) FROM ${TYPED_CDC_TABLE} WHERE is_new`;
   const id = ident(t.key[0] as string);
   const table = ident(t.name);
   const rest = cols.filter((c) => c !== id);
