@@ -76,13 +76,51 @@ export function redshiftServer(t: RedshiftTarget): {
   };
 }
 
+/** The three totesys stars (migration 0211) and the views each one's model loads. */
+export type TotesysStar = 'sales' | 'purchases' | 'payments';
+
+export const TOTESYS_POWERBI_VIEWS: Record<TotesysStar, ReadonlyArray<string>> = {
+  sales: [
+    'Totesys Sales Orders',
+    'Totesys Date',
+    'Totesys Staff',
+    'Totesys Counterparty',
+    'Totesys Currency',
+    'Totesys Design',
+    'Totesys Location',
+  ],
+  purchases: [
+    'Totesys Purchase Orders',
+    'Totesys Date',
+    'Totesys Staff',
+    'Totesys Counterparty',
+    'Totesys Currency',
+    'Totesys Location',
+  ],
+  payments: [
+    'Totesys Payments',
+    'Totesys Date',
+    'Totesys Transaction',
+    'Totesys Counterparty',
+    'Totesys Currency',
+    'Totesys Payment Type',
+  ],
+};
+
 export interface PowerBiFiles {
   postgres: string;
   redshift: string;
   redshiftHasPlaceholders: boolean;
+  /** One pair per totesys star: each star is its own Power BI model (file), on the same warehouse. */
+  totesys: Record<TotesysStar, { postgres: string; redshift: string }>;
 }
 
-/** Writes retail-pipeline-postgres.pbids and retail-pipeline-redshift.pbids into `outDir`. */
+/**
+ * Writes retail-pipeline-postgres.pbids and retail-pipeline-redshift.pbids into `outDir`, and one pair
+ * per totesys star, `retail-pipeline-totesys-<star>-{postgres,redshift}.pbids`. A .pbids names a
+ * server and database only (the views are picked in Power BI's navigator, docs/powerbi.md), so a
+ * star's file differs from the invoice one by its name: one file per model a user builds.
+ */
 export async function writePowerBiFiles(opts: {
   outDir: string;
   postgresConnectionString: string;
@@ -92,27 +130,37 @@ export async function writePowerBiFiles(opts: {
   await fs.mkdir(opts.outDir, { recursive: true });
   const pg = postgresTarget(opts.postgresConnectionString);
   const rs = redshiftServer(opts.redshift);
-  const files = {
-    postgres: path.join(opts.outDir, 'retail-pipeline-postgres.pbids'),
-    redshift: path.join(opts.outDir, 'retail-pipeline-redshift.pbids'),
+  const pair = (name: string) => ({
+    postgres: path.join(opts.outDir, `${name}-postgres.pbids`),
+    redshift: path.join(opts.outDir, `${name}-redshift.pbids`),
+  });
+  const files = pair('retail-pipeline');
+  const totesys = {
+    sales: pair('retail-pipeline-totesys-sales'),
+    purchases: pair('retail-pipeline-totesys-purchases'),
+    payments: pair('retail-pipeline-totesys-payments'),
   };
   const write = (file: string, c: PbidsConnection) =>
     fs.writeFile(file, `${JSON.stringify(buildPbids(c), null, 2)}\n`);
-  await Promise.all([
-    write(files.postgres, {
-      protocol: 'postgresql',
-      server: pg.server,
-      database: pg.database,
-      mode: opts.mode,
-    }),
-    write(files.redshift, {
-      protocol: 'amazonredshift',
-      server: rs.server,
-      database: rs.database,
-      mode: opts.mode,
-    }),
-  ]);
-  return { ...files, redshiftHasPlaceholders: rs.placeholders };
+  const postgres: PbidsConnection = {
+    protocol: 'postgresql',
+    server: pg.server,
+    database: pg.database,
+    mode: opts.mode,
+  };
+  const redshift: PbidsConnection = {
+    protocol: 'amazonredshift',
+    server: rs.server,
+    database: rs.database,
+    mode: opts.mode,
+  };
+  await Promise.all(
+    [files, ...Object.values(totesys)].flatMap((p) => [
+      write(p.postgres, postgres),
+      write(p.redshift, redshift),
+    ]),
+  );
+  return { ...files, redshiftHasPlaceholders: rs.placeholders, totesys };
 }
 
 /** The views Power BI should load (schema `powerbi`, created by migration 0110). */

@@ -1,7 +1,12 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '#adapters/config';
-import { POWERBI_VIEWS, type PowerBiMode, writePowerBiFiles } from '#analytics/powerbi';
+import {
+  POWERBI_VIEWS,
+  type PowerBiMode,
+  TOTESYS_POWERBI_VIEWS,
+  writePowerBiFiles,
+} from '#analytics/powerbi';
 import { readEndpoints } from '#local/endpoints';
 
 export function registerPowerBiCommand(program: Command): void {
@@ -43,6 +48,14 @@ export function registerPowerBiCommand(program: Command): void {
         '',
         `Open one in Power BI Desktop, sign in (local: user ${config.db.user}, password from RP_DB_PASSWORD),`,
         `then pick the views in schema "powerbi": ${POWERBI_VIEWS.join(', ')}.`,
+        '',
+        'totesys stars, one model each (same warehouse, schema "powerbi"):',
+        ...Object.entries(files.totesys).flatMap(([star, f]) => [
+          `  ${star}: ${f.postgres}`,
+          `  ${' '.repeat(star.length)}  ${f.redshift}`,
+          `  ${' '.repeat(star.length)}  views: ${TOTESYS_POWERBI_VIEWS[star as keyof typeof TOTESYS_POWERBI_VIEWS].join(', ')}`,
+        ]),
+        '',
         'Relationships, DAX measures and a suggested layout: docs/powerbi.md',
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
