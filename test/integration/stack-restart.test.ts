@@ -28,7 +28,11 @@ async function refused(connectionString: string): Promise<boolean> {
   }
 }
 
-describe('local stack lifecycle', () => {
+// Three stack starts (emulators plus a PostgreSQL server each) in one test: about 20 s each on a 2-core
+// machine under load (56 s in all was measured next to other suites), past vitest's 60 s default.
+const THREE_STACK_STARTS_TIMEOUT_MS = 240_000;
+
+describe('local stack lifecycle', { timeout: THREE_STACK_STARTS_TIMEOUT_MS }, () => {
   const dirs: string[] = [];
   afterAll(() => {
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
