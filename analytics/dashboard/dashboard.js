@@ -4,7 +4,8 @@
   const params = new URLSearchParams(location.search);
   const intervalMs = Math.max(500, Number(params.get('interval')) || 3000);
   const latencyWindow = params.get('since') || '1h';
-  const COLORS = { stream: '#1f6fb4', batch: '#c2410c', bars: '#0f766e', day: '#6d28d9' };
+  const COLORS = { stream: '#1f6fb4', batch: '#c2410c', cdc: '#15803d', bars: '#0f766e', day: '#6d28d9' };
+  const PATHS = ['stream', 'batch', 'cdc'];
   const gbp = new Intl.NumberFormat('en-GB', {
     style: 'currency',
     currency: 'GBP',
@@ -60,7 +61,7 @@
     latency: new Chart($('chart-latency'), {
       type: 'line',
       data: {
-        datasets: ['stream', 'batch'].map((p) => ({
+        datasets: PATHS.map((p) => ({
           label: p,
           data: [],
           borderColor: COLORS[p],
@@ -82,6 +83,21 @@
           },
           y: { min: 0, max: 100, ticks: { callback: (v) => `${v}%` } },
         },
+      },
+    }),
+    // Per hop p50 and p99 in seconds: the cdc path is seconds to a minute, so a linear axis reads best.
+    cdc: new Chart($('chart-cdc'), {
+      type: 'bar',
+      data: {
+        labels: [],
+        datasets: [
+          { label: 'p50', data: [], backgroundColor: COLORS.cdc },
+          { label: 'p99', data: [], backgroundColor: '#86efac' },
+        ],
+      },
+      options: {
+        indexAxis: 'y',
+        scales: { x: { beginAtZero: true, title: { display: true, text: 'seconds' } } },
       },
     }),
     day: new Chart($('chart-day'), {
@@ -131,31 +147,50 @@
     );
   }
 
+  function hopRow(cells) {
+    const tr = document.createElement('tr');
+    for (const c of cells) {
+      const td = document.createElement('td');
+      td.textContent = c;
+      tr.append(td);
+    }
+    return tr;
+  }
+  const hopName = (h) => (h.hop === 'total' ? `TOTAL ${h.from} → ${h.to}` : `${h.from} → ${h.to}`);
+  const figures = (h) => [
+    int.format(h.count),
+    formatMs(h.p50),
+    formatMs(h.p90),
+    formatMs(h.p99),
+    formatMs(h.max),
+  ];
+
+  function drawCdc(report) {
+    const hops = report.hops.filter((h) => h.path === 'cdc');
+    charts.cdc.data.labels = hops.map(hopName);
+    charts.cdc.data.datasets[0].data = hops.map((h) => (h.p50 ?? 0) / 1000);
+    charts.cdc.data.datasets[1].data = hops.map((h) => (h.p99 ?? 0) / 1000);
+    $('cdc-table').tBodies[0].replaceChildren(...hops.map((h) => hopRow([hopName(h), ...figures(h)])));
+    const total = hops.find((h) => h.hop === 'total');
+    $('kpi-cdc').textContent = `${formatMs(total?.p50 ?? null)} / ${formatMs(total?.p99 ?? null)}`;
+    show(
+      'card-cdc',
+      charts.cdc,
+      hops.some((h) => h.count > 0),
+    );
+  }
+
   function drawLatency(report) {
-    for (const [i, path] of ['stream', 'batch'].entries()) {
+    for (const [i, path] of PATHS.entries()) {
       charts.latency.data.datasets[i].data = (report.cdf[path] || []).map(([ms, f]) => ({
         x: Math.max(1, ms),
         y: f * 100,
       }));
     }
-    const rows = report.hops.map((h) => {
-      const tr = document.createElement('tr');
-      const cells = [
-        h.path,
-        h.hop === 'total' ? `TOTAL ${h.from} → ${h.to}` : `${h.from} → ${h.to}`,
-        int.format(h.count),
-        formatMs(h.p50),
-        formatMs(h.p90),
-        formatMs(h.p99),
-        formatMs(h.max),
-      ];
-      for (const c of cells) {
-        const td = document.createElement('td');
-        td.textContent = c;
-        tr.append(td);
-      }
-      return tr;
-    });
+    // The cdc hops have their own panel (drawCdc); this table compares the invoice paths.
+    const rows = report.hops
+      .filter((h) => h.path !== 'cdc')
+      .map((h) => hopRow([h.path, hopName(h), ...figures(h)]));
     $('latency-table').tBodies[0].replaceChildren(...rows);
     const total = (p) => report.hops.find((h) => h.path === p && h.hop === 'total');
     $('kpi-latency').textContent =
@@ -204,6 +239,7 @@
       ]);
       drawRate(rate);
       drawLatency(latency);
+      drawCdc(latency);
       drawSales(summary, byDay, byCountry, top);
       updates += 1;
       const marts = summary.refreshedAt ? `marts refreshed ${clock(summary.refreshedAt)}` : 'no load yet';
