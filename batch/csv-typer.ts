@@ -1,10 +1,10 @@
-import { isUtf8 } from 'node:buffer';
 import type { TransformCallback } from 'node:stream';
 import { wallClockMs } from '#core/dates';
 import * as rules from '#core/rules';
 import { type ColumnMap, parseSourceDate, parseSourceRow, SOURCE_COLUMNS } from '#core/source-row';
+import { EncodingDetector, LATIN1_HINT, type TextEncoding } from '#core/text-encoding';
 import { allDigits, digitsValue, Interner, isDigit, latin1, sameAscii } from './bytes.ts';
-import { type LineTyper, NotUtf8Error, rawFields, TyperStream, thousandthsOf } from './typer.ts';
+import { type LineTyper, rawFields, TyperStream, thousandthsOf } from './typer.ts';
 
 const LF = 0x0a;
 const QUOTE = 0x22;
@@ -29,6 +29,8 @@ const QUANTITY_MAX = rules.QUANTITY_MAX;
 const PRICE_INTEGER_DIGITS = rules.PRICE_INTEGER_DIGITS;
 const PRICE_DECIMALS = rules.PRICE_DECIMALS;
 const CUSTOMER_ID_DIGITS = rules.CUSTOMER_ID_DIGITS;
+const FIRST_YEAR = rules.RULES.invoiceDate.firstYear;
+const LAST_YEAR = rules.RULES.invoiceDate.lastYear;
 /** Units of the typed price (thousandths) per unit of a fraction digits long: PRICE_SCALE[digits]. */
 const PRICE_SCALE = Array.from(
   { length: PRICE_DECIMALS + 1 },
@@ -121,6 +123,16 @@ function readQuotedRecord(text: string, start: number, final: boolean): QuotedRe
 }
 
 /**
+ * How a CsvTyper reads text: `detect` by the one detection rule (core/text-encoding.ts), as it
+ * goes (the loader); `utf8` strictly (a byte that is not UTF-8 throws); `latin1` as given.
+ */
+export type CsvEncoding = TextEncoding | 'detect';
+
+/** What the loader tells the owner of a file it refuses for its encoding. */
+export const MIXED_ENCODING_HINT =
+  'convert the whole file to one encoding (UTF-8 or Latin-1) and drop it in again';
+
+/**
  * CSV body (after the header) -> typed rows. RFC 4180 as csv-parse reads it for replay: a quote
  * opens a field only at its start, `""` inside quotes is a quote, blank lines are skipped, CRLF or
  * LF; a record with a stray quote is rejected with the reason.
@@ -159,18 +171,59 @@ export class CsvTyper extends TyperStream {
   /** Counts for the benchmark and tests: records through each path. */
   fastRecords = 0;
   slowRecords = 0;
+  /**
+   * The encoding the text read so far is in: the one given, or the detector's verdict. Only the
+   * string path decodes; the byte path takes printable ASCII, the same text in either.
+   */
+  encoding: TextEncoding;
+  /** The encoding check (none for `latin1`: every byte is a Latin-1 character). */
+  private readonly detector: EncodingDetector | undefined;
+  /** Position in the object of the buffer parse() reads, and how far the detector has seen it. */
+  private base: number;
+  private checkedTo: number;
 
-  /** `bytePath: false` reads every record the string way (tests compare the two paths). */
+  /**
+   * `bytePath: false` reads every record the string way (tests compare the two paths). `offset`:
+   * the bytes of the object before the body (the header line), for the position an error names.
+   */
   constructor(
     lines: LineTyper,
     private readonly columns: ColumnMap,
-    private readonly encoding: 'utf8' | 'latin1',
-    private readonly options: { bytePath?: boolean } = {},
+    encoding: CsvEncoding,
+    private readonly options: { bytePath?: boolean; offset?: number } = {},
   ) {
     super(lines);
     this.col = columns;
     this.needed = Math.max(...SOURCE_COLUMNS.map((c) => columns[c])) + 1;
     this.pairs = columns.Description === columns.StockCode + 1 ? new Interner() : undefined;
+    this.encoding = encoding === 'latin1' ? 'latin1' : 'utf8';
+    this.detector =
+      encoding === 'latin1'
+        ? undefined
+        : encoding === 'utf8'
+          ? new EncodingDetector(lines.objectKey, LATIN1_HINT, true)
+          : new EncodingDetector(lines.objectKey, MIXED_ENCODING_HINT);
+    this.base = options.offset ?? 0;
+    this.checkedTo = this.base;
+    // The body starts after the header line.
+    this.detector?.seek(this.line, this.base);
+  }
+
+  /**
+   * Shows the detector the bytes [start, end) of `buf` it has not seen, before they are decoded.
+   * The bytes it skips went through the byte path: printable ASCII.
+   */
+  private check(buf: Buffer, start: number, end: number, line: number): void {
+    const detector = this.detector;
+    if (!detector) return;
+    let from = this.base + start;
+    const to = this.base + end;
+    if (to <= this.checkedTo) return;
+    if (from > this.checkedTo) detector.seek(line, from);
+    else from = this.checkedTo;
+    this.checkedTo = to;
+    detector.push(buf.subarray(from - this.base, end));
+    this.encoding = detector.encoding;
   }
 
   /** A field's bytes without the spaces around them, into starts/ends[i]. */
@@ -258,7 +311,12 @@ export class CsvTyper extends TyperStream {
     if (!sameAscii(buf, s, e, this.dateRaw)) {
       this.dateRaw = latin1(buf, s, e);
       this.dateLocal = parseSourceDate(this.dateRaw);
-      if (this.dateLocal !== null) this.dateMs = wallClockMs(this.dateLocal);
+      if (this.dateLocal !== null) {
+        // Outside the warehouse's calendar: the string path words the refusal (core/source-row.ts).
+        const year = Number(this.dateLocal.slice(0, 4));
+        if (year < FIRST_YEAR || year > LAST_YEAR) this.dateLocal = null;
+        else this.dateMs = wallClockMs(this.dateLocal);
+      }
     }
     if (this.dateLocal === null) return false;
     // UnitPrice: optional minus, 1-PRICE_INTEGER_DIGITS digits, optional point and 1-PRICE_DECIMALS
@@ -336,7 +394,7 @@ export class CsvTyper extends TyperStream {
     row.customerId = this.customerId;
     row.country = this.country;
     const reason = lines.csvRow();
-    // Refused after reading (a date dim_date lacks): the values as written, not as trimmed above.
+    // Refused after reading (an invoice past its last line number): the values as written.
     if (reason !== undefined)
       this.lines.reject(lineNumber, reason, rawFields(latin1(buf, start, end).split(','), c));
     return true;
@@ -356,10 +414,9 @@ export class CsvTyper extends TyperStream {
       const lf = buf.indexOf(LF, end);
       if (lf === -1 && !final) return -1;
       end = lf === -1 ? buf.length : lf + 1;
-      const bytes = buf.subarray(start, end);
-      if (this.encoding === 'utf8' && !isUtf8(bytes))
-        throw new NotUtf8Error('the object is not valid UTF-8 past its first 256 KiB');
-      text = bytes.toString(this.encoding);
+      // Checked before it is decoded: the check may settle the encoding it is decoded in.
+      this.check(buf, start, end, this.line);
+      text = buf.toString(this.encoding, start, end);
       r = readQuotedRecord(text, 0, final && end === buf.length);
     } while (r === undefined);
     const lineNumber = this.line;
@@ -452,6 +509,7 @@ export class CsvTyper extends TyperStream {
       : (chunk ?? Buffer.alloc(0));
     const rest = this.parse(buf, final);
     this.carry = rest < buf.length ? buf.subarray(rest) : null;
+    this.base += rest;
     this.flushRows();
   }
 
@@ -467,6 +525,7 @@ export class CsvTyper extends TyperStream {
   override _flush(cb: TransformCallback): void {
     try {
       if (this.carry) this.run(null, true);
+      if (this.detector) this.encoding = this.detector.end();
       this.end_();
       cb();
     } catch (err) {

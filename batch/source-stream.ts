@@ -58,6 +58,8 @@ export interface CsvHead {
   encoding: 'UTF8' | 'LATIN1';
   /** The bytes after the header line. */
   body: Readable;
+  /** The header line's length in bytes (its line end included): where `body` starts in the object. */
+  headerBytes: number;
 }
 
 /** Splits one CSV line into cells (quotes honoured); for the header only. */
@@ -86,7 +88,7 @@ export function splitCsvLine(line: string): string[] {
 /**
  * The encoding of an object from its head, by the rule every input path shares (core/text-encoding.ts):
  * UTF-8 when the bytes are valid UTF-8 (a character cut at the end of the sample is fine), else
- * Latin-1. A head that mixes both reads as Latin-1 here, as the loader's restart does past the sample.
+ * Latin-1. It decodes the header only: the loader's typer applies the rule to every byte of the rows.
  */
 export function sniffEncoding(bytes: Uint8Array): 'UTF8' | 'LATIN1' {
   return detectEncoding(bytes) === 'utf8' ? 'UTF8' : 'LATIN1';
@@ -119,7 +121,7 @@ export async function readCsvHead(text: Readable): Promise<CsvHead> {
     }),
   );
   rest.on('error', (err) => body.destroy(err));
-  return { columns: splitCsvLine(header).map((c) => c.trim()), encoding, body };
+  return { columns: splitCsvLine(header).map((c) => c.trim()), encoding, body, headerBytes: skip };
 }
 
 export interface HeaderCheck {

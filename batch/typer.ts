@@ -5,6 +5,7 @@ import { thousandths } from '#core/money';
 import { isNonProductCode } from '#core/non-product';
 import { instantMs, RULES } from '#core/rules';
 import { type ColumnMap, SOURCE_COLUMNS } from '#core/source-row';
+import { createSourceDecoder } from '#core/text-encoding';
 import { Interner } from './bytes.ts';
 import { Spool } from './spool.ts';
 
@@ -168,7 +169,7 @@ export class LineTyper {
   private customerRun = 0;
   private lastCountry = '';
   private dateKeyLocal = '';
-  private dateKeyValue: number | string = 0;
+  private dateKeyValue = 0;
   /**
    * The current invoice's distinct rows, 6 numbers each: quantity, price, time, customer and
    * country ids (with the product, what makes a row a duplicate of an earlier one), and the offset
@@ -212,6 +213,11 @@ export class LineTyper {
 
   get encoder(): RowEncoder {
     return this.options.encoder;
+  }
+
+  /** The object's key: what an error about its bytes names. */
+  get objectKey(): string {
+    return this.options.objectKey;
   }
 
   reject(lineNumber: number, reason: string, values: ReadonlyArray<string | null | undefined>): void {
@@ -265,13 +271,14 @@ export class LineTyper {
     return ++this.numbered;
   }
 
-  /** The date key of a wall-clock time, or a reason when dim_date has no such day. */
-  private dateKeyOf(local: string): number | string {
+  /**
+   * The date key of a wall-clock time. Every reader refused a date outside dim_date's calendar
+   * before (core/rules.ts, RULES.invoiceDate), as the API does.
+   */
+  private dateKeyOf(local: string): number {
     if (local === this.dateKeyLocal) return this.dateKeyValue;
-    const key = dateKey(local);
-    const year = Math.floor(key / 10_000);
     this.dateKeyLocal = local;
-    this.dateKeyValue = year < 2000 || year > 2040 ? 'InvoiceDate is not a calendar date in 2000-2040' : key;
+    this.dateKeyValue = dateKey(local);
     return this.dateKeyValue;
   }
 
@@ -281,15 +288,12 @@ export class LineTyper {
    */
   csvRow(): string | undefined {
     const row = this.row;
-    // The replay's numbering: a valid row takes the next number of its invoice, even one the
-    // warehouse then refuses (a date outside dim_date), so the rows after it keep their numbers.
+    // The replay's numbering: a valid row takes the next number of its invoice.
     const lineNo = this.nextLineNo(row.invoiceNo);
     if (lineNo === undefined)
       return `invoice ${row.invoiceNo} has more than ${RULES.lineNo.max.toLocaleString('en')} lines`;
-    const dateKey = this.dateKeyOf(row.invoiceDate);
-    if (typeof dateKey === 'string') return dateKey;
     row.lineNo = lineNo;
-    row.dateKey = dateKey;
+    row.dateKey = this.dateKeyOf(row.invoiceDate);
     row.producedAt = null;
     row.acceptedAt = null;
     row.streamVisibleAt = null;
@@ -356,11 +360,6 @@ export class LineTyper {
       }
       times[k] = ms;
     }
-    const dateKey = this.dateKeyOf(line.invoiceDate);
-    if (typeof dateKey === 'string') {
-      this.reject(lineNumber, dateKey, raw());
-      return;
-    }
     // The archive is at-least-once: a key's first record in the object is the one loaded.
     const key = lineKey(line);
     if (this.seenKeys.has(key)) {
@@ -377,7 +376,7 @@ export class LineTyper {
     );
     row.invoiceNo = line.invoiceNo;
     row.lineNo = line.lineNo;
-    row.dateKey = dateKey;
+    row.dateKey = this.dateKeyOf(line.invoiceDate);
     row.invoiceDate = line.invoiceDate;
     row.invoiceMs = wallClockMs(line.invoiceDate);
     row.quantity = line.quantity;
@@ -515,11 +514,6 @@ function archiveReason(issue: { path: PropertyKey[]; message: string } | undefin
   return `${name} ${issue.message}`.trim();
 }
 
-/** The object is not valid UTF-8 past the sniffed sample: read it again as Latin-1. */
-export class NotUtf8Error extends Error {
-  override name = 'NotUtf8Error';
-}
-
 /** Pushes the encoder's pending bytes once they are worth a chunk. */
 export abstract class TyperStream extends Transform {
   private started = false;
@@ -544,15 +538,22 @@ export abstract class TyperStream extends Transform {
   }
 }
 
-/** NDJSON archive object -> typed rows; blank lines are skipped. */
+/** What the loader says of an archive object whose bytes are not UTF-8. */
+export const DAMAGED_ARCHIVE_HINT =
+  'the stream path writes archive objects in UTF-8: this one is damaged; restore it or re-send its lines';
+
+/**
+ * NDJSON archive object -> typed rows; blank lines are skipped. Decoded strictly (core/text-encoding.ts):
+ * a byte that is not UTF-8 stops the object with a TextEncodingError naming its line, never a U+FFFD.
+ */
 export class NdjsonTyper extends TyperStream {
   private carry = '';
   private line = 0;
-  private readonly decoder = new TextDecoder('utf-8');
+  private readonly decoder = createSourceDecoder('utf8', this.lines.objectKey, DAMAGED_ARCHIVE_HINT);
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
-      const text = this.carry + this.decoder.decode(chunk, { stream: true });
+      const text = this.carry + this.decoder.decode(chunk);
       const parts = text.split('\n');
       this.carry = parts.pop() ?? '';
       for (const p of parts) this.record(p);
@@ -571,7 +572,7 @@ export class NdjsonTyper extends TyperStream {
 
   override _flush(cb: TransformCallback): void {
     try {
-      const rest = this.carry + this.decoder.decode();
+      const rest = this.carry + this.decoder.end();
       if (rest !== '') this.record(rest);
       this.end_();
       cb();

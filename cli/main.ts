@@ -1,9 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '#adapters/config';
+import { QuarantineError } from '#batch/loader/index';
 import { ReconcileInputError } from '#batch/reconcile';
 import { TotesysSourceConfigError } from '#cdc/totesys/connection';
 import { errorMessage } from '#core/resilience';
+import { TextEncodingError } from '#core/text-encoding';
 import { StackNotRunningError } from '#local/endpoints';
+import { MalformedRowError, ReplayInputError } from '#producer/replay';
 import { LoadInputError, registerLoadCommands } from './commands/load.ts';
 import { registerPowerBiCommand } from './commands/powerbi.ts';
 import { registerReconcileCommand } from './commands/reconcile.ts';
@@ -37,8 +40,24 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+/**
+ * Errors about the user's input or setup (a file's bytes or rows, a path, the config, a stack that
+ * is not running): their message says what to fix, so it is all that is shown.
+ */
+const EXPECTED_ERRORS = [
+  ConfigError,
+  StackNotRunningError,
+  ReconcileInputError,
+  LoadInputError,
+  QuarantineError,
+  TotesysSourceConfigError,
+  ReplayInputError,
+  MalformedRowError,
+  TextEncodingError,
+];
+
+/** `program`: the commands to run (tests give their own). */
+export async function main(argv: string[], program: Command = buildProgram()): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
@@ -47,12 +66,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     // Our own errors carry a message meant for the user; anything unexpected also gets its stack.
-    const expected =
-      err instanceof ConfigError ||
-      err instanceof StackNotRunningError ||
-      err instanceof ReconcileInputError ||
-      err instanceof LoadInputError ||
-      err instanceof TotesysSourceConfigError;
+    const expected = EXPECTED_ERRORS.some((kind) => err instanceof kind);
     process.stderr.write(`retail-pipeline: ${errorMessage(err, { name: false })}\n`);
     if (!expected || process.env.RP_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     process.exitCode = 1;

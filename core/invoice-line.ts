@@ -4,9 +4,11 @@ import {
   customerIdOf,
   DECIMAL_WORDING,
   decimalOf,
+  INVOICE_DATE_WORDING,
   INVOICE_NO,
   INVOICE_NO_WORDING,
   ISO_INSTANT_WORDING,
+  inInvoiceCalendar,
   instantMs,
   isLocalDateTime,
   LINE_NO_WORDING,
@@ -68,7 +70,10 @@ export const invoiceLineInput = z.object({
     .int('must be a whole number')
     .min(-QUANTITY_MAX, `is out of range (${QUANTITY_WORDING})`)
     .max(QUANTITY_MAX, `is out of range (${QUANTITY_WORDING})`),
-  invoiceDate: z.string().refine(isLocalDateTime, `must be ${LOCAL_DATE_TIME_WORDING}`),
+  invoiceDate: z
+    .string()
+    .refine(isLocalDateTime, { message: `must be ${LOCAL_DATE_TIME_WORDING}`, abort: true })
+    .refine(inInvoiceCalendar, `must be ${INVOICE_DATE_WORDING}`),
   unitPrice: decimal,
   customerId: z
     .union([z.string(), z.number()])

@@ -21,6 +21,12 @@ export const RULES = {
   customerId: { digits: 12 },
   /** Europe/London wall-clock time, no zone. */
   localDateTime: { format: 'YYYY-MM-DDTHH:MM:SS' },
+  /**
+   * The years of the warehouse's calendar (dim_date holds 2000-01-01 .. 2040-12-31, migration
+   * 0002_dim_date_calendar.sql): a line dated outside it is refused at every door, not accepted by
+   * the API and then refused by the warehouse.
+   */
+  invoiceDate: { firstYear: 2000, lastYear: 2040 },
   /** Lineage instants: UTC or with an offset, up to nanoseconds. */
   instant: { maxFractionDigits: 9 },
   /** Encodings a source file may be in (the decoder in core/text-encoding.ts reads these names). */
@@ -138,6 +144,15 @@ export function isLocalDateTime(text: string): boolean {
     m !== null &&
     isCalendarTime(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]))
   );
+}
+
+const calendar = RULES.invoiceDate;
+export const INVOICE_DATE_WORDING = `a date in ${calendar.firstYear}-${calendar.lastYear} (the warehouse's calendar)`;
+
+/** Whether a local date-time (`YYYY-MM-DDTHH:MM:SS`, already checked) falls in the warehouse's calendar. */
+export function inInvoiceCalendar(local: string): boolean {
+  const year = Number(local.slice(0, 4));
+  return year >= calendar.firstYear && year <= calendar.lastYear;
 }
 
 export const ISO_INSTANT = new RegExp(

@@ -3,8 +3,10 @@ import {
   customerIdOf,
   DECIMAL_WORDING,
   decimalOf,
+  INVOICE_DATE_WORDING,
   INVOICE_NO,
   INVOICE_NO_WORDING,
+  inInvoiceCalendar,
   isCalendarTime,
   QUANTITY_MAX,
   QUANTITY_WORDING,
@@ -171,6 +173,8 @@ export function parseSourceRow(fields: readonly string[], columns: ColumnMap = D
   const invoiceDate = parseSourceDate(dateText);
   if (invoiceDate === null)
     return refused(`InvoiceDate ${JSON.stringify(dateText)} is not ${SOURCE_DATE_WORDING}`, 'InvoiceDate');
+  if (!inInvoiceCalendar(invoiceDate))
+    return refused(`InvoiceDate ${JSON.stringify(dateText)} is not ${INVOICE_DATE_WORDING}`, 'InvoiceDate');
   const priceText = fields[columns.UnitPrice] ?? '';
   const unitPrice = decimalOf(priceText);
   if (unitPrice === undefined)

@@ -1,7 +1,7 @@
 import type { SourceEncoding } from './rules.ts';
 
 /**
- * The one text decoder for source files, whatever reads them (replay, the loader's header): strict
+ * The one text decoder for source files, whatever reads them (replay, the loader): strict
  * UTF-8 or Latin-1, never a silent U+FFFD. A file is decoded correctly or refused with its file,
  * line and a hint. Pure: it works on byte chunks handed to it and does no I/O.
  */
@@ -101,6 +101,20 @@ export class Utf8Scanner {
     return found;
   }
 
+  /**
+   * Moves on to `offset` (on `line`) without seeing the bytes in between, which the caller checked
+   * itself: the loader's byte path reads only printable ASCII, text in every encoding. A character
+   * left open before them is cut short by them: a fault.
+   */
+  seek(line: number, offset: number): void {
+    if (this.needed > 0) {
+      this.faultAt();
+      this.reset();
+    }
+    this.line = line;
+    this.offset = offset;
+  }
+
   /** The input ended: a sequence cut short is a fault. Returns the fault, if any. */
   end(): Utf8Fault | undefined {
     if (this.needed > 0) {
@@ -153,17 +167,75 @@ export function encodingOf(file: string, scan: Utf8Scanner): TextEncoding {
   scan.end();
   const verdict = verdictOf(scan);
   if (verdict !== 'mixed') return verdict;
+  throw faultError(file, scan, 'fix the file, or give --encoding latin1 to read all of it as Latin-1');
+}
+
+/**
+ * The refusal of a scan that met a fault, at the fault's line: the file mixes encodings when it
+ * also holds a UTF-8 character, else it is not UTF-8.
+ */
+export function faultError(
+  file: string,
+  scan: Pick<Utf8Scanner, 'fault' | 'firstMultiByteLine'>,
+  hint: string = LATIN1_HINT,
+): TextEncodingError {
   const fault = scan.fault as Utf8Fault;
-  throw new TextEncodingError(
-    file,
-    fault.line,
-    `${faultText(fault)}, yet line ${scan.firstMultiByteLine} is UTF-8: the file mixes encodings`,
-    'fix the file, or give --encoding latin1 to read all of it as Latin-1',
-  );
+  const mixed =
+    scan.firstMultiByteLine === undefined
+      ? ''
+      : `, yet line ${scan.firstMultiByteLine} is UTF-8: the file mixes encodings`;
+  return new TextEncodingError(file, fault.line, `${faultText(fault)}${mixed}`, hint);
 }
 
 const faultText = (f: Utf8Fault) =>
   `not valid UTF-8 (byte 0x${f.byte.toString(16).toUpperCase().padStart(2, '0')} at byte ${f.offset})`;
+
+/**
+ * The detection rule applied as the bytes arrive, for a reader that cannot read a file twice (the
+ * loader types rows on their way into COPY): UTF-8 up to the first byte that is not, then Latin-1
+ * when nothing before it read as a UTF-8 character (the bytes before were ASCII, the same text in
+ * both); refused with a TextEncodingError as soon as the input holds both. On a whole input it
+ * decides as {@link verdictOf} does.
+ */
+export class EncodingDetector {
+  readonly scan = new Utf8Scanner();
+  /** The encoding of the bytes checked so far: the one to decode them with. */
+  encoding: TextEncoding = 'utf8';
+  /** `utf8Only`: the input was said to be UTF-8; its first byte that is not is refused. */
+  constructor(
+    private readonly file: string,
+    private readonly hint: string,
+    private readonly utf8Only = false,
+  ) {}
+
+  /** Checks the next bytes; throws once the input mixes encodings. */
+  push(chunk: Uint8Array): void {
+    this.scan.push(chunk);
+    this.decide();
+  }
+
+  /** The input ended: the encoding it was in, or a throw when it ended inside a mixed or cut character. */
+  end(): TextEncoding {
+    this.scan.end();
+    this.decide();
+    return this.encoding;
+  }
+
+  /** Moves on past bytes checked by the caller (Utf8Scanner.seek). */
+  seek(line: number, offset: number): void {
+    this.scan.seek(line, offset);
+    this.decide();
+  }
+
+  private decide(): void {
+    const scan = this.scan;
+    if (scan.fault === undefined) return;
+    if (this.utf8Only)
+      throw faultError(this.file, { fault: scan.fault, firstMultiByteLine: undefined }, this.hint);
+    if (scan.firstMultiByteLine !== undefined) throw faultError(this.file, scan, this.hint);
+    this.encoding = 'latin1';
+  }
+}
 
 /**
  * Checks that byte chunks are text in one encoding without decoding them, for a reader that decodes
@@ -182,10 +254,8 @@ export function createSourceCheck(encoding: TextEncoding, file: string, hint = L
   // Every byte is a Latin-1 character.
   if (encoding === 'latin1') return { encoding, push: () => undefined, end: () => undefined };
   const scan = new Utf8Scanner();
-  const refuse = () => {
-    const fault = scan.fault as Utf8Fault;
-    return new TextEncodingError(file, fault.line, faultText(fault), hint);
-  };
+  // Only the fault: a multi-byte character after it would word the file as mixed, before it is met.
+  const refuse = () => faultError(file, { fault: scan.fault, firstMultiByteLine: undefined }, hint);
   return {
     encoding,
     push(chunk) {

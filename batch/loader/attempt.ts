@@ -1,11 +1,10 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
 import { type Warehouse, WarehouseError } from '#adapters/warehouse';
-import { NotUtf8Error } from '../typer.ts';
 import type { Manifest } from './manifest.ts';
 import { loadIdOf, type ObjectKind, type ObjectRef, openObject, stageObject } from './objects.ts';
 import { findCause } from './quarantine.ts';
-import { type TextEncoding, typedRows } from './rows.ts';
+import { typedRows } from './rows.ts';
 import { FactFilledError, type LoadJob, type LoadWay, pickWay } from './strategies/index.ts';
 
 export interface AttemptDeps {
@@ -25,9 +24,9 @@ const causedBy = (err: unknown, test: (e: unknown) => boolean) => findCause(err,
 
 /**
  * Loads one object version in one transaction, the way its warehouse and the fact call for, and
- * starts over when what it met decides another way: bytes that are not UTF-8 past the sniffed
- * sample (read it again as Latin-1), a fact that filled before the bulk way locked it, a key already
- * in the fact (merge). False: another loader has the object.
+ * starts over when what it met decides another way: a fact that filled before the bulk way locked
+ * it, a key already in the fact (merge). False: another loader has the object. (A file's encoding
+ * never restarts it: the typer settles it in its one pass, rows.ts.)
  */
 export async function loadObject(
   deps: AttemptDeps,
@@ -35,18 +34,13 @@ export async function loadObject(
   kind: ObjectKind,
   status: string,
 ): Promise<boolean> {
-  let encoding: TextEncoding | undefined;
   let mergeOnly = false;
   for (;;) {
     const started = performance.now();
     const way = await pickWay(deps.warehouse, { format: kind.format, mergeOnly });
     try {
-      return await attempt(deps, { ref, kind, status, way, encoding, started });
+      return await attempt(deps, { ref, kind, status, way, started });
     } catch (err) {
-      if (encoding === undefined && causedBy(err, (e) => e instanceof NotUtf8Error)) {
-        encoding = 'LATIN1';
-        continue;
-      }
       if (causedBy(err, (e) => e instanceof FactFilledError)) continue;
       // A key already in the fact (the same lines came by the stream, or in another file).
       if (way.intoFact && causedBy(err, isUniqueViolation)) {
@@ -67,7 +61,6 @@ interface Attempt {
   kind: ObjectKind;
   status: string;
   way: LoadWay;
-  encoding: TextEncoding | undefined;
   started: number;
 }
 
@@ -90,7 +83,7 @@ async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
   };
   const encoder = a.way.encoder(job);
   const source = await openObject(s3, bucket, a.ref);
-  const rows = await typedRows(source, { ...job, encoder, encoding: a.encoding });
+  const rows = await typedRows(source, { ...job, encoder });
   try {
     if (!(await a.way.load(job, rows))) return false;
   } finally {

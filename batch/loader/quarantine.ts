@@ -1,5 +1,6 @@
 import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Warehouse } from '#adapters/warehouse';
+import { TextEncodingError } from '#core/text-encoding';
 import { BatchError } from '../errors.ts';
 import { CSV_FIELDS, rejectedRowsOfLoad } from '../sql.ts';
 import { csvCell } from '../typer.ts';
@@ -16,7 +17,8 @@ export const reasonKey = (key: string): string => `${quarantineKey(key)}.reason.
 export const rejectedReportKey = (key: string): string => `${quarantineKey(key)}.rejected.csv`;
 
 /**
- * The object fails the same way every time it is read (empty, its header lacks a column, not gzip):
+ * The object fails the same way every time it is read (empty, its header lacks a column, not gzip,
+ * text that is not in one encoding):
  * it is quarantined, never retried. `details` go into its `.reason.json`.
  */
 export class QuarantineError extends BatchError {
@@ -46,6 +48,9 @@ export function asQuarantine(err: unknown): QuarantineError | undefined {
     return typeof code === 'string' && code.startsWith('Z_');
   }) as Error | undefined;
   if (zlib) return new QuarantineError(`not a valid gzip stream: ${zlib.message}`, {}, { cause: err });
+  // Bytes that are not text in one encoding (core/text-encoding.ts): its message names the line.
+  const text = findCause(err, (e) => e instanceof TextEncodingError) as TextEncodingError | undefined;
+  if (text) return new QuarantineError(text.message, { line: text.line }, { cause: err });
   return undefined;
 }
 

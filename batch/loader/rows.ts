@@ -6,6 +6,7 @@ import { CSV_FIELDS, type SourceFormat } from '../sql.ts';
 import { LineTyper, NdjsonTyper, type RowEncoder } from '../typer.ts';
 import { QuarantineError } from './quarantine.ts';
 
+/** A CSV's text encoding as the manifest records it. */
 export type TextEncoding = 'UTF8' | 'LATIN1';
 
 /** An object's rows on their way to the warehouse: typed and validated, encoded for one COPY. */
@@ -20,7 +21,8 @@ export interface TypedRows {
   header: string[] | undefined;
   /** Columns beyond the required ones: ignored, and listed in the manifest. */
   extra: string[];
-  encoding: TextEncoding;
+  /** The text encoding the rows were read in: settled once `rows` has been read to its end. */
+  readonly encoding: TextEncoding;
   /** Stops reading the source and drops the rejected rows' spool. */
   close(): Promise<void>;
 }
@@ -30,13 +32,26 @@ export interface TypeOptions {
   objectKey: string;
   format: SourceFormat;
   encoder: RowEncoder;
-  /** The CSV's text encoding when known (a restart after invalid UTF-8); else sniffed. */
-  encoding?: TextEncoding | undefined;
+}
+
+/**
+ * The typer may fail (bytes that are not text, a broken source) before the load's COPY or upload
+ * starts reading it: that reader meets the error as the stream's errored state (a pipeline or an
+ * async iteration of a destroyed stream rejects with it), but an 'error' event nobody listens to
+ * yet would end the process.
+ */
+function heard<S extends Readable>(stream: S): S {
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 /**
  * Types `source` (the object's inflated bytes). A CSV whose header lacks a required column, or an
- * empty one, is a QuarantineError: it can never load.
+ * empty one, is a QuarantineError: it can never load. Text is held to the one decoder of
+ * core/text-encoding.ts: an archive object strictly UTF-8, a CSV in the encoding the detection rule
+ * finds as its rows stream by (a Latin-1 file reads right in one pass); bytes that break it (a
+ * file mixing encodings, a damaged archive object) fail the read with a TextEncodingError naming
+ * the line, which quarantines the object.
  */
 export async function typedRows(source: Readable, options: TypeOptions): Promise<TypedRows> {
   const { loadId, objectKey, encoder } = options;
@@ -46,7 +61,7 @@ export async function typedRows(source: Readable, options: TypeOptions): Promise
     await lines.rejects.discard();
   };
   if (options.format === 'ndjson') {
-    const rows = source.pipe(new NdjsonTyper(lines));
+    const rows = heard(source.pipe(new NdjsonTyper(lines)));
     source.on('error', (err) => rows.destroy(err));
     return {
       lines,
@@ -79,8 +94,9 @@ export async function typedRows(source: Readable, options: TypeOptions): Promise
   }
   const columnOf = check.columnOf;
   const columns = Object.fromEntries(CSV_FIELDS.map((f) => [f, columnOf[f] - 1])) as ColumnMap;
-  const encoding = options.encoding ?? head.encoding;
-  const rows = head.body.pipe(new CsvTyper(lines, columns, encoding === 'UTF8' ? 'utf8' : 'latin1'));
+  // Not the head's sniff: only a pass over every byte can tell a Latin-1 or mixed file late in it.
+  const typer = new CsvTyper(lines, columns, 'detect', { offset: head.headerBytes });
+  const rows = heard(head.body.pipe(typer));
   head.body.on('error', (err) => rows.destroy(err));
   return {
     lines,
@@ -88,7 +104,9 @@ export async function typedRows(source: Readable, options: TypeOptions): Promise
     columns: encoder.columns,
     header: head.columns,
     extra: check.extra,
-    encoding,
+    get encoding() {
+      return typer.encoding === 'latin1' ? 'LATIN1' : 'UTF8';
+    },
     close: done(() => head.body.destroy()),
   };
 }

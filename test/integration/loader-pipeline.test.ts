@@ -5,6 +5,7 @@ import type { Clients } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
 import { type Warehouse, WarehouseError } from '#adapters/warehouse';
 import { createLoader, loadIdOf } from '#batch/loader/index';
+import { acceptedLine, CSV_HEADER, csvRow } from '#test/helpers/lines';
 import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
 
 const BUCKET = 'pipeline';
@@ -165,8 +166,8 @@ describe('CSV drops in landing/', () => {
     expect(await rejectedOf(key, etag)).toEqual([
       [2, 'InvoiceDate "12/1/2010 24:00" is not M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]'],
       [3, 'InvoiceDate "2/29/2011 9:05" is not M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]'],
-      // A valid row (replay sends it) that dim_date cannot hold: it keeps its line number, 1.
-      [4, 'InvoiceDate is not a calendar date in 2000-2040'],
+      // Outside dim_date's calendar: refused as the API and replay refuse it, so it takes no number.
+      [4, 'InvoiceDate "1/1/1999 1:00" is not a date in 2000-2040 (the warehouse\'s calendar)'],
       [6, 'InvoiceNo "AB12" is not 1-10 digits, optionally prefixed by one capital letter (A-Z)'],
       [7, 'Quantity 10000001 is out of range (|q| <= 10,000,000)'],
       [10, 'StockCode is longer than 32 characters'],
@@ -178,7 +179,7 @@ describe('CSV drops in landing/', () => {
       ),
     ).toEqual([
       {
-        line_no: 2,
+        line_no: 1,
         quantity: 5,
         price: '1.234',
         total: '6.170',
@@ -187,7 +188,7 @@ describe('CSV drops in landing/', () => {
         date_key: 20120229,
       },
       {
-        line_no: 3,
+        line_no: 2,
         quantity: 6,
         price: '0.500',
         total: '3.000',
@@ -196,7 +197,7 @@ describe('CSV drops in landing/', () => {
         date_key: 20101201,
       },
       {
-        line_no: 4,
+        line_no: 3,
         quantity: 6,
         price: '2.550',
         total: '15.300',
@@ -205,7 +206,7 @@ describe('CSV drops in landing/', () => {
         date_key: 20101201,
       },
       {
-        line_no: 5,
+        line_no: 4,
         quantity: -6,
         price: '2.550',
         total: '-15.300',
@@ -548,6 +549,129 @@ describe('bytes the API refuses', () => {
       { line_no: 1 },
       { line_no: 6 },
     ]);
+  });
+});
+
+describe('text encodings: one detection rule, never a silent replacement (issue 13, defect 1)', () => {
+  /** Plain ASCII rows of invoice `invoiceNo`, more bytes in all than the 256 KiB head the loader sniffs. */
+  const pastTheHead = (invoiceNo: string) =>
+    Array.from({ length: 3_500 }, (_, i) =>
+      csvRow({
+        InvoiceNo: invoiceNo,
+        StockCode: `F${String(i).padStart(5, '0')}`,
+        Description: 'FILLER ROW',
+      }),
+    );
+  const latin1 = (rows: string[]) => Buffer.from(`${rows.join('\r\n')}\r\n`, 'latin1');
+  const utf8 = (rows: string[]) => Buffer.from(`${rows.join('\r\n')}\r\n`, 'utf8');
+  const quarantined = async (key: string) => ({
+    inQuarantine: await exists(`quarantine/${key}`),
+    stillThere: await exists(key),
+    reason: JSON.parse(await text(`quarantine/${key}.reason.json`)) as { reason: string; line: number },
+    manifest: await rows('SELECT status FROM load_manifest WHERE object_key = $1', [key]),
+  });
+
+  it('loads a Latin-1 file whose first non-ASCII byte comes past the sniffed head, £ as £', async () => {
+    const key = 'landing/encoding/latin1-late.csv';
+    await put(
+      key,
+      latin1([
+        CSV_HEADER,
+        ...pastTheHead('991001'),
+        csvRow({
+          InvoiceNo: '991002',
+          StockCode: 'gift_0001_40',
+          Description: 'Dotcomgiftshop Gift Voucher £40.00',
+        }),
+      ]),
+    );
+
+    const result = await loader().loadKey(key);
+
+    expect(result).toMatchObject({ status: 'loaded', rowsLoaded: 3_501, rowsRejected: 0 });
+    expect(await rows("SELECT description FROM fact_sales_line WHERE invoice_no = '991002'")).toEqual([
+      { description: 'Dotcomgiftshop Gift Voucher £40.00' },
+    ]);
+    expect(await rows('SELECT encoding FROM load_manifest WHERE object_key = $1', [key])).toEqual([
+      { encoding: 'LATIN1' },
+    ]);
+  });
+
+  it('quarantines a file mixing UTF-8 and Latin-1 within the sniffed head, naming the line', async () => {
+    const key = 'landing/encoding/mixed-head.csv';
+    await put(
+      key,
+      Buffer.concat([
+        utf8([
+          CSV_HEADER,
+          csvRow({ InvoiceNo: '991101', Description: 'CAFÉ MUG' }),
+          csvRow({ InvoiceNo: '991101' }),
+        ]),
+        latin1([csvRow({ InvoiceNo: '991102', Description: 'Gift Voucher £40.00' })]),
+      ]),
+    );
+
+    const result = await loader().loadKey(key);
+
+    expect(result).toMatchObject({ status: 'quarantined' });
+    expect(result.detail).toMatch(
+      /^landing\/encoding\/mixed-head\.csv:4: not valid UTF-8 .*line 2 is UTF-8: the file mixes encodings/,
+    );
+    const q = await quarantined(key);
+    expect(q).toMatchObject({ inQuarantine: true, stillThere: false, manifest: [{ status: 'quarantined' }] });
+    expect(q.reason).toMatchObject({ line: 4, reason: result.detail });
+    expect(await rows("SELECT 1 FROM fact_sales_line WHERE invoice_no IN ('991101', '991102')")).toEqual([]);
+  });
+
+  it('quarantines a file whose Latin-1 byte comes past the sniffed head, after UTF-8 text', async () => {
+    const key = 'landing/encoding/mixed-late.csv.gz';
+    const filler = pastTheHead('991201');
+    await put(
+      key,
+      gzipSync(
+        Buffer.concat([
+          utf8([CSV_HEADER, csvRow({ InvoiceNo: '991200', Description: 'CAFÉ MUG' }), ...filler]),
+          latin1([csvRow({ InvoiceNo: '991202', Description: 'Gift Voucher £40.00' })]),
+        ]),
+      ),
+    );
+    const latin1Line = 3 + filler.length;
+
+    const result = await loader().loadKey(key);
+
+    // Before issue 13 the loader restarted as Latin-1 and stored CAFÃ\u0089 MUG.
+    expect(result).toMatchObject({ status: 'quarantined' });
+    expect(result.detail).toContain(`mixed-late.csv.gz:${latin1Line}: not valid UTF-8`);
+    expect((await quarantined(key)).reason).toMatchObject({ line: latin1Line });
+    expect(
+      await rows("SELECT 1 FROM fact_sales_line WHERE invoice_no IN ('991200', '991201', '991202')"),
+    ).toEqual([]);
+  });
+
+  it('quarantines an archive object holding a byte that is not UTF-8, naming the line', async () => {
+    const key = 'archive/2026/01/03/10/damaged-1.gz';
+    const good = (lineNo: number) => JSON.stringify(acceptedLine({ invoiceNo: '991301', lineNo }));
+    const damaged = JSON.stringify(
+      acceptedLine({ invoiceNo: '991301', lineNo: 2, description: 'CAF\u0089' }),
+    );
+    await put(
+      key,
+      gzipSync(
+        Buffer.concat([
+          Buffer.from(`${good(1)}\n`),
+          Buffer.from(`${damaged}\n`, 'latin1'),
+          Buffer.from(good(3)),
+        ]),
+      ),
+    );
+
+    const result = await loader().loadKey(key);
+
+    // Before: a non-fatal decoder loaded line 2 with U+FFFD in its description.
+    expect(result).toMatchObject({ status: 'quarantined' });
+    expect(result.detail).toMatch(/^archive\/2026\/01\/03\/10\/damaged-1\.gz:2: not valid UTF-8 \(byte 0x89/);
+    expect((await quarantined(key)).reason).toMatchObject({ line: 2 });
+    expect(await rows("SELECT 1 FROM fact_sales_line WHERE invoice_no = '991301'")).toEqual([]);
   });
 });
 

@@ -13,8 +13,9 @@ import { CsvRowEncoder } from '#batch/encoders';
 import { checkHeader, readCsvHead } from '#batch/source-stream';
 import { Spool } from '#batch/spool';
 import { CSV_FIELDS } from '#batch/sql';
-import { LineTyper, NdjsonTyper, NotUtf8Error } from '#batch/typer';
+import { LineTyper, NdjsonTyper } from '#batch/typer';
 import { type ColumnMap, DEFAULT_COLUMNS } from '#core/source-row';
+import { TextEncodingError } from '#core/text-encoding';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dataFile = path.resolve(repoRoot, '../shared/data/online-retail/online-retail.csv.gz');
@@ -50,7 +51,7 @@ interface Result {
 
 async function typeCsv(
   chunks: readonly Buffer[],
-  options: { bytePath?: boolean; encoding?: 'utf8' | 'latin1'; columns?: ColumnMap } = {},
+  options: { bytePath?: boolean; encoding?: 'utf8' | 'latin1' | 'detect'; columns?: ColumnMap } = {},
 ): Promise<Result> {
   const lines = new LineTyper({
     loadId: 'load-1',
@@ -168,10 +169,10 @@ const CORPUS: Rec[] = [
     text: row(536366, 12359, 'ISO HOUR', 1, '2010-12-01 9:00', 1, 12583, 'France'),
     reason: 'InvoiceDate "2010-12-01 9:00" is not M/D/YYYY H:MM or YYYY-MM-DD HH:MM[:SS]',
   },
-  // Parsed, numbered, then refused by the warehouse: dim_date has no such day.
+  // Outside the warehouse's calendar (core/rules.ts): refused as the API refuses it, not numbered.
   {
     text: row(536368, 22960, 'JAM MAKING SET', 6, '1/1/1999 10:00', 4.25, 13047, UK),
-    reason: 'InvoiceDate is not a calendar date in 2000-2040',
+    reason: 'InvoiceDate "1/1/1999 10:00" is not a date in 2000-2040 (the warehouse\'s calendar)',
   },
   { text: row(536368, 22961, 'JAM MAKING SET LIDS', 6, '1/1/2011 10:00', 4.25, 13047, UK) },
   { text: `536367,"22633","HAND WARMER, UNION ""JACK""",6,12/1/2010 8:34,1.85,13047,${UK}` },
@@ -399,8 +400,8 @@ describe('CsvTyper: the byte path and the string path', () => {
       [7, '22111', 'f'],
       [8, '85123A', 'f'],
     ]);
-    // The row refused for its date (outside dim_date) was numbered: replay sends it as line 1.
-    expect(of('536368').map((x) => x.lineNo)).toEqual([2]);
+    // The row refused for its date (outside dim_date) takes no number, as replay refuses it too.
+    expect(of('536368').map((x) => x.lineNo)).toEqual([1]);
     expect(r.reopened).toEqual(['536365']);
     expect(r.counts).toContain('invoice,536365,"",f,0\n');
 
@@ -484,12 +485,14 @@ describe('CsvTyper: the byte path and the string path', () => {
     ]);
   });
 
-  it('fails with NotUtf8Error when a utf8 body holds bytes that are not UTF-8', async () => {
-    const body = bodyOf(
-      [{ text: row(536370, 22727, 'CAFÉ', 24, '12/1/2010 8:45', 3.75, 12583, 'France') }],
-      'latin1',
-    );
-    await expect(typeCsv([body])).rejects.toBeInstanceOf(NotUtf8Error);
+  it('refuses a utf8 body holding a byte that is not UTF-8 with a TextEncodingError naming its line', async () => {
+    const body = Buffer.concat([
+      bodyOf([{ text: row(536370, 22728, 'ALARM CLOCK', 24, '12/1/2010 8:45', 3.75, 12583, 'France') }]),
+      bodyOf([{ text: row(536370, 22727, 'CAFÉ', 24, '12/1/2010 8:45', 3.75, 12583, 'France') }], 'latin1'),
+    ]);
+    const error = await typeCsv([body]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TextEncodingError);
+    expect(error).toMatchObject({ file: 'files/test.csv', line: 3 });
   });
 
   it('reads columns in another order through the column map', async () => {
@@ -520,6 +523,74 @@ describe('CsvTyper: the byte path and the string path', () => {
       'Quantity "x" is not a whole number',
       '536365',
     ]);
+  });
+});
+
+describe('CsvTyper: the encoding, by the one detection rule (core/text-encoding.ts)', () => {
+  const ascii = (n: number) =>
+    Array.from(
+      { length: n },
+      (_, i): Rec => ({
+        text: row(536400 + i, 22728, 'ALARM CLOCK', 24, '12/1/2010 8:45', 3.75, 12583, 'France'),
+      }),
+    );
+  const cafe: Rec = { text: row(536370, 22727, 'CAFÉ', 24, '12/1/2010 8:45', 3.75, 12583, 'France') };
+  const voucher: Rec = {
+    text: row(
+      536371,
+      'gift_0001_40',
+      'Dotcomgiftshop Gift Voucher £40.00',
+      1,
+      '12/1/2010 8:45',
+      34.04,
+      '',
+      UK,
+    ),
+  };
+
+  it('reads a Latin-1 body whose first non-ASCII byte comes late as Latin-1, in one pass', async () => {
+    const recs = [...ascii(50), voucher, cafe];
+    const body = bodyOf(recs, 'latin1');
+    for (const chunkSize of [body.length, 97]) {
+      const chunks = Array.from({ length: Math.ceil(body.length / chunkSize) }, (_, i) =>
+        body.subarray(i * chunkSize, (i + 1) * chunkSize),
+      );
+      const detected = await typeCsv(chunks, { encoding: 'detect' });
+      expect(comparable(detected)).toEqual(comparable(await typeCsv([body], { encoding: 'latin1' })));
+      expect(
+        outRows(detected.output)
+          .slice(-2)
+          .map((x) => x.description),
+      ).toEqual(['Dotcomgiftshop Gift Voucher £40.00', 'CAFÉ']);
+    }
+  });
+
+  it('reads a UTF-8 body as UTF-8', async () => {
+    const body = bodyOf([...ascii(3), voucher, cafe]);
+    const detected = await typeCsv([body], { encoding: 'detect' });
+    expect(comparable(detected)).toEqual(comparable(await typeCsv([body], { encoding: 'utf8' })));
+    expect(outRows(detected.output).map((x) => x.description)).toContain(
+      'Dotcomgiftshop Gift Voucher £40.00',
+    );
+  });
+
+  it('refuses a body that mixes UTF-8 and Latin-1, UTF-8 first, at the line of the Latin-1 byte', async () => {
+    // Lines: header 1, CAFÉ in UTF-8 on 2, 40 plain rows 3-42, the Latin-1 voucher on 43.
+    const body = Buffer.concat([bodyOf([cafe, ...ascii(40)]), bodyOf([voucher], 'latin1')]);
+    const error = await typeCsv([body], { encoding: 'detect' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TextEncodingError);
+    expect(error).toMatchObject({ file: 'files/test.csv', line: 43 });
+    expect((error as Error).message).toMatch(
+      /^files\/test\.csv:43: not valid UTF-8 \(byte 0xA3 at byte \d+\), yet line 2 is UTF-8: the file mixes encodings/,
+    );
+  });
+
+  it('refuses a body that mixes them Latin-1 first, once the UTF-8 character comes', async () => {
+    const body = Buffer.concat([bodyOf([voucher, ...ascii(40)], 'latin1'), bodyOf([cafe])]);
+    const error = await typeCsv([body], { encoding: 'detect' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TextEncodingError);
+    expect(error).toMatchObject({ line: 2 });
+    expect((error as Error).message).toMatch(/yet line 43 is UTF-8: the file mixes encodings/);
   });
 });
 
@@ -589,7 +660,7 @@ describe("CsvTyper: the byte path holds the string path's rules from the first r
     expect(fast).toEqual(slow);
   });
 
-  it("stores a refused row's values as read, spaces included, when the warehouse refuses its date", async () => {
+  it("stores a refused row's values as read, spaces included, when its date is outside the warehouse's calendar", async () => {
     const { fast, slow } = await both([
       {
         text: row(
@@ -704,14 +775,16 @@ describe('NdjsonTyper', () => {
   };
   const json = (over: Record<string, unknown>) => JSON.stringify({ ...base, ...over });
 
-  async function typeNdjson(text: string, chunkSize = text.length) {
+  const typeNdjson = (text: string, chunkSize = text.length) =>
+    typeNdjsonBytes(Buffer.from(text, 'utf8'), chunkSize);
+
+  async function typeNdjsonBytes(bytes: Buffer, chunkSize: number) {
     const lines = new LineTyper({
       loadId: 'load-2',
       objectKey: 'archive/x.ndjson',
       encoder: new CsvRowEncoder(),
     });
     const typer = new NdjsonTyper(lines);
-    const bytes = Buffer.from(text, 'utf8');
     const out: Buffer[] = [];
     typer.on('data', (b: Buffer) => out.push(b));
     const done = new Promise<void>((resolve, reject) => {
@@ -787,7 +860,7 @@ describe('NdjsonTyper', () => {
     expect(reasons.get(9)).toMatch(/^lineNo \S/);
     expect(reasons.get(10)).toMatch(/^producedAt \S/);
     expect(reasons.get(11)).toBe('acceptedAt is not an ISO-8601 instant');
-    expect(reasons.get(12)).toBe('InvoiceDate is not a calendar date in 2000-2040');
+    expect(reasons.get(12)).toBe("InvoiceDate must be a date in 2000-2040 (the warehouse's calendar)");
     expect([...reasons.keys()].sort((a, b) => a - b)).toEqual([5, 6, 7, 8, 9, 10, 11, 12]);
     // An unreadable line keeps its text in the first value.
     expect(r.rejects.get(5)?.[1]).toBe('{"invoiceNo": "536365", ');
@@ -798,6 +871,30 @@ describe('NdjsonTyper', () => {
     const whole = await typeNdjson(ARCHIVE);
     const chunked = await typeNdjson(ARCHIVE, 7);
     expect(chunked).toEqual(whole);
+  });
+
+  it('refuses an object holding a byte that is not UTF-8, naming the object and the line, whatever the chunks', async () => {
+    // A damaged object: line 3's É lost its first byte (a lone continuation byte, 0x89).
+    const bytes = Buffer.concat([
+      Buffer.from(`${json({})}\n${json({ lineNo: 2 })}\n`),
+      Buffer.from(json({ lineNo: 3, description: 'CAF\u0089' }), 'latin1'),
+      Buffer.from(`\n${json({ lineNo: 4 })}\n`),
+    ]);
+    for (const chunkSize of [bytes.length, 5]) {
+      const error = await typeNdjsonBytes(bytes, chunkSize).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TextEncodingError);
+      expect(error).toMatchObject({ file: 'archive/x.ndjson', line: 3 });
+      expect((error as Error).message).toMatch(
+        /^archive\/x\.ndjson:3: not valid UTF-8 \(byte 0x89 at byte \d+\)/,
+      );
+    }
+  });
+
+  it('refuses an object that ends inside a character', async () => {
+    const bytes = Buffer.concat([Buffer.from(`${json({})}\n`), Buffer.from([0xc3])]);
+    const error = await typeNdjsonBytes(bytes, bytes.length).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TextEncodingError);
+    expect(error).toMatchObject({ line: 2 });
   });
 });
 

@@ -52,6 +52,15 @@ const edge = (name: string, over: Partial<Fields>): Case => ({ name, fields: { .
 const digits = (n: number) => '1234567890'.repeat(Math.ceil(n / 10)).slice(0, n);
 const { stockCode, description, country, quantity, unitPrice, customerId, invoiceNo } = RULES;
 
+/** An invoice date at each side of the warehouse calendar's ends, and whether it is accepted. */
+const CALENDAR: ReadonlyArray<[date: string, accepted: boolean]> = [
+  ['1999-12-31T23:59:59', false],
+  ['2000-01-01T00:00:00', true],
+  ['2040-12-31T23:59:59', true],
+  ['2041-01-01T00:00:00', false],
+];
+const CALENDAR_EDGES = () => CALENDAR.map(([date]) => edge(`invoice date ${date}`, { InvoiceDate: date }));
+
 const EDGES: Case[] = [
   edge('the base row', {}),
   edge('stock code at its limit', { StockCode: 'S'.repeat(stockCode.maxLength) }),
@@ -113,6 +122,8 @@ const EDGES: Case[] = [
   edge('hour 24', { InvoiceDate: '2011-06-01T24:00:00' }),
   edge('minute 60', { InvoiceDate: '2011-06-01T10:60:00' }),
   edge('date without a time', { InvoiceDate: '2011-06-01' }),
+  // The warehouse's calendar (dim_date, migration 0002) holds 2000-01-01 .. 2040-12-31.
+  ...CALENDAR_EDGES(),
   // Control characters (the CONTROL set), and what is not in it.
   edge('NUL in a description', { Description: 'NUL\u0000HERE' }),
   edge('BEL in a description', { Description: 'BELL\u0007' }),
@@ -282,6 +293,21 @@ async function viaTyper(
 const fitsLatin1 = (f: Fields) =>
   Object.values(f).every((v) => [...v].every((ch) => ch.charCodeAt(0) <= 0xff));
 
+/** Every path's verdict on a row but source-row's, and how many records the byte path took. */
+async function verdictsOf(f: Fields): Promise<{ verdicts: Record<string, Verdict>; fast: number }> {
+  const verdicts: Record<string, Verdict> = { schema: viaSchema(f), archive: viaArchive(f) };
+  let fast = 0;
+  for (const encoding of ENCODINGS) {
+    if (encoding === 'latin1' && !fitsLatin1(f)) continue;
+    for (const bytePath of [true, false]) {
+      const v = await viaTyper(f, encoding, bytePath);
+      fast += v.fast;
+      verdicts[`${bytePath ? 'byte' : 'string'} path (${encoding})`] = v;
+    }
+  }
+  return { verdicts, fast };
+}
+
 // ----- the test -----------------------------------------------------------------------------------
 
 describe('validation parity: every path, the same verdict on the same rows', () => {
@@ -300,18 +326,8 @@ describe('validation parity: every path, the same verdict on the same rows', () 
     let fastRecords = 0;
     for (const c of CASES) {
       const row = viaSourceRow(c.fields);
-      const verdicts: Record<string, Verdict> = {
-        schema: viaSchema(c.fields),
-        archive: viaArchive(c.fields),
-      };
-      for (const encoding of ENCODINGS) {
-        if (encoding === 'latin1' && !fitsLatin1(c.fields)) continue;
-        for (const bytePath of [true, false]) {
-          const v = await viaTyper(c.fields, encoding, bytePath);
-          fastRecords += v.fast;
-          verdicts[`${bytePath ? 'byte' : 'string'} path (${encoding})`] = v;
-        }
-      }
+      const { verdicts, fast } = await verdictsOf(c.fields);
+      fastRecords += fast;
       for (const [path, v] of Object.entries(verdicts)) {
         if (v.ok !== row.ok)
           disagreements.push(
@@ -329,6 +345,24 @@ describe('validation parity: every path, the same verdict on the same rows', () 
     // The byte path took the plain rows itself (a fall back to the string path for every row would
     // make it agree by never deciding).
     expect(fastRecords).toBeGreaterThan(40);
+  });
+
+  it("refuses an invoice date outside the warehouse's calendar on every path, and takes its ends", async () => {
+    const wrong: string[] = [];
+    for (const [date, accepted] of CALENDAR) {
+      const fields = { ...BASE, InvoiceDate: date };
+      const { verdicts } = await verdictsOf(fields);
+      verdicts['source-row'] = viaSourceRow(fields);
+      for (const [path, v] of Object.entries(verdicts))
+        if (v.ok !== accepted) wrong.push(`${date}: ${path} ${v.ok ? 'accepts' : `refuses (${v.reason})`}`);
+    }
+    expect(wrong).toEqual([]);
+    // The source-row reason names the column and the calendar's years, from core/rules.ts.
+    expect(viaSourceRow({ ...BASE, InvoiceDate: '12/31/1999 23:59' })).toEqual({
+      ok: false,
+      column: 'InvoiceDate',
+      reason: `InvoiceDate "12/31/1999 23:59" is not a date in ${RULES.invoiceDate.firstYear}-${RULES.invoiceDate.lastYear} (the warehouse's calendar)`,
+    });
   });
 
   it('holds lineNo to its bounds in the schema (a file numbers its own lines)', () => {
