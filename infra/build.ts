@@ -21,18 +21,34 @@ const truthy = (v: unknown) => v === true || v === 'true' || v === '1';
 
 /**
  * Builds the CDK app. Context: `skipBundling=true` (no esbuild, placeholder code), `warehouseClientCidr=a.b.c.d/n`
- * (open the workgroup to BI clients), `account`/`region` (pin the environment; otherwise env-agnostic).
+ * (open the workgroup to BI clients), `account`/`region` (pin the environment; otherwise env-agnostic),
+ * `totesysSecretArn` (an existing source secret), `totesysSubnetIds` + `totesysSecurityGroupIds` (the
+ * extract's VPC, comma-separated).
  */
 export function buildApp(options: BuildOptions = {}): { app: App; stack: PipelineStack } {
   const { skipBundling, nag = true, ...appProps } = options;
   const app = new App({ ...appProps, context: { ...FEATURE_FLAGS, ...appProps.context } });
   const ctx = (key: string) => app.node.tryGetContext(key) as string | undefined;
+  const list = (key: string) =>
+    ctx(key)
+      ?.split(',')
+      .map((v) => v.trim())
+      .filter(Boolean) ?? [];
+  const subnetIds = list('totesysSubnetIds');
+  const securityGroupIds = list('totesysSecurityGroupIds');
+  if (subnetIds.length > 0 !== securityGroupIds.length > 0)
+    throw new Error('context totesysSubnetIds and totesysSecurityGroupIds go together (comma-separated ids)');
   const account = ctx('account');
   const region = ctx('region');
   const stack = new PipelineStack(app, STACK_NAME, {
-    description: 'retail-pipeline: invoice lines REST -> Kinesis -> DynamoDB + S3 archive -> Redshift',
+    description:
+      'retail-pipeline: invoice lines REST -> Kinesis -> DynamoDB + S3 archive -> Redshift; totesys CDC -> S3 -> Redshift',
     bundle: !(skipBundling ?? truthy(ctx('skipBundling'))),
     warehouseClientCidr: ctx('warehouseClientCidr'),
+    totesys: {
+      sourceSecretArn: ctx('totesysSecretArn'),
+      network: subnetIds.length > 0 ? { subnetIds, securityGroupIds } : undefined,
+    },
     ...(account || region ? { env: { account, region } } : {}),
   });
   if (nag) addNagChecks(app);

@@ -6,6 +6,9 @@ export const LAMBDA_ENTRIES = {
   api: 'api/functions/http-api.ts',
   consumer: 'consumers/functions/process-invoice-lines.ts',
   loader: 'batch/functions/load-objects.ts',
+  totesysExtract: 'cdc/functions/extract-changes.ts',
+  totesysTransform: 'cdc/functions/transform-runs.ts',
+  totesysLoad: 'cdc/functions/load-processed.ts',
 } as const;
 
 export type LambdaEntryName = keyof typeof LAMBDA_ENTRIES;

@@ -8,6 +8,7 @@ import { Consumers } from './constructs/consumers.ts';
 import { DataKey } from './constructs/data-key.ts';
 import { ServingStore } from './constructs/store.ts';
 import { InvoiceStream } from './constructs/stream.ts';
+import { Totesys, type TotesysSourceNetwork } from './constructs/totesys.ts';
 import { Warehouse } from './constructs/warehouse.ts';
 import { acknowledge } from './nag.ts';
 
@@ -18,6 +19,8 @@ export interface PipelineStackProps extends StackProps {
   warehouseClientCidr?: string | undefined;
   /** Redshift namespace/workgroup name. */
   warehouseName?: string;
+  /** The totesys source (context): an existing secret, and the VPC the extract needs to reach it. */
+  totesys?: { sourceSecretArn?: string | undefined; network?: TotesysSourceNetwork | undefined };
 }
 
 const DATABASE = 'retail';
@@ -28,6 +31,7 @@ export class PipelineStack extends Stack {
   readonly consumers: Consumers;
   readonly warehouse: Warehouse;
   readonly alerts: Alerts;
+  readonly totesys: Totesys;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
@@ -70,7 +74,11 @@ export class PipelineStack extends Stack {
       parallelizationFactor: p.parallelizationFactor,
       baseEnvironment,
     });
-    new Catalog(this, 'Catalog', { key, bucket: archive.bucket, databaseName: 'retail_pipeline' });
+    const catalog = new Catalog(this, 'Catalog', {
+      key,
+      bucket: archive.bucket,
+      databaseName: 'retail_pipeline',
+    });
     this.warehouse = new Warehouse(this, 'Warehouse', {
       bundle: props.bundle,
       key,
@@ -82,6 +90,20 @@ export class PipelineStack extends Stack {
       baseCapacity: p.baseRpu,
       clientCidr: props.warehouseClientCidr,
       loadSchedule: Duration.minutes(15),
+      baseEnvironment,
+    });
+    // After the warehouse: its loader's rules stay the template's first event rules.
+    this.totesys = new Totesys(this, 'Totesys', {
+      bundle: props.bundle,
+      key,
+      bucket: archive.bucket,
+      alerts: this.alerts,
+      warehouse: this.warehouse,
+      catalog,
+      schedule: p.totesysSchedule,
+      freshnessSeconds: p.totesysFreshnessSeconds,
+      sourceSecretArn: props.totesys?.sourceSecretArn,
+      network: props.totesys?.network,
       baseEnvironment,
     });
     this.acknowledgeCdkInternals();
@@ -125,6 +147,20 @@ export class PipelineStack extends Stack {
       burstLimit: number('ApiBurstLimit', 'Burst requests per API key', 100, 1, 5000),
       bufferSeconds: number('FirehoseBufferSeconds', 'Firehose flushes after this many seconds', 300, 0, 900),
       bufferMiB: number('FirehoseBufferMiB', 'Firehose flushes after this many MiB', 64, 1, 128),
+      totesysSchedule: new CfnParameter(this, 'TotesysSchedule', {
+        type: 'String',
+        description: 'How often the totesys extract runs (EventBridge rate or cron expression)',
+        default: 'rate(5 minutes)',
+        allowedPattern: '^(rate\\(\\d+ (minute|minutes|hour|hours|day|days)\\)|cron\\(.+\\))$',
+        constraintDescription: 'rate(N minutes) or cron(...)',
+      }).valueAsString,
+      totesysFreshnessSeconds: number(
+        'TotesysFreshnessSeconds',
+        'Alarm when the totesys stars lag the source by more than this many seconds',
+        1800,
+        120,
+        86400,
+      ),
       baseRpu: number(
         'WarehouseBaseRpu',
         'Redshift Serverless base capacity (RPU, multiple of 8)',

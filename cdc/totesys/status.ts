@@ -1,5 +1,5 @@
 import type { CdcManifestRow } from '#batch/loader/manifest';
-import { type CdcStage, readStageRecord, type StageRecord } from '../stage-record.ts';
+import { type CdcStage, emptyStageRecord, readStageRecord, type StageRecord } from '../stage-record.ts';
 import { WAREHOUSE_TABLES, type WarehouseTableName } from '../transform-model.ts';
 import type { ObjectZone } from '../zone.ts';
 import { INGESTION_RUNS_PREFIX, PROCESSED_RUNS_PREFIX, runIdOfMarker } from './layout.ts';
@@ -110,10 +110,7 @@ export async function captureStatus(zone: ObjectZone, options: StatusOptions = {
     ...(warehouseTables
       ? {
           warehouseTables,
-          warehouseLagSeconds: warehouseTables.reduce<number | null>(
-            (worst, t) => (t.lagSeconds === null || worst === null ? null : Math.max(worst, t.lagSeconds)),
-            0,
-          ),
+          warehouseLagSeconds: worstLag(warehouseTables),
         }
       : {}),
     lastRun: state.lastRun,
@@ -127,6 +124,34 @@ export async function captureStatus(zone: ObjectZone, options: StatusOptions = {
       oldestPending: pending[0] ?? null,
     },
   };
+}
+
+/** The worst table's lag; null when no run has been extracted yet. */
+const worstLag = (tables: WarehouseTableStatus[]): number | null =>
+  tables.reduce<number | null>(
+    (worst, t) => (t.lagSeconds === null ? worst : Math.max(worst ?? 0, t.lagSeconds)),
+    null,
+  );
+
+/**
+ * The freshness the load publishes on AWS (the alarm's metric), from the processed zone and the
+ * manifest only (the load may not read ingestion/): a stuck extract or transform shows as markers
+ * that stop coming, so the lag grows all the same.
+ */
+export async function warehouseLagSeconds(
+  zone: ObjectZone,
+  manifest: CdcManifestRow[],
+  now: Date = new Date(),
+): Promise<number | null> {
+  const processed = await zone.list(PROCESSED_PREFIX);
+  const runIds = processed
+    .filter((k) => k.startsWith(PROCESSED_RUNS_PREFIX))
+    .map(runIdOfMarker)
+    .filter((id) => id !== undefined)
+    .sort();
+  return worstLag(
+    warehouseStatus(processed, manifest, runIds, undefined, emptyStageRecord('transform'), now),
+  );
 }
 
 const stageStatus = (r: StageRecord): StageStatus => ({

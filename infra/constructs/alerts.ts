@@ -17,6 +17,8 @@ export interface AlarmSpec {
   description: string;
   evaluationPeriods?: number;
   comparison?: cloudwatch.ComparisonOperator;
+  /** Default NOT_BREACHING; a freshness alarm whose metric stops coming is BREACHING. */
+  treatMissingData?: cloudwatch.TreatMissingData;
 }
 
 /** The alert topic and every alarm that notifies it (alarm and OK transitions). */
@@ -34,14 +36,14 @@ export class Alerts extends Construct {
     this.topic.addSubscription(new subscriptions.EmailSubscription(props.email));
   }
 
-  /** An alarm on `spec.metric` wired to the topic; missing data is not an alarm (idle pipelines are fine). */
+  /** An alarm on `spec.metric` wired to the topic; missing data is not an alarm (idle pipelines are fine) unless the spec says so. */
   alarm(id: string, spec: AlarmSpec): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(this, id, {
       metric: spec.metric,
       threshold: spec.threshold,
       evaluationPeriods: spec.evaluationPeriods ?? 1,
       comparisonOperator: spec.comparison ?? cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      treatMissingData: spec.treatMissingData ?? cloudwatch.TreatMissingData.NOT_BREACHING,
       alarmDescription: spec.description,
     });
     const action = new actions.SnsAction(this.topic);
