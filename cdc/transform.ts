@@ -1,8 +1,9 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { parse } from 'csv-parse/sync';
+import { parse } from 'csv-parse';
 import type { Logger } from '#adapters/logger';
 import { errorMessage } from '#core/resilience';
-import { writeParquet } from '#lake/parquet';
+import { TimeSlicer } from '#core/time-slice';
+import { writeParquetSliced } from '#lake/parquet';
 import { columnNames, isTotesysTableName, type TotesysTableName, totesysTable } from './totesys/tables.ts';
 import {
   type CurrentState,
@@ -106,22 +107,60 @@ export async function listKeys(
   return keys;
 }
 
+/** Bytes handed to the CSV parser at a time: about 15 ms of parsing (csv-parse read these rows at ~1 MB/s). */
+const CSV_SLICE_BYTES = 16 * 1024;
+
 /**
  * An ingestion CSV to source rows: the header must be the table's columns in `tables.ts` order; an
- * empty unquoted field is NULL, `""` the empty string.
+ * empty unquoted field is NULL, `""` the empty string. Parsed a slice of bytes at a time with a turn
+ * of the event loop between slices (a first run's payment CSV, 1.8 MB, is 1.5 s of parsing); the
+ * records are the same wherever the slices fall.
  */
-export function parseIngestionCsv(table: TotesysTableName, text: string): SourceRow[] {
+export async function parseIngestionCsv(
+  table: TotesysTableName,
+  text: string,
+  slicer = new TimeSlicer(),
+  sliceBytes = CSV_SLICE_BYTES,
+): Promise<SourceRow[]> {
   const expected = columnNames(totesysTable(table));
-  const records = parse(text, {
-    cast: (value, context) => (value === '' && !context.quoting ? null : value),
-    relax_column_count: false,
-  }) as Array<Array<string | null>>;
+  const records = await parseCsvInSlices(Buffer.from(text), slicer, sliceBytes);
   const [header, ...rows] = records;
   if (!header || header.join(',') !== expected.join(','))
     throw new TransformError(
       `${table}: header is ${JSON.stringify(header)}, expected ${JSON.stringify(expected)}`,
     );
-  return rows.map((r) => Object.fromEntries(expected.map((c, i) => [c, r[i] ?? null])));
+  return slicer.map(rows, (r) => Object.fromEntries(expected.map((c, i) => [c, r[i] ?? null])));
+}
+
+async function parseCsvInSlices(
+  bytes: Buffer,
+  slicer: TimeSlicer,
+  sliceBytes: number,
+): Promise<Array<Array<string | null>>> {
+  const records: Array<Array<string | null>> = [];
+  let failure: unknown;
+  const parser = parse({
+    cast: (value, context) => (value === '' && !context.quoting ? null : value),
+    relax_column_count: false,
+  });
+  parser.on('data', (record: Array<string | null>) => records.push(record));
+  // Kept for the parser's whole life: a later error after the first must not go unhandled.
+  parser.on('error', (err) => {
+    failure ??= err;
+  });
+  const ended = new Promise<void>((resolve) => parser.on('end', resolve).on('close', resolve));
+  for (let at = 0; at < bytes.length && failure === undefined; at += sliceBytes) {
+    parser.write(bytes.subarray(at, at + sliceBytes));
+    // Every slice ends its turn: the stream delivers a slice's records on the next tick, and a
+    // slice left queued would be parsed later outside the slicer's count.
+    await slicer.turn();
+  }
+  if (failure === undefined) {
+    parser.end();
+    await ended;
+  }
+  if (failure !== undefined) throw failure;
+  return records;
 }
 
 type StateSnapshot = { runId: string; rows: Record<string, SourceRow> };
@@ -170,6 +209,7 @@ export async function transformRun(
   if (text === undefined) throw new TransformError(`no ingestion marker at ${ingestionMarkerKey}`);
   const marker = JSON.parse(text) as IngestionMarker;
   const runId = marker.runId;
+  const slicer = new TimeSlicer();
   const run = new Map<TotesysTableName, SourceRow[]>();
   const sourceRows: Record<string, number> = {};
   for (const [table, entry] of Object.entries(marker.tables).sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -177,7 +217,7 @@ export async function transformRun(
       throw new TransformError(`run ${runId}: unknown table ${JSON.stringify(table)}`);
     const csv = await getText(deps, entry.key);
     if (csv === undefined) throw new TransformError(`run ${runId}: ${entry.key} is missing`);
-    const rows = parseIngestionCsv(table, csv);
+    const rows = await parseIngestionCsv(table, csv, slicer);
     if (rows.length !== entry.rows)
       throw new TransformError(
         `run ${runId}: ${entry.key} has ${rows.length} rows, the marker says ${entry.rows}`,
@@ -188,14 +228,14 @@ export async function transformRun(
 
   const state = await readState(deps);
   const touched = advanceState(state, run);
-  const { tables, unresolved } = remodel(run, state as CurrentState);
+  const { tables, unresolved } = await remodel(run, state as CurrentState, slicer);
 
   const objects: ProcessedMarker['objects'] = {};
   for (const [name, rows] of [...tables.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const table = warehouseTable(name) as WarehouseTable;
     let bytes: Uint8Array;
     try {
-      bytes = writeParquet(table.columns, rows);
+      bytes = await writeParquetSliced(table.columns, rows, slicer);
     } catch (err) {
       throw new TransformError(`run ${runId}: ${name}: ${errorMessage(err)}`, { cause: err });
     }

@@ -1,8 +1,16 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { currencyName } from '#cdc/currencies';
 import type { TotesysTableName } from '#cdc/totesys/tables';
 import { parseIngestionCsv, processedObjectKey } from '#cdc/transform';
-import { dateRow, remodel, type SourceRow, splitTimestamp, WAREHOUSE_TABLES } from '#cdc/transform-model';
+import {
+  dateRow,
+  type RemodelResult,
+  remodel,
+  type SourceRow,
+  splitTimestamp,
+  WAREHOUSE_TABLES,
+} from '#cdc/transform-model';
+import { TimeSlicer } from '#core/time-slice';
 import { readParquet, writeParquet } from '#lake/parquet';
 
 const at = (day: string, t = '09:15:00.123456') => ({
@@ -128,9 +136,9 @@ describe('cdc transform: values', () => {
     expect(currencyName('XQQ')).toBe('Unknown currency XQQ');
   });
 
-  it('reads the ingestion CSV: NULL is an empty unquoted field, "" an empty string, the header must match', () => {
+  it('reads the ingestion CSV: NULL is an empty unquoted field, "" an empty string, the header must match', async () => {
     const header = 'department_id,department_name,location,manager,created_at,last_updated';
-    const rows = parseIngestionCsv(
+    const rows = await parseIngestionCsv(
       'department',
       `${header}\n1,"Sales, North",,"",2022-11-03T14:20:49.962000,2022-11-03T14:20:49.962000\n`,
     );
@@ -144,7 +152,30 @@ describe('cdc transform: values', () => {
         last_updated: '2022-11-03T14:20:49.962000',
       },
     ]);
-    expect(() => parseIngestionCsv('department', 'department_id,name\n1,x\n')).toThrow(/header is/);
+    await expect(parseIngestionCsv('department', 'department_id,name\n1,x\n')).rejects.toThrow(/header is/);
+  });
+
+  it('reads the same rows whatever slices the CSV is parsed in, and refuses a broken CSV sliced too', async () => {
+    const header = 'department_id,department_name,location,manager,created_at,last_updated';
+    const stamp = '2022-11-03T14:20:49.962000';
+    const text = [
+      header,
+      `1,"Zoë, 東京 🙂",,"",${stamp},${stamp}`,
+      `2,"two\nlines ""quoted""",Leeds,Ann,${stamp},${stamp}`,
+      `3,Über,,,${stamp},${stamp}`,
+      '',
+    ].join('\n');
+    const whole = await parseIngestionCsv('department', text, new TimeSlicer(), text.length * 4);
+    expect(whole.map((r) => r.department_name)).toEqual(['Zoë, 東京 🙂', 'two\nlines "quoted"', 'Über']);
+    // Slices of 1-7 bytes cut through the multi-byte characters, the quotes and the line ends.
+    for (const bytes of [1, 2, 3, 5, 7])
+      expect(await parseIngestionCsv('department', text, new TimeSlicer(), bytes)).toEqual(whole);
+    const broken = `${header}\n1,"open quote,,,${stamp},${stamp}\n`;
+    await expect(parseIngestionCsv('department', broken, new TimeSlicer(), 4)).rejects.toThrow(/quote/i);
+    const short = `${header}\n1,x\n`;
+    await expect(parseIngestionCsv('department', short, new TimeSlicer(), 4)).rejects.toThrow(
+      /Invalid Record Length/,
+    );
   });
 
   it('lays processed objects out by table and run date', () => {
@@ -193,7 +224,18 @@ describe('cdc transform: every column of every warehouse table', () => {
     department: [DEPARTMENT],
     staff: [STAFF],
   });
-  const { tables, unresolved } = remodel(everything, current);
+  let tables: RemodelResult['tables'];
+  let unresolved: string[];
+  beforeAll(async () => {
+    ({ tables, unresolved } = await remodel(everything, current));
+  });
+
+  it('gives the same rows when every row is a slice of its own', async () => {
+    // A clock that moves a budget per read: the slicer is due before every row.
+    let clock = 0;
+    const everyRow = new TimeSlicer(1, () => clock++);
+    expect(await remodel(everything, current, everyRow)).toEqual({ tables, unresolved });
+  });
 
   it('covers the eleven warehouse tables with exactly their columns', () => {
     expect(unresolved).toEqual([]);
@@ -338,9 +380,9 @@ describe('cdc transform: every column of every warehouse table', () => {
 });
 
 describe('cdc transform: a run that changes one side of a join', () => {
-  it('re-emits the counterparty when only its address changed, from the current state', () => {
+  it('re-emits the counterparty when only its address changed, from the current state', async () => {
     const moved = { ...ADDRESS, city: 'Leeds', ...at('2022-12-01') };
-    const { tables } = remodel(
+    const { tables } = await remodel(
       runOf({ address: [moved] }),
       state({ address: [moved], counterparty: [COUNTERPARTY] }),
     );
@@ -351,9 +393,9 @@ describe('cdc transform: a run that changes one side of a join', () => {
     expect(tables.has('fact_sales_order')).toBe(false);
   });
 
-  it('re-emits staff when only their department changed', () => {
+  it('re-emits staff when only their department changed', async () => {
     const renamed = { ...DEPARTMENT, department_name: 'Procurement', ...at('2022-12-01') };
-    const { tables } = remodel(
+    const { tables } = await remodel(
       runOf({ department: [renamed] }),
       state({ department: [renamed], staff: [STAFF] }),
     );
@@ -362,8 +404,8 @@ describe('cdc transform: a run that changes one side of a join', () => {
     ]);
   });
 
-  it('holds a member whose joined row is not captured yet, and says so', () => {
-    const { tables, unresolved } = remodel(
+  it('holds a member whose joined row is not captured yet, and says so', async () => {
+    const { tables, unresolved } = await remodel(
       runOf({ counterparty: [COUNTERPARTY] }),
       state({ counterparty: [COUNTERPARTY] }),
     );
@@ -371,7 +413,7 @@ describe('cdc transform: a run that changes one side of a join', () => {
     expect(unresolved).toEqual(['counterparty 3: address 7 not captured yet']);
   });
 
-  it('keeps every version of a fact row and the latest of a dimension member', () => {
+  it('keeps every version of a fact row and the latest of a dimension member', async () => {
     const later = { ...SALE, units_sold: '5', ...at('2022-11-03', '15:00:00.000000') };
     const design1 = {
       design_id: '3',
@@ -381,7 +423,10 @@ describe('cdc transform: a run that changes one side of a join', () => {
       ...at('2022-11-03', '10:00:00'),
     };
     const design2 = { ...design1, design_name: 'New', ...at('2022-11-03', '11:00:00') };
-    const { tables } = remodel(runOf({ sales_order: [later, SALE], design: [design2, design1] }), state({}));
+    const { tables } = await remodel(
+      runOf({ sales_order: [later, SALE], design: [design2, design1] }),
+      state({}),
+    );
     expect(tables.get('fact_sales_order')?.map((r) => [r.units_sold, r.last_updated_time])).toEqual([
       [42972, '14:20:52.186000'],
       [5, '15:00:00.000000'],
@@ -389,9 +434,9 @@ describe('cdc transform: a run that changes one side of a join', () => {
     expect(tables.get('dim_design')).toEqual([expect.objectContaining({ design_name: 'New' })]);
   });
 
-  it('names the table and column of a bad source value', () => {
-    expect(() => remodel(runOf({ sales_order: [{ ...SALE, units_sold: 'many' }] }), state({}))).toThrow(
-      /sales_order\.units_sold: "many" is not an integer/,
-    );
+  it('names the table and column of a bad source value', async () => {
+    await expect(
+      remodel(runOf({ sales_order: [{ ...SALE, units_sold: 'many' }] }), state({})),
+    ).rejects.toThrow(/sales_order\.units_sold: "many" is not an integer/);
   });
 });

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TimeSlicer } from '#core/time-slice';
 import {
   boolean,
   date,
@@ -17,6 +18,7 @@ import {
   time,
   unscaledDecimal,
   writeParquet,
+  writeParquetSliced,
 } from '#lake/parquet';
 
 const SCHEMA: ParquetSchema = [
@@ -114,6 +116,17 @@ describe('lake/parquet: write and read back', () => {
     const b = writeParquet(SCHEMA, structuredClone(ROWS));
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
     expect(Buffer.from(a).includes(Buffer.from(String(new Date().getUTCFullYear())))).toBe(false);
+  });
+
+  it('writes the same bytes converted in slices as at once', async () => {
+    // Due before every row: the most turns a table can take.
+    let clock = 0;
+    const everyRow = new TimeSlicer(1, () => clock++);
+    const sliced = await writeParquetSliced(SCHEMA, ROWS, everyRow);
+    expect(Buffer.from(sliced).equals(Buffer.from(writeParquet(SCHEMA, ROWS)))).toBe(true);
+    await expect(writeParquetSliced(SCHEMA, [{ ...ROWS[0], id: 2 ** 31 }], everyRow)).rejects.toThrow(
+      /column id/,
+    );
   });
 
   it('writes an empty file that reads back as no rows', async () => {
