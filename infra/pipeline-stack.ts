@@ -150,7 +150,7 @@ export class PipelineStack extends Stack {
       totesysSchedule: new CfnParameter(this, 'TotesysSchedule', {
         type: 'String',
         description: 'How often the totesys extract runs (EventBridge rate or cron expression)',
-        default: 'rate(5 minutes)',
+        default: 'rate(15 minutes)',
         allowedPattern: '^(rate\\(\\d+ (minute|minutes|hour|hours|day|days)\\)|cron\\(.+\\))$',
         constraintDescription: 'rate(N minutes) or cron(...)',
       }).valueAsString,

@@ -49,7 +49,7 @@ export interface TotesysProps {
   alerts: Alerts;
   warehouse: Warehouse;
   catalog: Catalog;
-  /** EventBridge expression of the extract (a CloudFormation parameter, e.g. `rate(5 minutes)`). */
+  /** EventBridge expression of the extract (a CloudFormation parameter, e.g. `rate(15 minutes)`). */
   schedule: string;
   /** The freshness alarm fires when the warehouse lags the source by more than this (seconds). */
   freshnessSeconds: number;
