@@ -91,32 +91,41 @@ interface Turn {
  *   previous one succeeded whole, because the high-water marks are per shard: a later batch's mark
  *   would hide the earlier batch's retried contributions. If the previous batch failed, the
  *   event source retries from its failed record, which covers this batch again: it fails whole.
- * A batch that starts at or before the previous one's last record is such a retry, not a
- * continuation, and does not depend on the previous outcome.
+ * Only a batch invoked while the previous one is still running, starting after its last record,
+ * is such a continuation; a retry (starting at or before it) or a batch invoked after the previous
+ * one answered does not depend on the previous outcome.
  */
 class ShardOrder {
   private lines: Promise<void> = Promise.resolve();
   private outcome: Promise<boolean> = Promise.resolve(true);
+  private current = { settled: true };
   private lastSeq = '';
 
   enter(firstSeq: string, lastSeq: string): Turn {
     const previousLines = this.lines;
-    const continues = firstSeq > this.lastSeq;
     const previousOutcome = this.outcome;
+    // Overlapping and later: a continuation. Once the previous invocation has answered, the event
+    // source has acted on its outcome (retry, split, discard) before invoking this one.
+    const continues = firstSeq > this.lastSeq && !this.current.settled;
+    const mine = { settled: false };
     let linesDone!: () => void;
-    let settle!: (ok: boolean) => void;
+    let resolveOutcome!: (ok: boolean) => void;
     this.lines = new Promise<void>((resolve) => {
       linesDone = resolve;
     });
     this.outcome = new Promise<boolean>((resolve) => {
-      settle = resolve;
+      resolveOutcome = resolve;
     });
+    this.current = mine;
     this.lastSeq = lastSeq;
     return {
       previousLines,
       previousOk: continues ? previousOutcome : previousOutcome.then(() => true),
       linesDone,
-      settle,
+      settle: (ok) => {
+        mine.settled = true;
+        resolveOutcome(ok);
+      },
     };
   }
 }

@@ -76,6 +76,8 @@ export interface ShardWorkerOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   startingPosition: 'TRIM_HORIZON' | 'LATEST';
+  /** Invocations in flight per shard (1 = Lambda's behaviour; see PollerOptions.pipelineDepth). */
+  pipelineDepth: number;
   /** Epoch milliseconds, for record ages and the batching window. */
   clock: () => number;
   logger: Logger;
@@ -167,6 +169,8 @@ export class ShardWorker {
   #readFailures = 0;
   #crashed: unknown;
   #loops: Promise<unknown> = Promise.resolve();
+  /** The invocation started for the batch right after the one in flight (pipelineDepth 2). */
+  #ahead: { size: number; outcome: Promise<BatchOutcome> } | undefined;
 
   readonly #dataArrived = new Signal();
   readonly #spaceFreed = new Signal();
@@ -231,7 +235,7 @@ export class ShardWorker {
 
   /** True when a read started after `mark` found nothing new and everything read has been handled. */
   caughtUpSince(mark: number): boolean {
-    if (this.#plan.length > 0 || this.#buffer.length > 0 || this.#busy) return false;
+    if (this.#plan.length > 0 || this.#buffer.length > 0 || this.#busy || this.#ahead) return false;
     return this.#ended || this.#lastEmptyRead > mark;
   }
 
@@ -335,9 +339,18 @@ export class ShardWorker {
   }
 
   async #processLoop(): Promise<void> {
+    try {
+      await this.#runBatches();
+    } finally {
+      // Stopping: the batch started ahead is not checkpointed; its effects are idempotent on redelivery.
+      await this.#dropAhead();
+    }
+  }
+
+  async #runBatches(): Promise<void> {
     const { batchSize, batchWindowMs } = this.#o;
     while (!this.#stopping) {
-      let size = this.#plan.shift();
+      let size = this.#plan.shift() ?? this.#ahead?.size;
       if (size === undefined) {
         if (this.#buffer.length === 0) {
           await this.#dataArrived.wait();
@@ -368,6 +381,7 @@ export class ShardWorker {
     const { policy } = this.#o;
     const expired = expiredPrefix(this.#buffer, size, this.#o.maxRecordAgeSeconds, this.#o.clock());
     if (expired > 0) {
+      await this.#dropAhead();
       const reason = `RecordAgeExceeded: older than ${this.#o.maxRecordAgeSeconds} s`;
       if (!(await this.#discard(expired, 'RecordAgeExceeded', reason, this.#attempts))) return false;
       if (size > expired) this.#plan.unshift(size - expired);
@@ -375,9 +389,16 @@ export class ShardWorker {
       return true;
     }
 
-    const batch = this.#buffer.slice(0, size);
-    const outcome = await this.#invoke(batch);
+    const ahead = this.#ahead?.size === size ? this.#ahead.outcome : undefined;
+    this.#ahead = undefined;
+    const running = ahead ?? this.#invoke(this.#buffer.slice(0, size));
+    this.#startAhead(size);
+    const outcome = await running;
     const decision = decide(outcome, size, this.#attempts, policy);
+    if (decision.rest) {
+      // The batch after a failed record is retried with it: what was started ahead is moot.
+      await this.#dropAhead();
+    }
     if (decision.commit > 0) {
       this.#stats.recordsProcessed += decision.commit;
       await this.#commit(decision.commit);
@@ -413,6 +434,31 @@ export class ShardWorker {
       this.#attempts = 0;
     }
     return true;
+  }
+
+  /**
+   * With pipelineDepth 2, invokes the handler for the batch after the `headSize` records in flight
+   * at once, so its line writes can start while the head batch finishes its archive write and
+   * aggregates (the handler orders what must stay ordered: consumers/handler.ts ShardOrder).
+   * Checkpoints stay in order: it is committed only after the head batch succeeded whole. Only in
+   * the normal flow: never while retrying, splitting, or waiting out a batching window.
+   */
+  #startAhead(headSize: number): void {
+    const { batchSize, batchWindowMs } = this.#o;
+    if (this.#o.pipelineDepth < 2 || this.#ahead || this.#stopping) return;
+    if (this.#plan.length > 0 || this.#attempts > 0) return;
+    const rest = this.#buffer.slice(headSize);
+    if (rest.length === 0) return;
+    if (batchWindowMs > 0 && rest.length < batchSize && !this.#ended) return;
+    const size = fitBatch(rest, batchSize);
+    if (expiredPrefix(rest, size, this.#o.maxRecordAgeSeconds, this.#o.clock()) > 0) return;
+    this.#ahead = { size, outcome: this.#invoke(rest.slice(0, size)) };
+  }
+
+  async #dropAhead(): Promise<void> {
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    if (ahead) await ahead.outcome;
   }
 
   async #invoke(batch: ShardRecord[]): Promise<BatchOutcome> {

@@ -38,6 +38,12 @@ export interface PollerOptions {
   maxRecordAgeSeconds: number;
   /** The on-failure destination: records that exhausted retries or grew too old. Retried until it succeeds. */
   onFailure: (failure: PollerFailure) => Promise<void>;
+  /**
+   * Invocations in flight per shard: 1 (default) is Lambda's behaviour; 2 starts the next batch
+   * while the previous one finishes, checkpoints still in order. Only for a handler that orders
+   * its own effects across overlapping batches (consumers/handler.ts does).
+   */
+  pipelineDepth?: 1 | 2;
   /** How often a caught-up shard is polled again (default 50 ms: sub-second end-to-end latency). */
   idlePollMs?: number;
   /** First backoff after a failed invocation or a throttled read; doubles up to retryMaxMs (default 100). */
@@ -144,6 +150,7 @@ export async function startStreamPoller(opts: PollerOptions): Promise<StreamPoll
         retryBaseMs: opts.retryBaseMs ?? 100,
         retryMaxMs: opts.retryMaxMs ?? 5000,
         startingPosition: opts.startingPosition ?? 'TRIM_HORIZON',
+        pipelineDepth: opts.pipelineDepth ?? 1,
         clock: opts.clock ?? Date.now,
         logger: log,
       }),

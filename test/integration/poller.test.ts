@@ -415,3 +415,66 @@ describe('stream poller against kinesalite', () => {
     expect(after).toEqual(seqs.slice(20));
   });
 });
+
+describe('stream poller with pipelineDepth 2', () => {
+  it('starts the next batch while the previous one runs, and checkpoints only after the previous returns', async () => {
+    const stream = await createStream(1);
+    await put(stream, texts(300));
+    const starts: string[] = [];
+    let secondStarted!: () => void;
+    const second = new Promise<void>((resolve) => {
+      secondStarted = resolve;
+    });
+    let checkpointWhileFirstRan: string | undefined;
+    const { poller } = await start({
+      streamName: stream,
+      pipelineDepth: 2,
+      handler: async (event) => {
+        const data = dataOf(event);
+        starts.push(data[0] as string);
+        if (starts.length === 1) {
+          // With one invocation in flight (depth 1) this would never resolve: the test times out.
+          await second;
+          checkpointWhileFirstRan = await checkpointOf(stream).catch(() => 'none');
+        } else if (starts.length === 2) secondStarted();
+      },
+    });
+    await poller.idle();
+    expect(starts).toEqual(['r-0', 'r-100', 'r-200']);
+    // The second batch ran to its end first, yet nothing was checkpointed past the first batch.
+    expect(checkpointWhileFirstRan).toBe('none');
+    expect(poller.stats()).toMatchObject({ recordsProcessed: 300, batches: 3, failedInvocations: 0 });
+  });
+
+  it('when the batch in flight fails, drops the outcome of the one started ahead and retries from the failed record', async () => {
+    const stream = await createStream(1);
+    const seqs = await put(stream, texts(200));
+    const seen: string[][] = [];
+    let failOnce = true;
+    const { poller, failures } = await start({
+      streamName: stream,
+      pipelineDepth: 2,
+      handler: async (event): Promise<KinesisStreamBatchResponse> => {
+        const data = dataOf(event);
+        seen.push([data[0] as string, data.at(-1) as string]);
+        if (data[0] === 'r-0' && failOnce) {
+          failOnce = false;
+          // Let the batch ahead finish (successfully) first: its success must not be checkpointed.
+          await eventually(async () => (seen.length >= 2 ? true : undefined), { what: 'the batch ahead' });
+          return { batchItemFailures: [{ itemIdentifier: seqs[50] as string }] };
+        }
+        return { batchItemFailures: [] };
+      },
+    });
+    await poller.idle();
+    // First r-0..r-99 (fails at r-50) and r-100..r-199 ahead; then from r-50 again, in order.
+    expect(seen.slice(0, 2)).toEqual([
+      ['r-0', 'r-99'],
+      ['r-100', 'r-199'],
+    ]);
+    expect(seen[2]?.[0]).toBe('r-50');
+    expect(seen.flat().at(-1)).toBe('r-199');
+    expect(failures).toEqual([]);
+    expect(await checkpointOf(stream)).toBe(seqs[199]);
+  });
+});
