@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import {
   createSourceDecoder,
   detectEncoding,
+  EncodingDetector,
   encodingOf,
   LATIN1_HINT,
   TextEncodingError,
   Utf8Scanner,
+  verdictOf,
 } from '#core/text-encoding';
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
@@ -105,6 +107,66 @@ describe('detectEncoding: one rule for every input path', () => {
     const scan = scanned([utf8('h\nCAFÉ\nok\n'), Buffer.from('£1\n', 'latin1')], false);
     expect(() => encodingOf('f.csv', scan)).toThrow(TextEncodingError);
     expect(() => encodingOf('f.csv', scan)).toThrow(/^f\.csv:4: .*line 2 is UTF-8.*--encoding latin1/);
+  });
+});
+
+describe('EncodingDetector: the rule as the bytes arrive (the loader)', () => {
+  /** The detector's verdict on chunks: its encoding at the end, or 'mixed' when it threw. */
+  function detected(chunks: Uint8Array[]): string {
+    const d = new EncodingDetector('f.csv', 'a hint');
+    try {
+      for (const c of chunks) d.push(c);
+      return d.end();
+    } catch (e) {
+      if (e instanceof TextEncodingError) return 'mixed';
+      throw e;
+    }
+  }
+
+  it('decides as verdictOf does on the whole input, for random bytes split at random places', () => {
+    const random = prng(7);
+    const alphabet = [0x0a, 0x41, 0x80, 0xa3, 0xa9, 0xbf, 0xc2, 0xc3, 0xe2, 0xf0, 0xff];
+    const disagreements: string[] = [];
+    for (let round = 0; round < 3_000; round++) {
+      const data = Uint8Array.from({ length: 1 + Math.floor(random() * 16) }, () =>
+        random() < 0.5 ? 0x41 : (alphabet[Math.floor(random() * alphabet.length)] as number),
+      );
+      const cuts = [...new Set(Array.from({ length: 3 }, () => Math.floor(random() * data.length)))]
+        .filter((c) => c > 0)
+        .sort((a, b) => a - b);
+      const whole = verdictOf(scanned([data]));
+      const got = detected(split(data, cuts));
+      if (got !== whole) disagreements.push(`bytes ${[...data]} cut at ${cuts}: ${got}, whole ${whole}`);
+    }
+    expect(disagreements).toEqual([]);
+  });
+
+  it('reads on as Latin-1 after a fault in ASCII text, and refuses a later UTF-8 character at the fault', () => {
+    const d = new EncodingDetector('f.csv', 'a hint');
+    d.push(utf8('h\nplain\n'));
+    expect(d.encoding).toBe('utf8');
+    d.push(Buffer.from('£1\n', 'latin1'));
+    expect(d.encoding).toBe('latin1');
+    expect(() => d.push(utf8('CAFÉ\n'))).toThrow(
+      /^f\.csv:3: not valid UTF-8 \(byte 0xA3 at byte 8\), yet line 4 is UTF-8.*; a hint$/,
+    );
+  });
+
+  it('utf8Only refuses the first byte that is not UTF-8, without reading on', () => {
+    const d = new EncodingDetector('f.csv', 'a hint', true);
+    d.push(utf8('h\nCAFÉ\n'));
+    expect(() => d.push(Buffer.from('£1\n', 'latin1'))).toThrow(
+      /^f\.csv:3: not valid UTF-8 \(byte 0xA3 at byte 8\); a hint$/,
+    );
+  });
+
+  it('seek: bytes checked elsewhere are skipped, lines and offsets stay those of the whole input', () => {
+    const d = new EncodingDetector('f.csv', 'a hint');
+    d.seek(40, 1_000);
+    d.push(utf8('CAFÉ\n'));
+    expect(() => d.push(Buffer.from('£\n', 'latin1'))).toThrow(
+      /^f\.csv:41: not valid UTF-8 \(byte 0xA3 at byte 1006\), yet line 40/,
+    );
   });
 });
 
