@@ -90,7 +90,8 @@ export interface StageOutcome {
   runs?: number;
   sourceRows?: Record<string, number>;
   warehouseRows?: Record<string, number>;
-  failed?: { subject: string | null; message: string };
+  /** resting: still failed, waiting out its cool-down, not tried by this cycle (not an attempt). */
+  failed?: { subject: string | null; message: string; resting?: boolean };
 }
 
 const add = (into: Record<string, number>, from: Record<string, number> = {}) => {
@@ -113,6 +114,8 @@ export async function recordOutcome(
 ): Promise<StageRecord> {
   const before = await readStageRecord(zone, stage);
   if (!before.failure && !outcome.failed && !outcome.runs) return before;
+  if (outcome.failed?.resting && before.failure?.subject === outcome.failed.subject && !outcome.runs)
+    return before;
   const at = now.toISOString();
   const { failure: current, ...rest } = before;
   const after: StageRecord = {

@@ -4,7 +4,7 @@ import type { Warehouse } from '#adapters/warehouse';
 import { DEFAULT_RETRY_RULE, type RetryRule } from '#batch/loader/scheduler';
 import { errorMessage, sleep } from '#core/resilience';
 import { type CdcLoadDeps, type CdcLoadResult, loadPending, tableOfKey } from './load.ts';
-import { readStageRecord, recordOutcome, stageResting } from './stage-record.ts';
+import { readStageRecord, recordOutcome, type StageOutcome, stageResting } from './stage-record.ts';
 import {
   INGESTION_RUNS_PREFIX,
   type TransformDeps,
@@ -70,11 +70,16 @@ export async function loadCycle(
 ): Promise<CdcLoadResult[]> {
   const zone = s3Zone(deps.s3, deps.bucket);
   let results: CdcLoadResult[] = [];
-  let failed: { subject: string | null; message: string } | undefined;
+  let failed: StageOutcome['failed'];
   try {
     results = await loadPending({ ...deps, rule });
-    const stuck = results.find((r) => r.status === 'failed' || r.status === 'resting');
-    if (stuck) failed = { subject: stuck.key, message: stuck.error ?? stuck.status };
+    const stuck = results.find((r) => r.status === 'failed') ?? results.find((r) => r.status === 'resting');
+    if (stuck)
+      failed = {
+        subject: stuck.key,
+        message: stuck.error ?? stuck.status,
+        resting: stuck.status === 'resting',
+      };
   } catch (err) {
     failed = { subject: null, message: errorMessage(err) };
   }
