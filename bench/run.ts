@@ -26,6 +26,7 @@ const BENCHES: BenchModule[] = [
   { name: 'batch', file: 'batch.ts', exportName: 'runBatchBench' },
   { name: 'load', file: 'load.ts', exportName: 'runLoadBench' },
   { name: 'warehouse', file: 'warehouse.ts', exportName: 'runWarehouseBench' },
+  { name: 'totesys', file: 'totesys.ts', exportName: 'runTotesysBench' },
 ];
 
 interface Row {
