@@ -55,8 +55,17 @@ async function salesVersion(
   );
 }
 
+/** Removes every totesys fact version and cdc manifest row, whoever left them. */
+async function clearCdcFacts(): Promise<void> {
+  for (const t of ['fact_sales_order', 'fact_purchase_orders', 'fact_payment'])
+    await q(`DELETE FROM totesys.${t}`);
+  await q("DELETE FROM load_manifest WHERE source = 'cdc'");
+}
+
 describe('the cdc path of the latency report, from known stamps', () => {
   beforeAll(async () => {
+    // The report reads every cdc version and load: only this describe's known stamps may be there.
+    await clearCdcFacts();
     // The first extraction (the backlog) reached the loader at 09:00; run A's objects from 10:00:04.8
     // (its dimension object first), run B's at 10:00:14.
     await manifestRow(processed('fact_sales_order', RUN0), '2026-11-01T09:00:01.000Z');
@@ -125,10 +134,7 @@ describe('the cdc path of the latency report, from known stamps', () => {
     expect(cdc(report).total).toEqual([1, 2250, 2250, 2250]);
   });
 
-  afterAll(async () => {
-    for (const t of ['fact_sales_order', 'fact_payment']) await q(`DELETE FROM totesys.${t}`);
-    await q("DELETE FROM load_manifest WHERE source = 'cdc'");
-  });
+  afterAll(clearCdcFacts);
 });
 
 describe('the load stamps each fact version with its lineage', () => {
