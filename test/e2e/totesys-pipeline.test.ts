@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '#adapters/logger';
@@ -46,6 +49,21 @@ const count = async (sql: string, params: unknown[] = []) =>
   Number((await pipeline.warehouse.query<{ n: string }>(sql, params)).rows[0]?.n ?? 0);
 const zone = () => s3Zone(pipeline.stack.clients.s3, pipeline.stack.config.names.bucket);
 const messages = (msg: string) => logLines.filter((l) => l.msg === msg);
+/** `retail-pipeline totesys status` as a user runs it against the running pipeline: exit code and output. */
+async function statusCli(...args: string[]): Promise<{ code: number; stdout: string }> {
+  const bin = path.resolve('bin/retail-pipeline.js');
+  const argv = [bin, 'totesys', 'status', '--data-dir', pipeline.stack.config.dataDir, ...args];
+  try {
+    const out = await promisify(execFile)(process.execPath, argv, {
+      env: { ...process.env, RP_LOG_LEVEL: 'warn' },
+    });
+    return { code: 0, stdout: out.stdout };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '' };
+  }
+}
 
 describe('totesys through the local pipeline', () => {
   it('an updated source row becomes a second fact version in its star, the first kept', async () => {
@@ -96,6 +114,12 @@ describe('totesys through the local pipeline', () => {
       rowsTransformed: SEED_COUNTS.sales_order + 1,
     });
     expect(status.stages).toEqual({ transform: {}, load: {} });
+    const cli = await statusCli('--json');
+    expect(cli.code).toBe(0);
+    const json = JSON.parse(cli.stdout) as typeof status;
+    expect(json.warehouseTables?.find((t) => t.table === 'fact_sales_order')?.rowsLoaded).toBe(
+      SEED_COUNTS.sales_order + 1,
+    );
   }, 300_000);
 
   it('a run the transform cannot read: one warning, a record status shows, then it recovers by itself', async () => {
@@ -127,6 +151,9 @@ describe('totesys through the local pipeline', () => {
     });
     expect(status.runs.oldestPending).toBe(runId);
     expect(renderStatus(status)).toContain(`transform FAILING since ${failing.since} on ${runId}`);
+    const cli = await statusCli();
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toContain(`transform FAILING since ${failing.since} on ${runId}`);
 
     // Mended in place (the run had no change after all): the next try transforms it and the later runs.
     await zone().put(ingestionMarkerKey(runId), marker({}), 'application/json');
