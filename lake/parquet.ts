@@ -1,3 +1,6 @@
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { type FileMetaData, parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { ByteWriter, type ColumnSource, parquetWrite, type SchemaElement } from 'hyparquet-writer';
 import type { TimeSlicer } from '#core/time-slice';
@@ -183,9 +186,10 @@ export function writeParquet(schema: ParquetSchema, rows: ReadonlyArray<ParquetR
 
 /**
  * writeParquet's bytes for a table big enough to hold the event loop: values are checked and
- * converted a slice at a time. The encoding after that stays one block (hyparquet-writer writes a
- * row group whole, and one row group per object is part of the bytes): measured at 60-270 ms of
- * CPU for the 11k-16k row tables of a first totesys run, the conversion before it as much again.
+ * converted a slice at a time, and a big table is encoded on a worker thread. hyparquet-writer
+ * writes a row group in one call, and one row group per object is part of the bytes: 60-270 ms of
+ * CPU for the 11k-16k row tables of a first totesys run, measured, too long for a process that also
+ * serves the stream path.
  */
 export async function writeParquetSliced(
   schema: ParquetSchema,
@@ -196,24 +200,106 @@ export async function writeParquetSliced(
   const columns: unknown[][] = [];
   for (const c of schema) columns.push(await slicer.map(rows, (r) => toPhysical(c, r[c.name])));
   if (slicer.due) await slicer.turn();
-  return encode(schema, columns, rows.length);
+  if (rows.length * schema.length < OFF_THREAD_VALUES) return encode(schema, columns, rows.length);
+  try {
+    return await encodeOffThread(schema, columns, rows.length);
+  } catch {
+    // No worker where this runs (a bundle without node_modules) or it failed: the same bytes here.
+    return encode(schema, columns, rows.length);
+  }
 }
 
-function encode(schema: ParquetSchema, columns: unknown[][], rowCount: number): Uint8Array {
+/** Below this many values the encoding takes a few ms, less than a trip to the worker is worth. */
+const OFF_THREAD_VALUES = 20_000;
+
+function encodeOptions(schema: ParquetSchema, columns: unknown[][], rowCount: number) {
   const columnData: ColumnSource[] = schema.map((c, i) => ({
     name: c.name,
     data: columns[i] as ColumnSource['data'],
     nullable: c.nullable,
   }));
-  const writer = new ByteWriter();
-  parquetWrite({
-    writer,
+  return {
     columnData,
     schema: [{ name: 'root', num_children: schema.length }, ...schema.map(element)],
     createdBy: CREATED_BY,
     rowGroupSize: Math.max(rowCount, 1),
-  });
+  };
+}
+
+function encode(schema: ParquetSchema, columns: unknown[][], rowCount: number): Uint8Array {
+  const writer = new ByteWriter();
+  parquetWrite({ writer, ...encodeOptions(schema, columns, rowCount) });
   return new Uint8Array(writer.getBuffer());
+}
+
+// Plain JavaScript, so the worker needs no TypeScript loader: the same hyparquet-writer module as
+// this thread's, called with the same options, answers the same bytes.
+const ENCODER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const library = import(workerData.library);
+parentPort.on('message', async ({ id, options }) => {
+  try {
+    const { ByteWriter, parquetWrite } = await library;
+    const writer = new ByteWriter();
+    parquetWrite({ writer, ...options });
+    const bytes = new Uint8Array(writer.getBuffer());
+    parentPort.postMessage({ id, bytes }, [bytes.buffer]);
+  } catch (err) {
+    parentPort.postMessage({ id, error: String((err && err.message) || err) });
+  }
+});
+`;
+
+interface Encoder {
+  worker: Worker;
+  pending: Map<number, { resolve: (bytes: Uint8Array) => void; reject: (err: Error) => void }>;
+  next: number;
+}
+let encoder: Encoder | undefined;
+
+function startEncoder(): Encoder {
+  const library = pathToFileURL(createRequire(import.meta.url).resolve('hyparquet-writer')).href;
+  const worker = new Worker(ENCODER_SOURCE, { eval: true, workerData: { library } });
+  const state: Encoder = { worker, pending: new Map(), next: 0 };
+  // Referenced only while a table is being encoded: an idle encoder never keeps the process alive.
+  worker.unref();
+  worker.on('message', (m: { id: number; bytes?: Uint8Array; error?: string }) => {
+    const p = state.pending.get(m.id);
+    if (!p) return;
+    state.pending.delete(m.id);
+    if (state.pending.size === 0) worker.unref();
+    if (m.bytes) p.resolve(m.bytes);
+    else p.reject(new ParquetError(m.error ?? 'the Parquet encoder answered nothing'));
+  });
+  const fail = (err: Error) => {
+    if (encoder === state) encoder = undefined;
+    for (const p of state.pending.values()) p.reject(err);
+    state.pending.clear();
+  };
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new ParquetError(`the Parquet encoder thread exited with ${code}`)));
+  return state;
+}
+
+/** encode()'s bytes, computed on the encoder thread (started on first use). */
+export function encodeOffThread(
+  schema: ParquetSchema,
+  columns: unknown[][],
+  rowCount: number,
+): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    encoder ??= startEncoder();
+    const id = encoder.next++;
+    encoder.pending.set(id, { resolve, reject });
+    encoder.worker.ref();
+    try {
+      encoder.worker.postMessage({ id, options: encodeOptions(schema, columns, rowCount) });
+    } catch (err) {
+      encoder.pending.delete(id);
+      if (encoder.pending.size === 0) encoder.worker.unref();
+      throw err;
+    }
+  });
 }
 
 function sameElement(found: FileMetaData['schema'][number] | undefined, want: SchemaElement): boolean {

@@ -9,6 +9,7 @@ import {
   date,
   decimal,
   decimalText,
+  encodeOffThread,
   int32,
   int64,
   type ParquetRow,
@@ -127,6 +128,26 @@ describe('lake/parquet: write and read back', () => {
     await expect(writeParquetSliced(SCHEMA, [{ ...ROWS[0], id: 2 ** 31 }], everyRow)).rejects.toThrow(
       /column id/,
     );
+  });
+
+  it('encodes the same bytes on the encoder thread, each request answered with its own table', async () => {
+    // int32 and string values are their own physical values: the columns go to the encoder as they are.
+    const schema: ParquetSchema = [
+      { name: 'id', type: int32, nullable: false },
+      { name: 'name', type: string, nullable: true },
+    ];
+    const rows = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ id: i, name: i % 7 ? `n${i}` : null }));
+    const columns = (n: number) => schema.map((c) => rows(n).map((r) => r[c.name as 'id' | 'name']));
+    const [a, b] = await Promise.all([
+      encodeOffThread(schema, columns(3), 3),
+      encodeOffThread(schema, columns(50_000), 50_000),
+    ]);
+    expect(Buffer.from(a).equals(Buffer.from(writeParquet(schema, rows(3))))).toBe(true);
+    expect(Buffer.from(b).equals(Buffer.from(writeParquet(schema, rows(50_000))))).toBe(true);
+    // A table big enough for writeParquetSliced to send it to the encoder: the same bytes again.
+    const sliced = await writeParquetSliced(schema, rows(50_000), new TimeSlicer());
+    expect(Buffer.from(sliced).equals(Buffer.from(b))).toBe(true);
   });
 
   it('writes an empty file that reads back as no rows', async () => {
