@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
-import { CsvTyper } from '#batch/csv-typer';
+import { type CsvEncoding, CsvTyper } from '#batch/csv-typer';
 import { CsvRowEncoder } from '#batch/encoders';
 import { LineTyper } from '#batch/typer';
 import { invoiceLineInput } from '#core/invoice-line';
@@ -269,14 +269,18 @@ async function drain(stream: Readable): Promise<string> {
   return Buffer.concat(parts).toString('utf8');
 }
 
-/** The loader's CSV typer over a one-row file in `encoding`, on the byte path or the string path. */
+/**
+ * The loader's CSV typer over a one-row file written in `encoding`, on the byte path or the string
+ * path, read as `readAs` (the loader detects it).
+ */
 async function viaTyper(
   f: Fields,
   encoding: SourceEncoding,
   bytePath: boolean,
+  readAs: CsvEncoding = encoding,
 ): Promise<Verdict & { fast: number }> {
   const lines = new LineTyper({ loadId: 'parity', objectKey: 'file.csv', encoder: new CsvRowEncoder() });
-  const typer = new CsvTyper(lines, DEFAULT_COLUMNS, encoding, { bytePath });
+  const typer = new CsvTyper(lines, DEFAULT_COLUMNS, readAs, { bytePath });
   typer.resume();
   const done = new Promise<void>((resolve, reject) => {
     typer.on('end', resolve);
@@ -303,6 +307,8 @@ async function verdictsOf(f: Fields): Promise<{ verdicts: Record<string, Verdict
       const v = await viaTyper(f, encoding, bytePath);
       fast += v.fast;
       verdicts[`${bytePath ? 'byte' : 'string'} path (${encoding})`] = v;
+      const detected = await viaTyper(f, encoding, bytePath, 'detect');
+      verdicts[`${bytePath ? 'byte' : 'string'} path (${encoding}, detected as the loader does)`] = detected;
     }
   }
   return { verdicts, fast };
