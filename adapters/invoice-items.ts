@@ -53,6 +53,8 @@ export const keys = {
   }),
   country: (country: string) => ({ pk: 'AGG#COUNTRY', sk: country }),
   shardProgress: (shardId: string) => ({ pk: `PROGRESS#${shardId}`, sk: 'PROGRESS' }),
+  /** Which consumer instance last wrote a shard's lines: its ownership cache is valid while it still does. */
+  shardLease: (shardId: string) => ({ pk: `LEASE#${shardId}`, sk: 'LEASE' }),
 } as const;
 
 /** The order of a product's sales, newest first: the old gsi2 sort key. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   type AttributeValue,
   BatchGetItemCommand,
@@ -5,6 +6,7 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
+  PutItemCommand,
   QueryCommand,
   type QueryCommandInput,
   UpdateItemCommand,
@@ -74,6 +76,8 @@ export interface DynamoInvoiceStoreOptions {
   maxTotalsLines?: number;
   /** Invoices whose stored lines the consumer remembers per shard (docs/dynamodb.md). Default 20,000. */
   ownershipCacheInvoices?: number;
+  /** Names this instance in shard leases (default: a random UUID per store). */
+  instanceId?: string;
   clock?: () => Date;
   logger?: Logger;
 }
@@ -96,6 +100,8 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   private readonly client: DynamoDBClient;
   private readonly clock: () => Date;
   private readonly cache: OwnershipCache;
+  /** This consumer instance, as named in the shard leases it holds. */
+  private readonly instanceId: string;
   private readonly billed: WriteBilling = { writeUnits: 0, indexWriteUnits: 0, items: 0, lines: 0 };
   /** The last size seen of each aggregate item: a refused conditional update is billed on it. */
   private readonly aggregateBytes = new Map<string, number>();
@@ -106,6 +112,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     this.client = options.client;
     this.clock = options.clock ?? (() => new Date());
     this.cache = new OwnershipCache(options.ownershipCacheInvoices);
+    this.instanceId = options.instanceId ?? randomUUID();
   }
 
   /** Write request units consumed so far, by AWS's rules from the sizes of the items written. */
@@ -128,6 +135,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     const visibleAt = new Array<string | undefined>(lines.length);
     const known = new Map<string, InvoiceOwnership>();
     try {
+      await this.holdShards(lines);
       await this.knowOwnership(lines, known);
     } catch (err) {
       // Without knowing the owners no line may be written: a re-send would be counted twice.
@@ -196,6 +204,49 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     }
     const reason = reasons.find((r) => r !== undefined);
     return reason ? { visibleAt, duplicate, reason } : { visibleAt, duplicate };
+  }
+
+  /**
+   * Makes the ownership cache trustworthy for each shard of `lines`. The cache only knows what this
+   * instance wrote; if another instance (a second Lambda environment, a restarted consumer) wrote to
+   * the shard since, lines it stored are missing here, and a producer re-send of them would be
+   * stored and counted again. So every batch reads the shard's lease (one consistent GetItem, 0.5
+   * RCU), and when this instance does not hold it, forgets the shard and takes the lease before
+   * writing. Lambda runs one batch per shard at a time, so the lease changes hands only between batches.
+   */
+  private async holdShards(lines: readonly LineToStore[]): Promise<void> {
+    const shards = [...new Set(lines.map((l) => l.shardId))];
+    await Promise.all(
+      shards.map(async (shardId) => {
+        const key = marshall(keys.shardLease(shardId));
+        const out = await this.retrying(
+          () =>
+            this.client.send(new GetItemCommand({ TableName: this.table, Key: key, ConsistentRead: true })),
+          'GetItem lease',
+        );
+        if (out.Item?.holder?.S === this.instanceId) return;
+        this.cache.forgetShard(shardId);
+        const item = { ...key, holder: { S: this.instanceId } };
+        await this.retrying(
+          () => this.client.send(new PutItemCommand({ TableName: this.table, Item: item })),
+          'PutItem lease',
+        );
+        this.bill({ item, lines: 0 });
+      }),
+    );
+  }
+
+  /** One call with the store's retry policy; a failure that outlasts it is a LineOwnerReadError. */
+  private async retrying<O>(call: () => Promise<O>, what: string): Promise<O> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (!isRetryable(err) || attempt >= this.policy.maxAttempts)
+          throw new LineOwnerReadError(`${what}: ${errorMessage(err)}`, { cause: err });
+        await pause(attempt, this.policy);
+      }
+    }
   }
 
   /** Fills `known` with what is stored of each invoice of `lines`: from the cache, else read. */

@@ -299,6 +299,11 @@ export class OwnershipCache {
     this.shards.get(shardId)?.delete(invoiceNo);
   }
 
+  /** Drops everything known of a shard: another consumer instance wrote to it in between. */
+  forgetShard(shardId: string): void {
+    this.shards.delete(shardId);
+  }
+
   size(shardId: string): number {
     return this.shards.get(shardId)?.size ?? 0;
   }

@@ -3,6 +3,8 @@ import {
   BatchGetItemCommand,
   BatchWriteItemCommand,
   DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
   QueryCommand,
   type QueryCommandInput,
   UpdateItemCommand,
@@ -79,6 +81,14 @@ function memoryTable() {
         .filter((i): i is Record<string, AttributeValue> => i !== undefined);
       return { Responses: { t: found } };
     });
+  ddb.on(GetItemCommand).callsFake((input: { Key: Record<string, AttributeValue> }) => {
+    const item = items.get(keyOf(input.Key));
+    return item ? { Item: structuredClone(item) } : {};
+  });
+  ddb.on(PutItemCommand).callsFake((input: { Item: Record<string, AttributeValue> }) => {
+    items.set(keyOf(input.Item), structuredClone(input.Item));
+    return {};
+  });
   ddb.on(QueryCommand).callsFake((input: QueryCommandInput) => {
     calls.queries++;
     if (input.IndexName) return { Items: [] };
@@ -241,13 +251,18 @@ describe('putLines with the ownership cache', () => {
     const s = store();
     const record = Array.from({ length: 120 }, (_, i) => stored(i + 1, '20'));
     await s.putLines(record);
-    const before = new Map([...items].map(([k, v]) => [k, { ...v, w: undefined }]));
+    // The shard lease changes hands when another instance writes; the data items must not change.
+    const data = () =>
+      new Map(
+        [...items].filter(([k]) => !k.startsWith('LEASE#')).map(([k, v]) => [k, { ...v, w: undefined }]),
+      );
+    const before = data();
     for (const again of [s, store()]) {
       const out = await again.putLines(record);
       expect(out.duplicate?.every((d) => !d)).toBe(true);
       expect(out.visibleAt.every((v) => v !== undefined)).toBe(true);
     }
-    expect(new Map([...items].map(([k, v]) => [k, { ...v, w: undefined }]))).toEqual(before);
+    expect(data()).toEqual(before);
   });
 
   it('writes and bills nothing for a producer re-send of stored lines, warm or cold', async () => {
@@ -280,6 +295,34 @@ describe('putLines with the ownership cache', () => {
       [4, '41'],
       [5, '41'],
     ]);
+  });
+
+  it('forgets a shard another instance wrote to in between, so a re-send of its lines is refused', async () => {
+    memoryTable();
+    const a = store({ instanceId: 'a' });
+    const b = store({ instanceId: 'b' });
+    await a.putLines([stored(1, '60'), stored(2, '60')]);
+    // The shard moves to another Lambda environment, which stores line 3, then comes back.
+    await b.putLines([stored(3, '61')]);
+    const resend = await a.putLines([stored(3, '62'), stored(4, '62')]);
+    expect(resend.duplicate).toEqual([true, false]);
+    const invoice = await a.getInvoice('536365');
+    expect(invoice?.lines.map((l) => [l.lineNo, l.sequenceNumber])).toEqual([
+      [1, '60'],
+      [2, '60'],
+      [3, '61'],
+      [4, '62'],
+    ]);
+  });
+
+  it('reads the lease once per batch and keeps its cache while it holds the shard', async () => {
+    const { calls } = memoryTable();
+    const s = store({ instanceId: 'a' });
+    await s.putLines([stored(1, '70')]);
+    await s.putLines([stored(2, '71')]);
+    expect(ddb.commandCalls(GetItemCommand)).toHaveLength(2);
+    expect(ddb.commandCalls(PutItemCommand)).toHaveLength(1);
+    expect([calls.gets, calls.queries]).toEqual([1, 0]);
   });
 
   it('forgets an invoice whose write failed, and reads it again next time', async () => {
@@ -329,8 +372,8 @@ describe('billing', () => {
     const { items } = memoryTable();
     const s = store();
     await s.putLines([stored(1, '70')]);
-    // header 1 + its gsi1 entry 1 + one chunk 1 + one product item 1
-    expect(s.billing()).toEqual({ writeUnits: 4, indexWriteUnits: 1, items: 3, lines: 1 });
+    // the shard lease, taken once 1 + header 1 + its gsi1 entry 1 + one chunk 1 + one product item 1
+    expect(s.billing()).toEqual({ writeUnits: 5, indexWriteUnits: 1, items: 4, lines: 1 });
     await s.putLines(Array.from({ length: 50 }, (_, i) => ({ ...widest(i + 1, '71'), invoiceNo: '536366' })));
     const b = s.billing();
     // Every item was written once: the bill is the sum of their units, an 8 KB chunk costing 8.
