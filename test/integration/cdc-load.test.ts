@@ -1,10 +1,16 @@
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '#adapters/logger';
 import { loadPending } from '#cdc/load';
 import { columnNames, type TotesysTableName, totesysTable } from '#cdc/totesys/tables';
 import { listKeys, PROCESSED_PREFIX, processedObjectKey, transformPending } from '#cdc/transform';
 import { startTotesysProcessing } from '#cdc/transform-load';
+import { WAREHOUSE_TABLES } from '#cdc/transform-model';
 import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
 import { eventually } from '#test/helpers/stack';
 
@@ -93,36 +99,60 @@ const snapshot = async () => ({
   ),
 });
 
+/** Run 1: the first capture, every table the stars join. */
+const RUN1_TABLES: Partial<Record<TotesysTableName, Row[]>> = {
+  address: [address('1', 'Leeds', T1)],
+  counterparty: [
+    {
+      counterparty_id: '1',
+      counterparty_legal_name: 'O\'Brien "Totes"\'); DROP TABLE totesys.dim_date;--',
+      legal_address_id: '1',
+      commercial_contact: null,
+      delivery_contact: null,
+      ...stamp(T1),
+    },
+  ],
+  department: [{ department_id: '1', department_name: 'Sales', location: null, manager: 'A', ...stamp(T1) }],
+  staff: [
+    {
+      staff_id: '1',
+      first_name: 'Ann',
+      last_name: 'Lee',
+      department_id: '1',
+      email_address: 'a@t.com',
+      ...stamp(T1),
+    },
+  ],
+  currency: [{ currency_id: '1', currency_code: 'GBP', ...stamp(T1) }],
+  sales_order: [sale('1000', T1)],
+};
+/** Run 2: an address moved and a second version of the sales order. */
+const RUN2_TABLES: Partial<Record<TotesysTableName, Row[]>> = {
+  address: [address('1', 'York', T2)],
+  sales_order: [sale('2000', T2)],
+};
+
+/** Writes a run, transforms and loads it: the state a later test starts from. */
+async function land(runId: string, tables: Partial<Record<TotesysTableName, Row[]>>): Promise<void> {
+  await writeRun(runId, tables);
+  const t = await transformPending(deps);
+  if (t.failed) throw new Error(`run ${t.failed.runId}: ${t.failed.error}`);
+  await loadPending(deps);
+}
+
+/** Empties the totesys zones, stars and cdc manifest rows: each test lands the runs it reads. */
+async function resetTotesys(): Promise<void> {
+  for (const prefix of ['ingestion/totesys/', PROCESSED_PREFIX, `quarantine/${PROCESSED_PREFIX}`])
+    for (const key of await listKeys(deps, prefix))
+      await env.clients.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+  await q(`TRUNCATE ${WAREHOUSE_TABLES.map((t) => `totesys.${t.name}`).join(', ')}`);
+  await q("DELETE FROM load_manifest WHERE source = 'cdc'");
+}
+beforeEach(resetTotesys);
+
 describe('totesys: ingestion CSV -> transform -> load', () => {
   it('lands a first run in the stars', async () => {
-    await writeRun(RUN1, {
-      address: [address('1', 'Leeds', T1)],
-      counterparty: [
-        {
-          counterparty_id: '1',
-          counterparty_legal_name: 'O\'Brien "Totes"\'); DROP TABLE totesys.dim_date;--',
-          legal_address_id: '1',
-          commercial_contact: null,
-          delivery_contact: null,
-          ...stamp(T1),
-        },
-      ],
-      department: [
-        { department_id: '1', department_name: 'Sales', location: null, manager: 'A', ...stamp(T1) },
-      ],
-      staff: [
-        {
-          staff_id: '1',
-          first_name: 'Ann',
-          last_name: 'Lee',
-          department_id: '1',
-          email_address: 'a@t.com',
-          ...stamp(T1),
-        },
-      ],
-      currency: [{ currency_id: '1', currency_code: 'GBP', ...stamp(T1) }],
-      sales_order: [sale('1000', T1)],
-    });
+    await writeRun(RUN1, RUN1_TABLES);
     const t = await transformPending(deps);
     expect(t.failed).toBeUndefined();
     expect(t.transformed.map((m) => m.runId)).toEqual([RUN1]);
@@ -165,7 +195,8 @@ describe('totesys: ingestion CSV -> transform -> load', () => {
   });
 
   it('a second version of a row is a second fact row; a moved address updates the counterparty', async () => {
-    await writeRun(RUN2, { address: [address('1', 'York', T2)], sales_order: [sale('2000', T2)] });
+    await land(RUN1, RUN1_TABLES);
+    await writeRun(RUN2, RUN2_TABLES);
     expect((await transformPending(deps)).transformed.map((m) => m.runId)).toEqual([RUN2]);
     await loadPending(deps);
     const s = await snapshot();
@@ -177,6 +208,8 @@ describe('totesys: ingestion CSV -> transform -> load', () => {
   });
 
   it('running transform and load again changes nothing, and the same input gives the same objects', async () => {
+    await land(RUN1, RUN1_TABLES);
+    await land(RUN2, RUN2_TABLES);
     const before = await snapshot();
     const key = processedObjectKey('fact_sales_order', RUN2);
     const etag = async () =>
@@ -189,7 +222,6 @@ describe('totesys: ingestion CSV -> transform -> load', () => {
     // Forget that run 2 was transformed: the rerun writes byte-identical objects (same ETag), which
     // the manifest already knows, so the stars stay as they are.
     const marker = (await listKeys(deps, 'processed/totesys/_runs/')).find((k) => k.includes(RUN2)) as string;
-    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
     await env.clients.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: marker }));
     expect((await transformPending(deps)).transformed.map((m) => m.runId)).toEqual([RUN2]);
     expect(await etag()).toBe(first);
