@@ -58,9 +58,10 @@ export function createRateMeter(opts: { bucketMs?: number; windowMs?: number } =
 }
 
 /** The API's line writer, counting what it accepts onto the stream: how the lead wires the live rate. */
-export function withRateMeter<
-  W extends { putLines(lines: readonly unknown[]): Promise<{ lines: number }> },
->(writer: W, meter: RateMeter): W {
+export function withRateMeter<W extends { putLines(lines: readonly unknown[]): Promise<{ lines: number }> }>(
+  writer: W,
+  meter: RateMeter,
+): W {
   return Object.assign(Object.create(writer) as W, {
     async putLines(lines: readonly unknown[]) {
       const result = await writer.putLines(lines);
