@@ -5,6 +5,7 @@ import { Decimal } from 'decimal.js';
 import { createLogger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
+import { createManifest } from '#batch/loader/manifest';
 import { migrate } from '#batch/migrate';
 import { type RunningPostgres, startPostgres, wipePostgres } from '#local/postgres';
 import { FIRST_LINE } from '#test/helpers/lines';
@@ -50,12 +51,10 @@ export async function startTestWarehouse(): Promise<TestWarehouse> {
  * stay), so a test starts from a just-migrated warehouse whatever ran before it.
  */
 export async function resetWarehouse(warehouse: Warehouse): Promise<void> {
+  await createManifest(warehouse).forgetAllLoads();
   await warehouse.query(
-    `TRUNCATE fact_sales_line, dim_product, dim_customer, load_manifest, load_rejected_row,
-       load_product_description, load_customer_country, mart_customer_month, mart_product_month,
-       mart_country_day, mart_cancellation_month, mart_refresh`,
+    'TRUNCATE mart_customer_month, mart_product_month, mart_country_day, mart_cancellation_month, mart_refresh',
   );
-  await warehouse.query('DELETE FROM dim_country WHERE NOT is_known');
 }
 
 /** One fact row as the test states it; flags default to false. */
