@@ -77,30 +77,119 @@ class RetryableError extends Error {
   }
 }
 
-export function createPoster(opts: PosterOptions): Poster {
-  const url = `${opts.target.replace(/\/+$/, '')}/invoices`;
-  const batchSize = opts.batchSize ?? 500;
-  const maxInFlight = opts.maxInFlight ?? 4;
-  const lingerMs = opts.lingerMs ?? 100;
-  const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
-  const maxRetries = opts.maxRetries ?? 8;
-  const retryBaseMs = opts.retryBaseMs ?? 100;
-  const retryMaxMs = opts.retryMaxMs ?? 10_000;
-  const timeoutMs = opts.timeoutMs ?? 30_000;
+/** The options with their defaults filled in. */
+interface PosterSettings {
+  url: string;
+  headers: Record<string, string>;
+  batchSize: number;
+  maxInFlight: number;
+  lingerMs: number;
+  maxBodyBytes: number;
+  maxRetries: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  timeoutMs: number;
+}
+
+function settingsOf(opts: PosterOptions): PosterSettings {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (opts.apiKey) headers['x-api-key'] = opts.apiKey;
-
-  const started = Date.now();
-  const s: PosterStats = {
-    sent: 0,
-    accepted: 0,
-    rejected: 0,
-    failed: 0,
-    retried: 0,
-    requests: 0,
-    bytes: 0,
-    inFlight: 0,
+  return {
+    url: `${opts.target.replace(/\/+$/, '')}/invoices`,
+    headers,
+    batchSize: opts.batchSize ?? 500,
+    maxInFlight: opts.maxInFlight ?? 4,
+    lingerMs: opts.lingerMs ?? 100,
+    maxBodyBytes: opts.maxBodyBytes ?? 4 * 1024 * 1024,
+    maxRetries: opts.maxRetries ?? 8,
+    retryBaseMs: opts.retryBaseMs ?? 100,
+    retryMaxMs: opts.retryMaxMs ?? 10_000,
+    timeoutMs: opts.timeoutMs ?? 30_000,
   };
+}
+
+/** The API's answer to one request that is not to be retried. */
+interface Verdict {
+  status: number;
+  json: unknown;
+  text: string;
+}
+
+/** One request; resolves with the API's verdict or throws RetryableError. */
+async function post(cfg: PosterSettings, body: string, s: PosterStats): Promise<Verdict> {
+  s.requests++;
+  s.bytes += Buffer.byteLength(body);
+  let res: Response;
+  try {
+    res = await fetch(cfg.url, {
+      method: 'POST',
+      headers: cfg.headers,
+      body,
+      signal: AbortSignal.timeout(cfg.timeoutMs),
+    });
+  } catch (cause) {
+    const reason =
+      (cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : String(cause);
+    throw new RetryableError(`network error: ${reason}`, undefined, { cause });
+  }
+  const text = await res.text().catch(() => '');
+  if (res.status === 429 || res.status >= 500) {
+    const retryAfter = Number(res.headers.get('retry-after'));
+    throw new RetryableError(
+      `HTTP ${res.status}`,
+      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
+    );
+  }
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+/** Posts one body until the API gives a verdict, or gives up (`{ gaveUp: reason }`) after the retry bound. */
+async function postWithRetries(
+  cfg: PosterSettings,
+  body: string,
+  s: PosterStats,
+  onRetry: PosterOptions['onRetry'],
+): Promise<Verdict | { gaveUp: string }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await post(cfg, body, s);
+    } catch (error) {
+      if (!(error instanceof RetryableError)) throw error;
+      if (attempt >= cfg.maxRetries) return { gaveUp: `${error.message} after ${attempt + 1} attempts` };
+      // Equal jitter: parallel requests do not retry in lockstep, and none comes back at once.
+      const delayMs = Math.max(
+        error.retryAfterMs ?? 0,
+        backoffMs(attempt + 1, { baseMs: cfg.retryBaseMs, maxMs: cfg.retryMaxMs, jitter: 'equal' }),
+      );
+      s.retried++;
+      onRetry?.({ attempt: attempt + 1, reason: error.message, delayMs });
+      await sleep(delayMs);
+    }
+  }
+}
+
+/** The reasons a 400 gives for the lines it names under `invalid`, by index (out-of-range indexes ignored). */
+function invalidLines(lines: InvoiceLineInput[], answer: Partial<ApiErrorBody>): Map<number, string> {
+  const bad = new Map<number, string>();
+  for (const b of answer.invalid ?? [])
+    if (b.index >= 0 && b.index < lines.length) bad.set(b.index, b.reason);
+  return bad;
+}
+
+function emptyStats(): PosterStats {
+  return { sent: 0, accepted: 0, rejected: 0, failed: 0, retried: 0, requests: 0, bytes: 0, inFlight: 0 };
+}
+
+export function createPoster(opts: PosterOptions): Poster {
+  const cfg = settingsOf(opts);
+  const started = Date.now();
+  const s = emptyStats();
   let fatal: string | undefined;
   let batch: InvoiceLineInput[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -123,9 +212,7 @@ export function createPoster(opts: PosterOptions): Poster {
    * 400 naming no line condemns the whole request: every line is rejected with the API's message.
    */
   const refuse = (lines: InvoiceLineInput[], answer: Partial<ApiErrorBody>, text: string) => {
-    const bad = new Map<number, string>();
-    for (const b of answer.invalid ?? [])
-      if (b.index >= 0 && b.index < lines.length) bad.set(b.index, b.reason);
+    const bad = invalidLines(lines, answer);
     if (bad.size === 0) {
       const reason = describe(answer, text) || 'HTTP 400';
       for (const line of lines) reject(line, reason);
@@ -138,84 +225,34 @@ export function createPoster(opts: PosterOptions): Poster {
     });
   };
 
-  /** One request; resolves with the API's verdict or throws RetryableError. */
-  const post = async (lines: InvoiceLineInput[], body: string) => {
-    s.requests++;
-    s.bytes += Buffer.byteLength(body);
-    let res: Response;
-    try {
-      res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
-    } catch (cause) {
-      const reason =
-        (cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : String(cause);
-      throw new RetryableError(`network error: ${reason}`, undefined, { cause });
-    }
-    const text = await res.text().catch(() => '');
-    if (res.status === 429 || res.status >= 500) {
-      const retryAfter = Number(res.headers.get('retry-after'));
-      throw new RetryableError(
-        `HTTP ${res.status}`,
-        Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
-      );
-    }
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, json, text, lines };
+  const deliverHalves = async (lines: InvoiceLineInput[]) => {
+    const half = Math.ceil(lines.length / 2);
+    await deliver(lines.slice(0, half));
+    await deliver(lines.slice(half));
   };
 
   const deliver = async (lines: InvoiceLineInput[]): Promise<void> => {
     if (lines.length === 0) return;
     if (fatal) return fail(lines, fatal);
     const body = JSON.stringify(lines);
-    if (Buffer.byteLength(body) > maxBodyBytes && lines.length > 1) {
-      const half = Math.ceil(lines.length / 2);
-      await deliver(lines.slice(0, half));
-      await deliver(lines.slice(half));
+    if (Buffer.byteLength(body) > cfg.maxBodyBytes && lines.length > 1) return deliverHalves(lines);
+    const verdict = await postWithRetries(cfg, body, s, opts.onRetry);
+    if ('gaveUp' in verdict) return fail(lines, verdict.gaveUp);
+    const { status, json, text } = verdict;
+    if (status >= 200 && status < 300) {
+      s.accepted += lines.length;
+      await opts.onAccepted?.(lines);
       return;
     }
-    for (let attempt = 0; ; attempt++) {
-      let verdict: Awaited<ReturnType<typeof post>>;
-      try {
-        verdict = await post(lines, body);
-      } catch (error) {
-        if (!(error instanceof RetryableError)) throw error;
-        if (attempt >= maxRetries) return fail(lines, `${error.message} after ${attempt + 1} attempts`);
-        // Equal jitter: parallel requests do not retry in lockstep, and none comes back at once.
-        const delayMs = Math.max(
-          error.retryAfterMs ?? 0,
-          backoffMs(attempt + 1, { baseMs: retryBaseMs, maxMs: retryMaxMs, jitter: 'equal' }),
-        );
-        s.retried++;
-        opts.onRetry?.({ attempt: attempt + 1, reason: error.message, delayMs });
-        await sleep(delayMs);
-        continue;
-      }
-      const { status, json, text } = verdict;
-      if (status >= 200 && status < 300) {
-        s.accepted += lines.length;
-        await opts.onAccepted?.(lines);
-        return;
-      }
-      if (status === 413) {
-        if (lines.length === 1) return reject(lines[0] as InvoiceLineInput, 'payload too large (413)');
-        const half = Math.ceil(lines.length / 2);
-        await deliver(lines.slice(0, half));
-        await deliver(lines.slice(half));
-        return;
-      }
-      const answer = readErrorBody(json);
-      if (status === 400) {
-        // The batch is all-or-nothing: nothing of it was accepted, so the valid rest goes again.
-        await deliver(refuse(lines, answer, text));
-        return;
-      }
-      fatal = `HTTP ${status} from ${url}: ${describe(answer, text)}`;
-      return fail(lines, fatal);
+    if (status === 413) {
+      if (lines.length === 1) return reject(lines[0] as InvoiceLineInput, 'payload too large (413)');
+      return deliverHalves(lines);
     }
+    const answer = readErrorBody(json);
+    // The batch is all-or-nothing: nothing of it was accepted, so the valid rest goes again.
+    if (status === 400) return deliver(refuse(lines, answer, text));
+    fatal = `HTTP ${status} from ${cfg.url}: ${describe(answer, text)}`;
+    return fail(lines, fatal);
   };
 
   const dispatch = () => {
@@ -244,9 +281,9 @@ export function createPoster(opts: PosterOptions): Poster {
       if (fatal) throw new PosterFatalError(fatal);
       s.sent++;
       batch.push(line);
-      if (batch.length >= batchSize) dispatch();
-      else if (!timer) timer = setTimeout(dispatch, lingerMs);
-      while (s.inFlight >= maxInFlight) {
+      if (batch.length >= cfg.batchSize) dispatch();
+      else if (!timer) timer = setTimeout(dispatch, cfg.lingerMs);
+      while (s.inFlight >= cfg.maxInFlight) {
         await new Promise<void>((resolve) => {
           waiters.push(resolve);
         });
