@@ -110,37 +110,14 @@ export class Totesys extends Construct {
       'totesysLoad',
       'LoadProcessed',
       'totesys load: processed Parquet -> the three stars (Redshift)',
-    )
-      .use('RP_BUCKET', bucket.bucketName, (g) => {
-        bucket.grantRead(g, `${TOTESYS_PREFIXES.processed}*`);
-        // Its own failure record, and the quarantine of a bad object (copy, reason, then delete).
-        bucket.grantPut(g, TOTESYS_PREFIXES.loadRecord);
-        bucket.grantPut(g, `${TOTESYS_PREFIXES.quarantine}*`);
-        bucket.grantDelete(g, `${TOTESYS_PREFIXES.processed}*`);
-      })
-      .use('RP_REDSHIFT_WORKGROUP', w.workgroup.attrWorkgroupWorkgroupName, (g) =>
-        iam.Grant.addToPrincipal({
-          grantee: g,
-          actions: ['redshift-data:ExecuteStatement', 'redshift-data:BatchExecuteStatement'],
-          resourceArns: [w.workgroup.attrWorkgroupWorkgroupArn],
-        }),
-      )
-      .use('RP_REDSHIFT_DATABASE', props.baseEnvironment.RP_REDSHIFT_DATABASE ?? '')
-      .use('RP_REDSHIFT_SECRET_ARN', w.adminSecret.secretArn, (g) => w.adminSecret.grantRead(g))
-      .use('RP_REDSHIFT_COPY_ROLE_ARN', w.copyRole.roleArn);
-    this.load.fn.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'redshift-data:DescribeStatement',
-          'redshift-data:GetStatementResult',
-          'redshift-data:GetStatementResultV2',
-          'redshift-data:CancelStatement',
-        ],
-        resources: ['*'],
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: an IAM policy variable, resolved by IAM
-        conditions: { StringEquals: { 'redshift-data:statement-owner-iam-userid': '${aws:userid}' } },
-      }),
-    );
+    ).use('RP_BUCKET', bucket.bucketName, (g) => {
+      bucket.grantRead(g, `${TOTESYS_PREFIXES.processed}*`);
+      // Its own failure record, and the quarantine of a bad object (copy, reason, then delete).
+      bucket.grantPut(g, TOTESYS_PREFIXES.loadRecord);
+      bucket.grantPut(g, `${TOTESYS_PREFIXES.quarantine}*`);
+      bucket.grantDelete(g, `${TOTESYS_PREFIXES.processed}*`);
+    });
+    w.useDataApi(this.load);
     // COPY ... FORMAT AS PARQUET reads the processed objects as the warehouse's COPY role.
     bucket.grantRead(w.copyRole, `${TOTESYS_PREFIXES.processed}*`);
     this.acknowledgeGrants(props);

@@ -57,9 +57,11 @@ export class Warehouse extends Construct {
   readonly loader: PipelineFunction;
   readonly loaderDlq: sqs.Queue;
   readonly vpc: ec2.Vpc;
+  readonly databaseName: string;
 
   constructor(scope: Construct, id: string, props: WarehouseProps) {
     super(scope, id);
+    this.databaseName = props.databaseName;
     const { vpc, securityGroup } = this.network(props);
     this.vpc = vpc;
     this.adminSecret = this.createAdminSecret(props);
@@ -212,36 +214,12 @@ export class Warehouse extends Construct {
       // COPY + MERGE of a large landing file can take minutes on a cold workgroup.
       timeout: Duration.minutes(15),
       environment: props.baseEnvironment,
-    })
-      .use('RP_BUCKET', props.bucket.bucketName, (g) => {
-        props.bucket.grantRead(g, `${BUCKET_PREFIXES.landing}*`);
-        props.bucket.grantRead(g, `${BUCKET_PREFIXES.archive}*`);
-      })
-      .use('RP_REDSHIFT_WORKGROUP', this.workgroup.attrWorkgroupWorkgroupName, (g) =>
-        iam.Grant.addToPrincipal({
-          grantee: g,
-          actions: ['redshift-data:ExecuteStatement', 'redshift-data:BatchExecuteStatement'],
-          resourceArns: [this.workgroup.attrWorkgroupWorkgroupArn],
-        }),
-      )
-      .use('RP_REDSHIFT_DATABASE', props.databaseName)
-      .use('RP_REDSHIFT_SECRET_ARN', this.adminSecret.secretArn, (g) => this.adminSecret.grantRead(g))
-      .use('RP_REDSHIFT_COPY_ROLE_ARN', this.copyRole.roleArn);
+    }).use('RP_BUCKET', props.bucket.bucketName, (g) => {
+      props.bucket.grantRead(g, `${BUCKET_PREFIXES.landing}*`);
+      props.bucket.grantRead(g, `${BUCKET_PREFIXES.archive}*`);
+    });
+    this.useDataApi(loader);
     const loaderFn = loader.fn;
-    // Statement ids are not resources: these actions only accept "*", narrowed to statements the loader started.
-    loaderFn.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'redshift-data:DescribeStatement',
-          'redshift-data:GetStatementResult',
-          'redshift-data:GetStatementResultV2',
-          'redshift-data:CancelStatement',
-        ],
-        resources: ['*'],
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: an IAM policy variable, resolved by IAM
-        conditions: { StringEquals: { 'redshift-data:statement-owner-iam-userid': '${aws:userid}' } },
-      }),
-    );
     acknowledge(loader, readablePrefixes(props), READ_REASON);
     acknowledge(loader, KMS_GRANT_WILDCARDS, KMS_GRANT_REASON);
     acknowledge(
@@ -256,6 +234,38 @@ export class Warehouse extends Construct {
     });
 
     return loader;
+  }
+
+  /**
+   * Lets a function run SQL through the Data API: the workgroup, database, admin secret and COPY
+   * role it reads at start-up, each set with its grant, and the statement actions, which accept no
+   * resource but "*", narrowed to statements the function started.
+   */
+  useDataApi(fn: PipelineFunction): PipelineFunction {
+    fn.use('RP_REDSHIFT_WORKGROUP', this.workgroup.attrWorkgroupWorkgroupName, (g) =>
+      iam.Grant.addToPrincipal({
+        grantee: g,
+        actions: ['redshift-data:ExecuteStatement', 'redshift-data:BatchExecuteStatement'],
+        resourceArns: [this.workgroup.attrWorkgroupWorkgroupArn],
+      }),
+    )
+      .use('RP_REDSHIFT_DATABASE', this.databaseName)
+      .use('RP_REDSHIFT_SECRET_ARN', this.adminSecret.secretArn, (g) => this.adminSecret.grantRead(g))
+      .use('RP_REDSHIFT_COPY_ROLE_ARN', this.copyRole.roleArn);
+    fn.fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: [
+          'redshift-data:DescribeStatement',
+          'redshift-data:GetStatementResult',
+          'redshift-data:GetStatementResultV2',
+          'redshift-data:CancelStatement',
+        ],
+        resources: ['*'],
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: an IAM policy variable, resolved by IAM
+        conditions: { StringEquals: { 'redshift-data:statement-owner-iam-userid': '${aws:userid}' } },
+      }),
+    );
+    return fn;
   }
 
   /** S3 object events and a schedule invoke the loader. */
