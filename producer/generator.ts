@@ -91,12 +91,11 @@ function priceText(value: number): string {
   return fixed.replace(/\.?0+$/, '') || '0';
 }
 
-export function createGenerator(opts: GeneratorOptions): Generator {
-  const rng = new Rng(opts.seed);
+/** What a seed draws from: the catalogue, the customers and pickers over the real file's distributions. */
+function buildWorld(seed: number) {
+  const rng = new Rng(seed);
   const faker = new Faker({ locale: [en] });
-  faker.seed(opts.seed);
-  const now = opts.now ?? (() => new Date());
-
+  faker.seed(seed);
   const products = buildCatalogue(rng, faker);
   const productPicker = new WeightedPicker(products, rankCurve(PRODUCT_RANK_LINES, products.length));
   const nonProductPicker = new WeightedPicker(
@@ -116,19 +115,31 @@ export function createGenerator(opts: GeneratorOptions): Generator {
     GUEST_COUNTRY_LINES.map(([c]) => c),
     GUEST_COUNTRY_LINES.map(([, n]) => n),
   );
+  return {
+    rng,
+    products,
+    productPicker,
+    nonProductPicker,
+    quantityPicker,
+    hourPicker,
+    customerCountryPicker,
+    customersByCountry,
+    customerCount,
+    guestCountryPicker,
+  };
+}
 
+type World = ReturnType<typeof buildWorld>;
+
+/** Invoice times in time order from `start`: trading days only, as many as the weekday and month carry. */
+function invoiceDates(world: World, start: Date): () => string {
+  const { rng, hourPicker } = world;
   const tradingWeekday = WEEKDAY_LINES.reduce((a, b) => a + b, 0) / 6;
   const monthMean = MONTH_LINES.reduce((a, b) => a + b, 0) / 12;
-  const start = opts.startDate ?? new Date(Date.UTC(2010, 11, 1));
   // Calendar day cursor (UTC fields used as a plain local calendar).
   let day = Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate()) - 86_400_000;
   let dayTimes: string[] = [];
-  let invoiceCounter = opts.firstInvoiceNo ?? FIRST_INVOICE;
-  const recent: { customer: Customer; lines: Line[] }[] = [];
-  let pending: Line[] = [];
-  let pendingIndex = 0;
-
-  const nextInvoiceDate = (): string => {
+  return () => {
     while (dayTimes.length === 0) {
       day += 86_400_000;
       const d = new Date(day);
@@ -145,136 +156,165 @@ export function createGenerator(opts: GeneratorOptions): Generator {
     }
     return dayTimes.pop() as string;
   };
+}
 
-  const quantity = (): number =>
-    rng.chance(QUANTITY_HEAD_SHARE)
-      ? quantityPicker.pick(rng)
-      : Math.max(1, Math.round(Math.exp(rng.next() * 6.9)));
+function quantity({ rng, quantityPicker }: World): number {
+  return rng.chance(QUANTITY_HEAD_SHARE)
+    ? quantityPicker.pick(rng)
+    : Math.max(1, Math.round(Math.exp(rng.next() * 6.9)));
+}
 
-  const saleLines = (
-    count: number,
-    customer: Customer | null,
-    country: string,
-    invoiceNo: string,
-    date: string,
-  ) => {
-    const lines: Line[] = [];
-    const used = new Set<string>();
-    for (let i = 0; i < count; i++) {
-      const previous = lines[lines.length - 1];
-      if (previous && rng.chance(P_DUPLICATE)) {
-        lines.push({ ...previous });
-        continue;
-      }
-      if (rng.chance(P_NON_PRODUCT)) {
-        const np = nonProductPicker.pick(rng);
-        lines.push({
-          invoiceNo,
-          stockCode: np.code,
-          description: np.description,
-          quantity: 1,
-          invoiceDate: date,
-          unitPrice: np.price,
-          customerId: customer?.id ?? null,
-          country,
-        });
-        continue;
-      }
-      let product = productPicker.pick(rng);
-      for (let tries = 0; used.has(product.stockCode) && tries < 5; tries++)
-        product = productPicker.pick(rng);
-      used.add(product.stockCode);
-      const q = quantity();
-      // Guests pay list price (+20%), large quantities get the trade discount: 4 prices per product in the file.
-      const price = customer === null ? product.price * 1.2 : q >= 100 ? product.price * 0.85 : product.price;
+function saleLines(
+  world: World,
+  count: number,
+  customer: Customer | null,
+  country: string,
+  invoiceNo: string,
+  date: string,
+): Line[] {
+  const { rng, productPicker, nonProductPicker } = world;
+  const lines: Line[] = [];
+  const used = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const previous = lines[lines.length - 1];
+    if (previous && rng.chance(P_DUPLICATE)) {
+      lines.push({ ...previous });
+      continue;
+    }
+    if (rng.chance(P_NON_PRODUCT)) {
+      const np = nonProductPicker.pick(rng);
       lines.push({
         invoiceNo,
-        stockCode: product.stockCode,
-        description: product.description,
-        quantity: q,
+        stockCode: np.code,
+        description: np.description,
+        quantity: 1,
         invoiceDate: date,
-        unitPrice: rng.chance(P_ZERO_PRICE) ? '0' : priceText(Math.max(0.01, price)),
+        unitPrice: np.price,
         customerId: customer?.id ?? null,
         country,
       });
+      continue;
     }
-    return lines;
+    let product = productPicker.pick(rng);
+    for (let tries = 0; used.has(product.stockCode) && tries < 5; tries++) product = productPicker.pick(rng);
+    used.add(product.stockCode);
+    const q = quantity(world);
+    // Guests pay list price (+20%), large quantities get the trade discount: 4 prices per product in the file.
+    const price = customer === null ? product.price * 1.2 : q >= 100 ? product.price * 0.85 : product.price;
+    lines.push({
+      invoiceNo,
+      stockCode: product.stockCode,
+      description: product.description,
+      quantity: q,
+      invoiceDate: date,
+      unitPrice: rng.chance(P_ZERO_PRICE) ? '0' : priceText(Math.max(0.01, price)),
+      customerId: customer?.id ?? null,
+      country,
+    });
+  }
+  return lines;
+}
+
+interface Order {
+  customer: Customer;
+  lines: Line[];
+}
+
+/** A C invoice taking back some lines of a recent order. */
+function cancellation({ rng }: World, recent: Order[], number: number, date: string): Line[] {
+  const ref = recent[recent.length - 1 - rng.int(recent.length)] as Order;
+  const wanted = rng.chance(CANCEL_LINES.single) ? 1 : 2 + Math.floor(rng.exponential(CANCEL_LINES.tailMean));
+  const count = Math.min(wanted, ref.lines.length, CANCEL_LINES.max);
+  const picked = shuffle(rng, [...ref.lines]).slice(0, count);
+  return picked.map((l) => ({
+    ...l,
+    invoiceNo: `C${number}`,
+    invoiceDate: date,
+    quantity: -Math.abs(l.quantity),
+  }));
+}
+
+/** An A invoice: the real file's bad debt adjustment. */
+function badDebtAdjustment({ rng }: World, number: number, date: string): Line {
+  return {
+    invoiceNo: `A${number}`,
+    stockCode: 'B',
+    description: 'Adjust bad debt',
+    quantity: 1,
+    invoiceDate: date,
+    unitPrice: rng.chance(2 / 3) ? '-11062.06' : '11062.06',
+    customerId: null,
+    country: 'United Kingdom',
   };
+}
+
+/** A single zero-price line without a customer: stock written off or found, often with a note. */
+function stockAdjustment(world: World, invoiceNo: string, date: string): Line {
+  const { rng, productPicker, guestCountryPicker } = world;
+  const product = productPicker.pick(rng);
+  const q = quantity(world);
+  return {
+    invoiceNo,
+    stockCode: product.stockCode,
+    description: rng.chance(P_ADJUSTMENT_NO_DESCRIPTION)
+      ? null
+      : (ADJUSTMENT_NOTES[rng.int(ADJUSTMENT_NOTES.length)] as string),
+    quantity: rng.chance(P_ADJUSTMENT_NEGATIVE) ? -q : q,
+    invoiceDate: date,
+    unitPrice: '0',
+    customerId: null,
+    country: guestCountryPicker.pick(rng),
+  };
+}
+
+function guestOrder(world: World, invoiceNo: string, date: string): Line[] {
+  const { rng, guestCountryPicker } = world;
+  const count = Math.min(
+    GUEST_LINES.max,
+    Math.max(2, Math.round(rng.logNormal(GUEST_LINES.median, GUEST_LINES.sigma))),
+  );
+  return saleLines(world, count, null, guestCountryPicker.pick(rng), invoiceNo, date);
+}
+
+function customerOrder(world: World, invoiceNo: string, date: string): Order {
+  const { rng, customerCountryPicker, customersByCountry } = world;
+  const country = customerCountryPicker.pick(rng);
+  const customer = (customersByCountry.get(country) as WeightedPicker<Customer>).pick(rng);
+  const count = rng.chance(CUSTOMER_LINES.single)
+    ? 1
+    : Math.min(
+        CUSTOMER_LINES.max,
+        Math.max(2, Math.round(rng.logNormal(CUSTOMER_LINES.median, CUSTOMER_LINES.sigma))),
+      );
+  return { customer, lines: saleLines(world, count, customer, customer.country, invoiceNo, date) };
+}
+
+export function createGenerator(opts: GeneratorOptions): Generator {
+  const world = buildWorld(opts.seed);
+  const now = opts.now ?? (() => new Date());
+  const nextInvoiceDate = invoiceDates(world, opts.startDate ?? new Date(Date.UTC(2010, 11, 1)));
+  let invoiceCounter = opts.firstInvoiceNo ?? FIRST_INVOICE;
+  const recent: Order[] = [];
+  let pending: Line[] = [];
+  let pendingIndex = 0;
 
   const nextInvoice = (): Line[] => {
     const date = nextInvoiceDate();
     const number = invoiceCounter++;
-    const kind = rng.next();
-    if (kind < P_CANCELLATION && recent.length > 0) {
-      const ref = recent[recent.length - 1 - rng.int(recent.length)] as (typeof recent)[number];
-      const wanted = rng.chance(CANCEL_LINES.single)
-        ? 1
-        : 2 + Math.floor(rng.exponential(CANCEL_LINES.tailMean));
-      const count = Math.min(wanted, ref.lines.length, CANCEL_LINES.max);
-      const picked = shuffle(rng, [...ref.lines]).slice(0, count);
-      return picked.map((l) => ({
-        ...l,
-        invoiceNo: `C${number}`,
-        invoiceDate: date,
-        quantity: -Math.abs(l.quantity),
-      }));
-    }
+    const kind = world.rng.next();
+    if (kind < P_CANCELLATION && recent.length > 0) return cancellation(world, recent, number, date);
     let k = kind - P_CANCELLATION;
-    if (k >= 0 && k < P_ADJUSTMENT) {
-      return [
-        {
-          invoiceNo: `A${number}`,
-          stockCode: 'B',
-          description: 'Adjust bad debt',
-          quantity: 1,
-          invoiceDate: date,
-          unitPrice: rng.chance(2 / 3) ? '-11062.06' : '11062.06',
-          customerId: null,
-          country: 'United Kingdom',
-        },
-      ];
-    }
+    if (k >= 0 && k < P_ADJUSTMENT) return [badDebtAdjustment(world, number, date)];
     k -= P_ADJUSTMENT;
     const invoiceNo = String(number);
-    if (k >= 0 && k < P_STOCK_ADJUSTMENT) {
-      const product = productPicker.pick(rng);
-      const q = quantity();
-      return [
-        {
-          invoiceNo,
-          stockCode: product.stockCode,
-          description: rng.chance(P_ADJUSTMENT_NO_DESCRIPTION)
-            ? null
-            : (ADJUSTMENT_NOTES[rng.int(ADJUSTMENT_NOTES.length)] as string),
-          quantity: rng.chance(P_ADJUSTMENT_NEGATIVE) ? -q : q,
-          invoiceDate: date,
-          unitPrice: '0',
-          customerId: null,
-          country: guestCountryPicker.pick(rng),
-        },
-      ];
-    }
+    if (k >= 0 && k < P_STOCK_ADJUSTMENT) return [stockAdjustment(world, invoiceNo, date)];
     k -= P_STOCK_ADJUSTMENT;
-    if (k >= 0 && k < P_GUEST_ORDER) {
-      const count = Math.min(
-        GUEST_LINES.max,
-        Math.max(2, Math.round(rng.logNormal(GUEST_LINES.median, GUEST_LINES.sigma))),
-      );
-      return saleLines(count, null, guestCountryPicker.pick(rng), invoiceNo, date);
-    }
-    const country = customerCountryPicker.pick(rng);
-    const customer = (customersByCountry.get(country) as WeightedPicker<Customer>).pick(rng);
-    const count = rng.chance(CUSTOMER_LINES.single)
-      ? 1
-      : Math.min(
-          CUSTOMER_LINES.max,
-          Math.max(2, Math.round(rng.logNormal(CUSTOMER_LINES.median, CUSTOMER_LINES.sigma))),
-        );
-    const lines = saleLines(count, customer, customer.country, invoiceNo, date);
-    recent.push({ customer, lines });
+    if (k >= 0 && k < P_GUEST_ORDER) return guestOrder(world, invoiceNo, date);
+    const order = customerOrder(world, invoiceNo, date);
+    recent.push(order);
     // Cancellations refer to recent orders (days to weeks back); keeping a window bounds memory.
     if (recent.length > 2_000) recent.shift();
-    return lines;
+    return order.lines;
   };
 
   const next = (): InvoiceLine => {
@@ -289,7 +329,7 @@ export function createGenerator(opts: GeneratorOptions): Generator {
 
   return {
     next,
-    catalogue: { products: products.length, customers: customerCount },
+    catalogue: { products: world.products.length, customers: world.customerCount },
     *[Symbol.iterator]() {
       for (;;) yield next();
     },
