@@ -112,6 +112,8 @@ export class Totesys extends Construct {
       'totesys load: processed Parquet -> the three stars (Redshift)',
     ).use('RP_BUCKET', bucket.bucketName, (g) => {
       bucket.grantRead(g, `${TOTESYS_PREFIXES.processed}*`);
+      // The extraction markers: their finishedAt is each fact row's ingested_at (the cdc latency path).
+      bucket.grantRead(g, `${TOTESYS_PREFIXES.ingestionRuns}*`);
       // Its own failure record, and the quarantine of a bad object (copy, reason, then delete).
       bucket.grantPut(g, TOTESYS_PREFIXES.loadRecord);
       bucket.grantPut(g, `${TOTESYS_PREFIXES.quarantine}*`);
@@ -236,10 +238,11 @@ export class Totesys extends Construct {
         ...KMS_GRANT_WILDCARDS,
         ...S3_READ_WILDCARDS,
         resource(`${TOTESYS_PREFIXES.processed}*`),
+        resource(`${TOTESYS_PREFIXES.ingestionRuns}*`),
         resource(`${TOTESYS_PREFIXES.quarantine}*`),
         'AwsSolutions-IAM5[Resource::*]',
       ],
-      'The load reads processed/totesys/, moves a bad object to quarantine/, writes its one record; Data API statement actions have no resource type and are limited to statements this role started.',
+      'The load reads processed/totesys/ and the extraction markers (ingestion/totesys/_runs/, for ingested_at), moves a bad object to quarantine/, writes its one record; Data API statement actions have no resource type and are limited to statements this role started.',
     );
     acknowledge(
       props.warehouse.copyRole,

@@ -110,9 +110,11 @@ describe('totesys functions: least privilege', () => {
     expect(actionsOf(s)).not.toContainEqual(expect.stringMatching(/^(redshift-data|secretsmanager):/));
   });
 
-  it('the load reads processed/totesys/, uses the Data API, and writes only its record and the quarantine', () => {
+  it('the load reads processed/totesys/ and the extraction markers, uses the Data API, and writes only its record and the quarantine', () => {
     const s = statementsOf(json, 'totesysLoad');
-    expect(objectPatterns(s, 's3:GetObject*')).toEqual([`/${TOTESYS_PREFIXES.processed}*`]);
+    expect(objectPatterns(s, 's3:GetObject*').sort()).toEqual(
+      [`/${TOTESYS_PREFIXES.processed}*`, `/${TOTESYS_PREFIXES.ingestionRuns}*`].sort(),
+    );
     expect(objectPatterns(s, 's3:PutObject').sort()).toEqual(
       [`/${TOTESYS_PREFIXES.loadRecord}`, `/${TOTESYS_PREFIXES.quarantine}*`].sort(),
     );
