@@ -358,14 +358,11 @@ class Lane {
   }
 }
 
-/** Starts the local Firehose: recovers its WAL, then listens. */
-export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<LocalFirehose> {
-  const { logger } = opts;
-  const region = opts.region ?? 'us-east-1';
-  const shared: Shared = {
+function sharedOf(opts: LocalFirehoseOptions): Shared {
+  return {
     s3: opts.s3,
     bucket: opts.bucket,
-    logger,
+    logger: opts.logger,
     onObjectWritten: opts.onObjectWritten,
     baseDelayMs: opts.retry?.baseDelayMs ?? 200,
     maxDelayMs: opts.retry?.maxDelayMs ?? 5_000,
@@ -374,6 +371,10 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
     stopping: false,
     stop: new AbortController(),
   };
+}
+
+/** One lane per configured delivery stream; a bad or repeated configuration stops the start. */
+function lanesOf(opts: LocalFirehoseOptions, shared: Shared): Map<string, Lane> {
   const lanes = new Map<string, Lane>();
   for (const config of opts.deliveryStreams) {
     if (!isValidStreamName(config.name)) {
@@ -388,18 +389,47 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
     }
     lanes.set(config.name, new Lane(config, path.join(opts.dataDir, 'firehose', config.name), shared));
   }
-  const walRoot = path.join(opts.dataDir, 'firehose');
-  const unlock = await lockWal(walRoot);
-  try {
-    for (const lane of lanes.values()) await lane.recover();
-  } catch (err) {
-    await unlock();
-    throw err;
-  }
+  return lanes;
+}
 
+/** DescribeDeliveryStream's answer for one lane, in Firehose's shape. */
+function describeLane(lane: Lane, bucket: string, region: string) {
+  const { name, prefix, bufferMiB, bufferSeconds } = lane.config;
+  const s3Destination = {
+    RoleARN: `arn:aws:iam::${ACCOUNT_ID}:role/firehose-local`,
+    BucketARN: `arn:aws:s3:::${bucket}`,
+    Prefix: prefix,
+    BufferingHints: { SizeInMBs: bufferMiB, IntervalInSeconds: bufferSeconds },
+    CompressionFormat: 'GZIP',
+    EncryptionConfiguration: { NoEncryptionConfig: 'NoEncryption' },
+  };
+  return {
+    DeliveryStreamDescription: {
+      DeliveryStreamName: name,
+      DeliveryStreamARN: `arn:aws:firehose:${region}:${ACCOUNT_ID}:deliverystream/${name}`,
+      DeliveryStreamStatus: 'ACTIVE',
+      DeliveryStreamType: 'DirectPut',
+      DeliveryStreamEncryptionConfiguration: { Status: 'DISABLED' },
+      VersionId: '1',
+      CreateTimestamp: lane.createdAt / 1000,
+      Destinations: [
+        {
+          DestinationId: 'destinationId-000000000001',
+          S3DestinationDescription: s3Destination,
+          ExtendedS3DestinationDescription: { ...s3Destination, S3BackupMode: 'Disabled' },
+        },
+      ],
+      HasMoreDestinations: false,
+    },
+  };
+}
+
+type Dispatch = (operation: string, body: Record<string, unknown>, arrivalMs: number) => Promise<unknown>;
+
+/** The Firehose API subset over the lanes: one answer per operation, or a FirehoseApiError. */
+function createDispatch(lanes: Map<string, Lane>, bucket: string, region: string): Dispatch {
   const recordIdPrefix = randomBytes(12).toString('base64url');
   let recordCounter = 0;
-  const inflight = new Set<Promise<void>>();
 
   const laneFor = (name: string): Lane => {
     const lane = lanes.get(name);
@@ -412,42 +442,7 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
     return input.records.map(() => `${recordIdPrefix}${(recordCounter++).toString(36).padStart(10, '0')}`);
   };
 
-  const describe = (lane: Lane) => {
-    const { name, prefix, bufferMiB, bufferSeconds } = lane.config;
-    const s3Destination = {
-      RoleARN: `arn:aws:iam::${ACCOUNT_ID}:role/firehose-local`,
-      BucketARN: `arn:aws:s3:::${opts.bucket}`,
-      Prefix: prefix,
-      BufferingHints: { SizeInMBs: bufferMiB, IntervalInSeconds: bufferSeconds },
-      CompressionFormat: 'GZIP',
-      EncryptionConfiguration: { NoEncryptionConfig: 'NoEncryption' },
-    };
-    return {
-      DeliveryStreamDescription: {
-        DeliveryStreamName: name,
-        DeliveryStreamARN: `arn:aws:firehose:${region}:${ACCOUNT_ID}:deliverystream/${name}`,
-        DeliveryStreamStatus: 'ACTIVE',
-        DeliveryStreamType: 'DirectPut',
-        DeliveryStreamEncryptionConfiguration: { Status: 'DISABLED' },
-        VersionId: '1',
-        CreateTimestamp: lane.createdAt / 1000,
-        Destinations: [
-          {
-            DestinationId: 'destinationId-000000000001',
-            S3DestinationDescription: s3Destination,
-            ExtendedS3DestinationDescription: { ...s3Destination, S3BackupMode: 'Disabled' },
-          },
-        ],
-        HasMoreDestinations: false,
-      },
-    };
-  };
-
-  const dispatch = async (
-    operation: string,
-    body: Record<string, unknown>,
-    arrivalMs: number,
-  ): Promise<unknown> => {
+  return async (operation, body, arrivalMs) => {
     switch (operation) {
       case 'PutRecord': {
         const [recordId] = await put(parsePutRecord(body), arrivalMs);
@@ -462,7 +457,7 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
         };
       }
       case 'DescribeDeliveryStream':
-        return describe(laneFor(parseDescribe(body)));
+        return describeLane(laneFor(parseDescribe(body)), bucket, region);
       case 'ListDeliveryStreams': {
         const { limit, exclusiveStart } = parseList(body);
         const type = body.DeliveryStreamType;
@@ -480,72 +475,112 @@ export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<Lo
         );
     }
   };
+}
 
-  const send = (res: http.ServerResponse, status: number, payload: unknown, errorType?: string) => {
-    const text = JSON.stringify(payload);
-    res.writeHead(status, {
-      'content-type': CONTENT_TYPE,
-      'content-length': Buffer.byteLength(text),
-      'x-amzn-requestid': randomUUID(),
-      ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
-      ...(shared.stopping ? { connection: 'close' } : {}),
-    });
-    res.end(text);
-  };
+function sendJson(
+  res: http.ServerResponse,
+  shared: Shared,
+  status: number,
+  payload: unknown,
+  errorType?: string,
+): void {
+  const text = JSON.stringify(payload);
+  res.writeHead(status, {
+    'content-type': CONTENT_TYPE,
+    'content-length': Buffer.byteLength(text),
+    'x-amzn-requestid': randomUUID(),
+    ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
+    ...(shared.stopping ? { connection: 'close' } : {}),
+  });
+  res.end(text);
+}
 
-  const readBody = (req: http.IncomingMessage): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) {
-          reject(new FirehoseApiError('SerializationException', 'Request body too large', 413));
-          req.destroy();
-          return;
-        }
-        chunks.push(chunk);
-      });
-      req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-      req.on('error', reject);
-    });
-
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const target = req.headers['x-amz-target'];
-    try {
-      if (shared.stopping)
-        throw new FirehoseApiError('ServiceUnavailableException', 'Firehose is stopping.', 503);
-      const text = await readBody(req);
-      const arrivalMs = Date.now();
-      if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) {
-        throw new FirehoseApiError('UnknownOperationException', `Unknown operation ${String(target ?? '')}`);
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new FirehoseApiError('SerializationException', 'Request body too large', 413));
+        req.destroy();
+        return;
       }
-      const result = await dispatch(target.slice(TARGET_PREFIX.length), parseBody(text), arrivalMs);
-      send(res, 200, result);
-    } catch (err) {
-      if (res.headersSent || res.destroyed) return;
-      if (err instanceof FirehoseApiError) {
-        logger.debug({ target, type: err.type, message: err.message }, 'firehose: error answer');
-        send(res, err.status, { __type: err.type, message: err.message }, err.type);
-      } else {
-        logger.error({ err, target }, 'firehose: request failed');
-        send(res, 500, { __type: 'InternalFailure', message: 'Internal error.' }, 'InternalFailure');
-      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** Answers one HTTP request: the operation's result, or its error in Firehose's shape. */
+async function handleRequest(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  shared: Shared,
+  dispatch: Dispatch,
+): Promise<void> {
+  const target = req.headers['x-amz-target'];
+  try {
+    if (shared.stopping)
+      throw new FirehoseApiError('ServiceUnavailableException', 'Firehose is stopping.', 503);
+    const text = await readBody(req);
+    const arrivalMs = Date.now();
+    if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) {
+      throw new FirehoseApiError('UnknownOperationException', `Unknown operation ${String(target ?? '')}`);
     }
-  };
+    const result = await dispatch(target.slice(TARGET_PREFIX.length), parseBody(text), arrivalMs);
+    sendJson(res, shared, 200, result);
+  } catch (err) {
+    if (res.headersSent || res.destroyed) return;
+    if (err instanceof FirehoseApiError) {
+      shared.logger.debug({ target, type: err.type, message: err.message }, 'firehose: error answer');
+      sendJson(res, shared, err.status, { __type: err.type, message: err.message }, err.type);
+    } else {
+      shared.logger.error({ err, target }, 'firehose: request failed');
+      sendJson(
+        res,
+        shared,
+        500,
+        { __type: 'InternalFailure', message: 'Internal error.' },
+        'InternalFailure',
+      );
+    }
+  }
+}
 
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Starts the local Firehose: recovers its WAL, then listens. */
+export async function startLocalFirehose(opts: LocalFirehoseOptions): Promise<LocalFirehose> {
+  const { logger } = opts;
+  const shared = sharedOf(opts);
+  const lanes = lanesOf(opts, shared);
+  const walRoot = path.join(opts.dataDir, 'firehose');
+  const unlock = await lockWal(walRoot);
+  try {
+    for (const lane of lanes.values()) await lane.recover();
+  } catch (err) {
+    await unlock();
+    throw err;
+  }
+
+  const dispatch = createDispatch(lanes, opts.bucket, opts.region ?? 'us-east-1');
+  const inflight = new Set<Promise<void>>();
   const server = http.createServer((req, res) => {
-    const run = handle(req, res).finally(() => inflight.delete(run));
+    const run = handleRequest(req, res, shared, dispatch).finally(() => inflight.delete(run));
     inflight.add(run);
   });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port, opts.host ?? '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, opts.port, opts.host ?? '127.0.0.1');
   } catch (err) {
     // Recovered segments may be mid-delivery: stop bounds it, and what is not delivered stays in the WAL.
     shared.stopping = true;
