@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KinesisWriteError } from '#adapters/kinesis-writer';
 import { createPoster, PosterFatalError } from '#producer/client';
 import { createGenerator } from '#producer/generator';
@@ -41,20 +41,24 @@ function flakyServer() {
 }
 
 describe('createPoster against a server that fails some requests', () => {
-  const flaky = flakyServer();
+  let flaky: ReturnType<typeof flakyServer>;
   let target = '';
   let tmp = '';
   beforeAll(async () => {
-    target = await listen(flaky.server);
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'producer-client-'));
   });
   afterAll(async () => {
-    await close(flaky.server);
     await fs.rm(tmp, { recursive: true, force: true });
   });
+  // A server per test: its failure rotation, the statuses it answered and the lines it received
+  // start afresh, whichever test ran before (the 401 test's requests used to shift the rotation).
+  beforeEach(async () => {
+    flaky = flakyServer();
+    target = await listen(flaky.server);
+  });
+  afterEach(() => close(flaky.server));
 
   it('delivers every good line exactly once, reports the bad ones, retries the rest', async () => {
-    flaky.received.clear();
     const g = createGenerator({ seed: 11 });
     const lines = Array.from({ length: 1_500 }, (_, i) => {
       const l = g.next();
@@ -143,7 +147,6 @@ describe('createPoster against a server that fails some requests', () => {
   });
 
   it('runSimulate writes a run log with exactly the accepted keys and exact line totals', async () => {
-    flaky.received.clear();
     const summary = await runSimulate({
       target,
       apiKey: 'test-key-123',
