@@ -61,75 +61,13 @@ export function registerTotesysCommands(program: Command): void {
     .option('--seed <n>', 'PRNG seed of the changes (default: the clock)', (v) => Number.parseInt(v, 10))
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
     .option('--no-progress', 'no progress line')
-    .action(async (opts: SimulateOptions) => {
-      const config = configFrom(opts);
-      const { clients, localUrl } = await connect(config);
-      clients.destroy();
-      const connection = await resolveSourceConnection(config, localUrl);
-      const pool = sourcePool(connection);
-      try {
-        if (connection.kind === 'local') await ensureSeededSource(pool, config.totesys.seed);
-        const { signal, done } = abortOnShutdown();
-        const counts = new Map<ChangeKind, number>();
-        const progress = opts.progress && process.stderr.isTTY === true;
-        process.stderr.write(
-          `simulating ${opts.rate} changes/s in the totesys source (${connection.kind})\n`,
-        );
-        const run = runSimulator({
-          pool,
-          rate: opts.rate,
-          seed: opts.seed ?? Date.now(),
-          signal,
-          ...(opts.duration !== undefined ? { durationMs: opts.duration } : {}),
-          onChange: (kind) => {
-            counts.set(kind, (counts.get(kind) ?? 0) + 1);
-            if (progress) {
-              const total = [...counts.values()].reduce((a, b) => a + b, 0);
-              process.stderr.write(`\r\x1b[2K${total} changes`);
-            }
-          },
-          onError: (err) => process.stderr.write(`change failed: ${(err as Error).message}\n`),
-        });
-        done(run);
-        const summary = await run;
-        if (progress) process.stderr.write('\n');
-        const rows = Object.entries(summary.changes).map(([kind, n]) => [kind, n]);
-        rows.push(['total', summary.total], ['failed', summary.failed]);
-        process.stdout.write(
-          `${stdoutTable({ head: ['change', 'count'], rows, align: ['left', 'right'] })}\n`,
-        );
-        if (summary.failed > 0) process.exitCode = 1;
-      } finally {
-        await pool.end();
-      }
-    });
+    .action(simulate);
 
   totesys
     .command('extract')
     .description('one change-capture run now: changed rows to ingestion/totesys/ as CSV, then the run marker')
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
-    .action(async (opts: DataDirOptions) => {
-      const config = configFrom(opts);
-      const { clients, localUrl } = await connect(config);
-      const pool = sourcePool(await resolveSourceConnection(config, localUrl));
-      try {
-        const run = await extractOnce({
-          read: (bounds) => readChanges(pool, bounds),
-          zone: s3Zone(clients.s3, config.names.bucket),
-          overlapMicros: BigInt(Math.round(config.totesys.overlapSeconds * 1e6)),
-        });
-        const rows = Object.entries(run.tables).map(([table, t]) => [table, t.rows, t.from ?? '', t.to]);
-        process.stdout.write(
-          `run ${run.runId}: ${run.rows} row(s) changed, marker ${run.markerKey}\n` +
-            (rows.length > 0
-              ? `${stdoutTable({ head: ['table', 'rows', 'from', 'to (watermark)'], rows, align: ['left', 'right'] })}\n`
-              : ''),
-        );
-      } finally {
-        await pool.end();
-        clients.destroy();
-      }
-    });
+    .action(extract);
 
   totesys
     .command('status')
@@ -138,29 +76,95 @@ export function registerTotesysCommands(program: Command): void {
     )
     .option('--data-dir <dir>', 'data directory of the local stack (default: $RP_DATA_DIR or .data)')
     .option('--json', 'print JSON', false)
-    .action(async (opts: DataDirOptions & { json: boolean }) => {
-      const config = configFrom(opts);
-      const { clients } = await connect(config);
-      // Local mode also reads the warehouse's manifest (the load's side); aws mode shows the zones only.
-      const db =
-        config.mode === 'aws'
-          ? undefined
-          : createPostgresWarehouse({
-              connectionString: (await readEndpoints(config.dataDir)).postgres,
-              max: 1,
-            });
-      try {
-        const status = await captureStatus(s3Zone(clients.s3, config.names.bucket), {
-          ...(db ? { manifest: () => createManifest(db).cdcObjects() } : {}),
-        });
-        process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
-        if (status.failure || status.stages.transform.failure || status.stages.load.failure)
-          process.exitCode = 1;
-      } finally {
-        clients.destroy();
-        await db?.close();
-      }
+    .action(printStatus);
+}
+
+/** `totesys simulate`: business changes at a rate until the duration or Ctrl-C, then a count per kind. */
+async function simulate(opts: SimulateOptions): Promise<void> {
+  const config = configFrom(opts);
+  const { clients, localUrl } = await connect(config);
+  clients.destroy();
+  const connection = await resolveSourceConnection(config, localUrl);
+  const pool = sourcePool(connection);
+  try {
+    if (connection.kind === 'local') await ensureSeededSource(pool, config.totesys.seed);
+    const { signal, done } = abortOnShutdown();
+    const counts = new Map<ChangeKind, number>();
+    const progress = opts.progress && process.stderr.isTTY === true;
+    process.stderr.write(`simulating ${opts.rate} changes/s in the totesys source (${connection.kind})\n`);
+    const run = runSimulator({
+      pool,
+      rate: opts.rate,
+      seed: opts.seed ?? Date.now(),
+      signal,
+      ...(opts.duration !== undefined ? { durationMs: opts.duration } : {}),
+      onChange: (kind) => {
+        counts.set(kind, (counts.get(kind) ?? 0) + 1);
+        if (progress) {
+          const total = [...counts.values()].reduce((a, b) => a + b, 0);
+          process.stderr.write(`\r\x1b[2K${total} changes`);
+        }
+      },
+      onError: (err) => process.stderr.write(`change failed: ${(err as Error).message}\n`),
     });
+    done(run);
+    const summary = await run;
+    if (progress) process.stderr.write('\n');
+    const rows = Object.entries(summary.changes).map(([kind, n]) => [kind, n]);
+    rows.push(['total', summary.total], ['failed', summary.failed]);
+    process.stdout.write(`${stdoutTable({ head: ['change', 'count'], rows, align: ['left', 'right'] })}\n`);
+    if (summary.failed > 0) process.exitCode = 1;
+  } finally {
+    await pool.end();
+  }
+}
+
+/** `totesys extract`: one change-capture run, then what it wrote per table. */
+async function extract(opts: DataDirOptions): Promise<void> {
+  const config = configFrom(opts);
+  const { clients, localUrl } = await connect(config);
+  const pool = sourcePool(await resolveSourceConnection(config, localUrl));
+  try {
+    const run = await extractOnce({
+      read: (bounds) => readChanges(pool, bounds),
+      zone: s3Zone(clients.s3, config.names.bucket),
+      overlapMicros: BigInt(Math.round(config.totesys.overlapSeconds * 1e6)),
+    });
+    const rows = Object.entries(run.tables).map(([table, t]) => [table, t.rows, t.from ?? '', t.to]);
+    process.stdout.write(
+      `run ${run.runId}: ${run.rows} row(s) changed, marker ${run.markerKey}\n` +
+        (rows.length > 0
+          ? `${stdoutTable({ head: ['table', 'rows', 'from', 'to (watermark)'], rows, align: ['left', 'right'] })}\n`
+          : ''),
+    );
+  } finally {
+    await pool.end();
+    clients.destroy();
+  }
+}
+
+/** `totesys status`: the capture's state as tables or JSON; exit code 1 while any stage fails. */
+async function printStatus(opts: DataDirOptions & { json: boolean }): Promise<void> {
+  const config = configFrom(opts);
+  const { clients } = await connect(config);
+  // Local mode also reads the warehouse's manifest (the load's side); aws mode shows the zones only.
+  const db =
+    config.mode === 'aws'
+      ? undefined
+      : createPostgresWarehouse({
+          connectionString: (await readEndpoints(config.dataDir)).postgres,
+          max: 1,
+        });
+  try {
+    const status = await captureStatus(s3Zone(clients.s3, config.names.bucket), {
+      ...(db ? { manifest: () => createManifest(db).cdcObjects() } : {}),
+    });
+    process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
+    if (status.failure || status.stages.transform.failure || status.stages.load.failure) process.exitCode = 1;
+  } finally {
+    clients.destroy();
+    await db?.close();
+  }
 }
 
 export function renderStatus(s: CaptureStatus): string {
