@@ -1,28 +1,38 @@
 /**
- * Stream path benchmark. Runnable alone: `node --import tsx bench/stream.ts` (JSON on stdout), or
- * through `npm run bench -- stream`.
+ * Stream path benchmark (issue 14). Runnable alone: `node --import tsx bench/stream.ts` (JSON on
+ * stdout; BENCH_LINES, BENCH_LATENCY_SECONDS, BENCH_FULL=0 to skip (d), BENCH_FILE), or through
+ * `npm run bench -- stream`.
  *
- * Everything runs on ONE instance of the real local wiring (`startPipeline` from cli/pipeline.ts:
- * kinesalite, dynalite and s3rver in the emulator child process, PostgreSQL, the local Firehose, the
- * API, the poller and the consumer, the loader reacting to archive objects), so (a) and (b) share
- * the same emulators and are measured in the same run, interleaved:
- *
- * (a) raw ceiling: PutRecords -> GetRecords -> BatchWriteItem of the same line items, driven directly
- *     against the pipeline's emulators (its own stream and table), nothing else;
- * (b) sustained lines/s through POST /invoices -> API -> Kinesis -> poller -> consumer -> DynamoDB,
- *     from the first POST until the poller has handled everything (checked against /stats/countries);
- * (c) POST -> streamVisibleAt percentiles at an offered 1,000 lines/s: each line's `producedAt` is the
- *     instant its POST was sent, `streamVisibleAt` (the DynamoDB acknowledgement) is read back from
- *     the Firehose archive in S3, where the consumer puts it.
+ * (a) the bare chain: kinesalite and dynalite in child processes of their own with their data on
+ *     disk (as the stack keeps it), 2 shards, PutRecords of 500 one-line records -> GetRecords ->
+ *     BatchWriteItem of one ~250-byte item with 3 attributes per line into a table without index,
+ *     nothing else running (measured before the pipeline starts and again after it stopped);
+ * (b) end to end through `startPipeline()` (cli/pipeline.ts, what `npm start` runs, every component:
+ *     API, poller, consumer, Firehose, loader, totesys): `retail-pipeline replay` of the first lines
+ *     of the real file at full speed, in a process of its own as a user runs it, timed from the
+ *     replay's start until /stats/countries counts every accepted line, and until fact_sales_line
+ *     holds them; the billing counters (Kinesis PUT payload units, DynamoDB write request units) and
+ *     the serving store's item bytes per line; warehouse-visible minus stream-visible per line;
+ * (c) an offered 1,000 lines/s for 60 s: acceptedAt -> streamVisibleAt per line (read back from the
+ *     Firehose archive, where the consumer puts it), p50 and p99;
+ * (d) the whole real file through a fresh pipeline, then `reconcile` of that run (batch/reconcile.ts).
+ * Without the real file, (b) and (d) are skipped with a message and (a) runs on generated lines.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { type AttributeValue, BatchWriteItemCommand, CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import {
+  type AttributeValue,
+  BatchWriteItemCommand,
+  CreateTableCommand,
+  ScanCommand,
+} from '@aws-sdk/client-dynamodb';
+import {
+  type _Record,
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
   GetRecordsCommand,
@@ -31,28 +41,33 @@ import {
   PutRecordsCommand,
 } from '@aws-sdk/client-kinesis';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { marshall } from '@aws-sdk/util-dynamodb';
 import { type Clients, createClients } from '#adapters/clients';
 import { type Config, loadConfig } from '#adapters/config';
-import { tableDefinition } from '#adapters/dynamo-table';
-import { keys } from '#adapters/invoice-store';
+import { INDEXES, indexEntry, itemBytes } from '#adapters/dynamo-table';
 import { createLogger } from '#adapters/logger';
+import { dynamoLineSource, reconcile, warehouseLineSource } from '#batch/reconcile';
 import { type Pipeline, startPipeline } from '#cli/pipeline';
 import { encodeLine } from '#core/avro';
-import { enrich } from '#core/enrich';
-import type { AcceptedLine, InvoiceLine } from '#core/invoice-line';
+import { type AcceptedLine, type InvoiceLine, invoiceLineInput } from '#core/invoice-line';
 import { percentile } from '#core/percentile';
+import { startEmulatorProcesses } from '#local/emulator-process';
 import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { createGenerator } from '#producer/generator';
+import { replayLines } from '#producer/replay';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REAL_FILE = path.resolve(repoRoot, '../shared/data/online-retail/online-retail.csv.gz');
 
 export interface StreamBenchOptions {
-  /** Lines per round of (a) and (b). Default 10,000. */
+  /** Lines of (a) and (b): the first lines of the real file. Default 100,000. */
   lines?: number;
-  /** Interleaved rounds of (a) then (b); each ratio is (b)/(a) of the same round. Default 3. */
-  rounds?: number;
-  /** Duration of the latency run (c). Default 10. */
+  /** Duration of the latency run (c). Default 60. */
   latencySeconds?: number;
   offeredLinesPerSecond?: number;
+  /** Run (d), the whole file. Default true. */
+  fullFile?: boolean;
+  /** The real file. Default ../shared/data/online-retail/online-retail.csv.gz. */
+  file?: string;
   progress?: (message: string) => void;
 }
 
@@ -65,6 +80,9 @@ export interface Metric {
 
 const generate = (gen: { next(): InvoiceLine }, count: number): InvoiceLine[] =>
   Array.from({ length: count }, () => gen.next());
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const load1 = () => round1(os.loadavg()[0] ?? 0);
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
 const roundOrNull = (x: number | null) => (x === null ? null : round1(x));
@@ -176,118 +194,400 @@ export function timeCommands(client: { middlewareStack: object }) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// (a) raw ceiling: the same calls, nothing else, against the pipeline's own emulators.
+// (a) the bare chain: its own kinesalite and dynalite, nothing else.
 
-async function createStreamAndTable(clients: Clients, name: string, shards: number): Promise<void> {
+/** The first `count` lines of the real file the API would accept, as the replay reads them. */
+async function realLines(file: string, count: number): Promise<InvoiceLine[]> {
+  const out: InvoiceLine[] = [];
+  const producedAt = new Date().toISOString();
+  for await (const { line } of replayLines(file, { encoding: 'utf8' })) {
+    const parsed = invoiceLineInput.safeParse({ ...line, producedAt });
+    if (parsed.success) out.push({ ...parsed.data, producedAt });
+    if (out.length >= count) break;
+  }
+  return out;
+}
+
+const BARE_ITEM_BYTES = 250;
+
+/**
+ * The bare chain's item for a record: pk (partition key), sk (sequence number) and d, the record's
+ * data cut or zero-padded so the item is ~250 bytes (DynamoDB's size rules): built from the record
+ * alone, so (a) measures the calls, not a lookup or our decoding.
+ */
+function bareItem(r: _Record): Record<string, AttributeValue> {
+  const pk = r.PartitionKey ?? '';
+  const sk = r.SequenceNumber ?? '';
+  const room = Math.max(
+    1,
+    BARE_ITEM_BYTES - itemBytes({ pk: { S: pk }, sk: { S: sk }, d: { B: new Uint8Array() } }),
+  );
+  const data = Buffer.from(r.Data ?? []);
+  const d =
+    data.length >= room ? data.subarray(0, room) : Buffer.concat([data, Buffer.alloc(room - data.length)]);
+  return { pk: { S: pk }, sk: { S: sk }, d: { B: d } };
+}
+
+async function createBareStreamAndTable(clients: Clients, name: string, shards: number): Promise<void> {
   await clients.kinesis.send(new CreateStreamCommand({ StreamName: name, ShardCount: shards }));
-  await clients.dynamodb.send(new CreateTableCommand(tableDefinition(name)));
+  await clients.dynamodb.send(
+    new CreateTableCommand({
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+    }),
+  );
   for (;;) {
     const s = await clients.kinesis.send(new DescribeStreamSummaryCommand({ StreamName: name }));
     if (s.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleepMs(20);
   }
 }
 
-async function rawCeiling(
+/** One reader per shard: GetRecords of up to 500, each record's item written with BatchWriteItem. */
+async function readAndWriteShard(
   clients: Clients,
   name: string,
-  shards: number,
-  lines: InvoiceLine[],
-  pids: Record<string, number> = {},
-) {
-  await createStreamAndTable(clients, name, shards);
-  const acceptedAt = new Date().toISOString();
-  const accepted = lines.map((l): AcceptedLine => ({ ...l, acceptedAt }));
-  // Prepared up front: (a) measures the calls, not our encoding or item building.
-  const entries = accepted.map((l) => ({ Data: encodeLine(l), PartitionKey: l.invoiceNo }));
-  const items = new Map<string, Record<string, AttributeValue>>();
-  entries.forEach((e, i) => {
-    const l = enrich(accepted[i] as AcceptedLine);
-    items.set(
-      e.Data.toString('base64'),
-      // The same item the consumer writes for a line (with its product index keys).
-      marshall(
-        {
-          ...keys.line(l.invoiceNo, l.lineNo),
-          ...keys.productLine(l.stockCode, l.invoiceTs, l.invoiceNo, l.lineNo),
-          entity: 'line',
-          ...l,
-          shardId: 'shardId-000000000000',
-          sequenceNumber: '49650000000000000000000000000000000000000000000000000000',
-          streamWriteSentAt: acceptedAt,
-        },
-        { removeUndefinedValues: true },
-      ),
+  shardId: string,
+  state: { stop: boolean; written: number; itemBytes: number; onWritten: () => void },
+): Promise<void> {
+  let iterator = (
+    await clients.kinesis.send(
+      new GetShardIteratorCommand({ StreamName: name, ShardId: shardId, ShardIteratorType: 'TRIM_HORIZON' }),
+    )
+  ).ShardIterator;
+  while (!state.stop && iterator) {
+    const got = await clients.kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 500 }));
+    iterator = got.NextShardIterator;
+    const records = got.Records ?? [];
+    if (records.length === 0) {
+      await sleepMs(5);
+      continue;
+    }
+    const puts = records.map((r) => ({ PutRequest: { Item: bareItem(r) } }));
+    for (const p of puts) state.itemBytes += itemBytes(p.PutRequest.Item);
+    const calls = [];
+    for (let i = 0; i < puts.length; i += 25) calls.push(puts.slice(i, i + 25));
+    await Promise.all(
+      calls.map((c) => clients.dynamodb.send(new BatchWriteItemCommand({ RequestItems: { [name]: c } }))),
     );
-  });
-  const n = lines.length;
-  let written = 0;
+    state.written += records.length;
+    state.onWritten();
+  }
+}
+
+/** (a): PutRecords of 500 (4 in flight) while each shard is read and written; until all are written. */
+async function driveBareChain(clients: Clients, name: string, lines: InvoiceLine[], pids: number[]) {
+  const acceptedAt = new Date().toISOString();
+  // Encoded up front: (a) measures the calls. One line per record, as the issue defines the chain.
+  const entries = lines.map((l) => ({
+    Data: encodeLine({ ...l, acceptedAt } as AcceptedLine),
+    PartitionKey: l.invoiceNo,
+  }));
+  const shards = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
   let done!: () => void;
   const allWritten = new Promise<void>((r) => {
     done = r;
   });
-  const shardList = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
-  let stop = false;
-  const cpu = cpuMeter(pids);
+  const state = {
+    stop: false,
+    written: 0,
+    itemBytes: 0,
+    onWritten: () => state.written >= entries.length && done(),
+  };
+  const cpu = cpuMeter(Object.fromEntries(pids.map((pid, i) => [['kinesis', 'dynamodb', 's3'][i], pid])));
   const started = performance.now();
-  const consumers = shardList.map(async (shard) => {
-    let iterator = (
-      await clients.kinesis.send(
-        new GetShardIteratorCommand({
-          StreamName: name,
-          ShardId: shard.ShardId,
-          ShardIteratorType: 'TRIM_HORIZON',
-        }),
-      )
-    ).ShardIterator;
-    while (!stop && iterator) {
-      const got = await clients.kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 500 }));
-      iterator = got.NextShardIterator;
-      const records = got.Records ?? [];
-      if (records.length === 0) {
-        await new Promise((r) => setTimeout(r, 5));
-        continue;
-      }
-      const puts = records.map((r) => ({
-        PutRequest: {
-          Item: items.get(Buffer.from(r.Data ?? []).toString('base64')) ?? { pk: { S: 'x' }, sk: { S: 'x' } },
-        },
-      }));
-      const chunks = [];
-      for (let i = 0; i < puts.length; i += 25) chunks.push(puts.slice(i, i + 25));
-      await Promise.all(
-        chunks.map((c) => clients.dynamodb.send(new BatchWriteItemCommand({ RequestItems: { [name]: c } }))),
-      );
-      written += records.length;
-      if (written >= n) done();
-    }
-  });
+  const readers = shards.map((s) => readAndWriteShard(clients, name, s.ShardId ?? '', state));
   for (let i = 0; i < entries.length; i += 2000) {
     const slice = entries.slice(i, i + 2000);
+    const calls = [];
+    for (let o = 0; o < slice.length; o += 500) calls.push(slice.slice(o, o + 500));
     await Promise.all(
-      [0, 500, 1000, 1500]
-        .filter((o) => o < slice.length)
-        .map((o) =>
-          clients.kinesis.send(new PutRecordsCommand({ StreamName: name, Records: slice.slice(o, o + 500) })),
-        ),
+      calls.map((c) => clients.kinesis.send(new PutRecordsCommand({ StreamName: name, Records: c }))),
     );
   }
   await allWritten;
   const elapsedMs = performance.now() - started;
-  const usage = await cpu();
-  stop = true;
-  await Promise.all(consumers);
+  const cpuPercent = await cpu();
+  state.stop = true;
+  await Promise.all(readers);
   return {
-    lines: n,
+    lines: lines.length,
     elapsedMs: Math.round(elapsedMs),
-    linesPerSecond: Math.round((n / elapsedMs) * 1000),
-    cpuPercent: usage,
+    linesPerSecond: Math.round((lines.length / elapsedMs) * 1000),
+    meanItemBytes: Math.round(state.itemBytes / Math.max(1, state.written)),
+    meanRecordBytes: Math.round(
+      entries.reduce((n, e) => n + e.Data.byteLength, 0) / Math.max(1, entries.length),
+    ),
+    cpuPercent,
+    loadAverage1m: load1(),
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Through the real wiring.
+/** (a) on fresh emulator child processes (kinesalite, dynalite; s3rver starts with them and idles). */
+async function bareChain(config: Config, lines: InvoiceLine[]) {
+  const dir = await scratchDataDir('bench-bare-');
+  const emulators = await startEmulatorProcesses({
+    host: '127.0.0.1',
+    ports: { kinesis: 0, dynamodb: 0, s3: 0 },
+    directories: {
+      kinesis: path.join(dir, 'kinesis'),
+      dynamodb: path.join(dir, 'dynamodb'),
+      s3: path.join(dir, 's3'),
+    },
+    buckets: ['bench-bare'],
+  });
+  const clients = createClients({
+    region: config.region,
+    local: true,
+    endpoints: { kinesis: emulators.urls.kinesis, dynamodb: emulators.urls.dynamodb },
+  });
+  try {
+    await createBareStreamAndTable(clients, 'bench-bare', config.streamShards);
+    return await driveBareChain(clients, 'bench-bare', lines, emulators.pids);
+  } finally {
+    clients.destroy();
+    await emulators.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
 
+// ---------------------------------------------------------------------------------------------
+// Through the real wiring: `retail-pipeline replay` in a process of its own, as a user runs it.
+
+interface ReplayRun {
+  runId: string;
+  /** performance.now() when the replay said it started, right before its first POST. */
+  startedAt: number;
+  accepted: number;
+  rejected: number;
+  failed: number;
+}
+
+/** Reads the run log's summary row (producer/run-log.ts). */
+async function runLogSummary(dataDir: string, runId: string) {
+  const text = await fs.readFile(path.join(dataDir, 'runs', `${runId}.ndjson`), 'utf8');
+  const last = text.trimEnd().split('\n').at(-1) ?? '{}';
+  return JSON.parse(last) as { t?: string; accepted?: number; rejected?: number; failed?: number };
+}
+
+/**
+ * Runs `retail-pipeline replay <file> [--limit n]` against the pipeline at full speed; `started`
+ * resolves when the replay prints its `run <id>: replaying` line, `done` when it exits.
+ */
+function replayChild(p: Pipeline, file: string, limit: number | undefined) {
+  const dataDir = p.stack.config.dataDir;
+  const args = ['bin/retail-pipeline.js', 'replay', file, '--target', p.apiUrl, '--data-dir', dataDir];
+  args.push('--no-progress', '--encoding', 'utf8', ...(limit ? ['--limit', String(limit)] : []));
+  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  let runId: string | undefined;
+  let resolveStarted!: (v: { runId: string; at: number }) => void;
+  let rejectStarted!: (err: Error) => void;
+  const started = new Promise<{ runId: string; at: number }>((resolve, reject) => {
+    resolveStarted = resolve;
+    rejectStarted = reject;
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    const at = performance.now();
+    stderr += chunk;
+    const m = runId ? undefined : /run (\S+): replaying/.exec(stderr);
+    if (m?.[1]) {
+      runId = m[1];
+      resolveStarted({ runId, at });
+    }
+  });
+  const done = new Promise<ReplayRun>((resolve, reject) => {
+    child.once('exit', async (code) => {
+      if (code !== 0 || !runId) {
+        const err = new Error(`replay exited with code ${code}: ${stderr.slice(-2000)}`);
+        rejectStarted(err);
+        reject(err);
+        return;
+      }
+      const s = await runLogSummary(dataDir, runId).catch(() => ({}) as Record<string, number>);
+      const { at } = await started;
+      const { accepted = 0, rejected = 0, failed = 0 } = s;
+      resolve({ runId, startedAt: at, accepted, rejected, failed });
+    });
+  });
+  return { started, done };
+}
+
+/** Polls `check` until it is true; the time it first was. Throws after `timeoutMs`. */
+async function waitFor(what: string, check: () => Promise<boolean>, everyMs: number, timeoutMs: number) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return performance.now();
+    if (performance.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleepMs(everyMs);
+  }
+}
+
+async function totalLines(apiUrl: string): Promise<number> {
+  const res = await fetch(`${apiUrl}/stats/countries`);
+  const body = (await res.json()) as { totals: { lines: number } };
+  return body.totals.lines;
+}
+
+async function warehouseLines(p: Pipeline): Promise<number> {
+  const { rows } = await p.warehouse.query<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line');
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * Replays `limit` lines (all when undefined) and times: replay start -> the aggregates count every
+ * accepted line (stream) -> fact_sales_line holds them (warehouse). Counts are deltas, so an
+ * earlier phase's lines do not count.
+ */
+async function replayThrough(p: Pipeline, file: string, limit: number | undefined, timeoutMs: number) {
+  const [aggregates0, warehouse0] = [await totalLines(p.apiUrl), await warehouseLines(p)];
+  const billing0 = p.billing();
+  const pids = await emulatorPids();
+  const run = replayChild(p, file, limit);
+  let finished: ReplayRun | undefined;
+  let failure: unknown;
+  run.done.then(
+    (r) => {
+      finished = r;
+    },
+    (err) => {
+      failure = err;
+    },
+  );
+  const { at: startedAt } = await run.started;
+  const cpu = cpuMeter(pids);
+  const counted = (n: number) => {
+    if (failure) throw failure;
+    return finished !== undefined && n >= finished.accepted;
+  };
+  const [streamAt, warehouseAt] = await Promise.all([
+    waitFor(
+      'the aggregates',
+      async () => counted((await totalLines(p.apiUrl)) - aggregates0),
+      100,
+      timeoutMs,
+    ),
+    waitFor('the warehouse', async () => counted((await warehouseLines(p)) - warehouse0), 250, timeoutMs),
+  ]);
+  const replay = await run.done;
+  const cpuPercent = await cpu();
+  const streamMs = streamAt - startedAt;
+  const warehouseMs = warehouseAt - startedAt;
+  return {
+    replay,
+    streamMs: Math.round(streamMs),
+    warehouseMs: Math.round(warehouseMs),
+    streamLinesPerSecond: Math.round((replay.accepted / streamMs) * 1000),
+    warehouseLinesPerSecond: Math.round((replay.accepted / warehouseMs) * 1000),
+    billing: billingPerLine(billing0, p.billing(), replay.accepted),
+    cpuPercent,
+    loadAverage1m: load1(),
+  };
+}
+
+/** Per accepted line: what the API's writer and the consumer's store counted over a phase. */
+function billingPerLine(
+  before: ReturnType<Pipeline['billing']>,
+  after: ReturnType<Pipeline['billing']>,
+  lines: number,
+) {
+  const k0 = before.kinesis;
+  const k1 = after.kinesis;
+  const d0 = before.dynamodb;
+  const d1 = after.dynamodb;
+  const per = (x: number) => Math.round((x / Math.max(1, lines)) * 10_000) / 10_000;
+  return {
+    kinesis:
+      k0 && k1
+        ? {
+            records: k1.records - k0.records,
+            putPayloadUnits: k1.putPayloadUnits - k0.putPayloadUnits,
+            putPayloadUnitsPerLine: per(k1.putPayloadUnits - k0.putPayloadUnits),
+            linesPerRecord: round1((k1.lines - k0.lines) / Math.max(1, k1.records - k0.records)),
+            putRecordsCalls: k1.calls - k0.calls,
+          }
+        : null,
+    dynamodb:
+      d0 && d1
+        ? {
+            writeUnits: d1.writeUnits - d0.writeUnits,
+            indexWriteUnits: d1.indexWriteUnits - d0.indexWriteUnits,
+            itemsWritten: d1.items - d0.items,
+            writeUnitsPerLine: per(d1.writeUnits - d0.writeUnits),
+            itemsPerLine: per(d1.items - d0.items),
+          }
+        : null,
+  };
+}
+
+/** Per line: warehouse_visible_at - stream_visible_at of the lines in fact_sales_line (item 5). */
+async function warehouseLag(p: Pipeline) {
+  const { rows } = await p.warehouse.query<{
+    n: string;
+    p50: number | null;
+    p99: number | null;
+    max: number | null;
+  }>(
+    `SELECT count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) AS p99,
+       max(lag) AS max
+     FROM (SELECT EXTRACT(EPOCH FROM warehouse_visible_at - stream_visible_at) * 1000 AS lag
+           FROM fact_sales_line WHERE stream_visible_at IS NOT NULL) t`,
+  );
+  const r = rows[0];
+  const ms = (x: number | null | undefined) => (x === null || x === undefined ? null : Math.round(Number(x)));
+  return { lines: Number(r?.n ?? 0), p50Ms: ms(r?.p50), p99Ms: ms(r?.p99), maxMs: ms(r?.max) };
+}
+
+const itemKind = (item: Record<string, AttributeValue>): string => {
+  const pk = item.pk?.S ?? '';
+  const sk = item.sk?.S ?? '';
+  if (pk.startsWith('INV#'))
+    return sk === 'HEADER' ? 'header' : sk.startsWith('LINES#') ? 'lineChunk' : 'invoiceOther';
+  return pk.startsWith('PROD#') ? 'product' : 'other';
+};
+
+/**
+ * The serving store's bytes as DynamoDB bills storage: each item's size plus 100 bytes of overhead,
+ * and the same for each index entry it has. Scanned after (b), so per line of (b).
+ */
+async function storageBytes(p: Pipeline, lines: number) {
+  const byKind: Record<string, { items: number; bytes: number; indexBytes: number }> = {};
+  let start: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await p.stack.clients.dynamodb.send(
+      new ScanCommand({
+        TableName: p.stack.config.names.table,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
+    );
+    for (const item of page.Items ?? []) {
+      const kind = itemKind(item);
+      const k = byKind[kind] ?? { items: 0, bytes: 0, indexBytes: 0 };
+      byKind[kind] = k;
+      k.items++;
+      k.bytes += itemBytes(item) + 100;
+      for (const index of INDEXES) {
+        const entry = indexEntry(item, index);
+        if (entry) k.indexBytes += itemBytes(entry) + 100;
+      }
+    }
+    start = page.LastEvaluatedKey;
+  } while (start);
+  const lineKinds = ['header', 'lineChunk', 'product', 'invoiceOther'];
+  const total = lineKinds.reduce((n, k) => n + (byKind[k]?.bytes ?? 0) + (byKind[k]?.indexBytes ?? 0), 0);
+  return { byKind, bytesPerLine: Math.round(total / Math.max(1, lines)) };
+}
 function poster(apiUrl: string) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   const post = (lines: readonly InvoiceLine[]) =>
@@ -311,54 +611,6 @@ function poster(apiUrl: string) {
   return { post, close: () => agent.destroy() };
 }
 
-async function totalLines(apiUrl: string): Promise<number> {
-  const res = await fetch(`${apiUrl}/stats/countries`);
-  const body = (await res.json()) as { totals: { lines: number } };
-  return body.totals.lines;
-}
-
-// (b) sustained throughput
-async function sustained(p: Pipeline, lines: InvoiceLine[], pids: Record<string, number> = {}) {
-  const { post, close } = poster(p.apiUrl);
-  const before = await totalLines(p.apiUrl);
-  const stats0 = p.poller.stats();
-  const requests: InvoiceLine[][] = [];
-  for (let i = 0; i < lines.length; i += 500) requests.push(lines.slice(i, i + 500));
-  let next = 0;
-  let refused = 0;
-  const cpu = cpuMeter(pids);
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (next < requests.length) {
-        const status = await post(requests[next++] as InvoiceLine[]);
-        if (status !== 202) refused++;
-      }
-    }),
-  );
-  const postedMs = performance.now() - started;
-  await p.poller.idle();
-  const elapsedMs = performance.now() - started;
-  const usage = await cpu();
-  close();
-  const stats = p.poller.stats();
-  const batches = stats.batches - stats0.batches;
-  const handlerMs =
-    stats.shards.reduce((s, x) => s + x.handlerMs, 0) - stats0.shards.reduce((s, x) => s + x.handlerMs, 0);
-  return {
-    lines: lines.length,
-    refusedRequests: refused,
-    countedInAggregates: (await totalLines(p.apiUrl)) - before,
-    elapsedMs: Math.round(elapsedMs),
-    postPhaseMs: Math.round(postedMs),
-    linesPerSecond: Math.round((lines.length / elapsedMs) * 1000),
-    consumerBatches: batches,
-    meanBatchLines: Math.round(lines.length / Math.max(1, batches)),
-    meanHandlerMsPerBatch: Math.round(handlerMs / Math.max(1, batches)),
-    cpuPercent: usage,
-  };
-}
-
 interface ArchivedLine {
   invoiceNo: string;
   lineNo: number;
@@ -368,7 +620,12 @@ interface ArchivedLine {
 }
 
 /** Reads the Firehose archive objects not read yet and records the first copy of each line. */
-async function readArchive(p: Pipeline, seen: Set<string>, into: Map<string, ArchivedLine>): Promise<void> {
+async function readArchive(
+  p: Pipeline,
+  seen: Set<string>,
+  wanted: ReadonlySet<string>,
+  into: Map<string, ArchivedLine>,
+): Promise<void> {
   const { s3 } = p.stack.clients;
   const bucket = p.stack.config.names.bucket;
   let token: string | undefined;
@@ -391,21 +648,41 @@ async function readArchive(p: Pipeline, seen: Set<string>, into: Map<string, Arc
         if (text === '') continue;
         const l = JSON.parse(text) as ArchivedLine;
         const key = `${l.invoiceNo}#${l.lineNo}`;
-        if (!into.has(key)) into.set(key, l);
+        if (wanted.has(key) && !into.has(key)) into.set(key, l);
       }
     }
     token = page.NextContinuationToken;
   } while (token);
 }
 
+/** Each sent line's first archived copy (streamVisibleAt travels with it); waits out Firehose's buffer. */
+async function archivedTimes(p: Pipeline, sent: readonly InvoiceLine[]) {
+  const wanted = new Set(sent.map((l) => `${l.invoiceNo}#${l.lineNo}`));
+  const archived = new Map<string, ArchivedLine>();
+  const seen = new Set<string>();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    await readArchive(p, seen, wanted, archived);
+    if (archived.size >= wanted.size || Date.now() > deadline) break;
+    await sleepMs(500);
+  }
+  const total: number[] = [];
+  const toAccepted: number[] = [];
+  const acceptedToVisible: number[] = [];
+  for (const l of archived.values()) {
+    const produced = Date.parse(l.producedAt);
+    const acceptedAt = Date.parse(l.acceptedAt);
+    const visible = Date.parse(l.streamVisibleAt);
+    total.push(visible - produced);
+    toAccepted.push(acceptedAt - produced);
+    acceptedToVisible.push(visible - acceptedAt);
+  }
+  for (const a of [total, toAccepted, acceptedToVisible]) a.sort((x, y) => x - y);
+  return { measured: archived.size, total, toAccepted, acceptedToVisible };
+}
+
 // (c) latency at an offered rate
-async function latency(
-  p: Pipeline,
-  lines: InvoiceLine[],
-  seconds: number,
-  rate: number,
-  pids: Record<string, number> = {},
-) {
+async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate: number) {
   const { post, close } = poster(p.apiUrl);
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
@@ -417,75 +694,42 @@ async function latency(
     dynamodb: timeCommands(p.stack.clients.dynamodb),
     firehose: timeCommands(p.stack.clients.firehose),
   };
-  const handler0 = p.poller.stats();
-  const cpu = cpuMeter(pids);
+  const cpu = cpuMeter(await emulatorPids());
   const started = Date.now();
   const inflight: Promise<number>[] = [];
   for (let t = 0; t < ticks; t++) {
     const wait = started + t * tickMs - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleepMs(wait);
     const producedAt = new Date().toISOString();
     inflight.push(post(sent.slice(t * perTick, (t + 1) * perTick).map((l) => ({ ...l, producedAt }))));
   }
   const statuses = await Promise.all(inflight);
   const offeredSpanMs = Date.now() - started;
   await p.poller.idle();
-  const usage = await cpu();
+  const cpuPercent = await cpu();
   const calls = Object.fromEntries(Object.entries(timers).map(([k, t]) => [k, t.summary()]));
   for (const t of Object.values(timers)) t.stop();
-  const handler = p.poller.stats();
   close();
-  // streamVisibleAt travels with the line into the archive; wait for Firehose's buffer to flush.
-  const wanted = new Set(sent.map((l) => `${l.invoiceNo}#${l.lineNo}`));
-  const archived = new Map<string, ArchivedLine>();
-  const seen = new Set<string>();
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    await readArchive(p, seen, archived);
-    if ([...wanted].every((k) => archived.has(k)) || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  const total: number[] = [];
-  const toAccepted: number[] = [];
-  const acceptedToVisible: number[] = [];
-  for (const k of wanted) {
-    const l = archived.get(k);
-    if (!l) continue;
-    const produced = Date.parse(l.producedAt);
-    const acceptedAt = Date.parse(l.acceptedAt);
-    const visible = Date.parse(l.streamVisibleAt);
-    total.push(visible - produced);
-    toAccepted.push(acceptedAt - produced);
-    acceptedToVisible.push(visible - acceptedAt);
-  }
-  for (const a of [total, toAccepted, acceptedToVisible]) a.sort((x, y) => x - y);
+  const times = await archivedTimes(p, sent);
+  const pct = (a: number[], q: number) => percentile(a, q);
   return {
     offeredLinesPerSecond: rate,
     achievedOfferedLinesPerSecond: Math.round((sent.length / offeredSpanMs) * 1000),
     seconds,
     lines: sent.length,
     refusedRequests: statuses.filter((s) => s !== 202).length,
-    measured: total.length,
-    p50Ms: percentile(total, 50),
-    p95Ms: percentile(total, 95),
-    p99Ms: percentile(total, 99),
-    maxMs: total.at(-1) ?? null,
-    hops: {
-      postToAcceptedP50Ms: percentile(toAccepted, 50),
-      postToAcceptedP99Ms: percentile(toAccepted, 99),
-      acceptedToVisibleP50Ms: percentile(acceptedToVisible, 50),
-      acceptedToVisibleP99Ms: percentile(acceptedToVisible, 99),
+    measured: times.measured,
+    acceptedToVisible: {
+      p50Ms: pct(times.acceptedToVisible, 50),
+      p95Ms: pct(times.acceptedToVisible, 95),
+      p99Ms: pct(times.acceptedToVisible, 99),
+      maxMs: times.acceptedToVisible.at(-1) ?? null,
     },
-    cpuPercent: usage,
+    postToVisible: { p50Ms: pct(times.total, 50), p99Ms: pct(times.total, 99) },
+    postToAccepted: { p50Ms: pct(times.toAccepted, 50), p99Ms: pct(times.toAccepted, 99) },
+    cpuPercent,
     calls,
-    consumer: {
-      batches: handler.batches - handler0.batches,
-      meanHandlerMsPerBatch: Math.round(
-        (handler.shards.reduce((n, x) => n + x.handlerMs, 0) -
-          handler0.shards.reduce((n, x) => n + x.handlerMs, 0)) /
-          Math.max(1, handler.batches - handler0.batches),
-      ),
-    },
+    loadAverage1m: load1(),
   };
 }
 
@@ -500,138 +744,254 @@ function benchConfig(dataDir: string): Config {
   });
 }
 
-export async function runStreamBench(options: StreamBenchOptions = {}): Promise<Record<string, unknown>> {
-  const n = options.lines ?? 10_000;
-  const rounds = options.rounds ?? 3;
-  const seconds = options.latencySeconds ?? 10;
-  const rate = options.offeredLinesPerSecond ?? 1000;
-  const progress = options.progress ?? (() => {});
-  const load0 = os.loadavg();
-  const dataDir = await scratchDataDir('bench-stream-');
+/** A fresh `startPipeline()` (every component, as `npm start`) on a scratch data directory. */
+async function withPipeline<T>(prefix: string, use: (p: Pipeline) => Promise<T>): Promise<T> {
+  const dataDir = await scratchDataDir(prefix);
   const config = benchConfig(dataDir);
-  progress('starting the local pipeline (startPipeline: emulator child, PostgreSQL, Firehose, API, poller)');
-  const p = await startPipeline({
-    config,
-    logger: createLogger(config.logLevel, 'bench'),
-    fresh: true,
-    scheduleLoads: false,
-  });
-  const pids = await emulatorPids();
-  const e = p.stack.endpoints;
-  const clients = createClients({
-    region: config.region,
-    local: true,
-    endpoints: { kinesis: e.kinesis, dynamodb: e.dynamodb },
-  });
+  const p = await startPipeline({ config, logger: createLogger(config.logLevel, 'bench'), fresh: true });
   try {
-    // One generator for every line the pipeline sees: invoice numbers never repeat, so no line is
-    // (rightly) taken for a producer re-send.
-    const gen = createGenerator({ seed: 7 });
-    const take = (count: number) => generate(gen, count);
-    const raws = [];
-    const pipes = [];
-    for (let r = 0; r < rounds; r++) {
-      progress(`round ${r + 1}/${rounds}: (a) raw ceiling, ${n} lines`);
-      const raw = await rawCeiling(
-        clients,
-        `bench-raw-${r}`,
-        config.streamShards,
-        generate(createGenerator({ seed: 100 + r }), n),
-        pids,
-      );
-      progress(`round ${r + 1}/${rounds}: (a) ${raw.linesPerSecond} lines/s; (b) through POST, ${n} lines`);
-      const pipe = await sustained(p, take(n), pids);
-      progress(
-        `round ${r + 1}/${rounds}: (b) ${pipe.linesPerSecond} lines/s = ${round1((pipe.linesPerSecond / raw.linesPerSecond) * 100)}% of (a)`,
-      );
-      raws.push(raw);
-      pipes.push({
-        ...pipe,
-        ratioToRawCeiling: Math.round((pipe.linesPerSecond / raw.linesPerSecond) * 100) / 100,
-      });
-    }
-    progress(`(c) latency at ${rate} lines/s offered for ${seconds} s`);
-    const lat = await latency(p, take(Math.ceil(rate * seconds) + 100), seconds, rate, pids);
-    progress(`(c) p50 ${lat.p50Ms} ms, p99 ${lat.p99Ms} ms (${lat.measured}/${lat.lines} lines measured)`);
-    // The same at a quarter of the rate: the latency of the path itself, without a queue (when 1,000
-    // lines/s is above what the machine has left, (c) measures mostly the queue).
-    const lowRate = Math.round(rate / 4);
-    progress(`(c') latency at ${lowRate} lines/s offered for ${Math.ceil(seconds / 2)} s`);
-    const low = await latency(
-      p,
-      take(Math.ceil(lowRate * seconds) + 100),
-      Math.ceil(seconds / 2),
-      lowRate,
-      pids,
-    );
-    progress(`(c') p50 ${low.p50Ms} ms, p99 ${low.p99Ms} ms`);
-    const ratios = pipes.map((x) => x.ratioToRawCeiling);
-    const bestRatio = Math.max(...ratios);
-    const medianRatio = [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)] as number;
-    const latencyMet = lat.p99Ms !== null && lat.p99Ms <= 250 && lat.measured === lat.lines;
-    const summary: Metric[] = [
-      {
-        metric: '(a) raw ceiling, lines/s (per round)',
-        value: raws.map((x) => x.linesPerSecond).join(' / '),
-      },
-      {
-        metric: '(b) POST -> DynamoDB, lines/s (per round)',
-        value: pipes.map((x) => x.linesPerSecond).join(' / '),
-      },
-      {
-        metric: '(b)/(a) same round (per round)',
-        value: ratios.join(' / '),
-        target: '>= 0.70',
-        met: medianRatio >= 0.7,
-      },
-      { metric: '(c) offered lines/s', value: lat.offeredLinesPerSecond },
-      { metric: '(c) POST -> streamVisibleAt p50 ms', value: lat.p50Ms ?? 'none measured' },
-      { metric: '(c) POST -> streamVisibleAt p95 ms', value: lat.p95Ms ?? 'none measured' },
-      {
-        metric: '(c) POST -> streamVisibleAt p99 ms',
-        value: lat.p99Ms ?? 'none measured',
-        target: '<= 250',
-        met: latencyMet,
-      },
-      { metric: '(c) lines measured / sent', value: `${lat.measured} / ${lat.lines}` },
-      {
-        metric: '(c) hop POST -> acceptedAt p50 / p99 ms',
-        value: `${lat.hops.postToAcceptedP50Ms} / ${lat.hops.postToAcceptedP99Ms}`,
-      },
-      { metric: "(c') at a quarter of the rate: lines/s offered", value: low.offeredLinesPerSecond },
-      { metric: "(c') POST -> streamVisibleAt p50 / p99 ms", value: `${low.p50Ms} / ${low.p99Ms}` },
-      {
-        metric: 'load average before / after (1 min)',
-        value: `${round1(load0[0] ?? 0)} / ${round1(os.loadavg()[0] ?? 0)}`,
-      },
-    ];
-    return {
-      summary,
-      machine: {
-        cpus: os.cpus().length,
-        loadAverageBefore: load0.map(round1),
-        loadAverageAfter: os.loadavg().map(round1),
-      },
-      config: { shards: config.streamShards, poller: config.poller },
-      rawCeiling: raws,
-      sustained: pipes,
-      ratio: { median: medianRatio, best: bestRatio, target: '>= 0.70', met: medianRatio >= 0.7 },
-      latency: { ...lat, target: 'p99 <= 250 ms', met: latencyMet },
-      latencyAtQuarterRate: low,
-    };
+    return await use(p);
   } finally {
-    clients.destroy();
     await p.stop();
     await fs.rm(dataDir, { recursive: true, force: true });
   }
 }
 
+/** (d): the whole file, then reconcile of that run's lines in DynamoDB and the warehouse. */
+async function wholeFile(p: Pipeline, file: string) {
+  const run = await replayThrough(p, file, undefined, 30 * 60_000);
+  const t0 = performance.now();
+  const report = await reconcile({
+    runLogDir: path.join(p.stack.config.dataDir, 'runs'),
+    scope: { runIds: [run.replay.runId] },
+    sources: [
+      dynamoLineSource({ client: p.stack.clients.dynamodb, table: p.stack.config.names.table, mode: 'auto' }),
+      warehouseLineSource(p.warehouse),
+    ],
+    sampleLimit: 5,
+  });
+  const reconcileMs = Math.round(performance.now() - t0);
+  return {
+    ...run,
+    reconcile: {
+      ok: report.ok,
+      ms: reconcileMs,
+      stores: report.stores.map(({ samples: _, ...s }) => s),
+    },
+    totalMs: run.warehouseMs + reconcileMs,
+  };
+}
+
+type Bare = Awaited<ReturnType<typeof bareChain>>;
+type Through = Awaited<ReturnType<typeof replayThrough>>;
+type Latency = Awaited<ReturnType<typeof latency>>;
+type Whole = Awaited<ReturnType<typeof wholeFile>>;
+
+interface Measured {
+  bare: Bare[];
+  through?: Through;
+  lag?: Awaited<ReturnType<typeof warehouseLag>>;
+  storage?: Awaited<ReturnType<typeof storageBytes>>;
+  latency: Latency;
+  whole?: Whole;
+  skipped: string[];
+  bufferSeconds: number;
+}
+
+/** Why a phase did not run (the message given when it was skipped). */
+const skippedWhy = (m: Measured, phase: '(b)' | '(d)') => {
+  const why = m.skipped.find((s) => s.includes(phase));
+  return why?.includes('absent') ? 'skipped: real file absent' : why ? 'skipped: fullFile false' : 'skipped';
+};
+
+/** (a), (b) and what (b) measured per line: each with its target (issue 14) and whether it was met. */
+function throughputRows(m: Measured): Metric[] {
+  const bareRate = Math.round(m.bare.reduce((n, b) => n + b.linesPerSecond, 0) / Math.max(1, m.bare.length));
+  const t = m.through;
+  const ratio = t ? round2(t.streamLinesPerSecond / bareRate) : undefined;
+  const k = t?.billing.kinesis;
+  const d = t?.billing.dynamodb;
+  const lagTarget = (m.bufferSeconds + 2) * 1000;
+  const skip = skippedWhy(m, '(b)');
+  return [
+    {
+      metric: '(a) bare chain, lines/s (before / after the pipeline)',
+      value: m.bare.map((b) => b.linesPerSecond).join(' / '),
+    },
+    { metric: '(b) replay -> aggregates count all, lines/s', value: t?.streamLinesPerSecond ?? skip },
+    { metric: '(b) replay -> warehouse holds all, lines/s', value: t?.warehouseLinesPerSecond ?? skip },
+    {
+      metric: '(b)/(a) (mean of (a))',
+      value: ratio ?? skip,
+      target: '>= 0.7',
+      ...(ratio !== undefined ? { met: ratio >= 0.7 } : {}),
+    },
+    {
+      metric: '(b) warehouse-visible - stream-visible p50 / p99 / max ms',
+      value: m.lag ? `${m.lag.p50Ms} / ${m.lag.p99Ms} / ${m.lag.maxMs}` : skip,
+      target: `max <= ${lagTarget} (buffer + 2 s)`,
+      ...(m.lag?.maxMs != null ? { met: m.lag.maxMs <= lagTarget } : {}),
+    },
+    {
+      metric: '(b) Kinesis PUT payload units / line',
+      value: k?.putPayloadUnitsPerLine ?? skip,
+      target: '<= 0.1',
+      ...(k ? { met: k.putPayloadUnitsPerLine <= 0.1 } : {}),
+    },
+    {
+      metric: '(b) DynamoDB write request units / line',
+      value: d?.writeUnitsPerLine ?? skip,
+      target: '<= 0.5',
+      ...(d ? { met: d.writeUnitsPerLine <= 0.5 } : {}),
+    },
+    {
+      metric: '(b) DynamoDB bytes stored / line (items + index entries, 100 B overhead each)',
+      value: m.storage?.bytesPerLine ?? skip,
+    },
+  ];
+}
+
+/** (c) and (d), each with its target (issue 14). */
+function latencyAndWholeRows(m: Measured): Metric[] {
+  const lat = m.latency.acceptedToVisible;
+  const w = m.whole;
+  const skip = skippedWhy(m, '(d)');
+  return [
+    {
+      metric: `(c) ${m.latency.offeredLinesPerSecond} lines/s for ${m.latency.seconds} s: accepted -> stream-visible p50 ms`,
+      value: lat.p50Ms ?? 'none measured',
+    },
+    {
+      metric: '(c) accepted -> stream-visible p99 ms',
+      value: lat.p99Ms ?? 'none measured',
+      target: '<= 100',
+      met: lat.p99Ms !== null && lat.p99Ms <= 100 && m.latency.measured === m.latency.lines,
+    },
+    { metric: '(c) lines measured / sent', value: `${m.latency.measured} / ${m.latency.lines}` },
+    {
+      metric: '(d) whole file: replay -> aggregates / warehouse s',
+      value: w ? `${round1(w.streamMs / 1000)} / ${round1(w.warehouseMs / 1000)}` : skip,
+      target: '<= 180',
+      ...(w ? { met: w.streamMs <= 180_000 } : {}),
+    },
+    {
+      metric: '(d) reconcile of that run: result, s; replay start -> reconciled s',
+      value: w
+        ? `${w.reconcile.ok ? 'clean' : 'DIFFERENCES'}, ${round1(w.reconcile.ms / 1000)}; ${round1(w.totalMs / 1000)}`
+        : skip,
+      ...(w ? { met: w.reconcile.ok } : {}),
+    },
+  ];
+}
+
+/** (b), then the store's bytes and the warehouse lag of (b)'s lines, then (c), on one pipeline. */
+async function throughAndLatency(
+  p: Pipeline,
+  file: string | undefined,
+  o: Required<Pick<StreamBenchOptions, 'lines' | 'latencySeconds' | 'offeredLinesPerSecond'>>,
+  progress: (m: string) => void,
+) {
+  let through: Through | undefined;
+  let lag: Measured['lag'];
+  let storage: Measured['storage'];
+  if (file) {
+    progress(`(b) replay of the first ${o.lines} lines of the real file at full speed (load ${load1()})`);
+    through = await replayThrough(p, file, o.lines, 15 * 60_000);
+    progress(
+      `(b) ${through.streamLinesPerSecond} lines/s to the aggregates, ${through.warehouseLinesPerSecond} to the warehouse`,
+    );
+    lag = await warehouseLag(p);
+    storage = await storageBytes(p, through.replay.accepted);
+  }
+  const rate = o.offeredLinesPerSecond;
+  progress(`(c) ${rate} lines/s offered for ${o.latencySeconds} s (load ${load1()})`);
+  // Invoice numbers past the real file's (536365-581587): none is taken for a re-send of (b)'s.
+  const gen = createGenerator({ seed: 7, firstInvoiceNo: 900_000 });
+  const lat = await latency(
+    p,
+    generate(gen, Math.ceil(rate * o.latencySeconds) + 100),
+    o.latencySeconds,
+    rate,
+  );
+  progress(
+    `(c) accepted -> stream-visible p50 ${lat.acceptedToVisible.p50Ms} ms, p99 ${lat.acceptedToVisible.p99Ms} ms`,
+  );
+  return { through, lag, storage, latency: lat };
+}
+
+export async function runStreamBench(options: StreamBenchOptions = {}): Promise<Record<string, unknown>> {
+  const o = {
+    lines: options.lines ?? 100_000,
+    latencySeconds: options.latencySeconds ?? 60,
+    offeredLinesPerSecond: options.offeredLinesPerSecond ?? 1000,
+  };
+  const progress = options.progress ?? (() => {});
+  const load0 = os.loadavg();
+  const realFile = options.file ?? REAL_FILE;
+  const file = await fs.access(realFile).then(
+    () => realFile,
+    () => undefined,
+  );
+  const skipped: string[] = [];
+  if (!file) {
+    skipped.push(`(b) and (d) skipped: the real file ${realFile} is absent; (a) runs on generated lines`);
+    progress(skipped[0] as string);
+  }
+  const config = benchConfig(os.tmpdir());
+  const lines = file ? await realLines(file, o.lines) : generate(createGenerator({ seed: 100 }), o.lines);
+  progress(`(a) bare chain, ${lines.length} lines, nothing else running (load ${load1()})`);
+  const bare = [await bareChain(config, lines)];
+  progress(`(a) ${bare[0]?.linesPerSecond} lines/s`);
+  const first = await withPipeline('bench-stream-', (p) => throughAndLatency(p, file, o, progress));
+  progress(`(a) again, after the pipeline stopped (load ${load1()})`);
+  bare.push(await bareChain(config, lines));
+  progress(`(a) ${bare[1]?.linesPerSecond} lines/s`);
+  let whole: Whole | undefined;
+  if (file && options.fullFile !== false) {
+    progress(`(d) the whole real file through a fresh pipeline, then reconcile (load ${load1()})`);
+    whole = await withPipeline('bench-stream-d-', (p) => wholeFile(p, file));
+    progress(
+      `(d) ${round1(whole.streamMs / 1000)} s to the aggregates, reconcile ${whole.reconcile.ok ? 'clean' : 'NOT clean'}`,
+    );
+  } else if (file) skipped.push('(d) skipped: fullFile false (BENCH_FULL=0)');
+  const measured: Measured = {
+    bare,
+    ...first,
+    ...(whole ? { whole } : {}),
+    skipped,
+    bufferSeconds: config.firehose.bufferSeconds,
+  };
+  const summary = [...throughputRows(measured), ...latencyAndWholeRows(measured)];
+  summary.push({
+    metric: 'load average (1 min) before / after',
+    value: `${round1(load0[0] ?? 0)} / ${load1()}`,
+  });
+  return {
+    summary,
+    machine: {
+      cpus: os.cpus().length,
+      loadAverageBefore: load0.map(round1),
+      loadAverageAfter: os.loadavg().map(round1),
+    },
+    config: {
+      shards: config.streamShards,
+      poller: config.poller,
+      firehose: config.firehose,
+      file: file ?? null,
+    },
+    ...measured,
+  };
+}
+
 const invokedDirectly = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invokedDirectly) {
+  const env = process.env;
   const result = await runStreamBench({
-    ...(process.env.BENCH_LINES ? { lines: Number(process.env.BENCH_LINES) } : {}),
-    ...(process.env.BENCH_ROUNDS ? { rounds: Number(process.env.BENCH_ROUNDS) } : {}),
-    progress: (m) => process.stderr.write(`[stream] ${m}\n`),
+    ...(env.BENCH_LINES ? { lines: Number(env.BENCH_LINES) } : {}),
+    ...(env.BENCH_LATENCY_SECONDS ? { latencySeconds: Number(env.BENCH_LATENCY_SECONDS) } : {}),
+    ...(env.BENCH_FULL === '0' ? { fullFile: false } : {}),
+    ...(env.BENCH_FILE ? { file: env.BENCH_FILE } : {}),
+    progress: (m) => process.stderr.write(`[stream ${new Date().toISOString().slice(11, 19)}] ${m}\n`),
   });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Config } from '#adapters/config';
 import { S3DeadLetterSink } from '#adapters/dlq';
+import { KinesisLineWriter, type KinesisLineWriterStats } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
@@ -18,6 +19,7 @@ import { startTotesysCapture } from '#cdc/totesys/capture';
 import { startTotesysProcessing } from '#cdc/transform-load';
 import { createConsumerDeps } from '#consumers/deps';
 import { createBatchHandler } from '#consumers/handler';
+import type { WriteBilling } from '#core/serving';
 import { type StreamPoller, startStreamPoller } from '#local/poller';
 import { type LocalStack, type StackOptions, startStack } from '#local/stack';
 
@@ -30,6 +32,11 @@ export interface Pipeline {
   loader: Loader;
   poller: StreamPoller;
   rate: RateMeter;
+  /**
+   * What AWS would bill so far: the API's Kinesis PUT payload units and the consumer's DynamoDB
+   * write request units (undefined where the wired writer or sink does not count them).
+   */
+  billing(): { kinesis?: KinesisLineWriterStats; dynamodb?: WriteBilling };
   stop(): Promise<void>;
 }
 
@@ -111,6 +118,7 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     // API: the same express app API Gateway + Lambda runs, plus the dashboard and analytics routes.
     const rate = createRateMeter();
     const apiDeps = createApiDeps(config, stack.clients, logger);
+    const kinesisWriter = apiDeps.writer instanceof KinesisLineWriter ? apiDeps.writer : undefined;
     apiDeps.writer = withRateMeter(apiDeps.writer, rate);
     apiDeps.publicRoutes = (router) => router.use(createDashboardRouter());
     apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
@@ -132,7 +140,8 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     const dashboardUrl = `${apiUrl}/dashboard`;
 
     // Consumers: the Lambda batch handler behind a poller with event source mapping semantics.
-    const handler = createBatchHandler(createConsumerDeps(config, stack.clients, logger));
+    const consumerDeps = createConsumerDeps(config, stack.clients, logger);
+    const handler = createBatchHandler(consumerDeps);
     const dlq = new S3DeadLetterSink({ client: stack.clients.s3, bucket: config.names.bucket });
     const checkpointDir = path.join(config.dataDir, 'checkpoints');
     await fs.mkdir(checkpointDir, { recursive: true });
@@ -206,7 +215,12 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     }
 
     await stack.publish({ api: apiUrl, dashboard: dashboardUrl });
-    return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, rate, stop: stopAll };
+    const billing = () => {
+      const kinesis = kinesisWriter?.stats();
+      const dynamodb = consumerDeps.sink.billing?.();
+      return { ...(kinesis ? { kinesis } : {}), ...(dynamodb ? { dynamodb } : {}) };
+    };
+    return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, rate, billing, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
