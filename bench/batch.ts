@@ -41,51 +41,22 @@ export async function runBatchBench(
   if (!existsSync(REAL_FILE)) return { skipped: `${REAL_FILE} is absent` };
   const rounds = options.rounds ?? 5;
   const progress = options.progress ?? (() => {});
-  const logger = createLogger('silent');
-  // The adapter logs every transaction step with its duration at debug level: collected per statement.
-  const steps: Array<{ ms: number; sql: string }> = [];
-  const stepLogger = pino(
-    { level: 'debug' },
-    {
-      write(line: string) {
-        const entry = JSON.parse(line) as { msg?: string; ms?: number; sql?: string };
-        if (entry.msg === 'warehouse step' && entry.ms !== undefined)
-          steps.push({ ms: entry.ms, sql: (entry.sql ?? '').replace(/\s+/g, ' ').slice(0, 48) });
-      },
-    },
-  );
-  const env = await startLoaderEnv('bench', 'bench-batch-', { warehouseLogger: stepLogger });
+  const steps = warehouseSteps();
+  const env = await startLoaderEnv('bench', 'bench-batch-', { warehouseLogger: steps.logger });
   const { clients, warehouse } = env;
   try {
-    // The floor: gunzip + COPY into an unlogged all-text table, nothing else. `logged`: the same
-    // into an ordinary table made beforehand (its rows go through the WAL), shown for comparison.
-    const floorCopy = async (kind: 'unlogged' | 'logged' = 'unlogged'): Promise<number> => {
-      const client = new pg.Client({ connectionString: env.connectionString });
-      await client.connect();
-      await client.query('DROP TABLE IF EXISTS floor_copy');
-      await client.query(
-        `CREATE ${kind === 'unlogged' ? 'UNLOGGED ' : ''}TABLE floor_copy (c1 text, c2 text, c3 text, c4 text, c5 text, c6 text, c7 text, c8 text)`,
-      );
-      const t0 = performance.now();
-      await pipeline(
-        createReadStream(REAL_FILE),
-        createGunzip(),
-        client.query(copyFrom('COPY floor_copy FROM STDIN WITH (FORMAT csv, HEADER true)')),
-      );
-      const ms = performance.now() - t0;
-      await client.query('DROP TABLE floor_copy');
-      await client.end();
-      return ms;
-    };
-
     const body = await fs.readFile(REAL_FILE);
     const put = (key: string) =>
       clients.s3.send(new PutObjectCommand({ Bucket: 'bench', Key: key, Body: body }));
-    const loader = createLoader({ s3: clients.s3, bucket: 'bench', warehouse, logger });
+    const loader = createLoader({
+      s3: clients.s3,
+      bucket: 'bench',
+      warehouse,
+      logger: createLogger('silent'),
+    });
     const manifest = createManifest(warehouse);
-    const perRound: Array<Record<string, unknown>> = [];
-    let peakRss = 0;
-    let rssBefore = 0;
+    const perRound: RoundResult[] = [];
+    const rss = { peak: 0, before: 0 };
     let last: LoadResult | undefined;
     for (let round = 1; round <= rounds; round++) {
       // An empty warehouse again (what a first load meets), the calendar and known countries kept.
@@ -93,39 +64,12 @@ export async function runBatchBench(
       const key = `landing/round-${round}/online-retail.csv.gz`;
       await put(key);
       progress(`batch round ${round}/${rounds}: floor, load, floor`);
-      const floorBefore = await floorCopy();
-      steps.length = 0;
-      rssBefore = process.memoryUsage().rss;
-      peakRss = Math.max(peakRss, rssBefore);
-      const sampler = setInterval(() => {
-        peakRss = Math.max(peakRss, process.memoryUsage().rss);
-      }, 20);
-      const started = performance.now();
-      const cpu = process.cpuUsage();
-      last = await loader.loadKey(key);
-      const loadMs = performance.now() - started;
-      const cpuUsed = process.cpuUsage(cpu);
-      clearInterval(sampler);
-      const floorAfter = await floorCopy();
-      const loggedFloorMs = await floorCopy('logged');
-      const floorMs = (floorBefore + floorAfter) / 2;
-      const timings = await manifest.timingsOf(key);
-      perRound.push({
-        round,
-        status: last.status,
-        rows: last.rowsLoaded,
-        floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
-        loadMs: Math.round(loadMs),
-        copyAndKeyMs: timings?.stage_ms,
-        dimensionsAndManifestMs: timings?.merge_ms,
-        ratio: Number((loadMs / floorMs).toFixed(2)),
-        loggedFloorMs: Math.round(loggedFloorMs),
-        ratioToLoggedFloor: Number((loadMs / loggedFloorMs).toFixed(2)),
-        // The loader process's CPU (all its threads) while it loaded: against loadMs, how busy it was.
-        loaderCpuMs: Math.round((cpuUsed.user + cpuUsed.system) / 1000),
-        // Statements that took 50 ms or more, in order.
-        slowSteps: steps.filter((x) => x.ms >= 50).map((x) => `${x.ms} ms ${x.sql}`),
+      const measured = await measureRound(round, env.connectionString, steps.steps, rss, {
+        load: () => loader.loadKey(key),
+        timings: () => manifest.timingsOf(key),
       });
+      last = measured.result;
+      perRound.push(measured.round);
     }
     // The same file again under another key: every key is already in the fact.
     progress('batch: the same file dropped again under another key');
@@ -135,76 +79,221 @@ export async function runBatchBench(
     const againMs = performance.now() - t0;
     // The warehouse alone: the rows typed beforehand (in memory, after the RSS was measured).
     progress('batch: the warehouse alone (rows typed beforehand)');
-    const tuples = await typedTuples();
-    const aloneRounds: Array<{ floorMs: string; ms: number; ratio: number; parts: AloneParts }> = [];
-    for (let round = 1; round <= rounds; round++) {
-      const floorBefore = await floorCopy();
-      const parts = await warehouseAlone(env.connectionString, tuples.columns, tuples.chunks);
-      const floorAfter = await floorCopy();
-      aloneRounds.push({
-        floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
-        ms: parts.totalMs,
-        ratio: Number((parts.totalMs / ((floorBefore + floorAfter) / 2)).toFixed(2)),
-        parts,
-      });
-    }
+    const aloneRounds = await warehouseAloneRounds(env.connectionString, rounds);
     const aloneRatios = aloneRounds.map((r) => r.ratio).sort((a, b) => a - b);
     const aloneMedian = aloneRatios[Math.floor(aloneRatios.length / 2)] as number;
     const facts = await warehouse.query<{ n: string }>('SELECT count(*) AS n FROM fact_sales_line');
-    const mb = (b: number) => Math.round(b / 2 ** 20);
-    const ratios = perRound.map((r) => r.ratio as number).sort((a, b) => a - b);
+    const ratios = perRound.map((r) => r.ratio).sort((a, b) => a - b);
     const median = ratios[Math.floor(ratios.length / 2)] as number;
+    const againOk = again.status === 'loaded' && again.rowsNew === 0 && Number(facts.rows[0]?.n) === 541909;
     return {
-      summary: [
-        {
-          metric: 'rows loaded (real file)',
-          value: last?.rowsLoaded,
-          target: 541909,
-          met: last?.rowsLoaded === 541909,
-        },
-        {
-          metric: 'full load / bare COPY (median of rounds)',
-          value: median,
-          target: '<= 2',
-          met: median <= 2,
-        },
-        { metric: 'ratio per round', value: perRound.map((r) => r.ratio).join(' / ') },
-        {
-          metric: 'for comparison: floor into an ordinary (logged) table ms, load / it, per round',
-          value: perRound.map((r) => `${r.loggedFloorMs} ms, ${r.ratioToLoggedFloor}`).join(' / '),
-        },
-        { metric: 'full load ms per round', value: perRound.map((r) => r.loadMs).join(' / ') },
-        { metric: 'floor ms per round (before / after)', value: perRound.map((r) => r.floorMs).join(', ') },
-        { metric: 'loader peak RSS MB', value: mb(peakRss), target: '<= 300', met: mb(peakRss) <= 300 },
-        {
-          metric: 'warehouse alone (typed rows: COPY + key + commit) / bare COPY, median',
-          value: aloneMedian,
-        },
-        { metric: 'warehouse alone ms per round', value: aloneRounds.map((r) => r.ms).join(' / ') },
-        {
-          metric: 'warehouse alone: COPY / key / commit ms per round',
-          value: aloneRounds
-            .map((r) => `${r.parts.copyMs} / ${r.parts.keyMs} / ${r.parts.commitMs}`)
-            .join(', '),
-        },
-        {
-          metric: 'same file again under another key: ms, new rows',
-          value: `${Math.round(againMs)} ms, ${again.rowsNew ?? '-'} new`,
-          met: again.status === 'loaded' && again.rowsNew === 0 && Number(facts.rows[0]?.n) === 541909,
-        },
-      ],
+      summary: summaryRows({
+        last,
+        median,
+        perRound,
+        peakRss: rss.peak,
+        aloneMedian,
+        aloneRounds,
+        againMs,
+        again,
+        againOk,
+      }),
       file: path.basename(REAL_FILE),
       rounds: perRound,
       medianRatio: median,
       targetRatio: 2,
-      loaderPeakRssMb: mb(peakRss),
-      loaderRssBeforeMb: mb(rssBefore),
+      loaderPeakRssMb: mb(rss.peak),
+      loaderRssBeforeMb: mb(rss.before),
       sameFileAgain: { ms: Math.round(againMs), status: again.status, rowsNew: again.rowsNew },
       warehouseAlone: { rounds: aloneRounds, medianRatio: aloneMedian },
     };
   } finally {
     await env.stop();
   }
+}
+
+const mb = (b: number) => Math.round(b / 2 ** 20);
+
+/** The adapter logs every transaction step with its duration at debug level: collected per statement. */
+function warehouseSteps() {
+  const steps: Array<{ ms: number; sql: string }> = [];
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write(line: string) {
+        const entry = JSON.parse(line) as { msg?: string; ms?: number; sql?: string };
+        if (entry.msg === 'warehouse step' && entry.ms !== undefined)
+          steps.push({ ms: entry.ms, sql: (entry.sql ?? '').replace(/\s+/g, ' ').slice(0, 48) });
+      },
+    },
+  );
+  return { steps, logger };
+}
+
+/**
+ * The floor: gunzip + COPY into an unlogged all-text table, nothing else. `logged`: the same into an
+ * ordinary table made beforehand (its rows go through the WAL), shown for comparison.
+ */
+async function floorCopy(
+  connectionString: string,
+  kind: 'unlogged' | 'logged' = 'unlogged',
+): Promise<number> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  await client.query('DROP TABLE IF EXISTS floor_copy');
+  await client.query(
+    `CREATE ${kind === 'unlogged' ? 'UNLOGGED ' : ''}TABLE floor_copy (c1 text, c2 text, c3 text, c4 text, c5 text, c6 text, c7 text, c8 text)`,
+  );
+  const t0 = performance.now();
+  await pipeline(
+    createReadStream(REAL_FILE),
+    createGunzip(),
+    client.query(copyFrom('COPY floor_copy FROM STDIN WITH (FORMAT csv, HEADER true)')),
+  );
+  const ms = performance.now() - t0;
+  await client.query('DROP TABLE floor_copy');
+  await client.end();
+  return ms;
+}
+
+interface RoundResult {
+  round: number;
+  status: LoadResult['status'];
+  rows: LoadResult['rowsLoaded'];
+  floorMs: string;
+  loadMs: number;
+  copyAndKeyMs: number | undefined;
+  dimensionsAndManifestMs: number | undefined;
+  ratio: number;
+  loggedFloorMs: number;
+  ratioToLoggedFloor: number;
+  loaderCpuMs: number;
+  slowSteps: string[];
+}
+
+/** One round: the floor, the load (its time, CPU, peak RSS and slow statements), the floor again. */
+async function measureRound(
+  round: number,
+  connectionString: string,
+  steps: Array<{ ms: number; sql: string }>,
+  rss: { peak: number; before: number },
+  load: {
+    load: () => Promise<LoadResult>;
+    /** The manifest's stage times of the load. */
+    timings: () => Promise<{ stage_ms: number; merge_ms: number } | undefined>;
+  },
+): Promise<{ result: LoadResult; round: RoundResult }> {
+  const floorBefore = await floorCopy(connectionString);
+  steps.length = 0;
+  rss.before = process.memoryUsage().rss;
+  rss.peak = Math.max(rss.peak, rss.before);
+  const sampler = setInterval(() => {
+    rss.peak = Math.max(rss.peak, process.memoryUsage().rss);
+  }, 20);
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const result = await load.load();
+  const loadMs = performance.now() - started;
+  const cpuUsed = process.cpuUsage(cpu);
+  clearInterval(sampler);
+  const floorAfter = await floorCopy(connectionString);
+  const loggedFloorMs = await floorCopy(connectionString, 'logged');
+  const floorMs = (floorBefore + floorAfter) / 2;
+  const timings = await load.timings();
+  return {
+    result,
+    round: {
+      round,
+      status: result.status,
+      rows: result.rowsLoaded,
+      floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
+      loadMs: Math.round(loadMs),
+      copyAndKeyMs: timings?.stage_ms,
+      dimensionsAndManifestMs: timings?.merge_ms,
+      ratio: Number((loadMs / floorMs).toFixed(2)),
+      loggedFloorMs: Math.round(loggedFloorMs),
+      ratioToLoggedFloor: Number((loadMs / loggedFloorMs).toFixed(2)),
+      // The loader process's CPU (all its threads) while it loaded: against loadMs, how busy it was.
+      loaderCpuMs: Math.round((cpuUsed.user + cpuUsed.system) / 1000),
+      // Statements that took 50 ms or more, in order.
+      slowSteps: steps.filter((x) => x.ms >= 50).map((x) => `${x.ms} ms ${x.sql}`),
+    },
+  };
+}
+
+interface AloneRound {
+  floorMs: string;
+  ms: number;
+  ratio: number;
+  parts: AloneParts;
+}
+
+/** The warehouse's own share per round, from rows typed beforehand, against the floor around it. */
+async function warehouseAloneRounds(connectionString: string, rounds: number): Promise<AloneRound[]> {
+  const tuples = await typedTuples();
+  const aloneRounds: AloneRound[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const floorBefore = await floorCopy(connectionString);
+    const parts = await warehouseAlone(connectionString, tuples.columns, tuples.chunks);
+    const floorAfter = await floorCopy(connectionString);
+    aloneRounds.push({
+      floorMs: `${Math.round(floorBefore)} / ${Math.round(floorAfter)}`,
+      ms: parts.totalMs,
+      ratio: Number((parts.totalMs / ((floorBefore + floorAfter) / 2)).toFixed(2)),
+      parts,
+    });
+  }
+  return aloneRounds;
+}
+
+function summaryRows(r: {
+  last: LoadResult | undefined;
+  median: number;
+  perRound: RoundResult[];
+  peakRss: number;
+  aloneMedian: number;
+  aloneRounds: AloneRound[];
+  againMs: number;
+  again: LoadResult;
+  againOk: boolean;
+}) {
+  const { last, median, perRound, peakRss, aloneMedian, aloneRounds, againMs, again } = r;
+  return [
+    {
+      metric: 'rows loaded (real file)',
+      value: last?.rowsLoaded,
+      target: 541909,
+      met: last?.rowsLoaded === 541909,
+    },
+    {
+      metric: 'full load / bare COPY (median of rounds)',
+      value: median,
+      target: '<= 2',
+      met: median <= 2,
+    },
+    { metric: 'ratio per round', value: perRound.map((r) => r.ratio).join(' / ') },
+    {
+      metric: 'for comparison: floor into an ordinary (logged) table ms, load / it, per round',
+      value: perRound.map((r) => `${r.loggedFloorMs} ms, ${r.ratioToLoggedFloor}`).join(' / '),
+    },
+    { metric: 'full load ms per round', value: perRound.map((r) => r.loadMs).join(' / ') },
+    { metric: 'floor ms per round (before / after)', value: perRound.map((r) => r.floorMs).join(', ') },
+    { metric: 'loader peak RSS MB', value: mb(peakRss), target: '<= 300', met: mb(peakRss) <= 300 },
+    {
+      metric: 'warehouse alone (typed rows: COPY + key + commit) / bare COPY, median',
+      value: aloneMedian,
+    },
+    { metric: 'warehouse alone ms per round', value: aloneRounds.map((r) => r.ms).join(' / ') },
+    {
+      metric: 'warehouse alone: COPY / key / commit ms per round',
+      value: aloneRounds.map((r) => `${r.parts.copyMs} / ${r.parts.keyMs} / ${r.parts.commitMs}`).join(', '),
+    },
+    {
+      metric: 'same file again under another key: ms, new rows',
+      value: `${Math.round(againMs)} ms, ${again.rowsNew ?? '-'} new`,
+      met: r.againOk,
+    },
+  ];
 }
 
 /** The real file's rows as the loader's bulk way writes them: binary tuples, in memory. */
