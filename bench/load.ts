@@ -147,29 +147,9 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
     const cpu = cpuMeter(await emulatorPids());
-    // The run log is written after each 202 (the client process reports it), coalesced into one
-    // append per write: a serialised append per request (tens of ms each while Firehose's WAL fsyncs
-    // hold the libuv threadpool) capped the clients at ~25 requests/s when it sat in their loop.
-    const toLog: Parameters<typeof log.appendBatch>[0] = [];
-    let logging: Promise<void> | undefined;
-    let logAppends = 0;
-    const drainLog = async () => {
-      while (toLog.length > 0) {
-        logAppends++;
-        await log.appendBatch(toLog.splice(0));
-      }
-      logging = undefined;
-    };
-    let acceptedLines = 0;
+    const runLog = coalescedRunLog(log);
     const started = performance.now();
-    const result = await runClients(
-      { apiUrl: pipeline.apiUrl, clients, seconds, perRequest },
-      (lines: Parameters<typeof log.appendBatch>[0]) => {
-        acceptedLines += lines.length;
-        toLog.push(...lines);
-        logging ??= drainLog();
-      },
-    );
+    const result = await runClients({ apiUrl: pipeline.apiUrl, clients, seconds, perRequest }, runLog.append);
     const { latencies } = result;
     const statuses = new Map(Object.entries(result.statuses));
     const elapsed = (performance.now() - started) / 1000;
@@ -177,33 +157,9 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
     const cpuPercent = await cpu();
     const kinesisCalls = commands.summary();
     commands.stop();
-    await logging;
-    await log.close({ acceptedLines });
-
-    // The API can accept faster than dynalite absorbs: wait for the consumer to drain the stream
-    // (cheap) before reading the stores, and give a long backlog the time it needs.
-    const settleStart = performance.now();
-    const deadline = settleStart + (opts.settleTimeoutMs ?? Math.max(180_000, acceptedLines * 2));
-    opts.progress?.(`load done: ${acceptedLines} lines accepted; waiting for the consumer to catch up`);
-    await Promise.race([
-      pipeline.poller.idle(),
-      new Promise((r) => setTimeout(r, deadline - performance.now())),
-    ]);
-    const drainedSeconds = (performance.now() - settleStart) / 1000;
-    let report: ReconcileReport | undefined;
-    for (;;) {
-      report = await reconcile({
-        runLogDir: path.join(dataDir, 'runs'),
-        sources: [
-          dynamoLineSource({ client: pipeline.stack.clients.dynamodb, table: config.names.table }),
-          warehouseLineSource(pipeline.warehouse),
-        ],
-        sampleLimit: 5,
-      });
-      if (report.ok || performance.now() > deadline) break;
-      opts.progress?.('not reconciled yet (the warehouse loads the archive every 2 s); checking again');
-      await new Promise((r) => setTimeout(r, 3000));
-    }
+    const acceptedLines = await runLog.close();
+    const settled = await settle(pipeline, config.names.table, dataDir, acceptedLines, opts);
+    const { report } = settled;
     const sorted = latencies.sort((a, b) => a - b);
     const fiveXX = [...statuses].filter(([s]) => /^5/.test(s)).reduce((n, [, v]) => n + v, 0);
     return {
@@ -221,7 +177,7 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
         p99: roundOrNull(percentile(sorted, 99)),
         max: roundOrNull(sorted.at(-1) ?? null),
       },
-      runLogAppends: logAppends,
+      runLogAppends: runLog.appends(),
       eventLoopDelayMs: {
         p50: Math.round(loopDelay.percentile(50) / 1e6),
         p99: Math.round(loopDelay.percentile(99) / 1e6),
@@ -230,26 +186,101 @@ export async function runLoadBench(opts: LoadOptions = {}): Promise<Record<strin
       cpuPercent,
       kinesisCalls,
       reconciled: report.ok,
-      reconcile: {
-        accepted: report.accepted.lines,
-        revenue: report.accepted.revenue,
-        stores: report.stores.map((s) => ({
-          store: s.store,
-          lines: s.lines,
-          revenue: s.revenue,
-          missing: s.missing,
-          duplicated: s.duplicated,
-          mismatched: s.mismatched,
-          readMs: s.ms,
-        })),
-      },
-      streamDrainedSeconds: Number(drainedSeconds.toFixed(1)),
-      settleSeconds: Number(((performance.now() - settleStart) / 1000).toFixed(1)),
+      reconcile: reconcileSummary(report),
+      streamDrainedSeconds: Number(settled.drainedSeconds.toFixed(1)),
+      settleSeconds: Number(settled.settleSeconds.toFixed(1)),
     };
   } finally {
     await pipeline.stop();
     await fs.rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+type RunLog = Awaited<ReturnType<typeof openRunLog>>;
+
+/**
+ * The run log is written after each 202 (the client process reports it), coalesced into one append per
+ * write: a serialised append per request (tens of ms each while Firehose's WAL fsyncs hold the libuv
+ * threadpool) capped the clients at ~25 requests/s when it sat in their loop.
+ */
+function coalescedRunLog(log: RunLog) {
+  const toLog: Parameters<RunLog['appendBatch']>[0] = [];
+  let logging: Promise<void> | undefined;
+  let logAppends = 0;
+  let acceptedLines = 0;
+  const drainLog = async () => {
+    while (toLog.length > 0) {
+      logAppends++;
+      await log.appendBatch(toLog.splice(0));
+    }
+    logging = undefined;
+  };
+  return {
+    append: (lines: Parameters<RunLog['appendBatch']>[0]) => {
+      acceptedLines += lines.length;
+      toLog.push(...lines);
+      logging ??= drainLog();
+    },
+    /** Waits for the last append, closes the log; resolves with the lines accepted. */
+    close: async (): Promise<number> => {
+      await logging;
+      await log.close({ acceptedLines });
+      return acceptedLines;
+    },
+    appends: () => logAppends,
+  };
+}
+
+/**
+ * The API can accept faster than dynalite absorbs: waits for the consumer to drain the stream (cheap)
+ * before reading the stores, and gives a long backlog the time it needs, until the stores reconcile.
+ */
+async function settle(
+  pipeline: Awaited<ReturnType<typeof startPipeline>>,
+  table: string,
+  dataDir: string,
+  acceptedLines: number,
+  opts: LoadOptions,
+): Promise<{ report: ReconcileReport; drainedSeconds: number; settleSeconds: number }> {
+  const settleStart = performance.now();
+  const deadline = settleStart + (opts.settleTimeoutMs ?? Math.max(180_000, acceptedLines * 2));
+  opts.progress?.(`load done: ${acceptedLines} lines accepted; waiting for the consumer to catch up`);
+  await Promise.race([
+    pipeline.poller.idle(),
+    new Promise((r) => setTimeout(r, deadline - performance.now())),
+  ]);
+  const drainedSeconds = (performance.now() - settleStart) / 1000;
+  let report: ReconcileReport;
+  for (;;) {
+    report = await reconcile({
+      runLogDir: path.join(dataDir, 'runs'),
+      sources: [
+        dynamoLineSource({ client: pipeline.stack.clients.dynamodb, table }),
+        warehouseLineSource(pipeline.warehouse),
+      ],
+      sampleLimit: 5,
+    });
+    if (report.ok || performance.now() > deadline) break;
+    opts.progress?.('not reconciled yet (the warehouse loads the archive every 2 s); checking again');
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+  return { report, drainedSeconds, settleSeconds: (performance.now() - settleStart) / 1000 };
+}
+
+function reconcileSummary(report: ReconcileReport) {
+  return {
+    accepted: report.accepted.lines,
+    revenue: report.accepted.revenue,
+    stores: report.stores.map((s) => ({
+      store: s.store,
+      lines: s.lines,
+      revenue: s.revenue,
+      missing: s.missing,
+      duplicated: s.duplicated,
+      mismatched: s.mismatched,
+      readMs: s.ms,
+    })),
+  };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
