@@ -259,6 +259,7 @@ export class CsvTyper extends TyperStream {
    * The byte path for one record of printable ASCII split into fields; false sends it to the
    * string path (which rejects or accepts it with parseSourceRow's exact wording and values).
    */
+  // biome-ignore lint/complexity/noExcessiveLinesPerFunction: the byte path's per-row loop, run for nearly every row, kept in one frame with its field offsets in locals rather than a call per field; typing is the load's longer side of the COPY (~2-2.5 s of loader CPU for the real file's 541,909 rows, docs/benchmarks.md "Batch path"; docs/warehouse.md "How the typing keeps up with COPY")
   private fast(buf: Buffer, start: number, end: number, fields: number, lineNumber: number): boolean {
     if (fields < this.needed) return false;
     const c = this.col;
