@@ -118,7 +118,9 @@ async function scanAll(clients: Clients): Promise<Map<string, Record<string, Att
 function withoutWriteTimes(items: Map<string, Record<string, AttributeValue>>) {
   return new Map(
     [...items]
-      .filter(([k]) => !k.startsWith('PROGRESS#') && !k.startsWith('PROD#'))
+      // Progress and the shard lease are the consumer's bookkeeping (a fresh consumer takes the
+      // lease over); product items of another batching are new keys, read back de-duplicated.
+      .filter(([k]) => !k.startsWith('PROGRESS#') && !k.startsWith('LEASE#') && !k.startsWith('PROD#'))
       .map(([k, v]) => [k, { ...v, w: undefined }]),
   );
 }
