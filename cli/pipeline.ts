@@ -91,6 +91,63 @@ function listen(server: Server, host: string, port: number): Promise<number> {
   });
 }
 
+/** API: the same express app API Gateway + Lambda runs, plus the dashboard and analytics routes. */
+async function startApi(config: Config, stack: LocalStack, warehouse: Warehouse, logger: Logger) {
+  const rate = createRateMeter();
+  const apiDeps = createApiDeps(config, stack.clients, logger);
+  const kinesisWriter = apiDeps.writer instanceof KinesisLineWriter ? apiDeps.writer : undefined;
+  apiDeps.writer = withRateMeter(apiDeps.writer, rate);
+  apiDeps.publicRoutes = (router) => router.use(createDashboardRouter());
+  apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
+  const app = createApp(apiDeps);
+  const apiServer = http.createServer(app);
+  // Producers keep connections open between batches; Node's 5 s default would drop them mid-run.
+  apiServer.keepAliveTimeout = 65_000;
+  apiServer.headersTimeout = 66_000;
+  const apiPort = await listen(apiServer, config.host, config.api.port);
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      apiServer.close(() => resolve());
+      apiServer.closeAllConnections();
+    });
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const apiUrl = `http://${host}:${apiPort}`;
+  const dashboardUrl = `${apiUrl}/dashboard`;
+  return { rate, kinesisWriter, apiUrl, dashboardUrl, stop };
+}
+
+/** Consumers: the Lambda batch handler behind a poller with event source mapping semantics. */
+async function startConsumers(config: Config, stack: LocalStack, logger: Logger) {
+  const consumerDeps = createConsumerDeps(config, stack.clients, logger);
+  const handler = createBatchHandler(consumerDeps);
+  const dlq = new S3DeadLetterSink({ client: stack.clients.s3, bucket: config.names.bucket });
+  const checkpointDir = path.join(config.dataDir, 'checkpoints');
+  await fs.mkdir(checkpointDir, { recursive: true });
+  const poller = await startStreamPoller({
+    kinesis: stack.clients.kinesis,
+    streamName: config.names.stream,
+    region: config.region,
+    handler,
+    checkpointDir,
+    ...config.poller,
+    idlePollMs: 20,
+    logger,
+    // On-failure destination: the same dlq/ letters the handler writes for poison records.
+    onFailure: (failure) =>
+      dlq.send(
+        failure.records.map((r) => ({
+          data: r.data,
+          reason: failure.reason,
+          shardId: failure.shardId,
+          sequenceNumber: r.sequenceNumber,
+          partitionKey: r.partitionKey,
+          approximateArrivalTimestamp: r.approximateArrivalTimestamp,
+        })),
+      ),
+  });
+  return { poller, consumerDeps };
+}
+
 export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
   const { config, logger } = opts;
   const stack = await startStack({
@@ -115,58 +172,10 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     stops.push(() => warehouse.close());
     await migrate(warehouse, logger);
 
-    // API: the same express app API Gateway + Lambda runs, plus the dashboard and analytics routes.
-    const rate = createRateMeter();
-    const apiDeps = createApiDeps(config, stack.clients, logger);
-    const kinesisWriter = apiDeps.writer instanceof KinesisLineWriter ? apiDeps.writer : undefined;
-    apiDeps.writer = withRateMeter(apiDeps.writer, rate);
-    apiDeps.publicRoutes = (router) => router.use(createDashboardRouter());
-    apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
-    const app = createApp(apiDeps);
-    const apiServer = http.createServer(app);
-    // Producers keep connections open between batches; Node's 5 s default would drop them mid-run.
-    apiServer.keepAliveTimeout = 65_000;
-    apiServer.headersTimeout = 66_000;
-    const apiPort = await listen(apiServer, config.host, config.api.port);
-    stops.push(
-      () =>
-        new Promise<void>((resolve) => {
-          apiServer.close(() => resolve());
-          apiServer.closeAllConnections();
-        }),
-    );
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const apiUrl = `http://${host}:${apiPort}`;
-    const dashboardUrl = `${apiUrl}/dashboard`;
-
-    // Consumers: the Lambda batch handler behind a poller with event source mapping semantics.
-    const consumerDeps = createConsumerDeps(config, stack.clients, logger);
-    const handler = createBatchHandler(consumerDeps);
-    const dlq = new S3DeadLetterSink({ client: stack.clients.s3, bucket: config.names.bucket });
-    const checkpointDir = path.join(config.dataDir, 'checkpoints');
-    await fs.mkdir(checkpointDir, { recursive: true });
-    const poller = await startStreamPoller({
-      kinesis: stack.clients.kinesis,
-      streamName: config.names.stream,
-      region: config.region,
-      handler,
-      checkpointDir,
-      ...config.poller,
-      idlePollMs: 20,
-      logger,
-      // On-failure destination: the same dlq/ letters the handler writes for poison records.
-      onFailure: (failure) =>
-        dlq.send(
-          failure.records.map((r) => ({
-            data: r.data,
-            reason: failure.reason,
-            shardId: failure.shardId,
-            sequenceNumber: r.sequenceNumber,
-            partitionKey: r.partitionKey,
-            approximateArrivalTimestamp: r.approximateArrivalTimestamp,
-          })),
-        ),
-    });
+    const api = await startApi(config, stack, warehouse, logger);
+    stops.push(api.stop);
+    const { rate, kinesisWriter, apiUrl, dashboardUrl } = api;
+    const { poller, consumerDeps } = await startConsumers(config, stack, logger);
     stops.push(() => poller.stop());
 
     // Batch path: S3 notifications plus a periodic sweep; marts rebuilt after loads (coalesced).
