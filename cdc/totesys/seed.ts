@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Rng, shuffle } from '#core/random';
 import { fromMicros, toMicros } from '../watermark.ts';
-import { insertRows, type SourceRowValues, sourceDdl, syncIdentities } from './source.ts';
+import { insertRows, inTransaction, type SourceRowValues, sourceDdl, syncIdentities } from './source.ts';
 import { type TotesysTableName, totesysTable } from './tables.ts';
 import * as words from './words.ts';
 
@@ -190,17 +190,12 @@ export type SeedOutcome = { seeded: true; rows: number } | { seeded: false };
  * leaves either nothing or the whole seed, and a second start finds it and resumes.
  */
 export async function ensureSeededSource(pool: pg.Pool, seed: number): Promise<SeedOutcome> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     // Two starts racing on one database: the second waits, then finds the seed.
     await client.query("SELECT pg_advisory_xact_lock(hashtext('totesys-seed'))");
     for (const statement of sourceDdl()) await client.query(statement);
     const existing = await client.query('SELECT 1 FROM "currency" LIMIT 1');
-    if (existing.rowCount) {
-      await client.query('COMMIT');
-      return { seeded: false };
-    }
+    if (existing.rowCount) return { seeded: false };
     const rows = generateSeed(seed);
     let total = 0;
     for (const name of SEED_ORDER) {
@@ -208,14 +203,8 @@ export async function ensureSeededSource(pool: pg.Pool, seed: number): Promise<S
       total += rows[name].length;
     }
     await syncIdentities(client);
-    await client.query('COMMIT');
     return { seeded: true, rows: total };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Referenced tables first. */

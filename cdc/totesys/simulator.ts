@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Rng, WeightedPicker } from '#core/random';
 import { sleep } from '#core/resilience';
 import * as seed from './seed.ts';
-import { insertRows } from './source.ts';
+import { insertRows, inTransaction } from './source.ts';
 import { quoteIdent, totesysTable } from './tables.ts';
 import * as words from './words.ts';
 
@@ -132,18 +132,8 @@ const PICKER = new WeightedPicker(
 
 /** One business change, in its own transaction. */
 export async function simulateChange(pool: pg.Pool, rng: Rng, kind = PICKER.pick(rng)): Promise<ChangeKind> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await CHANGES[kind](client, rng);
-    await client.query('COMMIT');
-    return kind;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  await inTransaction(pool, (client) => CHANGES[kind](client, rng));
+  return kind;
 }
 
 export interface SimulatorOptions {

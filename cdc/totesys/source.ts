@@ -17,6 +17,38 @@ export function createSourcePool(connection: string | pg.PoolConfig, max = 4): p
   return new pg.Pool({ connectionTimeoutMillis: 5000, ...base, max, types: TEXT_TYPES });
 }
 
+/**
+ * Runs `work` in one transaction on a client checked out of the pool. pg-pool listens for errors
+ * only on idle clients: a source that dies while this one is checked out (between two queries, or
+ * while the caller computes) would emit an unhandled 'error' and take the process down. The next
+ * query rejects anyway, so the listener only remembers that the client is broken.
+ */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+  begin = 'BEGIN',
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
+  try {
+    await client.query(begin);
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    broken ??= err instanceof Error ? err : undefined;
+    throw err;
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
 /** Tables ordered so every foreign key points at a table created before it. */
 function creationOrder(): SourceTable[] {
   const done = new Set<string>();
@@ -138,32 +170,28 @@ export async function readChanges(
   pool: pg.Pool,
   bounds: ReadonlyArray<{ table: SourceTable; from: SourceTimestamp | null }>,
 ): Promise<Map<string, ZoneRow[]>> {
-  const client = await pool.connect();
   const out = new Map<string, ZoneRow[]>();
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    for (const { table, from } of bounds) {
-      const result = await client.query<Record<string, string | null>>(changedRowsQuery(table), [
-        from ?? '-infinity',
-      ]);
-      out.set(
-        table.name,
-        result.rows.map((r) => {
-          const fields = table.columns.map((c) => zoneField(c, r[c.name] ?? null));
-          return {
-            pk: String(r[table.primaryKey]),
-            lastUpdated: normaliseTimestamp(String(r.last_updated)),
-            fields,
-          };
-        }),
-      );
-    }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    client.release(err instanceof Error);
-    throw err;
-  }
-  client.release();
+  await inTransaction(
+    pool,
+    async (client) => {
+      for (const { table, from } of bounds) {
+        const result = await client.query<Record<string, string | null>>(changedRowsQuery(table), [
+          from ?? '-infinity',
+        ]);
+        out.set(
+          table.name,
+          result.rows.map((r) => {
+            const fields = table.columns.map((c) => zoneField(c, r[c.name] ?? null));
+            return {
+              pk: String(r[table.primaryKey]),
+              lastUpdated: normaliseTimestamp(String(r.last_updated)),
+              fields,
+            };
+          }),
+        );
+      }
+    },
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  );
   return out;
 }
