@@ -1,6 +1,6 @@
 import { en, Faker } from '@faker-js/faker';
 import type { InvoiceLine } from '#core/invoice-line';
-import { Rng, rankCurve, shuffle, WeightedPicker } from './random.ts';
+import { Rng, rankCurve, shuffle, WeightedPicker } from '#core/random';
 import {
   COUNTRY_LINES,
   CUSTOMER_COUNTRIES,

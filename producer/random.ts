@@ -1,2 +1,0 @@
-/** The project's seeded PRNG lives in core (pure; the CDC source's seed uses it too). */
-export * from '#core/random';
