@@ -67,12 +67,20 @@ export function renderTable(opts: TableOptions): string {
   const table = new Table({
     head: opts.head,
     ...(opts.align ? { colAligns: opts.align } : {}),
-    // cli-table3 paints borders grey and headings red unless told otherwise, pipe or not.
-    style: { head: [], border: opts.colour ? ['grey'] : [] },
+    // cli-table3 paints borders grey and headings red unless told otherwise, pipe or not, and when
+    // asked to, its colour library still decides for itself (it turns colour off wherever CI is
+    // set): so it draws plain, and the borders are painted here, by the one rule above.
+    style: { head: [], border: [] },
   });
   for (const row of opts.rows) table.push(row.map(cellText));
-  return table.toString();
+  const text = table.toString();
+  return opts.colour ? text.replace(BORDER_RUN, (run) => `${GREY}${run}${RESET_FG}`) : text;
 }
+
+/** A run of the box-drawing characters cli-table3 draws its borders with. */
+const BORDER_RUN = /[\u2500-\u257f]+/g;
+const GREY = '\u001b[90m';
+const RESET_FG = '\u001b[39m';
 
 /** The table for standard output: coloured only when standard output is a terminal that wants it. */
 export function stdoutTable(opts: Omit<TableOptions, 'colour'>): string {
