@@ -25,6 +25,7 @@ import { decodeLines, encodeLine } from '#core/avro';
 import { enrich } from '#core/enrich';
 import type { AcceptedLine } from '#core/invoice-line';
 import { invoiceFieldsOf, padSequence } from '#core/serving';
+import { kinesisEvent } from '#test/helpers/kinesis-events';
 import { acceptedLine } from '#test/helpers/lines';
 
 const ddb = mockClient(DynamoDBClient);
@@ -46,29 +47,12 @@ function invoiceOf(data: Buffer): string {
   }
 }
 
-function event(payloads: Buffer[], firstSeq = 100): KinesisStreamEvent {
-  return {
-    Records: payloads.map((data, i) => {
-      const seq = String(firstSeq + i);
-      return {
-        eventID: `${SHARD}:${seq}`,
-        eventSource: 'aws:kinesis',
-        eventVersion: '1.0',
-        eventName: 'aws:kinesis:record',
-        invokeIdentityArn: 'arn:aws:iam::000000000000:role/x',
-        awsRegion: 'us-east-1',
-        eventSourceARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/invoice-lines',
-        kinesis: {
-          kinesisSchemaVersion: '1.0',
-          partitionKey: invoiceOf(data),
-          sequenceNumber: seq,
-          data: data.toString('base64'),
-          approximateArrivalTimestamp: 1_704_067_200,
-        },
-      };
-    }),
-  };
-}
+const event = (payloads: Buffer[], firstSeq = 100): KinesisStreamEvent =>
+  kinesisEvent(
+    payloads.map((data) => ({ partitionKey: invoiceOf(data), data })),
+    firstSeq,
+    SHARD,
+  );
 
 function handler(maxAttempts = 4, clock?: () => Date) {
   return createBatchHandler({

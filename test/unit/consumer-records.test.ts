@@ -18,6 +18,7 @@ import {
   padSequence,
   sumDeltas,
 } from '#core/serving';
+import { kinesisEvent } from '#test/helpers/kinesis-events';
 import { acceptedLine } from '#test/helpers/lines';
 
 /**
@@ -124,29 +125,12 @@ const lines = (invoiceNo: string, from: number, to: number, over: Partial<Accept
     acceptedLine({ invoiceNo, lineNo: from + i, quantity: from + i, unitPrice: '1.000', ...over }),
   );
 
-function event(records: { key: string; data: Buffer }[], firstSeq = 100): KinesisStreamEvent {
-  return {
-    Records: records.map(({ key, data }, i) => {
-      const seq = String(firstSeq + i);
-      return {
-        eventID: `${SHARD}:${seq}`,
-        eventSource: 'aws:kinesis',
-        eventVersion: '1.0',
-        eventName: 'aws:kinesis:record',
-        invokeIdentityArn: 'arn:aws:iam::000000000000:role/x',
-        awsRegion: 'us-east-1',
-        eventSourceARN: 'arn:aws:kinesis:us-east-1:000000000000:stream/invoice-lines',
-        kinesis: {
-          kinesisSchemaVersion: '1.0',
-          partitionKey: key,
-          sequenceNumber: seq,
-          data: data.toString('base64'),
-          approximateArrivalTimestamp: 1_704_067_200,
-        },
-      };
-    }),
-  };
-}
+const event = (records: { key: string; data: Buffer }[], firstSeq = 100): KinesisStreamEvent =>
+  kinesisEvent(
+    records.map((r) => ({ partitionKey: r.key, data: r.data })),
+    firstSeq,
+    SHARD,
+  );
 const rec = (ls: AcceptedLine[]) => ({ key: ls[0]?.invoiceNo ?? '', data: encodeLines(ls) });
 
 describe('batch handler, many lines per record', () => {
