@@ -226,6 +226,29 @@ describe('local Firehose', () => {
     expect(await linesOf(written)).toEqual(linesFrom([...first, ...second]));
   });
 
+  it('keeps objects near the size buffer while appends never stop arriving', async () => {
+    const cfg = stream({ bufferMiB: 0.01, bufferSeconds: 60 });
+    const { firehose, client, written } = await start([cfg]);
+    const batches = Array.from({ length: 40 }, (_, k) => records(k * 20, 20, 80));
+    const batchBytes = Math.max(...batches.map((b) => Buffer.concat(b).length));
+    // Two requests in flight at all times: while one append is written and synced the next waits,
+    // so there is always an append pending when a write ends (a steady stream, as the consumer sends).
+    let next = 0;
+    const lane = async () => {
+      for (let k = next++; k < batches.length; k = next++) await putBatch(client, cfg.name, batches[k] ?? []);
+    };
+    await Promise.all([lane(), lane()]);
+    await firehose.stop();
+
+    const keys = await listKeys(cfg.prefix);
+    const sizes = await Promise.all(keys.map(async (k) => (await readObject(k)).length));
+    // Sealed once the buffer is reached, before more is appended: at most the buffer plus the one
+    // write (up to both requests' batches) that crossed it. Before: one object of every batch.
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(0.01 * 1024 * 1024 + 2 * batchBytes);
+    expect(written).toHaveLength(keys.length);
+    expect(await linesOf(keys)).toEqual(linesFrom(batches.flat()));
+  });
+
   it('stop() flushes what is buffered', async () => {
     const cfg = stream({ bufferSeconds: 60 });
     const { firehose, client, written, dataDir } = await start([cfg]);
