@@ -5,8 +5,12 @@ import { ReconcileInputError } from '#batch/reconcile';
 import { TotesysSourceConfigError } from '#cdc/totesys/connection';
 import { errorMessage } from '#core/resilience';
 import { TextEncodingError } from '#core/text-encoding';
+import { CatalogError } from '#lake/catalog';
+import { CrawlSchemaError } from '#lake/crawler-schema';
+import { LakeQueryError } from '#lake/query-errors';
 import { StackNotRunningError } from '#local/endpoints';
 import { MalformedRowError, ReplayInputError } from '#producer/replay';
+import { LakeCommandError, registerLakeCommands } from './commands/lake.ts';
 import { LoadInputError, registerLoadCommands } from './commands/load.ts';
 import { registerPowerBiCommand } from './commands/powerbi.ts';
 import { registerReconcileCommand } from './commands/reconcile.ts';
@@ -37,6 +41,7 @@ export function buildProgram(): Command {
   registerReconcileCommand(program);
   registerTotesysCommands(program);
   registerTotesysProcessCommands(program);
+  registerLakeCommands(program);
   return program;
 }
 
@@ -54,6 +59,10 @@ const EXPECTED_ERRORS = [
   ReplayInputError,
   MalformedRowError,
   TextEncodingError,
+  LakeCommandError,
+  LakeQueryError,
+  CatalogError,
+  CrawlSchemaError,
 ];
 
 /** `program`: the commands to run (tests give their own). */
