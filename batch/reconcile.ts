@@ -26,6 +26,8 @@ export interface LineTotalRow {
   invoiceNo: string;
   lineNo: number;
   lineTotal: string;
+  /** Where the store has it (the warehouse, the lake): summed beside the totals and compared with the reference's. */
+  quantity?: number;
 }
 
 /** The narrowest read a store needs to offer: its lines of the given invoices (or all of them). */
@@ -65,6 +67,8 @@ export interface StoreReport {
   /** Rows found for accepted keys (duplicates counted as often as they occur). */
   lines: number;
   revenue: string;
+  /** The quantities of those rows, when the store reads them. */
+  quantity?: number;
   missing: number;
   duplicated: number;
   mismatched: number;
@@ -76,11 +80,13 @@ export interface StoreReport {
 
 export interface ReconcileReport {
   ok: boolean;
-  scope: { runs: string[]; since?: string };
+  /** `reference`: the store the others were compared with instead of the run logs (reconcileWith). */
+  scope: { runs: string[]; since?: string; reference?: string };
   accepted: {
     lines: number;
     invoices: number;
     revenue: string;
+    quantity?: number;
     batches: number;
     reaccepted: number;
     conflicting: number;
@@ -192,6 +198,7 @@ export function compareStore(
   let extra = 0;
   let lines = 0;
   let revenue = 0n;
+  let quantity: number | undefined;
   for (const r of rows) {
     const key = lineKey({ invoiceNo: r.invoiceNo, lineNo: Number(r.lineNo) });
     if (!accepted.has(key)) {
@@ -208,6 +215,7 @@ export function compareStore(
     }
     lines++;
     revenue += milli;
+    if (r.quantity !== undefined) quantity = (quantity ?? 0) + r.quantity;
     const s = seen.get(key);
     if (s) s.copies++;
     else seen.set(key, { copies: 1, milli, ...(bad !== undefined ? { bad } : {}) });
@@ -240,7 +248,17 @@ export function compareStore(
     }
   }
   for (const list of Object.values(samples)) for (const d of list) d.key = showKey(d.key);
-  return { store, lines, revenue: formatMilli(revenue), missing, duplicated, mismatched, extra, samples };
+  return {
+    store,
+    lines,
+    revenue: formatMilli(revenue),
+    ...(quantity !== undefined ? { quantity } : {}),
+    missing,
+    duplicated,
+    mismatched,
+    extra,
+    samples,
+  };
 }
 
 export interface ReconcileOptions {
@@ -285,6 +303,68 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileReport
   };
 }
 
+/**
+ * A store against another one taken as the truth (the lake against the warehouse): every line of
+ * the reference exactly once in each store, with its total (and, where both read it, its quantity
+ * summed alike). Lines no producer run log names (bulk CSV drops) are covered this way.
+ */
+export async function reconcileWith(opts: {
+  reference: LineSource;
+  sources: LineSource[];
+  sampleLimit?: number;
+}): Promise<ReconcileReport> {
+  const started = performance.now();
+  const rows = await opts.reference.linesOf(new Set());
+  const lines = new Map<string, bigint>();
+  const invoices = new Set<string>();
+  let revenue = 0n;
+  let reaccepted = 0;
+  for (const r of rows) {
+    const key = lineKey({ invoiceNo: r.invoiceNo, lineNo: Number(r.lineNo) });
+    const milli = toMilli(r.lineTotal);
+    if (lines.has(key)) reaccepted++;
+    lines.set(key, milli);
+    invoices.add(r.invoiceNo);
+    revenue += milli;
+  }
+  const stores = await Promise.all(
+    opts.sources.map(async (source) => {
+      const t = performance.now();
+      const found = await source.linesOf(invoices);
+      const report = compareStore(source.name, lines, invoices, found, opts.sampleLimit);
+      return { ...report, ms: Math.round(performance.now() - t) };
+    }),
+  );
+  const quantity = rows.every((r) => r.quantity !== undefined)
+    ? rows.reduce((n, r) => n + (r.quantity ?? 0), 0)
+    : undefined;
+  // A reference line twice is itself a difference; quantities are compared only where both sides read them.
+  const ok =
+    reaccepted === 0 &&
+    stores.every(
+      (s) =>
+        s.missing === 0 &&
+        s.duplicated === 0 &&
+        s.mismatched === 0 &&
+        (quantity === undefined || s.quantity === undefined || s.quantity === quantity),
+    );
+  return {
+    ok,
+    scope: { runs: [], reference: opts.reference.name },
+    accepted: {
+      lines: lines.size,
+      invoices: invoices.size,
+      revenue: formatMilli(revenue),
+      ...(quantity !== undefined ? { quantity } : {}),
+      batches: 0,
+      reaccepted,
+      conflicting: 0,
+    },
+    stores,
+    ms: Math.round(performance.now() - started),
+  };
+}
+
 // ----- sources ------------------------------------------------------------------------------------
 
 /** fact_sales_line in one query (the whole table: cheaper than shipping a key list to the database). */
@@ -292,13 +372,19 @@ export function warehouseLineSource(warehouse: Pick<Warehouse, 'query'>): LineSo
   return {
     name: 'warehouse',
     async linesOf() {
-      const { rows } = await warehouse.query<{ invoice_no: string; line_no: number; line_total: string }>(
-        'SELECT invoice_no, line_no, CAST(line_total AS varchar(40)) AS line_total FROM fact_sales_line',
+      const { rows } = await warehouse.query<{
+        invoice_no: string;
+        line_no: number;
+        line_total: string;
+        quantity: number;
+      }>(
+        'SELECT invoice_no, line_no, CAST(line_total AS varchar(40)) AS line_total, quantity FROM fact_sales_line',
       );
       return rows.map((r) => ({
         invoiceNo: r.invoice_no,
         lineNo: Number(r.line_no),
         lineTotal: r.line_total,
+        quantity: Number(r.quantity),
       }));
     },
   };

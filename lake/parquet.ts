@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { type FileMetaData, parquetMetadata, parquetReadObjects } from 'hyparquet';
+import { type FileMetaData, parquetMetadata, parquetRead } from 'hyparquet';
 import { ByteWriter, type ColumnSource, parquetWrite, type SchemaElement } from 'hyparquet-writer';
 import type { TimeSlicer } from '#core/time-slice';
 
@@ -20,6 +20,11 @@ export type ParquetType =
   | { kind: 'date' }
   /** Microseconds since midnight, no zone. */
   | { kind: 'time' }
+  /**
+   * Microseconds since the epoch. `utc: true` is an instant (TIMESTAMP, isAdjustedToUTC), `false` a
+   * wall-clock time with no zone (the invoice date: Europe/London local, as the warehouse keeps it).
+   */
+  | { kind: 'timestamp'; utc: boolean }
   | { kind: 'decimal'; precision: number; scale: number };
 
 export interface ParquetColumn {
@@ -42,6 +47,8 @@ export const boolean: ParquetType = { kind: 'boolean' };
 export const string: ParquetType = { kind: 'string' };
 export const date: ParquetType = { kind: 'date' };
 export const time: ParquetType = { kind: 'time' };
+export const instant: ParquetType = { kind: 'timestamp', utc: true };
+export const localTimestamp: ParquetType = { kind: 'timestamp', utc: false };
 export const decimal = (precision: number, scale: number): ParquetType => ({
   kind: 'decimal',
   precision,
@@ -80,6 +87,14 @@ function element(c: ParquetColumn): SchemaElement {
       return { name: c.name, type: 'INT32', converted_type: 'DATE', repetition_type };
     case 'time':
       return { name: c.name, type: 'INT64', converted_type: 'TIME_MICROS', repetition_type };
+    case 'timestamp':
+      // The logical type alone: TIMESTAMP_MICROS as a converted type would claim UTC for a local time.
+      return {
+        name: c.name,
+        type: 'INT64',
+        logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: t.utc, unit: 'MICROS' },
+        repetition_type,
+      };
     case 'decimal': {
       const type = decimalPhysical(t.precision);
       return {
@@ -169,9 +184,40 @@ function toPhysical(c: ParquetColumn, value: ParquetValue | undefined): unknown 
       return daysOf(String(value), c.name);
     case 'time':
       return microsOf(String(value), c.name);
+    case 'timestamp':
+      return timestampMicros(value, t.utc, c.name);
     case 'decimal':
       return unscaledDecimal(String(value), t.precision, t.scale, c.name);
   }
+}
+
+const TIMESTAMP = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(Z)?$/;
+
+/**
+ * A timestamp's microseconds: a bigint as is, a number as epoch (or wall-clock) milliseconds, or
+ * text `YYYY-MM-DDTHH:MM:SS[.ffffff]`, with `Z` exactly when the column holds instants.
+ */
+function timestampMicros(value: ParquetValue, utc: boolean, column: string): bigint {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) return fail(column, value, 'whole milliseconds');
+    return BigInt(value) * 1000n;
+  }
+  const m = TIMESTAMP.exec(String(value));
+  if (!m || (m[3] === 'Z') !== utc)
+    return fail(
+      column,
+      value,
+      utc ? 'an instant YYYY-MM-DDTHH:MM:SS[.ffffff]Z' : 'a local YYYY-MM-DDTHH:MM:SS[.ffffff]',
+    );
+  return BigInt(daysOf(m[1] as string, column)) * 86_400_000_000n + microsOf(m[2] as string, column);
+}
+
+/** Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffff`, with `Z` for an instant. */
+export function timestampText(micros: bigint, utc: boolean): string {
+  const day = micros >= 0n ? micros / 86_400_000_000n : -((-micros + 86_399_999_999n) / 86_400_000_000n);
+  const date = new Date(Number(day) * DAY_MS).toISOString().slice(0, 10);
+  return `${date}T${timeText(micros - day * 86_400_000_000n)}${utc ? 'Z' : ''}`;
 }
 
 /** Rows to Parquet bytes (one row group, snappy); every value checked against its column. */
@@ -224,6 +270,28 @@ function encodeOptions(schema: ParquetSchema, columns: unknown[][], rowCount: nu
     createdBy: CREATED_BY,
     rowGroupSize: Math.max(rowCount, 1),
   };
+}
+
+/**
+ * Parquet bytes of columns already in their physical values (a DECIMAL's unscaled bigint, a
+ * TIMESTAMP's microseconds, a string as its UTF-8 bytes or as text), one array per schema column: for
+ * a writer that builds its columns as it reads its rows instead of converting rows a value at a time.
+ * Strings given as the same Uint8Array object for the same value encode many times faster than text
+ * (hyparquet-writer hashes text values one character at a time when it builds a dictionary).
+ */
+export function writeParquetColumns(
+  schema: ParquetSchema,
+  columns: unknown[][],
+  rowCount: number,
+): Uint8Array {
+  if (schema.length === 0) throw new ParquetError('a Parquet schema needs at least one column');
+  if (columns.length !== schema.length)
+    throw new ParquetError(`${columns.length} columns for a schema of ${schema.length}`);
+  schema.forEach((c, i) => {
+    if (columns[i]?.length !== rowCount)
+      throw new ParquetError(`column ${c.name} has ${columns[i]?.length} values, expected ${rowCount}`);
+  });
+  return encode(schema, columns, rowCount);
 }
 
 function encode(schema: ParquetSchema, columns: unknown[][], rowCount: number): Uint8Array {
@@ -308,7 +376,12 @@ function sameElement(found: FileMetaData['schema'][number] | undefined, want: Sc
     found.type === want.type &&
     (found.converted_type ?? undefined) === want.converted_type &&
     (found.repetition_type ?? 'REQUIRED') === want.repetition_type &&
-    (want.converted_type !== 'DECIMAL' || (found.precision === want.precision && found.scale === want.scale))
+    (want.converted_type !== 'DECIMAL' ||
+      (found.precision === want.precision && found.scale === want.scale)) &&
+    (want.logical_type?.type !== 'TIMESTAMP' ||
+      (found.logical_type?.type === 'TIMESTAMP' &&
+        found.logical_type.isAdjustedToUTC === want.logical_type.isAdjustedToUTC &&
+        found.logical_type.unit === want.logical_type.unit))
   );
 }
 
@@ -335,6 +408,8 @@ function fromPhysical(c: ParquetColumn, value: unknown): ParquetValue {
       return new Date(Number(value) * DAY_MS).toISOString().slice(0, 10);
     case 'time':
       return timeText(BigInt(value as bigint));
+    case 'timestamp':
+      return timestampText(BigInt(value as bigint), t.utc);
     case 'decimal': {
       if (value instanceof Uint8Array) {
         let n = 0n;
@@ -350,10 +425,15 @@ function fromPhysical(c: ParquetColumn, value: unknown): ParquetValue {
 }
 
 /**
- * Parquet bytes to rows of `schema`: the file must have exactly its columns (names, order, types),
- * else a ParquetError saying how it differs. Decimals, dates and times come back as exact text.
+ * Parquet bytes to their columns' physical values (a DECIMAL's unscaled integer, a DATE's days, a
+ * TIMESTAMP's microseconds, strings as strings), by column name: the file must have exactly the
+ * schema's columns (names, order, types), else a ParquetError saying how it differs.
  */
-export async function readParquet(bytes: Uint8Array, schema: ParquetSchema): Promise<ParquetRow[]> {
+export async function readParquetColumns(
+  bytes: Uint8Array,
+  schema: ParquetSchema,
+  only?: ReadonlyArray<string>,
+): Promise<{ rowCount: number; columns: Record<string, unknown[]> }> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   let metadata: FileMetaData;
   try {
@@ -363,20 +443,47 @@ export async function readParquet(bytes: Uint8Array, schema: ParquetSchema): Pro
   }
   const mismatch = schemaMismatch(metadata, schema);
   if (mismatch) throw new ParquetError(mismatch);
-  // hyparquet turns DECIMAL into a float and DATE into a Date: read the raw values instead.
+  // hyparquet turns DECIMAL into a float, DATE and TIMESTAMP into a Date: read the raw values instead.
   const raw: FileMetaData = {
     ...metadata,
     schema: metadata.schema.map((e) => {
-      if (e.converted_type !== 'DECIMAL' && e.converted_type !== 'DATE') return e;
+      if (
+        e.converted_type !== 'DECIMAL' &&
+        e.converted_type !== 'DATE' &&
+        e.logical_type?.type !== 'TIMESTAMP'
+      )
+        return e;
       const { converted_type: _c, logical_type: _l, ...plain } = e;
       return plain;
     }),
   };
-  let rows: Array<Record<string, unknown>>;
+  const names = only ?? schema.map((c) => c.name);
+  const columns: Record<string, unknown[]> = Object.fromEntries(names.map((n) => [n, []]));
   try {
-    rows = await parquetReadObjects({ file, metadata: raw });
+    await parquetRead({
+      file,
+      metadata: raw,
+      columns: [...names],
+      onChunk: (chunk) => {
+        const out = columns[chunk.columnName];
+        if (!out) return;
+        for (let i = 0; i < chunk.columnData.length; i++) out[chunk.rowStart + i] = chunk.columnData[i];
+      },
+    });
   } catch (err) {
     throw new ParquetError(`unreadable Parquet: ${(err as Error).message}`, { cause: err });
   }
-  return rows.map((r) => Object.fromEntries(schema.map((c) => [c.name, fromPhysical(c, r[c.name])])));
+  return { rowCount: Number(metadata.num_rows), columns };
+}
+
+/**
+ * Parquet bytes to rows of `schema`: the file must have exactly its columns (names, order, types),
+ * else a ParquetError saying how it differs. Decimals, dates, times and timestamps come back as exact text.
+ */
+export async function readParquet(bytes: Uint8Array, schema: ParquetSchema): Promise<ParquetRow[]> {
+  const { rowCount, columns } = await readParquetColumns(bytes, schema);
+  const rows: ParquetRow[] = [];
+  for (let i = 0; i < rowCount; i++)
+    rows.push(Object.fromEntries(schema.map((c) => [c.name, fromPhysical(c, columns[c.name]?.[i])])));
+  return rows;
 }

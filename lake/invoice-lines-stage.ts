@@ -1,0 +1,119 @@
+import type { Logger } from '#adapters/logger';
+import { errorMessage } from '#core/resilience';
+import { LakeLineCollector, LakeLines, type LakeStore, writeLakeLines } from './invoice-lines.ts';
+import { type LoadedObject, markedVersions, markerKey, writeMarker } from './lake-manifest.ts';
+
+/**
+ * The lake's stage: the source objects the warehouse loaded and the lake does not hold yet (no
+ * marker), read again with the loader's typer, written in batches. It runs after loads and on its
+ * own, so a lake that failed or was behind (or emptied) catches up from the warehouse's manifest;
+ * the warehouse load never waits for the lake or fails with it. docs/lake.md says why it re-reads.
+ */
+
+export interface LakeStageDeps {
+  store: LakeStore;
+  /** The loaded object versions in the order the warehouse committed them. */
+  loaded(): Promise<LoadedObject[]>;
+  /** Types an object's lines with the loader's typer into `collector` (its accepted lines only). */
+  readLines(object: LoadedObject, collector: LakeLineCollector): Promise<void>;
+  logger?: Logger;
+  /** Lines gathered from several objects before one write (small archive objects share files). */
+  batchLines?: number;
+}
+
+export interface LakeStageResult {
+  objects: number;
+  lines: number;
+  added: number;
+  already: number;
+  files: number;
+  failed: Array<{ key: string; error: string }>;
+}
+
+const BATCH_LINES = 200_000;
+
+/** Writes every loaded object not yet in the lake; an object that cannot be read is reported and tried next time. */
+export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult> {
+  const marked = await markedVersions(deps.store);
+  const waiting = (await deps.loaded()).filter((o) => !marked.has(markerKey(o)));
+  const result: LakeStageResult = { objects: 0, lines: 0, added: 0, already: 0, files: 0, failed: [] };
+  let lines = new LakeLines();
+  let batch: Array<{ object: LoadedObject; lines: number }> = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const written = await writeLakeLines(deps.store, lines);
+    const partitions = written.partitions.map((p) => p.partition);
+    const writtenAt = new Date().toISOString();
+    for (const b of batch)
+      await writeMarker(deps.store, {
+        ...b.object,
+        lines: b.lines,
+        added: written.added,
+        partitions,
+        writtenAt,
+      });
+    result.objects += batch.length;
+    result.lines += written.lines;
+    result.added += written.added;
+    result.already += written.already;
+    result.files += written.partitions.filter((p) => p.file).length;
+    lines = new LakeLines();
+    batch = [];
+  };
+  for (const object of waiting) {
+    const before = lines.length;
+    try {
+      await deps.readLines(object, new LakeLineCollector(lines, object));
+    } catch (err) {
+      // Its half-read lines go: the batch keeps only whole objects.
+      truncate(lines, before);
+      result.failed.push({ key: object.key, error: errorMessage(err) });
+      deps.logger?.warn({ key: object.key, err }, 'lake: object not written, tried again next time');
+      continue;
+    }
+    batch.push({ object, lines: lines.length - before });
+    if (lines.length >= (deps.batchLines ?? BATCH_LINES)) await flush();
+  }
+  await flush();
+  return result;
+}
+
+function truncate(lines: LakeLines, length: number): void {
+  for (const column of Object.values(lines)) if (Array.isArray(column)) column.length = length;
+}
+
+/**
+ * The stage for a long-running process: `nudge()` after loads runs a catch-up (one at a time; a
+ * nudge during a run runs one more after it), failures logged once per run.
+ */
+export function createLakeStage(deps: LakeStageDeps) {
+  let running: Promise<void> | undefined;
+  let again = false;
+  const run = async (): Promise<void> => {
+    do {
+      again = false;
+      try {
+        const r = await catchUpLake(deps);
+        if (r.objects > 0 || r.failed.length > 0)
+          deps.logger?.info({ ...r, failed: r.failed.length }, 'lake: invoice lines written');
+      } catch (err) {
+        deps.logger?.error({ err }, 'lake: catch-up failed; tried again after the next load');
+      }
+    } while (again);
+  };
+  return {
+    nudge(): void {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = run().finally(() => {
+        running = undefined;
+      });
+    },
+    /** Waits for the run in flight (stop, tests). */
+    async idle(): Promise<void> {
+      while (running) await running;
+    },
+  };
+}

@@ -1,0 +1,353 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { reconcileWith, warehouseLineSource } from '#batch/reconcile';
+import { dateKey, wallClockMs } from '#core/dates';
+import { type InvoiceLineInput, invoiceLineInput } from '#core/invoice-line';
+import { thousandths } from '#core/money';
+import { isNonProductCode } from '#core/non-product';
+import {
+  compactLake,
+  INVOICE_LINES_PREFIX,
+  type LakeLineInput,
+  LakeLines,
+  type LakeSource,
+  listLakeFiles,
+  partitionOf,
+  readLakeFile,
+  writeLakeLines,
+} from '#lake/invoice-lines';
+import { lakeLineSource } from '#lake/invoice-lines-reconcile';
+import { catchUpLake } from '#lake/invoice-lines-stage';
+import type { LoadedObject } from '#lake/lake-manifest';
+import { inputLine } from '#test/helpers/lines';
+
+/** An in-memory bucket behind the SDK's own client, answering the four calls the lake makes. */
+function memoryBucket() {
+  const objects = new Map<string, Uint8Array>();
+  const s3 = new S3Client({ region: 'eu-west-2', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+  const mock = mockClient(s3);
+  mock.on(PutObjectCommand).callsFake((input) => {
+    const body = input.Body;
+    objects.set(input.Key, typeof body === 'string' ? new TextEncoder().encode(body) : new Uint8Array(body));
+    return { ETag: '"x"' };
+  });
+  mock.on(GetObjectCommand).callsFake((input) => {
+    const bytes = objects.get(input.Key);
+    if (!bytes) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
+    // The one method of the SDK's streaming body the lake reads.
+    const Body = { transformToByteArray: async () => bytes } as unknown as GetObjectCommandOutput['Body'];
+    return { Body } as GetObjectCommandOutput;
+  });
+  mock.on(DeleteObjectCommand).callsFake((input) => {
+    objects.delete(input.Key);
+    return {};
+  });
+  mock.on(ListObjectsV2Command).callsFake((input) => ({
+    Contents: [...objects.keys()]
+      .filter((k) => k.startsWith(input.Prefix ?? ''))
+      .sort()
+      .map((Key) => ({ Key, ETag: '"x"', Size: objects.get(Key)?.byteLength ?? 0 })),
+    IsTruncated: false,
+  }));
+  return { store: { s3, bucket: 'lake-test' }, objects, restore: () => mock.restore() };
+}
+
+/** The typer's view of a line (what the loader's typer hands over), from the test line builder. */
+function typed(input: InvoiceLineInput, lineage: Partial<LakeLineInput> = {}): LakeLineInput {
+  // The API's schema, as the typer checks an archive line with it.
+  const line = invoiceLineInput.parse(input);
+  const local = line.invoiceDate;
+  return {
+    invoiceNo: line.invoiceNo,
+    lineNo: line.lineNo,
+    dateKey: dateKey(local),
+    invoiceMs: wallClockMs(local),
+    stockCode: line.stockCode,
+    description: line.description,
+    customerId: line.customerId,
+    country: line.country,
+    quantity: line.quantity,
+    price: thousandths(line.unitPrice) as number,
+    isNonProduct: isNonProductCode(line.stockCode),
+    producedAt: null,
+    acceptedAt: null,
+    streamVisibleAt: null,
+    ...lineage,
+  };
+}
+
+const FILE: LakeSource = { key: 'landing/drop.csv', etag: 'e1', source: 'file' };
+const ARCHIVE: LakeSource = { key: 'archive/2011/12/09/12/a.json.gz', etag: 'e2', source: 'stream' };
+
+function linesOf(
+  source: LakeSource,
+  lines: InvoiceLineInput[],
+  lineage: Partial<LakeLineInput> = {},
+): LakeLines {
+  const out = new LakeLines();
+  for (const l of lines) out.add(typed(l, lineage), source.source, source.key);
+  return out;
+}
+
+/** Lines at the edges: exact money, month and year ends, both London summer-time switches. */
+const EDGES: InvoiceLineInput[] = [
+  inputLine({ invoiceNo: '536365', lineNo: 1, unitPrice: '0.001', quantity: 1 }),
+  inputLine({ invoiceNo: '536365', lineNo: 2, unitPrice: '123456789.123', quantity: 1_000_000 }),
+  inputLine({ invoiceNo: 'C536379', lineNo: 1, unitPrice: '27.50', quantity: -80995, stockCode: 'D' }),
+  inputLine({ invoiceNo: 'A563185', lineNo: 1, unitPrice: '-11062.06', quantity: 1, stockCode: 'B' }),
+  inputLine({ invoiceNo: '581587', lineNo: 1, invoiceDate: '2011-12-31T23:59:59' }),
+  inputLine({ invoiceNo: '581588', lineNo: 1, invoiceDate: '2012-01-01T00:00:00', customerId: null }),
+  inputLine({ invoiceNo: '550000', lineNo: 1, invoiceDate: '2011-03-31T23:30:00' }),
+  // Summer time: 00:30 BST on 1 June is 23:30 UTC on 31 May; the partition is the London day.
+  inputLine({ invoiceNo: '555000', lineNo: 1, invoiceDate: '2011-06-01T00:30:00' }),
+  // The spring and autumn switch days themselves.
+  inputLine({ invoiceNo: '548000', lineNo: 1, invoiceDate: '2011-03-27T00:30:00' }),
+  inputLine({ invoiceNo: '573000', lineNo: 1, invoiceDate: '2011-10-30T01:30:00' }),
+];
+
+describe('lake invoice lines: partitions', () => {
+  it('is the London calendar day of the invoice, as dim_date keys it', () => {
+    expect(partitionOf(dateKey('2011-06-01T00:30:00'))).toBe('year=2011/month=06/day=01/');
+    expect(partitionOf(dateKey('2011-12-31T23:59:59'))).toBe('year=2011/month=12/day=31/');
+    expect(partitionOf(dateKey('2012-01-01T00:00:00'))).toBe('year=2012/month=01/day=01/');
+  });
+});
+
+describe('lake invoice lines: written, read back by DuckDB', () => {
+  let dir: string;
+  let instance: DuckDBInstance;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lake-lines-'));
+    instance = await DuckDBInstance.create(':memory:');
+  });
+  afterAll(async () => {
+    instance?.closeSync();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  async function query(objects: Map<string, Uint8Array>, sql: string) {
+    await fs.rm(dir, { recursive: true, force: true });
+    for (const [key, bytes] of objects) {
+      if (!key.startsWith(INVOICE_LINES_PREFIX)) continue;
+      await fs.mkdir(path.dirname(path.join(dir, key)), { recursive: true });
+      await fs.writeFile(path.join(dir, key), bytes);
+    }
+    const glob = path.join(dir, INVOICE_LINES_PREFIX, '**', '*.parquet');
+    const db = await instance.connect();
+    try {
+      const from = `read_parquet('${glob}', hive_partitioning = true,
+        hive_types = {'year': INTEGER, 'month': INTEGER, 'day': INTEGER})`;
+      return (await db.runAndReadAll(sql.replace('LAKE', from))).getRowObjectsJS();
+    } finally {
+      db.closeSync();
+    }
+  }
+
+  it('has the fact columns, exact decimals and the London day as partition', async () => {
+    const bucket = memoryBucket();
+    try {
+      const lines = linesOf(FILE, EDGES);
+      await writeLakeLines(bucket.store, lines, { now: Date.parse('2026-12-06T10:00:00Z') });
+      const types = await query(bucket.objects, 'DESCRIBE SELECT * FROM LAKE');
+      expect(Object.fromEntries(types.map((r) => [r.column_name, r.column_type]))).toMatchObject({
+        invoice_no: 'VARCHAR',
+        line_no: 'INTEGER',
+        invoice_date: 'TIMESTAMP',
+        unit_price: 'DECIMAL(12,3)',
+        line_total: 'DECIMAL(18,3)',
+        produced_at: 'TIMESTAMP WITH TIME ZONE',
+        lake_visible_at: 'TIMESTAMP WITH TIME ZONE',
+      });
+      const rows = await query(
+        bucket.objects,
+        `SELECT invoice_no, line_no, CAST(unit_price AS VARCHAR) AS price, CAST(line_total AS VARCHAR) AS total,
+           strftime(invoice_date, '%Y-%m-%dT%H:%M:%S') AS at, printf('%04d-%02d-%02d', year, month, day) AS part,
+           is_cancellation, is_adjustment, customer_id, source, source_key
+         FROM LAKE ORDER BY invoice_no, line_no`,
+      );
+      const by = new Map(rows.map((r) => [`${r.invoice_no}#${r.line_no}`, r]));
+      expect(rows).toHaveLength(EDGES.length);
+      expect(by.get('536365#1')).toMatchObject({ price: '0.001', total: '0.001' });
+      // 123,456,789,123,000.000: past a double's exact integers in thousandths.
+      expect(by.get('536365#2')).toMatchObject({ price: '123456789.123', total: '123456789123000.000' });
+      expect(by.get('C536379#1')).toMatchObject({ total: '-2227362.500', is_cancellation: true });
+      expect(by.get('A563185#1')).toMatchObject({ price: '-11062.060', is_adjustment: true });
+      expect(by.get('581587#1')).toMatchObject({ at: '2011-12-31T23:59:59', part: '2011-12-31' });
+      expect(by.get('581588#1')).toMatchObject({
+        at: '2012-01-01T00:00:00',
+        part: '2012-01-01',
+        customer_id: null,
+      });
+      expect(by.get('550000#1')).toMatchObject({ part: '2011-03-31' });
+      expect(by.get('555000#1')).toMatchObject({ at: '2011-06-01T00:30:00', part: '2011-06-01' });
+      expect(by.get('548000#1')).toMatchObject({ part: '2011-03-27' });
+      expect(by.get('573000#1')).toMatchObject({ at: '2011-10-30T01:30:00', part: '2011-10-30' });
+      expect(by.get('536365#1')).toMatchObject({ source: 'file', source_key: FILE.key });
+      const [sum] = await query(
+        bucket.objects,
+        'SELECT CAST(sum(line_total) AS VARCHAR) AS revenue FROM LAKE',
+      );
+      const expected = EDGES.reduce(
+        (n, l) => n + BigInt(l.quantity) * BigInt(thousandths(String(l.unitPrice)) as number),
+        0n,
+      );
+      expect(sum?.revenue).toBe(`${expected / 1000n}.${String(expected % 1000n).padStart(3, '0')}`);
+      // One file per partition: zero-padded Hive folders.
+      const files = await listLakeFiles(bucket.store);
+      expect([...files.keys()].sort()).toContain('year=2011/month=06/day=01/');
+      for (const f of files.values()) expect(f).toHaveLength(1);
+    } finally {
+      bucket.restore();
+    }
+  });
+});
+
+describe('lake invoice lines: idempotent writes', () => {
+  let bucket: ReturnType<typeof memoryBucket>;
+  beforeEach(() => {
+    bucket?.restore();
+    bucket = memoryBucket();
+  });
+
+  async function allRows() {
+    const out = new LakeLines();
+    for (const files of (await listLakeFiles(bucket.store)).values())
+      for (const f of files) await readLakeFile(bucket.store, f, out);
+    return out;
+  }
+
+  it('writes a reloaded object once: same files, no second copy of a line', async () => {
+    const first = await writeLakeLines(bucket.store, linesOf(FILE, EDGES));
+    const before = new Map(bucket.objects);
+    const again = await writeLakeLines(bucket.store, linesOf(FILE, EDGES));
+    expect(first.added).toBe(EDGES.length);
+    expect(again).toMatchObject({ added: 0, already: EDGES.length });
+    expect([...bucket.objects.keys()].sort()).toEqual([...before.keys()].sort());
+    expect((await allRows()).length).toBe(EDGES.length);
+  });
+
+  it('keeps the first line of a key and takes the lineage an archive line lends, as the MERGE does', async () => {
+    const line = inputLine({ invoiceNo: '536365', lineNo: 1 });
+    await writeLakeLines(bucket.store, linesOf(FILE, [line]));
+    const later = linesOf(ARCHIVE, [{ ...line, quantity: 99 }], {
+      acceptedAt: Date.parse('2011-12-09T12:00:00Z'),
+      streamVisibleAt: Date.parse('2011-12-09T12:00:01Z'),
+    });
+    const written = await writeLakeLines(bucket.store, later);
+    expect(written).toMatchObject({ added: 0, already: 1 });
+    const rows = await allRows();
+    expect(rows.length).toBe(1);
+    expect(rows.quantity[0]).toBe(line.quantity);
+    expect(rows.sourceKey[0]).toBe(FILE.key);
+    expect(rows.acceptedAt[0]).toBe(Date.parse('2011-12-09T12:00:00Z'));
+    expect(rows.streamVisibleAt[0]).toBe(Date.parse('2011-12-09T12:00:01Z'));
+  });
+
+  it('marks duplicate rows over the invoice as the warehouse does, across writes', async () => {
+    const a = inputLine({ invoiceNo: '536409', lineNo: 1 });
+    await writeLakeLines(bucket.store, linesOf(ARCHIVE, [a]));
+    await writeLakeLines(
+      bucket.store,
+      linesOf(ARCHIVE, [
+        { ...a, lineNo: 2 },
+        { ...a, lineNo: 3, quantity: 7 },
+      ]),
+    );
+    const rows = await allRows();
+    const dup = new Map(rows.lineNo.map((n, i) => [n, rows.duplicate[i]]));
+    expect(Object.fromEntries(dup)).toEqual({ 1: false, 2: true, 3: false });
+  });
+
+  it('compaction merges what a crashed write left in a partition into one file, once', async () => {
+    const day = EDGES.filter((l) => l.invoiceDate === EDGES[0]?.invoiceDate);
+    await writeLakeLines(bucket.store, linesOf(FILE, day));
+    // A crash after the new file was written and before the old ones were deleted: both stay.
+    const [partition, files] = [...(await listLakeFiles(bucket.store))][0] ?? ['', []];
+    const leftover = `${INVOICE_LINES_PREFIX}${partition}part-leftover.parquet`;
+    bucket.objects.set(leftover, bucket.objects.get(files[0] as string) as Uint8Array);
+    await writeLakeLines(bucket.store, linesOf(ARCHIVE, [inputLine({ invoiceNo: '536366', lineNo: 1 })]));
+    // The next write to the partition folded the leftover in.
+    expect((await allRows()).length).toBe(day.length + 1);
+    expect(await compactLake(bucket.store)).toEqual([]);
+    const current = (await listLakeFiles(bucket.store)).get(partition)?.[0] as string;
+    bucket.objects.set(leftover, bucket.objects.get(current) as Uint8Array);
+    // The merged lines are the current file's, byte for byte (same name): only the leftover goes.
+    expect((await compactLake(bucket.store)).map((p) => p.replaced)).toEqual([[leftover]]);
+    expect((await listLakeFiles(bucket.store)).get(partition)).toEqual([current]);
+    expect(await compactLake(bucket.store)).toEqual([]);
+    expect((await allRows()).length).toBe(day.length + 1);
+  });
+});
+
+describe('lake invoice lines: the catch-up stage and reconcile', () => {
+  it('writes each loaded object once, and reconcile finds a line removed or duplicated', async () => {
+    const bucket = memoryBucket();
+    try {
+      const objects: LoadedObject[] = [
+        { ...FILE, format: 'csv' },
+        { ...ARCHIVE, format: 'ndjson' },
+      ];
+      const content = new Map([
+        [FILE.key, EDGES.slice(0, 6)],
+        [ARCHIVE.key, EDGES.slice(4)],
+      ]);
+      let reads = 0;
+      const deps = {
+        store: bucket.store,
+        loaded: async () => objects,
+        readLines: async (o: LoadedObject, c: { write(l: LakeLineInput): void }) => {
+          reads++;
+          for (const l of content.get(o.key) ?? []) c.write(typed(l));
+        },
+      };
+      expect(await catchUpLake(deps)).toMatchObject({ objects: 2, added: EDGES.length, already: 2 });
+      expect(await catchUpLake(deps)).toMatchObject({ objects: 0, lines: 0 });
+      expect(reads).toBe(2);
+
+      // The warehouse as the reference: the same lines, exact totals and quantities.
+      const fact = EDGES.map((l) => ({
+        invoice_no: l.invoiceNo,
+        line_no: l.lineNo,
+        quantity: l.quantity,
+        line_total: formatTotal(BigInt(l.quantity) * BigInt(thousandths(String(l.unitPrice)) as number)),
+      }));
+      const warehouse = warehouseLineSource({
+        query: async <R>() => ({ rows: fact as R[], rowCount: fact.length }),
+      } as Parameters<typeof warehouseLineSource>[0]);
+      const clean = await reconcileWith({ reference: warehouse, sources: [lakeLineSource(bucket.store)] });
+      expect(clean.ok).toBe(true);
+      expect(clean.stores[0]).toMatchObject({ lines: EDGES.length, quantity: clean.accepted.quantity });
+
+      // A line removed from the lake, and a file copied in a partition (a key twice).
+      const files = await listLakeFiles(bucket.store);
+      const yearEnd = files.get('year=2011/month=12/day=31/')?.[0] as string;
+      bucket.objects.delete(yearEnd);
+      const first = files.get(partitionOf(dateKey(EDGES[0]?.invoiceDate as string)))?.[0] as string;
+      bucket.objects.set(first.replace('part-', 'part-copy-'), bucket.objects.get(first) as Uint8Array);
+      const broken = await reconcileWith({ reference: warehouse, sources: [lakeLineSource(bucket.store)] });
+      expect(broken.ok).toBe(false);
+      expect(broken.stores[0]).toMatchObject({ missing: 1, duplicated: 4 });
+      expect(broken.stores[0]?.samples.missing.map((d) => d.key)).toEqual(['581587/1']);
+    } finally {
+      bucket.restore();
+    }
+  });
+});
+
+function formatTotal(v: bigint): string {
+  const neg = v < 0n;
+  const a = neg ? -v : v;
+  return `${neg ? '-' : ''}${a / 1000n}.${String(a % 1000n).padStart(3, '0')}`;
+}
