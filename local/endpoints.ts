@@ -4,7 +4,8 @@ import { z } from 'zod';
 
 /**
  * `<data-dir>/endpoints.json`: how scripts and tools find a running local stack.
- * The top-level keys are a contract (kinesis, dynamodb, s3, firehose, postgres, totesys, api); add, never rename.
+ * The top-level keys are a contract (kinesis, dynamodb, s3, firehose, postgres, totesys, redshiftData, api);
+ * add, never rename.
  */
 export const endpointsSchema = z.object({
   kinesis: z.string(),
@@ -15,6 +16,11 @@ export const endpointsSchema = z.object({
   postgres: z.string(),
   /** The totesys operational database (the CDC source), same server; absent in files of older versions. */
   totesys: z.string().optional(),
+  /**
+   * The local Redshift Data API (local/redshift-data.ts) over the same PostgreSQL: the aws-mode
+   * warehouse adapter's endpoint. Absent in files of older versions.
+   */
+  redshiftData: z.string().optional(),
   api: z.string().optional(),
   dashboard: z.string().optional(),
   region: z.string(),
@@ -24,6 +30,8 @@ export const endpointsSchema = z.object({
     bucket: z.string(),
     deliveryStream: z.string(),
     database: z.string(),
+    /** The Redshift Serverless workgroup the local Data API answers for (the CDK app's). */
+    workgroup: z.string().optional(),
   }),
   pid: z.number().int(),
   startedAt: z.string(),

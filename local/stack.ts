@@ -21,6 +21,7 @@ import { type LocalFirehose, startLocalFirehose } from './firehose.ts';
 import { checkHealth, type ServiceHealth } from './health.ts';
 import { acquirePidLock } from './pid-lock.ts';
 import { startPostgres, wipePostgres } from './postgres.ts';
+import { LOCAL_WORKGROUP, startLocalRedshiftData } from './redshift-data.ts';
 
 export interface StackOptions {
   config: Config;
@@ -189,6 +190,15 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       endpoints: { kinesis, dynamodb, s3, firehose: firehose.url },
       local: true,
     });
+    const redshiftData = await startLocalRedshiftData({
+      host,
+      port: 0,
+      connectionString: (database) => postgres.connectionStringFor(database),
+      database: config.names.database,
+      s3: clients.s3,
+      logger,
+    });
+    running.add('redshift-data', redshiftData.stop);
     const endpoints: Endpoints = {
       kinesis,
       dynamodb,
@@ -196,8 +206,9 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       firehose: firehose.url,
       postgres: postgres.connectionString,
       totesys: postgres.connectionStringFor(config.totesys.database),
+      redshiftData: redshiftData.url,
       region: config.region,
-      names: { ...config.names },
+      names: { ...config.names, workgroup: LOCAL_WORKGROUP },
       pid: process.pid,
       startedAt: new Date().toISOString(),
     };
