@@ -1,9 +1,6 @@
-import fs from 'node:fs/promises';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { Config } from '#adapters/config';
-import { S3DeadLetterSink } from '#adapters/dlq';
 import { KinesisLineWriter, type KinesisLineWriterStats } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
@@ -17,11 +14,17 @@ import { createLoader, type Loader, type LoadResult } from '#batch/loader/index'
 import { migrate } from '#batch/migrate';
 import { startTotesysCapture } from '#cdc/totesys/capture';
 import { startTotesysProcessing } from '#cdc/transform-load';
-import { createConsumerDeps } from '#consumers/deps';
-import { createBatchHandler } from '#consumers/handler';
 import type { WriteBilling } from '#core/serving';
-import { type StreamPoller, startStreamPoller } from '#local/poller';
+import type { StreamPoller } from '#local/poller';
 import { type LocalStack, type StackOptions, startStack } from '#local/stack';
+import {
+  type ConsumerProcess,
+  ConsumerProcessError,
+  type ConsumerProcessOptions,
+  type ConsumerStatus,
+  startConsumerProcess,
+} from './consumer-process.ts';
+import { startStreamConsumer } from './stream-consumer.ts';
 
 /** Everything `npm start` runs in local mode, wired the way Lambda would run it on AWS. */
 export interface Pipeline {
@@ -30,7 +33,10 @@ export interface Pipeline {
   dashboardUrl: string;
   warehouse: Warehouse;
   loader: Loader;
+  /** The consumer's poller: idle() and stop() reach it wherever it runs. */
   poller: StreamPoller;
+  /** Where the consumer runs and how it is doing (restarts, last exit). */
+  consumer: PipelineConsumer;
   rate: RateMeter;
   /**
    * What AWS would bill so far: the API's Kinesis PUT payload units and the consumer's DynamoDB
@@ -49,6 +55,14 @@ export interface PipelineOptions {
   scheduleLoads?: boolean;
   /** Whether the totesys source, its simulator and its change capture run. Default true. */
   totesys?: boolean;
+  /**
+   * Where the stream consumer (poller + handler) runs: `child` (default, what `npm start` runs) is
+   * a process of its own, supervised and restarted (cli/consumer-process.ts), so its event loop is
+   * not shared; `in-process` runs it here.
+   */
+  consumer?: 'child' | 'in-process';
+  /** The child's entry module and restart bound; the fault suite wraps the entry to inject faults. */
+  consumerProcess?: Pick<ConsumerProcessOptions, 'entry' | 'restart'>;
 }
 
 /**
@@ -92,9 +106,21 @@ function listen(server: Server, host: string, port: number): Promise<number> {
 }
 
 /** API: the same express app API Gateway + Lambda runs, plus the dashboard and analytics routes. */
-async function startApi(config: Config, stack: LocalStack, warehouse: Warehouse, logger: Logger) {
+async function startApi(
+  config: Config,
+  stack: LocalStack,
+  warehouse: Warehouse,
+  logger: Logger,
+  consumerStatus: () => ConsumerStatus | undefined,
+) {
   const rate = createRateMeter();
   const apiDeps = createApiDeps(config, stack.clients, logger);
+  const { store } = apiDeps;
+  // /health answers 200 while the API works; the consumer's state rides along for `stack status`.
+  apiDeps.health = async () => {
+    await store.ping();
+    return { consumer: consumerStatus() ?? { state: 'starting' } };
+  };
   const kinesisWriter = apiDeps.writer instanceof KinesisLineWriter ? apiDeps.writer : undefined;
   apiDeps.writer = withRateMeter(apiDeps.writer, rate);
   apiDeps.publicRoutes = (router) => router.use(createDashboardRouter());
@@ -116,36 +142,34 @@ async function startApi(config: Config, stack: LocalStack, warehouse: Warehouse,
   return { rate, kinesisWriter, apiUrl, dashboardUrl, stop };
 }
 
-/** Consumers: the Lambda batch handler behind a poller with event source mapping semantics. */
-async function startConsumers(config: Config, stack: LocalStack, logger: Logger) {
-  const consumerDeps = createConsumerDeps(config, stack.clients, logger);
-  const handler = createBatchHandler(consumerDeps);
-  const dlq = new S3DeadLetterSink({ client: stack.clients.s3, bucket: config.names.bucket });
-  const checkpointDir = path.join(config.dataDir, 'checkpoints');
-  await fs.mkdir(checkpointDir, { recursive: true });
-  const poller = await startStreamPoller({
-    kinesis: stack.clients.kinesis,
-    streamName: config.names.stream,
-    region: config.region,
-    handler,
-    checkpointDir,
-    ...config.poller,
-    idlePollMs: 20,
-    logger,
-    // On-failure destination: the same dlq/ letters the handler writes for poison records.
-    onFailure: (failure) =>
-      dlq.send(
-        failure.records.map((r) => ({
-          data: r.data,
-          reason: failure.reason,
-          shardId: failure.shardId,
-          sequenceNumber: r.sequenceNumber,
-          partitionKey: r.partitionKey,
-          approximateArrivalTimestamp: r.approximateArrivalTimestamp,
-        })),
-      ),
-  });
-  return { poller, consumerDeps };
+/** Where the stream consumer runs, as the rest of the pipeline sees it. */
+export type PipelineConsumer = Pick<ConsumerProcess, 'poller' | 'billing' | 'status' | 'onEvent' | 'send'>;
+
+/**
+ * The consumer in this process: one event loop shared with the API, Firehose, loader, dashboard and
+ * totesys capture (the child's is its own). Nothing supervises it: it lives and dies with us.
+ */
+async function startConsumerHere(
+  config: Config,
+  stack: LocalStack,
+  logger: Logger,
+): Promise<PipelineConsumer> {
+  const { poller, billing } = await startStreamConsumer(config, stack.clients, logger);
+  return {
+    poller,
+    billing,
+    status: () => ({ state: 'running', pid: process.pid, restarts: 0, lastExit: null }),
+    onEvent: () => () => {},
+    send() {
+      throw new ConsumerProcessError('the consumer runs in this process: nothing to send a message to');
+    },
+  };
+}
+
+function startConsumer(opts: PipelineOptions, stack: LocalStack): Promise<PipelineConsumer> {
+  const { config, logger } = opts;
+  if (opts.consumer === 'in-process') return startConsumerHere(config, stack, logger);
+  return startConsumerProcess({ config, logger, ...opts.consumerProcess });
 }
 
 export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
@@ -172,10 +196,12 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     stops.push(() => warehouse.close());
     await migrate(warehouse, logger);
 
-    const api = await startApi(config, stack, warehouse, logger);
+    let consumer: PipelineConsumer | undefined;
+    const api = await startApi(config, stack, warehouse, logger, () => consumer?.status());
     stops.push(api.stop);
     const { rate, kinesisWriter, apiUrl, dashboardUrl } = api;
-    const { poller, consumerDeps } = await startConsumers(config, stack, logger);
+    consumer = await startConsumer(opts, stack);
+    const { poller } = consumer;
     stops.push(() => poller.stop());
 
     // Batch path: S3 notifications plus a periodic sweep; marts rebuilt after loads (coalesced).
@@ -226,10 +252,10 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     await stack.publish({ api: apiUrl, dashboard: dashboardUrl });
     const billing = () => {
       const kinesis = kinesisWriter?.stats();
-      const dynamodb = consumerDeps.sink.billing?.();
+      const dynamodb = consumer?.billing();
       return { ...(kinesis ? { kinesis } : {}), ...(dynamodb ? { dynamodb } : {}) };
     };
-    return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, rate, billing, stop: stopAll };
+    return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, consumer, rate, billing, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

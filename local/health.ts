@@ -7,7 +7,7 @@ import { createClients } from '#adapters/clients';
 import { errorMessage } from '#core/resilience';
 import type { Endpoints } from './endpoints.ts';
 
-export type ServiceName = 'kinesis' | 'dynamodb' | 's3' | 'firehose' | 'postgres' | 'api';
+export type ServiceName = 'kinesis' | 'dynamodb' | 's3' | 'firehose' | 'postgres' | 'api' | 'consumer';
 
 export interface ServiceHealth {
   service: ServiceName;
@@ -68,20 +68,42 @@ export async function checkHealth(endpoints: Endpoints, timeoutMs = 3000): Promi
         }
       }),
     ];
+    let consumer: ServiceHealth | undefined;
     if (endpoints.api) {
       const api = endpoints.api;
       probes.push(
         timed('api', api, async () => {
+          const started = performance.now();
           const res = await fetch(`${api}/health`, { signal: AbortSignal.timeout(timeoutMs) });
           if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          const body = (await res.json().catch(() => ({}))) as { consumer?: unknown };
+          consumer = consumerHealth(api, body.consumer, Math.round(performance.now() - started));
           return `HTTP ${res.status}`;
         }),
       );
     }
-    return await Promise.all(probes);
+    const health = await Promise.all(probes);
+    return consumer ? [...health, consumer] : health;
   } finally {
     clients.destroy();
   }
+}
+
+/**
+ * The stream consumer, as `npm start`'s API reports it in /health (cli/consumer-process.ts): up only
+ * while it runs; restarting after a crash, or given up after repeated ones, it is DOWN.
+ */
+function consumerHealth(api: string, reported: unknown, ms: number): ServiceHealth | undefined {
+  if (typeof reported !== 'object' || reported === null) return undefined;
+  const c = reported as {
+    state?: string;
+    pid?: number | null;
+    restarts?: number;
+    lastExit?: { code: number | null; signal: string | null } | null;
+  };
+  const exit = c.lastExit ? `, last exit ${c.lastExit.signal ?? `code ${c.lastExit.code}`}` : '';
+  const detail = `${c.state ?? 'unknown'}${c.pid ? ` (pid ${c.pid})` : ''}, restarts ${c.restarts ?? 0}${exit}`;
+  return { service: 'consumer', endpoint: `${api}/health`, ok: c.state === 'running', ms, detail };
 }
 
 export function redactPassword(connectionString: string): string {

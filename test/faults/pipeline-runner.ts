@@ -1,26 +1,28 @@
 /**
  * The pipeline as `npm start --no-simulate` runs it (cli/pipeline.ts), in a child process the fault
- * tests can SIGKILL, plus fault injection driven over IPC:
+ * tests can SIGKILL, plus fault injection driven over IPC. The stream consumer is its own process, as
+ * in `npm start`: its faults are injected there (consumer-runner.ts, its entry here).
  *
  *   env RP_*                       the config (data dir, ports)
- *   env FAULT_KILL                 `consumer-mid-batch:N`: SIGKILL this process right after the Nth
- *                                  BatchWriteItem succeeded (items written, checkpoint not moved);
- *                                  `consumer-after-aggregate:N`: SIGKILL right after the Nth aggregate
- *                                  UpdateItem succeeded (the batch counted, checkpoint not moved);
+ *   env FAULT_KILL                 `consumer-mid-batch:N`, `consumer-after-aggregate:N`: the consumer
+ *                                  process SIGKILLs itself (consumer-runner.ts); the pipeline restarts it;
  *                                  `loader-mid-copy:N`: SIGKILL after N bytes of a COPY went to PostgreSQL
  *   message {type:'throttle', rate, calls}      the next `calls` DynamoDB writes: `rate` of them throttled, as many
  *                                               BatchWriteItems answered with half of them unprocessed
- *   message {type:'s3-down', ms}               every S3 call fails (503 / connection refused) for ms
+ *   message {type:'s3-down', ms}               every S3 call (this process's and the consumer's) fails for ms
  *   message {type:'restart-emulators', downMs} SIGKILL the emulator process, start it again on the same ports
  *   message {type:'restart-postgres-mid-copy', bytes, downMs}
  *                                               at the next COPY, after `bytes`: immediate shutdown
  *                                               (crash), restart on the same port and cluster
  *   message {type:'stop'}                      clean stop, exit 0
- * It answers {type:'ready', apiUrl} and {type:'done', what} when an injected fault has run its course.
+ * It answers {type:'ready', apiUrl} and {type:'done', what} when an injected fault has run its course,
+ * and {type:'done', what:'consumer-exited' | 'consumer-restarted'} when the consumer process dies or
+ * is back.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { type CopyStep, isCopyStep, isDeferredStep, type Step } from '#adapters/warehouse';
@@ -46,67 +48,21 @@ const logger = createLogger(config.logLevel, 'fault-runner');
 const [killWhat, killAfterText] = (process.env.FAULT_KILL ?? '').split(':');
 const killAfter = Number(killAfterText ?? '1');
 
-const pipeline = await startPipeline({ config, logger });
+const pipeline = await startPipeline({
+  config,
+  logger,
+  consumerProcess: { entry: path.join(path.dirname(fileURLToPath(import.meta.url)), 'consumer-runner.ts') },
+});
 const { clients } = pipeline.stack;
 
-// ----- DynamoDB: kill after a write, throttling, unprocessed items ----------------------------------
-const dynamo = {
-  batchWrites: 0,
-  aggregateUpdates: 0,
-  throttleRate: 0,
-  /** Write calls still under the fault: counted in calls, not seconds, so a slow start cannot miss it. */
-  throttleCalls: 0,
-  throttled: 0,
-  unprocessed: 0,
-};
-/** An UpdateItem of a real-time aggregate item (docs/dynamodb.md: pk `AGG#...`). */
-const isAggregateUpdate = (input: unknown) =>
-  (input as { Key?: { pk?: { S?: string } } }).Key?.pk?.S?.startsWith('AGG#') === true;
-class ThrottledError extends Error {
-  override name = 'ProvisionedThroughputExceededException';
-  readonly $fault = 'client';
-  readonly $metadata = { httpStatusCode: 400 };
-}
-clients.dynamodb.middlewareStack.add(
-  (next, context) => async (args) => {
-    const command = context.commandName;
-    if (
-      dynamo.throttleCalls > 0 &&
-      (command === 'BatchWriteItemCommand' || command === 'UpdateItemCommand')
-    ) {
-      dynamo.throttleCalls--;
-      // Reported once this call's share is counted (the code below runs before the microtask).
-      if (dynamo.throttleCalls === 0)
-        queueMicrotask(() => send({ type: 'done', what: 'throttle', ...dynamo }));
-      if (Math.random() < dynamo.throttleRate) {
-        dynamo.throttled++;
-        throw new ThrottledError('Rate of requests exceeds the allowed throughput (injected)');
-      }
-      const input = args.input as { RequestItems?: Record<string, unknown[]> };
-      const [table, items] = Object.entries(input.RequestItems ?? {})[0] ?? [];
-      if (command === 'BatchWriteItemCommand' && table && items && items.length > 1 && Math.random() < 0.5) {
-        // What DynamoDB does under pressure: writes part of the batch and hands back the rest.
-        const keep = items.slice(0, Math.ceil(items.length / 2));
-        const back = items.slice(keep.length);
-        dynamo.unprocessed += back.length;
-        const out = await next({ ...args, input: { ...input, RequestItems: { [table]: keep } } });
-        (out.output as { UnprocessedItems?: Record<string, unknown[]> }).UnprocessedItems = { [table]: back };
-        return out;
-      }
-    }
-    const out = await next(args);
-    if (command === 'BatchWriteItemCommand') {
-      dynamo.batchWrites++;
-      if (killWhat === 'consumer-mid-batch' && dynamo.batchWrites >= killAfter) die();
-    }
-    if (command === 'UpdateItemCommand' && isAggregateUpdate(args.input)) {
-      dynamo.aggregateUpdates++;
-      if (killWhat === 'consumer-after-aggregate' && dynamo.aggregateUpdates >= killAfter) die();
-    }
-    return out;
-  },
-  { step: 'initialize', name: 'faultDynamo' },
-);
+// ----- the consumer: its own process, with its faults (consumer-runner.ts) --------------------------
+// Its DynamoDB kills and throttling and its share of an S3 outage happen there, where its calls are
+// made; what it reports comes back here and goes on to the test, with its exits and restarts.
+pipeline.consumer.onEvent((event) => {
+  if (event.type === 'message') send(event.message as object);
+  else if (event.type === 'exited') send({ ...event, type: 'done', what: 'consumer-exited' });
+  else if (event.start > 1) send({ type: 'done', what: 'consumer-restarted', pid: event.pid });
+});
 
 // ----- S3 outage --------------------------------------------------------------------------------------
 let s3DownUntil = 0;
@@ -251,10 +207,10 @@ async function restartEmulators(downMs: number): Promise<void> {
 process.on('message', (m: Message) => {
   switch (m.type) {
     case 'throttle':
-      dynamo.throttleRate = m.rate;
-      dynamo.throttleCalls = m.calls;
+      pipeline.consumer.send(m);
       break;
     case 's3-down':
+      pipeline.consumer.send(m);
       s3DownUntil = Date.now() + m.ms;
       setTimeout(() => send({ type: 'done', what: 's3-down', refused: s3Refused }), m.ms);
       break;
