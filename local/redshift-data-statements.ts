@@ -22,6 +22,8 @@ export const isTerminal = (s: Status) => TERMINAL.has(s);
 
 /** How long results are kept (the Data API keeps them 24 hours). */
 const RETAIN_MS = 24 * 3600 * 1000;
+const CANCEL_TRIES = 20;
+const CANCEL_RETRY_MS = 100;
 
 export interface SubStatement {
   sql: string;
@@ -76,7 +78,8 @@ class Cancelled extends Error {
 
 /** Redshift's error text: the server's message after its severity, as DescribeStatement shows it. */
 const redshiftError = (err: unknown) => {
-  const message = errorMessage(err);
+  // The server's own text (errorMessage would prefix pg's error class name).
+  const message = err instanceof Error ? err.message : errorMessage(err);
   return /^(ERROR|FATAL):/.test(message) ? message : `ERROR: ${message}`;
 };
 
@@ -294,8 +297,15 @@ export class Engine {
     if (isTerminal(record.status))
       throw validation(`Could not cancel a query that is already in ${record.status} state.`);
     record.cancelRequested = true;
-    if (record.pid !== undefined)
-      await this.poolOf(record.input.target.database).query('SELECT pg_cancel_backend($1)', [record.pid]);
+    // A cancel that reaches the backend before the query does is lost: it is repeated until the
+    // statement ends (a statement between its sub-statements sees the flag instead).
+    for (let i = 0; i < CANCEL_TRIES && !isTerminal(record.status); i++) {
+      if (record.pid !== undefined)
+        await this.poolOf(record.input.target.database).query('SELECT pg_cancel_backend($1)', [record.pid]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([record.ended, new Promise((r) => (timer = setTimeout(r, CANCEL_RETRY_MS)))]);
+      clearTimeout(timer);
+    }
   }
 
   /** Cancels what still runs, waits for it to end, closes the connections. */

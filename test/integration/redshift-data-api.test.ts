@@ -1,0 +1,455 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import {
+  ActiveStatementsExceededException,
+  BatchExecuteStatementCommand,
+  CancelStatementCommand,
+  DescribeStatementCommand,
+  type DescribeStatementResponse,
+  ExecuteStatementCommand,
+  type ExecuteStatementInput,
+  GetStatementResultCommand,
+  ListStatementsCommand,
+  RedshiftDataClient,
+  ResourceNotFoundException,
+  ValidationException,
+} from '@aws-sdk/client-redshift-data';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCAL_CREDENTIALS } from '#adapters/clients';
+import { createLogger } from '#adapters/logger';
+import { LOCAL_WORKGROUP, type LocalRedshiftData, startLocalRedshiftData } from '#local/redshift-data';
+import { decimal, int32, string, writeParquet } from '#lake/parquet';
+import type { LocalStack } from '#local/stack';
+import { startTestStack } from '#test/helpers/stack';
+
+let stack: LocalStack;
+let client: RedshiftDataClient;
+
+const target = () => ({
+  WorkgroupName: LOCAL_WORKGROUP,
+  Database: stack.config.names.database,
+  SecretArn: 'arn:aws:secretsmanager:us-east-1:000000000000:secret:rp-admin',
+});
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  client = new RedshiftDataClient({
+    region: 'us-east-1',
+    endpoint: stack.endpoints.redshiftData as string,
+    credentials: LOCAL_CREDENTIALS,
+  });
+});
+
+afterAll(async () => {
+  client?.destroy();
+  await stack?.stop();
+});
+
+/** Waits for the statement's end the way a client does: DescribeStatement until it is terminal. */
+async function settled(id: string): Promise<DescribeStatementResponse> {
+  for (;;) {
+    const d = await client.send(new DescribeStatementCommand({ Id: id, WaitTimeSeconds: 5 }));
+    if (d.Status === 'FINISHED' || d.Status === 'FAILED' || d.Status === 'ABORTED') return d;
+  }
+}
+
+async function execute(sql: string, extra: Partial<ExecuteStatementInput> = {}) {
+  const { Id } = await client.send(new ExecuteStatementCommand({ ...target(), Sql: sql, ...extra }));
+  return settled(Id as string);
+}
+
+describe('ExecuteStatement, DescribeStatement, GetStatementResult', () => {
+  it('runs a statement asynchronously and answers typed records with column metadata', async () => {
+    const out = await client.send(
+      new ExecuteStatementCommand({
+        ...target(),
+        Sql: "SELECT 42 AS n, CAST(1.250 AS numeric(12, 3)) AS price, 'it''s' AS s, true AS b, CAST(NULL AS varchar(4)) AS z, CAST(0.5 AS float8) AS f",
+        StatementName: 'typed-probe',
+      }),
+    );
+    expect(out.Id).toMatch(/^[a-z0-9]{8}(-[a-z0-9]{4}){3}-[a-z0-9]{12}$/);
+    expect(out).toMatchObject({ WorkgroupName: LOCAL_WORKGROUP, Database: 'retail' });
+
+    const d = await settled(out.Id as string);
+    expect(d).toMatchObject({ Status: 'FINISHED', HasResultSet: true, ResultRows: 1 });
+    expect(d.Duration).toBeGreaterThan(0);
+    expect(d.QueryString).toContain('SELECT 42');
+
+    const r = await client.send(new GetStatementResultCommand({ Id: out.Id }));
+    expect(r.TotalNumRows).toBe(1);
+    expect(r.Records).toEqual([
+      [
+        { longValue: 42 },
+        { stringValue: '1.250' },
+        { stringValue: "it's" },
+        { booleanValue: true },
+        { isNull: true },
+        { doubleValue: 0.5 },
+      ],
+    ]);
+    expect(r.ColumnMetadata?.map((c) => [c.name, c.typeName])).toEqual([
+      ['n', 'int4'],
+      ['price', 'numeric'],
+      ['s', 'text'],
+      ['b', 'bool'],
+      ['z', 'varchar'],
+      ['f', 'float8'],
+    ]);
+    expect(r.ColumnMetadata?.[1]).toMatchObject({ precision: 12, scale: 3 });
+  });
+});
+
+describe('statements and batches', () => {
+  it('pages a large result with NextToken; every page says the total', async () => {
+    const { Id } = await client.send(
+      new ExecuteStatementCommand({
+        ...target(),
+        Sql: 'SELECT n FROM generate_series(1, 2500) n ORDER BY n',
+      }),
+    );
+    expect(await settled(Id as string)).toMatchObject({ Status: 'FINISHED', ResultRows: 2500 });
+    const pages: number[][] = [];
+    let token: string | undefined;
+    do {
+      const page = await client.send(new GetStatementResultCommand({ Id, NextToken: token }));
+      expect(page.TotalNumRows).toBe(2500);
+      pages.push((page.Records ?? []).map((r) => Number(r[0]?.longValue)));
+      token = page.NextToken;
+    } while (token);
+    expect(pages.map((p) => p.length)).toEqual([1000, 1000, 500]);
+    expect(pages.flat()).toEqual(Array.from({ length: 2500 }, (_, i) => i + 1));
+    await expect(
+      client.send(new GetStatementResultCommand({ Id, NextToken: 'bm90LWEtdG9rZW4' })),
+    ).rejects.toBeInstanceOf(ValidationException);
+  });
+
+  it('binds named parameters as untyped text the server converts; an unreferenced one is refused', async () => {
+    const d = await execute(
+      'SELECT :word AS word, CAST(:n AS integer) + 1 AS next, CAST(:n AS integer) AS again',
+      {
+        Parameters: [
+          { name: 'word', value: "it's \\ here" },
+          { name: 'n', value: '41' },
+        ],
+      },
+    );
+    expect(d).toMatchObject({ Status: 'FINISHED', QueryParameters: [{ name: 'word' }, { name: 'n' }] });
+    const r = await client.send(new GetStatementResultCommand({ Id: d.Id }));
+    expect(r.Records).toEqual([[{ stringValue: "it's \\ here" }, { longValue: 42 }, { longValue: 41 }]]);
+
+    await expect(
+      client.send(
+        new ExecuteStatementCommand({
+          ...target(),
+          Sql: 'SELECT 1',
+          Parameters: [{ name: 'x', value: '1' }],
+        }),
+      ),
+    ).rejects.toBeInstanceOf(ValidationException);
+  });
+
+  it('a failing statement ends FAILED with the PostgreSQL message, and has no result', async () => {
+    const d = await execute('SELECT missing_column FROM no_such_table');
+
+    expect(d.Status).toBe('FAILED');
+    expect(d.Error).toBe('ERROR: relation "no_such_table" does not exist');
+    await expect(client.send(new GetStatementResultCommand({ Id: d.Id }))).rejects.toBeInstanceOf(
+      ResourceNotFoundException,
+    );
+  });
+
+  it('runs a batch as one transaction: a failure rolls back the statements before it', async () => {
+    expect((await execute('CREATE TABLE batch_probe (id integer PRIMARY KEY, note varchar(8))')).Status).toBe(
+      'FINISHED',
+    );
+    const failed = await client.send(
+      new BatchExecuteStatementCommand({
+        ...target(),
+        Sqls: [
+          "INSERT INTO batch_probe VALUES (1, 'a')",
+          "INSERT INTO batch_probe VALUES (2, 'b')",
+          "INSERT INTO batch_probe VALUES (1, 'again')",
+          "INSERT INTO batch_probe VALUES (3, 'c')",
+        ],
+      }),
+    );
+    const f = await settled(failed.Id as string);
+    expect(f.Status).toBe('FAILED');
+    expect(f.Error).toContain('duplicate key value violates unique constraint "batch_probe_pkey"');
+    expect(f.SubStatements?.map((s) => [s.Id, s.Status])).toEqual([
+      [`${failed.Id}:1`, 'FINISHED'],
+      [`${failed.Id}:2`, 'FINISHED'],
+      [`${failed.Id}:3`, 'FAILED'],
+      [`${failed.Id}:4`, 'ABORTED'],
+    ]);
+    const count = await execute('SELECT count(*) AS n FROM batch_probe');
+    const counted = await client.send(new GetStatementResultCommand({ Id: count.Id }));
+    expect(counted.Records).toEqual([[{ longValue: 0 }]]);
+
+    const ok = await client.send(
+      new BatchExecuteStatementCommand({
+        ...target(),
+        Sqls: [
+          "INSERT INTO batch_probe VALUES (1, 'a'), (2, 'b')",
+          'SELECT id, note FROM batch_probe ORDER BY id',
+        ],
+      }),
+    );
+    const d = await settled(ok.Id as string);
+    expect(d).toMatchObject({ Status: 'FINISHED', HasResultSet: true });
+    expect(d.SubStatements?.map((s) => [s.Status, s.ResultRows, s.HasResultSet])).toEqual([
+      ['FINISHED', 2, false],
+      ['FINISHED', 2, true],
+    ]);
+    await expect(client.send(new GetStatementResultCommand({ Id: ok.Id }))).rejects.toBeInstanceOf(
+      ValidationException,
+    );
+    const rows = await client.send(new GetStatementResultCommand({ Id: `${ok.Id}:2` }));
+    expect(rows.Records).toEqual([
+      [{ longValue: 1 }, { stringValue: 'a' }],
+      [{ longValue: 2 }, { stringValue: 'b' }],
+    ]);
+    const sub = await client.send(new DescribeStatementCommand({ Id: `${ok.Id}:1` }));
+    expect(sub).toMatchObject({ Id: `${ok.Id}:1`, Status: 'FINISHED', ResultRows: 2 });
+  });
+
+  it('gives every statement a session of its own: a temp table does not outlive its statement', async () => {
+    expect((await execute('CREATE TEMP TABLE session_probe (x integer)')).Status).toBe('FINISHED');
+    const d = await execute('SELECT x FROM session_probe');
+    expect(d.Error).toBe('ERROR: relation "session_probe" does not exist');
+  });
+
+  it('cancels a running statement (ABORTED); a finished one cannot be cancelled', async () => {
+    const { Id } = await client.send(
+      new ExecuteStatementCommand({ ...target(), Sql: 'SELECT pg_sleep(60)' }),
+    );
+    for (;;) {
+      const d = await client.send(new DescribeStatementCommand({ Id }));
+      if (d.Status === 'STARTED') break;
+      expect(['SUBMITTED', 'PICKED']).toContain(d.Status);
+    }
+    expect(await client.send(new CancelStatementCommand({ Id }))).toMatchObject({ Status: true });
+    const d = await settled(Id as string);
+    expect(d.Status).toBe('ABORTED');
+    expect(d.Error).toContain('canceling statement due to user request');
+    await expect(client.send(new CancelStatementCommand({ Id }))).rejects.toBeInstanceOf(ValidationException);
+  });
+
+  it('lists statements by name prefix and status, newest first', async () => {
+    await execute('SELECT 1', { StatementName: 'list-probe-a' });
+    await execute('SELECT 2', { StatementName: 'list-probe-b' });
+    await execute('SELECT nope', { StatementName: 'list-probe-c' });
+    const listed = await client.send(
+      new ListStatementsCommand({ StatementName: 'list-probe', Status: 'FINISHED' }),
+    );
+    expect(listed.Statements?.map((s) => [s.StatementName, s.QueryString, s.IsBatchStatement])).toEqual([
+      ['list-probe-b', 'SELECT 2', false],
+      ['list-probe-a', 'SELECT 1', false],
+    ]);
+    const paged = await client.send(
+      new ListStatementsCommand({ StatementName: 'list-probe', MaxResults: 2 }),
+    );
+    expect(paged.Statements?.map((s) => s.StatementName)).toEqual(['list-probe-c', 'list-probe-b']);
+    const rest = await client.send(
+      new ListStatementsCommand({ StatementName: 'list-probe', MaxResults: 2, NextToken: paged.NextToken }),
+    );
+    expect(rest.Statements?.map((s) => s.StatementName)).toEqual(['list-probe-a']);
+    expect(rest.NextToken).toBeUndefined();
+  });
+});
+
+describe('errors in the Data API shapes', () => {
+  it('refuses an unknown workgroup, a missing target, a malformed id; an unknown id is not found', async () => {
+    const refused = client.send(
+      new ExecuteStatementCommand({ ...target(), WorkgroupName: 'someone-elses', Sql: 'SELECT 1' }),
+    );
+    await expect(refused).rejects.toBeInstanceOf(ValidationException);
+    await expect(refused).rejects.toThrow("Redshift endpoint doesn't exist in this region.");
+    await expect(
+      client.send(new ExecuteStatementCommand({ Database: 'retail', Sql: 'SELECT 1' })),
+    ).rejects.toThrow('Either ClusterIdentifier or WorkgroupName needs to be specified.');
+    await expect(client.send(new DescribeStatementCommand({ Id: 'not-an-id' }))).rejects.toBeInstanceOf(
+      ValidationException,
+    );
+    await expect(
+      client.send(new DescribeStatementCommand({ Id: '00000000-0000-0000-0000-000000000000' })),
+    ).rejects.toBeInstanceOf(ResourceNotFoundException);
+  });
+
+  it('fails a statement on a database the CDK app does not create', async () => {
+    const d = await execute('SELECT 1', { Database: 'dev' });
+    expect(d).toMatchObject({ Status: 'FAILED', Error: 'FATAL: database "dev" does not exist' });
+  });
+
+  it('refuses statements beyond the active quota with ActiveStatementsExceededException', async () => {
+    const pg = new URL(stack.endpoints.postgres);
+    const small: LocalRedshiftData = await startLocalRedshiftData({
+      port: 0,
+      connectionString: (database) => Object.assign(new URL(pg), { pathname: `/${database}` }).toString(),
+      database: 'retail',
+      s3: stack.clients.s3,
+      logger: createLogger('silent'),
+      maxActive: 1,
+    });
+    const other = new RedshiftDataClient({
+      region: 'us-east-1',
+      endpoint: small.url,
+      credentials: LOCAL_CREDENTIALS,
+    });
+    try {
+      const { Id } = await other.send(
+        new ExecuteStatementCommand({ ...target(), Sql: 'SELECT pg_sleep(60)' }),
+      );
+      await expect(
+        other.send(new ExecuteStatementCommand({ ...target(), Sql: 'SELECT 1' })),
+      ).rejects.toBeInstanceOf(ActiveStatementsExceededException);
+      await other.send(new CancelStatementCommand({ Id }));
+    } finally {
+      other.destroy();
+      await small.stop();
+    }
+  });
+});
+
+describe('the Redshift dialect', () => {
+  it('creates a table with distribution, sort, encoding, identity and GETDATE() and uses it', async () => {
+    const ddl = await execute(`CREATE TABLE dialect_probe (
+  id bigint GENERATED BY DEFAULT AS IDENTITY(10, 5),
+  code varchar(8) NOT NULL ENCODE zstd DISTKEY,
+  seen timestamp DEFAULT GETDATE() ENCODE az64,
+  note varchar(16) ENCODE lzo SORTKEY
+) DISTSTYLE KEY COMPOUND SORTKEY (code, seen) BACKUP NO`);
+    expect(ddl).toMatchObject({ Status: 'FINISHED' });
+    const insert = await execute(
+      "INSERT INTO dialect_probe (code, note) VALUES ('a', 'ENCODE zstd'), ('b', NULL)",
+    );
+    expect(insert).toMatchObject({ Status: 'FINISHED', ResultRows: 2 });
+    const d = await execute(
+      "SELECT id, code, note, seen <= GETDATE() AS past, seen > GETDATE() - INTERVAL '1 hour' AS recent FROM dialect_probe ORDER BY id",
+    );
+    const r = await client.send(new GetStatementResultCommand({ Id: d.Id }));
+    expect(r.Records).toEqual([
+      [
+        { longValue: 10 },
+        { stringValue: 'a' },
+        { stringValue: 'ENCODE zstd' },
+        { booleanValue: true },
+        { booleanValue: true },
+      ],
+      [
+        { longValue: 15 },
+        { stringValue: 'b' },
+        { isNull: true },
+        { booleanValue: true },
+        { booleanValue: true },
+      ],
+    ]);
+  });
+
+  it('reads backslash escapes in literals as Redshift does', async () => {
+    const d = await execute("SELECT 'a\\\\b' AS one_backslash, 'it\\'s' AS quote");
+    const r = await client.send(new GetStatementResultCommand({ Id: d.Id }));
+    expect(r.Records).toEqual([[{ stringValue: 'a\\b' }, { stringValue: "it's" }]]);
+  });
+});
+
+describe('COPY from the local S3', () => {
+  const bucket = () => stack.config.names.bucket;
+  const put = (key: string, body: Uint8Array | string) =>
+    stack.clients.s3.send(new PutObjectCommand({ Bucket: bucket(), Key: key, Body: body }));
+  const role = "IAM_ROLE 'arn:aws:iam::000000000000:role/copy'";
+  const rowsOf = async (sql: string) =>
+    (await client.send(new GetStatementResultCommand({ Id: (await execute(sql)).Id }))).Records;
+
+  beforeAll(async () => {
+    const d = await execute('CREATE TABLE copy_target (a varchar(32), b integer, c numeric(10, 2))');
+    expect(d.Status).toBe('FINISHED');
+  });
+
+  it('loads every gzipped CSV object under the prefix, headers skipped, Latin-1 bytes replaced', async () => {
+    await execute('TRUNCATE copy_target');
+    await put('copy-probe/csv/part-1.csv.gz', gzipSync('a,b,c\n"x, quoted",1,1.50\n"",2,\n'));
+    await put(
+      'copy-probe/csv/part-2.csv.gz',
+      gzipSync(
+        Buffer.concat([
+          Buffer.from('a,b,c\n'),
+          Buffer.from('caf\xe9,3,3\n', 'latin1'),
+          Buffer.from(',4,4.25\n'),
+        ]),
+      ),
+    );
+
+    const d = await execute(
+      `COPY copy_target (a, b, c) FROM 's3://${bucket()}/copy-probe/csv/' ${role} FORMAT AS CSV IGNOREHEADER 1 GZIP ACCEPTINVCHARS AS '?' TIMEFORMAT AS 'auto' EMPTYASNULL`,
+    );
+
+    expect(d).toMatchObject({ Status: 'FINISHED', ResultRows: 4, HasResultSet: false });
+    expect(await rowsOf('SELECT a, b, c FROM copy_target ORDER BY b')).toEqual([
+      [{ stringValue: 'x, quoted' }, { longValue: 1 }, { stringValue: '1.50' }],
+      [{ stringValue: '' }, { longValue: 2 }, { isNull: true }],
+      [{ stringValue: 'caf?' }, { longValue: 3 }, { stringValue: '3.00' }],
+      [{ isNull: true }, { longValue: 4 }, { stringValue: '4.25' }],
+    ]);
+  });
+
+  it("loads JSON objects by key with 'auto', missing keys NULL", async () => {
+    await execute('TRUNCATE copy_target');
+    await put(
+      'copy-probe/json/lines.json',
+      '{"a":"x","b":1,"extra":true}\n{"b":2,"c":2.5}\n  {"A":"case","b":3}',
+    );
+
+    const d = await execute(
+      `COPY copy_target FROM 's3://${bucket()}/copy-probe/json/' ${role} FORMAT AS JSON 'auto'`,
+    );
+
+    expect(d).toMatchObject({ Status: 'FINISHED', ResultRows: 3 });
+    expect(await rowsOf('SELECT a, b, c FROM copy_target ORDER BY b')).toEqual([
+      [{ stringValue: 'x' }, { longValue: 1 }, { isNull: true }],
+      [{ isNull: true }, { longValue: 2 }, { stringValue: '2.50' }],
+      [{ isNull: true }, { longValue: 3 }, { isNull: true }],
+    ]);
+  });
+
+  it('loads Parquet by column position, decimals exact', async () => {
+    await execute('TRUNCATE copy_target');
+    const schema = [
+      { name: 'name', type: string, nullable: true },
+      { name: 'qty', type: int32, nullable: false },
+      { name: 'price', type: decimal(10, 2), nullable: true },
+    ];
+    await put(
+      'copy-probe/parquet/rows.parquet',
+      writeParquet(schema, [
+        { name: 'p', qty: 7, price: '12345678.91' },
+        { name: null, qty: 8, price: null },
+      ]),
+    );
+
+    const d = await execute(
+      `COPY copy_target FROM 's3://${bucket()}/copy-probe/parquet/rows.parquet' ${role} FORMAT AS PARQUET`,
+    );
+
+    expect(d).toMatchObject({ Status: 'FINISHED', ResultRows: 2 });
+    expect(await rowsOf('SELECT a, b, c FROM copy_target ORDER BY b')).toEqual([
+      [{ stringValue: 'p' }, { longValue: 7 }, { stringValue: '12345678.91' }],
+      [{ isNull: true }, { longValue: 8 }, { isNull: true }],
+    ]);
+  });
+
+  it('fails the statement when nothing is under the prefix, or an option is not translated', async () => {
+    const none = await execute(
+      `COPY copy_target FROM 's3://${bucket()}/copy-probe/none/' ${role} FORMAT AS CSV`,
+    );
+    expect(none).toMatchObject({ Status: 'FAILED' });
+    expect(none.Error).toContain("The specified S3 prefix 'copy-probe/none/' does not exist");
+    const odd = await execute(
+      `COPY copy_target FROM 's3://${bucket()}/copy-probe/csv/' ${role} CSV FILLRECORD`,
+    );
+    expect(odd.Error).toContain('COPY option FILLRECORD is not translated by the local Redshift Data API');
+  });
+});
