@@ -111,8 +111,9 @@ export function createTypedSql(): string {
  * it): a constant default costs the server nothing per row, `statement_timestamp()` is a call per
  * row (~15% of the COPY's server time for the real file).
  */
+const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
+
 export function bulkBefore(source: 'stream' | 'file', key: string, visibleAtMs: number): string[] {
-  const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
   return [
     'TRUNCATE fact_sales_line',
     'ALTER TABLE fact_sales_line DROP CONSTRAINT fact_sales_line_pkey',
@@ -141,6 +142,25 @@ export function markNewSql(dropLoaded = false): string {
 WHERE ${match}`;
 }
 
+/**
+ * A batch of archive objects merged in one transaction (PostgreSQL): load_typed also says which
+ * object each row came from. Before each object's COPY its key and place in the batch become the
+ * columns' defaults: constants cost the server nothing per row (see `bulkBefore`).
+ */
+export const BATCH_TYPED_SQL = `ALTER TABLE ${TYPED_TABLE} ADD COLUMN source_key varchar(1024), ADD COLUMN obj integer`;
+export function batchObjectSql(obj: number, key: string): string {
+  return `ALTER TABLE ${TYPED_TABLE} ALTER COLUMN source_key SET DEFAULT ${literal(key)}, ALTER COLUMN obj SET DEFAULT ${Math.trunc(obj)}`;
+}
+/**
+ * A key in several objects of one batch (the archive is at-least-once) is the first object's, as if
+ * they had loaded one after the other: its later copies go. (Each object already kept only its own
+ * first copy of a key.)
+ */
+export const DROP_BATCH_REPEATS_SQL = `DELETE FROM ${TYPED_TABLE} t USING ${TYPED_TABLE} e
+WHERE e.invoice_no = t.invoice_no AND e.line_no = t.line_no AND e.obj < t.obj`;
+/** Each object's new keys, for its manifest row. */
+export const NEW_ROWS_PER_OBJECT_SQL = `SELECT obj, count(*) AS n FROM ${TYPED_TABLE} WHERE is_new GROUP BY obj`;
+
 /** Merge path: the dimension counts of the new rows, computed in SQL. */
 export function countNewRowsSql(): string {
   return `INSERT INTO ${COUNTS_TABLE} (kind, member, attribute, flag, line_count)
@@ -155,16 +175,19 @@ UNION ALL
 SELECT 'invoice', invoice_no, '', false, 0 FROM ${TYPED_TABLE} WHERE is_new GROUP BY invoice_no`;
 }
 
-/** Merge path: the new keys into the fact; archive lines also lend lineage to keys that lack it. */
-export function mergeFactSteps(dialect: Dialect, plan: LoadPlan): Statement[] {
+/**
+ * Merge path: the new keys into the fact; archive lines also lend lineage to keys that lack it.
+ * `keyPerRow`: a batch's rows carry their own object's key (`BATCH_TYPED_SQL`), not the plan's.
+ */
+export function mergeFactSteps(dialect: Dialect, plan: LoadPlan, keyPerRow = false): Statement[] {
   const d = dialectOf(dialect);
   const typed = TYPED_COLUMNS.map((c) => `s.${c}`).join(', ');
   const steps: Statement[] = [
     {
       sql: `INSERT INTO fact_sales_line (${FACT_COPY_COLUMNS.join(', ')})
-SELECT ${typed}, ${d.statementTime}, CAST($1 AS varchar(6)), CAST($2 AS varchar(1024))
+SELECT ${typed}, ${d.statementTime}, CAST($1 AS varchar(6)), ${keyPerRow ? 's.source_key' : 'CAST($2 AS varchar(1024))'}
 FROM ${TYPED_TABLE} s WHERE s.is_new`,
-      params: [plan.source, plan.objectKey],
+      params: keyPerRow ? [plan.source] : [plan.source, plan.objectKey],
     },
   ];
   if (plan.format === 'ndjson') {

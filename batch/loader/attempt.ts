@@ -4,8 +4,8 @@ import { type Warehouse, WarehouseError } from '#adapters/warehouse';
 import type { Manifest } from './manifest.ts';
 import { loadIdOf, type ObjectKind, type ObjectRef, openObject, stageObject } from './objects.ts';
 import { findCause } from './quarantine.ts';
-import { typedRows } from './rows.ts';
-import { FactFilledError, type LoadJob, type LoadWay, pickWay } from './strategies/index.ts';
+import { type TypedRows, typedRows } from './rows.ts';
+import { type BatchWay, FactFilledError, type LoadJob, type LoadWay, pickWay } from './strategies/index.ts';
 
 export interface AttemptDeps {
   s3: S3Client;
@@ -64,25 +64,37 @@ interface Attempt {
   started: number;
 }
 
-async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
+/** What a way knows of one object; `staged` runs once its rows are staged. */
+function jobOf(
+  deps: AttemptDeps,
+  ref: ObjectRef,
+  kind: ObjectKind,
+  status: string,
+  staged: () => void,
+): LoadJob {
   const { s3, bucket, warehouse } = deps;
-  const { key, etag } = a.ref;
-  let stagedAt = a.started;
-  const job: LoadJob = {
-    loadId: loadIdOf(key, etag),
-    objectKey: key,
-    etag,
-    ...a.kind,
-    status: a.status,
+  return {
+    loadId: loadIdOf(ref.key, ref.etag),
+    objectKey: ref.key,
+    etag: ref.etag,
+    ...kind,
+    status,
     warehouse,
     stage: (stagingKey, body) => stageObject(s3, bucket, stagingKey, body),
     async staged() {
-      stagedAt = performance.now();
-      await deps.afterStage?.(key);
+      staged();
+      await deps.afterStage?.(ref.key);
     },
   };
+}
+
+async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
+  let stagedAt = a.started;
+  const job = jobOf(deps, a.ref, a.kind, a.status, () => {
+    stagedAt = performance.now();
+  });
   const encoder = a.way.encoder(job);
-  const source = await openObject(s3, bucket, a.ref);
+  const source = await openObject(deps.s3, deps.bucket, a.ref);
   const rows = await typedRows(source, { ...job, encoder });
   try {
     if (!(await a.way.load(job, rows))) return false;
@@ -90,6 +102,42 @@ async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
     await rows.close();
   }
   const end = performance.now();
-  await deps.manifest.timings(key, etag, stagedAt - a.started, end - stagedAt);
+  await deps.manifest.timings(a.ref.key, a.ref.etag, stagedAt - a.started, end - stagedAt);
+  return true;
+}
+
+/**
+ * Loads pending objects of one kind together, in one transaction (`way`: the warehouse's batch
+ * way). Each object is opened as its COPY comes and every one is closed at the end. Each manifest
+ * row gets the batch's time split. False: another loader has one of them (nothing written).
+ */
+export async function loadBatch(
+  deps: AttemptDeps,
+  way: BatchWay,
+  refs: readonly ObjectRef[],
+  kind: ObjectKind,
+): Promise<boolean> {
+  const started = performance.now();
+  let stagedAt = started;
+  const opened: TypedRows[] = [];
+  const jobs = refs.map((ref) =>
+    jobOf(deps, ref, kind, 'pending', () => {
+      stagedAt = performance.now();
+    }),
+  );
+  const refOf = new Map(jobs.map((job, i) => [job, refs[i] as ObjectRef]));
+  try {
+    const loaded = await way.load(jobs, async (job) => {
+      const source = await openObject(deps.s3, deps.bucket, refOf.get(job) as ObjectRef);
+      const rows = await typedRows(source, { ...job, encoder: way.encoder() });
+      opened.push(rows);
+      return rows;
+    });
+    if (!loaded) return false;
+  } finally {
+    await Promise.all(opened.map((rows) => rows.close()));
+  }
+  const end = performance.now();
+  for (const ref of refs) await deps.manifest.timings(ref.key, ref.etag, stagedAt - started, end - stagedAt);
   return true;
 }

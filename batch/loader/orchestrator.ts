@@ -2,6 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { loadObject } from './attempt.ts';
+import { batchLoads } from './batches.ts';
 import { createManifest, type ManifestRow } from './manifest.ts';
 import {
   ARCHIVE_PREFIX,
@@ -14,6 +15,7 @@ import {
 import { asQuarantine, moveToQuarantine, rejectedReportKey, writeRejectedReport } from './quarantine.ts';
 import { type LoadResult, type LoadStatus, resultOf } from './result.ts';
 import { createScheduler, DEFAULT_RETRY_RULE, type Loader, whyNotNow } from './scheduler.ts';
+import { batchWayOf } from './strategies/index.ts';
 
 export interface LoaderHooks {
   /**
@@ -36,12 +38,21 @@ export interface LoaderOptions {
   /** Then by a sweep after a cool-down since its last attempt (default 30 s doubling, at most 10 min). */
   coolDown?: { baseMs?: number; maxMs?: number };
   hooks?: LoaderHooks;
+  /**
+   * Pending archive objects found together (a sweep, or notifications that came while a load ran)
+   * load in one transaction, at most this many objects and bytes (stored size) at once, where the
+   * warehouse has a batch way (PostgreSQL). Default 20 objects, 64 MiB; 1 object: one by one.
+   */
+  batch?: { maxObjects?: number; maxBytes?: number };
 }
 
+const DEFAULT_BATCH = { maxObjects: 20, maxBytes: 64 * 1024 * 1024 };
+
 /**
- * The batch loader: finds objects under archive/ and landing/ and loads each into the star schema
- * in one transaction, tracked by load_manifest. Per object: record it, skip it if done or resting,
- * load it (./attempt.ts), then report its rejected rows, or quarantine it, or record the failure.
+ * The batch loader: finds objects under archive/ and landing/ and loads them into the star schema,
+ * tracked by load_manifest: each object in one transaction, or archive objects waiting together in
+ * one transaction for all (`loadMany`). Per object: record it, skip it if done or resting, load it
+ * (./attempt.ts), then report its rejected rows, or quarantine it, or record the failure.
  */
 export function createLoader(options: LoaderOptions): Loader {
   const { s3, bucket, warehouse, logger, hooks } = options;
@@ -118,6 +129,14 @@ export function createLoader(options: LoaderOptions): Loader {
     states: () => manifest.states(),
     head: (key) => headObject(s3, bucket, key),
     load,
+    loadMany: batchLoads({
+      deps,
+      way: batchWayOf(warehouse),
+      maxObjects: options.batch?.maxObjects ?? DEFAULT_BATCH.maxObjects,
+      maxBytes: options.batch?.maxBytes ?? DEFAULT_BATCH.maxBytes,
+      load,
+      loaded,
+    }),
     accepts: (key) => formatOf(key) !== undefined && prefixes.some((p) => key.startsWith(p)),
   });
 }

@@ -5,14 +5,17 @@ import type { ObjectRef } from './objects.ts';
 import { type LoadResult, resultOf } from './result.ts';
 
 /**
- * When objects are tried: one at a time, by a sweep (on an interval, or asked), by key, or on an S3
- * notification; and when a failed object is tried again (the fast retries, then a cool-down).
+ * When objects are tried: one load at a time, by a sweep (on an interval, or asked), by key, or on
+ * an S3 notification; and when a failed object is tried again (the fast retries, then a cool-down).
+ * What a sweep finds, and what was notified while a load ran, is loaded together (`loadMany`).
  */
 
 export interface Loader {
   sweep(): Promise<LoadResult[]>;
   /** Loads one object now (or reports why not). */
   loadKey(key: string): Promise<LoadResult>;
+  /** Loads these objects now, together where they may be (or reports why not), in key order. */
+  loadKeys(keys: readonly string[]): Promise<LoadResult[]>;
   /** An object was created: load it soon (S3 event notification). */
   notify(key: string): void;
   start(intervalSeconds: number): void;
@@ -58,6 +61,8 @@ export interface SchedulerDeps {
   head(key: string): Promise<ObjectRef>;
   /** Loads one object version. */
   load(ref: ObjectRef): Promise<LoadResult>;
+  /** Loads object versions, together where they may be, in key order. */
+  loadMany(refs: readonly ObjectRef[]): Promise<LoadResult[]>;
   /** Whether a notified key is one this loader loads. */
   accepts(key: string): boolean;
 }
@@ -66,27 +71,32 @@ export interface SchedulerDeps {
 async function sweepOnce(deps: SchedulerDeps): Promise<LoadResult[]> {
   const objects = await deps.list();
   const known = await deps.states();
-  const results: LoadResult[] = [];
-  // Oldest first by key: archive keys sort by time, so the stream's order is kept.
-  for (const o of objects.sort((a, b) => a.key.localeCompare(b.key))) {
-    const m = known.get(`${o.key}\n${o.etag}`);
-    if (m && whyNotNow(m, deps.rule)) continue;
-    results.push(await deps.load(o));
-  }
-  return results;
+  // Oldest first by key (loadMany): archive keys sort by time, so the stream's order is kept.
+  return deps.loadMany(
+    objects.filter((o) => {
+      const m = known.get(`${o.key}\n${o.etag}`);
+      return !(m && whyNotNow(m, deps.rule));
+    }),
+  );
 }
 
-/** Loads the key's current version. */
-async function loadKeyNow(deps: SchedulerDeps, key: string): Promise<LoadResult> {
+/** The key's current version, or why it cannot be read. */
+async function headOf(deps: SchedulerDeps, key: string): Promise<ObjectRef | LoadResult> {
   const started = performance.now();
-  let ref: ObjectRef;
   try {
-    ref = await deps.head(key);
+    return await deps.head(key);
   } catch (err) {
     const detail = `cannot read the object: ${(err as Error).message}`;
     return resultOf({ key, etag: '' }, 'skipped', started, undefined, detail);
   }
-  return deps.load(ref);
+}
+
+/** Loads the keys' current versions (together where they may be). */
+async function loadKeysNow(deps: SchedulerDeps, keys: readonly string[]): Promise<LoadResult[]> {
+  const heads = await Promise.all([...new Set(keys)].map((key) => headOf(deps, key)));
+  const unreadable = heads.filter((h): h is LoadResult => 'status' in h);
+  const refs = heads.filter((h): h is ObjectRef => !('status' in h));
+  return [...unreadable, ...(await deps.loadMany(refs))];
 }
 
 export function createScheduler(deps: SchedulerDeps): Loader {
@@ -106,6 +116,9 @@ export function createScheduler(deps: SchedulerDeps): Loader {
   };
 
   let sweeping: Promise<LoadResult[]> | undefined;
+  /** Notified keys whose load has not started yet. */
+  const notified = new Set<string>();
+  let notifiedQueued = false;
   let stopped = false;
   /** The periodic sweeps: their loop, and the signal that ends its wait at once on stop. */
   let periodic: { loop: Promise<void>; stop: AbortController } | undefined;
@@ -119,11 +132,31 @@ export function createScheduler(deps: SchedulerDeps): Loader {
       return sweeping;
     },
     loadKey(key) {
-      return track(serial(() => loadKeyNow(deps, key)));
+      return track(
+        serial(async () => {
+          const ref = await headOf(deps, key);
+          return 'status' in ref ? ref : deps.load(ref);
+        }),
+      );
+    },
+    loadKeys(keys) {
+      return track(serial(() => loadKeysNow(deps, keys)));
     },
     notify(key) {
       if (stopped || !deps.accepts(key)) return;
-      loader.loadKey(key).catch((err: unknown) => logger.error({ err, key }, 'notified load failed'));
+      // Keys notified while a load runs wait for it, then load together: one batch, not a queue of
+      // single loads that each pay a load's fixed cost (the loader fell behind Firehose that way).
+      notified.add(key);
+      if (notifiedQueued) return;
+      notifiedQueued = true;
+      track(
+        serial(() => {
+          const keys = [...notified];
+          notified.clear();
+          notifiedQueued = false;
+          return loadKeysNow(deps, keys);
+        }),
+      ).catch((err: unknown) => logger.error({ err, key }, 'notified load failed'));
     },
     start(intervalSeconds) {
       if (periodic) return;

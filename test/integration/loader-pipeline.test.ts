@@ -749,3 +749,217 @@ describe('an outage longer than the fast retries', () => {
     ]);
   });
 });
+
+describe('archive objects waiting together: one transaction', () => {
+  const archived = (invoiceNo: string, lineNo: number, stockCode = '71053') =>
+    JSON.stringify({
+      ...acceptedLine({ invoiceNo, lineNo, stockCode }),
+      streamVisibleAt: '2026-12-06T07:00:00.300Z',
+    });
+  const object = (...lines: string[]) => gzipSync(lines.join('\n'));
+  /** The warehouse, counting the transactions the loader runs. */
+  const counted = () => {
+    const seen = { transactions: 0 };
+    const w: Warehouse = {
+      dialect: warehouse.dialect,
+      copySource: warehouse.copySource,
+      query: (sql, params) => warehouse.query(sql, params),
+      transaction: (steps) => {
+        seen.transactions++;
+        return warehouse.transaction(steps);
+      },
+      close: async () => undefined,
+    };
+    return {
+      seen,
+      loader: (hooks = {}) => createLoader({ s3: clients.s3, bucket: BUCKET, warehouse: w, logger, hooks }),
+    };
+  };
+  const manifest = (prefix: string) =>
+    rows<{
+      object_key: string;
+      status: string;
+      attempts: number;
+      rows_new: string;
+      error: string | null;
+      started_at: Date;
+    }>(
+      `SELECT object_key, status, attempts, rows_new, error, started_at FROM load_manifest
+       WHERE object_key LIKE $1 ORDER BY object_key`,
+      [`${prefix}%`],
+    );
+
+  it('loads several objects in one transaction, each with its own counts, a key in two of them once', async () => {
+    const p = 'archive/2026/02/01/10/';
+    // Object 3 repeats line 960001#2 of object 1 (Firehose is at-least-once) and has a bad line.
+    await put(`${p}s-1.gz`, object(archived('960001', 1), archived('960001', 2, '22423')));
+    await put(`${p}s-2.gz`, object(archived('960002', 1), archived('960002', 2), archived('960002', 3)));
+    const etag3 = await put(
+      `${p}s-3.gz`,
+      object(archived('960001', 2, '22423'), archived('960003', 1), '{not json'),
+    );
+    const { seen, loader: l } = counted();
+
+    const results = await l().loadKeys([`${p}s-3.gz`, `${p}s-1.gz`, `${p}s-2.gz`]);
+
+    expect(seen.transactions).toBe(1);
+    expect(results.map((r) => [r.key, r.status, r.rowsLoaded, r.rowsNew, r.rowsRejected])).toEqual([
+      [`${p}s-1.gz`, 'loaded', 2, 2, 0],
+      [`${p}s-2.gz`, 'loaded', 3, 3, 0],
+      [`${p}s-3.gz`, 'loaded', 2, 1, 1],
+    ]);
+    const m = await manifest(p);
+    expect(m.map((r) => [r.status, r.attempts, Number(r.rows_new)])).toEqual([
+      ['loaded', 1, 2],
+      ['loaded', 1, 3],
+      ['loaded', 1, 1],
+    ]);
+    // One claim time for all: they were claimed by one transaction.
+    expect(new Set(m.map((r) => r.started_at.getTime())).size).toBe(1);
+    const facts = await rows<{ invoice_no: string; line_no: number; source_key: string }>(
+      `SELECT invoice_no, line_no, source_key FROM fact_sales_line
+       WHERE invoice_no IN ('960001', '960002', '960003') ORDER BY invoice_no, line_no`,
+    );
+    expect(facts.map((f) => `${f.invoice_no}#${f.line_no} ${f.source_key.slice(p.length)}`)).toEqual([
+      '960001#1 s-1.gz',
+      '960001#2 s-1.gz',
+      '960002#1 s-2.gz',
+      '960002#2 s-2.gz',
+      '960002#3 s-2.gz',
+      '960003#1 s-3.gz',
+    ]);
+    expect(await rejectedOf(`${p}s-3.gz`, etag3)).toEqual([[3, 'not a JSON object']]);
+    expect(await rows("SELECT 1 FROM pg_tables WHERE tablename IN ('load_typed', 'load_counts')")).toEqual(
+      [],
+    );
+  });
+
+  it('quarantines the one bad object of a batch with its reason and loads the good ones', async () => {
+    const p = 'archive/2026/02/02/10/';
+    await put(`${p}s-1.gz`, object(archived('961001', 1)));
+    await put(`${p}s-2.gz`, Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x01, 0x02])); // a gzip cut short
+    await put(`${p}s-3.gz`, object(archived('961003', 1)));
+
+    const results = await loader().loadKeys([`${p}s-1.gz`, `${p}s-2.gz`, `${p}s-3.gz`]);
+
+    expect(results.map((r) => r.status)).toEqual(['loaded', 'quarantined', 'loaded']);
+    expect(results[1]?.detail).toMatch(/^not a valid gzip stream/);
+    expect((await manifest(p)).map((r) => [r.status, r.attempts])).toEqual([
+      ['loaded', 1],
+      ['quarantined', 1],
+      ['loaded', 1],
+    ]);
+    expect((await manifest(p))[1]?.error).toMatch(/^not a valid gzip stream/);
+    expect(await exists(`quarantine/${p}s-2.gz.reason.json`)).toBe(true);
+    expect(
+      await rows(
+        "SELECT invoice_no FROM fact_sales_line WHERE invoice_no IN ('961001', '961003') ORDER BY 1",
+      ),
+    ).toEqual([{ invoice_no: '961001' }, { invoice_no: '961003' }]);
+  });
+
+  it('adds nothing for a redelivered object whose lines are loaded, beside a new one', async () => {
+    const p = 'archive/2026/02/03/10/';
+    await put(`${p}s-1.gz`, object(archived('962001', 1), archived('962001', 2)));
+    await loader().loadKey(`${p}s-1.gz`);
+    const before = await factCount();
+    // The same records again in a new object (a Firehose retry), and the loaded object notified again.
+    await put(`${p}s-2.gz`, object(archived('962001', 1), archived('962001', 2)));
+    await put(`${p}s-3.gz`, object(archived('962002', 1)));
+    const { seen, loader: l } = counted();
+
+    const results = await l().loadKeys([`${p}s-1.gz`, `${p}s-2.gz`, `${p}s-3.gz`]);
+
+    expect(results.map((r) => [r.status, r.rowsLoaded, r.rowsNew])).toEqual([
+      ['skipped', 2, 2],
+      ['loaded', 2, 0],
+      ['loaded', 1, 1],
+    ]);
+    expect(results[0]?.detail).toBe('already loaded');
+    expect(seen.transactions).toBe(1);
+    expect(await factCount()).toBe(before + 1);
+    expect(
+      await rows("SELECT line_no, source_key FROM fact_sales_line WHERE invoice_no = '962001' ORDER BY 1"),
+    ).toEqual([
+      { line_no: 1, source_key: `${p}s-1.gz` },
+      { line_no: 2, source_key: `${p}s-1.gz` },
+    ]);
+  });
+
+  it('leaves every object of a batch retryable when the loader dies between two of them', async () => {
+    const p = 'archive/2026/02/04/10/';
+    await put(`${p}s-1.gz`, object(archived('963001', 1)));
+    await put(`${p}s-2.gz`, object(archived('963002', 1)));
+    await put(`${p}s-3.gz`, object(archived('963003', 1)));
+    const staged: string[] = [];
+    // The first object's rows are COPYed, the second's not yet: the loader dies there.
+    const dying = loader({
+      afterStage: (key: string) => {
+        staged.push(key);
+        return Promise.reject(new Error('the loader died between two objects'));
+      },
+    });
+
+    const failed = await dying.loadKeys([`${p}s-1.gz`, `${p}s-2.gz`, `${p}s-3.gz`]);
+
+    expect(staged[0]).toBe(`${p}s-1.gz`);
+    expect(failed.map((r) => r.status)).toEqual(['failed', 'failed', 'failed']);
+    expect(
+      await rows("SELECT 1 FROM fact_sales_line WHERE invoice_no IN ('963001', '963002', '963003')"),
+    ).toEqual([]);
+    expect(await rows("SELECT 1 FROM pg_tables WHERE tablename IN ('load_typed', 'load_counts')")).toEqual(
+      [],
+    );
+
+    const results = await loader().loadKeys([`${p}s-1.gz`, `${p}s-2.gz`, `${p}s-3.gz`]);
+
+    expect(results.map((r) => [r.status, r.rowsNew])).toEqual([
+      ['loaded', 1],
+      ['loaded', 1],
+      ['loaded', 1],
+    ]);
+    expect(
+      await rows(
+        "SELECT invoice_no, line_no FROM fact_sales_line WHERE invoice_no IN ('963001', '963002', '963003') ORDER BY 1",
+      ),
+    ).toEqual([
+      { invoice_no: '963001', line_no: 1 },
+      { invoice_no: '963002', line_no: 1 },
+      { invoice_no: '963003', line_no: 1 },
+    ]);
+  });
+
+  it('loads the objects notified while a load ran together, in one transaction', async () => {
+    const p = 'archive/2026/02/05/10/';
+    for (const n of [1, 2, 3, 4]) await put(`${p}s-${n}.gz`, object(archived(`96400${n}`, 1)));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let firstStaged!: () => void;
+    const staging = new Promise<void>((resolve) => {
+      firstStaged = resolve;
+    });
+    const { seen, loader: l } = counted();
+    const running = l({
+      afterStage: async (key: string) => {
+        if (key !== `${p}s-1.gz`) return;
+        firstStaged();
+        await held;
+      },
+    });
+
+    running.notify(`${p}s-1.gz`);
+    await staging;
+    for (const n of [2, 3, 4]) running.notify(`${p}s-${n}.gz`);
+    release();
+    await running.stop();
+
+    expect(seen.transactions).toBe(2);
+    const m = await manifest(p);
+    expect(m.map((r) => r.status)).toEqual(['loaded', 'loaded', 'loaded', 'loaded']);
+    const claimed = m.map((r) => r.started_at.getTime());
+    expect(new Set(claimed.slice(1)).size).toBe(1);
+    expect(claimed[0]).not.toBe(claimed[1]);
+  });
+});

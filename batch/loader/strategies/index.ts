@@ -3,12 +3,15 @@ import type { SourceFormat } from '../../sql.ts';
 import { factIsEmpty, postgresBulk } from './postgres-bulk.ts';
 import { postgresDirect } from './postgres-direct.ts';
 import { postgresMerge } from './postgres-merge.ts';
+import type { BatchWay } from './postgres-merge-batch.ts';
+import { postgresMergeBatch } from './postgres-merge-batch.ts';
 import { redshiftS3 } from './redshift-s3.ts';
 import type { LoadWay } from './way.ts';
 
 export { FactFilledError } from './postgres-bulk.ts';
+export type { BatchWay } from './postgres-merge-batch.ts';
 export type { LoadJob, LoadWay, WayName } from './way.ts';
-export { postgresBulk, postgresDirect, postgresMerge, redshiftS3 };
+export { postgresBulk, postgresDirect, postgresMerge, postgresMergeBatch, redshiftS3 };
 
 interface Situation {
   format: SourceFormat;
@@ -30,4 +33,13 @@ const PICK: Record<Warehouse['copySource'], (warehouse: Warehouse, s: Situation)
 
 export function pickWay(warehouse: Warehouse, situation: Situation): Promise<LoadWay> {
   return PICK[warehouse.copySource](warehouse, situation);
+}
+
+/**
+ * The way that loads several archive objects in one transaction, where the warehouse has one:
+ * PostgreSQL. Redshift's batch is submitted whole and its COPY reads S3, so a batch there would
+ * need the object of every row staged with it; it loads one object per transaction.
+ */
+export function batchWayOf(warehouse: Pick<Warehouse, 'copySource'>): BatchWay | undefined {
+  return warehouse.copySource === 'stream' ? postgresMergeBatch : undefined;
 }

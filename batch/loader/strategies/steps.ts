@@ -103,13 +103,29 @@ export function mergeClosing(job: LoadJob, rows: TypedRows, rejects: Step[]): St
   const { dialect } = job.warehouse;
   return [
     ...rejects,
+    ...mergeSteps(job, false),
+    loadedStep(dialect, job.objectKey, job.etag, counts(rows)),
+    ...MERGE_DROPS,
+  ];
+}
+
+/** The merge itself, after load_typed is marked: dimensions, new facts, duplicates. */
+export function mergeSteps(job: LoadJob, keyPerRow: boolean): Statement[] {
+  return [
     { sql: createCountsSql() },
     { sql: countNewRowsSql() },
     ...dimensionSteps(),
-    ...mergeFactSteps(dialect, job),
+    ...mergeFactSteps(job.warehouse.dialect, job, keyPerRow),
     duplicateFixStep(),
-    loadedStep(dialect, job.objectKey, job.etag, counts(rows)),
-    { sql: `DROP TABLE ${COUNTS_TABLE}` },
-    { sql: `DROP TABLE ${TYPED_TABLE}` },
   ];
+}
+
+export const MERGE_DROPS: Statement[] = [
+  { sql: `DROP TABLE ${COUNTS_TABLE}` },
+  { sql: `DROP TABLE ${TYPED_TABLE}` },
+];
+
+/** The manifest row of one object of a batch: loaded, with its counts and its own new rows. */
+export function batchLoadedStep(job: LoadJob, rows: TypedRows, rowsNew: number): Statement {
+  return loadedStep(job.warehouse.dialect, job.objectKey, job.etag, counts(rows, rowsNew));
 }
