@@ -310,6 +310,76 @@ describe('store, archive and catalog', () => {
     const [, crawler] = resources('AWS::Glue::Crawler')[0] ?? [];
     expect(JSON.stringify(crawler?.Properties?.Targets)).toMatch(/"\/archive\/"/);
   });
+
+  it('crawls the lake prefixes: archive/ and processed/invoice_lines/ as S3 targets, the totesys tables as catalog targets', () => {
+    const crawlers = resources('AWS::Glue::Crawler').map(([, r]) => r);
+    const s3Paths = crawlers.flatMap(
+      (c) => prop<{ S3Targets?: { Path: unknown; Exclusions?: string[] }[] }>(c, 'Targets').S3Targets ?? [],
+    );
+    expect(s3Paths.map((t) => JSON.stringify(t.Path))).toEqual([
+      expect.stringMatching(/\/archive\/"\]\]\}$/),
+      expect.stringMatching(/\/processed\/invoice_lines\/"\]\]\}$/),
+    ]);
+    for (const t of s3Paths) expect(t.Exclusions).toContain('**/_*/**');
+    const catalogTargets = crawlers.flatMap(
+      (c) => prop<{ CatalogTargets?: { Tables: string[] }[] }>(c, 'Targets').CatalogTargets ?? [],
+    );
+    const declared = resources('AWS::Glue::Table').map(
+      ([, t]) => prop<{ Name: string }>(t, 'TableInput').Name,
+    );
+    expect(declared.length).toBeGreaterThan(0);
+    expect(catalogTargets.flatMap((t) => t.Tables).sort()).toEqual([...declared].sort());
+    // Every crawler encrypts its logs and bookmarks, and is created after the tables it names.
+    for (const [id, c] of resources('AWS::Glue::Crawler')) {
+      expect(c.Properties?.CrawlerSecurityConfiguration).toBeDefined();
+      if (prop<{ CatalogTargets?: unknown[] }>(c, 'Targets').CatalogTargets) {
+        const dependsOn = (json.Resources[id] as { DependsOn?: string[] }).DependsOn ?? [];
+        for (const [tableId] of resources('AWS::Glue::Table')) expect(dependsOn).toContain(tableId);
+      }
+    }
+  });
+
+  it('reads the lake prefixes only: the crawler role may read archive/ and processed/, nothing else of the bucket', () => {
+    const role = logicalIdOf('AWS::IAM::Role', 'CatalogCrawlerRole');
+    const readable = resources('AWS::IAM::Policy')
+      .filter(([, p]) => JSON.stringify(prop(p, 'Roles')).includes(role))
+      .flatMap(([, p]) => statementsOf(p))
+      .filter((st) => asArray(st.Action).some((a) => a.startsWith('s3:GetObject')))
+      .flatMap((st) => asArray(st.Resource).map((r) => JSON.stringify(r)));
+    // grantRead names the bucket itself (for listing) and the objects under one prefix.
+    const objectPaths = readable
+      .map((r) => /"\/([^"]*)"\]\]\}$/.exec(r)?.[1])
+      .filter((p): p is string => p !== undefined);
+    expect(objectPaths.sort()).toEqual(['archive/*', 'processed/invoice_lines/*', 'processed/totesys/*']);
+    expect(readable.length - objectPaths.length).toBe(3);
+  });
+
+  it('queries through an Athena workgroup that enforces SSE-KMS results with the data key', () => {
+    const key = logicalIdOf('AWS::KMS::Key', 'DataKey');
+    const bucket = logicalIdOf('AWS::S3::Bucket', 'ArchiveBucket');
+    template.hasResourceProperties('AWS::Athena::WorkGroup', {
+      State: 'ENABLED',
+      WorkGroupConfiguration: {
+        EnforceWorkGroupConfiguration: true,
+        EngineVersion: { SelectedEngineVersion: 'Athena engine version 3' },
+        BytesScannedCutoffPerQuery: Match.anyValue(),
+        ResultConfiguration: {
+          EncryptionConfiguration: { EncryptionOption: 'SSE_KMS', KmsKey: { 'Fn::GetAtt': [key, 'Arn'] } },
+          OutputLocation: {
+            'Fn::Join': ['', ['s3://', ref(bucket), '/athena-results/']],
+          },
+        },
+      },
+    });
+    const rules = prop<{ Rules: Record<string, unknown>[] }>(
+      json.Resources[bucket],
+      'LifecycleConfiguration',
+    ).Rules;
+    expect(rules).toContainEqual(
+      expect.objectContaining({ Prefix: 'athena-results/', ExpirationInDays: 30 }),
+    );
+    expect(Object.keys(json.Outputs)).toContain('LakeWorkgroup');
+  });
 });
 
 describe('api', () => {
