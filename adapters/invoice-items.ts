@@ -1,5 +1,8 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { londonToUtcIso } from '#core/dates';
+import { lineTotal } from '#core/money';
+import { isNonProductCode } from '#core/non-product';
 import {
   INVOICE_FIELDS,
   type InvoiceFields,
@@ -40,16 +43,13 @@ export const keys = {
     gsi2pk: `PROD#${stockCode}`,
     gsi2sk: `${invoiceTs}#${invoiceNo}#${padLineNo(lineNo)}`,
   }),
-  /** A product's sales from one consumer batch, newest first by the batch's latest invoice. */
-  productSales: (
-    stockCode: string,
-    maxInvoiceTs: string,
-    shardId: string,
-    firstSeq: string,
-    part: number,
-  ) => ({
+  /**
+   * A product's sales from one consumer batch, newest first by the item's newest sale; named by the
+   * first of the batch's lines of that product (a redelivery of the same records: the same key).
+   */
+  productSales: (stockCode: string, newestTs: string, invoiceNo: string, lineNo: number, part: number) => ({
     pk: `PROD#${stockCode}`,
-    sk: `${maxInvoiceTs}#${shardId}#${firstSeq}#${String(part).padStart(3, '0')}`,
+    sk: `${newestTs}#${invoiceNo}#${lineNo}#${part}`,
   }),
   country: (country: string) => ({ pk: 'AGG#COUNTRY', sk: country }),
   shardProgress: (shardId: string) => ({ pk: `PROGRESS#${shardId}`, sk: 'PROGRESS' }),
@@ -69,7 +69,10 @@ export const saleOrder = (s: { invoiceTs: string; invoiceNo: string; lineNo: num
 export const ITEM_TARGET_BYTES = 8 * 1024;
 
 /** Names of the attributes of the packed items (short: every byte of a name is billed on every write). */
-const A = { data: 'd', owner: 'o', sentAt: 'w', entity: 'entity' } as const;
+const A = { data: 'd', owner: 'o', sentAt: 'w' } as const;
+
+/** Room for the send time, set later: the same length whenever it is written. */
+const SENT_AT_ROOM = '0000-00-00T00:00:00.000Z';
 
 // ----- invoice header ------------------------------------------------------------------------
 
@@ -122,14 +125,82 @@ export function toSummary(raw: Record<string, AttributeValue>): InvoiceSummary {
   };
 }
 
+// ----- compact values -----------------------------------------------------------------------
+
+/**
+ * An ISO instant as its epoch milliseconds in base 36 (8 characters instead of 24) when
+ * `toISOString` gives the same text back, else the text itself (an ISO instant always has a `-`,
+ * a base-36 number never does), so every instant reads back exactly as it was written.
+ */
+export function packTime(iso: string): string {
+  const ms = Date.parse(iso);
+  return ms >= 0 && new Date(ms).toISOString() === iso ? ms.toString(36) : iso;
+}
+
+export const unpackTime = (s: string): string =>
+  /^[0-9a-z]+$/.test(s) ? new Date(Number.parseInt(s, 36)).toISOString() : s;
+
+/** The fields a reader derives from the others (core/enrich.ts), stored only when they differ. */
+interface Derived {
+  lineTotal: string;
+  isNonProduct: boolean;
+  invoiceTs: string;
+}
+
+/** What a reader would derive from a line's own fields. */
+const derived = (l: { quantity: number; unitPrice: string; stockCode: string; invoiceDate: string }) => ({
+  lineTotal: lineTotal(l.quantity, l.unitPrice),
+  isNonProduct: isNonProductCode(l.stockCode),
+  invoiceTs: londonToUtcIso(l.invoiceDate),
+});
+
+/** The fields of `line` that differ from `expected` (normally none). */
+function differing<T extends object>(line: T, expected: Partial<T>): Partial<T> | undefined {
+  let out: Partial<T> | undefined;
+  for (const f of Object.keys(expected) as (keyof T)[]) {
+    if (line[f] !== expected[f]) {
+      out ??= {};
+      out[f] = line[f];
+    }
+  }
+  return out;
+}
+
+/** Drops a row's trailing empty places (the reader takes an absent place as null). */
+function trimmed<R extends unknown[]>(row: R, keep: number): R {
+  while (row.length > keep && (row[row.length - 1] === null || row[row.length - 1] === undefined)) row.pop();
+  return row;
+}
+
+const shared = <T>(values: readonly T[]): { value: T } | undefined =>
+  values.every((v) => v === values[0]) ? { value: values[0] as T } : undefined;
+
 // ----- invoice line chunks -------------------------------------------------------------------
 
 /**
- * One line in a chunk: [lineNo, stockCode, description, quantity, unitPrice, lineTotal,
- * isNonProduct (0/1), producedAt, acceptedAt, invoice fields that differ from the header?].
- * producedAt/acceptedAt are null when the chunk holds the one value all its lines share.
+ * One line in a chunk: [lineNo, stockCode, description, quantity, unitPrice, producedAt?,
+ * acceptedAt?, exceptions?], trailing empty places left out. producedAt/acceptedAt (packTime) are
+ * null when the chunk holds the one value all its lines share; `exceptions` holds the invoice fields
+ * that differ from the header and a lineTotal or isNonProduct that differs from what the reader
+ * derives (normally absent). At most 8 places: a row of 9 or 10 is the layout before (below).
  */
 type ChunkRow = [
+  number,
+  string,
+  string | null,
+  number,
+  string,
+  (string | null)?,
+  (string | null)?,
+  Exceptions?,
+];
+type Exceptions = Partial<InvoiceFields & Derived>;
+
+/**
+ * The chunk rows of the layout before (still read): [lineNo, stockCode, description, quantity,
+ * unitPrice, lineTotal, isNonProduct (0/1), producedAt, acceptedAt, invoice fields that differ?].
+ */
+type ChunkRowBefore = [
   number,
   string,
   string | null,
@@ -144,23 +215,17 @@ type ChunkRow = [
 interface ChunkData {
   p?: string;
   a?: string;
-  l: ChunkRow[];
+  l: (ChunkRow | ChunkRowBefore)[];
 }
+const isRowBefore = (r: ChunkRow | ChunkRowBefore): r is ChunkRowBefore => r.length >= 9;
 
-/** The invoice fields of `line` that differ from the header's (normally none). */
-function differences(line: LineToStore, header: InvoiceHeader): Partial<InvoiceFields> | undefined {
-  let out: Record<string, unknown> | undefined;
-  for (const f of INVOICE_FIELDS) {
-    if (line[f] !== header[f]) {
-      out ??= {};
-      out[f] = line[f];
-    }
-  }
-  return out as Partial<InvoiceFields> | undefined;
+/** What differs in `line` from its header and from what a reader derives of it (normally nothing). */
+function chunkExceptions(line: LineToStore, header: InvoiceHeader): Exceptions | undefined {
+  const d = derived(line);
+  const expected: Partial<LineToStore> = { lineTotal: d.lineTotal, isNonProduct: d.isNonProduct };
+  for (const f of INVOICE_FIELDS) (expected as Record<string, unknown>)[f] = header[f];
+  return differing(line, expected) as Exceptions | undefined;
 }
-
-const shared = (values: readonly string[]): string | undefined =>
-  values.every((v) => v === values[0]) ? values[0] : undefined;
 
 /**
  * The chunk items of the lines one record stores of one invoice, split at ITEM_TARGET_BYTES, in
@@ -183,23 +248,22 @@ export function chunkItems(
       l.description,
       l.quantity,
       l.unitPrice,
-      l.lineTotal,
-      l.isNonProduct ? 1 : 0,
-      p === undefined ? l.producedAt : null,
-      a === undefined ? l.acceptedAt : null,
+      p ? null : packTime(l.producedAt),
+      a ? null : packTime(l.acceptedAt),
+      chunkExceptions(l, header),
     ];
-    const diff = differences(l, header);
-    if (diff) row.push(diff);
-    return row;
+    return trimmed(row, 5);
   });
   const build = (from: number, to: number) => {
-    const data: ChunkData = { ...(p ? { p } : {}), ...(a ? { a } : {}), l: rows.slice(from, to) };
+    const data: ChunkData = {
+      ...(p ? { p: packTime(p.value) } : {}),
+      ...(a ? { a: packTime(a.value) } : {}),
+      l: rows.slice(from, to),
+    };
     return {
       ...marshall(keys.chunk(first.invoiceNo, (sorted[from] as LineToStore).lineNo)),
-      [A.entity]: { S: 'lines' },
       [A.owner]: { S: `${first.shardId}/${first.sequenceNumber}` },
-      // Room for the send time, set later: same length whenever it is written.
-      [A.sentAt]: { S: '0000-00-00T00:00:00.000Z' },
+      [A.sentAt]: { S: SENT_AT_ROOM },
       [A.data]: { S: JSON.stringify(data) },
     };
   };
@@ -256,10 +320,14 @@ export function chunkLines(raw: Record<string, AttributeValue>, header: InvoiceH
   const data = JSON.parse(raw[A.data]?.S ?? '{"l":[]}') as ChunkData;
   const { shardId, sequenceNumber } = splitOwner(raw[A.owner]?.S ?? '');
   const sentAt = raw[A.sentAt]?.S;
+  const invoiceNo = invoiceNoOf(raw);
+  const p = data.p === undefined ? undefined : unpackTime(data.p);
+  const a = data.a === undefined ? undefined : unpackTime(data.a);
   return data.l.map((r) => {
-    const fields = { ...header, ...(r[9] ?? {}) };
+    const line = isRowBefore(r) ? rowBefore(r) : chunkRow(r, header);
+    const fields = { ...header, ...line.exceptions };
     return {
-      invoiceNo: invoiceNoOf(raw),
+      invoiceNo,
       lineNo: r[0],
       stockCode: r[1],
       description: r[2],
@@ -268,12 +336,12 @@ export function chunkLines(raw: Record<string, AttributeValue>, header: InvoiceH
       unitPrice: r[4],
       customerId: fields.customerId,
       country: fields.country,
-      producedAt: r[7] ?? (data.p as string),
-      acceptedAt: r[8] ?? (data.a as string),
-      lineTotal: r[5],
+      producedAt: line.producedAt ?? (p as string),
+      acceptedAt: line.acceptedAt ?? (a as string),
+      lineTotal: line.lineTotal,
       isCancellation: fields.isCancellation,
       isAdjustment: fields.isAdjustment,
-      isNonProduct: r[6] === 1,
+      isNonProduct: line.isNonProduct,
       countryCode: fields.countryCode,
       region: fields.region,
       customerKnown: fields.customerId !== null,
@@ -286,6 +354,37 @@ export function chunkLines(raw: Record<string, AttributeValue>, header: InvoiceH
   });
 }
 
+interface RowParts {
+  lineTotal: string;
+  isNonProduct: boolean;
+  producedAt: string | undefined;
+  acceptedAt: string | undefined;
+  exceptions: Partial<InvoiceFields> | undefined;
+}
+
+function rowBefore(r: ChunkRowBefore): RowParts {
+  return {
+    lineTotal: r[5],
+    isNonProduct: r[6] === 1,
+    producedAt: r[7] ?? undefined,
+    acceptedAt: r[8] ?? undefined,
+    exceptions: r[9],
+  };
+}
+
+function chunkRow(r: ChunkRow, header: InvoiceHeader): RowParts {
+  const x = r[7];
+  const invoiceDate = x?.invoiceDate ?? header.invoiceDate;
+  const d = derived({ quantity: r[3], unitPrice: r[4], stockCode: r[1], invoiceDate });
+  return {
+    lineTotal: x?.lineTotal ?? d.lineTotal,
+    isNonProduct: x?.isNonProduct ?? d.isNonProduct,
+    producedAt: r[5] ? unpackTime(r[5]) : undefined,
+    acceptedAt: r[6] ? unpackTime(r[6]) : undefined,
+    exceptions: x,
+  };
+}
+
 /** What reconciliation reads of an invoice item: each line's key and total (old line items too). */
 export function lineTotalsOf(
   raw: Record<string, AttributeValue>,
@@ -293,7 +392,11 @@ export function lineTotalsOf(
   if (isChunk(raw)) {
     const data = JSON.parse(raw[A.data]?.S ?? '{"l":[]}') as ChunkData;
     const invoiceNo = invoiceNoOf(raw);
-    return data.l.map((r) => ({ invoiceNo, lineNo: r[0], lineTotal: r[5] }));
+    return data.l.map((r) => ({
+      invoiceNo,
+      lineNo: r[0],
+      lineTotal: isRowBefore(r) ? r[5] : (r[7]?.lineTotal ?? lineTotal(r[3], r[4])),
+    }));
   }
   if (isOldLine(raw) && raw.invoiceNo?.S && raw.lineNo?.N && raw.lineTotal?.S)
     return [{ invoiceNo: raw.invoiceNo.S, lineNo: Number(raw.lineNo.N), lineTotal: raw.lineTotal.S }];
@@ -315,10 +418,39 @@ export function oldLine(raw: Record<string, AttributeValue>): StoredLine {
 // ----- product sales -------------------------------------------------------------------------
 
 /**
- * One sale in a product item: [invoiceNo, lineNo, invoiceTs, invoiceDate, quantity, unitPrice,
- * lineTotal, description, customerId, country, isNonProduct (0/1), producedAt, acceptedAt].
+ * One sale in a product item: [invoiceNo, lineNo, invoiceDate, quantity, unitPrice, customerId,
+ * description?, country?, producedAt?, acceptedAt?, exceptions?], trailing empty places left out.
+ * description, country, producedAt and acceptedAt are null when the item holds the one value all
+ * its sales share (`s`, `c`, `p`, `a`); `exceptions` holds an invoiceTs, lineTotal or isNonProduct
+ * that differs from what the reader derives (normally absent).
  */
 type SaleRow = [
+  string,
+  number,
+  string,
+  number,
+  string,
+  string | null,
+  (string | null)?,
+  (string | null)?,
+  (string | null)?,
+  (string | null)?,
+  Partial<Derived>?,
+];
+interface SaleData {
+  s?: string | null;
+  c?: string;
+  p?: string;
+  a?: string;
+  l: SaleRow[];
+}
+
+/**
+ * A product item's sales in the layout before (still read): a list of [invoiceNo, lineNo, invoiceTs,
+ * invoiceDate, quantity, unitPrice, lineTotal, description, customerId, country, isNonProduct (0/1),
+ * producedAt, acceptedAt].
+ */
+type SaleRowBefore = [
   string,
   number,
   string,
@@ -335,68 +467,120 @@ type SaleRow = [
 ];
 
 /**
- * The product items of a batch's stored lines: per product and shard, packed and split at
- * ITEM_TARGET_BYTES, keyed by the batch's first sequence number so a redelivery of the same batch
- * rewrites the same keys (another batching writes other keys: readers de-duplicate).
+ * The product items of a batch's stored lines: per product, packed and split at ITEM_TARGET_BYTES,
+ * keyed by the first of its lines in stream order, so a redelivery of the same records rewrites the
+ * same keys (another batching writes other keys: readers de-duplicate).
  */
 export function productItems(lines: readonly LineToStore[]): Record<string, AttributeValue>[] {
   const groups = new Map<string, LineToStore[]>();
   for (const l of lines) {
-    const k = `${l.stockCode}\u0000${l.shardId}`;
-    const g = groups.get(k);
+    const g = groups.get(l.stockCode);
     if (g) g.push(l);
-    else groups.set(k, [l]);
+    else groups.set(l.stockCode, [l]);
   }
   const items: Record<string, AttributeValue>[] = [];
-  for (const group of groups.values()) {
-    const sorted = [...group].sort((a, b) => (saleOrder(a) < saleOrder(b) ? 1 : -1));
-    const first = sorted[0] as LineToStore;
-    const firstSeq = group.reduce(
-      (m, l) => (padSequence(l.sequenceNumber) < padSequence(m) ? l.sequenceNumber : m),
-      first.sequenceNumber,
-    );
-    const rows = sorted.map(
-      (l): SaleRow => [
-        l.invoiceNo,
-        l.lineNo,
-        l.invoiceTs,
-        l.invoiceDate,
-        l.quantity,
-        l.unitPrice,
-        l.lineTotal,
-        l.description,
-        l.customerId,
-        l.country,
-        l.isNonProduct ? 1 : 0,
-        l.producedAt,
-        l.acceptedAt,
-      ],
-    );
-    let part = 0;
-    const build = (from: number, to: number) => {
-      const slice = rows.slice(from, to);
-      return {
-        ...marshall(
-          keys.productSales(first.stockCode, (slice[0] as SaleRow)[2], first.shardId, firstSeq, part),
-        ),
-        [A.entity]: { S: 'sales' },
-        [A.sentAt]: { S: '0000-00-00T00:00:00.000Z' },
-        [A.data]: { S: JSON.stringify(slice) },
-      };
-    };
-    for (const { from, to } of packed(rows, build)) {
-      items.push(build(from, to));
-      part++;
-    }
+  for (const group of groups.values()) items.push(...productGroupItems(group));
+  return items;
+}
+
+function productGroupItems(group: readonly LineToStore[]): Record<string, AttributeValue>[] {
+  // The first line in stream order names the group: lines of one record share a sequence number
+  // and keep their order, so the smallest sequence number's first line.
+  const first = group.reduce((m, l) =>
+    padSequence(l.sequenceNumber) < padSequence(m.sequenceNumber) ? l : m,
+  );
+  const sorted = [...group].sort((a, b) => (saleOrder(a) < saleOrder(b) ? 1 : -1));
+  const desc = shared(sorted.map((l) => l.description));
+  const country = shared(sorted.map((l) => l.country));
+  const p = shared(sorted.map((l) => l.producedAt));
+  const a = shared(sorted.map((l) => l.acceptedAt));
+  const rows = sorted.map((l): SaleRow => {
+    const d = derived(l);
+    const row: SaleRow = [
+      l.invoiceNo,
+      l.lineNo,
+      l.invoiceDate,
+      l.quantity,
+      l.unitPrice,
+      l.customerId,
+      desc ? null : l.description,
+      country ? null : l.country,
+      p ? null : packTime(l.producedAt),
+      a ? null : packTime(l.acceptedAt),
+      differing(l, d),
+    ];
+    return trimmed(row, 6);
+  });
+  const data = (slice: SaleRow[]): SaleData => ({
+    ...(desc ? { s: desc.value } : {}),
+    ...(country ? { c: country.value } : {}),
+    ...(p ? { p: packTime(p.value) } : {}),
+    ...(a ? { a: packTime(a.value) } : {}),
+    l: slice,
+  });
+  let part = 0;
+  const build = (from: number, to: number) => ({
+    ...marshall(
+      keys.productSales(
+        first.stockCode,
+        (sorted[from] as LineToStore).invoiceTs,
+        first.invoiceNo,
+        first.lineNo,
+        part,
+      ),
+    ),
+    [A.sentAt]: { S: SENT_AT_ROOM },
+    [A.data]: { S: JSON.stringify(data(rows.slice(from, to))) },
+  });
+  const items: Record<string, AttributeValue>[] = [];
+  for (const { from, to } of packed(rows, build)) {
+    items.push(build(from, to));
+    part++;
   }
   return items;
 }
 
-/** The sales a product item holds. */
+/** The sales a product item holds (either layout). */
 export function productSales(raw: Record<string, AttributeValue>): ProductSale[] {
   const stockCode = (raw.pk?.S ?? '').slice('PROD#'.length);
   const sentAt = raw[A.sentAt]?.S;
-  return (JSON.parse(raw[A.data]?.S ?? '[]') as SaleRow[]).map((r) => ({
+  const lineage = sentAt ? { streamWriteSentAt: sentAt } : {};
+  const text = raw[A.data]?.S ?? '[]';
+  if (text.startsWith('['))
+    return (JSON.parse(text) as SaleRowBefore[]).map((r) => saleBefore(r, stockCode, lineage));
+  const data = JSON.parse(text) as SaleData;
+  const p = data.p === undefined ? undefined : unpackTime(data.p);
+  const a = data.a === undefined ? undefined : unpackTime(data.a);
+  return data.l.map((r) => {
+    const x = r[10];
+    const description = data.s !== undefined ? data.s : (r[6] ?? null);
+    const d = derived({ quantity: r[3], unitPrice: r[4], stockCode, invoiceDate: r[2] });
+    return {
+      invoiceNo: r[0],
+      lineNo: r[1],
+      invoiceTs: x?.invoiceTs ?? d.invoiceTs,
+      invoiceDate: r[2],
+      quantity: r[3],
+      unitPrice: r[4],
+      lineTotal: x?.lineTotal ?? d.lineTotal,
+      description,
+      customerId: r[5],
+      country: data.c ?? (r[7] as string),
+      isNonProduct: x?.isNonProduct ?? d.isNonProduct,
+      producedAt: p ?? unpackTime(r[8] as string),
+      acceptedAt: a ?? unpackTime(r[9] as string),
+      stockCode,
+      ...lineage,
+    };
+  });
+}
+
+function saleBefore(
+  r: SaleRowBefore,
+  stockCode: string,
+  lineage: { streamWriteSentAt?: string },
+): ProductSale {
+  return {
     invoiceNo: r[0],
     lineNo: r[1],
     invoiceTs: r[2],
@@ -411,8 +595,8 @@ export function productSales(raw: Record<string, AttributeValue>): ProductSale[]
     producedAt: r[11],
     acceptedAt: r[12],
     stockCode,
-    ...(sentAt ? { streamWriteSentAt: sentAt } : {}),
-  }));
+    ...lineage,
+  };
 }
 
 /** The invoice timestamp prefix of a product item's sort key (its newest sale). */

@@ -10,11 +10,11 @@ import {
   QueryCommand,
   type QueryCommandInput,
   UpdateItemCommand,
-  type WriteRequest,
+  type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { sumMoney } from '#core/money';
-import { errorMessage, pause, type RetryPolicy, retryPolicy } from '#core/resilience';
+import { errorMessage, type RetryPolicy, retryCall, retryPartial, retryPolicy } from '#core/resilience';
 import {
   type AggregateOutcome,
   type AggregateTarget,
@@ -117,7 +117,13 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
 
   /** Write request units consumed so far, by AWS's rules from the sizes of the items written. */
   billing(): WriteBilling {
-    return { ...this.billed };
+    const byKind = this.billed.byKind;
+    return {
+      ...this.billed,
+      ...(byKind
+        ? { byKind: Object.fromEntries(Object.entries(byKind).map(([k, v]) => [k, { ...v }])) }
+        : {}),
+    };
   }
 
   // ----- write side ---------------------------------------------------------------------------
@@ -135,8 +141,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     const visibleAt = new Array<string | undefined>(lines.length);
     const known = new Map<string, InvoiceOwnership>();
     try {
-      await this.holdShards(lines);
-      await this.knowOwnership(lines, known);
+      await this.knowOwnershipHoldingShards(lines, known);
     } catch (err) {
       // Without knowing the owners no line may be written: a re-send would be counted twice.
       return { visibleAt, duplicate: lines.map(() => false), reason: errorMessage(err) };
@@ -207,57 +212,86 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   }
 
   /**
-   * Makes the ownership cache trustworthy for each shard of `lines`. The cache only knows what this
-   * instance wrote; if another instance (a second Lambda environment, a restarted consumer) wrote to
-   * the shard since, lines it stored are missing here, and a producer re-send of them would be
-   * stored and counted again. So every batch reads the shard's lease (one consistent GetItem, 0.5
-   * RCU), and when this instance does not hold it, forgets the shard and takes the lease before
-   * writing. Lambda runs one batch per shard at a time, so the lease changes hands only between batches.
+   * Fills `known` with what is stored of each invoice of `lines`, from a cache that is trustworthy.
+   * The cache only knows what this instance wrote; if another instance (a second Lambda environment,
+   * a restarted consumer) wrote to the shard since, lines it stored are missing here, and a producer
+   * re-send of them would be stored and counted again. So every batch reads the shard's lease (one
+   * consistent GetItem, 0.5 RCU) at the same time as it reads the invoices the cache does not know:
+   * when this instance still holds the lease, the cache's answers stand; when it does not, it
+   * forgets the shard, takes the lease and reads the invoices the cache answered. Nothing is written
+   * before both are known. Lambda runs one batch per shard at a time, so the lease changes hands
+   * only between batches, and reads made during this batch are current.
    */
-  private async holdShards(lines: readonly LineToStore[]): Promise<void> {
+  private async knowOwnershipHoldingShards(
+    lines: readonly LineToStore[],
+    known: Map<string, InvoiceOwnership>,
+  ): Promise<void> {
     const shards = [...new Set(lines.map((l) => l.shardId))];
-    await Promise.all(
-      shards.map(async (shardId) => {
-        const key = marshall(keys.shardLease(shardId));
-        const out = await this.retrying(
-          () =>
-            this.client.send(new GetItemCommand({ TableName: this.table, Key: key, ConsistentRead: true })),
-          'GetItem lease',
-        );
-        if (out.Item?.holder?.S === this.instanceId) return;
-        this.cache.forgetShard(shardId);
-        const item = { ...key, holder: { S: this.instanceId } };
-        await this.retrying(
-          () => this.client.send(new PutItemCommand({ TableName: this.table, Item: item })),
-          'PutItem lease',
-        );
-        this.bill({ item, lines: 0 });
-      }),
-    );
+    const cached = new Set<string>();
+    const [lost] = await Promise.all([this.shardsLost(shards), this.knowOwnership(lines, known, cached)]);
+    if (lost.length === 0) return;
+    for (const shardId of lost) this.cache.forgetShard(shardId);
+    await Promise.all(lost.map((shardId) => this.takeLease(shardId)));
+    // What the store answered is current; what the cache answered for those shards is not.
+    const again = lines.filter((l) => lost.includes(l.shardId) && cached.has(invoiceKey(l)));
+    for (const l of again) known.delete(invoiceKey(l));
+    await this.knowOwnership(again, known);
   }
 
-  /** One call with the store's retry policy; a failure that outlasts it is a LineOwnerReadError. */
-  private async retrying<O>(call: () => Promise<O>, what: string): Promise<O> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await call();
-      } catch (err) {
-        if (!isRetryable(err) || attempt >= this.policy.maxAttempts)
-          throw new LineOwnerReadError(`${what}: ${errorMessage(err)}`, { cause: err });
-        await pause(attempt, this.policy);
-      }
+  /** The shards whose lease this instance does not hold. */
+  private async shardsLost(shards: readonly string[]): Promise<string[]> {
+    const held = await Promise.all(
+      shards.map(async (shardId) => {
+        const Key = marshall(keys.shardLease(shardId));
+        const out = await this.ownerRead('GetItem lease', () =>
+          this.client.send(new GetItemCommand({ TableName: this.table, Key, ConsistentRead: true })),
+        );
+        return out.Item?.holder?.S === this.instanceId;
+      }),
+    );
+    return shards.filter((_, i) => !held[i]);
+  }
+
+  private async takeLease(shardId: string): Promise<void> {
+    const item = { ...marshall(keys.shardLease(shardId)), holder: { S: this.instanceId } };
+    await this.ownerRead('PutItem lease', () =>
+      this.client.send(new PutItemCommand({ TableName: this.table, Item: item })),
+    );
+    this.bill({ item, lines: 0 });
+  }
+
+  /** A call the ownership decision needs, under the store's retry policy; failing, a LineOwnerReadError. */
+  private async ownerRead<O>(what: string, call: () => Promise<O>): Promise<O> {
+    try {
+      return await this.withRetry(what, call);
+    } catch (err) {
+      throw new LineOwnerReadError(`${what}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
-  /** Fills `known` with what is stored of each invoice of `lines`: from the cache, else read. */
-  private async knowOwnership(lines: readonly LineToStore[], known: Map<string, InvoiceOwnership>) {
+  private logRetry(what: string) {
+    return (e: { retry: number; reason: string; pending?: number }) =>
+      this.options.logger?.debug({ ...e, call: what }, 'DynamoDB retry');
+  }
+
+  /**
+   * Fills `known` with what is stored of each invoice of `lines`: from the cache (noting those in
+   * `fromCache`), else read.
+   */
+  private async knowOwnership(
+    lines: readonly LineToStore[],
+    known: Map<string, InvoiceOwnership>,
+    fromCache?: Set<string>,
+  ) {
     const unknown = new Map<string, LineToStore>();
     for (const l of lines) {
       const k = invoiceKey(l);
       if (known.has(k) || unknown.has(k)) continue;
       const cached = this.cache.get(l.shardId, l.invoiceNo);
-      if (cached) known.set(k, cached);
-      else unknown.set(k, l);
+      if (cached) {
+        known.set(k, cached);
+        fromCache?.add(k);
+      } else unknown.set(k, l);
     }
     if (unknown.size === 0) return;
     // Headers first: chunks are only ever written together with their header (an invoice without
@@ -273,15 +307,15 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     await mapLimit([...headers.keys()], this.options.concurrency ?? 16, async (invoiceNo) => {
       const map = new Map<number, string>();
       owners.set(invoiceNo, map);
-      const items = await this.queryAll({
-        TableName: this.table,
-        ConsistentRead: true,
-        KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :line)',
-        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
-        ExpressionAttributeValues: { ':pk': { S: keys.invoice(invoiceNo).pk }, ':line': { S: 'LINE' } },
-      }).catch((err: unknown) => {
-        throw new LineOwnerReadError(`Query: ${errorMessage(err)}`, { cause: err });
-      });
+      const items = await this.ownerRead('Query', () =>
+        this.queryAll({
+          TableName: this.table,
+          ConsistentRead: true,
+          KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :line)',
+          ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+          ExpressionAttributeValues: { ':pk': { S: keys.invoice(invoiceNo).pk }, ':line': { S: 'LINE' } },
+        }),
+      );
       for (const item of items) {
         if (isChunk(item)) {
           const c = chunkOwners(item);
@@ -322,7 +356,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
 
   /**
    * Consistent BatchGetItem calls of 100 keys, in parallel; UnprocessedKeys and throttling are
-   * retried with backoff. Throws when keys remain unread after the retry bound.
+   * retried under the store's policy. Throws when keys remain unread after it.
    */
   private async batchGet(
     keyList: readonly { pk: string; sk: string }[],
@@ -333,29 +367,25 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       chunks.push(keyList.slice(i, i + BATCH_GET_MAX).map((k) => ({ pk: { S: k.pk }, sk: { S: k.sk } })));
     }
     await mapLimit(chunks, this.options.concurrency ?? 16, async (chunk) => {
-      let pending = chunk;
-      let reason = '';
-      for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
-        if (attempt > 0) await pause(attempt, this.policy);
-        try {
-          const out = await this.client.send(
+      const out = await retryPartial(
+        chunk,
+        async (pending) => {
+          const res = await this.client.send(
             unfiltered(
               new BatchGetItemCommand({
-                RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } },
+                RequestItems: { [this.table]: { Keys: [...pending], ConsistentRead: true } },
               }),
             ),
           );
-          for (const item of out.Responses?.[this.table] ?? []) onItem(item);
-          pending = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
-          if (pending.length === 0) return;
-          reason = `${pending.length} UnprocessedKeys`;
-        } catch (err) {
-          reason = errorMessage(err);
-          if (!isRetryable(err)) break;
-        }
-        this.options.logger?.debug({ attempt, reason }, 'BatchGetItem retry');
-      }
-      throw new LineOwnerReadError(`BatchGetItem: ${reason}`);
+          for (const item of res.Responses?.[this.table] ?? []) onItem(item);
+          const failed = res.UnprocessedKeys?.[this.table]?.Keys ?? [];
+          return { failed, reason: `${failed.length} UnprocessedKeys` };
+        },
+        this.policy,
+        { retryable: isRetryable, onRetry: this.logRetry('BatchGetItem') },
+      );
+      if (out.failed.length > 0)
+        throw new LineOwnerReadError(`BatchGetItem: ${out.reason ?? 'unknown'}`, { cause: out.cause });
     });
   }
 
@@ -368,50 +398,43 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   }
 
   /**
-   * Writes one BatchWriteItem call, retrying throttling and UnprocessedItems; returns the reason
-   * when items remain. Each write's `ackAt` is set when the response that confirmed it arrived, and
-   * its write units are counted then (AWS bills what it processed, not what it handed back).
+   * Writes one BatchWriteItem call, retrying throttling and UnprocessedItems under the store's
+   * policy; returns the reason when items remain. Each write's `ackAt` is set when the response that
+   * confirmed it arrived, and its write units are counted then (AWS bills what it processed, not
+   * what it handed back).
    */
   private async writeCall(call: Write[]): Promise<string | undefined> {
-    let pending = call;
-    let reason = '';
-    for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
-      if (attempt > 0) await pause(attempt, this.policy);
-      // The item can only hold what is known before the write: when the request carrying it left.
-      const sentAt = this.clock().toISOString();
-      for (const w of pending) stampSentAt(w.item, sentAt);
-      let unprocessed: WriteRequest[];
-      try {
-        const out = await this.client.send(
+    const out = await retryPartial(
+      call,
+      async (pending) => {
+        // The item can only hold what is known before the write: when the request carrying it left.
+        const sentAt = this.clock().toISOString();
+        for (const w of pending) stampSentAt(w.item, sentAt);
+        const res = await this.client.send(
           unfiltered(
             new BatchWriteItemCommand({
               RequestItems: { [this.table]: pending.map((w) => ({ PutRequest: { Item: w.item } })) },
             }),
           ),
         );
-        unprocessed = out.UnprocessedItems?.[this.table] ?? [];
-      } catch (err) {
-        reason = errorMessage(err);
-        if (!isRetryable(err)) break;
-        this.options.logger?.debug({ attempt, reason, items: pending.length }, 'BatchWriteItem retry');
-        continue;
-      }
-      const ack = this.clock().toISOString();
-      const left = new Set(unprocessed.map((r) => itemKey(r.PutRequest?.Item ?? {})));
-      const still: Write[] = [];
-      for (const w of pending) {
-        if (left.has(itemKey(w.item))) still.push(w);
-        else {
-          w.ackAt = ack;
-          this.bill(w);
+        const ack = this.clock().toISOString();
+        const left = new Set(
+          (res.UnprocessedItems?.[this.table] ?? []).map((r) => itemKey(r.PutRequest?.Item ?? {})),
+        );
+        const failed: Write[] = [];
+        for (const w of pending) {
+          if (left.has(itemKey(w.item))) failed.push(w);
+          else {
+            w.ackAt = ack;
+            this.bill(w);
+          }
         }
-      }
-      pending = still;
-      if (pending.length === 0) return undefined;
-      reason = `${pending.length} UnprocessedItems`;
-      this.options.logger?.debug({ attempt, unprocessed: pending.length }, 'BatchWriteItem UnprocessedItems');
-    }
-    return `BatchWriteItem: ${reason}`;
+        return { failed, reason: `${failed.length} UnprocessedItems` };
+      },
+      this.policy,
+      { retryable: isRetryable, onRetry: this.logRetry('BatchWriteItem') },
+    );
+    return out.failed.length > 0 ? `BatchWriteItem: ${out.reason ?? 'unknown'}` : undefined;
   }
 
   private bill(w: Write) {
@@ -420,103 +443,82 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     this.billed.indexWriteUnits += units.indexes;
     this.billed.items++;
     this.billed.lines += w.lines;
+    this.billKind(itemKind(w.item), units.table + units.indexes, itemBytes(w.item));
   }
 
   /** An UpdateItem is billed on the larger of the item before and after (AWS), also when refused. */
-  private billUpdate(key: string, bytes: number | undefined) {
-    const size = Math.max(bytes ?? 0, this.aggregateBytes.get(key) ?? 0);
-    if (bytes !== undefined) this.aggregateBytes.set(key, bytes);
+  private billUpdate(key: Record<string, AttributeValue>, bytes: number | undefined) {
+    const name = itemKey(key);
+    const size = Math.max(bytes ?? 0, this.aggregateBytes.get(name) ?? 0);
+    if (bytes !== undefined) this.aggregateBytes.set(name, bytes);
     this.billed.writeUnits += writeUnits(size);
     this.billed.items++;
+    this.billKind(itemKind(key), writeUnits(size), size);
   }
 
+  private billKind(kind: string, units: number, bytes: number) {
+    this.billed.byKind ??= {};
+    const k = this.billed.byKind[kind] ?? { writeUnits: 0, items: 0, bytes: 0 };
+    this.billed.byKind[kind] = k;
+    k.writeUnits += units;
+    k.items++;
+    k.bytes += bytes;
+  }
+
+  /**
+   * Adds a batch's contributions to one aggregate item, once: the update is conditional on the
+   * shard's high-water mark (docs/dynamodb.md). When the condition fails (a redelivery), the mark is
+   * read, only the contributions above it are kept, and the update is tried again on that mark
+   * (optimistic lock; at most the policy's attempts in all). Throttling and server errors of each
+   * call are retried under the store's policy.
+   */
   async applyAggregate(update: AggregateUpdate): Promise<AggregateOutcome> {
     const key = marshall(aggregateKey(update.target));
-    const static_ = aggregateStatic(update.target);
-    const names: Record<string, string> = { '#h': hwmAttribute(update.shardId) };
-    const values: Record<string, AttributeValue> = { ':max': { S: update.batchMaxSeq } };
-    const sets = ['#h = :max'];
-    Object.entries(static_).forEach(([name, value], i) => {
-      names[`#s${i}`] = name;
-      values[`:s${i}`] = marshall({ v: value }).v as AttributeValue;
-      sets.push(`#s${i} = :s${i}`);
-    });
+    const hwm = hwmAttribute(update.shardId);
     let entries = update.entries;
     // First try assumes no record of this batch was applied yet (the common case, no read needed).
-    let condition = 'attribute_not_exists(#h) OR #h < :min';
-    let prev: string | undefined;
-    let reason = '';
-    for (let attempt = 0; attempt < this.policy.maxAttempts; attempt++) {
+    let mark: { known: false } | { known: true; value: string | undefined } = { known: false };
+    for (let round = 0; round < this.policy.maxAttempts; round++) {
       if (entries.length === 0) return { status: 'already-applied' };
-      const delta = sumDeltas(entries.map((e) => e.delta));
-      const minSeq = entries.reduce((m, e) => (e.seq < m ? e.seq : m), entries[0]?.seq as string);
-      const adds = ['#lc :lc', '#q :q', '#a :a'];
-      const addNames: Record<string, string> = { '#lc': 'lineCount', '#q': 'quantity', '#a': 'amount' };
-      const addValues: Record<string, AttributeValue> = {
-        ':lc': { N: String(delta.lines) },
-        ':q': { N: String(delta.quantity) },
-        ':a': { N: delta.amount },
-      };
-      adds.push('#ic :ic');
-      addNames['#ic'] = 'invoiceCount';
-      addValues[':ic'] = { N: String(delta.invoices) };
-      const condValues: Record<string, AttributeValue> =
-        prev === undefined
-          ? condition.includes(':min')
-            ? { ':min': { S: minSeq } }
-            : {}
-          : { ':prev': { S: prev } };
+      const input = aggregateUpdateInput(this.table, key, hwm, update, entries, mark);
       try {
-        const out = await this.client.send(
-          new UpdateItemCommand({
-            TableName: this.table,
-            Key: key,
-            UpdateExpression: `SET ${sets.join(', ')} ADD ${adds.join(', ')}`,
-            ConditionExpression: condition,
-            ExpressionAttributeNames: { ...names, ...addNames },
-            ExpressionAttributeValues: { ...values, ...addValues, ...condValues },
-            // The item after the update: its size is what the write is billed on.
-            ReturnValues: 'ALL_NEW',
-          }),
-        );
-        this.billUpdate(itemKey(key), out?.Attributes ? itemBytes(out.Attributes) : undefined);
+        const out = await this.withRetry('UpdateItem', () => this.client.send(new UpdateItemCommand(input)));
+        this.billUpdate(key, out?.Attributes ? itemBytes(out.Attributes) : undefined);
         return { status: 'applied' };
       } catch (err) {
-        if ((err as Error).name === 'ConditionalCheckFailedException') {
-          // A refused conditional write is billed too, on the item as it is.
-          this.billUpdate(itemKey(key), undefined);
-          // Some record of this batch may be applied already (redelivery): read the mark, keep what is newer.
-          let hwm: string | undefined;
-          try {
-            const out = await this.client.send(
-              new GetItemCommand({
-                TableName: this.table,
-                Key: key,
-                ConsistentRead: true,
-                ProjectionExpression: '#h',
-                ExpressionAttributeNames: { '#h': names['#h'] as string },
-              }),
-            );
-            hwm = out.Item?.[names['#h'] as string]?.S;
-          } catch (readErr) {
-            reason = errorMessage(readErr);
-            if (!isRetryable(readErr)) break;
-            await pause(attempt + 1, this.policy);
-            continue;
-          }
-          if (hwm !== undefined && hwm >= update.batchMaxSeq) return { status: 'already-applied' };
-          const mark = hwm;
-          entries = mark === undefined ? entries : entries.filter((e) => e.seq > mark);
-          prev = mark;
-          condition = mark === undefined ? 'attribute_not_exists(#h)' : '#h = :prev';
-          continue;
-        }
-        reason = errorMessage(err);
-        if (!isRetryable(err)) break;
-        await pause(attempt + 1, this.policy);
+        if ((err as Error).name !== 'ConditionalCheckFailedException')
+          return { status: 'failed', reason: `UpdateItem: ${errorMessage(err)}` };
       }
+      // A refused conditional write is billed too, on the item as it is.
+      this.billUpdate(key, undefined);
+      // Some record of this batch may be applied already (redelivery): read the mark, keep what is newer.
+      let value: string | undefined;
+      try {
+        const out = await this.withRetry('GetItem', () =>
+          this.client.send(
+            new GetItemCommand({
+              TableName: this.table,
+              Key: key,
+              ConsistentRead: true,
+              ProjectionExpression: '#h',
+              ExpressionAttributeNames: { '#h': hwm },
+            }),
+          ),
+        );
+        value = out.Item?.[hwm]?.S;
+      } catch (err) {
+        return { status: 'failed', reason: `UpdateItem: ${errorMessage(err)}` };
+      }
+      if (value !== undefined && value >= update.batchMaxSeq) return { status: 'already-applied' };
+      entries = value === undefined ? entries : entries.filter((e) => e.seq > value);
+      mark = { known: true, value };
     }
-    return { status: 'failed', reason: `UpdateItem: ${reason || 'condition kept failing'}` };
+    return { status: 'failed', reason: 'UpdateItem: condition kept failing' };
+  }
+
+  /** One call under the store's retry policy (throttling, 5xx, network); the last error is thrown. */
+  private withRetry<O>(what: string, call: () => Promise<O>): Promise<O> {
+    return retryCall(call, this.policy, { retryable: isRetryable, onRetry: this.logRetry(what) });
   }
 
   async getShardProgress(shardId: string): Promise<string | undefined> {
@@ -546,11 +548,11 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
           ExpressionAttributeValues: { ':s': { S: paddedSeq }, ':u': { S: updatedAt } },
         }),
       );
-      this.billUpdate(itemKey(key), bytes);
+      this.billUpdate(key, bytes);
     } catch (err) {
       // Another delivery already went further: progress only moves forward.
       if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
-      this.billUpdate(itemKey(key), bytes);
+      this.billUpdate(key, bytes);
     }
   }
 
@@ -740,8 +742,73 @@ function itemKey(item: Record<string, AttributeValue>): string {
   return `${item.pk?.S}|${item.sk?.S}`;
 }
 
+/** What an item is, for the billing by kind. */
+function itemKind(item: Record<string, AttributeValue>): string {
+  const pk = item.pk?.S ?? '';
+  const sk = item.sk?.S ?? '';
+  if (pk.startsWith('INV#')) return sk === 'HEADER' ? 'header' : 'chunk';
+  const prefix = pk.slice(0, pk.indexOf('#'));
+  return { PROD: 'product', AGG: 'aggregate', PROGRESS: 'progress', LEASE: 'lease' }[prefix] ?? 'other';
+}
+
 function aggregateKey(target: AggregateTarget) {
   return keys.country(target.line.country);
+}
+
+/**
+ * The conditional UpdateItem of one aggregate item: `ADD` the entries' sum, `SET` the shard's mark
+ * to the batch's highest sequence number. Unless the mark is known, the condition is that no entry
+ * was counted (the mark is below the smallest); once read, that the mark is still what was read.
+ */
+function aggregateUpdateInput(
+  table: string,
+  key: Record<string, AttributeValue>,
+  hwm: string,
+  update: AggregateUpdate,
+  entries: AggregateUpdate['entries'],
+  mark: { known: false } | { known: true; value: string | undefined },
+): UpdateItemCommandInput {
+  const names: Record<string, string> = {
+    '#h': hwm,
+    '#lc': 'lineCount',
+    '#q': 'quantity',
+    '#a': 'amount',
+    '#ic': 'invoiceCount',
+  };
+  const delta = sumDeltas(entries.map((e) => e.delta));
+  const values: Record<string, AttributeValue> = {
+    ':max': { S: update.batchMaxSeq },
+    ':lc': { N: String(delta.lines) },
+    ':q': { N: String(delta.quantity) },
+    ':a': { N: delta.amount },
+    ':ic': { N: String(delta.invoices) },
+  };
+  const sets = ['#h = :max'];
+  Object.entries(aggregateStatic(update.target)).forEach(([name, value], i) => {
+    names[`#s${i}`] = name;
+    values[`:s${i}`] = marshall({ v: value }).v as AttributeValue;
+    sets.push(`#s${i} = :s${i}`);
+  });
+  let condition: string;
+  if (!mark.known) {
+    condition = 'attribute_not_exists(#h) OR #h < :min';
+    values[':min'] = { S: entries.reduce((m, e) => (e.seq < m ? e.seq : m), entries[0]?.seq as string) };
+  } else if (mark.value === undefined) {
+    condition = 'attribute_not_exists(#h)';
+  } else {
+    condition = '#h = :prev';
+    values[':prev'] = { S: mark.value };
+  }
+  return {
+    TableName: table,
+    Key: key,
+    UpdateExpression: `SET ${sets.join(', ')} ADD #lc :lc, #q :q, #a :a, #ic :ic`,
+    ConditionExpression: condition,
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+    // The item after the update: its size is what the write is billed on.
+    ReturnValues: 'ALL_NEW',
+  };
 }
 
 /** Attributes that are the same for every line of the item, so setting them again changes nothing. */

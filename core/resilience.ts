@@ -151,3 +151,35 @@ export async function retryPartial<T>(
   if (cause !== undefined) outcome.cause = cause;
   return outcome;
 }
+
+export interface RetryCallOptions {
+  /** Whether a thrown error is worth another try (throttling, 5xx, network); default: no. */
+  retryable?: (err: unknown) => boolean;
+  /** A stop: no further attempt starts once it aborts; the last error is thrown. */
+  signal?: AbortSignal;
+  /** Called before each retry, for a debug log. */
+  onRetry?: (e: { retry: number; reason: string }) => void;
+}
+
+/**
+ * One call under the policy: calls again after a backoff while it throws a retryable error, until it
+ * answers or the attempts run out; then the last error is thrown (the caller names what failed).
+ * For a call whose answer is whole or nothing; a batch that can half succeed is retryPartial's.
+ */
+export async function retryCall<T>(
+  call: (attempt: number) => Promise<T>,
+  policy: RetryPolicy,
+  options: RetryCallOptions = {},
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call(attempt);
+    } catch (err) {
+      const last = attempt + 1 >= policy.maxAttempts || options.signal?.aborted === true;
+      if (last || !(options.retryable?.(err) ?? false)) throw err;
+      options.onRetry?.({ retry: attempt + 1, reason: errorMessage(err) });
+      await pause(attempt + 1, policy, options.signal);
+      if (options.signal?.aborted) throw err;
+    }
+  }
+}

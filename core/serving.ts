@@ -182,6 +182,18 @@ export interface WriteBilling {
   items: number;
   /** Lines stored (each counted once per write of its chunk). */
   lines: number;
+  /**
+   * The same by item kind (`header`, `chunk`, `product`, `aggregate`, `progress`, `lease`): write
+   * units (index writes included), item writes and bytes written (the larger of before and after
+   * for an update), so a bench can say where the units go.
+   */
+  byKind?: Record<string, KindBilling>;
+}
+
+export interface KindBilling {
+  writeUnits: number;
+  items: number;
+  bytes: number;
 }
 
 /**

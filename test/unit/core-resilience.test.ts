@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, DEFAULT_RETRY, errorMessage, retryPartial, retryPolicy, sleep } from '#core/resilience';
+import {
+  backoffMs,
+  DEFAULT_RETRY,
+  errorMessage,
+  retryCall,
+  retryPartial,
+  retryPolicy,
+  sleep,
+} from '#core/resilience';
 
 const noWait = retryPolicy({ maxAttempts: 4, baseMs: 10, maxMs: 40, sleep: async () => {} });
 
@@ -105,6 +113,83 @@ describe('retryPartial', () => {
     );
     expect(calls).toBe(1);
     expect(out.failed).toEqual([1]);
+  });
+});
+
+describe('retryCall', () => {
+  const throttle = () => Object.assign(new Error('slow down'), { name: 'ThrottlingException' });
+  const retryable = (e: unknown) => (e as Error).name === 'ThrottlingException';
+
+  it('calls again after each retryable error and answers what the call answers', async () => {
+    const attempts: number[] = [];
+    const retries: number[] = [];
+    const out = await retryCall(
+      async (attempt) => {
+        attempts.push(attempt);
+        if (attempt < 2) throw throttle();
+        return 'done';
+      },
+      noWait,
+      { retryable, onRetry: (e) => retries.push(e.retry) },
+    );
+    expect(out).toBe('done');
+    expect(attempts).toEqual([0, 1, 2]);
+    expect(retries).toEqual([1, 2]);
+  });
+
+  it('throws the last error when the attempts run out, and at once when it is not retryable', async () => {
+    let calls = 0;
+    await expect(
+      retryCall(
+        async () => {
+          calls++;
+          throw throttle();
+        },
+        noWait,
+        { retryable },
+      ),
+    ).rejects.toThrow('slow down');
+    expect(calls).toBe(4);
+    calls = 0;
+    await expect(
+      retryCall(
+        async () => {
+          calls++;
+          throw new Error('bad request');
+        },
+        noWait,
+        { retryable },
+      ),
+    ).rejects.toThrow('bad request');
+    expect(calls).toBe(1);
+  });
+
+  it('waits the policy backoff before each retry and stops once the signal aborts', async () => {
+    const waits: number[] = [];
+    const stop = new AbortController();
+    const policy = retryPolicy({
+      maxAttempts: 5,
+      baseMs: 10,
+      maxMs: 25,
+      jitter: 'none',
+      sleep: async (ms) => {
+        waits.push(ms);
+        if (waits.length === 2) stop.abort();
+      },
+    });
+    let calls = 0;
+    await expect(
+      retryCall(
+        async () => {
+          calls++;
+          throw throttle();
+        },
+        policy,
+        { retryable, signal: stop.signal },
+      ),
+    ).rejects.toThrow('slow down');
+    expect(waits).toEqual([10, 20]);
+    expect(calls).toBe(2);
   });
 });
 

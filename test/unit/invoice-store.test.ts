@@ -14,7 +14,18 @@ import { marshall } from '@aws-sdk/util-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { itemBytes, MAX_ITEM_BYTES, putWriteUnits, valueBytes, writeUnits } from '#adapters/dynamo-table';
-import { chunkItems, chunkLines, ITEM_TARGET_BYTES, keys, productItems } from '#adapters/invoice-items';
+import {
+  chunkItems,
+  chunkLines,
+  headerItem,
+  ITEM_TARGET_BYTES,
+  keys,
+  lineTotalsOf,
+  packTime,
+  productItems,
+  productSales,
+  unpackTime,
+} from '#adapters/invoice-items';
 import { DynamoInvoiceStore } from '#adapters/invoice-store';
 import { enrich } from '#core/enrich';
 import type { AcceptedLine } from '#core/invoice-line';
@@ -26,6 +37,7 @@ import {
   type LineToStore,
   OwnershipCache,
   ownerOf,
+  type ProductSale,
 } from '#core/serving';
 import { acceptedLine } from '#test/helpers/lines';
 
@@ -53,6 +65,28 @@ function widest(lineNo: number, seq: string): LineToStore {
     producedAt: `2011-12-08T09:28:${String(lineNo % 60).padStart(2, '0')}.123Z`,
     acceptedAt: `2011-12-08T09:29:${String(lineNo % 60).padStart(2, '0')}.456Z`,
   });
+}
+
+const headerItemOf = (l: LineToStore) => headerItem(invoiceFieldsOf(l));
+
+/** What the product route shows of a stored line. */
+function saleOf(l: LineToStore): Omit<ProductSale, 'streamWriteSentAt' | 'streamVisibleAt'> {
+  return {
+    invoiceNo: l.invoiceNo,
+    invoiceDate: l.invoiceDate,
+    invoiceTs: l.invoiceTs,
+    customerId: l.customerId,
+    country: l.country,
+    lineNo: l.lineNo,
+    stockCode: l.stockCode,
+    description: l.description,
+    quantity: l.quantity,
+    unitPrice: l.unitPrice,
+    lineTotal: l.lineTotal,
+    isNonProduct: l.isNonProduct,
+    producedAt: l.producedAt,
+    acceptedAt: l.acceptedAt,
+  };
 }
 
 /**
@@ -199,11 +233,126 @@ describe('invoice chunks at the size bound', () => {
     expect(back.at(-2)).toMatchObject({ customerId: '17850', country: 'United Kingdom' });
   });
 
-  it('keeps product items within the bound too', () => {
-    const sameProduct = Array.from({ length: 1_114 }, (_, i) => ({ ...widest(i + 1, '1'), stockCode: 'P' }));
+  it('keeps product items within the bound too, and reads every sale back exactly', () => {
+    // Two descriptions, so no value is shared and every sale holds its widest self.
+    const sameProduct = Array.from({ length: 1_114 }, (_, i) => ({
+      ...widest(i + 1, '1'),
+      stockCode: 'P',
+      ...(i % 2 ? { description: '₤'.repeat(RULES.description.maxLength) } : {}),
+    }));
     const items = productItems(sameProduct);
     expect(Math.max(...items.map(itemBytes))).toBeLessThanOrEqual(ITEM_TARGET_BYTES);
-    expect(items.length).toBeGreaterThan(100);
+    expect(Math.max(...items.map(itemBytes))).toBeLessThan(MAX_ITEM_BYTES / 40);
+    expect(items.length).toBeGreaterThan(50);
+    const back = items.flatMap(productSales).sort((a, b) => a.lineNo - b.lineNo);
+    expect(back.map(({ streamWriteSentAt: _s, ...sale }) => sale)).toEqual(sameProduct.map(saleOf));
+  });
+});
+
+describe('compact layout: what a reader derives is not stored, and everything reads back exactly', () => {
+  it('packs an ISO instant into 8 base-36 characters, and keeps any other text as it is', () => {
+    expect(packTime('2026-12-06T07:00:00.050Z')).toHaveLength(8);
+    for (const t of ['2026-12-06T07:00:00.050Z', '1970-01-01T00:00:00.000Z'])
+      expect(unpackTime(packTime(t))).toBe(t);
+    for (const t of ['2026-12-06T07:00:00Z', '2026-12-06T08:00:00.050+01:00', '1969-12-31T23:59:59.999Z'])
+      expect(packTime(t)).toBe(t);
+  });
+
+  it('holds an ordinary line in ~60 bytes of a chunk (~78 before), and an ordinary sale in a product item of < 300 bytes', () => {
+    const lines = Array.from({ length: 40 }, (_, i) => stored(i + 1, '7'));
+    const [one] = chunkItems(lines.slice(0, 1), invoiceFieldsOf(lines[0] as LineToStore));
+    const [forty] = chunkItems(lines, invoiceFieldsOf(lines[0] as LineToStore));
+    const perLine =
+      (itemBytes((forty as { item: Record<string, AttributeValue> }).item) -
+        itemBytes((one as { item: Record<string, AttributeValue> }).item)) /
+      39;
+    expect(perLine).toBeLessThan(64);
+    const [sale] = productItems(lines.slice(0, 1));
+    expect(itemBytes(sale as Record<string, AttributeValue>)).toBeLessThan(300);
+  });
+
+  it('stores a derived field only when it differs from what the reader derives (both layouts of item)', () => {
+    const header = invoiceFieldsOf(stored(1, '7'));
+    const odd: LineToStore[] = [
+      { ...stored(1, '7'), lineTotal: '99.999', isNonProduct: true },
+      { ...stored(2, '7', { producedAt: '2026-12-06T07:00:00Z' }), invoiceTs: '2010-12-01T08:26:00.000Z' },
+      stored(3, '7', { stockCode: 'POST', description: null, acceptedAt: '2026-12-06T08:00:00.050+01:00' }),
+    ];
+    const back = chunkItems(odd, header).flatMap((c) => chunkLines(c.item, header));
+    expect(back.map(({ streamWriteSentAt: _s, ...l }) => l)).toEqual(odd);
+    expect(back[2]?.isNonProduct).toBe(true);
+    const sales = odd.flatMap((l) => productItems([l])).flatMap(productSales);
+    expect(sales.map(({ streamWriteSentAt: _s, ...x }) => x)).toEqual(odd.map(saleOf));
+    const totals = chunkItems(odd, header).flatMap((c) => lineTotalsOf(c.item));
+    expect(totals.map((t) => t.lineTotal)).toEqual(['99.999', '15.300', '15.300']);
+  });
+
+  it('still reads the chunk and product items of the layout before, and their owners', async () => {
+    const { items } = memoryTable();
+    const line = stored(1, '5');
+    const header = headerItemOf(line);
+    // Written by the version before: rows with lineTotal and isNonProduct, keys with the sequence number.
+    const before = [
+      header,
+      marshall({
+        ...keys.chunk(line.invoiceNo, 1),
+        entity: 'lines',
+        o: `${SHARD}/5`,
+        w: '2026-12-06T07:00:01.000Z',
+        d: JSON.stringify({
+          p: line.producedAt,
+          a: line.acceptedAt,
+          l: [
+            [
+              1,
+              line.stockCode,
+              line.description,
+              line.quantity,
+              line.unitPrice,
+              line.lineTotal,
+              0,
+              null,
+              null,
+            ],
+          ],
+        }),
+      }),
+      marshall({
+        pk: `PROD#${line.stockCode}`,
+        sk: `${line.invoiceTs}#${SHARD}#5#000`,
+        entity: 'sales',
+        w: '2026-12-06T07:00:01.000Z',
+        d: JSON.stringify([
+          [
+            line.invoiceNo,
+            1,
+            line.invoiceTs,
+            line.invoiceDate,
+            line.quantity,
+            line.unitPrice,
+            line.lineTotal,
+            line.description,
+            line.customerId,
+            line.country,
+            0,
+            line.producedAt,
+            line.acceptedAt,
+          ],
+        ]),
+      }),
+    ];
+    for (const item of before) items.set(`${item.pk?.S}|${item.sk?.S}`, item);
+    const s = store();
+    // A re-send of line 1 is refused (its owner is read from the old chunk); line 2 is new.
+    const out = await s.putLines([stored(1, '6'), stored(2, '6')]);
+    expect(out.duplicate).toEqual([true, false]);
+    const invoice = await s.getInvoice(line.invoiceNo);
+    expect(invoice?.lines.map(({ streamWriteSentAt: _s, ...l }) => l)).toEqual([line, stored(2, '6')]);
+    expect(invoice?.lines[0]?.streamWriteSentAt).toBe('2026-12-06T07:00:01.000Z');
+    const sales = await s.getProductLines(line.stockCode, { limit: 5 });
+    expect(sales?.recent.map(({ streamWriteSentAt: _s, ...x }) => x)).toEqual(
+      [stored(2, '6'), line].map(saleOf),
+    );
   });
 });
 
@@ -315,6 +464,39 @@ describe('putLines with the ownership cache', () => {
     ]);
   });
 
+  it('reads the lease at the same time as the invoices the cache does not know, not before', async () => {
+    memoryTable();
+    let headersAsked!: () => void;
+    const asked = new Promise<void>((resolve) => {
+      headersAsked = resolve;
+    });
+    ddb.on(BatchGetItemCommand).callsFake(async () => {
+      headersAsked();
+      return { Responses: { t: [] } };
+    });
+    // The lease answers only once the headers were asked for: a store that waited for the lease
+    // before reading would never get there.
+    ddb.on(GetItemCommand).callsFake(async () => {
+      await asked;
+      return {};
+    });
+    const out = await store().putLines([stored(1, '95')]);
+    expect(out.visibleAt[0]).toBeDefined();
+  });
+
+  it('after a takeover reads again only the invoices its cache answered', async () => {
+    const { calls } = memoryTable();
+    const a = store({ instanceId: 'a' });
+    await a.putLines([stored(1, '96')]);
+    await store({ instanceId: 'b' }).putLines([stored(2, '97')]);
+    const gets = calls.gets;
+    const other = { invoiceNo: '536366' };
+    const out = await a.putLines([stored(2, '98'), stored(1, '98', other)]);
+    expect(out.duplicate).toEqual([true, false]);
+    // In parallel with the lease: the new invoice's header; after it: the cached invoice's header.
+    expect(calls.gets - gets).toBe(2);
+  });
+
   it('reads the lease once per batch and keeps its cache while it holds the shard', async () => {
     const { calls } = memoryTable();
     const s = store({ instanceId: 'a' });
@@ -373,17 +555,25 @@ describe('billing', () => {
     const s = store();
     await s.putLines([stored(1, '70')]);
     // the shard lease, taken once 1 + header 1 + its gsi1 entry 1 + one chunk 1 + one product item 1
-    expect(s.billing()).toEqual({ writeUnits: 5, indexWriteUnits: 1, items: 4, lines: 1 });
+    expect(s.billing()).toMatchObject({ writeUnits: 5, indexWriteUnits: 1, items: 4, lines: 1 });
+    expect(
+      Object.fromEntries(
+        Object.entries(s.billing().byKind ?? {}).map(([k, v]) => [k, [v.writeUnits, v.items]]),
+      ),
+    ).toEqual({ lease: [1, 1], header: [2, 1], chunk: [1, 1], product: [1, 1] });
     await s.putLines(Array.from({ length: 50 }, (_, i) => ({ ...widest(i + 1, '71'), invoiceNo: '536366' })));
     const b = s.billing();
     // Every item was written once: the bill is the sum of their units, an 8 KB chunk costing 8.
     const units = [...items.values()].map(putWriteUnits);
-    expect(b).toEqual({
+    expect(b).toMatchObject({
       writeUnits: units.reduce((sum, u) => sum + u.table + u.indexes, 0),
       indexWriteUnits: 2,
       items: items.size,
       lines: 51,
     });
+    const kinds = Object.values(b.byKind ?? {});
+    expect(kinds.reduce((sum, k) => sum + k.writeUnits, 0)).toBe(b.writeUnits);
+    expect(kinds.reduce((sum, k) => sum + k.items, 0)).toBe(b.items);
     expect(units.filter((u) => u.table === 8).length).toBeGreaterThanOrEqual(5);
   });
 
