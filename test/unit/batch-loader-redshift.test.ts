@@ -597,6 +597,23 @@ describe('loader on Redshift (COPY FROM S3)', () => {
     expect(world.batches).toHaveLength(1);
   });
 
+  it('loads archive objects found together one per transaction (no batch way on Redshift)', async () => {
+    const second = 'archive/2026/01/01/10/s-2.gz';
+    const world = setUpWorld({ [ARCHIVE_KEY]: ARCHIVE_BODY, [second]: ARCHIVE_BODY });
+
+    const results = await makeLoader().loadKeys([second, ARCHIVE_KEY]);
+
+    expect(results.map((r) => [r.key, r.status])).toEqual([
+      [ARCHIVE_KEY, 'loaded'],
+      [second, 'loaded'],
+    ]);
+    expect(world.batches).toHaveLength(2);
+    for (const [i, key] of [ARCHIVE_KEY, second].entries()) {
+      const fact = world.batches[i]?.find((s) => s.startsWith('INSERT INTO fact_sales_line')) ?? '';
+      expect(fact).toContain(`CAST('${key}' AS varchar(1024))`);
+    }
+  });
+
   it('uses only MERGE forms Redshift accepts (a table as the source)', async () => {
     const world = setUpWorld({ [ARCHIVE_KEY]: ARCHIVE_BODY });
 
