@@ -23,6 +23,13 @@ export interface StreamConsumer {
  */
 export const IDLE_POLL_MS = 20;
 
+/**
+ * Batches in flight per shard. 2 takes the archive write (the local Firehose's WAL fsync), the
+ * aggregate updates and the checkpoint of one batch off the path of the next batch's line writes
+ * (issue 14 item 4); measured in docs/benchmarks.md (issue 14, (c)).
+ */
+export const PIPELINE_DEPTH = 2;
+
 /** The Lambda batch handler behind a poller with event source mapping semantics (local/poller.ts). */
 export async function startStreamConsumer(
   config: Config,
@@ -42,6 +49,9 @@ export async function startStreamConsumer(
     checkpointDir,
     ...config.poller,
     idlePollMs: IDLE_POLL_MS,
+    // The next batch's line writes start while this one archives, counts and checkpoints; the
+    // handler keeps in order what must be (consumers/handler.ts ShardOrder), checkpoints stay in order.
+    pipelineDepth: PIPELINE_DEPTH,
     logger,
     // On-failure destination: the same dlq/ letters the handler writes for poison records.
     onFailure: (failure) =>

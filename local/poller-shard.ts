@@ -393,7 +393,7 @@ export class ShardWorker {
     this.#ahead = undefined;
     const running = ahead ?? this.#invoke(this.#buffer.slice(0, size));
     this.#startAhead(size);
-    const outcome = await running;
+    const outcome = await this.#whileRunning(running, size);
     const decision = decide(outcome, size, this.#attempts, policy);
     if (decision.rest) {
       // The batch after a failed record is retried with it: what was started ahead is moot.
@@ -453,6 +453,26 @@ export class ShardWorker {
     const size = fitBatch(rest, batchSize);
     if (expiredPrefix(rest, size, this.#o.maxRecordAgeSeconds, this.#o.clock()) > 0) return;
     this.#ahead = { size, outcome: this.#invoke(rest.slice(0, size)) };
+  }
+
+  /**
+   * Waits for the head batch's outcome; with pipelineDepth 2, records that arrive meanwhile get
+   * their batch started ahead at once. At a steady trickle that is the common case: a line would
+   * otherwise wait for the head batch's archive write, aggregates and checkpoint before its own
+   * line write even began.
+   */
+  async #whileRunning(running: Promise<BatchOutcome>, headSize: number): Promise<BatchOutcome> {
+    if (this.#o.pipelineDepth < 2) return running;
+    let done = false;
+    const outcome = running.finally(() => {
+      done = true;
+      this.#dataArrived.notify();
+    });
+    while (!done && !this.#ahead && !this.#stopping) {
+      await this.#dataArrived.wait();
+      if (!done) this.#startAhead(headSize);
+    }
+    return outcome;
   }
 
   async #dropAhead(): Promise<void> {

@@ -446,6 +446,33 @@ describe('stream poller with pipelineDepth 2', () => {
     expect(poller.stats()).toMatchObject({ recordsProcessed: 300, batches: 3, failedInvocations: 0 });
   });
 
+  it('starts a batch ahead for records that arrive while the batch in flight runs', async () => {
+    const stream = await createStream(1);
+    await put(stream, texts(10));
+    const starts: string[] = [];
+    let secondStarted!: () => void;
+    const second = new Promise<void>((resolve) => {
+      secondStarted = resolve;
+    });
+    const { poller } = await start({
+      streamName: stream,
+      pipelineDepth: 2,
+      handler: async (event) => {
+        const data = dataOf(event);
+        starts.push(data[0] as string);
+        if (starts.length === 1) {
+          // These arrive after the first batch was taken: only a batch started on their arrival
+          // runs while this one waits (without it the test times out).
+          await put(stream, texts(5, 'late'));
+          await second;
+        } else if (starts.length === 2) secondStarted();
+      },
+    });
+    await poller.idle();
+    expect(starts).toEqual(['r-0', 'late-0']);
+    expect(poller.stats()).toMatchObject({ recordsProcessed: 15, batches: 2, failedInvocations: 0 });
+  });
+
   it('when the batch in flight fails, drops the outcome of the one started ahead and retries from the failed record', async () => {
     const stream = await createStream(1);
     const seqs = await put(stream, texts(200));
