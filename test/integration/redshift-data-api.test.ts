@@ -20,9 +20,14 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
-import { LOCAL_WORKGROUP, type LocalRedshiftData, startLocalRedshiftData } from '#local/redshift-data';
+import type { Warehouse } from '#adapters/warehouse';
+import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
+import { createLoader, loadIdOf } from '#batch/loader/index';
+import { migrate } from '#batch/migrate';
 import { decimal, int32, string, writeParquet } from '#lake/parquet';
+import { LOCAL_WORKGROUP, type LocalRedshiftData, startLocalRedshiftData } from '#local/redshift-data';
 import type { LocalStack } from '#local/stack';
+import { acceptedLine, CSV_HEADER, csvRow, FIRST_LINE } from '#test/helpers/lines';
 import { startTestStack } from '#test/helpers/stack';
 
 let stack: LocalStack;
@@ -451,5 +456,208 @@ describe('COPY from the local S3', () => {
       `COPY copy_target FROM 's3://${bucket()}/copy-probe/csv/' ${role} CSV FILLRECORD`,
     );
     expect(odd.Error).toContain('COPY option FILLRECORD is not translated by the local Redshift Data API');
+  });
+});
+
+describe('the aws-mode loader (Redshift adapter, redshift-s3 way) against the local Data API', () => {
+  const logger = createLogger('silent');
+  let warehouse: Warehouse;
+  const bucket = () => stack.config.names.bucket;
+  const put = async (key: string, body: Uint8Array | string) =>
+    (
+      await stack.clients.s3.send(new PutObjectCommand({ Bucket: bucket(), Key: key, Body: body }))
+    ).ETag?.replaceAll('"', '') ?? '';
+  const loader = () => createLoader({ s3: stack.clients.s3, bucket: bucket(), warehouse, logger });
+  const archiveLine = (invoiceNo: string, lineNo: number, stockCode: string) =>
+    JSON.stringify({
+      ...acceptedLine({ invoiceNo, lineNo, stockCode }),
+      streamVisibleAt: '2026-12-06T07:00:00.300Z',
+    });
+
+  beforeAll(async () => {
+    warehouse = createRedshiftWarehouse({
+      client,
+      database: stack.config.names.database,
+      workgroupName: LOCAL_WORKGROUP,
+      secretArn: target().SecretArn,
+      copyRoleArn: 'arn:aws:iam::000000000000:role/copy',
+      pollIntervalMs: 10,
+    });
+    // The Redshift migrations (the .redshift.sql ones and the shared ones) through the Data API.
+    await migrate(warehouse, logger);
+  });
+
+  it('loads a CSV drop and an archive object into the star; rejected rows COPY into load_rejected_row', async () => {
+    const csv = [
+      CSV_HEADER,
+      csvRow({
+        InvoiceNo: '970001',
+        StockCode: '85123A',
+        Description: '"HEART, WHITE"',
+        CustomerID: '17850',
+      }),
+      csvRow({ InvoiceNo: '970001', StockCode: '71053', Description: '', Quantity: 2 }),
+      csvRow({ InvoiceNo: '970001', StockCode: '84406B', Quantity: 'many' }),
+      '',
+    ].join('\n');
+    const csvEtag = await put('landing/redshift-e2e/drop-1.csv', csv);
+    await put(
+      'archive/2026/12/06/07/redshift-e2e-1.gz',
+      gzipSync([archiveLine('970002', 1, '22423'), archiveLine('970002', 2, '22424')].join('\n')),
+    );
+
+    const results = await loader().sweep();
+
+    expect(results.map((r) => [r.key, r.status, r.rowsLoaded, r.rowsNew, r.rowsRejected])).toEqual([
+      ['archive/2026/12/06/07/redshift-e2e-1.gz', 'loaded', 2, 2, 0],
+      ['landing/redshift-e2e/drop-1.csv', 'loaded', 2, 2, 1],
+    ]);
+    const facts = await warehouse.query(
+      `SELECT invoice_no, line_no, stock_code, description, source, stream_visible_at IS NOT NULL AS streamed
+       FROM fact_sales_line WHERE invoice_no IN ('970001', '970002') ORDER BY invoice_no, line_no`,
+    );
+    expect(facts.rows).toEqual([
+      {
+        invoice_no: '970001',
+        line_no: 1,
+        stock_code: '85123A',
+        description: 'HEART, WHITE',
+        source: 'file',
+        streamed: false,
+      },
+      {
+        invoice_no: '970001',
+        line_no: 2,
+        stock_code: '71053',
+        description: null,
+        source: 'file',
+        streamed: false,
+      },
+      {
+        invoice_no: '970002',
+        line_no: 1,
+        stock_code: '22423',
+        description: FIRST_LINE.description,
+        source: 'stream',
+        streamed: true,
+      },
+      {
+        invoice_no: '970002',
+        line_no: 2,
+        stock_code: '22424',
+        description: FIRST_LINE.description,
+        source: 'stream',
+        streamed: true,
+      },
+    ]);
+    const rejected = await warehouse.query(
+      'SELECT line_number, quantity FROM load_rejected_row WHERE object_key = $1 AND load_id = $2',
+      ['landing/redshift-e2e/drop-1.csv', loadIdOf('landing/redshift-e2e/drop-1.csv', csvEtag)],
+    );
+    expect(rejected.rows).toEqual([{ line_number: 4, quantity: 'many' }]);
+    const products = await warehouse.query(
+      "SELECT stock_code FROM dim_product WHERE stock_code IN ('85123A', '71053', '22423', '22424') ORDER BY stock_code",
+    );
+    expect(products.rows.map((r) => r.stock_code)).toEqual(['22423', '22424', '71053', '85123A']);
+  });
+
+  it('reports a statement that fails in the batch: the object is failed with the error, nothing of it loaded', async () => {
+    await warehouse.query('ALTER TABLE dim_product RENAME TO dim_product_away');
+    try {
+      const key = 'landing/redshift-e2e/drop-2.csv';
+      const etag = await put(key, [CSV_HEADER, csvRow({ InvoiceNo: '970003' }), ''].join('\n'));
+
+      const results = await loader().sweep();
+
+      const result = results.find((r) => r.key === key);
+      expect(result).toMatchObject({ status: 'failed' });
+      expect(result?.detail).toContain('relation "dim_product" does not exist');
+      const manifest = await warehouse.query<{ status: string; error: string }>(
+        'SELECT status, error FROM load_manifest WHERE object_key = $1 AND etag = $2',
+        [key, etag],
+      );
+      expect(manifest.rows).toEqual([
+        { status: 'failed', error: expect.stringContaining('relation "dim_product" does not exist') },
+      ]);
+      const facts = await warehouse.query("SELECT 1 FROM fact_sales_line WHERE invoice_no = '970003'");
+      expect(facts.rows).toEqual([]);
+    } finally {
+      await warehouse.query('ALTER TABLE dim_product_away RENAME TO dim_product');
+    }
+  });
+});
+
+const AWS_CLI = '/usr/bin/aws';
+const hasAwsCli = fs.existsSync(AWS_CLI);
+if (!hasAwsCli)
+  console.warn(`redshift-data-api.test.ts: ${AWS_CLI} is absent, the AWS CLI checks are skipped`);
+
+describe.skipIf(!hasAwsCli)("Debian's AWS CLI (aws redshift-data) against the local Data API", () => {
+  const run = promisify(execFile);
+  const aws = async (...args: string[]) => {
+    const { stdout } = await run(
+      AWS_CLI,
+      [
+        'redshift-data',
+        ...args,
+        '--endpoint-url',
+        stack.endpoints.redshiftData as string,
+        '--output',
+        'json',
+      ],
+      {
+        env: {
+          PATH: process.env.PATH,
+          HOME: stack.config.dataDir,
+          AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+          AWS_DEFAULT_REGION: 'us-east-1',
+          AWS_CONFIG_FILE: '/dev/null',
+          AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+          AWS_PAGER: '',
+        },
+      },
+    );
+    return JSON.parse(stdout) as Record<string, unknown>;
+  };
+  const submit = (sql: string) =>
+    aws(
+      'execute-statement',
+      '--workgroup-name',
+      LOCAL_WORKGROUP,
+      '--database',
+      stack.config.names.database,
+      '--secret-arn',
+      target().SecretArn,
+      '--sql',
+      sql,
+    );
+  const ended = async (id: string) => {
+    for (;;) {
+      const d = await aws('describe-statement', '--id', id);
+      if (['FINISHED', 'FAILED', 'ABORTED'].includes(d.Status as string)) return d;
+    }
+  };
+
+  it('execute-statement, describe-statement, get-statement-result; a failure is FAILED with its message', async () => {
+    const { Id } = await submit("SELECT n, 'line ' || n AS label FROM generate_series(1, 3) n ORDER BY n");
+    expect(await ended(Id as string)).toMatchObject({
+      Status: 'FINISHED',
+      HasResultSet: true,
+      ResultRows: 3,
+    });
+    const result = await aws('get-statement-result', '--id', Id as string);
+    expect(result.Records).toEqual([
+      [{ longValue: 1 }, { stringValue: 'line 1' }],
+      [{ longValue: 2 }, { stringValue: 'line 2' }],
+      [{ longValue: 3 }, { stringValue: 'line 3' }],
+    ]);
+    expect(result.TotalNumRows).toBe(3);
+
+    const failed = await submit('SELECT * FROM no_such_table');
+    expect(await ended(failed.Id as string)).toMatchObject({
+      Status: 'FAILED',
+      Error: 'ERROR: relation "no_such_table" does not exist',
+    });
   });
 });
