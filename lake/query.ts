@@ -36,7 +36,11 @@ export interface LakeQueryResult {
  */
 const ATHENA_MACROS = [
   'CREATE MACRO approx_distinct(x) AS approx_count_distinct(x)',
+  'CREATE MACRO approx_percentile(x, p) AS approx_quantile(x, p)',
+  'CREATE MACRO regexp_like(s, pattern) AS regexp_matches(s, pattern)',
+  // Trino's MySQL-style specifiers: %Y %m %d %H %T agree with strftime's; %i (minutes) and %s do not.
   'CREATE MACRO date_format(t, f) AS strftime(t, f)',
+  'CREATE MACRO date_parse(s, f) AS strptime(s, f)',
 ];
 
 /** A Glue/Hive type in DuckDB's spelling (nested types included). */
@@ -128,19 +132,23 @@ export function viewSelect(cached: CachedTable): string {
   );
 }
 
-/** The catalog tables `sql` names (DuckDB's own parser says which relations it reads). */
+/**
+ * The catalog tables `sql` names: DuckDB's own parser says which relations a SELECT reads; for
+ * other statements (DESCRIBE, CREATE TABLE AS, ...) and for SQL that does not parse (its run then
+ * reports DuckDB's message), every catalog table whose name appears as a word.
+ */
 async function referencedTables(
   db: DuckDBConnection,
   catalog: LakeCatalog,
   sql: string,
 ): Promise<GlueTable[]> {
   const reader = await db.runAndReadAll(`SELECT json_serialize_sql(${quoteText(sql)}) AS ast`);
-  const ast = JSON.parse(String(reader.getRowsJson()[0]?.[0] ?? '{}')) as {
-    error?: boolean;
-    error_message?: string;
-  };
-  if (ast.error) throw new LakeQueryError(`the SQL does not parse: ${ast.error_message ?? 'unknown error'}`);
+  const ast = JSON.parse(String(reader.getRowsJson()[0]?.[0] ?? '{}')) as { error?: boolean };
   const names = new Set<string>();
+  if (ast.error) {
+    const words = new Set(sql.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? []);
+    for (const t of catalog.Tables) if (words.has(t.Name)) names.add(t.Name);
+  }
   const walk = (node: unknown): void => {
     if (Array.isArray(node)) for (const n of node) walk(n);
     else if (node !== null && typeof node === 'object') {
