@@ -27,6 +27,7 @@ const BENCHES: BenchModule[] = [
   { name: 'load', file: 'load.ts', exportName: 'runLoadBench' },
   { name: 'warehouse', file: 'warehouse.ts', exportName: 'runWarehouseBench' },
   { name: 'totesys', file: 'totesys.ts', exportName: 'runTotesysBench' },
+  { name: 'lake', file: 'lake.ts', exportName: 'runLakeBench' },
   { name: 'lake-query', file: 'lake-query.ts', exportName: 'runLakeQueryBench' },
 ];
 

@@ -66,7 +66,7 @@ export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult>
       await deps.readLines(object, new LakeLineCollector(lines, object));
     } catch (err) {
       // Its half-read lines go: the batch keeps only whole objects.
-      truncate(lines, before);
+      lines.truncate(before);
       result.failed.push({ key: object.key, error: errorMessage(err) });
       deps.logger?.warn({ key: object.key, err }, 'lake: object not written, tried again next time');
       continue;
@@ -76,10 +76,6 @@ export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult>
   }
   await flush();
   return result;
-}
-
-function truncate(lines: LakeLines, length: number): void {
-  for (const column of Object.values(lines)) if (Array.isArray(column)) column.length = length;
 }
 
 /**

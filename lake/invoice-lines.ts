@@ -17,6 +17,7 @@ import {
   readParquetColumns,
   string,
   writeParquetColumns,
+  writeParquetColumnsOffThread,
 } from './parquet.ts';
 
 /**
@@ -94,7 +95,9 @@ export class LakeError extends Error {
 
 /**
  * Lines as columns (no object per line: the typer hands over one reused row object at a time).
- * Money in thousandths as bigint, times in ms (null: none).
+ * Numbers stay numbers (a price in thousandths is exact below 2^53; a total is made a bigint only
+ * when encoded), a missing time is NaN, so each numeric column stays an array of doubles: per line
+ * no allocation but the pushes (a bigint per price and total cost the real file ~3 s, profiled).
  */
 export class LakeLines {
   readonly invoiceNo: string[] = [];
@@ -106,18 +109,18 @@ export class LakeLines {
   readonly customerId: Array<string | null> = [];
   readonly country: string[] = [];
   readonly quantity: number[] = [];
-  readonly price: bigint[] = [];
-  readonly total: bigint[] = [];
+  /** Unit price in thousandths. */
+  readonly price: number[] = [];
   readonly nonProduct: boolean[] = [];
   readonly duplicate: boolean[] = [];
-  readonly producedAt: Array<number | null> = [];
-  readonly acceptedAt: Array<number | null> = [];
-  readonly streamVisibleAt: Array<number | null> = [];
+  /** Epoch ms; NaN: none. */
+  readonly producedAt: number[] = [];
+  readonly acceptedAt: number[] = [];
+  readonly streamVisibleAt: number[] = [];
   readonly source: string[] = [];
   readonly sourceKey: string[] = [];
-  readonly lakeVisibleAt: Array<number | null> = [];
-  private lastPrice = -1;
-  private lastPriceBig = 0n;
+  /** Epoch ms; NaN until the line is first written. */
+  readonly lakeVisibleAt: number[] = [];
 
   get length(): number {
     return this.invoiceNo.length;
@@ -134,25 +137,25 @@ export class LakeLines {
     this.customerId.push(line.customerId);
     this.country.push(line.country);
     this.quantity.push(line.quantity);
-    if (line.price !== this.lastPrice) {
-      this.lastPrice = line.price;
-      this.lastPriceBig = BigInt(line.price);
-    }
-    this.price.push(this.lastPriceBig);
-    this.total.push(BigInt(line.quantity) * this.lastPriceBig);
+    this.price.push(line.price);
     this.nonProduct.push(line.isNonProduct);
     this.duplicate.push(false);
-    this.producedAt.push(line.producedAt);
-    this.acceptedAt.push(line.acceptedAt);
-    this.streamVisibleAt.push(line.streamVisibleAt);
+    this.producedAt.push(line.producedAt ?? Number.NaN);
+    this.acceptedAt.push(line.acceptedAt ?? Number.NaN);
+    this.streamVisibleAt.push(line.streamVisibleAt ?? Number.NaN);
     this.source.push(source);
     this.sourceKey.push(sourceKey);
-    this.lakeVisibleAt.push(null);
+    this.lakeVisibleAt.push(Number.NaN);
   }
 
   /** Appends row `i` of `from`. */
   copyRow(from: LakeLines, i: number): void {
     for (const f of FIELDS) (this[f] as unknown[]).push(from[f][i]);
+  }
+
+  /** Drops the rows from `length` on (a half-read object). */
+  truncate(length: number): void {
+    for (const f of FIELDS) this[f].length = length;
   }
 }
 
@@ -167,7 +170,6 @@ const FIELDS = [
   'country',
   'quantity',
   'price',
-  'total',
   'nonProduct',
   'duplicate',
   'producedAt',
@@ -266,10 +268,16 @@ async function getBytes(store: LakeStore, key: string): Promise<Uint8Array> {
   return out.Body.transformToByteArray();
 }
 
-const BIG_ZERO = 0n;
-const asNumber = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+/** Microseconds (a bigint as read) to ms; NaN: none. Times the lake writes are whole ms. */
 const msOf = (micros: unknown) =>
-  micros === null || micros === undefined ? null : Number(BigInt(micros as bigint) / 1000n);
+  micros === null || micros === undefined ? Number.NaN : Number(BigInt(micros as bigint) / 1000n);
+
+function priceOf(unscaled: unknown, file: string): number {
+  const n = Number(unscaled);
+  if (!Number.isSafeInteger(n))
+    throw new LakeError(`${file}: a unit price of ${String(unscaled)} thousandths is past 2^53`);
+  return n;
+}
 
 /** A data file's lines (every column), appended to `into`. */
 export async function readLakeFile(
@@ -279,40 +287,37 @@ export async function readLakeFile(
 ): Promise<LakeLines> {
   const { rowCount, columns: c } = await readParquetColumns(await getBytes(store, key), INVOICE_LINE_SCHEMA);
   const col = (name: string) => c[name] as unknown[];
-  const [inv, ln, dk, idate, sc, desc, cust, ctry, qty, price, total, np, dup, pa, aa, sva, src, skey, lva] =
-    [
-      'invoice_no',
-      'line_no',
-      'date_key',
-      'invoice_date',
-      'stock_code',
-      'description',
-      'customer_id',
-      'country_name',
-      'quantity',
-      'unit_price',
-      'line_total',
-      'is_non_product',
-      'is_duplicate_row',
-      'produced_at',
-      'accepted_at',
-      'stream_visible_at',
-      'source',
-      'source_key',
-      'lake_visible_at',
-    ].map(col) as unknown[][];
+  const [inv, ln, dk, idate, sc, desc, cust, ctry, qty, price, np, dup, pa, aa, sva, src, skey, lva] = [
+    'invoice_no',
+    'line_no',
+    'date_key',
+    'invoice_date',
+    'stock_code',
+    'description',
+    'customer_id',
+    'country_name',
+    'quantity',
+    'unit_price',
+    'is_non_product',
+    'is_duplicate_row',
+    'produced_at',
+    'accepted_at',
+    'stream_visible_at',
+    'source',
+    'source_key',
+    'lake_visible_at',
+  ].map(col) as unknown[][];
   for (let i = 0; i < rowCount; i++) {
     into.invoiceNo.push(inv?.[i] as string);
     into.lineNo.push(Number(ln?.[i]));
     into.dateKey.push(Number(dk?.[i]));
-    into.invoiceMs.push(msOf(idate?.[i]) as number);
+    into.invoiceMs.push(msOf(idate?.[i]));
     into.stockCode.push(sc?.[i] as string);
     into.description.push((desc?.[i] as string | undefined) ?? null);
     into.customerId.push((cust?.[i] as string | undefined) ?? null);
     into.country.push(ctry?.[i] as string);
     into.quantity.push(Number(qty?.[i]));
-    into.price.push(BigInt((price?.[i] as bigint | undefined) ?? BIG_ZERO));
-    into.total.push(BigInt((total?.[i] as bigint | undefined) ?? BIG_ZERO));
+    into.price.push(priceOf(price?.[i], key));
     into.nonProduct.push(Boolean(np?.[i]));
     into.duplicate.push(Boolean(dup?.[i]));
     into.producedAt.push(msOf(pa?.[i]));
@@ -320,7 +325,7 @@ export async function readLakeFile(
     into.streamVisibleAt.push(msOf(sva?.[i]));
     into.source.push(src?.[i] as string);
     into.sourceKey.push(skey?.[i] as string);
-    into.lakeVisibleAt.push(asNumber(msOf(lva?.[i])));
+    into.lakeVisibleAt.push(msOf(lva?.[i]));
   }
   return into;
 }
@@ -355,7 +360,7 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
       return true;
     }
     for (const f of ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const) {
-      if (out[f][kept] === null && from[f][i] !== null) {
+      if (Number.isNaN(out[f][kept]) && !Number.isNaN(from[f][i])) {
         out[f][kept] = from[f][i] as number;
         changed = true;
       }
@@ -378,81 +383,147 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
  * a row with the same product, description, quantity, time, price, customer and country as one of
  * a lower line number. Equal times mean one day, so one partition sees all of a row's equals.
  */
-function markDuplicates(lines: LakeLines, order: readonly number[]): void {
-  const seen = new Set<string>();
-  for (const i of order) {
-    const sig = [
-      lines.invoiceNo[i],
-      lines.stockCode[i],
-      lines.description[i] ?? '\u0000',
-      lines.quantity[i],
-      lines.invoiceMs[i],
-      lines.price[i],
-      lines.customerId[i] ?? '\u0000',
-      lines.country[i],
-    ].join('\u0001');
-    lines.duplicate[i] = seen.has(sig);
-    seen.add(sig);
+function markDuplicates(lines: LakeLines): void {
+  const lowest = new Map<string, number>();
+  const signature = (i: number) =>
+    `${lines.invoiceNo[i]}\u0001${lines.stockCode[i]}\u0001${lines.description[i] ?? '\u0000'}\u0001${lines.quantity[i]}\u0001${lines.invoiceMs[i]}\u0001${lines.price[i]}\u0001${lines.customerId[i] ?? '\u0000'}\u0001${lines.country[i]}`;
+  const sigs: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const sig = signature(i);
+    sigs.push(sig);
+    const n = lines.lineNo[i] as number;
+    const low = lowest.get(sig);
+    if (low === undefined || n < low) lowest.set(sig, n);
   }
+  for (let i = 0; i < lines.length; i++)
+    lines.duplicate[i] = (lines.lineNo[i] as number) > (lowest.get(sigs[i] as string) as number);
 }
 
-/** Row order of a file: by invoice time, invoice and line (also the duplicate rule's order). */
+function before(lines: LakeLines, a: number, b: number): number {
+  const t = (lines.invoiceMs[a] as number) - (lines.invoiceMs[b] as number);
+  if (t !== 0) return t;
+  const x = lines.invoiceNo[a] as string;
+  const y = lines.invoiceNo[b] as string;
+  if (x !== y) return x < y ? -1 : 1;
+  return (lines.lineNo[a] as number) - (lines.lineNo[b] as number);
+}
+
+/**
+ * Row order of a file: by invoice time, invoice and line (query engines read a day's rows in time
+ * order; min/max statistics stay tight). Rows already in order (a file's rows mostly are) are not sorted.
+ */
 function sortedRows(lines: LakeLines): number[] {
   const order = Array.from({ length: lines.length }, (_, i) => i);
-  order.sort(
-    (a, b) =>
-      (lines.invoiceMs[a] as number) - (lines.invoiceMs[b] as number) ||
-      ((lines.invoiceNo[a] as string) < (lines.invoiceNo[b] as string)
-        ? -1
-        : (lines.invoiceNo[a] as string) > (lines.invoiceNo[b] as string)
-          ? 1
-          : (lines.lineNo[a] as number) - (lines.lineNo[b] as number)),
-  );
+  let sorted = true;
+  for (let i = 1; i < lines.length && sorted; i++) sorted = before(lines, i - 1, i) <= 0;
+  if (!sorted) order.sort((a, b) => before(lines, a, b));
   return order;
 }
 
 const TEXT = new TextEncoder();
 
-/** The lines as Parquet bytes, in `order`; strings go as interned UTF-8 (writeParquetColumns says why). */
-export function encodeLakeLines(lines: LakeLines, order: readonly number[] = sortedRows(lines)): Uint8Array {
+/** Strings as UTF-8 bytes, one Uint8Array per distinct value (writeParquetColumns says why). */
+function bytesColumn(
+  values: ReadonlyArray<string | null>,
+  order: readonly number[],
+): Array<Uint8Array | null> {
   const interned = new Map<string, Uint8Array>();
-  const bytes = (s: string | null) => {
-    if (s === null) return null;
-    let b = interned.get(s);
-    if (b === undefined) {
-      b = TEXT.encode(s);
-      interned.set(s, b);
+  const out = new Array<Uint8Array | null>(order.length);
+  let last: string | null = null;
+  let lastBytes: Uint8Array | null = null;
+  for (let k = 0; k < order.length; k++) {
+    const s = values[order[k] as number] ?? null;
+    if (s !== last || lastBytes === null) {
+      if (s === null) lastBytes = null;
+      else {
+        lastBytes = interned.get(s) ?? null;
+        if (lastBytes === null) {
+          lastBytes = TEXT.encode(s);
+          interned.set(s, lastBytes);
+        }
+      }
+      last = s;
     }
-    return b;
-  };
-  const micros = (ms: number | null | undefined) =>
-    ms === null || ms === undefined ? null : BigInt(ms) * 1000n;
-  const pick = <T, R>(values: readonly T[], f: (v: T) => R) => order.map((i) => f(values[i] as T));
-  const same = <T>(v: T) => v;
-  const columns: unknown[][] = [
-    pick(lines.invoiceNo, bytes),
-    pick(lines.lineNo, same),
-    pick(lines.dateKey, same),
-    pick(lines.invoiceMs, micros),
-    pick(lines.stockCode, bytes),
-    pick(lines.description, bytes),
-    pick(lines.customerId, bytes),
-    pick(lines.country, bytes),
-    pick(lines.quantity, same),
-    pick(lines.price, same),
-    pick(lines.total, same),
-    pick(lines.invoiceNo, (n) => n.startsWith('C')),
-    pick(lines.invoiceNo, (n) => n.startsWith('A')),
-    pick(lines.nonProduct, same),
-    pick(lines.duplicate, same),
-    pick(lines.producedAt, micros),
-    pick(lines.acceptedAt, micros),
-    pick(lines.streamVisibleAt, micros),
-    pick(lines.source, bytes),
-    pick(lines.sourceKey, bytes),
-    pick(lines.lakeVisibleAt, micros),
+    out[k] = lastBytes;
+  }
+  return out;
+}
+
+/** Times in ms to microseconds (numbers: exact below 2^53, the writer makes them INT64); NaN: null. */
+function microsColumn(values: readonly number[], order: readonly number[]): Array<number | null> {
+  const out = new Array<number | null>(order.length);
+  for (let k = 0; k < order.length; k++) {
+    const v = values[order[k] as number] as number;
+    out[k] = Number.isNaN(v) ? null : v * 1000;
+  }
+  return out;
+}
+
+function numbersColumn(values: readonly number[], order: readonly number[]): Int32Array {
+  const out = new Int32Array(order.length);
+  for (let k = 0; k < order.length; k++) out[k] = values[order[k] as number] as number;
+  return out;
+}
+
+/** Prices and totals as unscaled bigints (DECIMAL(12,3) / (18,3)); a total past 2^53 multiplied as bigints. */
+function moneyColumns(lines: LakeLines, order: readonly number[]): { price: bigint[]; total: bigint[] } {
+  const price = new Array<bigint>(order.length);
+  const total = new Array<bigint>(order.length);
+  let lastPrice = Number.NaN;
+  let lastBig = 0n;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k] as number;
+    const p = lines.price[i] as number;
+    const q = lines.quantity[i] as number;
+    if (p !== lastPrice) {
+      lastPrice = p;
+      lastBig = BigInt(p);
+    }
+    price[k] = lastBig;
+    const t = p * q;
+    total[k] = Number.isSafeInteger(t) ? BigInt(t) : lastBig * BigInt(q);
+  }
+  return { price, total };
+}
+
+/** The lines as Parquet bytes, in `order` (default: time, invoice, line). */
+export function encodeLakeLines(lines: LakeLines, order: readonly number[] = sortedRows(lines)): Uint8Array {
+  return writeParquetColumns(INVOICE_LINE_SCHEMA, lakeColumns(lines, order), order.length);
+}
+
+/** encodeLakeLines' bytes, encoded on the Parquet encoder thread (lake/parquet.ts). */
+export function encodeLakeLinesOffThread(lines: LakeLines): Promise<Uint8Array> {
+  const order = sortedRows(lines);
+  return writeParquetColumnsOffThread(INVOICE_LINE_SCHEMA, lakeColumns(lines, order), order.length);
+}
+
+/** The schema's columns of the lines, physical values in `order`. */
+function lakeColumns(lines: LakeLines, order: readonly number[]): unknown[][] {
+  const { price, total } = moneyColumns(lines, order);
+  const flags = (test: (i: number) => boolean) => order.map(test);
+  return [
+    bytesColumn(lines.invoiceNo, order),
+    numbersColumn(lines.lineNo, order) as unknown as unknown[],
+    numbersColumn(lines.dateKey, order) as unknown as unknown[],
+    microsColumn(lines.invoiceMs, order),
+    bytesColumn(lines.stockCode, order),
+    bytesColumn(lines.description, order),
+    bytesColumn(lines.customerId, order),
+    bytesColumn(lines.country, order),
+    numbersColumn(lines.quantity, order) as unknown as unknown[],
+    price,
+    total,
+    flags((i) => (lines.invoiceNo[i] as string).startsWith('C')),
+    flags((i) => (lines.invoiceNo[i] as string).startsWith('A')),
+    flags((i) => lines.nonProduct[i] as boolean),
+    flags((i) => lines.duplicate[i] as boolean),
+    microsColumn(lines.producedAt, order),
+    microsColumn(lines.acceptedAt, order),
+    microsColumn(lines.streamVisibleAt, order),
+    bytesColumn(lines.source, order),
+    bytesColumn(lines.sourceKey, order),
+    microsColumn(lines.lakeVisibleAt, order),
   ];
-  return writeParquetColumns(INVOICE_LINE_SCHEMA, columns, order.length);
 }
 
 /** A data file's name: its content's hash, so the same lines written again land on the same object. */
@@ -490,9 +561,8 @@ export async function mergePartition(
   if (!merged.changed && files.length === 1)
     return { partition, added: 0, already: merged.already, replaced: [] };
   if (merged.lines.length === 0) return { partition, added: 0, already: 0, replaced: [] };
-  const order = sortedRows(merged.lines);
-  markDuplicates(merged.lines, order);
-  const bytes = encodeLakeLines(merged.lines, order);
+  markDuplicates(merged.lines);
+  const bytes = await encodeLakeLinesOffThread(merged.lines);
   const file = dataFileKey(partition, bytes);
   await store.s3.send(
     new PutObjectCommand({

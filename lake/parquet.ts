@@ -284,6 +284,31 @@ export function writeParquetColumns(
   columns: unknown[][],
   rowCount: number,
 ): Uint8Array {
+  checkColumns(schema, columns, rowCount);
+  return encode(schema, columns, rowCount);
+}
+
+/**
+ * writeParquetColumns' bytes, encoded on the encoder thread when the table is big enough to be
+ * worth the trip (the same bytes: the same hyparquet-writer with the same options), so the caller's
+ * thread goes on with other work (reading and merging the next partition) meanwhile.
+ */
+export async function writeParquetColumnsOffThread(
+  schema: ParquetSchema,
+  columns: unknown[][],
+  rowCount: number,
+): Promise<Uint8Array> {
+  if (rowCount * schema.length < OFF_THREAD_VALUES) return writeParquetColumns(schema, columns, rowCount);
+  checkColumns(schema, columns, rowCount);
+  try {
+    return await encodeOffThread(schema, columns, rowCount);
+  } catch {
+    // No worker where this runs (a bundle without node_modules) or it failed: the same bytes here.
+    return encode(schema, columns, rowCount);
+  }
+}
+
+function checkColumns(schema: ParquetSchema, columns: unknown[][], rowCount: number): void {
   if (schema.length === 0) throw new ParquetError('a Parquet schema needs at least one column');
   if (columns.length !== schema.length)
     throw new ParquetError(`${columns.length} columns for a schema of ${schema.length}`);
@@ -291,7 +316,6 @@ export function writeParquetColumns(
     if (columns[i]?.length !== rowCount)
       throw new ParquetError(`column ${c.name} has ${columns[i]?.length} values, expected ${rowCount}`);
   });
-  return encode(schema, columns, rowCount);
 }
 
 function encode(schema: ParquetSchema, columns: unknown[][], rowCount: number): Uint8Array {

@@ -1,0 +1,245 @@
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  DeleteObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { createLogger } from '#adapters/logger';
+import type { Warehouse } from '#adapters/warehouse';
+import { createLoader, type LoadResult } from '#batch/loader/index';
+import { createManifest } from '#batch/loader/manifest';
+import { type ReconcileReport, reconcileWith, warehouseLineSource } from '#batch/reconcile';
+import { typeObjectInto } from '#batch/typed-object';
+import {
+  encodeLakeLines,
+  INVOICE_LINES_PREFIX,
+  LAKE_STATE_PREFIX,
+  LakeLineCollector,
+  LakeLines,
+} from '#lake/invoice-lines';
+import { lakeLineSource } from '#lake/invoice-lines-reconcile';
+import { catchUpLake, type LakeStageResult } from '#lake/invoice-lines-stage';
+import { type LoadedObject, loadedSourceObjects } from '#lake/lake-manifest';
+import { startLoaderEnv } from '#test/helpers/loader-env';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const REAL_FILE = path.resolve(REPO, '../shared/data/online-retail/online-retail.csv.gz');
+const BUCKET = 'bench';
+
+/**
+ * The lake's invoice lines (issue 17): the real file through the loader into an empty warehouse,
+ * alone and then with the lake stage after it (the file typed again, 305 day partitions merged,
+ * encoded and PUT, one marker), in paired rounds on the same minutes; the overhead is the lake's
+ * time over the load's. Then where the lake's time goes (typing again, encoding, the rest: the
+ * listing, the PUTs), a second catch-up after the markers were lost (a reload: nothing added, no
+ * file changed), and reconcile of the lake against the warehouse (every line once, exact totals).
+ */
+export async function runLakeBench(
+  options: { rounds?: number; progress?: (message: string) => void } = {},
+): Promise<Record<string, unknown>> {
+  if (!existsSync(REAL_FILE)) return { skipped: `${REAL_FILE} is absent` };
+  const progress = options.progress ?? (() => {});
+  const env = await startLoaderEnv(BUCKET, 'bench-lake-');
+  try {
+    const bench = await benchContext(env.clients.s3, env.warehouse);
+    const rounds: RoundResult[] = [];
+    let stage: LakeStageResult | undefined;
+    for (let round = 1; round <= (options.rounds ?? 3); round++) {
+      progress(`lake round ${round}/${options.rounds ?? 3}: the load alone, then the load and the lake`);
+      const measured = await measureRound(bench, round);
+      rounds.push(measured.round);
+      stage = measured.stage;
+    }
+    progress('lake: the encoding alone, a reload, reconcile');
+    const encoding = await encodingAlone(bench);
+    const reload = await reloadWithoutMarkers(bench);
+    const reconciled = await reconcileWith({
+      reference: warehouseLineSource(env.warehouse),
+      sources: [lakeLineSource(bench.store)],
+    });
+    const overheads = rounds.map((r) => r.overhead).sort((a, b) => a - b);
+    const median = overheads[Math.floor(overheads.length / 2)] as number;
+    return {
+      summary: summaryRows({ rounds, median, stage, encoding, reload, reconciled }),
+      rounds,
+      medianOverhead: median,
+      targetOverhead: 0.2,
+      encoding,
+      reload,
+      reconcile: { ok: reconciled.ok, accepted: reconciled.accepted, lake: reconciled.stores[0] },
+    };
+  } finally {
+    await env.stop();
+  }
+}
+
+type Bench = Awaited<ReturnType<typeof benchContext>>;
+
+async function benchContext(s3: S3Client, warehouse: Warehouse) {
+  const body = await fs.readFile(REAL_FILE);
+  const loader = createLoader({ s3, bucket: BUCKET, warehouse, logger: createLogger('silent') });
+  const manifest = createManifest(warehouse);
+  const timing = { typingMs: 0 };
+  const store = { s3, bucket: BUCKET };
+  const stageDeps = {
+    store,
+    loaded: () => loadedSourceObjects(warehouse),
+    readLines: async (o: LoadedObject, c: LakeLineCollector) => {
+      const t = performance.now();
+      await typeObjectInto(s3, BUCKET, o, c);
+      timing.typingMs += performance.now() - t;
+    },
+  };
+  /** The real file into an empty warehouse under a key of its own. */
+  const freshLoad = async (round: number, kind: string): Promise<{ ms: number; result: LoadResult }> => {
+    await manifest.forgetAllLoads();
+    const key = `landing/${kind}-${round}/online-retail.csv.gz`;
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+    const t0 = performance.now();
+    const result = await loader.loadKey(key);
+    const ms = performance.now() - t0;
+    if (result.status !== 'loaded') throw new Error(`the load ${result.status}: ${result.detail}`);
+    return { ms, result };
+  };
+  return { s3, warehouse, store, stageDeps, timing, freshLoad };
+}
+
+/** The load alone, then (the lake emptied) the load and the lake stage after it. */
+async function measureRound(bench: Bench, round: number) {
+  const alone = await bench.freshLoad(round, 'alone');
+  await emptyLake(bench.s3);
+  const withLake = await bench.freshLoad(round, 'lake');
+  bench.timing.typingMs = 0;
+  const t0 = performance.now();
+  const stage = await catchUpLake(bench.stageDeps);
+  const lakeMs = performance.now() - t0;
+  const result: RoundResult = {
+    round,
+    loadAloneMs: Math.round(alone.ms),
+    loadMs: Math.round(withLake.ms),
+    lakeMs: Math.round(lakeMs),
+    lakeTypingMs: Math.round(bench.timing.typingMs),
+    overhead: round2(lakeMs / withLake.ms),
+    rows: withLake.result.rowsLoaded,
+  };
+  return { round: result, stage };
+}
+
+/** The same lines encoded as one file on this thread: the Parquet writer's own share. */
+async function encodingAlone(bench: Bench) {
+  const lines = new LakeLines();
+  const [object] = await loadedSourceObjects(bench.warehouse);
+  if (!object) throw new Error('nothing loaded');
+  await typeObjectInto(bench.s3, BUCKET, object, new LakeLineCollector(lines, object));
+  lines.lakeVisibleAt.fill(Date.now());
+  const t0 = performance.now();
+  const bytes = encodeLakeLines(lines);
+  return { ms: Math.round(performance.now() - t0), mb: round2(bytes.byteLength / 2 ** 20) };
+}
+
+/** A reload: the markers gone (as a --fresh lake manifest would), every line already there. */
+async function reloadWithoutMarkers(bench: Bench) {
+  const filesBefore = await listKeys(bench.s3, INVOICE_LINES_PREFIX);
+  await deleteAll(bench.s3, LAKE_STATE_PREFIX);
+  const t0 = performance.now();
+  const reload = await catchUpLake(bench.stageDeps);
+  const ms = Math.round(performance.now() - t0);
+  const filesAfter = await listKeys(bench.s3, INVOICE_LINES_PREFIX);
+  return { ...reload, ms, filesUnchanged: reload.added === 0 && filesBefore.join() === filesAfter.join() };
+}
+
+function summaryRows(r: {
+  rounds: RoundResult[];
+  median: number;
+  stage: LakeStageResult | undefined;
+  encoding: { ms: number; mb: number };
+  reload: Awaited<ReturnType<typeof reloadWithoutMarkers>>;
+  reconciled: ReconcileReport;
+}) {
+  const lake = r.reconciled.stores[0];
+  const each = (f: (x: RoundResult) => number) => r.rounds.map(f).join(' / ');
+  return [
+    { metric: 'rows loaded (real file)', value: r.rounds[0]?.rows ?? '-' },
+    {
+      metric: 'lake time / load time (median of rounds)',
+      value: r.median,
+      target: '<= 0.2',
+      met: r.median <= 0.2,
+    },
+    { metric: 'overhead per round', value: each((x) => x.overhead) },
+    { metric: 'load alone ms per round', value: each((x) => x.loadAloneMs) },
+    { metric: 'load (before the lake) ms per round', value: each((x) => x.loadMs) },
+    { metric: 'lake ms per round', value: each((x) => x.lakeMs) },
+    { metric: 'of which typing the file again ms', value: each((x) => x.lakeTypingMs) },
+    {
+      metric: 'encoding all lines as one Parquet file ms (size MB)',
+      value: `${r.encoding.ms} (${r.encoding.mb})`,
+    },
+    { metric: 'partition files written', value: r.stage?.files ?? 0 },
+    {
+      metric: 'reload (markers lost): lines added, files unchanged, ms',
+      value: `${r.reload.added}, ${r.reload.filesUnchanged ? 'yes' : 'no'}, ${r.reload.ms}`,
+      met: r.reload.filesUnchanged,
+    },
+    {
+      metric: 'reconcile lake vs warehouse: lines, missing, duplicated, mismatched',
+      value: `${lake?.lines}, ${lake?.missing}, ${lake?.duplicated}, ${lake?.mismatched}`,
+      met: r.reconciled.ok,
+    },
+    {
+      metric: 'revenue warehouse = lake (exact)',
+      value: `${r.reconciled.accepted.revenue} = ${lake?.revenue}`,
+    },
+  ];
+}
+
+interface RoundResult {
+  round: number;
+  loadAloneMs: number;
+  loadMs: number;
+  lakeMs: number;
+  lakeTypingMs: number;
+  overhead: number;
+  rows: number | undefined;
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
+async function listKeys(s3: S3Client, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({
+        Bucket: BUCKET,
+        Prefix: prefix,
+        ...(token ? { ContinuationToken: token } : {}),
+      }),
+    );
+    for (const o of page.Contents ?? []) if (o.Key) out.push(o.Key);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out.sort();
+}
+
+async function deleteAll(s3: S3Client, prefix: string): Promise<void> {
+  for (const key of await listKeys(s3, prefix))
+    await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+}
+
+async function emptyLake(s3: S3Client): Promise<void> {
+  await deleteAll(s3, INVOICE_LINES_PREFIX);
+  await deleteAll(s3, LAKE_STATE_PREFIX);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const result = await runLakeBench({
+    rounds: Number(process.argv[2] ?? 3),
+    progress: (m) => process.stderr.write(`${m}\n`),
+  });
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
