@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CATALOG_KEY, readCatalog } from '#lake/catalog';
 import { widenType } from '#lake/catalog-merge';
 import type { LakeObject, LakeObjects } from '#lake/catalog-objects';
-import { crawlLake } from '#lake/crawler';
+import { crawlLake, createCrawlScheduler } from '#lake/crawler';
 import {
   boolean,
   date,
@@ -17,6 +17,7 @@ import {
 } from '#lake/parquet';
 import { duckType } from '#lake/query';
 import { acceptedLine } from '#test/helpers/lines';
+import { renderCrawl, renderTables } from '../../cli/commands/lake.ts';
 
 const BUCKET = 'lake-test';
 
@@ -297,5 +298,62 @@ describe('lake catalog types', () => {
       'STRUCT("a" INTEGER, "b" MAP(VARCHAR, BIGINT))[]',
     );
     expect(() => duckType('interval')).toThrow(/does not know: interval/);
+  });
+});
+
+describe('crawl after writes', () => {
+  it('runs one crawl at a time: writes during a crawl share one more crawl, of every prefix they named', async () => {
+    const bucket = memoryBucket();
+    seedLake(bucket);
+    const listed: string[] = [];
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const objects: LakeObjects = {
+      ...bucket.objects,
+      async list(prefix) {
+        listed.push(prefix);
+        if (listed.length === 1) await held;
+        return bucket.objects.list(prefix);
+      },
+    };
+    const scheduler = createCrawlScheduler({ objects, bucket: BUCKET });
+    const first = scheduler.crawlAfterWrite(['processed/invoice_lines/']);
+    await new Promise((r) => setImmediate(r));
+    const second = scheduler.crawlAfterWrite(['processed/invoice_lines/year=2010/']);
+    const third = scheduler.crawlAfterWrite(['archive/2026/12/06/07/']);
+    expect(third).toBe(second);
+    release();
+    const [a, b] = await Promise.all([first, second]);
+    expect(listed).toEqual(['processed/invoice_lines/', 'processed/invoice_lines/', 'archive/']);
+    expect(a.tables.map((t) => t.name)).toEqual(['invoice_lines']);
+    expect(b.catalog.Tables.map((t) => t.Name)).toEqual(['archive', 'invoice_lines']);
+  });
+});
+
+describe('lake tables and lake crawl output', () => {
+  it('prints plain lines for a pipe, the stored shape as JSON, and names the tables for an unknown one', async () => {
+    const bucket = memoryBucket();
+    seedLake(bucket);
+    const report = await crawlLake({ objects: bucket.objects, bucket: BUCKET });
+    const plain = renderTables(report.catalog, 'invoice_lines', 'plain').split('\n');
+    expect(plain[0]).toBe(`invoice_lines (parquet, s3://${BUCKET}/processed/invoice_lines/)`);
+    expect(plain).toContain('unit_price\tdecimal(12,3)\t');
+    expect(plain).toContain('year\tstring\tyes');
+    expect(plain).toContain(
+      `2010\t12\t01\ts3://${BUCKET}/processed/invoice_lines/year=2010/month=12/day=01/\t1\t${bucket.store.get('processed/invoice_lines/year=2010/month=12/day=01/part-0.parquet')?.length}`,
+    );
+    expect(JSON.parse(renderTables(report.catalog, 'ARCHIVE', 'json'))).toEqual({
+      Table: report.catalog.Tables.find((t) => t.Name === 'archive'),
+      Partitions: report.catalog.Partitions.archive,
+    });
+    expect(() => renderTables(report.catalog, 'nope', 'plain')).toThrow(
+      'no table nope in the lake catalog; it has: archive, invoice_lines, totesys_dim_currency',
+    );
+    expect(renderCrawl(report, 'plain')).toMatch(/^archive\ttable added\ts3:\/\/lake-test\/archive\/$/m);
+    expect(renderCrawl(report, 'table')).toMatch(
+      /│ invoice_lines +│ s3:\/\/lake-test\/processed\/invoice_lines\/ +│ 8 +│ 2 +│ 2 +│/,
+    );
   });
 });
