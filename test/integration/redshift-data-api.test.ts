@@ -24,7 +24,10 @@ import type { Warehouse } from '#adapters/warehouse';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
 import { createLoader, loadIdOf } from '#batch/loader/index';
 import { migrate } from '#batch/migrate';
-import { decimal, int32, string, writeParquet } from '#lake/parquet';
+import { loadProcessedObject } from '#cdc/load';
+import { processedObjectKey } from '#cdc/transform';
+import { WAREHOUSE_TABLES, type WarehouseTable } from '#cdc/transform-model';
+import { decimal, int32, type ParquetType, type ParquetValue, string, writeParquet } from '#lake/parquet';
 import { LOCAL_WORKGROUP, type LocalRedshiftData, startLocalRedshiftData } from '#local/redshift-data';
 import type { LocalStack } from '#local/stack';
 import { acceptedLine, CSV_HEADER, csvRow, FIRST_LINE } from '#test/helpers/lines';
@@ -559,6 +562,64 @@ describe('the aws-mode loader (Redshift adapter, redshift-s3 way) against the lo
       "SELECT stock_code FROM dim_product WHERE stock_code IN ('85123A', '71053', '22423', '22424') ORDER BY stock_code",
     );
     expect(products.rows.map((r) => r.stock_code)).toEqual(['22423', '22424', '71053', '85123A']);
+  });
+
+  it('loads processed totesys Parquet into a dimension and a fact (COPY FORMAT AS PARQUET, MERGE, identity, GETDATE)', async () => {
+    const runId = '20261206T070000000Z-abcdef';
+    const sample = (type: ParquetType, i: number): ParquetValue =>
+      type.kind === 'int32' || type.kind === 'int64'
+        ? i
+        : type.kind === 'boolean'
+          ? true
+          : type.kind === 'date'
+            ? '2026-12-06'
+            : type.kind === 'time'
+              ? '07:00:00.000000'
+              : type.kind === 'decimal'
+                ? '12.34'
+                : `value ${i}`;
+    const deps = {
+      s3: stack.clients.s3,
+      bucket: bucket(),
+      warehouse,
+      logger,
+      copyRoleArn: 'arn:aws:iam::000000000000:role/copy',
+    };
+    for (const name of ['dim_currency', 'fact_payment']) {
+      const table = WAREHOUSE_TABLES.find((t) => t.name === name) as WarehouseTable;
+      const rows = [1, 2].map((i) =>
+        Object.fromEntries(table.columns.map((c) => [c.name, sample(c.type, i)])),
+      );
+      const key = processedObjectKey(name, runId);
+      const etag = await put(key, writeParquet(table.columns, rows));
+
+      expect(await loadProcessedObject(deps, { key, etag })).toMatchObject({ status: 'loaded', rowsRead: 2 });
+    }
+    const currencies = await warehouse.query(
+      'SELECT currency_id, currency_code FROM totesys.dim_currency ORDER BY 1',
+    );
+    expect(currencies.rows).toEqual([
+      { currency_id: 1, currency_code: 'value 1' },
+      { currency_id: 2, currency_code: 'value 2' },
+    ]);
+    const payments = await warehouse.query(
+      `SELECT payment_record_id, payment_amount, warehouse_visible_at IS NOT NULL AS visible, source_key
+       FROM totesys.fact_payment ORDER BY payment_record_id`,
+    );
+    expect(payments.rows).toEqual([
+      {
+        payment_record_id: 1,
+        payment_amount: '12.34',
+        visible: true,
+        source_key: processedObjectKey('fact_payment', runId),
+      },
+      {
+        payment_record_id: 2,
+        payment_amount: '12.34',
+        visible: true,
+        source_key: processedObjectKey('fact_payment', runId),
+      },
+    ]);
   });
 
   it('reports a statement that fails in the batch: the object is failed with the error, nothing of it loaded', async () => {
