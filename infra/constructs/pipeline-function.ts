@@ -1,16 +1,23 @@
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { CfnOutput, type CfnOutputProps, type Duration, RemovalPolicy } from 'aws-cdk-lib';
+import {
+  AssetHashType,
+  CfnOutput,
+  type CfnOutputProps,
+  DockerImage,
+  type Duration,
+  RemovalPolicy,
+} from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { Env } from '#adapters/config';
+import { BUNDLE_HANDLER, REPO_ROOT } from '../bundle.ts';
 import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES, type LambdaEntryName } from '../entries.ts';
 
-/** The repository root: entry paths and the lock file are resolved from here, whatever the cwd. */
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The repository root: entry paths are resolved from here, whatever the cwd. */
+export { REPO_ROOT };
 
 /** Only the variables adapters/config.ts reads, so a typo is a compile error rather than a silent default. */
 export type EnvName = keyof Env;
@@ -27,9 +34,42 @@ export interface PipelineFunctionProps {
 }
 
 /**
- * One Lambda function running one of the entry files in {@link LAMBDA_ENTRIES}, bundled by the local esbuild
- * (no Docker) as ESM for the newest Node.js runtime. The AWS SDK is bundled too, so Lambda runs the exact
- * client versions the local mode was tested with rather than whatever the runtime ships.
+ * The entry's asset as infra/bundle.ts builds it (the same function the aws-mode e2e runs): esbuild with
+ * the local binary, no Docker. CDK bundles synchronously and esbuild's plugins need its asynchronous API,
+ * so the build runs in a child process, as NodejsFunction runs the esbuild binary.
+ */
+function bundledCode(entry: LambdaEntryName): lambda.Code {
+  return lambda.Code.fromAsset(REPO_ROOT, {
+    assetHashType: AssetHashType.OUTPUT,
+    bundling: {
+      // Never pulled: local bundling below always succeeds or throws.
+      image: DockerImage.fromRegistry('retail-pipeline/no-docker-bundling'),
+      // Never run either, but part of CDK's bundling cache key, which ignores `local`: without the entry
+      // in it, every function would get the first function's bundle.
+      command: ['node', '--import', 'tsx', 'infra/bundle.ts', entry, '/asset-output'],
+      local: {
+        tryBundle(outputDir: string): boolean {
+          const result = spawnSync(
+            process.execPath,
+            ['--import', 'tsx', path.join(REPO_ROOT, 'infra/bundle.ts'), entry, outputDir],
+            { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
+          );
+          if (result.status !== 0)
+            throw new Error(
+              `bundling ${LAMBDA_ENTRIES[entry]} failed (exit ${result.status ?? result.signal})`,
+            );
+          return true;
+        },
+      },
+    },
+  });
+}
+
+/**
+ * One Lambda function running one of the entry files in {@link LAMBDA_ENTRIES}, bundled by
+ * infra/bundle.ts as ESM for the newest Node.js runtime, with the files its code reads at run time
+ * (the warehouse migrations). The AWS SDK is bundled too, so Lambda runs the exact client versions the
+ * local mode was tested with rather than whatever the runtime ships.
  */
 export class PipelineFunction extends Construct {
   readonly fn: lambda.Function;
@@ -66,34 +106,17 @@ export class PipelineFunction extends Construct {
       },
     } satisfies Partial<lambda.FunctionProps>;
 
-    this.fn = props.bundle
-      ? new nodejs.NodejsFunction(this, 'Function', {
-          ...common,
-          entry: path.join(REPO_ROOT, this.entryPath),
-          handler: 'handler',
-          projectRoot: REPO_ROOT,
-          depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
-          bundling: {
-            forceDockerBundling: false,
-            format: nodejs.OutputFormat.ESM,
-            target: 'node24',
-            mainFields: ['module', 'main'],
-            // CommonJS dependencies call require(); ESM output has none unless we make one.
-            banner:
-              "import { createRequire as rpCreateRequire } from 'node:module'; const require = rpCreateRequire(import.meta.url);",
-            bundleAwsSDK: true,
-            minify: true,
-            sourceMap: true,
-            sourcesContent: false,
-          },
-        })
-      : new lambda.Function(this, 'Function', {
-          ...common,
-          handler: 'index.handler',
-          code: lambda.Code.fromInline(
-            `exports.handler = async () => { throw new Error('placeholder for ${this.entryPath}: synthesised without bundling'); };`,
-          ),
-        });
+    this.fn = new lambda.Function(this, 'Function', {
+      ...common,
+      ...(props.bundle
+        ? { handler: BUNDLE_HANDLER, code: bundledCode(props.entry) }
+        : {
+            handler: 'index.handler',
+            code: lambda.Code.fromInline(
+              `exports.handler = async () => { throw new Error('placeholder for ${this.entryPath}: synthesised without bundling'); };`,
+            ),
+          }),
+    });
     (this.fn.node.defaultChild as lambda.CfnFunction).addMetadata(ENTRY_METADATA_KEY, this.entryPath);
   }
 

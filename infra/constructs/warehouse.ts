@@ -11,6 +11,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { STAGING_PREFIX } from '#batch/loader/objects';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 import type { Alerts } from './alerts.ts';
 import { BUCKET_PREFIXES } from './archive.ts';
@@ -37,13 +38,17 @@ export interface WarehouseProps {
 }
 
 const READ_REASON =
-  'COPY and the loader read whichever objects arrive under landing/ and archive/; read-only actions on those prefixes only.';
+  'COPY and the loader read whichever objects arrive under landing/ and archive/ (and COPY the staging/ objects the loader writes); read-only actions on those prefixes only.';
 
 const readablePrefixes = (props: WarehouseProps) => [
   ...S3_READ_WILDCARDS,
   `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${BUCKET_PREFIXES.landing}*]`,
   `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${BUCKET_PREFIXES.archive}*]`,
+  `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${STAGING_PREFIX}*]`,
 ];
+
+const STAGING_REASON =
+  'COPY reads objects, not streams: the loader writes the typed rows of each load as a new staging/ object (named by the load) and COPY reads it; write on that prefix only (Abort* cleans up an interrupted multipart upload).';
 
 /**
  * Redshift Serverless (namespace + workgroup) and the loader Lambda that drives it through the Data API.
@@ -150,6 +155,8 @@ export class Warehouse extends Construct {
     });
     props.bucket.grantRead(role, `${BUCKET_PREFIXES.landing}*`);
     props.bucket.grantRead(role, `${BUCKET_PREFIXES.archive}*`);
+    // The loader's Redshift way COPYs the rows it typed from staging/ (batch/loader/strategies/redshift-s3.ts).
+    props.bucket.grantRead(role, `${STAGING_PREFIX}*`);
     acknowledge(role, readablePrefixes(props), READ_REASON);
 
     return role;
@@ -217,10 +224,13 @@ export class Warehouse extends Construct {
     }).use('RP_BUCKET', props.bucket.bucketName, (g) => {
       props.bucket.grantRead(g, `${BUCKET_PREFIXES.landing}*`);
       props.bucket.grantRead(g, `${BUCKET_PREFIXES.archive}*`);
+      // The typed rows COPY reads (found by the aws-mode e2e: the loader was denied its first staging write).
+      props.bucket.grantPut(g, `${STAGING_PREFIX}*`);
     });
     this.useDataApi(loader);
     const loaderFn = loader.fn;
     acknowledge(loader, readablePrefixes(props), READ_REASON);
+    acknowledge(loader, ['AwsSolutions-IAM5[Action::s3:Abort*]'], STAGING_REASON);
     acknowledge(loader, KMS_GRANT_WILDCARDS, KMS_GRANT_REASON);
     acknowledge(
       loader,
