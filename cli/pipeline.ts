@@ -172,6 +172,49 @@ function startConsumer(opts: PipelineOptions, stack: LocalStack): Promise<Pipeli
   return startConsumerProcess({ config, logger, ...opts.consumerProcess });
 }
 
+/** Batch path: S3 notifications plus a periodic sweep; marts rebuilt after loads (coalesced). */
+function startBatchPath(
+  opts: PipelineOptions,
+  stack: LocalStack,
+  warehouse: Warehouse,
+  stops: Array<() => Promise<void>>,
+): Loader {
+  const { config, logger } = opts;
+  const marts = createMartRefresher(warehouse, {
+    onError: (err) => logger.error({ err }, 'mart refresh failed'),
+  });
+  const loads = loadSummary(logger);
+  const loader = createLoader({
+    s3: stack.clients.s3,
+    bucket: config.names.bucket,
+    warehouse,
+    logger,
+    // Not awaited: a full rebuild takes seconds, and the next object must not wait for it.
+    hooks: {
+      afterLoad: (result) => {
+        loads.record(result);
+        void marts.request();
+      },
+    },
+  });
+  stack.onObjectCreated((key) => loader.notify(key));
+  if (opts.scheduleLoads !== false) loader.start(config.loadIntervalSeconds);
+  // Stopped in reverse: the loader first, then the rebuild in flight, before the warehouse closes.
+  stops.push(() => marts.idle());
+  stops.push(async () => loads.flush());
+  stops.push(() => loader.stop());
+  const totesys = startTotesysProcessing({
+    s3: stack.clients.s3,
+    bucket: config.names.bucket,
+    warehouse,
+    logger,
+    onObjectCreated: (listener) => stack.onObjectCreated(listener),
+    intervalMs: config.loadIntervalSeconds * 1000,
+  });
+  stops.push(() => totesys.stop());
+  return loader;
+}
+
 export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
   const { config, logger } = opts;
   const stack = await startStack({
@@ -192,51 +235,26 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     stops.length = 0;
   };
   try {
+    // The consumer needs only the stack (endpoints.json): its process starts while the warehouse
+    // migrates and the API starts. Stopped after them, before the stack (the Firehose) stops.
+    let consumer: PipelineConsumer | undefined;
+    const consumerStarting = startConsumer(opts, stack).then((c) => {
+      consumer = c;
+      return c;
+    });
+    consumerStarting.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+    stops.push(async () => (await consumerStarting.catch(() => undefined))?.poller.stop());
     const warehouse = createPostgresWarehouse({ connectionString: stack.endpoints.postgres, logger });
     stops.push(() => warehouse.close());
     await migrate(warehouse, logger);
 
-    let consumer: PipelineConsumer | undefined;
     const api = await startApi(config, stack, warehouse, logger, () => consumer?.status());
     stops.push(api.stop);
     const { rate, kinesisWriter, apiUrl, dashboardUrl } = api;
-    consumer = await startConsumer(opts, stack);
-    const { poller } = consumer;
-    stops.push(() => poller.stop());
+    const started = await consumerStarting;
+    const { poller } = started;
 
-    // Batch path: S3 notifications plus a periodic sweep; marts rebuilt after loads (coalesced).
-    const marts = createMartRefresher(warehouse, {
-      onError: (err) => logger.error({ err }, 'mart refresh failed'),
-    });
-    const loads = loadSummary(logger);
-    const loader = createLoader({
-      s3: stack.clients.s3,
-      bucket: config.names.bucket,
-      warehouse,
-      logger,
-      // Not awaited: a full rebuild takes seconds, and the next object must not wait for it.
-      hooks: {
-        afterLoad: (result) => {
-          loads.record(result);
-          void marts.request();
-        },
-      },
-    });
-    stack.onObjectCreated((key) => loader.notify(key));
-    if (opts.scheduleLoads !== false) loader.start(config.loadIntervalSeconds);
-    // Stopped in reverse: the loader first, then the rebuild in flight, before the warehouse closes.
-    stops.push(() => marts.idle());
-    stops.push(async () => loads.flush());
-    stops.push(() => loader.stop());
-    const totesys = startTotesysProcessing({
-      s3: stack.clients.s3,
-      bucket: config.names.bucket,
-      warehouse,
-      logger,
-      onObjectCreated: (listener) => stack.onObjectCreated(listener),
-      intervalMs: config.loadIntervalSeconds * 1000,
-    });
-    stops.push(() => totesys.stop());
+    const loader = startBatchPath(opts, stack, warehouse, stops);
 
     // totesys: the seeded operational source, its simulator and the change capture (docs/totesys.md).
     if (opts.totesys !== false) {
@@ -255,7 +273,18 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
       const dynamodb = consumer?.billing();
       return { ...(kinesis ? { kinesis } : {}), ...(dynamodb ? { dynamodb } : {}) };
     };
-    return { stack, apiUrl, dashboardUrl, warehouse, loader, poller, consumer, rate, billing, stop: stopAll };
+    return {
+      stack,
+      apiUrl,
+      dashboardUrl,
+      warehouse,
+      loader,
+      poller,
+      consumer: started,
+      rate,
+      billing,
+      stop: stopAll,
+    };
   } catch (err) {
     await stopAll();
     throw err;

@@ -19,6 +19,15 @@ describe('kill -9 of the consumer process mid-batch', { timeout: 240_000 }, () =
     const env = await faultEnv();
     const runner = await startRunner(env, kill);
     runners.push(runner);
+    try {
+      await resumeChecked(runner, env, seed);
+    } finally {
+      // Not left running beside the next test's pipeline: a busy machine starts that one slowly.
+      await runner.stop();
+    }
+  }
+
+  async function resumeChecked(runner: Runner, env: Record<string, string>, seed: number): Promise<void> {
     const producing = produce(runner.apiUrl, env.RP_DATA_DIR as string, { lines: 3000, rate: 1500, seed });
     const exited = await runner.done('consumer-exited', 120_000);
     expect([exited.signal, exited.next]).toEqual(['SIGKILL', 'restart']);
