@@ -143,6 +143,7 @@ async function measure(s: Setup, progress: (m: string) => void): Promise<Metric[
   );
   progress('revenue by country and month: lake');
   let downloaded = { objects: 0, bytes: 0 };
+  const timings: Array<{ prepareMs: number; engineMs: number }> = [];
   const lake = await rounds(async () => {
     const r = await queryLake(
       { objects: s.objects, bucket: BUCKET, cacheDir: s.cacheDir },
@@ -150,6 +151,7 @@ async function measure(s: Setup, progress: (m: string) => void): Promise<Metric[
     );
     if (downloaded.objects === 0)
       downloaded = { objects: r.tables[0]?.downloadedObjects ?? 0, bytes: r.tables[0]?.downloadedBytes ?? 0 };
+    timings.push(r.timings);
     return r.rows.map(revenueRow);
   });
   const equal = JSON.stringify(lake.rows) === JSON.stringify(warehouse.rows);

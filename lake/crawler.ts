@@ -196,7 +196,8 @@ async function mapPool<T, R>(items: T[], limit: number, fn: (item: T) => Promise
   return out;
 }
 
-function fingerprintOf(objects: LakeObject[]): string {
+/** Identifies a partition's objects (keys and ETags): the crawler reads a partition again when it changes. */
+export function partitionFingerprint(objects: LakeObject[]): string {
   const hash = createHash('sha256');
   for (const o of objects) hash.update(`${o.key}\u0000${o.etag}\n`);
   return hash.digest('hex').slice(0, 32);
@@ -234,7 +235,7 @@ async function foundPartition(
   catalog: LakeCatalog,
   counter: ReadCounter,
 ): Promise<FoundPartition> {
-  const fingerprint = fingerprintOf(p.objects);
+  const fingerprint = partitionFingerprint(p.objects);
   const base = {
     values: p.values,
     location: p.location,

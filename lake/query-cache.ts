@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type GlueTable, keyPrefixOf } from './catalog.ts';
+import { type GluePartition, type GlueTable, keyPrefixOf } from './catalog.ts';
 import type { LakeObject, LakeObjects } from './catalog-objects.ts';
-import { groupObjects, LAKE_TARGETS } from './crawler.ts';
+import { groupObjects, LAKE_TARGETS, partitionFingerprint } from './crawler.ts';
 
 /**
  * The local copy of the objects a query reads. DuckDB's S3 extension is not bundled with its npm
@@ -16,6 +16,8 @@ import { groupObjects, LAKE_TARGETS } from './crawler.ts';
 export interface CachedTable {
   table: GlueTable;
   files: string[];
+  /** Every file's columns are the table's (the catalog says so for each partition): no union by name needed. */
+  uniform: boolean;
   downloaded: { objects: number; bytes: number };
 }
 
@@ -37,6 +39,7 @@ async function exists(file: string): Promise<boolean> {
 export async function syncTable(
   objects: LakeObjects,
   table: GlueTable,
+  catalogPartitions: GluePartition[] | undefined,
   bucket: string,
   cacheDir: string,
 ): Promise<CachedTable> {
@@ -48,10 +51,17 @@ export async function syncTable(
   const keys = table.PartitionKeys.map((k) => k.Name);
   const dir = path.join(cacheDir, bucket, table.Name);
   const wanted: Array<{ object: LakeObject; file: string }> = [];
+  const catalogued = new Map(
+    (catalogPartitions ?? []).map((p) => [p.Values.join('/'), p.Parameters.fingerprint]),
+  );
+  let uniform = true;
   for (const g of groups) {
     const sameKeys = g.partitionKeys.map((k) => k.Name).join('/') === keys.join('/');
     if (!sameKeys) continue; // the data moved on from the catalog: `lake crawl` first
     for (const p of g.partitions.values()) {
+      // A partition changed since the crawl may hold other columns; so may one of other columns.
+      const known = catalogued.get(p.values.join('/'));
+      if (known === undefined || known !== partitionFingerprint(p.objects)) uniform = false;
       const folder = keys.map((k, i) => `${k}=${p.values[i] ?? ''}`);
       for (const o of p.objects) wanted.push({ object: o, file: path.join(dir, ...folder, cacheName(o)) });
     }
@@ -76,7 +86,10 @@ export async function syncTable(
   const files = [];
   for (const w of wanted) if (await exists(w.file)) files.push(w.file);
   await pruneStale(dir, new Set(files));
-  return { table, files, downloaded };
+  const columns = JSON.stringify(table.StorageDescriptor.Columns);
+  for (const p of catalogPartitions ?? [])
+    if (JSON.stringify(p.StorageDescriptor.Columns) !== columns) uniform = false;
+  return { table, files, uniform, downloaded };
 }
 
 /** Removes cached versions no longer in the bucket (older ETags, deleted objects). */

@@ -28,6 +28,8 @@ export interface LakeQueryResult {
   rows: LakeValue[][];
   /** The catalog tables the query read, with what had to be downloaded for it. */
   tables: Array<{ name: string; files: number; downloadedObjects: number; downloadedBytes: number }>;
+  /** Where the time went: the catalog, listing and cache (`prepareMs`), DuckDB's run (`engineMs`). */
+  timings: { prepareMs: number; engineMs: number };
 }
 
 /**
@@ -117,7 +119,8 @@ export function viewSelect(cached: CachedTable): string {
     return `SELECT ${all.map((c) => `CAST(NULL AS ${duckType(c.Type)}) AS ${quoteIdent(c.Name)}`).join(', ')} WHERE false`;
   }
   if (table.Parameters.classification === 'parquet')
-    return `SELECT * FROM read_parquet(${fileList(files)}, union_by_name = true, ${hiveOptions(table)})`;
+    // union_by_name reads every file's footer when the view binds: only where the columns differ.
+    return `SELECT * FROM read_parquet(${fileList(files)}, union_by_name = ${!cached.uniform}, ${hiveOptions(table)})`;
   // JSON: the catalog's columns and types, read by each field's key as the data spells it.
   const serde = table.StorageDescriptor.SerdeInfo.Parameters;
   const keyOf = (name: string) => serde[`mapping.${name}`] ?? name;
@@ -176,6 +179,7 @@ function describeError(err: unknown, catalog: LakeCatalog): LakeQueryError {
 
 /** Runs one SQL text over the catalogued tables it names. */
 export async function queryLake(deps: LakeQueryDeps, sql: string): Promise<LakeQueryResult> {
+  const started = performance.now();
   const catalog = await readCatalog(deps.objects);
   if (catalog.Tables.length === 0)
     throw new LakeQueryError('the lake catalog is empty: run retail-pipeline lake crawl first');
@@ -184,14 +188,20 @@ export async function queryLake(deps: LakeQueryDeps, sql: string): Promise<LakeQ
   try {
     const needed = await referencedTables(db, catalog, sql);
     const cached = [];
-    for (const table of needed) cached.push(await syncTable(deps.objects, table, deps.bucket, deps.cacheDir));
+    for (const table of needed)
+      cached.push(
+        await syncTable(deps.objects, table, catalog.Partitions[table.Name], deps.bucket, deps.cacheDir),
+      );
+    // One view per table, in the Glue database's schema, found unqualified through the search path.
     await db.run(`CREATE SCHEMA ${quoteIdent(LAKE_DATABASE)}`);
+    await db.run(`SET search_path = ${quoteText(`${LAKE_DATABASE},main`)}`);
     for (const macro of ATHENA_MACROS) await db.run(macro);
     for (const c of cached) {
-      const select = viewSelect(c);
-      await db.run(`CREATE VIEW ${quoteIdent(c.table.Name)} AS ${select}`);
-      await db.run(`CREATE VIEW ${quoteIdent(LAKE_DATABASE)}.${quoteIdent(c.table.Name)} AS ${select}`);
+      await db.run(
+        `CREATE VIEW ${quoteIdent(LAKE_DATABASE)}.${quoteIdent(c.table.Name)} AS ${viewSelect(c)}`,
+      );
     }
+    const prepared = performance.now();
     const reader = await db.runAndReadAll(sql).catch((err: unknown) => {
       throw describeError(err, catalog);
     });
@@ -206,6 +216,10 @@ export async function queryLake(deps: LakeQueryDeps, sql: string): Promise<LakeQ
         downloadedObjects: c.downloaded.objects,
         downloadedBytes: c.downloaded.bytes,
       })),
+      timings: {
+        prepareMs: Math.round(prepared - started),
+        engineMs: Math.round(performance.now() - prepared),
+      },
     };
   } finally {
     db.closeSync();
