@@ -6,6 +6,7 @@ import { RedshiftDataClient } from '@aws-sdk/client-redshift-data';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { Config } from './config.ts';
 
 /** Where each service answers; absent means the SDK's AWS default. */
 export interface ServiceEndpoints {
@@ -89,4 +90,12 @@ export function createClients(options: ClientOptions): Clients {
       for (const c of [kinesis, dynamodb, s3, firehose, redshiftData]) c.destroy();
     },
   };
+}
+
+/**
+ * The clients a Lambda entry builds from its config: the region and the RP_*_ENDPOINT overrides, the
+ * same for every entry (the SDK's own AWS_ENDPOINT_URL_<SERVICE> applies underneath either way).
+ */
+export function clientsFromConfig(cfg: Pick<Config, 'region' | 'endpoints'>): Clients {
+  return createClients({ region: cfg.region, endpoints: cfg.endpoints });
 }

@@ -1,5 +1,5 @@
 import { configure } from '@codegenie/serverless-express';
-import { createClients } from '#adapters/clients';
+import { clientsFromConfig } from '#adapters/clients';
 import { config } from '#adapters/config';
 import { logger } from '#adapters/logger';
 import { createApp } from '../app.ts';
@@ -7,9 +7,7 @@ import { createApiDeps } from '../deps.ts';
 
 // Built once per container: config is read (and validated) at cold start, clients are reused.
 const cfg = config();
-const app = createApp(
-  createApiDeps(cfg, createClients({ region: cfg.region, endpoints: cfg.endpoints }), logger()),
-);
+const app = createApp(createApiDeps(cfg, clientsFromConfig(cfg), logger()));
 
 /** API Gateway (REST or HTTP API) -> the same express app that runs locally. */
 export const handler = configure({ app });

@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { EventBridgeEvent, S3Event, ScheduledEvent } from 'aws-lambda';
-import { createClients } from '#adapters/clients';
+import { clientsFromConfig } from '#adapters/clients';
 import { ConfigError, config } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
@@ -29,7 +29,7 @@ function loader(): Promise<Loader> {
     const { workgroup, database, secretArn, copyRoleArn } = cfg.redshift;
     if (!workgroup || !database)
       throw new ConfigError('RP_REDSHIFT_WORKGROUP and RP_REDSHIFT_DATABASE are required');
-    const clients = createClients({ region: cfg.region });
+    const clients = clientsFromConfig(cfg);
     const warehouse = createRedshiftWarehouse({
       client: clients.redshiftData,
       workgroupName: workgroup,

@@ -1,5 +1,5 @@
 import type { ScheduledEvent } from 'aws-lambda';
-import { createClients } from '#adapters/clients';
+import { clientsFromConfig } from '#adapters/clients';
 import { config } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { errorMessage } from '#core/resilience';
@@ -23,7 +23,7 @@ function deps(): Promise<ExtractDeps> {
     const pool = sourcePool(await resolveSourceConnection(cfg, undefined));
     // A dropped idle connection (the source restarting) must not end the execution environment.
     pool.on('error', (err) => log.debug({ err: errorMessage(err) }, 'totesys source connection lost'));
-    const zone = s3Zone(createClients({ region: cfg.region }).s3, cfg.names.bucket);
+    const zone = s3Zone(clientsFromConfig(cfg).s3, cfg.names.bucket);
     const overlapMicros = BigInt(Math.round(cfg.totesys.overlapSeconds * 1e6));
     return { read: (bounds) => readChanges(pool, bounds), zone, overlapMicros };
   })();

@@ -1,5 +1,5 @@
 import type { EventBridgeEvent, ScheduledEvent } from 'aws-lambda';
-import { createClients } from '#adapters/clients';
+import { clientsFromConfig } from '#adapters/clients';
 import { ConfigError, config } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
@@ -32,7 +32,7 @@ function deps(): Promise<CdcLoadDeps> {
       throw new ConfigError(
         'RP_REDSHIFT_WORKGROUP, RP_REDSHIFT_DATABASE and RP_REDSHIFT_COPY_ROLE_ARN are required',
       );
-    const clients = createClients({ region: cfg.region });
+    const clients = clientsFromConfig(cfg);
     const warehouse = createRedshiftWarehouse({
       client: clients.redshiftData,
       workgroupName: workgroup,

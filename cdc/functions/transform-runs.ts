@@ -1,5 +1,5 @@
 import type { EventBridgeEvent, ScheduledEvent } from 'aws-lambda';
-import { createClients } from '#adapters/clients';
+import { clientsFromConfig } from '#adapters/clients';
 import { config } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import type { TransformDeps, TransformSweep } from '../transform.ts';
@@ -21,7 +21,7 @@ export async function handler(
 ): Promise<TransformSweep & { resting?: string }> {
   const cfg = config();
   deps ??= {
-    s3: createClients({ region: cfg.region }).s3,
+    s3: clientsFromConfig(cfg).s3,
     bucket: cfg.names.bucket,
     logger: createLogger(cfg.logLevel, 'transform-runs'),
   };

@@ -1,4 +1,4 @@
-import { createClients } from '#adapters/clients';
+import { clientsFromConfig } from '#adapters/clients';
 import { config } from '#adapters/config';
 import { logger } from '#adapters/logger';
 import { createConsumerDeps } from '../deps.ts';
@@ -6,11 +6,7 @@ import { createBatchHandler } from '../handler.ts';
 
 // Built once per container; the handler keeps per-shard progress across invocations.
 const cfg = config();
-const deps = createConsumerDeps(
-  cfg,
-  createClients({ region: cfg.region, endpoints: cfg.endpoints }),
-  logger(),
-);
+const deps = createConsumerDeps(cfg, clientsFromConfig(cfg), logger());
 
 /** Kinesis event source mapping target; needs FunctionResponseTypes: ['ReportBatchItemFailures']. */
 export const handler = createBatchHandler(deps);

@@ -3,6 +3,7 @@ import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { STAGING_PREFIX } from '#batch/loader/objects';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 
 /** Key prefixes inside the data bucket; the same layout the local stack writes. */
@@ -12,6 +13,9 @@ export const BUCKET_PREFIXES = {
   landing: 'landing/',
   dlq: 'dlq/',
 } as const;
+
+/** How long the loader's staging/ objects live (S3 lifecycle expiry). */
+export const STAGING_EXPIRY_DAYS = 2;
 
 export interface ArchiveProps {
   key: kms.IKey;
@@ -82,6 +86,13 @@ export class Archive extends Construct {
           transitions: [
             { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(30) },
           ],
+        },
+        {
+          // The Redshift way's typed rows, read once by the load's COPY and never deleted by the loader
+          // (a Data API batch cannot delete an object); two days leave a failed COPY's input to look at.
+          id: 'expire-staged-rows',
+          prefix: STAGING_PREFIX,
+          expiration: Duration.days(STAGING_EXPIRY_DAYS),
         },
         {
           id: 'expire-delivery-errors',

@@ -6,6 +6,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_KEYS } from '#adapters/dynamo-table';
+import { STAGING_PREFIX } from '#batch/loader/objects';
 import { buildApp, STACK_NAME } from '../../infra/build.ts';
 import { CONSUMER_SETTINGS } from '../../infra/constructs/consumers.ts';
 import { REPO_ROOT } from '../../infra/constructs/pipeline-function.ts';
@@ -299,6 +300,17 @@ describe('store, archive and catalog', () => {
         Prefix: 'archive/',
         Transitions: expect.arrayContaining([expect.objectContaining({ StorageClass: 'STANDARD_IA' })]),
       }),
+    );
+  });
+
+  it('expires the staging/ objects the Redshift way writes for COPY (the loader never deletes them)', () => {
+    const bucket = logicalIdOf('AWS::S3::Bucket', 'ArchiveBucket');
+    const rules = prop<{ Rules: Record<string, unknown>[] }>(
+      json.Resources[bucket],
+      'LifecycleConfiguration',
+    ).Rules;
+    expect(rules).toContainEqual(
+      expect.objectContaining({ Prefix: STAGING_PREFIX, ExpirationInDays: 2, Status: 'Enabled' }),
     );
   });
 
