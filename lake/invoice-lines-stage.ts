@@ -1,6 +1,13 @@
 import type { Logger } from '#adapters/logger';
 import { errorMessage } from '#core/resilience';
-import { LakeLineCollector, LakeLines, type LakeStore, writeLakeLines } from './invoice-lines.ts';
+import {
+  LakeLineCollector,
+  LakeLines,
+  type LakeSource,
+  type LakeStore,
+  type LakeWriteResult,
+  writeLakeLines,
+} from './invoice-lines.ts';
 import { type LoadedObject, markedVersions, markerKey, writeMarker } from './lake-manifest.ts';
 
 /**
@@ -31,6 +38,31 @@ export interface LakeStageResult {
 }
 
 const BATCH_LINES = 200_000;
+
+/**
+ * Writes the lines of whole source objects, then a marker per object: the one write both the
+ * catch-up and the loader's tap (./invoice-lines-sink.ts) make.
+ */
+export async function writeObjects(
+  store: LakeStore,
+  lines: LakeLines,
+  objects: ReadonlyArray<{ object: LakeSource; lines: number }>,
+): Promise<LakeWriteResult> {
+  const written = await writeLakeLines(store, lines);
+  const partitions = written.partitions.map((p) => p.partition);
+  const writtenAt = new Date().toISOString();
+  for (const o of objects)
+    await writeMarker(store, {
+      key: o.object.key,
+      etag: o.object.etag,
+      source: o.object.source,
+      lines: o.lines,
+      added: written.added,
+      partitions,
+      writtenAt,
+    });
+  return written;
+}
 
 /** Writes every loaded object not yet in the lake; an object that cannot be read is reported and tried next time. */
 export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult> {

@@ -383,21 +383,24 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
  * a row with the same product, description, quantity, time, price, customer and country as one of
  * a lower line number. Equal times mean one day, so one partition sees all of a row's equals.
  */
-function markDuplicates(lines: LakeLines): void {
+function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
   const lowest = new Map<string, number>();
   const signature = (i: number) =>
     `${lines.invoiceNo[i]}\u0001${lines.stockCode[i]}\u0001${lines.description[i] ?? '\u0000'}\u0001${lines.quantity[i]}\u0001${lines.invoiceMs[i]}\u0001${lines.price[i]}\u0001${lines.customerId[i] ?? '\u0000'}\u0001${lines.country[i]}`;
   const sigs: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
+  for (const i of rows) {
     const sig = signature(i);
     sigs.push(sig);
     const n = lines.lineNo[i] as number;
     const low = lowest.get(sig);
     if (low === undefined || n < low) lowest.set(sig, n);
   }
-  for (let i = 0; i < lines.length; i++)
-    lines.duplicate[i] = (lines.lineNo[i] as number) > (lowest.get(sigs[i] as string) as number);
+  rows.forEach((i, k) => {
+    lines.duplicate[i] = (lines.lineNo[i] as number) > (lowest.get(sigs[k] as string) as number);
+  });
 }
+
+const allRows = (lines: LakeLines) => Array.from({ length: lines.length }, (_, i) => i);
 
 function before(lines: LakeLines, a: number, b: number): number {
   const t = (lines.invoiceMs[a] as number) - (lines.invoiceMs[b] as number);
@@ -412,10 +415,11 @@ function before(lines: LakeLines, a: number, b: number): number {
  * Row order of a file: by invoice time, invoice and line (query engines read a day's rows in time
  * order; min/max statistics stay tight). Rows already in order (a file's rows mostly are) are not sorted.
  */
-function sortedRows(lines: LakeLines): number[] {
-  const order = Array.from({ length: lines.length }, (_, i) => i);
+function sortedRows(lines: LakeLines, rows: readonly number[] = allRows(lines)): number[] {
+  const order = [...rows];
   let sorted = true;
-  for (let i = 1; i < lines.length && sorted; i++) sorted = before(lines, i - 1, i) <= 0;
+  for (let k = 1; k < order.length && sorted; k++)
+    sorted = before(lines, order[k - 1] as number, order[k] as number) <= 0;
   if (!sorted) order.sort((a, b) => before(lines, a, b));
   return order;
 }
@@ -492,8 +496,8 @@ export function encodeLakeLines(lines: LakeLines, order: readonly number[] = sor
 }
 
 /** encodeLakeLines' bytes, encoded on the Parquet encoder thread (lake/parquet.ts). */
-export function encodeLakeLinesOffThread(lines: LakeLines): Promise<Uint8Array> {
-  const order = sortedRows(lines);
+export function encodeLakeLinesOffThread(lines: LakeLines, rows?: readonly number[]): Promise<Uint8Array> {
+  const order = sortedRows(lines, rows);
   return writeParquetColumnsOffThread(INVOICE_LINE_SCHEMA, lakeColumns(lines, order), order.length);
 }
 
@@ -541,6 +545,16 @@ export interface PartitionWrite {
   replaced: string[];
 }
 
+function distinctKeys(lines: LakeLines, rows: readonly number[]): boolean {
+  const seen = new Set<string>();
+  for (const i of rows) {
+    const key = lineKeyOf(lines, i);
+    if (seen.has(key)) return false;
+    seen.add(key);
+  }
+  return true;
+}
+
 /**
  * Merges `rows` of `incoming` into one partition: reads the files it holds, writes the merged lines
  * as one file, then deletes the files it read (never one it did not read: a concurrent writer's
@@ -555,14 +569,25 @@ export async function mergePartition(
   rows: readonly number[],
   now: number,
 ): Promise<PartitionWrite> {
-  const existing = new LakeLines();
-  for (const f of files) await readLakeFile(store, f, existing);
-  const merged = mergeLines(existing, incoming, rows, now);
+  const fresh = files.length === 0 ? distinctKeys(incoming, rows) : false;
+  let merged: Merged;
+  let kept: readonly number[];
+  if (fresh) {
+    // A new partition of lines with no key twice (a first load): nothing to merge, no copy.
+    for (const i of rows) incoming.lakeVisibleAt[i] = now;
+    merged = { lines: incoming, added: rows.length, already: 0, changed: rows.length > 0 };
+    kept = rows;
+  } else {
+    const existing = new LakeLines();
+    for (const f of files) await readLakeFile(store, f, existing);
+    merged = mergeLines(existing, incoming, rows, now);
+    kept = allRows(merged.lines);
+  }
   if (!merged.changed && files.length === 1)
     return { partition, added: 0, already: merged.already, replaced: [] };
-  if (merged.lines.length === 0) return { partition, added: 0, already: 0, replaced: [] };
-  markDuplicates(merged.lines);
-  const bytes = await encodeLakeLinesOffThread(merged.lines);
+  if (kept.length === 0) return { partition, added: 0, already: 0, replaced: [] };
+  markDuplicates(merged.lines, kept);
+  const bytes = await encodeLakeLinesOffThread(merged.lines, kept);
   const file = dataFileKey(partition, bytes);
   await store.s3.send(
     new PutObjectCommand({

@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
 import { type Warehouse, WarehouseError } from '#adapters/warehouse';
+import type { RowEncoder, TypedLine } from '../typer.ts';
 import type { Manifest } from './manifest.ts';
 import { loadIdOf, type ObjectKind, type ObjectRef, openObject, stageObject } from './objects.ts';
 import { findCause } from './quarantine.ts';
@@ -14,6 +15,50 @@ export interface AttemptDeps {
   manifest: Manifest;
   logger: Logger;
   afterStage?: ((key: string) => Promise<void>) | undefined;
+  lines?: LineTap | undefined;
+}
+
+/**
+ * A second reader of the lines a load types (the lake, lake/invoice-lines-sink.ts): it sees each
+ * accepted line as the typer hands it to the load's encoder, and hears which objects committed.
+ * Its failures are its own: logged, the load stays loaded (the lake catches up from the manifest).
+ */
+export interface LineTap {
+  /** A collector for one attempt at one object version (a restarted attempt gets a fresh one). */
+  open(ref: ObjectRef, kind: ObjectKind): { write(line: TypedLine): void };
+  /** The loads of these objects committed: their collected lines are final. */
+  committed(refs: readonly ObjectRef[]): Promise<void>;
+  /** These attempts did not commit: their collected lines go. */
+  abandoned(refs: readonly ObjectRef[]): void;
+}
+
+/** The way's encoder, its lines also handed to the tap's collector. */
+function tapped(encoder: RowEncoder, collector: { write(line: TypedLine): void } | undefined): RowEncoder {
+  if (!collector) return encoder;
+  return {
+    columns: encoder.columns,
+    header: encoder.header,
+    trailer: encoder.trailer,
+    write(line) {
+      encoder.write(line);
+      collector.write(line);
+    },
+    take: () => encoder.take(),
+  };
+}
+
+/** Tells the tap how the attempt ended; a tap that fails never fails the load. */
+async function tell(deps: AttemptDeps, refs: readonly ObjectRef[], committed: boolean): Promise<void> {
+  if (!deps.lines) return;
+  if (!committed) return deps.lines.abandoned(refs);
+  await deps.lines
+    .committed(refs)
+    .catch((err: unknown) =>
+      deps.logger.error(
+        { err, keys: refs.map((r) => r.key) },
+        'the line tap failed after the load committed',
+      ),
+    );
 }
 
 /** SQLSTATE 23505, as the port reports it (`WarehouseError.details`) or as a driver's error carries it. */
@@ -93,14 +138,20 @@ async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
   const job = jobOf(deps, a.ref, a.kind, a.status, () => {
     stagedAt = performance.now();
   });
-  const encoder = a.way.encoder(job);
-  const source = await openObject(deps.s3, deps.bucket, a.ref);
-  const rows = await typedRows(source, { ...job, encoder });
+  const encoder = tapped(a.way.encoder(job), deps.lines?.open(a.ref, a.kind));
+  let committed = false;
   try {
-    if (!(await a.way.load(job, rows))) return false;
+    const source = await openObject(deps.s3, deps.bucket, a.ref);
+    const rows = await typedRows(source, { ...job, encoder });
+    try {
+      committed = await a.way.load(job, rows);
+    } finally {
+      await rows.close();
+    }
   } finally {
-    await rows.close();
+    await tell(deps, [a.ref], committed);
   }
+  if (!committed) return false;
   const end = performance.now();
   await deps.manifest.timings(a.ref.key, a.ref.etag, stagedAt - a.started, end - stagedAt);
   return true;
@@ -126,17 +177,21 @@ export async function loadBatch(
     }),
   );
   const refOf = new Map(jobs.map((job, i) => [job, refs[i] as ObjectRef]));
+  let committed = false;
   try {
-    const loaded = await way.load(jobs, async (job) => {
-      const source = await openObject(deps.s3, deps.bucket, refOf.get(job) as ObjectRef);
-      const rows = await typedRows(source, { ...job, encoder: way.encoder() });
+    committed = await way.load(jobs, async (job) => {
+      const ref = refOf.get(job) as ObjectRef;
+      const source = await openObject(deps.s3, deps.bucket, ref);
+      const encoder = tapped(way.encoder(), deps.lines?.open(ref, kind));
+      const rows = await typedRows(source, { ...job, encoder });
       opened.push(rows);
       return rows;
     });
-    if (!loaded) return false;
   } finally {
     await Promise.all(opened.map((rows) => rows.close()));
+    await tell(deps, refs, committed);
   }
+  if (!committed) return false;
   const end = performance.now();
   for (const ref of refs) await deps.manifest.timings(ref.key, ref.etag, stagedAt - started, end - stagedAt);
   return true;

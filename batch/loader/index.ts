@@ -6,6 +6,7 @@
  * manifest.ts (every statement on load_manifest), quarantine.ts, result.ts.
  */
 
+export type { LineTap } from './attempt.ts';
 export { ARCHIVE_PREFIX, formatOf, LANDING_PREFIX, loadIdOf, STAGING_PREFIX } from './objects.ts';
 export { createLoader, type LoaderHooks, type LoaderOptions } from './orchestrator.ts';
 export { QUARANTINE_PREFIX, QuarantineError } from './quarantine.ts';

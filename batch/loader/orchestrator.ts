@@ -1,7 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
-import { loadObject } from './attempt.ts';
+import { type LineTap, loadObject } from './attempt.ts';
 import { batchLoads } from './batches.ts';
 import { createManifest, type ManifestRow } from './manifest.ts';
 import {
@@ -44,6 +44,8 @@ export interface LoaderOptions {
    * warehouse has a batch way (PostgreSQL). Default 20 objects, 64 MiB; 1 object: one by one.
    */
   batch?: { maxObjects?: number; maxBytes?: number };
+  /** A second reader of the lines each load types, told after the commit (the lake: docs/lake.md). */
+  lines?: LineTap;
 }
 
 const DEFAULT_BATCH = { maxObjects: 20, maxBytes: 64 * 1024 * 1024 };
@@ -65,7 +67,15 @@ export function createLoader(options: LoaderOptions): Loader {
       maxMs: options.coolDown?.maxMs ?? DEFAULT_RETRY_RULE.coolDown.maxMs,
     },
   };
-  const deps = { s3, bucket, warehouse, manifest, logger, afterStage: hooks?.afterStage };
+  const deps = {
+    s3,
+    bucket,
+    warehouse,
+    manifest,
+    logger,
+    afterStage: hooks?.afterStage,
+    lines: options.lines,
+  };
 
   async function load(ref: ObjectRef): Promise<LoadResult> {
     const started = performance.now();

@@ -1,0 +1,52 @@
+import type { Logger } from '#adapters/logger';
+import { LakeLineCollector, LakeLines, type LakeSource, type LakeStore } from './invoice-lines.ts';
+import { writeObjects } from './invoice-lines-stage.ts';
+
+/**
+ * The lake as the loader's line tap (batch/loader/attempt.ts, LineTap): the lines each load types
+ * are kept per object attempt and written once the warehouse committed them, so the file is typed
+ * once for both. A write that fails is thrown to the loader, which logs it and keeps the load; the
+ * object has no marker, so the catch-up stage (`onFailure` nudges it) reads it again later.
+ */
+export function createLakeSink(deps: { store: LakeStore; logger?: Logger; onFailure?: () => void }) {
+  const open = new Map<string, { lines: LakeLines; source: LakeSource }>();
+  const id = (ref: { key: string; etag: string }) => `${ref.key}\n${ref.etag}`;
+  // One write at a time: two merges of one partition at once would each keep a file.
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    open(ref: { key: string; etag: string }, kind: { source: 'stream' | 'file' }) {
+      const source: LakeSource = { key: ref.key, etag: ref.etag, source: kind.source };
+      const lines = new LakeLines();
+      open.set(id(ref), { lines, source });
+      return new LakeLineCollector(lines, source);
+    },
+    abandoned(refs: ReadonlyArray<{ key: string; etag: string }>) {
+      for (const ref of refs) open.delete(id(ref));
+    },
+    async committed(refs: ReadonlyArray<{ key: string; etag: string }>) {
+      const taken = refs.flatMap((ref) => {
+        const entry = open.get(id(ref));
+        open.delete(id(ref));
+        return entry ? [entry] : [];
+      });
+      if (taken.length === 0) return;
+      const lines =
+        taken.length === 1 ? (taken[0] as { lines: LakeLines }).lines : concat(taken.map((t) => t.lines));
+      const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
+      const write = queue.then(() => writeObjects(deps.store, lines, objects));
+      queue = write.catch(() => undefined);
+      try {
+        await write;
+      } catch (err) {
+        deps.onFailure?.();
+        throw err;
+      }
+    },
+  };
+}
+
+function concat(parts: readonly LakeLines[]): LakeLines {
+  const out = new LakeLines();
+  for (const p of parts) for (let i = 0; i < p.length; i++) out.copyRow(p, i);
+  return out;
+}
