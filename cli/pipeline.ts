@@ -24,6 +24,7 @@ import {
   type ConsumerStatus,
   startConsumerProcess,
 } from './consumer-process.ts';
+import { startLake } from './lake-stage.ts';
 import { startStreamConsumer } from './stream-consumer.ts';
 
 /** Everything `npm start` runs in local mode, wired the way Lambda would run it on AWS. */
@@ -184,11 +185,13 @@ function startBatchPath(
     onError: (err) => logger.error({ err }, 'mart refresh failed'),
   });
   const loads = loadSummary(logger);
+  const lake = startLake({ s3: stack.clients.s3, bucket: config.names.bucket, warehouse, logger });
   const loader = createLoader({
     s3: stack.clients.s3,
     bucket: config.names.bucket,
     warehouse,
     logger,
+    lines: lake.lines,
     // Not awaited: a full rebuild takes seconds, and the next object must not wait for it.
     hooks: {
       afterLoad: (result) => {
@@ -202,6 +205,7 @@ function startBatchPath(
   // Stopped in reverse: the loader first, then the rebuild in flight, before the warehouse closes.
   stops.push(() => marts.idle());
   stops.push(async () => loads.flush());
+  stops.push(() => lake.idle());
   stops.push(() => loader.stop());
   const totesys = startTotesysProcessing({
     s3: stack.clients.s3,

@@ -1,6 +1,6 @@
 import type { Logger } from '#adapters/logger';
 import { LakeLineCollector, LakeLines, type LakeSource, type LakeStore } from './invoice-lines.ts';
-import { writeObjects } from './invoice-lines-stage.ts';
+import { lakeWrites, type Serial, writeObjects } from './invoice-lines-stage.ts';
 
 /**
  * The lake as the loader's line tap (batch/loader/attempt.ts, LineTap): the lines each load types
@@ -8,11 +8,22 @@ import { writeObjects } from './invoice-lines-stage.ts';
  * once for both. A write that fails is thrown to the loader, which logs it and keeps the load; the
  * object has no marker, so the catch-up stage (`onFailure` nudges it) reads it again later.
  */
-export function createLakeSink(deps: { store: LakeStore; logger?: Logger; onFailure?: () => void }) {
+export function createLakeSink(deps: {
+  store: LakeStore;
+  logger?: Logger;
+  onFailure?: () => void;
+  serial?: Serial;
+  /**
+   * Queue the write and answer at once (a long-running process: the next load does not wait for
+   * the lake; `idle()` waits for the queue). Default false: the caller waits (a Lambda invocation
+   * must not end before its writes).
+   */
+  background?: boolean;
+}) {
   const open = new Map<string, { lines: LakeLines; source: LakeSource }>();
   const id = (ref: { key: string; etag: string }) => `${ref.key}\n${ref.etag}`;
-  // One write at a time: two merges of one partition at once would each keep a file.
-  let queue: Promise<unknown> = Promise.resolve();
+  const serial = deps.serial ?? lakeWrites();
+  let last: Promise<unknown> = Promise.resolve();
   return {
     open(ref: { key: string; etag: string }, kind: { source: 'stream' | 'file' }) {
       const source: LakeSource = { key: ref.key, etag: ref.etag, source: kind.source };
@@ -33,14 +44,18 @@ export function createLakeSink(deps: { store: LakeStore; logger?: Logger; onFail
       const lines =
         taken.length === 1 ? (taken[0] as { lines: LakeLines }).lines : concat(taken.map((t) => t.lines));
       const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
-      const write = queue.then(() => writeObjects(deps.store, lines, objects));
-      queue = write.catch(() => undefined);
-      try {
-        await write;
-      } catch (err) {
+      const write = serial(() => writeObjects(deps.store, lines, objects)).catch((err: unknown) => {
         deps.onFailure?.();
         throw err;
-      }
+      });
+      if (!deps.background) return void (await write);
+      last = write.catch((err: unknown) =>
+        deps.logger?.error({ err, keys: refs.map((r) => r.key) }, 'lake: lines not written; caught up later'),
+      );
+    },
+    /** Waits for the writes queued so far. */
+    async idle(): Promise<void> {
+      await last;
     },
   };
 }

@@ -26,6 +26,24 @@ export interface LakeStageDeps {
   logger?: Logger;
   /** Lines gathered from several objects before one write (small archive objects share files). */
   batchLines?: number;
+  /** Runs each write after the others of the process (shared with the loader's sink: lakeWrites()). */
+  serial?: Serial;
+}
+
+/** Runs `write` once every write queued before it has ended. */
+export type Serial = <T>(write: () => Promise<T>) => Promise<T>;
+
+/**
+ * One queue for a process's lake writes: two merges of one partition at once would each keep a
+ * file (no line lost, a key in two files until the next merge), so they go one after the other.
+ */
+export function lakeWrites(): Serial {
+  let queue: Promise<unknown> = Promise.resolve();
+  return <T>(write: () => Promise<T>) => {
+    const run = queue.then(write);
+    queue = run.catch(() => undefined);
+    return run;
+  };
 }
 
 export interface LakeStageResult {

@@ -4,6 +4,7 @@ import { clientsFromConfig } from '#adapters/clients';
 import { ConfigError, config } from '#adapters/config';
 import { createLogger } from '#adapters/logger';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
+import { createLakeSink } from '#lake/invoice-lines-sink';
 import { BatchError } from '../errors.ts';
 import { createLoader, type Loader, type LoadResult } from '../loader/index.ts';
 import { migrate } from '../migrate.ts';
@@ -41,7 +42,9 @@ function loader(): Promise<Loader> {
     // them the other way round, so it stays for this handler's own lines.
     const log = createLogger(cfg.logLevel, 'load-objects');
     await migrate(warehouse, log);
-    return createLoader({ s3: clients.s3, bucket: cfg.names.bucket, warehouse, logger: log });
+    // The lake's invoice lines (docs/lake.md): written after each commit; a failure keeps the load.
+    const lake = createLakeSink({ store: { s3: clients.s3, bucket: cfg.names.bucket }, logger: log });
+    return createLoader({ s3: clients.s3, bucket: cfg.names.bucket, warehouse, logger: log, lines: lake });
   })();
   ready.catch(() => {
     ready = undefined;
