@@ -1,7 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type {
   APIGatewayProxyEvent,
@@ -11,7 +15,7 @@ import type {
   KinesisStreamEvent,
   ScheduledEvent,
 } from 'aws-lambda';
-import { BUNDLE_FILE, BUNDLE_NODE_MAJOR } from '../../infra/bundle.ts';
+import { BUNDLE_FILE, BUNDLE_NODE_MAJOR, REPO_ROOT } from '../../infra/bundle.ts';
 import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES, type LambdaEntryName } from '../../infra/entries.ts';
 
 /**
@@ -161,6 +165,139 @@ export function templateResolver(template: CfnTemplate, names: LocalNames) {
   return resolve;
 }
 
+/** The object-key prefixes of the S3 "Object Created" rules that target a function (its triggers). */
+export function objectCreatedPrefixes(template: CfnTemplate, fnLogicalId: string): string[] {
+  const prefixes: string[] = [];
+  for (const r of Object.values(template.Resources)) {
+    if (r.Type !== 'AWS::Events::Rule') continue;
+    const targets = (r.Properties?.Targets as Array<{ Arn?: { 'Fn::GetAtt'?: [string, string] } }>) ?? [];
+    if (!targets.some((t) => t.Arn?.['Fn::GetAtt']?.[0] === fnLogicalId)) continue;
+    const pattern = r.Properties?.EventPattern as
+      | { 'detail-type'?: string[]; detail?: { object?: { key?: Array<{ prefix?: string }> } } }
+      | undefined;
+    if (!pattern?.['detail-type']?.includes('Object Created')) continue;
+    for (const k of pattern.detail?.object?.key ?? []) if (k.prefix) prefixes.push(k.prefix);
+  }
+  return prefixes;
+}
+
+// ----- the synthesised template, shared by the aws-mode e2e files --------------------------------------
+
+// What the template can depend on: the project's source (infra imports from several rooms), not tests.
+const SOURCE_ROOTS = [
+  'adapters',
+  'analytics',
+  'api',
+  'batch',
+  'cdc',
+  'cli',
+  'consumers',
+  'core',
+  'infra',
+  'lake',
+  'local',
+  'producer',
+];
+const SOURCE_FILES = /\.(ts|json|sql|avsc)$/;
+
+async function sourceDigest(): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  const files: string[] = ['package-lock.json', 'cdk.json'];
+  for (const root of SOURCE_ROOTS) {
+    for (const f of await fs.readdir(path.join(REPO_ROOT, root), { recursive: true }))
+      if (SOURCE_FILES.test(f)) files.push(path.join(root, f));
+  }
+  for (const f of files.sort()) {
+    hash.update(f);
+    hash.update(await fs.readFile(path.join(REPO_ROOT, f)).catch(() => Buffer.alloc(0)));
+  }
+  return hash.digest('hex').slice(0, 24);
+}
+
+const exists = (p: string) =>
+  fs.access(p, fsConstants.F_OK).then(
+    () => true,
+    () => false,
+  );
+
+/** Resolves once `file` exists ('ready') or `lock` is gone without it ('free'), by the directory's events. */
+async function awaitSynth(dir: string, file: string, lock: string): Promise<'ready' | 'free'> {
+  const abort = new AbortController();
+  const events = fs.watch(dir, { signal: abort.signal });
+  const state = async () => ((await exists(file)) ? 'ready' : (await exists(lock)) ? undefined : 'free');
+  try {
+    // Checked after the watch has started, so a rename in between is not missed.
+    const now = await state();
+    if (now) return now;
+    for await (const _ of events) {
+      const s = await state();
+      if (s) return s;
+    }
+    throw new Error(`${dir}: watch ended`);
+  } finally {
+    abort.abort();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The stack's synthesised template (no bundling, no cdk-nag: neither changes environments or policies;
+ * test/integration/infra-synth.test.ts holds those), synthesised once per version of the source and
+ * cached under node_modules/.cache: the e2e files that need it, run side by side in their own workers,
+ * share one synth (~50 s on a loaded machine). The first takes a lock file and synthesises; the others
+ * wait for its result by the cache directory's events, and take over if it gave up.
+ */
+export async function synthesisedTemplate(): Promise<CfnTemplate> {
+  const dir = path.join(REPO_ROOT, 'node_modules', '.cache', 'retail-pipeline', 'aws-template');
+  await fs.mkdir(dir, { recursive: true });
+  const digest = await sourceDigest();
+  const file = path.join(dir, `${digest}.json`);
+  const lock = path.join(dir, `${digest}.lock`);
+  for (;;) {
+    if (await exists(file)) return JSON.parse(await fs.readFile(file, 'utf8')) as CfnTemplate;
+    const taken = await fs.writeFile(lock, String(process.pid), { flag: 'wx' }).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+        return false;
+      },
+    );
+    if (!taken) {
+      const holder = Number(await fs.readFile(lock, 'utf8').catch(() => '0'));
+      // A holder that died without removing its lock (killed): its lock is stale.
+      if (holder > 0 && !alive(holder)) await fs.rm(lock, { force: true });
+      else await awaitSynth(dir, file, lock);
+      continue;
+    }
+    try {
+      const outdir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-synth-'));
+      try {
+        const { buildApp, STACK_NAME } = await import('../../infra/build.ts');
+        buildApp({ skipBundling: true, nag: false, outdir }).app.synth();
+        const partial = `${file}.${process.pid}.tmp`;
+        await fs.copyFile(path.join(outdir, `${STACK_NAME}.template.json`), partial);
+        await fs.rename(partial, file);
+        // Templates of earlier versions of the source are never read again.
+        for (const f of await fs.readdir(dir))
+          if (f.endsWith('.json') && f !== path.basename(file))
+            await fs.rm(path.join(dir, f), { force: true });
+      } finally {
+        await fs.rm(outdir, { recursive: true, force: true });
+      }
+    } finally {
+      await fs.rm(lock, { force: true });
+    }
+  }
+}
+
 // ----- IAM --------------------------------------------------------------------------------------------
 
 export interface PolicyStatement {
@@ -300,6 +437,11 @@ function jsonCalls(service: string, target: string, body: string, n: LocalNames)
     }
     case 'firehose':
       return [{ action, resource: arn('firehose', n, `deliverystream/${str('DeliveryStreamName') ?? '?'}`) }];
+    case 'secretsmanager': {
+      // SecretId is the ARN or the name; IAM authorises on the ARN.
+      const id = str('SecretId') ?? '?';
+      return [{ action, resource: id.startsWith('arn:') ? id : arn('secretsmanager', n, `secret:${id}`) }];
+    }
     case 'redshift-data': {
       const workgroup = str('WorkgroupName');
       const calls: AwsCall[] = [{ action, resource: workgroup ? workgroupArn(n, workgroup) : '*' }];
@@ -379,6 +521,7 @@ export const ENDPOINT_VARIABLES = {
   s3: 'AWS_ENDPOINT_URL_S3',
   firehose: 'AWS_ENDPOINT_URL_FIREHOSE',
   redshiftData: 'AWS_ENDPOINT_URL_REDSHIFT_DATA',
+  secretsManager: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
 } as const;
 export type LocalService = keyof typeof ENDPOINT_VARIABLES;
 
