@@ -8,8 +8,10 @@ import {
   ReconcileInputError,
   type ReconcileReport,
   reconcile,
+  reconcileWith,
   warehouseLineSource,
 } from '#batch/reconcile';
+import { lakeLineSource } from '#lake/invoice-lines-reconcile';
 import { readEndpoints } from '#local/endpoints';
 import { configFrom, type DataDirOptions } from './stack.ts';
 
@@ -19,6 +21,7 @@ interface ReconcileOptions extends DataDirOptions {
   json: boolean;
   limit: string;
   dynamo: 'auto' | 'query' | 'scan';
+  lake: boolean;
 }
 
 /** `2024-05-06T07:00:00Z`, `2024-05-06`, or a duration back from now: `90s`, `15m`, `2h`, `1d`. */
@@ -35,11 +38,12 @@ export function parseSince(text: string, now = Date.now()): Date {
 }
 
 export function formatReconcile(r: ReconcileReport): string {
+  const reference = r.scope.reference;
   const table = stdoutTable({
     head: ['', 'lines', 'revenue (GBP)', 'missing', 'duplicated', 'mismatched', 'extra', 'ms'],
     align: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     rows: [
-      ['accepted (run logs)', r.accepted.lines, r.accepted.revenue, '', '', '', '', ''],
+      [reference ?? 'accepted (run logs)', r.accepted.lines, r.accepted.revenue, '', '', '', '', ''],
       ...r.stores.map((s) => [
         s.store,
         s.lines,
@@ -53,7 +57,9 @@ export function formatReconcile(r: ReconcileReport): string {
     ],
   });
   const out = [
-    `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${formatTime(new Date(r.scope.since))} UTC` : ''}`,
+    reference
+      ? `against the ${reference}: ${r.accepted.lines} lines in ${r.accepted.invoices} invoices`
+      : `runs: ${r.scope.runs.length ? r.scope.runs.join(', ') : '(none)'}${r.scope.since ? `  since ${formatTime(new Date(r.scope.since))} UTC` : ''}`,
     `accepted: ${r.accepted.lines} lines in ${r.accepted.invoices} invoices, ${r.accepted.batches} batches` +
       (r.accepted.reaccepted
         ? `, ${r.accepted.reaccepted} keys re-sent (${r.accepted.conflicting} with another total)`
@@ -96,15 +102,22 @@ export function registerReconcileCommand(program: Command): void {
     .option('--json', 'print the report as JSON', false)
     .option('--limit <n>', 'differing keys listed per kind and store', '20')
     .option('--dynamo <mode>', 'how DynamoDB is read: auto | query (per invoice) | scan (parallel)', 'auto')
+    .option(
+      '--lake',
+      "also the lake's invoice lines: against the run logs, and every warehouse line exactly once in the lake",
+      false,
+    )
     .action(async (opts: ReconcileOptions) => {
       const config = configFrom(opts);
       const endpoints = await readEndpoints(config.dataDir);
       const clients = createClients({
         region: endpoints.region,
-        endpoints: { dynamodb: endpoints.dynamodb },
+        endpoints: { dynamodb: endpoints.dynamodb, s3: endpoints.s3 },
         local: true,
       });
+      const lake = lakeLineSource({ s3: clients.s3, bucket: endpoints.names.bucket });
       const warehouse = createPostgresWarehouse({ connectionString: endpoints.postgres, max: 2 });
+      const sampleLimit = Math.max(0, Number.parseInt(opts.limit, 10) || 0);
       try {
         const report = await reconcile({
           runLogDir: path.join(config.dataDir, 'runs'),
@@ -115,11 +128,18 @@ export function registerReconcileCommand(program: Command): void {
           sources: [
             dynamoLineSource({ client: clients.dynamodb, table: endpoints.names.table, mode: opts.dynamo }),
             warehouseLineSource(warehouse),
+            ...(opts.lake ? [lake] : []),
           ],
-          sampleLimit: Math.max(0, Number.parseInt(opts.limit, 10) || 0),
+          sampleLimit,
         });
-        process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatReconcile(report)}\n`);
-        if (!report.ok) process.exitCode = 1;
+        // Bulk drops reach the warehouse without a run log: the lake is also held to the warehouse.
+        const against = opts.lake
+          ? await reconcileWith({ reference: warehouseLineSource(warehouse), sources: [lake], sampleLimit })
+          : undefined;
+        const reports = against ? { runLogs: report, lakeAgainstWarehouse: against } : report;
+        const text = [formatReconcile(report), ...(against ? ['', formatReconcile(against)] : [])].join('\n');
+        process.stdout.write(`${opts.json ? JSON.stringify(reports, null, 2) : text}\n`);
+        if (!report.ok || against?.ok === false) process.exitCode = 1;
       } finally {
         clients.destroy();
         await warehouse.close();
