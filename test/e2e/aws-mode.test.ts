@@ -18,7 +18,6 @@ import type { InvoiceLineInput } from '#core/invoice-line';
 import { type EventContext, toLambdaRecord } from '#local/poller-batch';
 import type { LocalStack } from '#local/stack';
 import { openRunLog } from '#producer/run-log';
-import { buildApp, STACK_NAME } from '../../infra/build.ts';
 import { type Bundle, bundleEntry } from '../../infra/bundle.ts';
 import { CONSUMER_SETTINGS } from '../../infra/constructs/consumers.ts';
 import {
@@ -38,6 +37,7 @@ import {
   runtimeVariables,
   scheduledEvent,
   startLambda,
+  synthesisedTemplate,
   type TemplateFunction,
   templateFunctions,
   templateResolver,
@@ -87,13 +87,6 @@ const drive = {
   loaderResults: [] as unknown[],
   report: undefined as ReconcileReport | undefined,
 };
-
-async function synthTemplate(outdir: string): Promise<CfnTemplate> {
-  // Bundling and cdk-nag are left out: they change neither environments nor policies (the integration
-  // test infra-synth.test.ts holds the bundled synth and cdk-nag).
-  buildApp({ skipBundling: true, nag: false, outdir }).app.synth();
-  return JSON.parse(await fs.readFile(path.join(outdir, `${STACK_NAME}.template.json`), 'utf8'));
-}
 
 function start(run: Run): Promise<LambdaFunction> {
   const fn = functions.get(run);
@@ -292,7 +285,7 @@ beforeAll(async () => {
   const cfg = await testConfig(STACK_ENV);
   const [s, t, built] = await Promise.all([
     startTestStack(cfg),
-    synthTemplate(path.join(workdir, 'cdk.out')),
+    synthesisedTemplate(),
     Promise.all(RUN.map((run) => bundleEntry(run, path.join(workdir, 'assets', run)))),
   ]);
   stack = s;
