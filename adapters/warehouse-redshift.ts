@@ -102,7 +102,9 @@ function fieldValue(f: Field): unknown {
 /**
  * The warehouse port on the Redshift Data API: statements are submitted, then polled with
  * DescribeStatement until they finish; a failure becomes a WarehouseError carrying Redshift's own
- * message. A transaction is one BatchExecuteStatement (the Data API runs a batch as one transaction).
+ * message. A transaction is one BatchExecuteStatement (the Data API runs a batch as one transaction):
+ * it cannot stop at a `requireRows` step that matched nothing, so it reports such a batch not
+ * committed, and the steps after one must check it themselves (batch/loader/manifest.ts).
  */
 export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Warehouse {
   const { client } = options;
@@ -175,7 +177,12 @@ export function createRedshiftWarehouse(options: RedshiftWarehouseOptions): Ware
       if (!Id) throw new WarehouseError('BatchExecuteStatement returned no id');
       const done = await waitFor(Id, sqls.join(';\n'));
       const rowCounts = (done.SubStatements ?? []).map((s) => Number(s.ResultRows ?? 0));
-      return { committed: true, rowCounts };
+      // The batch ran to its end and committed; a `requireRows` step that matched nothing means its
+      // later statements were written to change nothing then (the loader's claim): not committed.
+      const claimLost = steps.some(
+        (step, i) => 'requireRows' in step && step.requireRows && rowCounts[i] === 0,
+      );
+      return { committed: !claimLost, rowCounts };
     },
     async close() {
       // The SDK client is owned by the caller.

@@ -10,7 +10,9 @@ export interface Statement {
   /**
    * Roll the whole transaction back (result `committed: false`) when this statement affects no
    * row: how a loader claims a manifest row so two loaders never merge one file. Honoured where the
-   * adapter runs statements interactively (PostgreSQL); a Redshift batch cannot stop half-way.
+   * adapter runs statements interactively (PostgreSQL). A Redshift batch cannot stop half-way: it runs
+   * on and is reported not committed, so the steps after this one must change nothing when it matched
+   * nothing (they check the same condition: batch/loader/manifest.ts `stillClaimed`).
    */
   requireRows?: boolean;
 }

@@ -1,5 +1,5 @@
 import type { Dialect, Statement, Warehouse } from '#adapters/warehouse';
-import { WarehouseError } from '#adapters/warehouse';
+import { ident, WarehouseError } from '#adapters/warehouse';
 import { dialectOf, TYPED_TABLE } from '../sql.ts';
 import { loadIdOf, type ObjectKind, type ObjectRef } from './objects.ts';
 
@@ -68,17 +68,45 @@ const BY_KEY = 'object_key = $1 AND etag = $2';
 const retryColumns = (now: string) => `status, attempts,
   CAST(EXTRACT(EPOCH FROM (${now} - finished_at)) * 1000 AS bigint) AS rested_ms`;
 
+/** An object a load may still take: not loaded, not quarantined. A claim leaves the status as it is. */
+const CLAIMABLE = "status IN ('pending', 'failed', 'staged')";
+
 /**
  * Takes the object for this transaction: only one not loaded yet, and the row lock keeps a second
- * loader waiting until this one commits (then it finds the object loaded) or rolls back.
+ * loader waiting until this one commits (then it finds the object loaded) or rolls back. A Redshift
+ * batch runs on past a claim that matched nothing: its statements check `stillClaimed` instead.
  */
 export function claimStep(dialect: Dialect, key: string, etag: string): Statement {
   return {
     sql: `UPDATE load_manifest SET attempts = attempts + 1, started_at = ${dialectOf(dialect).now}, error = NULL
-WHERE ${BY_KEY} AND status IN ('pending', 'failed', 'staged')`,
+WHERE ${BY_KEY} AND ${CLAIMABLE}`,
     params: [key, etag],
     requireRows: true,
   };
+}
+
+/**
+ * The claim, checked again by a later statement of the same transaction: true exactly when the
+ * claim matched. Nothing but the load's last statement (loaded) takes an object out of CLAIMABLE: a
+ * claim that matched holds the row (PostgreSQL's row lock; Redshift's serializable isolation fails
+ * one of two transactions that both wrote it), and a claim that matched nothing met a final status
+ * that no later statement sees changed. So a claim token would add nothing: no column is needed.
+ * `$first` and `$first + 1` are the key and ETag in the statement's params.
+ */
+export function stillClaimed(key: string, etag: string, first: number): { sql: string; params: unknown[] } {
+  return {
+    sql: `EXISTS (SELECT 1 FROM load_manifest WHERE object_key = $${first} AND etag = $${first + 1} AND ${CLAIMABLE})`,
+    params: [key, etag],
+  };
+}
+
+/**
+ * Empties a table the transaction staged unless it still holds its claim: every statement after it
+ * that reads the table then writes nothing (how a Redshift batch that lost its claim changes nothing).
+ */
+export function unlessClaimedStep(table: string, key: string, etag: string): Statement {
+  const held = stillClaimed(key, etag, 1);
+  return { sql: `DELETE FROM ${ident(table)} WHERE NOT ${held.sql}`, params: held.params };
 }
 
 export interface LoadCounts {
@@ -94,7 +122,10 @@ export interface LoadCounts {
   newRowsTable?: string;
 }
 
-/** The last statement of a load: the manifest row says loaded, with its counts. */
+/**
+ * The last statement of a load: the manifest row says loaded, with its counts; only while the load
+ * holds its claim (a Redshift batch that lost it must not rewrite the counts of the load that won).
+ */
 export function loadedStep(dialect: Dialect, key: string, etag: string, c: LoadCounts): Statement {
   const d = dialectOf(dialect);
   const params: unknown[] = [
@@ -117,7 +148,7 @@ export function loadedStep(dialect: Dialect, key: string, etag: string, c: LoadC
   rows_loaded = CAST($4 AS bigint), rows_rejected = CAST($5 AS bigint), rows_new = ${rowsNew},
   encoding = CAST($6 AS varchar(8)), header = CAST($7 AS varchar(4096)), extra_columns = CAST($8 AS varchar(1024)),
   staged_at = ${d.statementTime}, finished_at = ${d.statementTime}
-WHERE ${BY_KEY}`,
+WHERE ${BY_KEY} AND ${CLAIMABLE}`,
     params,
   };
 }

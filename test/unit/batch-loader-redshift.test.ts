@@ -380,13 +380,28 @@ function makeLoader() {
 const syntaxOf = (sql: string) => sql.replace(/'(?:[^']|'')*'/g, "''");
 
 /** The statement order of a Redshift load, as prefixes (`lineage` for archive objects). */
+/** The claim checked again: the object still pending, failed or staged (inlined key and ETag). */
+const HELD =
+  "EXISTS \\(SELECT 1 FROM load_manifest WHERE object_key = '[^']+' AND etag = '[^']+' AND status IN \\('pending', 'failed', 'staged'\\)\\)";
+
 function expectedOrder(opts: { rejects: boolean; lineage: boolean }): RegExp[] {
   return [
     /^UPDATE load_manifest SET attempts = attempts \+ 1, started_at = GETDATE\(\), error = NULL\nWHERE object_key = '[^']+' AND etag = '[^']+' AND status IN \('pending', 'failed', 'staged'\)$/,
     /^CREATE TEMP TABLE load_typed \(/,
     /^COPY load_typed \(/,
+    // Every later write checks the claim (a batch runs on past a claim that matched nothing).
+    new RegExp(`^DELETE FROM load_typed WHERE NOT ${HELD}$`),
     /^UPDATE load_typed SET is_new = false FROM fact_sales_line /,
-    ...(opts.rejects ? [/^COPY load_rejected_row \(/] : []),
+    ...(opts.rejects
+      ? [
+          /^CREATE TEMP TABLE load_rejected_stage \(LIKE load_rejected_row\)$/,
+          /^COPY load_rejected_stage \(/,
+          new RegExp(
+            `^INSERT INTO load_rejected_row \\([^)]*\\) SELECT [^;]* FROM load_rejected_stage WHERE ${HELD}$`,
+          ),
+          /^DROP TABLE load_rejected_stage$/,
+        ]
+      : []),
     /^CREATE TEMP TABLE load_counts /,
     /^INSERT INTO load_counts /,
     /^INSERT INTO dim_country /,
@@ -402,7 +417,7 @@ function expectedOrder(opts: { rejects: boolean; lineage: boolean }): RegExp[] {
       ? [/^UPDATE fact_sales_line f SET produced_at = COALESCE\(f\.produced_at, s\.produced_at\)/]
       : []),
     /^UPDATE fact_sales_line SET is_duplicate_row = x\.dup FROM \(/,
-    /^UPDATE load_manifest SET status = 'loaded'/,
+    /^UPDATE load_manifest SET status = 'loaded'[\s\S]* AND status IN \('pending', 'failed', 'staged'\)$/,
     /^DROP TABLE load_counts$/,
     /^DROP TABLE load_typed$/,
   ];
@@ -504,9 +519,9 @@ describe('loader on Redshift (COPY FROM S3)', () => {
     expect(sqls[2]).toBe(
       copySql('load_typed', EXPECTED_TYPED_COLUMNS.join(', '), `staging/${loadId}.csv.gz`),
     );
-    expect(sqls[4]).toBe(
+    expect(sqls[6]).toBe(
       copySql(
-        'load_rejected_row',
+        'load_rejected_stage',
         'load_id, object_key, line_number, reason, invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country, rejected_at',
         `staging/${loadId}.rejected.csv.gz`,
       ),

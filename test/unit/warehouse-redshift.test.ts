@@ -89,6 +89,24 @@ describe('Redshift Data API warehouse', () => {
     );
   });
 
+  it('reports a batch whose requireRows step matched nothing as not committed (it ran to its end)', async () => {
+    mock.on(BatchExecuteStatementCommand).resolves({ Id: 'b3' });
+    mock.on(DescribeStatementCommand).resolves({
+      Status: 'FINISHED',
+      SubStatements: [
+        { Id: 'b3:1', ResultRows: 0 },
+        { Id: 'b3:2', ResultRows: 0 },
+      ],
+    });
+    const claim = { sql: "UPDATE load_manifest SET attempts = attempts + 1 WHERE status = 'pending'" };
+
+    const lost = await warehouse().transaction([{ ...claim, requireRows: true }, { sql: 'DELETE FROM t' }]);
+    const unchecked = await warehouse().transaction([claim, { sql: 'DELETE FROM t' }]);
+
+    expect(lost).toEqual({ committed: false, rowCounts: [0, 0] });
+    expect(unchecked).toEqual({ committed: true, rowCounts: [0, 0] });
+  });
+
   it("surfaces a failed statement as a WarehouseError with Redshift's message", async () => {
     mock.on(BatchExecuteStatementCommand).resolves({ Id: 'b2' });
     mock.on(DescribeStatementCommand).resolves({
