@@ -5,8 +5,10 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '#adapters/config';
 import { TABLE_KEYS } from '#adapters/dynamo-table';
 import { STAGING_PREFIX } from '#batch/loader/objects';
+import { LOCAL_WORKGROUP } from '#local/redshift-data';
 import { buildApp, STACK_NAME } from '../../infra/build.ts';
 import { CONSUMER_SETTINGS } from '../../infra/constructs/consumers.ts';
 import { REPO_ROOT } from '../../infra/constructs/pipeline-function.ts';
@@ -496,5 +498,18 @@ describe('warehouse loader', () => {
         'RP_REDSHIFT_COPY_ROLE_ARN',
       ]),
     );
+  });
+});
+
+describe('the local Redshift Data API stands in for this template', () => {
+  it('answers for the workgroup and database the template creates', () => {
+    const workgroups = resources('AWS::RedshiftServerless::Workgroup');
+    const namespaces = resources('AWS::RedshiftServerless::Namespace');
+    expect(
+      [...workgroups, ...namespaces].map(([, r]) => [r.Properties?.WorkgroupName, r.Properties?.DbName]),
+    ).toEqual([
+      [LOCAL_WORKGROUP, undefined],
+      [undefined, loadConfig({}).names.database],
+    ]);
   });
 });
