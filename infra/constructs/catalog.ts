@@ -15,6 +15,8 @@ import { BUCKET_PREFIXES } from './archive.ts';
  */
 export const LAKE_PREFIXES = {
   invoiceLines: 'processed/invoice_lines/',
+  /** The lake writer's markers of the source objects it holds (lake/invoice-lines.ts LAKE_STATE_PREFIX). */
+  lakeState: 'processed/_lake/invoice_lines/',
   totesys: 'processed/totesys/',
   athenaResults: 'athena-results/',
 } as const;

@@ -15,6 +15,7 @@ import { STAGING_PREFIX } from '#batch/loader/objects';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 import type { Alerts } from './alerts.ts';
 import { BUCKET_PREFIXES } from './archive.ts';
+import { LAKE_PREFIXES } from './catalog.ts';
 import { PipelineFunction, stableOutput } from './pipeline-function.ts';
 
 export const WAREHOUSE_PORT = 5439;
@@ -46,6 +47,15 @@ const readablePrefixes = (props: WarehouseProps) => [
   `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${BUCKET_PREFIXES.archive}*]`,
   `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${STAGING_PREFIX}*]`,
 ];
+
+const lakePrefixes = (props: WarehouseProps) => [
+  'AwsSolutions-IAM5[Action::s3:DeleteObject*]',
+  `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${LAKE_PREFIXES.invoiceLines}*]`,
+  `AwsSolutions-IAM5[Resource::${nagArn(props.bucket)}/${LAKE_PREFIXES.lakeState}*]`,
+];
+
+const LAKE_REASON =
+  'The lake writer names its Parquet files by content and its markers by source object, and replaces the files of a day partition it merged: read, write and delete on those two prefixes only.';
 
 const STAGING_REASON =
   'COPY reads objects, not streams: the loader writes the typed rows of each load as a new staging/ object (named by the load) and COPY reads it; write on that prefix only (Abort* cleans up an interrupted multipart upload).';
@@ -226,11 +236,18 @@ export class Warehouse extends Construct {
       props.bucket.grantRead(g, `${BUCKET_PREFIXES.archive}*`);
       // The typed rows COPY reads (found by the aws-mode e2e: the loader was denied its first staging write).
       props.bucket.grantPut(g, `${STAGING_PREFIX}*`);
+      // The lake writer (lake/invoice-lines.ts) merges each day partition into one file: it reads, writes
+      // and deletes files under processed/invoice_lines/ and its markers under processed/_lake/.
+      for (const prefix of [LAKE_PREFIXES.invoiceLines, LAKE_PREFIXES.lakeState]) {
+        props.bucket.grantReadWrite(g, `${prefix}*`);
+        props.bucket.grantDelete(g, `${prefix}*`);
+      }
     });
     this.useDataApi(loader);
     const loaderFn = loader.fn;
     acknowledge(loader, readablePrefixes(props), READ_REASON);
     acknowledge(loader, ['AwsSolutions-IAM5[Action::s3:Abort*]'], STAGING_REASON);
+    acknowledge(loader, lakePrefixes(props), LAKE_REASON);
     acknowledge(loader, KMS_GRANT_WILDCARDS, KMS_GRANT_REASON);
     acknowledge(
       loader,

@@ -8,8 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '#adapters/config';
 import { TABLE_KEYS } from '#adapters/dynamo-table';
 import { STAGING_PREFIX } from '#batch/loader/objects';
+import { INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX } from '#lake/invoice-lines';
 import { LOCAL_WORKGROUP } from '#local/redshift-data';
 import { buildApp, STACK_NAME } from '../../infra/build.ts';
+import { LAKE_PREFIXES } from '../../infra/constructs/catalog.ts';
 import { CONSUMER_SETTINGS } from '../../infra/constructs/consumers.ts';
 import { REPO_ROOT } from '../../infra/constructs/pipeline-function.ts';
 import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES } from '../../infra/entries.ts';
@@ -498,6 +500,28 @@ describe('warehouse loader', () => {
         'RP_REDSHIFT_COPY_ROLE_ARN',
       ]),
     );
+  });
+  it('lets the loader write the lake where lake/invoice-lines.ts writes it, and delete only there', () => {
+    expect([LAKE_PREFIXES.invoiceLines, LAKE_PREFIXES.lakeState]).toEqual([
+      INVOICE_LINES_PREFIX,
+      LAKE_STATE_PREFIX,
+    ]);
+    const policy = logicalIdOf('AWS::IAM::Policy', 'WarehouseLoadObjectsRole');
+    const statements = statementsOf(json.Resources[policy]);
+    const resourcesFor = (action: string) =>
+      statements.filter((s) => asArray(s.Action).includes(action)).map((s) => JSON.stringify(s.Resource));
+    for (const prefix of [INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX]) {
+      expect(
+        resourcesFor('s3:PutObject').some((r) => r.includes(`/${prefix}*`)),
+        prefix,
+      ).toBe(true);
+      expect(
+        resourcesFor('s3:DeleteObject*').some((r) => r.includes(`/${prefix}*`)),
+        prefix,
+      ).toBe(true);
+    }
+    const deletable = resourcesFor('s3:DeleteObject*').join(' ');
+    expect(deletable).not.toMatch(/\/(landing|archive|staging)\//);
   });
 });
 
