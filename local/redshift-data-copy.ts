@@ -17,7 +17,7 @@ import {
   readParquet,
   string,
   time,
-} from '#lake/parquet';
+} from '#core/parquet';
 import type { S3Copy } from './redshift-dialect-copy.ts';
 
 /**

@@ -183,7 +183,7 @@ export const COPY_OPTIONS: Record<string, { local: string; parse: OptionParser }
   CSV: { local: "PostgreSQL's COPY (FORMAT csv)", parse: csvArgument },
   JSON: { local: "objects' keys mapped to the table's columns by name, fed as CSV", parse: jsonArgument },
   PARQUET: {
-    local: 'read with lake/parquet.ts, columns by position, fed as CSV',
+    local: 'read with core/parquet.ts, columns by position, fed as CSV',
     parse: FORMATS.PARQUET as OptionParser,
   },
   DELIMITER: {
