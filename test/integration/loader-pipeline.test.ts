@@ -791,12 +791,12 @@ describe('archive objects waiting together: one transaction', () => {
 
   it('loads several objects in one transaction, each with its own counts, a key in two of them once', async () => {
     const p = 'archive/2026/02/01/10/';
-    // Object 3 repeats line 960001#2 of object 1 (Firehose is at-least-once) and has a bad line.
-    await put(`${p}s-1.gz`, object(archived('960001', 1), archived('960001', 2, '22423')));
-    await put(`${p}s-2.gz`, object(archived('960002', 1), archived('960002', 2), archived('960002', 3)));
+    // Object 3 repeats line 965001#2 of object 1 (Firehose is at-least-once) and has a bad line.
+    await put(`${p}s-1.gz`, object(archived('965001', 1), archived('965001', 2, '22423')));
+    await put(`${p}s-2.gz`, object(archived('965002', 1), archived('965002', 2), archived('965002', 3)));
     const etag3 = await put(
       `${p}s-3.gz`,
-      object(archived('960001', 2, '22423'), archived('960003', 1), '{not json'),
+      object(archived('965001', 2, '22423'), archived('965003', 1), '{not json'),
     );
     const { seen, loader: l } = counted();
 
@@ -818,15 +818,15 @@ describe('archive objects waiting together: one transaction', () => {
     expect(new Set(m.map((r) => r.started_at.getTime())).size).toBe(1);
     const facts = await rows<{ invoice_no: string; line_no: number; source_key: string }>(
       `SELECT invoice_no, line_no, source_key FROM fact_sales_line
-       WHERE invoice_no IN ('960001', '960002', '960003') ORDER BY invoice_no, line_no`,
+       WHERE invoice_no IN ('965001', '965002', '965003') ORDER BY invoice_no, line_no`,
     );
     expect(facts.map((f) => `${f.invoice_no}#${f.line_no} ${f.source_key.slice(p.length)}`)).toEqual([
-      '960001#1 s-1.gz',
-      '960001#2 s-1.gz',
-      '960002#1 s-2.gz',
-      '960002#2 s-2.gz',
-      '960002#3 s-2.gz',
-      '960003#1 s-3.gz',
+      '965001#1 s-1.gz',
+      '965001#2 s-1.gz',
+      '965002#1 s-2.gz',
+      '965002#2 s-2.gz',
+      '965002#3 s-2.gz',
+      '965003#1 s-3.gz',
     ]);
     expect(await rejectedOf(`${p}s-3.gz`, etag3)).toEqual([[3, 'not a JSON object']]);
     expect(await rows("SELECT 1 FROM pg_tables WHERE tablename IN ('load_typed', 'load_counts')")).toEqual(
