@@ -7,6 +7,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { mapLimit } from '#adapters/retry';
+import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
 import {
   boolean,
   decimal,
@@ -232,6 +233,8 @@ const lineKeyOf = (lines: LakeLines, i: number) => `${lines.invoiceNo[i]}#${line
 export interface LakeStore {
   s3: S3Client;
   bucket: string;
+  /** How files are encoded (default leanLakeEncoder). */
+  encoder?: LakeEncoder;
 }
 
 /** The table's data files by partition folder (one listing of the table's prefix). */
@@ -495,10 +498,132 @@ export function encodeLakeLines(lines: LakeLines, order: readonly number[] = sor
   return writeParquetColumns(INVOICE_LINE_SCHEMA, lakeColumns(lines, order), order.length);
 }
 
-/** encodeLakeLines' bytes, encoded on the Parquet encoder thread (lake/parquet.ts). */
-export function encodeLakeLinesOffThread(lines: LakeLines, rows?: readonly number[]): Promise<Uint8Array> {
-  const order = sortedRows(lines, rows);
-  return writeParquetColumnsOffThread(INVOICE_LINE_SCHEMA, lakeColumns(lines, order), order.length);
+/** One partition's file to encode: `rows` of `lines`, in that order (the file's row order). */
+export interface LakePart {
+  lines: LakeLines;
+  rows: readonly number[];
+}
+
+/**
+ * The lake's Parquet encoder port: the files of a write's partitions, one per part, in the parts'
+ * order. The default (leanLakeEncoder) is plain JavaScript, so the Lambda bundle carries it; a
+ * process may wire another that writes the same columns (docs/lake.md, "The encoder").
+ */
+export interface LakeEncoder {
+  encode(parts: readonly LakePart[]): Promise<Uint8Array[]>;
+}
+
+/**
+ * The lines as Parquet by lake/invoice-lines-parquet.ts's lean writer: the same schema and values as
+ * encodeLakeLines (hyparquet-writer's generic path), several times faster (bench/lake.ts). Each file
+ * is encoded on this thread and the event loop gets a turn between files.
+ */
+export const leanLakeEncoder: LakeEncoder = {
+  async encode(parts) {
+    const out: Uint8Array[] = [];
+    for (const p of parts) {
+      out.push(writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(p.lines, p.rows), p.rows.length));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return out;
+  },
+};
+
+/**
+ * The lines by hyparquet-writer's generic path (encodeLakeLines' bytes) on the Parquet encoder
+ * thread: the lean writer's reference (a test holds their files equal as DuckDB reads them) and the
+ * bench's "before".
+ */
+export const hyparquetLakeEncoder: LakeEncoder = {
+  async encode(parts) {
+    const out: Uint8Array[] = [];
+    for (const p of parts)
+      out.push(
+        await writeParquetColumnsOffThread(INVOICE_LINE_SCHEMA, lakeColumns(p.lines, p.rows), p.rows.length),
+      );
+    return out;
+  },
+};
+
+/** The lines as the lean writer's columns, in `order`. */
+export function leanColumns(lines: LakeLines, order: readonly number[]): LeanColumn[] {
+  const n = order.length;
+  const ints = (values: readonly number[]): LeanColumn => {
+    const out = new Int32Array(n);
+    for (let k = 0; k < n; k++) out[k] = values[order[k] as number] as number;
+    return { kind: 'int32', values: out };
+  };
+  const times = (values: readonly number[]): LeanColumn => {
+    const out = new Float64Array(n);
+    for (let k = 0; k < n; k++) out[k] = (values[order[k] as number] as number) * 1000;
+    return { kind: 'int64', values: out };
+  };
+  const flags = (test: (i: number) => boolean): LeanColumn => {
+    const out = new Uint8Array(n);
+    for (let k = 0; k < n; k++) out[k] = test(order[k] as number) ? 1 : 0;
+    return { kind: 'boolean', values: out };
+  };
+  const price = new Float64Array(n);
+  const total = new Float64Array(n);
+  const exact = new Map<number, bigint>();
+  for (let k = 0; k < n; k++) {
+    const i = order[k] as number;
+    const p = lines.price[i] as number;
+    const q = lines.quantity[i] as number;
+    price[k] = p;
+    total[k] = p * q;
+    // Past 2^53 thousandths a double is not exact: that total multiplied as bigints.
+    if (!Number.isSafeInteger(total[k])) exact.set(k, BigInt(p) * BigInt(q));
+  }
+  return [
+    stringsColumn(lines.invoiceNo, order),
+    ints(lines.lineNo),
+    ints(lines.dateKey),
+    times(lines.invoiceMs),
+    stringsColumn(lines.stockCode, order),
+    stringsColumn(lines.description, order),
+    stringsColumn(lines.customerId, order),
+    stringsColumn(lines.country, order),
+    ints(lines.quantity),
+    { kind: 'int64', values: price },
+    { kind: 'int64', values: total, exact },
+    flags((i) => (lines.invoiceNo[i] as string).startsWith('C')),
+    flags((i) => (lines.invoiceNo[i] as string).startsWith('A')),
+    flags((i) => lines.nonProduct[i] as boolean),
+    flags((i) => lines.duplicate[i] as boolean),
+    times(lines.producedAt),
+    times(lines.acceptedAt),
+    times(lines.streamVisibleAt),
+    stringsColumn(lines.source, order),
+    stringsColumn(lines.sourceKey, order),
+    times(lines.lakeVisibleAt),
+  ];
+}
+
+/** A string column as dictionary ids in `order` (first seen, first numbered) and its values' UTF-8 bytes. */
+function stringsColumn(values: ReadonlyArray<string | null>, order: readonly number[]): LeanColumn {
+  const idOf = new Map<string, number>();
+  const dictionary: Uint8Array[] = [];
+  const ids = new Int32Array(order.length);
+  let last: string | null | undefined;
+  let lastId = -1;
+  for (let k = 0; k < order.length; k++) {
+    const s = values[order[k] as number] ?? null;
+    if (s !== last) {
+      last = s;
+      if (s === null) lastId = -1;
+      else {
+        const known = idOf.get(s);
+        if (known === undefined) {
+          lastId = dictionary.length;
+          idOf.set(s, lastId);
+          dictionary.push(TEXT.encode(s));
+        } else lastId = known;
+      }
+    }
+    ids[k] = lastId;
+  }
+  return { kind: 'string', ids, dictionary };
 }
 
 /** The schema's columns of the lines, physical values in `order`. */
@@ -555,20 +680,27 @@ function distinctKeys(lines: LakeLines, rows: readonly number[]): boolean {
   return true;
 }
 
+/** A partition merged and waiting for its file (undefined `part`: nothing to write). */
+interface MergedPartition {
+  partition: string;
+  files: readonly string[];
+  part?: LakePart;
+  added: number;
+  already: number;
+}
+
 /**
- * Merges `rows` of `incoming` into one partition: reads the files it holds, writes the merged lines
- * as one file, then deletes the files it read (never one it did not read: a concurrent writer's
- * file stays, and the next merge folds it in). A crash between the write and the deletes leaves a
- * key in two files until the next write or compaction of the partition; reconcile reports it.
+ * Merges `rows` of `incoming` into one partition: reads the files it holds and answers the merged
+ * lines in file order, or no part when the partition already holds exactly them.
  */
-export async function mergePartition(
+async function mergePartition(
   store: LakeStore,
   partition: string,
   files: readonly string[],
   incoming: LakeLines,
   rows: readonly number[],
   now: number,
-): Promise<PartitionWrite> {
+): Promise<MergedPartition> {
   const fresh = files.length === 0 ? distinctKeys(incoming, rows) : false;
   let merged: Merged;
   let kept: readonly number[];
@@ -583,23 +715,56 @@ export async function mergePartition(
     merged = mergeLines(existing, incoming, rows, now);
     kept = allRows(merged.lines);
   }
-  if (!merged.changed && files.length === 1)
-    return { partition, added: 0, already: merged.already, replaced: [] };
-  if (kept.length === 0) return { partition, added: 0, already: 0, replaced: [] };
+  const { added, already } = merged;
+  if ((!merged.changed && files.length === 1) || kept.length === 0)
+    return {
+      partition,
+      files,
+      added: kept.length === 0 ? 0 : added,
+      already: kept.length === 0 ? 0 : already,
+    };
   markDuplicates(merged.lines, kept);
-  const bytes = await encodeLakeLinesOffThread(merged.lines, kept);
-  const file = dataFileKey(partition, bytes);
-  await store.s3.send(
-    new PutObjectCommand({
-      Bucket: store.bucket,
-      Key: file,
-      Body: bytes,
-      ContentType: 'application/vnd.apache.parquet',
-    }),
-  );
-  const replaced = files.filter((f) => f !== file);
-  for (const f of replaced) await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: f }));
-  return { partition, file, added: merged.added, already: merged.already, replaced };
+  return {
+    partition,
+    files,
+    part: { lines: merged.lines, rows: sortedRows(merged.lines, kept) },
+    added,
+    already,
+  };
+}
+
+/**
+ * Encodes every merged partition's file in one call to the encoder, then per partition PUTs the file
+ * and deletes the files it read (never one it did not read: a concurrent writer's file stays, and
+ * the next merge folds it in). A crash between the write and the deletes leaves a key in two files
+ * until the next write or compaction of the partition; reconcile reports it.
+ */
+async function writePartitions(
+  store: LakeStore,
+  merged: readonly MergedPartition[],
+): Promise<PartitionWrite[]> {
+  const parts = merged.flatMap((m) => (m.part ? [m.part] : []));
+  const bytes = parts.length > 0 ? await (store.encoder ?? leanLakeEncoder).encode(parts) : [];
+  if (bytes.length !== parts.length)
+    throw new LakeError(`the encoder answered ${bytes.length} files for ${parts.length}`);
+  let next = 0;
+  const jobs = merged.map((m) => ({ m, bytes: m.part ? bytes[next++] : undefined }));
+  return mapLimit(jobs, PARTITION_CONCURRENCY, async ({ m, bytes: file }) => {
+    const { partition, added, already } = m;
+    if (!file) return { partition, added, already, replaced: [] };
+    const key = dataFileKey(partition, file);
+    await store.s3.send(
+      new PutObjectCommand({
+        Bucket: store.bucket,
+        Key: key,
+        Body: file,
+        ContentType: 'application/vnd.apache.parquet',
+      }),
+    );
+    const replaced = m.files.filter((f) => f !== key);
+    for (const f of replaced) await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: f }));
+    return { partition, file: key, added, already, replaced };
+  });
 }
 
 export interface LakeWriteResult {
@@ -609,7 +774,7 @@ export interface LakeWriteResult {
   partitions: PartitionWrite[];
 }
 
-/** Partitions written at once (each is a read, an encode and a PUT). */
+/** Partitions read or written at once (each is a GET or a PUT). */
 const PARTITION_CONCURRENCY = 4;
 
 /**
@@ -640,9 +805,10 @@ export async function writeLakeLines(
     last.push(i);
   }
   const files = byPartition.size > 0 ? await listLakeFiles(store) : new Map<string, string[]>();
-  const partitions = await mapLimit([...byPartition], PARTITION_CONCURRENCY, ([p, rows]) =>
+  const merged = await mapLimit([...byPartition], PARTITION_CONCURRENCY, ([p, rows]) =>
     mergePartition(store, p, files.get(p) ?? [], lines, rows, now),
   );
+  const partitions = await writePartitions(store, merged);
   return {
     lines: lines.length,
     added: partitions.reduce((n, p) => n + p.added, 0),
@@ -658,9 +824,10 @@ export async function writeLakeLines(
 export async function compactLake(store: LakeStore): Promise<PartitionWrite[]> {
   const files = await listLakeFiles(store);
   const many = [...files].filter(([, f]) => f.length > 1);
-  return mapLimit(many, PARTITION_CONCURRENCY, ([p, f]) =>
+  const merged = await mapLimit(many, PARTITION_CONCURRENCY, ([p, f]) =>
     mergePartition(store, p, f, new LakeLines(), [], Date.now()),
   );
+  return writePartitions(store, merged);
 }
 
 /** What reconcile reads of the lake: every row's key, quantity and total, duplicates included. */

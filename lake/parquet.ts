@@ -49,7 +49,7 @@ export {
 const written = (c: ParquetColumn) => element(c) as SchemaElement;
 
 /** Stable across versions and runs: the footer says who wrote it, never when. */
-const CREATED_BY = 'retail-pipeline lake/parquet';
+export const CREATED_BY = 'retail-pipeline lake/parquet';
 const DAY_MS = 86_400_000;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const TIME = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/;

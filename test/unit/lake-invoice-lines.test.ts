@@ -19,10 +19,13 @@ import { thousandths } from '#core/money';
 import { isNonProductCode } from '#core/non-product';
 import {
   compactLake,
+  hyparquetLakeEncoder,
   INVOICE_LINES_PREFIX,
+  type LakeEncoder,
   type LakeLineInput,
   LakeLines,
   type LakeSource,
+  leanLakeEncoder,
   listLakeFiles,
   partitionOf,
   readLakeFile,
@@ -211,6 +214,57 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
     } finally {
       bucket.restore();
     }
+  });
+
+  /** Strings a CSV or a dictionary could bend, lineage times, nulls, one day of many lines. */
+  const AWKWARD: InvoiceLineInput[] = [
+    ...EDGES,
+    inputLine({ invoiceNo: '536370', lineNo: 1, description: 'a "quoted", comma\nnewline\ttab ' }),
+    inputLine({ invoiceNo: '536370', lineNo: 2, description: '  spaces  ', customerId: '' }),
+    inputLine({ invoiceNo: '536370', lineNo: 3, description: 'ÉTÉ 🌞 naïve', country: 'Côte d’Ivoire' }),
+    inputLine({ invoiceNo: '536370', lineNo: 4, description: null, unitPrice: '0', quantity: 0 }),
+    ...Array.from({ length: 3000 }, (_, i) =>
+      inputLine({ invoiceNo: `5400${i % 50}`, lineNo: 10 + i, quantity: i - 1500, unitPrice: `${i}.25` }),
+    ),
+  ];
+
+  it('holds the same schema and values from the lean writer and hyparquet-writer', async () => {
+    const lineage = {
+      producedAt: Date.parse('2026-12-06T09:59:58.123Z'),
+      acceptedAt: Date.parse('2026-12-06T09:59:59.001Z'),
+    };
+    const written = async (encoder: LakeEncoder) => {
+      const bucket = memoryBucket();
+      const store = { ...bucket.store, encoder };
+      await writeLakeLines(store, linesOf(ARCHIVE, AWKWARD, lineage), {
+        now: Date.parse('2026-12-06T10:00:00Z'),
+      });
+      // A line whose lineage is only half known.
+      await writeLakeLines(store, linesOf(FILE, [inputLine({ invoiceNo: '536399', lineNo: 1 })]), {
+        now: Date.parse('2026-12-06T10:00:01Z'),
+      });
+      const ours = new LakeLines();
+      for (const f of [...(await listLakeFiles(store)).values()].flat()) await readLakeFile(store, f, ours);
+      const files = new Map(bucket.objects);
+      bucket.restore();
+      return { files, ours };
+    };
+    const lean = await written(leanLakeEncoder);
+    const reference = await written(hyparquetLakeEncoder);
+    expect([...lean.files.keys()].filter((k) => k.startsWith(INVOICE_LINES_PREFIX)).length).toBe(
+      [...reference.files.keys()].filter((k) => k.startsWith(INVOICE_LINES_PREFIX)).length,
+    );
+    const all = 'SELECT * FROM LAKE ORDER BY invoice_no, line_no';
+    const schema = 'DESCRIBE SELECT * FROM LAKE';
+    const leanRows = await query(lean.files, all);
+    expect(leanRows).toHaveLength(AWKWARD.length + 1);
+    expect(leanRows).toEqual(await query(reference.files, all));
+    expect(await query(lean.files, schema)).toEqual(await query(reference.files, schema));
+    const elements = `SELECT name, type, repetition_type, converted_type, logical_type, scale, precision
+      FROM parquet_schema('${path.join(dir, INVOICE_LINES_PREFIX, '**', '*.parquet')}') GROUP BY ALL ORDER BY ALL`;
+    expect(await query(lean.files, elements)).toEqual(await query(reference.files, elements));
+    // The lake's own reader (the merge reads files back) sees the same lines.
+    expect(lean.ours).toEqual(reference.ours);
   });
 });
 
