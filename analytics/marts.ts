@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { sleep } from '#core/resilience';
 import type { TransactionPort } from './db.ts';
 
 const REFRESH_FILE = fileURLToPath(new URL('./sql/refresh/marts.sql', import.meta.url));
@@ -42,19 +43,34 @@ export async function refreshMarts(db: TransactionPort): Promise<{ ms: number }>
 export interface MartRefresher {
   /** Asks for a refresh; resolves when one that started after this call has finished. */
   request(): Promise<void>;
-  /** Waits for the refresh in flight, if any. */
+  /** Waits for the refresh in flight and the one asked for, if any, without their gap (for stopping). */
   idle(): Promise<void>;
+}
+
+export interface MartRefresherOptions {
+  onError?: (err: unknown) => void;
+  onRefreshed?: (ms: number) => void;
+  /**
+   * Least time between the starts of two rebuilds. A rebuild is a few seconds of CPU on both cores:
+   * run back to back while the stream's archive objects load every few seconds, it takes the CPU the
+   * loader needs and the warehouse falls behind the stream. 0 (the default) rebuilds back to back.
+   */
+  minGapMs?: number;
+  /** Injected by tests (no wall clock there). */
+  now?: () => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /**
  * Coalesces refresh requests: a full rebuild takes seconds on a large warehouse, while the stream
- * path's archive files arrive every few seconds. While one refresh runs, any number of requests
- * share the single next one, so the marts lag by at most one rebuild and never queue up.
+ * path's archive files arrive every few seconds. While one refresh runs or waits for its gap, any
+ * number of requests share the single next one, so the marts lag by at most one rebuild plus the gap
+ * and never queue up. `idle()` (called on stop) skips the gap still to wait, and any later one: stopping must not wait.
  */
-export function createMartRefresher(
-  db: TransactionPort,
-  opts: { onError?: (err: unknown) => void; onRefreshed?: (ms: number) => void } = {},
-): MartRefresher {
+export function createMartRefresher(db: TransactionPort, opts: MartRefresherOptions = {}): MartRefresher {
+  const { minGapMs = 0, now = Date.now, sleep: wait = sleep } = opts;
+  const hurry = new AbortController();
+  let lastStart = Number.NEGATIVE_INFINITY;
   let running: Promise<void> | undefined;
   let next: Promise<void> | undefined;
   const run = async () => {
@@ -66,21 +82,26 @@ export function createMartRefresher(
     }
   };
   const start = (): Promise<void> => {
+    lastStart = now();
     running = run().finally(() => {
       running = undefined;
     });
     return running;
   };
+  const gap = () => lastStart + minGapMs - now();
   return {
     request() {
-      if (!running) return start();
-      next ??= running.then(() => {
-        next = undefined;
-        return start();
-      });
+      if (!running && !next && (gap() <= 0 || hurry.signal.aborted)) return start();
+      next ??= (running ?? Promise.resolve())
+        .then(() => (gap() > 0 ? wait(gap(), hurry.signal) : undefined))
+        .then(() => {
+          next = undefined;
+          return start();
+        });
       return next;
     },
     async idle() {
+      hurry.abort();
       await next;
       await running;
     },

@@ -188,4 +188,47 @@ describe('mart refresher', () => {
     await Promise.all(during);
     expect(calls).toBe(2);
   });
+
+  it('starts a rebuild no sooner than the gap after the last one started, and skips the gap when stopping', async () => {
+    let clock = 1_000;
+    let calls = 0;
+    const waits: Array<{ ms: number; resolve: () => void }> = [];
+    const db = {
+      transaction: async () => {
+        calls += 1;
+        return { committed: true, rowCounts: [] };
+      },
+    };
+    const refresher = createMartRefresher(db, {
+      minGapMs: 10_000,
+      now: () => clock,
+      sleep: (ms, signal) =>
+        new Promise<void>((resolve) => {
+          waits.push({ ms, resolve });
+          // As core/resilience's sleep: an aborted signal ends the wait at once.
+          if (signal?.aborted) resolve();
+          signal?.addEventListener('abort', () => resolve(), { once: true });
+        }),
+    });
+    await refresher.request();
+    expect(calls).toBe(1);
+    clock += 4_000;
+    const second = refresher.request();
+    const third = refresher.request();
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(waits.map((w) => w.ms)).toEqual([6_000]);
+    expect(calls).toBe(1);
+    clock += 6_000;
+    waits[0]?.resolve();
+    await Promise.all([second, third]);
+    expect(calls).toBe(2);
+    // A request inside the gap waits for it, unless the refresher is stopped: idle() does not wait.
+    clock += 1_000;
+    const fourth = refresher.request();
+    await refresher.idle();
+    await fourth;
+    expect(calls).toBe(3);
+    expect(waits.map((w) => w.ms)).toEqual([6_000, 9_000]);
+  });
 });
