@@ -99,7 +99,7 @@ async function procCpuSeconds(pid: number): Promise<number | undefined> {
   }
 }
 
-/** The emulator children of this process (kinesalite, dynalite, s3rver: one each), found through /proc. */
+/** The emulator children of this process (kinesalite, dynalite, s3rver: one each) and the consumer's, found through /proc. */
 export async function emulatorPids(): Promise<Record<string, number>> {
   const found: Record<string, number> = {};
   let entries: string[];
@@ -115,6 +115,8 @@ export async function emulatorPids(): Promise<Record<string, number>> {
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid !== process.pid) continue;
       const cmd = await fs.readFile(`/proc/${e}/cmdline`, 'utf8');
+      // The stream consumer runs in a child of its own under npm start (cli/consumer-process.ts).
+      if (cmd.includes('consumer-child')) found.consumer = Number(e);
       if (!cmd.includes('emulator-child')) continue;
       const env = await fs.readFile(`/proc/${e}/environ`, 'utf8');
       const spec = env.split('\0').find((v) => v.startsWith('RP_EMULATOR_SPEC='));
