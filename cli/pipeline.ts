@@ -15,6 +15,7 @@ import { migrate } from '#batch/migrate';
 import { startTotesysCapture } from '#cdc/totesys/capture';
 import { startTotesysProcessing } from '#cdc/transform-load';
 import type { WriteBilling } from '#core/serving';
+import { crawlAfterWrite } from '#lake/crawler';
 import type { StreamPoller } from '#local/poller';
 import { type LocalStack, type StackOptions, startStack } from '#local/stack';
 import {
@@ -221,6 +222,13 @@ function startBatchPath(
     intervalMs: config.loadIntervalSeconds * 1000,
   });
   stops.push(() => totesys.stop());
+  // The catalog follows the totesys transform's Parquet as it does the lake's lines (cli/lake-stage.ts).
+  stack.onObjectCreated((key) => {
+    if (key.startsWith('processed/totesys/'))
+      void crawlAfterWrite(stack.clients.s3, config.names.bucket, ['processed/totesys/'], logger).catch(
+        () => undefined,
+      );
+  });
   return loader;
 }
 

@@ -1,17 +1,39 @@
 import type { Logger } from '#adapters/logger';
-import { LakeLineCollector, LakeLines, type LakeSource, type LakeStore } from './invoice-lines.ts';
+import {
+  LakeLineCollector,
+  LakeLines,
+  type LakeSource,
+  type LakeStore,
+  type LakeWriteResult,
+} from './invoice-lines.ts';
 import { lakeWrites, type Serial, writeObjects } from './invoice-lines-stage.ts';
+
+/** When a background sink writes what it holds (docs/lake.md, "Coalescing"). */
+export interface Coalesce {
+  /** Longest a committed object's lines wait for a write. */
+  maxWaitMs: number;
+  /** Lines waiting that start a write at once. */
+  maxLines: number;
+}
 
 /**
  * The lake as the loader's line tap (batch/loader/attempt.ts, LineTap): the lines each load types
  * are kept per object attempt and written once the warehouse committed them, so the file is typed
  * once for both. A write that fails is thrown to the loader, which logs it and keeps the load; the
  * object has no marker, so the catch-up stage (`onFailure` nudges it) reads it again later.
+ *
+ * In the background (a long-running process) committed objects are coalesced: one write covers
+ * every object committed within `coalesce.maxWaitMs` of the first waiting one (or as soon as
+ * `maxLines` wait), so a busy stream day's file is rewritten once per write, not once per archive
+ * object. Their markers are written after the files, as for any write: an object waiting when the
+ * process dies has none, and the catch-up at the next start writes it.
  */
 export function createLakeSink(deps: {
   store: LakeStore;
   logger?: Logger;
   onFailure?: () => void;
+  /** Called after each write that succeeded (the crawl: cli/lake-stage.ts). */
+  onWritten?: (written: LakeWriteResult) => void;
   serial?: Serial;
   /**
    * Queue the write and answer at once (a long-running process: the next load does not wait for
@@ -19,11 +41,47 @@ export function createLakeSink(deps: {
    * must not end before its writes).
    */
   background?: boolean;
+  /** Background only: how committed objects are gathered into writes (default: each written alone). */
+  coalesce?: Coalesce;
 }) {
   const open = new Map<string, { lines: LakeLines; source: LakeSource }>();
   const id = (ref: { key: string; etag: string }) => `${ref.key}\n${ref.etag}`;
   const serial = deps.serial ?? lakeWrites();
   let last: Promise<unknown> = Promise.resolve();
+  let waiting: Array<{ lines: LakeLines; source: LakeSource }> = [];
+  let waitingLines = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  const write = (taken: ReadonlyArray<{ lines: LakeLines; source: LakeSource }>) => {
+    const lines =
+      taken.length === 1 ? (taken[0] as { lines: LakeLines }).lines : concat(taken.map((t) => t.lines));
+    const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
+    return serial(() => writeObjects(deps.store, lines, objects)).then(
+      (written) => {
+        deps.onWritten?.(written);
+        return written;
+      },
+      (err: unknown) => {
+        deps.onFailure?.();
+        throw err;
+      },
+    );
+  };
+  /** Starts the write of every object waiting (background). */
+  const flush = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (waiting.length === 0) return;
+    const taken = waiting;
+    waiting = [];
+    waitingLines = 0;
+    last = write(taken).catch((err: unknown) =>
+      deps.logger?.error(
+        { err, keys: taken.map((t) => t.source.key) },
+        'lake: lines not written; caught up later',
+      ),
+    );
+  };
   return {
     open(ref: { key: string; etag: string }, kind: { source: 'stream' | 'file' }) {
       const source: LakeSource = { key: ref.key, etag: ref.etag, source: kind.source };
@@ -41,25 +99,21 @@ export function createLakeSink(deps: {
         return entry ? [entry] : [];
       });
       if (taken.length === 0) return;
-      const lines =
-        taken.length === 1 ? (taken[0] as { lines: LakeLines }).lines : concat(taken.map((t) => t.lines));
-      const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
-      const write = serial(() => writeObjects(deps.store, lines, objects)).catch((err: unknown) => {
-        deps.onFailure?.();
-        throw err;
-      });
-      if (!deps.background) return void (await write);
-      last = write.catch((err: unknown) =>
-        deps.logger?.error({ err, keys: refs.map((r) => r.key) }, 'lake: lines not written; caught up later'),
-      );
+      if (!deps.background) return void (await write(taken));
+      waiting.push(...taken);
+      for (const t of taken) waitingLines += t.lines.length;
+      const coalesce = deps.coalesce;
+      if (!coalesce || waitingLines >= coalesce.maxLines) return flush();
+      // Unreferenced: a stop flushes through idle(), and a process that dies leaves no marker behind.
+      timer ??= setTimeout(flush, coalesce.maxWaitMs).unref();
     },
-    /** Waits for the writes queued so far. */
+    /** Writes what waits now and waits for every write queued so far (stop, tests). */
     async idle(): Promise<void> {
+      flush();
       await last;
     },
   };
 }
-
 function concat(parts: readonly LakeLines[]): LakeLines {
   const out = new LakeLines();
   for (const p of parts) for (let i = 0; i < p.length; i++) out.copyRow(p, i);

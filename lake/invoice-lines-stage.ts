@@ -28,6 +28,8 @@ export interface LakeStageDeps {
   batchLines?: number;
   /** Runs each write after the others of the process (shared with the loader's sink: lakeWrites()). */
   serial?: Serial;
+  /** Called after each write that succeeded (the crawl: cli/lake-stage.ts). */
+  onWritten?: (written: LakeWriteResult) => void;
 }
 
 /** Runs `write` once every write queued before it has ended. */
@@ -91,17 +93,9 @@ export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult>
   let batch: Array<{ object: LoadedObject; lines: number }> = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    const written = await writeLakeLines(deps.store, lines);
-    const partitions = written.partitions.map((p) => p.partition);
-    const writtenAt = new Date().toISOString();
-    for (const b of batch)
-      await writeMarker(deps.store, {
-        ...b.object,
-        lines: b.lines,
-        added: written.added,
-        partitions,
-        writtenAt,
-      });
+    const serial = deps.serial ?? (<T>(write: () => Promise<T>) => write());
+    const written = await serial(() => writeObjects(deps.store, lines, batch));
+    deps.onWritten?.(written);
     result.objects += batch.length;
     result.lines += written.lines;
     result.added += written.added;

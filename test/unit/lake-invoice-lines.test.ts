@@ -22,6 +22,7 @@ import {
   hyparquetLakeEncoder,
   INVOICE_LINES_PREFIX,
   type LakeEncoder,
+  type LakeLineCollector,
   type LakeLineInput,
   LakeLines,
   type LakeSource,
@@ -29,11 +30,13 @@ import {
   listLakeFiles,
   partitionOf,
   readLakeFile,
+  readLakeTotals,
   writeLakeLines,
 } from '#lake/invoice-lines';
 import { lakeLineSource } from '#lake/invoice-lines-reconcile';
+import { createLakeSink } from '#lake/invoice-lines-sink';
 import { catchUpLake } from '#lake/invoice-lines-stage';
-import type { LoadedObject } from '#lake/lake-manifest';
+import { type LoadedObject, markedVersions, OBJECTS_PREFIX } from '#lake/lake-manifest';
 import { inputLine } from '#test/helpers/lines';
 
 /** An in-memory bucket behind the SDK's own client, answering the four calls the lake makes. */
@@ -64,7 +67,7 @@ function memoryBucket() {
       .map((Key) => ({ Key, ETag: '"x"', Size: objects.get(Key)?.byteLength ?? 0 })),
     IsTruncated: false,
   }));
-  return { store: { s3, bucket: 'lake-test' }, objects, restore: () => mock.restore() };
+  return { store: { s3, bucket: 'lake-test' }, objects, mock, restore: () => mock.restore() };
 }
 
 /** The typer's view of a line (what the loader's typer hands over), from the test line builder. */
@@ -405,3 +408,106 @@ function formatTotal(v: bigint): string {
   const a = neg ? -v : v;
   return `${neg ? '-' : ''}${a / 1000n}.${String(a % 1000n).padStart(3, '0')}`;
 }
+
+describe('lake invoice lines: the background sink coalesces committed objects', () => {
+  const archive = (n: number): LakeSource => ({
+    key: `archive/2011/12/09/12/object-${n}.json.gz`,
+    etag: `e${n}`,
+    source: 'stream',
+  });
+  /** One archive object of `count` lines of one day, loaded and committed through the sink. */
+  async function commit(sink: ReturnType<typeof createLakeSink>, n: number, count = 3) {
+    const source = archive(n);
+    const collector = sink.open(source, source);
+    for (let i = 1; i <= count; i++)
+      collector.write(
+        typed(inputLine({ invoiceNo: `58${n}`, lineNo: i, invoiceDate: '2011-12-09T12:00:00' })),
+      );
+    await sink.committed([source]);
+  }
+  const puts = (bucket: ReturnType<typeof memoryBucket>, prefix: string) =>
+    bucket.mock.commandCalls(PutObjectCommand).filter((c) => c.args[0].input.Key?.startsWith(prefix)).length;
+
+  it('writes the day file once for objects committed close together, markers after the file', async () => {
+    const bucket = memoryBucket();
+    try {
+      const writes: number[] = [];
+      const sink = createLakeSink({
+        store: bucket.store,
+        background: true,
+        coalesce: { maxWaitMs: 3_600_000, maxLines: 1_000 },
+        onWritten: (w) => writes.push(w.added),
+      });
+      for (let n = 1; n <= 5; n++) await commit(sink, n);
+      // Nothing written while the objects wait: no file, no marker.
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(0);
+      expect(await markedVersions(bucket.store)).toEqual(new Set());
+      await sink.idle();
+      expect(writes).toEqual([15]);
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(1);
+      expect((await markedVersions(bucket.store)).size).toBe(5);
+      const order = bucket.mock.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key as string);
+      expect(order.findIndex((k) => k.startsWith(OBJECTS_PREFIX))).toBeGreaterThan(
+        order.findIndex((k) => k.startsWith(INVOICE_LINES_PREFIX)),
+      );
+    } finally {
+      bucket.restore();
+    }
+  });
+
+  it('writes at once when enough lines wait', async () => {
+    const bucket = memoryBucket();
+    try {
+      let written: (added: number) => void = () => {};
+      const done = new Promise<number>((resolve) => {
+        written = resolve;
+      });
+      const sink = createLakeSink({
+        store: bucket.store,
+        background: true,
+        coalesce: { maxWaitMs: 3_600_000, maxLines: 6 },
+        onWritten: (w) => written(w.added),
+      });
+      await commit(sink, 1);
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(0);
+      await commit(sink, 2);
+      // The second object brought the waiting lines to maxLines: written without idle().
+      expect(await done).toBe(6);
+      expect((await markedVersions(bucket.store)).size).toBe(2);
+    } finally {
+      bucket.restore();
+    }
+  });
+
+  it('leaves an object that waited when the process died to the catch-up, once', async () => {
+    const bucket = memoryBucket();
+    try {
+      const dying = createLakeSink({
+        store: bucket.store,
+        background: true,
+        coalesce: { maxWaitMs: 3_600_000, maxLines: 1_000 },
+      });
+      await commit(dying, 1);
+      await commit(dying, 2);
+      // The process dies here: nothing in the lake, no marker; the warehouse holds both objects.
+      const loaded: LoadedObject[] = [1, 2].map((n) => ({ ...archive(n), format: 'ndjson' }));
+      const stage = {
+        store: bucket.store,
+        loaded: async () => loaded,
+        readLines: async (o: LoadedObject, c: LakeLineCollector) => {
+          const n = Number(/object-(\d+)/.exec(o.key)?.[1]);
+          for (let i = 1; i <= 3; i++)
+            c.write(typed(inputLine({ invoiceNo: `58${n}`, lineNo: i, invoiceDate: '2011-12-09T12:00:00' })));
+        },
+      };
+      expect(await catchUpLake(stage)).toMatchObject({ objects: 2, added: 6 });
+      // Had the sink written after all (its stop raced the catch-up), nothing goes in twice.
+      await dying.idle();
+      expect(await catchUpLake(stage)).toMatchObject({ objects: 0 });
+      const totals = await readLakeTotals(bucket.store);
+      expect(totals).toHaveLength(6);
+    } finally {
+      bucket.restore();
+    }
+  });
+});
