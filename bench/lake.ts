@@ -14,12 +14,15 @@ import { createLoader, type LoadResult } from '#batch/loader/index';
 import { createManifest } from '#batch/loader/manifest';
 import { type ReconcileReport, reconcileWith, warehouseLineSource } from '#batch/reconcile';
 import { typeObjectInto } from '#batch/typed-object';
+import type { LakeEncoder } from '#lake/invoice-lines';
 import {
   encodeLakeLines,
+  hyparquetLakeEncoder,
   INVOICE_LINES_PREFIX,
   LAKE_STATE_PREFIX,
   LakeLineCollector,
   LakeLines,
+  leanLakeEncoder,
 } from '#lake/invoice-lines';
 import { lakeLineSource } from '#lake/invoice-lines-reconcile';
 import { createLakeSink } from '#lake/invoice-lines-sink';
@@ -62,12 +65,17 @@ export async function runLakeBench(
       reference: warehouseLineSource(env.warehouse),
       sources: [lakeLineSource(bench.store)],
     });
-    const overheads = rounds.map((r) => r.overhead).sort((a, b) => a - b);
-    const median = overheads[Math.floor(overheads.length / 2)] as number;
+    const medianOf = (f: (r: RoundResult) => number) => {
+      const sorted = rounds.map(f).sort((a, b) => a - b);
+      return sorted[Math.floor(sorted.length / 2)] as number;
+    };
+    const median = medianOf((r) => r.overhead);
+    const medianBefore = medianOf((r) => r.overheadBefore);
     return {
-      summary: summaryRows({ rounds, median, stage, encoding, reload, reconciled }),
+      summary: summaryRows({ rounds, median, medianBefore, stage, encoding, reload, reconciled }),
       rounds,
       medianOverhead: median,
+      medianOverheadBefore: medianBefore,
       targetOverhead: 0.2,
       encoding,
       reload,
@@ -84,9 +92,19 @@ async function benchContext(s3: S3Client, warehouse: Warehouse) {
   const body = await fs.readFile(REAL_FILE);
   const logger = createLogger('silent');
   const store = { s3, bucket: BUCKET };
+  const withEncoder = (encoder: LakeEncoder) =>
+    createLoader({
+      s3,
+      bucket: BUCKET,
+      warehouse,
+      logger,
+      lines: createLakeSink({ store: { ...store, encoder } }),
+    });
   const loaders = {
     alone: createLoader({ s3, bucket: BUCKET, warehouse, logger }),
-    lake: createLoader({ s3, bucket: BUCKET, warehouse, logger, lines: createLakeSink({ store }) }),
+    lake: withEncoder(leanLakeEncoder),
+    /** The lake as it was before the lean writer: hyparquet-writer's generic path. */
+    lakeBefore: withEncoder(hyparquetLakeEncoder),
   };
   const manifest = createManifest(warehouse);
   const timing = { typingMs: 0 };
@@ -102,7 +120,7 @@ async function benchContext(s3: S3Client, warehouse: Warehouse) {
   /** The real file into an empty warehouse under a key of its own. */
   const freshLoad = async (
     round: number,
-    kind: 'alone' | 'lake',
+    kind: keyof typeof loaders,
   ): Promise<{ ms: number; result: LoadResult }> => {
     await emptyLake(s3);
     await manifest.forgetAllLoads();
@@ -118,15 +136,22 @@ async function benchContext(s3: S3Client, warehouse: Warehouse) {
 }
 
 /**
- * The load alone and the load with the lake's tap (its lines written after the commit), in turn
- * (which goes first alternates, against the machine's drift); then the lake emptied again and
- * written by the catch-up stage, which reads and types the file again.
+ * The load alone, with the lake's tap on the lean writer, and with the tap on hyparquet-writer's
+ * generic path (the lake before the lean writer), in turn (which goes first rotates, against the
+ * machine's drift); then the lake emptied again and written by the catch-up stage, which reads and
+ * types the file again.
  */
 async function measureRound(bench: Bench, round: number) {
-  const first = round % 2 === 1 ? 'alone' : 'lake';
-  const a = await bench.freshLoad(round, first);
-  const b = await bench.freshLoad(round, first === 'alone' ? 'lake' : 'alone');
-  const [alone, withLake] = first === 'alone' ? [a, b] : [b, a];
+  const kinds = ['alone', 'lake', 'lakeBefore'] as const;
+  const ms: Partial<Record<(typeof kinds)[number], number>> = {};
+  let rows: number | undefined;
+  for (let k = 0; k < kinds.length; k++) {
+    const kind = kinds[(k + round - 1) % kinds.length] as (typeof kinds)[number];
+    const load = await bench.freshLoad(round, kind);
+    ms[kind] = load.ms;
+    rows = load.result.rowsLoaded;
+  }
+  const alone = ms.alone as number;
   await emptyLake(bench.s3);
   bench.timing.typingMs = 0;
   const t0 = performance.now();
@@ -134,26 +159,38 @@ async function measureRound(bench: Bench, round: number) {
   const catchUpMs = performance.now() - t0;
   const result: RoundResult = {
     round,
-    loadAloneMs: Math.round(alone.ms),
-    loadWithLakeMs: Math.round(withLake.ms),
-    overhead: round2((withLake.ms - alone.ms) / alone.ms),
+    loadAloneMs: Math.round(alone),
+    loadWithLakeMs: Math.round(ms.lake as number),
+    loadWithLakeBeforeMs: Math.round(ms.lakeBefore as number),
+    overhead: round2(((ms.lake as number) - alone) / alone),
+    overheadBefore: round2(((ms.lakeBefore as number) - alone) / alone),
     catchUpMs: Math.round(catchUpMs),
     catchUpTypingMs: Math.round(bench.timing.typingMs),
-    rows: withLake.result.rowsLoaded,
+    rows,
   };
   return { round: result, stage };
 }
 
-/** The same lines encoded as one file on this thread: the Parquet writer's own share. */
+/** The same lines encoded as one file on this thread, by each writer: the Parquet writer's own share. */
 async function encodingAlone(bench: Bench) {
   const lines = new LakeLines();
   const [object] = await loadedSourceObjects(bench.warehouse);
   if (!object) throw new Error('nothing loaded');
   await typeObjectInto(bench.s3, BUCKET, object, new LakeLineCollector(lines, object));
   lines.lakeVisibleAt.fill(Date.now());
-  const t0 = performance.now();
-  const bytes = encodeLakeLines(lines);
-  return { ms: Math.round(performance.now() - t0), mb: round2(bytes.byteLength / 2 ** 20) };
+  const rows = Array.from({ length: lines.length }, (_, i) => i);
+  let t0 = performance.now();
+  const [lean] = await leanLakeEncoder.encode([{ lines, rows }]);
+  const leanMs = performance.now() - t0;
+  t0 = performance.now();
+  const before = encodeLakeLines(lines, rows);
+  const beforeMs = performance.now() - t0;
+  return {
+    ms: Math.round(leanMs),
+    mb: round2((lean?.byteLength ?? 0) / 2 ** 20),
+    beforeMs: Math.round(beforeMs),
+    beforeMb: round2(before.byteLength / 2 ** 20),
+  };
 }
 
 /** A reload: the markers gone (as a --fresh lake manifest would), every line already there. */
@@ -170,8 +207,9 @@ async function reloadWithoutMarkers(bench: Bench) {
 function summaryRows(r: {
   rounds: RoundResult[];
   median: number;
+  medianBefore: number;
   stage: LakeStageResult | undefined;
-  encoding: { ms: number; mb: number };
+  encoding: Awaited<ReturnType<typeof encodingAlone>>;
   reload: Awaited<ReturnType<typeof reloadWithoutMarkers>>;
   reconciled: ReconcileReport;
 }) {
@@ -185,14 +223,20 @@ function summaryRows(r: {
       target: '<= 0.2',
       met: r.median <= 0.2,
     },
+    {
+      metric: 'before the lean writer (hyparquet-writer generic), same rounds: median overhead',
+      value: r.medianBefore,
+    },
     { metric: 'overhead per round', value: each((x) => x.overhead) },
+    { metric: 'overhead before per round', value: each((x) => x.overheadBefore) },
     { metric: 'load alone ms per round', value: each((x) => x.loadAloneMs) },
     { metric: 'load with the lake ms per round', value: each((x) => x.loadWithLakeMs) },
+    { metric: 'load with the lake before ms per round', value: each((x) => x.loadWithLakeBeforeMs) },
     { metric: 'catch-up stage (file typed again) ms per round', value: each((x) => x.catchUpMs) },
     { metric: 'of which typing the file again ms', value: each((x) => x.catchUpTypingMs) },
     {
-      metric: 'encoding all lines as one Parquet file ms (size MB)',
-      value: `${r.encoding.ms} (${r.encoding.mb})`,
+      metric: 'encoding all lines as one Parquet file ms (size MB): lean / hyparquet-writer generic',
+      value: `${r.encoding.ms} (${r.encoding.mb}) / ${r.encoding.beforeMs} (${r.encoding.beforeMb})`,
     },
     { metric: 'partition files written', value: r.stage?.files ?? 0 },
     {
@@ -216,8 +260,10 @@ interface RoundResult {
   round: number;
   loadAloneMs: number;
   loadWithLakeMs: number;
+  loadWithLakeBeforeMs: number;
   /** (load with the lake - load alone) / load alone. */
   overhead: number;
+  overheadBefore: number;
   catchUpMs: number;
   catchUpTypingMs: number;
   rows: number | undefined;

@@ -79,7 +79,7 @@ function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): 
     case 'string': {
       const ids: number[] = [];
       for (let i = start; i < end; i++) if ((c.ids[i] as number) >= 0) ids.push(c.ids[i] as number);
-      const w = new ByteWriter();
+      const w = new ByteWriter(((ids.length * bitWidth) >> 3) + 64);
       w.appendUint8(bitWidth);
       writeRleBitPackedHybrid(w, ids, bitWidth);
       return w.getBytes();
@@ -124,7 +124,7 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
   const dataOffset = BigInt(writer.offset);
   for (let first = 0; first < rows || first === 0; first += PAGE_ROWS) {
     const end = Math.min(rows, first + PAGE_ROWS);
-    const levels = new ByteWriter();
+    const levels = new ByteWriter(schema.nullable ? ((end - first) >> 3) + 64 : 16);
     let nulls = 0;
     if (schema.nullable) {
       const defined = new Uint8Array(end - first);
@@ -137,7 +137,9 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
       for (let i = first; i < end; i++)
         if (isNull(c, i)) throw new Error(`column ${schema.name}: a null in a required column`);
     const body = pageBody(c, first, end, bitWidth);
-    const compressed = snappyCompress(body);
+    // Dictionary ids are bit-packed or run-length already: snappy would spend time for little.
+    const compress = c.kind !== 'string';
+    const compressed = compress ? snappyCompress(body) : body;
     const headerStart = writer.offset;
     writePageHeader(writer, {
       type: 'DATA_PAGE_V2',
@@ -150,7 +152,7 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
         encoding: c.kind === 'string' ? 'RLE_DICTIONARY' : 'PLAIN',
         definition_levels_byte_length: levels.offset,
         repetition_levels_byte_length: 0,
-        is_compressed: true,
+        is_compressed: compress,
       },
     } as Parameters<typeof writePageHeader>[1]);
     uncompressed += writer.offset - headerStart + levels.offset + body.byteLength;
@@ -182,7 +184,7 @@ export function writeLeanParquet(
 ): Uint8Array {
   if (columns.length !== schema.length)
     throw new Error(`${columns.length} columns for a schema of ${schema.length}`);
-  const writer = new ByteWriter();
+  const writer = new ByteWriter(rows * 48 + 4096);
   writer.appendUint32(0x31524150); // PAR1
   const chunks = schema.map((s, i) => writeColumn(writer, s, columns[i] as LeanColumn, rows));
   const metadata = {
