@@ -11,6 +11,9 @@ import { createLoader } from '#batch/loader/index';
 import { createManifest } from '#batch/loader/manifest';
 import { reconcileWith, warehouseLineSource } from '#batch/reconcile';
 import { typeObjectInto } from '#batch/typed-object';
+import { startLake } from '#cli/lake-stage';
+import { readCatalog } from '#lake/catalog';
+import { s3LakeObjects } from '#lake/catalog-objects';
 import { INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX, readLakeTotals } from '#lake/invoice-lines';
 import { lakeLineSource } from '#lake/invoice-lines-reconcile';
 import { createLakeSink } from '#lake/invoice-lines-sink';
@@ -150,5 +153,33 @@ describe('the lake as the loader writes it', () => {
     expect(report.stores[0]).toMatchObject({ missing: 6 });
     expect(await catchUpLake(stageDeps())).toMatchObject({ objects: 1, added: 6 });
     expect((await lakeAgainstWarehouse()).ok).toBe(true);
+  });
+});
+
+describe('the lake as npm start wires it (cli/lake-stage.ts)', () => {
+  it('writes what the loader committed when stopped, and the catalog follows the write', async () => {
+    // A coalescing window far longer than the test: only idle() (stop) writes.
+    const lake = startLake({
+      s3: env.clients.s3,
+      bucket: BUCKET,
+      warehouse: env.warehouse,
+      logger,
+      coalesce: { maxWaitMs: 3_600_000, maxLines: 1_000_000 },
+    });
+    const loader = createLoader({
+      s3: env.clients.s3,
+      bucket: BUCKET,
+      warehouse: env.warehouse,
+      logger,
+      lines: lake.lines,
+    });
+    await put('landing/npm-start/drop.csv.gz', DROP);
+    expect((await loader.loadKey('landing/npm-start/drop.csv.gz')).status).toBe('loaded');
+    await lake.idle();
+    expect((await lakeAgainstWarehouse()).ok).toBe(true);
+    const catalog = await readCatalog(s3LakeObjects(env.clients.s3, BUCKET));
+    expect(catalog.Tables.map((t) => t.Name)).toContain('invoice_lines');
+    const days = (catalog.Partitions.invoice_lines ?? []).map((p) => p.Values.join('-'));
+    expect(days).toEqual(expect.arrayContaining(['2011-06-01', '2011-12-31', '2012-01-01']));
   });
 });
