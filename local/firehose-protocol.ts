@@ -9,7 +9,6 @@
  * The record count is checked before sizes, as the service does.
  */
 export const TARGET_PREFIX = 'Firehose_20150804.';
-export const CONTENT_TYPE = 'application/x-amz-json-1.1';
 export const ACCOUNT_ID = '000000000000';
 export const MAX_BATCH_RECORDS = 500;
 export const MAX_RECORD_BYTES = 1_024_000;

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,9 +8,9 @@ import { gzip as gzipCallback } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
 import { backoffMs, sleep } from '#core/resilience';
+import { readAwsJsonBody, sendAwsJson } from './aws-json.ts';
 import {
   ACCOUNT_ID,
-  CONTENT_TYPE,
   FirehoseApiError,
   isValidStreamName,
   type PutInput,
@@ -490,33 +490,7 @@ function sendJson(
   payload: unknown,
   errorType?: string,
 ): void {
-  const text = JSON.stringify(payload);
-  res.writeHead(status, {
-    'content-type': CONTENT_TYPE,
-    'content-length': Buffer.byteLength(text),
-    'x-amzn-requestid': randomUUID(),
-    ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
-    ...(shared.stopping ? { connection: 'close' } : {}),
-  });
-  res.end(text);
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new FirehoseApiError('SerializationException', 'Request body too large', 413));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+  sendAwsJson(res, status, payload, { errorType, close: shared.stopping });
 }
 
 /** Answers one HTTP request: the operation's result, or its error in Firehose's shape. */
@@ -530,7 +504,11 @@ async function handleRequest(
   try {
     if (shared.stopping)
       throw new FirehoseApiError('ServiceUnavailableException', 'Firehose is stopping.', 503);
-    const text = await readBody(req);
+    const text = await readAwsJsonBody(
+      req,
+      MAX_BODY_BYTES,
+      () => new FirehoseApiError('SerializationException', 'Request body too large', 413),
+    );
     const arrivalMs = Date.now();
     if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) {
       throw new FirehoseApiError('UnknownOperationException', `Unknown operation ${String(target ?? '')}`);

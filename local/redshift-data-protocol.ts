@@ -7,7 +7,6 @@ import type { SqlParameter } from './redshift-dialect.ts';
  * docs/aws.md.
  */
 export const TARGET_PREFIX = 'RedshiftData.';
-export const CONTENT_TYPE = 'application/x-amz-json-1.1';
 /** The Data API's limits: statements per batch, statement text size. */
 export const MAX_BATCH_SQLS = 40;
 export const MAX_SQL_BYTES = 100 * 1024;

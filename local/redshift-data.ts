@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
+import { readAwsJsonBody, sendAwsJson } from './aws-json.ts';
 import {
-  CONTENT_TYPE,
   DataApiError,
   notFound,
   pageToken,
@@ -241,32 +240,7 @@ function createDispatch(engine: Engine, pageRows: number): Dispatch {
 }
 
 function sendJson(res: http.ServerResponse, status: number, payload: unknown, errorType?: string): void {
-  const text = JSON.stringify(payload);
-  res.writeHead(status, {
-    'content-type': CONTENT_TYPE,
-    'content-length': Buffer.byteLength(text),
-    'x-amzn-requestid': randomUUID(),
-    ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
-  });
-  res.end(text);
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new DataApiError('SerializationException', 'Request body too large', 413));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+  sendAwsJson(res, status, payload, { errorType });
 }
 
 async function handleRequest(
@@ -277,7 +251,11 @@ async function handleRequest(
 ): Promise<void> {
   const target = req.headers['x-amz-target'];
   try {
-    const text = await readBody(req);
+    const text = await readAwsJsonBody(
+      req,
+      MAX_BODY_BYTES,
+      () => new DataApiError('SerializationException', 'Request body too large', 413),
+    );
     if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX))
       throw new DataApiError('UnknownOperationException', `Unknown operation ${String(target ?? '')}`);
     sendJson(res, 200, await dispatch(target.slice(TARGET_PREFIX.length), parseBody(text)));
