@@ -1,11 +1,11 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '#adapters/logger';
+import { freePort } from './ports.ts';
 
 /**
  * The embedded PostgreSQL of the local stack: the real server binaries shipped by the
@@ -208,17 +208,6 @@ export async function wipePostgres(dataDir: string): Promise<void> {
     // no record: nothing outside the data dir
   }
   await fs.rm(dataDir, { recursive: true, force: true });
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function run(

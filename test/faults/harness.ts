@@ -1,13 +1,13 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClients } from '#adapters/clients';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { dynamoLineSource, type ReconcileReport, reconcile, warehouseLineSource } from '#batch/reconcile';
 import type { Endpoints } from '#local/endpoints';
+import { freePort } from '#local/ports';
 import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { createPoster } from '#producer/client';
 import { createGenerator } from '#producer/generator';
@@ -17,17 +17,6 @@ import { eventually } from '#test/helpers/stack';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The env of one pipeline under test: its own data dir, a fixed API port (the producer keeps its URL). */
 export async function faultEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {

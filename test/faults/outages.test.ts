@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '#local/ports';
 import { eventually } from '#test/helpers/stack';
 import { aggregatesAfterDrain } from './aggregates.ts';
 import {
   brief,
   faultEnv,
-  freePort,
   type Produced,
   produce,
   type Runner,
