@@ -22,6 +22,7 @@ import type { LambdaEntryName } from '../../infra/entries.ts';
 import {
   type AwsCall,
   allows,
+  announcedKeys,
   type CfnTemplate,
   type LambdaFunction,
   LambdaInvokeError,
@@ -121,29 +122,11 @@ function sourceSecretValue(connectionString: string): string {
 function triggersOf(run: Run) {
   const prefixes = objectCreatedPrefixes(template, fnOf(run).logicalId);
   if (prefixes.length === 0) throw new Error(`no Object Created rule targets ${run} in the template`);
-  const seen: string[] = [];
-  let wake: (() => void) | undefined;
-  stack.onObjectCreated((key) => {
-    if (!prefixes.some((p) => key.startsWith(p))) return;
-    seen.push(key);
-    wake?.();
-  });
-  let next = 0;
-  return async (timeoutMs: number): Promise<string> => {
-    if (next >= seen.length) {
-      await new Promise<void>((resolveWait, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no object under ${prefixes.join(', ')} announced`)),
-          timeoutMs,
-        );
-        wake = () => {
-          clearTimeout(timer);
-          resolveWait();
-        };
-      });
-    }
-    return seen[next++] as string;
-  };
+  return announcedKeys(
+    (listener) => stack.onObjectCreated(listener),
+    (key) => prefixes.some((p) => key.startsWith(p)),
+    `object under ${prefixes.join(', ')}`,
+  );
 }
 
 async function announce(key: string) {

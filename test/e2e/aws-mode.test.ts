@@ -24,6 +24,7 @@ import {
   type ApiResult,
   type AwsCall,
   allows,
+  announcedKeys,
   type CfnTemplate,
   ENDPOINT_VARIABLES,
   type KinesisResult,
@@ -200,26 +201,11 @@ const streamLogicalId = () => {
 
 /** Archive objects as S3 announces them, in order, each awaited as its event arrives. */
 function archiveAnnouncements() {
-  const seen: string[] = [];
-  let wake: (() => void) | undefined;
-  stack.onObjectCreated((key) => {
-    if (!key.startsWith('archive/')) return;
-    seen.push(key);
-    wake?.();
-  });
-  let next = 0;
-  return async (timeoutMs: number): Promise<string> => {
-    if (next >= seen.length) {
-      await new Promise<void>((resolveWait, reject) => {
-        const timer = setTimeout(() => reject(new Error('no archive object announced')), timeoutMs);
-        wake = () => {
-          clearTimeout(timer);
-          resolveWait();
-        };
-      });
-    }
-    return seen[next++] as string;
-  };
+  return announcedKeys(
+    (listener) => stack.onObjectCreated(listener),
+    (key) => key.startsWith('archive/'),
+    'archive object',
+  );
 }
 
 async function warehouseLineCount(invoices: string[]): Promise<number> {

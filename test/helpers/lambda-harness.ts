@@ -879,3 +879,34 @@ export function scheduledEvent(ruleArn = 'arn:aws:events:us-east-1:000000000000:
     detail: {},
   };
 }
+
+/**
+ * The bucket's "Object Created" announcements whose key `matches`, in order, each awaited as its
+ * event arrives (what EventBridge would deliver); `timeoutMs` only bounds a wait that never ends.
+ */
+export function announcedKeys(
+  onObjectCreated: (listener: (key: string) => void) => void,
+  matches: (key: string) => boolean,
+  what: string,
+): (timeoutMs: number) => Promise<string> {
+  const seen: string[] = [];
+  let wake: (() => void) | undefined;
+  onObjectCreated((key) => {
+    if (!matches(key)) return;
+    seen.push(key);
+    wake?.();
+  });
+  let next = 0;
+  return async (timeoutMs) => {
+    if (next >= seen.length) {
+      await new Promise<void>((resolveWait, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${what} announced`)), timeoutMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolveWait();
+        };
+      });
+    }
+    return seen[next++] as string;
+  };
+}
