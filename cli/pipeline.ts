@@ -13,6 +13,7 @@ import { createApiDeps } from '#api/deps';
 import { createLoader, type Loader, type LoadResult } from '#batch/loader/index';
 import { migrate } from '#batch/migrate';
 import { startTotesysCapture } from '#cdc/totesys/capture';
+import { PROCESSED_PREFIX } from '#cdc/transform';
 import { startTotesysProcessing } from '#cdc/transform-load';
 import type { WriteBilling } from '#core/serving';
 import { crawlAfterWrite } from '#lake/crawler';
@@ -224,8 +225,8 @@ function startBatchPath(
   stops.push(() => totesys.stop());
   // The catalog follows the totesys transform's Parquet as it does the lake's lines (cli/lake-stage.ts).
   stack.onObjectCreated((key) => {
-    if (key.startsWith('processed/totesys/'))
-      void crawlAfterWrite(stack.clients.s3, config.names.bucket, ['processed/totesys/'], logger).catch(
+    if (key.startsWith(PROCESSED_PREFIX))
+      void crawlAfterWrite(stack.clients.s3, config.names.bucket, [PROCESSED_PREFIX], logger).catch(
         () => undefined,
       );
   });
