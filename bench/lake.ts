@@ -47,7 +47,7 @@ export async function runLakeBench(
 ): Promise<Record<string, unknown>> {
   if (!existsSync(REAL_FILE)) return { skipped: `${REAL_FILE} is absent` };
   const progress = options.progress ?? (() => {});
-  const env = await startLoaderEnv(BUCKET, 'bench-lake-');
+  const env = await startLoaderEnv(BUCKET, 'bench-lake-', { s3: 'process' });
   try {
     const bench = await benchContext(env.clients.s3, env.warehouse);
     const rounds: RoundResult[] = [];
@@ -177,7 +177,7 @@ async function encodingAlone(bench: Bench) {
   const [object] = await loadedSourceObjects(bench.warehouse);
   if (!object) throw new Error('nothing loaded');
   await typeObjectInto(bench.s3, BUCKET, object, new LakeLineCollector(lines, object));
-  lines.lakeVisibleAt.fill(Date.now());
+  lines.lakeVisibleAt.fill(Date.now(), 0, lines.length);
   const rows = Array.from({ length: lines.length }, (_, i) => i);
   let t0 = performance.now();
   const [lean] = await leanLakeEncoder.encode([{ lines, rows }]);

@@ -116,6 +116,6 @@ export function createLakeSink(deps: {
 }
 function concat(parts: readonly LakeLines[]): LakeLines {
   const out = new LakeLines();
-  for (const p of parts) for (let i = 0; i < p.length; i++) out.copyRow(p, i);
+  for (const p of parts) out.append(p);
   return out;
 }

@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { mapLimit } from '#adapters/retry';
 import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
+import { type LakeLineInput, LakeLines, NO_STRING, type StringTable } from './lake-lines.ts';
 import {
   boolean,
   decimal,
@@ -60,140 +61,17 @@ export const INVOICE_LINE_SCHEMA: ParquetSchema = [
   { name: 'lake_visible_at', type: instant, nullable: false },
 ];
 
-/**
- * One accepted line as the loader's typer hands it over (batch/typer.ts's TypedLine has these
- * fields; the lake imports nothing from batch/). Times: `invoiceMs` the wall-clock time read as UTC,
- * the lineage times epoch ms.
- */
-export interface LakeLineInput {
-  invoiceNo: string;
-  lineNo: number;
-  dateKey: number;
-  invoiceMs: number;
-  stockCode: string;
-  description: string | null;
-  customerId: string | null;
-  country: string;
-  quantity: number;
-  /** Unit price in thousandths. */
-  price: number;
-  isNonProduct: boolean;
-  producedAt: number | null;
-  acceptedAt: number | null;
-  streamVisibleAt: number | null;
-}
-
-/** One source object version whose lines a write holds. */
 export interface LakeSource {
   key: string;
   etag: string;
   source: 'stream' | 'file';
 }
 
+export { type LakeLineInput, LakeLines, StringTable } from './lake-lines.ts';
+
 export class LakeError extends Error {
   override name = 'LakeError';
 }
-
-/**
- * Lines as columns (no object per line: the typer hands over one reused row object at a time).
- * Numbers stay numbers (a price in thousandths is exact below 2^53; a total is made a bigint only
- * when encoded), a missing time is NaN, so each numeric column stays an array of doubles: per line
- * no allocation but the pushes (a bigint per price and total cost the real file ~3 s, profiled).
- */
-export class LakeLines {
-  readonly invoiceNo: string[] = [];
-  readonly lineNo: number[] = [];
-  readonly dateKey: number[] = [];
-  readonly invoiceMs: number[] = [];
-  readonly stockCode: string[] = [];
-  readonly description: Array<string | null> = [];
-  readonly customerId: Array<string | null> = [];
-  readonly country: string[] = [];
-  readonly quantity: number[] = [];
-  /** Unit price in thousandths. */
-  readonly price: number[] = [];
-  readonly nonProduct: boolean[] = [];
-  readonly duplicate: boolean[] = [];
-  /** Epoch ms; NaN: none. */
-  readonly producedAt: number[] = [];
-  readonly acceptedAt: number[] = [];
-  readonly streamVisibleAt: number[] = [];
-  readonly source: string[] = [];
-  readonly sourceKey: string[] = [];
-  /** Epoch ms; NaN until the line is first written. */
-  readonly lakeVisibleAt: number[] = [];
-
-  /**
-   * One string object per distinct value: the typer makes new strings for every line, and kept as
-   * they come 541,909 lines hold ~3.8 million of them, each promoted to the old generation and
-   * traced by every collection (the real file's load spent seconds in the collector, profiled);
-   * interned, the repeats die young and a few tens of thousands stay.
-   */
-  private readonly interned = new Map<string, string>();
-  private intern(s: string): string {
-    const known = this.interned.get(s);
-    if (known !== undefined) return known;
-    this.interned.set(s, s);
-    return s;
-  }
-
-  get length(): number {
-    return this.invoiceNo.length;
-  }
-
-  /** Appends one typed line of `source` (its lake time is set when it is first written). */
-  add(line: LakeLineInput, source: string, sourceKey: string): void {
-    this.invoiceNo.push(this.intern(line.invoiceNo));
-    this.lineNo.push(line.lineNo);
-    this.dateKey.push(line.dateKey);
-    this.invoiceMs.push(line.invoiceMs);
-    this.stockCode.push(this.intern(line.stockCode));
-    this.description.push(line.description === null ? null : this.intern(line.description));
-    this.customerId.push(line.customerId === null ? null : this.intern(line.customerId));
-    this.country.push(this.intern(line.country));
-    this.quantity.push(line.quantity);
-    this.price.push(line.price);
-    this.nonProduct.push(line.isNonProduct);
-    this.duplicate.push(false);
-    this.producedAt.push(line.producedAt ?? Number.NaN);
-    this.acceptedAt.push(line.acceptedAt ?? Number.NaN);
-    this.streamVisibleAt.push(line.streamVisibleAt ?? Number.NaN);
-    this.source.push(source);
-    this.sourceKey.push(sourceKey);
-    this.lakeVisibleAt.push(Number.NaN);
-  }
-
-  /** Appends row `i` of `from`. */
-  copyRow(from: LakeLines, i: number): void {
-    for (const f of FIELDS) (this[f] as unknown[]).push(from[f][i]);
-  }
-
-  /** Drops the rows from `length` on (a half-read object). */
-  truncate(length: number): void {
-    for (const f of FIELDS) this[f].length = length;
-  }
-}
-
-const FIELDS = [
-  'invoiceNo',
-  'lineNo',
-  'dateKey',
-  'invoiceMs',
-  'stockCode',
-  'description',
-  'customerId',
-  'country',
-  'quantity',
-  'price',
-  'nonProduct',
-  'duplicate',
-  'producedAt',
-  'acceptedAt',
-  'streamVisibleAt',
-  'source',
-  'sourceKey',
-  'lakeVisibleAt',
-] as const;
 
 /**
  * A RowEncoder for the loader's typer (batch/typer.ts's shape) that keeps the lines for the lake
@@ -239,8 +117,6 @@ function partitionOfKey(key: string): string | undefined {
   const folder = rest.slice(0, rest.lastIndexOf('/') + 1);
   return PARTITION.test(folder) ? folder : undefined;
 }
-
-const lineKeyOf = (lines: LakeLines, i: number) => `${lines.invoiceNo[i]}#${lines.lineNo[i]}`;
 
 // ----- storage ------------------------------------------------------------------------------------
 
@@ -303,47 +179,28 @@ export async function readLakeFile(
   into = new LakeLines(),
 ): Promise<LakeLines> {
   const { rowCount, columns: c } = await readParquetColumns(await getBytes(store, key), INVOICE_LINE_SCHEMA);
-  const col = (name: string) => c[name] as unknown[];
-  const [inv, ln, dk, idate, sc, desc, cust, ctry, qty, price, np, dup, pa, aa, sva, src, skey, lva] = [
-    'invoice_no',
-    'line_no',
-    'date_key',
-    'invoice_date',
-    'stock_code',
-    'description',
-    'customer_id',
-    'country_name',
-    'quantity',
-    'unit_price',
-    'is_non_product',
-    'is_duplicate_row',
-    'produced_at',
-    'accepted_at',
-    'stream_visible_at',
-    'source',
-    'source_key',
-    'lake_visible_at',
-  ].map(col) as unknown[][];
-  for (let i = 0; i < rowCount; i++) {
-    into.invoiceNo.push(inv?.[i] as string);
-    into.lineNo.push(Number(ln?.[i]));
-    into.dateKey.push(Number(dk?.[i]));
-    into.invoiceMs.push(msOf(idate?.[i]));
-    into.stockCode.push(sc?.[i] as string);
-    into.description.push((desc?.[i] as string | undefined) ?? null);
-    into.customerId.push((cust?.[i] as string | undefined) ?? null);
-    into.country.push(ctry?.[i] as string);
-    into.quantity.push(Number(qty?.[i]));
-    into.price.push(priceOf(price?.[i], key));
-    into.nonProduct.push(Boolean(np?.[i]));
-    into.duplicate.push(Boolean(dup?.[i]));
-    into.producedAt.push(msOf(pa?.[i]));
-    into.acceptedAt.push(msOf(aa?.[i]));
-    into.streamVisibleAt.push(msOf(sva?.[i]));
-    into.source.push(src?.[i] as string);
-    into.sourceKey.push(skey?.[i] as string);
-    into.lakeVisibleAt.push(msOf(lva?.[i]));
-  }
+  const col = (name: string) => (c[name] ?? []) as unknown[];
+  const numbers = (name: string, f: (v: unknown) => number) => col(name).map(f);
+  into.appendColumns(rowCount, {
+    invoiceNo: col('invoice_no') as string[],
+    stockCode: col('stock_code') as string[],
+    description: col('description') as Array<string | null>,
+    customerId: col('customer_id') as Array<string | null>,
+    country: col('country_name') as string[],
+    source: col('source') as string[],
+    sourceKey: col('source_key') as string[],
+    lineNo: numbers('line_no', Number),
+    dateKey: numbers('date_key', Number),
+    quantity: numbers('quantity', Number),
+    invoiceMs: numbers('invoice_date', msOf),
+    price: numbers('unit_price', (v) => priceOf(v, key)),
+    producedAt: numbers('produced_at', msOf),
+    acceptedAt: numbers('accepted_at', msOf),
+    streamVisibleAt: numbers('stream_visible_at', msOf),
+    lakeVisibleAt: numbers('lake_visible_at', msOf),
+    nonProduct: col('is_non_product'),
+    duplicate: col('is_duplicate_row'),
+  });
   return into;
 }
 
@@ -364,34 +221,39 @@ interface Merged {
  * lends them). Existing rows come first, then `incoming` rows in order.
  */
 function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly number[], now: number): Merged {
-  const out = new LakeLines();
-  const at = new Map<string, number>();
-  let changed = false;
-  let already = 0;
-  const take = (from: LakeLines, i: number) => {
-    const key = lineKeyOf(from, i);
-    const kept = at.get(key);
-    if (kept === undefined) {
-      at.set(key, out.length);
-      out.copyRow(from, i);
-      return true;
+  if (existing.strings !== incoming.strings) throw new LakeError('merged lines must share one string table');
+  const at = new Map<number, number>();
+  const keptExisting: number[] = [];
+  const keptIncoming: number[] = [];
+  /** A key met again: [its row in the output, the line met, its row there], applied in order. */
+  const again: Array<[number, LakeLines, number]> = [];
+  const keep = (from: LakeLines, i: number, kept: number[], base: number) => {
+    const key = from.keyOf(i);
+    const row = at.get(key);
+    if (row !== undefined) {
+      again.push([row, from, i]);
+      return false;
     }
+    at.set(key, base + kept.length);
+    kept.push(i);
+    return true;
+  };
+  let changed = false;
+  for (let i = 0; i < existing.length; i++) if (!keep(existing, i, keptExisting, 0)) changed = true; // two files held a key
+  let already = 0;
+  for (const i of rows) if (!keep(incoming, i, keptIncoming, keptExisting.length)) already++;
+  const out = new LakeLines(incoming.strings, Math.max(1, keptExisting.length + keptIncoming.length));
+  out.append(existing, keptExisting);
+  out.append(incoming, keptIncoming);
+  out.lakeVisibleAt.fill(now, keptExisting.length, out.length);
+  for (const [row, from, i] of again)
     for (const f of ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const) {
-      if (Number.isNaN(out[f][kept]) && !Number.isNaN(from[f][i])) {
-        out[f][kept] = from[f][i] as number;
+      if (Number.isNaN(out[f][row]) && !Number.isNaN(from[f][i])) {
+        out[f][row] = from[f][i] as number;
         changed = true;
       }
     }
-    return false;
-  };
-  for (let i = 0; i < existing.length; i++) if (!take(existing, i)) changed = true; // two files held a key
-  let added = 0;
-  for (const i of rows) {
-    if (take(incoming, i)) {
-      added++;
-      out.lakeVisibleAt[out.length - 1] = now;
-    } else already++;
-  }
+  const added = keptIncoming.length;
   return { lines: out, added, already, changed: changed || added > 0 };
 }
 
@@ -399,11 +261,12 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
  * Duplicate rows as the warehouse decides them (batch/sql.ts, duplicateFixStep): within an invoice,
  * a row with the same product, description, quantity, time, price, customer and country as one of
  * a lower line number. Equal times mean one day, so one partition sees all of a row's equals.
+ * (String columns compare by id: one table, one id per distinct value.)
  */
 function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
   const lowest = new Map<string, number>();
   const signature = (i: number) =>
-    `${lines.invoiceNo[i]}\u0001${lines.stockCode[i]}\u0001${lines.description[i] ?? '\u0000'}\u0001${lines.quantity[i]}\u0001${lines.invoiceMs[i]}\u0001${lines.price[i]}\u0001${lines.customerId[i] ?? '\u0000'}\u0001${lines.country[i]}`;
+    `${lines.invoiceNo[i]},${lines.stockCode[i]},${lines.description[i]},${lines.quantity[i]},${lines.invoiceMs[i]},${lines.price[i]},${lines.customerId[i]},${lines.country[i]}`;
   const sigs: string[] = [];
   for (const i of rows) {
     const sig = signature(i);
@@ -413,7 +276,7 @@ function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
     if (low === undefined || n < low) lowest.set(sig, n);
   }
   rows.forEach((i, k) => {
-    lines.duplicate[i] = (lines.lineNo[i] as number) > (lowest.get(sigs[k] as string) as number);
+    lines.duplicate[i] = (lines.lineNo[i] as number) > (lowest.get(sigs[k] as string) as number) ? 1 : 0;
   });
 }
 
@@ -422,9 +285,13 @@ const allRows = (lines: LakeLines) => Array.from({ length: lines.length }, (_, i
 function before(lines: LakeLines, a: number, b: number): number {
   const t = (lines.invoiceMs[a] as number) - (lines.invoiceMs[b] as number);
   if (t !== 0) return t;
-  const x = lines.invoiceNo[a] as string;
-  const y = lines.invoiceNo[b] as string;
-  if (x !== y) return x < y ? -1 : 1;
+  const ia = lines.invoiceNo[a] as number;
+  const ib = lines.invoiceNo[b] as number;
+  if (ia !== ib) {
+    const x = lines.strings.text(ia);
+    const y = lines.strings.text(ib);
+    if (x !== y) return x < y ? -1 : 1;
+  }
   return (lines.lineNo[a] as number) - (lines.lineNo[b] as number);
 }
 
@@ -441,37 +308,17 @@ function sortedRows(lines: LakeLines, rows: readonly number[] = allRows(lines)):
   return order;
 }
 
-const TEXT = new TextEncoder();
-
 /** Strings as UTF-8 bytes, one Uint8Array per distinct value (writeParquetColumns says why). */
-function bytesColumn(
-  values: ReadonlyArray<string | null>,
-  order: readonly number[],
-): Array<Uint8Array | null> {
-  const interned = new Map<string, Uint8Array>();
+function bytesColumn(lines: LakeLines, ids: Int32Array, order: readonly number[]): Array<Uint8Array | null> {
   const out = new Array<Uint8Array | null>(order.length);
-  let last: string | null = null;
-  let lastBytes: Uint8Array | null = null;
   for (let k = 0; k < order.length; k++) {
-    const s = values[order[k] as number] ?? null;
-    if (s !== last || lastBytes === null) {
-      if (s === null) lastBytes = null;
-      else {
-        lastBytes = interned.get(s) ?? null;
-        if (lastBytes === null) {
-          lastBytes = TEXT.encode(s);
-          interned.set(s, lastBytes);
-        }
-      }
-      last = s;
-    }
-    out[k] = lastBytes;
+    const id = ids[order[k] as number] as number;
+    out[k] = id === NO_STRING ? null : lines.strings.bytes(id);
   }
   return out;
 }
-
 /** Times in ms to microseconds (numbers: exact below 2^53, the writer makes them INT64); NaN: null. */
-function microsColumn(values: readonly number[], order: readonly number[]): Array<number | null> {
+function microsColumn(values: ArrayLike<number>, order: readonly number[]): Array<number | null> {
   const out = new Array<number | null>(order.length);
   for (let k = 0; k < order.length; k++) {
     const v = values[order[k] as number] as number;
@@ -480,7 +327,7 @@ function microsColumn(values: readonly number[], order: readonly number[]): Arra
   return out;
 }
 
-function numbersColumn(values: readonly number[], order: readonly number[]): Int32Array {
+function numbersColumn(values: ArrayLike<number>, order: readonly number[]): Int32Array {
   const out = new Int32Array(order.length);
   for (let k = 0; k < order.length; k++) out[k] = values[order[k] as number] as number;
   return out;
@@ -562,12 +409,12 @@ export const hyparquetLakeEncoder: LakeEncoder = {
 /** The lines as the lean writer's columns, in `order`. */
 export function leanColumns(lines: LakeLines, order: readonly number[]): LeanColumn[] {
   const n = order.length;
-  const ints = (values: readonly number[]): LeanColumn => {
+  const ints = (values: Int32Array): LeanColumn => {
     const out = new Int32Array(n);
     for (let k = 0; k < n; k++) out[k] = values[order[k] as number] as number;
     return { kind: 'int32', values: out };
   };
-  const times = (values: readonly number[]): LeanColumn => {
+  const times = (values: Float64Array): LeanColumn => {
     const out = new Float64Array(n);
     for (let k = 0; k < n; k++) out[k] = (values[order[k] as number] as number) * 1000;
     return { kind: 'int64', values: out };
@@ -577,6 +424,8 @@ export function leanColumns(lines: LakeLines, order: readonly number[]): LeanCol
     for (let k = 0; k < n; k++) out[k] = test(order[k] as number) ? 1 : 0;
     return { kind: 'boolean', values: out };
   };
+  const dictionaries = new FileDictionaries(lines.strings);
+  const strings = (ids: Int32Array) => dictionaries.column(ids, order);
   const price = new Float64Array(n);
   const total = new Float64Array(n);
   const exact = new Map<number, bigint>();
@@ -590,81 +439,101 @@ export function leanColumns(lines: LakeLines, order: readonly number[]): LeanCol
     if (!Number.isSafeInteger(total[k])) exact.set(k, BigInt(p) * BigInt(q));
   }
   return [
-    stringsColumn(lines.invoiceNo, order),
+    strings(lines.invoiceNo),
     ints(lines.lineNo),
     ints(lines.dateKey),
     times(lines.invoiceMs),
-    stringsColumn(lines.stockCode, order),
-    stringsColumn(lines.description, order),
-    stringsColumn(lines.customerId, order),
-    stringsColumn(lines.country, order),
+    strings(lines.stockCode),
+    strings(lines.description),
+    strings(lines.customerId),
+    strings(lines.country),
     ints(lines.quantity),
     { kind: 'int64', values: price },
     { kind: 'int64', values: total, exact },
-    flags((i) => (lines.invoiceNo[i] as string).startsWith('C')),
-    flags((i) => (lines.invoiceNo[i] as string).startsWith('A')),
-    flags((i) => lines.nonProduct[i] as boolean),
-    flags((i) => lines.duplicate[i] as boolean),
+    flags(invoiceStarts(lines, 'C')),
+    flags(invoiceStarts(lines, 'A')),
+    flags((i) => lines.nonProduct[i] === 1),
+    flags((i) => lines.duplicate[i] === 1),
     times(lines.producedAt),
     times(lines.acceptedAt),
     times(lines.streamVisibleAt),
-    stringsColumn(lines.source, order),
-    stringsColumn(lines.sourceKey, order),
+    strings(lines.source),
+    strings(lines.sourceKey),
     times(lines.lakeVisibleAt),
   ];
 }
 
-/** A string column as dictionary ids in `order` (first seen, first numbered) and its values' UTF-8 bytes. */
-function stringsColumn(values: ReadonlyArray<string | null>, order: readonly number[]): LeanColumn {
-  const idOf = new Map<string, number>();
-  const dictionary: Uint8Array[] = [];
-  const ids = new Int32Array(order.length);
-  let last: string | null | undefined;
-  let lastId = -1;
-  for (let k = 0; k < order.length; k++) {
-    const s = values[order[k] as number] ?? null;
-    if (s !== last) {
-      last = s;
-      if (s === null) lastId = -1;
-      else {
-        const known = idOf.get(s);
-        if (known === undefined) {
-          lastId = dictionary.length;
-          idOf.set(s, lastId);
-          dictionary.push(TEXT.encode(s));
-        } else lastId = known;
-      }
+/** Whether an invoice number starts with `letter` (a cancellation C, an adjustment A), by string id. */
+function invoiceStarts(lines: LakeLines, letter: string): (i: number) => boolean {
+  const known = new Map<number, boolean>();
+  return (i) => {
+    const id = lines.invoiceNo[i] as number;
+    let yes = known.get(id);
+    if (yes === undefined) {
+      yes = lines.strings.text(id).startsWith(letter);
+      known.set(id, yes);
     }
-    ids[k] = lastId;
+    return yes;
+  };
+}
+
+/**
+ * A file's string columns as dictionary ids: the table's ids renumbered per column, first seen
+ * first numbered, through one reused array (no lookup per row); values' bytes from the table.
+ */
+class FileDictionaries {
+  private readonly local: Int32Array;
+  constructor(private readonly strings: StringTable) {
+    this.local = new Int32Array(strings.size).fill(-1);
   }
-  return { kind: 'string', ids, dictionary };
+  column(ids: Int32Array, order: readonly number[]): LeanColumn {
+    const out = new Int32Array(order.length);
+    const seen: number[] = [];
+    for (let k = 0; k < order.length; k++) {
+      const id = ids[order[k] as number] as number;
+      if (id === NO_STRING) {
+        out[k] = -1;
+        continue;
+      }
+      let local = this.local[id] as number;
+      if (local === -1) {
+        local = seen.length;
+        this.local[id] = local;
+        seen.push(id);
+      }
+      out[k] = local;
+    }
+    for (const id of seen) this.local[id] = -1;
+    return { kind: 'string', ids: out, dictionary: seen.map((id) => this.strings.bytes(id)) };
+  }
 }
 
 /** The schema's columns of the lines, physical values in `order`. */
 function lakeColumns(lines: LakeLines, order: readonly number[]): unknown[][] {
   const { price, total } = moneyColumns(lines, order);
   const flags = (test: (i: number) => boolean) => order.map(test);
+  const bytesOf = (ids: Int32Array) => bytesColumn(lines, ids, order);
   return [
-    bytesColumn(lines.invoiceNo, order),
+    bytesOf(lines.invoiceNo),
     numbersColumn(lines.lineNo, order) as unknown as unknown[],
     numbersColumn(lines.dateKey, order) as unknown as unknown[],
     microsColumn(lines.invoiceMs, order),
-    bytesColumn(lines.stockCode, order),
-    bytesColumn(lines.description, order),
-    bytesColumn(lines.customerId, order),
-    bytesColumn(lines.country, order),
+    bytesOf(lines.stockCode),
+    bytesOf(lines.description),
+    bytesOf(lines.customerId),
+    bytesOf(lines.country),
     numbersColumn(lines.quantity, order) as unknown as unknown[],
     price,
     total,
-    flags((i) => (lines.invoiceNo[i] as string).startsWith('C')),
-    flags((i) => (lines.invoiceNo[i] as string).startsWith('A')),
-    flags((i) => lines.nonProduct[i] as boolean),
-    flags((i) => lines.duplicate[i] as boolean),
+    flags(invoiceStarts(lines, 'C')),
+    flags(invoiceStarts(lines, 'A')),
+    flags((i) => lines.nonProduct[i] === 1),
+    flags((i) => lines.duplicate[i] === 1),
     microsColumn(lines.producedAt, order),
     microsColumn(lines.acceptedAt, order),
     microsColumn(lines.streamVisibleAt, order),
-    bytesColumn(lines.source, order),
-    bytesColumn(lines.sourceKey, order),
+    bytesOf(lines.source),
+    bytesOf(lines.sourceKey),
     microsColumn(lines.lakeVisibleAt, order),
   ];
 }
@@ -685,9 +554,9 @@ export interface PartitionWrite {
 }
 
 function distinctKeys(lines: LakeLines, rows: readonly number[]): boolean {
-  const seen = new Set<string>();
+  const seen = new Set<number>();
   for (const i of rows) {
-    const key = lineKeyOf(lines, i);
+    const key = lines.keyOf(i);
     if (seen.has(key)) return false;
     seen.add(key);
   }
@@ -724,7 +593,7 @@ async function mergePartition(
     merged = { lines: incoming, added: rows.length, already: 0, changed: rows.length > 0 };
     kept = rows;
   } else {
-    const existing = new LakeLines();
+    const existing = new LakeLines(incoming.strings);
     for (const f of files) await readLakeFile(store, f, existing);
     merged = mergeLines(existing, incoming, rows, now);
     kept = allRows(merged.lines);
@@ -747,38 +616,67 @@ async function mergePartition(
   };
 }
 
+/** PUTs a partition's new file, then deletes the files it read. */
+async function replacePartition(
+  store: LakeStore,
+  m: MergedPartition,
+  file: Uint8Array,
+): Promise<PartitionWrite> {
+  const { partition, added, already } = m;
+  const key = dataFileKey(partition, file);
+  await store.s3.send(
+    new PutObjectCommand({
+      Bucket: store.bucket,
+      Key: key,
+      Body: file,
+      ContentType: 'application/vnd.apache.parquet',
+    }),
+  );
+  const replaced = m.files.filter((f) => f !== key);
+  for (const f of replaced) await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: f }));
+  return { partition, file: key, added, already, replaced };
+}
+
 /**
- * Encodes every merged partition's file in one call to the encoder, then per partition PUTs the file
- * and deletes the files it read (never one it did not read: a concurrent writer's file stays, and
- * the next merge folds it in). A crash between the write and the deletes leaves a key in two files
- * until the next write or compaction of the partition; reconcile reports it.
+ * Encodes each merged partition's file and PUTs it while the next is encoded (up to PUT_CONCURRENCY
+ * in flight: a first load writes hundreds of day files, and S3 answers while this thread encodes);
+ * after its PUT a partition's files that were read are deleted (never one it did not read: a
+ * concurrent writer's file stays, and the next merge folds it in). A crash between the write and
+ * the deletes leaves a key in two files until the next write or compaction of the partition;
+ * reconcile reports it. The first failure stops the encoding and is thrown once the PUTs settled.
  */
 async function writePartitions(
   store: LakeStore,
   merged: readonly MergedPartition[],
 ): Promise<PartitionWrite[]> {
-  const parts = merged.flatMap((m) => (m.part ? [m.part] : []));
-  const bytes = parts.length > 0 ? await (store.encoder ?? leanLakeEncoder).encode(parts) : [];
-  if (bytes.length !== parts.length)
-    throw new LakeError(`the encoder answered ${bytes.length} files for ${parts.length}`);
-  let next = 0;
-  const jobs = merged.map((m) => ({ m, bytes: m.part ? bytes[next++] : undefined }));
-  return mapLimit(jobs, PUT_CONCURRENCY, async ({ m, bytes: file }) => {
-    const { partition, added, already } = m;
-    if (!file) return { partition, added, already, replaced: [] };
-    const key = dataFileKey(partition, file);
-    await store.s3.send(
-      new PutObjectCommand({
-        Bucket: store.bucket,
-        Key: key,
-        Body: file,
-        ContentType: 'application/vnd.apache.parquet',
-      }),
+  const encoder = store.encoder ?? leanLakeEncoder;
+  const writes: Array<Promise<PartitionWrite>> = [];
+  const inFlight = new Set<Promise<PartitionWrite>>();
+  let failed = false;
+  for (const m of merged) {
+    if (!m.part) {
+      writes.push(
+        Promise.resolve({ partition: m.partition, added: m.added, already: m.already, replaced: [] }),
+      );
+      continue;
+    }
+    if (failed) break;
+    const files = await encoder.encode([m.part]);
+    const file = files[0];
+    if (files.length !== 1 || !file) throw new LakeError(`the encoder answered ${files.length} files for 1`);
+    while (inFlight.size >= PUT_CONCURRENCY) await Promise.race(inFlight).catch(() => undefined);
+    const write = replacePartition(store, m, file);
+    inFlight.add(write);
+    write.then(
+      () => inFlight.delete(write),
+      () => {
+        failed = true;
+        inFlight.delete(write);
+      },
     );
-    const replaced = m.files.filter((f) => f !== key);
-    for (const f of replaced) await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: f }));
-    return { partition, file: key, added, already, replaced };
-  });
+    writes.push(write);
+  }
+  return Promise.all(writes);
 }
 
 export interface LakeWriteResult {

@@ -48,13 +48,17 @@ export class EmulatorProcessError extends Error {
 const childEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), 'emulator-child.ts');
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-interface Child {
+export interface EmulatorChild {
   url: string;
   process: ChildProcess;
   stop(timeoutMs: number): Promise<void>;
 }
 
-function startChild(spec: EmulatorSpec, onObject: (bucket: string, key: string) => void): Promise<Child> {
+/** One emulator in a child process of its own (the stack starts three: startEmulatorProcesses). */
+export function startEmulatorProcess(
+  spec: EmulatorSpec,
+  onObject: (bucket: string, key: string) => void = () => {},
+): Promise<EmulatorChild> {
   const child = fork(childEntry, [], {
     execArgv: ['--import', tsxLoader],
     env: { ...process.env, RP_EMULATOR_SPEC: JSON.stringify(spec) },
@@ -101,7 +105,7 @@ export async function startEmulatorProcesses(opts: EmulatorProcessOptions): Prom
   const services: EmulatorService[] = ['kinesis', 'dynamodb', 's3'];
   const started = await Promise.allSettled(
     services.map((service) =>
-      startChild(
+      startEmulatorProcess(
         {
           service,
           host: opts.host,
@@ -124,7 +128,7 @@ export async function startEmulatorProcesses(opts: EmulatorProcessOptions): Prom
     await stopAll().catch(() => {});
     throw failure.reason;
   }
-  const [kinesis, dynamodb, s3] = children as [Child, Child, Child];
+  const [kinesis, dynamodb, s3] = children as [EmulatorChild, EmulatorChild, EmulatorChild];
   return {
     urls: { kinesis: kinesis.url, dynamodb: dynamodb.url, s3: s3.url },
     pids: children.map((c) => c.process.pid as number),

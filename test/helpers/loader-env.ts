@@ -6,6 +6,8 @@ import { createLogger, type Logger } from '#adapters/logger';
 import type { Warehouse } from '#adapters/warehouse';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { migrate } from '#batch/migrate';
+import { startEmulatorProcess } from '#local/emulator-process';
+import { freePort } from '#local/ports';
 import { startPostgres, wipePostgres } from '#local/postgres';
 import { scratchDataDir } from '#local/scratch';
 
@@ -21,24 +23,46 @@ export interface LoaderEnv {
   stop(): Promise<void>;
 }
 
-/** `warehouseLogger`: what the warehouse adapter logs to (the bench reads its step timings). */
-export async function startLoaderEnv(
-  bucket: string,
-  prefix: string,
-  options: { warehouseLogger?: Logger } = {},
-): Promise<LoaderEnv> {
-  const logger = createLogger('silent');
-  const dir = await scratchDataDir(prefix);
-  await fs.mkdir(path.join(dir, 's3'));
+/** s3rver in this process; stop() closes it. */
+async function s3InProcess(directory: string, bucket: string) {
   const s3rver = new S3rver({
     port: 0,
     address: '127.0.0.1',
     silent: true,
-    directory: path.join(dir, 's3'),
+    directory,
     configureBuckets: [{ name: bucket, configs: [] }],
   });
-  const [address, pg] = await Promise.all([
-    s3rver.run(),
+  const address = await s3rver.run();
+  return { url: `http://127.0.0.1:${address.port}`, stop: () => s3rver.close() };
+}
+
+/** s3rver in a child process, as the stack runs it (its CPU is not this process's). */
+async function s3Process(directory: string, bucket: string) {
+  const child = await startEmulatorProcess({
+    service: 's3',
+    host: '127.0.0.1',
+    port: await freePort(),
+    directory,
+    buckets: [bucket],
+  });
+  return { url: child.url, stop: () => child.stop(10_000) };
+}
+
+/**
+ * `warehouseLogger`: what the warehouse adapter logs to (the bench reads its step timings).
+ * `s3: 'process'`: s3rver in a child process as under `npm start` (benches: an S3 request's server
+ * side is not the measured process's work); default in this process.
+ */
+export async function startLoaderEnv(
+  bucket: string,
+  prefix: string,
+  options: { warehouseLogger?: Logger; s3?: 'in-process' | 'process' } = {},
+): Promise<LoaderEnv> {
+  const logger = createLogger('silent');
+  const dir = await scratchDataDir(prefix);
+  await fs.mkdir(path.join(dir, 's3'));
+  const [s3, pg] = await Promise.all([
+    (options.s3 === 'process' ? s3Process : s3InProcess)(path.join(dir, 's3'), bucket),
     startPostgres({
       dataDir: path.join(dir, 'postgres'),
       host: '127.0.0.1',
@@ -51,7 +75,7 @@ export async function startLoaderEnv(
   ]);
   const clients = createClients({
     region: 'us-east-1',
-    endpoints: { s3: `http://127.0.0.1:${address.port}` },
+    endpoints: { s3: s3.url },
     local: true,
   });
   const warehouse = createPostgresWarehouse({
@@ -66,7 +90,7 @@ export async function startLoaderEnv(
     async stop() {
       await warehouse.close();
       clients.destroy();
-      await s3rver.close();
+      await s3.stop();
       await pg.stop();
       await wipePostgres(path.join(dir, 'postgres'));
       await fs.rm(dir, { recursive: true, force: true });

@@ -267,7 +267,62 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
       FROM parquet_schema('${path.join(dir, INVOICE_LINES_PREFIX, '**', '*.parquet')}') GROUP BY ALL ORDER BY ALL`;
     expect(await query(lean.files, elements)).toEqual(await query(reference.files, elements));
     // The lake's own reader (the merge reads files back) sees the same lines.
-    expect(lean.ours).toEqual(reference.ours);
+    expect(lean.ours.rows()).toEqual(reference.ours.rows());
+  });
+});
+
+describe('lake invoice lines: the columns', () => {
+  it('keeps every line past its first capacity, and lines of another table read the same appended', () => {
+    const many = Array.from({ length: 40 }, (_, k) =>
+      inputLine({
+        invoiceNo: String(536365 + (k % 7)),
+        lineNo: k + 1,
+        customerId: k % 3 === 0 ? null : '17850',
+        description: k % 5 === 0 ? null : `ITEM ${k % 4}`,
+      }),
+    );
+    const first = new LakeLines(undefined, 4);
+    for (const l of many.slice(0, 20)) first.add(typed(l), FILE.source, FILE.key);
+    const second = new LakeLines(undefined, 2);
+    for (const l of many.slice(20)) second.add(typed(l), ARCHIVE.source, ARCHIVE.key);
+    const together = new LakeLines();
+    together.append(first);
+    together.append(second, [19, 0, 5]);
+    const expected = [...first.rows(), ...[19, 0, 5].map((i) => second.rows()[i])];
+    expect(together.rows()).toEqual(expected);
+    expect(together.rows()[0]).toMatchObject({
+      invoiceNo: '536365',
+      lineNo: 1,
+      customerId: null,
+      description: null,
+    });
+    expect(together.rows().at(-1)).toMatchObject({ lineNo: 26, sourceKey: ARCHIVE.key, source: 'stream' });
+    together.truncate(20);
+    expect(together.rows()).toEqual(first.rows());
+  });
+
+  it('encodes a file at a time while PUTs run, and throws the first PUT that fails', async () => {
+    const bucket = memoryBucket();
+    try {
+      bucket.mock
+        .on(PutObjectCommand)
+        .rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' }));
+      const encoded: number[] = [];
+      const encoder: LakeEncoder = {
+        async encode(parts) {
+          encoded.push(parts.length);
+          return leanLakeEncoder.encode(parts);
+        },
+      };
+      await expect(writeLakeLines({ ...bucket.store, encoder }, linesOf(FILE, EDGES))).rejects.toThrow(
+        'Access Denied',
+      );
+      expect(encoded.length).toBeGreaterThan(0);
+      expect(encoded.every((n) => n === 1)).toBe(true);
+      expect(bucket.objects.size).toBe(0);
+    } finally {
+      bucket.restore();
+    }
   });
 });
 
@@ -304,12 +359,14 @@ describe('lake invoice lines: idempotent writes', () => {
     });
     const written = await writeLakeLines(bucket.store, later);
     expect(written).toMatchObject({ added: 0, already: 1 });
-    const rows = await allRows();
-    expect(rows.length).toBe(1);
-    expect(rows.quantity[0]).toBe(line.quantity);
-    expect(rows.sourceKey[0]).toBe(FILE.key);
-    expect(rows.acceptedAt[0]).toBe(Date.parse('2011-12-09T12:00:00Z'));
-    expect(rows.streamVisibleAt[0]).toBe(Date.parse('2011-12-09T12:00:01Z'));
+    const rows = (await allRows()).rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      quantity: line.quantity,
+      sourceKey: FILE.key,
+      acceptedAt: Date.parse('2011-12-09T12:00:00Z'),
+      streamVisibleAt: Date.parse('2011-12-09T12:00:01Z'),
+    });
   });
 
   it('marks duplicate rows over the invoice as the warehouse does, across writes', async () => {
@@ -322,8 +379,8 @@ describe('lake invoice lines: idempotent writes', () => {
         { ...a, lineNo: 3, quantity: 7 },
       ]),
     );
-    const rows = await allRows();
-    const dup = new Map(rows.lineNo.map((n, i) => [n, rows.duplicate[i]]));
+    const rows = (await allRows()).rows();
+    const dup = new Map(rows.map((r) => [r.lineNo, r.duplicate]));
     expect(Object.fromEntries(dup)).toEqual({ 1: false, 2: true, 3: false });
   });
 
