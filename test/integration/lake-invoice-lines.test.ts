@@ -175,8 +175,22 @@ describe('the lake as npm start wires it (cli/lake-stage.ts)', () => {
     });
     await put('landing/npm-start/drop.csv.gz', DROP);
     expect((await loader.loadKey('landing/npm-start/drop.csv.gz')).status).toBe('loaded');
+    // Loaded and not yet written to the lake: reconcile says pending (the marker is absent), not missing.
+    const pending = await reconcileWith({
+      reference: warehouseLineSource(env.warehouse),
+      sources: [lakeLineSource(store(), { warehouse: env.warehouse })],
+    });
+    expect(pending.stores[0]).toMatchObject({ lines: 0, missing: 0, pending: 6 });
+    expect(pending.ok).toBe(true);
+    // Without the warehouse to tell what is on its way, the same lines are missing.
+    expect((await lakeAgainstWarehouse()).stores[0]).toMatchObject({ missing: 6 });
     await lake.idle();
     expect((await lakeAgainstWarehouse()).ok).toBe(true);
+    const written = await reconcileWith({
+      reference: warehouseLineSource(env.warehouse),
+      sources: [lakeLineSource(store(), { warehouse: env.warehouse })],
+    });
+    expect(written.stores[0]).toMatchObject({ lines: 6, missing: 0, pending: 0 });
     const catalog = await readCatalog(s3LakeObjects(env.clients.s3, BUCKET));
     expect(catalog.Tables.map((t) => t.Name)).toContain('invoice_lines');
     const days = (catalog.Partitions.invoice_lines ?? []).map((p) => p.Values.join('-'));

@@ -11,7 +11,7 @@ import {
   reconcile,
   toMilli,
 } from '#batch/reconcile';
-import { parseSince } from '#cli/commands/reconcile';
+import { formatReconcile, parseSince } from '#cli/commands/reconcile';
 import { lineKey } from '#core/invoice-line';
 
 async function runDir(logs: Record<string, string[]>): Promise<string> {
@@ -93,6 +93,33 @@ describe('reconcile', () => {
     expect(s?.samples.missing).toEqual([{ key: '1/2', expected: '2.000' }]);
     expect(s?.samples.duplicated).toEqual([{ key: '1/1', copies: 2 }]);
     expect(s?.samples.mismatched).toEqual([{ key: '2/1', expected: '3.000', actual: '3.001' }]);
+  });
+
+  it('counts an absent key the store says is on its way as pending, not missing, and prints it', async () => {
+    const dir = await runDir({
+      a: [
+        batch('2024-01-01T00:00:00Z', [
+          ['1', 1, '1'],
+          ['1', 2, '2'],
+          ['2', 1, '3'],
+        ]),
+      ],
+    });
+    const lake: LineSource = {
+      name: 'lake',
+      // 1/2 is on its way; 2/1 is claimed too but already there (found wins); 1/1 is not claimed.
+      pendingKeys: async () =>
+        new Set([lineKey({ invoiceNo: '1', lineNo: 2 }), lineKey({ invoiceNo: '2', lineNo: 1 })]),
+      linesOf: async () => [l('2', 1, '3')],
+    };
+    const r = await reconcile({ runLogDir: dir, sources: [lake, source('warehouse', [l('1', 1, '1')])] });
+    expect(r.stores[0]).toMatchObject({ lines: 1, missing: 1, pending: 1 });
+    expect(r.stores[0]?.samples.missing).toEqual([{ key: '1/1', expected: '1.000' }]);
+    // A store that cannot tell has no pending count at all.
+    expect(r.stores[1]).not.toHaveProperty('pending');
+    const text = formatReconcile(r);
+    expect(text).toMatch(/pending/);
+    expect(text).toContain('lake: 1 line pending');
   });
 
   it('scopes by run id and by time; a re-sent key counts once and the later total wins', async () => {
