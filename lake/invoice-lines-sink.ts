@@ -44,21 +44,18 @@ export function createLakeSink(deps: {
   /** Background only: how committed objects are gathered into writes (default: each written alone). */
   coalesce?: Coalesce;
 }) {
-  const open = new Map<string, { lines: LakeLines; source: LakeSource }>();
+  const open = new Map<string, Open>();
   const id = (ref: { key: string; etag: string }) => `${ref.key}\n${ref.etag}`;
   const serial = deps.serial ?? lakeWrites();
   let last: Promise<unknown> = Promise.resolve();
-  let waiting: Array<{ lines: LakeLines; source: LakeSource }> = [];
+  let waiting: Open[] = [];
   let waitingLines = 0;
   let timer: NodeJS.Timeout | undefined;
 
-  const write = (taken: ReadonlyArray<{ lines: LakeLines; source: LakeSource }>) => {
-    const lines =
-      taken.length === 1 ? (taken[0] as { lines: LakeLines }).lines : concat(taken.map((t) => t.lines));
-    const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
-    return serial(() => writeObjects(deps.store, lines, objects)).then(
+  const settled = (done: Promise<LakeWriteResult | undefined>) =>
+    done.then(
       (written) => {
-        deps.onWritten?.(written);
+        if (written) deps.onWritten?.(written);
         return written;
       },
       (err: unknown) => {
@@ -66,6 +63,11 @@ export function createLakeSink(deps: {
         throw err;
       },
     );
+  /** Writes committed objects' lines in one write (serial: a write merges what the last one left). */
+  const write = (taken: readonly Open[], gate?: Promise<boolean>) => {
+    const lines = taken.length === 1 ? (taken[0] as Open).lines : concat(taken.map((t) => t.lines));
+    const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
+    return serial(() => writeObjects(deps.store, lines, objects, gate));
   };
   /** Starts the write of every object waiting (background). */
   const flush = () => {
@@ -75,7 +77,7 @@ export function createLakeSink(deps: {
     const taken = waiting;
     waiting = [];
     waitingLines = 0;
-    last = write(taken).catch((err: unknown) =>
+    last = settled(write(taken)).catch((err: unknown) =>
       deps.logger?.error(
         { err, keys: taken.map((t) => t.source.key) },
         'lake: lines not written; caught up later',
@@ -89,8 +91,28 @@ export function createLakeSink(deps: {
       open.set(id(ref), { lines, source });
       return new LakeLineCollector(lines, source);
     },
+    /**
+     * The object's lines are all here, its load not committed yet: a caller that waits for the lake
+     * (not background) has the write merged and encoded now, while the warehouse finishes; its files
+     * are PUT once committed() says so (abandoned(): dropped, nothing written).
+     */
+    typed(ref: { key: string; etag: string }) {
+      const entry = open.get(id(ref));
+      if (deps.background || !entry || entry.early) return;
+      let decide: (yes: boolean) => void = () => {};
+      const gate = new Promise<boolean>((resolve) => {
+        decide = resolve;
+      });
+      const done = write([entry], gate);
+      // Its failure is heard by committed() (a load that did not commit has nothing to report).
+      done.catch(() => undefined);
+      entry.early = { decide, done };
+    },
     abandoned(refs: ReadonlyArray<{ key: string; etag: string }>) {
-      for (const ref of refs) open.delete(id(ref));
+      for (const ref of refs) {
+        open.get(id(ref))?.early?.decide(false);
+        open.delete(id(ref));
+      }
     },
     async committed(refs: ReadonlyArray<{ key: string; etag: string }>) {
       const taken = refs.flatMap((ref) => {
@@ -99,9 +121,21 @@ export function createLakeSink(deps: {
         return entry ? [entry] : [];
       });
       if (taken.length === 0) return;
-      if (!deps.background) return void (await write(taken));
-      waiting.push(...taken);
-      for (const t of taken) waitingLines += t.lines.length;
+      const early = taken.filter((t) => t.early);
+      for (const t of early) t.early?.decide(true);
+      const rest = taken.filter((t) => !t.early);
+      if (!deps.background) {
+        // Each awaited even when one fails: a write started early holds the lake's queue until settled.
+        const results = await Promise.allSettled([
+          ...early.map((t) => settled((t.early as Early).done)),
+          ...(rest.length > 0 ? [settled(write(rest))] : []),
+        ]);
+        const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failure) throw failure.reason;
+        return;
+      }
+      waiting.push(...rest);
+      for (const t of rest) waitingLines += t.lines.length;
       const coalesce = deps.coalesce;
       if (!coalesce || waitingLines >= coalesce.maxLines) return flush();
       // Unreferenced: a stop flushes through idle(), and a process that dies leaves no marker behind.
@@ -114,6 +148,19 @@ export function createLakeSink(deps: {
     },
   };
 }
+/** A write started before its load committed (typed()): `decide` opens or drops it. */
+interface Early {
+  decide(yes: boolean): void;
+  done: Promise<LakeWriteResult | undefined>;
+}
+
+/** One object attempt's lines, from open() until committed or abandoned. */
+interface Open {
+  lines: LakeLines;
+  source: LakeSource;
+  early?: Early;
+}
+
 function concat(parts: readonly LakeLines[]): LakeLines {
   const out = new LakeLines();
   for (const p of parts) out.append(p);

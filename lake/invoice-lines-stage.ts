@@ -6,7 +6,7 @@ import {
   type LakeSource,
   type LakeStore,
   type LakeWriteResult,
-  writeLakeLines,
+  writeLakeLinesWhen,
 } from './invoice-lines.ts';
 import { type LoadedObject, markedVersions, markerKey, writeMarker } from './lake-manifest.ts';
 
@@ -61,14 +61,17 @@ const BATCH_LINES = 200_000;
 
 /**
  * Writes the lines of whole source objects, then a marker per object: the one write both the
- * catch-up and the loader's tap (./invoice-lines-sink.ts) make.
+ * catch-up and the loader's tap (./invoice-lines-sink.ts) make. With a `gate` (the tap, before the
+ * load committed) nothing is written until it says yes; no: undefined, nothing written.
  */
 export async function writeObjects(
   store: LakeStore,
   lines: LakeLines,
   objects: ReadonlyArray<{ object: LakeSource; lines: number }>,
-): Promise<LakeWriteResult> {
-  const written = await writeLakeLines(store, lines);
+  gate: Promise<boolean> = Promise.resolve(true),
+): Promise<LakeWriteResult | undefined> {
+  const written = await writeLakeLinesWhen(store, lines, gate);
+  if (!written) return undefined;
   const partitions = written.partitions.map((p) => p.partition);
   const writtenAt = new Date().toISOString();
   for (const o of objects)
@@ -94,7 +97,7 @@ export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult>
   const flush = async () => {
     if (batch.length === 0) return;
     const serial = deps.serial ?? (<T>(write: () => Promise<T>) => write());
-    const written = await serial(() => writeObjects(deps.store, lines, batch));
+    const written = (await serial(() => writeObjects(deps.store, lines, batch))) as LakeWriteResult;
     deps.onWritten?.(written);
     result.objects += batch.length;
     result.lines += written.lines;

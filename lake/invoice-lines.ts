@@ -644,26 +644,25 @@ async function replacePartition(
  * concurrent writer's file stays, and the next merge folds it in). A crash between the write and
  * the deletes leaves a key in two files until the next write or compaction of the partition;
  * reconcile reports it. The first failure stops the encoding and is thrown once the PUTs settled.
+ *
+ * Nothing is PUT before `gate` says yes (files encoded meanwhile wait); a no stops the encoding and
+ * answers undefined: nothing was written.
  */
 async function writePartitions(
   store: LakeStore,
   merged: readonly MergedPartition[],
-): Promise<PartitionWrite[]> {
+  gate: Promise<boolean>,
+): Promise<PartitionWrite[] | undefined> {
   const encoder = store.encoder ?? leanLakeEncoder;
+  let open: boolean | undefined;
+  void gate.then((yes) => {
+    open = yes;
+  });
   const writes: Array<Promise<PartitionWrite>> = [];
+  const waiting: Array<{ m: MergedPartition; file: Uint8Array }> = [];
   const inFlight = new Set<Promise<PartitionWrite>>();
   let failed = false;
-  for (const m of merged) {
-    if (!m.part) {
-      writes.push(
-        Promise.resolve({ partition: m.partition, added: m.added, already: m.already, replaced: [] }),
-      );
-      continue;
-    }
-    if (failed) break;
-    const files = await encoder.encode([m.part]);
-    const file = files[0];
-    if (files.length !== 1 || !file) throw new LakeError(`the encoder answered ${files.length} files for 1`);
+  const put = async (m: MergedPartition, file: Uint8Array) => {
     while (inFlight.size >= PUT_CONCURRENCY) await Promise.race(inFlight).catch(() => undefined);
     const write = replacePartition(store, m, file);
     inFlight.add(write);
@@ -675,7 +674,23 @@ async function writePartitions(
       },
     );
     writes.push(write);
+  };
+  for (const m of merged) {
+    if (!m.part) {
+      writes.push(
+        Promise.resolve({ partition: m.partition, added: m.added, already: m.already, replaced: [] }),
+      );
+      continue;
+    }
+    if (failed || open === false) break;
+    const files = await encoder.encode([m.part]);
+    const file = files[0];
+    if (files.length !== 1 || !file) throw new LakeError(`the encoder answered ${files.length} files for 1`);
+    waiting.push({ m, file });
+    if (open) for (const w of waiting.splice(0)) await put(w.m, w.file);
   }
+  if (!(await gate)) return undefined;
+  if (!failed) for (const w of waiting.splice(0)) await put(w.m, w.file);
   return Promise.all(writes);
 }
 
@@ -700,6 +715,20 @@ export async function writeLakeLines(
   lines: LakeLines,
   options: { now?: number } = {},
 ): Promise<LakeWriteResult> {
+  return (await writeLakeLinesWhen(store, lines, Promise.resolve(true), options)) as LakeWriteResult;
+}
+
+/**
+ * writeLakeLines that may start before its lines are final: the partitions are read, merged and
+ * encoded at once, and nothing is PUT before `gate` resolves true (the loader's commit); false
+ * answers undefined with nothing written. Its lines are stamped lake-visible when the merge ran.
+ */
+export async function writeLakeLinesWhen(
+  store: LakeStore,
+  lines: LakeLines,
+  gate: Promise<boolean>,
+  options: { now?: number } = {},
+): Promise<LakeWriteResult | undefined> {
   const now = options.now ?? Date.now();
   const byPartition = new Map<string, number[]>();
   let lastKey = -1;
@@ -722,7 +751,8 @@ export async function writeLakeLines(
   const merged = await mapLimit([...byPartition], PARTITION_CONCURRENCY, ([p, rows]) =>
     mergePartition(store, p, files.get(p) ?? [], lines, rows, now),
   );
-  const partitions = await writePartitions(store, merged);
+  const partitions = await writePartitions(store, merged, gate);
+  if (!partitions) return undefined;
   return {
     lines: lines.length,
     added: partitions.reduce((n, p) => n + p.added, 0),
@@ -741,7 +771,7 @@ export async function compactLake(store: LakeStore): Promise<PartitionWrite[]> {
   const merged = await mapLimit(many, PARTITION_CONCURRENCY, ([p, f]) =>
     mergePartition(store, p, f, new LakeLines(), [], Date.now()),
   );
-  return writePartitions(store, merged);
+  return (await writePartitions(store, merged, Promise.resolve(true))) as PartitionWrite[];
 }
 
 /** What reconcile reads of the lake: every row's key, quantity and total, duplicates included. */

@@ -26,6 +26,12 @@ export interface AttemptDeps {
 export interface LineTap {
   /** A collector for one attempt at one object version (a restarted attempt gets a fresh one). */
   open(ref: ObjectRef, kind: ObjectKind): { write(line: TypedLine): void };
+  /**
+   * Every line of this attempt's object has been handed over; the load has not committed yet (it
+   * may still fail). The tap may start work that shows nothing before `committed` (the lake merges
+   * and encodes its files while the warehouse finishes the load).
+   */
+  typed?(ref: ObjectRef): void;
   /** The loads of these objects committed: their collected lines are final. */
   committed(refs: readonly ObjectRef[]): Promise<void>;
   /** These attempts did not commit: their collected lines go. */
@@ -143,6 +149,8 @@ async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
   try {
     const source = await openObject(deps.s3, deps.bucket, a.ref);
     const rows = await typedRows(source, { ...job, encoder });
+    // Read to its end: every line went through the encoder, so the tap has them all.
+    rows.rows.once('end', () => deps.lines?.typed?.(a.ref));
     try {
       committed = await a.way.load(job, rows);
     } finally {

@@ -482,8 +482,6 @@ describe('lake invoice lines: the background sink coalesces committed objects', 
       );
     await sink.committed([source]);
   }
-  const puts = (bucket: ReturnType<typeof memoryBucket>, prefix: string) =>
-    bucket.mock.commandCalls(PutObjectCommand).filter((c) => c.args[0].input.Key?.startsWith(prefix)).length;
 
   it('writes the day file once for objects committed close together, markers after the file', async () => {
     const bucket = memoryBucket();
@@ -568,3 +566,64 @@ describe('lake invoice lines: the background sink coalesces committed objects', 
     }
   });
 });
+
+describe('lake invoice lines: a waiting sink prepares its write before the load commits', () => {
+  const source: LakeSource = { key: 'landing/early.csv', etag: 'e9', source: 'file' };
+  /** A sink whose encoder reports each call, and an object's lines handed over and typed. */
+  function typedObject(bucket: ReturnType<typeof memoryBucket>) {
+    let encoded: () => void = () => {};
+    const firstEncode = new Promise<void>((resolve) => {
+      encoded = resolve;
+    });
+    const encoder: LakeEncoder = {
+      async encode(parts) {
+        encoded();
+        return leanLakeEncoder.encode(parts);
+      },
+    };
+    const sink = createLakeSink({ store: { ...bucket.store, encoder } });
+    const collector = sink.open(source, source);
+    for (const l of EDGES) collector.write(typed(l));
+    sink.typed(source);
+    return { sink, firstEncode };
+  }
+
+  it('encodes once the lines are typed, PUTs nothing until committed, then writes files and marker', async () => {
+    const bucket = memoryBucket();
+    try {
+      const { sink, firstEncode } = typedObject(bucket);
+      await firstEncode;
+      expect(bucket.mock.commandCalls(PutObjectCommand)).toHaveLength(0);
+      await sink.committed([source]);
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(new Set(EDGES.map((l) => dateKey(l.invoiceDate))).size);
+      expect(await markedVersions(bucket.store)).toHaveProperty('size', 1);
+    } finally {
+      bucket.restore();
+    }
+  });
+
+  it('writes nothing for a load that did not commit, and frees the queue for the next write', async () => {
+    const bucket = memoryBucket();
+    try {
+      const { sink, firstEncode } = typedObject(bucket);
+      await firstEncode;
+      sink.abandoned([source]);
+      // The same object's next attempt (a load started over) is written, once.
+      const again = sink.open(source, source);
+      for (const l of EDGES) again.write(typed(l));
+      await sink.committed([source]);
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(new Set(EDGES.map((l) => dateKey(l.invoiceDate))).size);
+      const lines = new LakeLines();
+      for (const f of [...(await listLakeFiles(bucket.store)).values()].flat())
+        await readLakeFile(bucket.store, f, lines);
+      expect(lines.length).toBe(EDGES.length);
+    } finally {
+      bucket.restore();
+    }
+  });
+});
+
+function puts(bucket: ReturnType<typeof memoryBucket>, prefix: string): number {
+  return bucket.mock.commandCalls(PutObjectCommand).filter((c) => c.args[0].input.Key?.startsWith(prefix))
+    .length;
+}
