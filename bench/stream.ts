@@ -1,6 +1,7 @@
 /**
  * Stream path benchmark (issue 14). Runnable alone: `node --import tsx bench/stream.ts` (JSON on
- * stdout; BENCH_LINES, BENCH_LATENCY_SECONDS, BENCH_FULL=0 to skip (d), BENCH_FILE), or through
+ * stdout; BENCH_LINES, BENCH_LATENCY_SECONDS, BENCH_FULL=0 to skip (d), BENCH_ONLY=c for (c) alone on a
+ * fresh pipeline, BENCH_FILE), or through
  * `npm run bench -- stream`.
  *
  * (a) the bare chain: kinesalite and dynalite in child processes of their own with their data on
@@ -54,8 +55,19 @@ import { startEmulatorProcesses } from '#local/emulator-process';
 import { EPHEMERAL_PORTS, scratchDataDir } from '#local/scratch';
 import { createGenerator } from '#producer/generator';
 import { replayLines } from '#producer/replay';
+import {
+  type ConsumerProbeReport,
+  hopSplit,
+  type LineTimes,
+  probeMessages,
+  putProbe,
+  slowest,
+  stallMeter,
+  tailStalls,
+} from './stream-probe.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const PROBE_CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stream-probe-child.ts');
 export const REAL_FILE = path.resolve(repoRoot, '../shared/data/online-retail/online-retail.csv.gz');
 
 export interface StreamBenchOptions {
@@ -66,6 +78,11 @@ export interface StreamBenchOptions {
   offeredLinesPerSecond?: number;
   /** Run (d), the whole file. Default true. */
   fullFile?: boolean;
+  /**
+   * Only (c), on a fresh pipeline with every component running (BENCH_ONLY=c): ~90 s, for measuring
+   * the latency again and again. Default false.
+   */
+  latencyOnly?: boolean;
   /** The real file. Default ../shared/data/online-retail/online-retail.csv.gz. */
   file?: string;
   progress?: (message: string) => void;
@@ -616,6 +633,7 @@ function poster(apiUrl: string) {
 interface ArchivedLine {
   invoiceNo: string;
   lineNo: number;
+  sequenceNumber: string;
   producedAt: string;
   acceptedAt: string;
   streamVisibleAt: string;
@@ -680,10 +698,62 @@ async function archivedTimes(p: Pipeline, sent: readonly InvoiceLine[]) {
     acceptedToVisible.push(visible - acceptedAt);
   }
   for (const a of [total, toAccepted, acceptedToVisible]) a.sort((x, y) => x - y);
-  return { measured: archived.size, total, toAccepted, acceptedToVisible };
+  return { measured: archived.size, total, toAccepted, acceptedToVisible, lines: [...archived.values()] };
 }
 
 // (c) latency at an offered rate
+
+/** Asks the consumer's process (bench/stream-probe-child.ts) for what its probes saw. */
+function consumerReport(p: Pipeline): Promise<ConsumerProbeReport | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      off();
+      resolve(undefined);
+    }, 10_000);
+    const off = p.consumer.onEvent((event) => {
+      const m =
+        event.type === 'message' ? (event.message as { type?: string; report?: ConsumerProbeReport }) : {};
+      if (m.type !== probeMessages.report) return;
+      clearTimeout(timer);
+      off();
+      resolve(m.report);
+    });
+    p.consumer.send({ type: probeMessages.report });
+  });
+}
+
+/** Each measured line's times at every probe, joined by its record's sequence number. */
+function lineTimes(
+  archived: readonly ArchivedLine[],
+  puts: Map<string, [number, number]>,
+  consumer: ConsumerProbeReport | undefined,
+): LineTimes[] {
+  const seen = new Map(consumer?.seen.map(([s, at, arrived]) => [s, [at, arrived] as const]));
+  const sent = new Map(consumer?.chunkSent);
+  const read = new Map(consumer?.readSent);
+  return archived.map((l) => {
+    const put = puts.get(l.sequenceNumber);
+    const got = seen.get(l.sequenceNumber);
+    return {
+      acceptedAt: Date.parse(l.acceptedAt),
+      putSentAt: put?.[0],
+      putReturnedAt: put?.[1],
+      arrivedAt: got?.[1],
+      seenAt: got?.[0],
+      readSentAt: read.get(l.sequenceNumber),
+      chunkSentAt: sent.get(l.sequenceNumber),
+      visibleAt: Date.parse(l.streamVisibleAt),
+    };
+  });
+}
+
+/** The batch path's visible events during (c): archive objects sealed, lake and totesys files written. */
+function batchEvents(p: Pipeline, since: number) {
+  const events: [number, string][] = [];
+  p.stack.onObjectCreated((key) => events.push([Date.now() - since, key.split('/')[0] ?? key]));
+  return events;
+}
+
 async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate: number) {
   const { post, close } = poster(p.apiUrl);
   const tickMs = 50;
@@ -697,7 +767,11 @@ async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate:
     firehose: timeCommands(p.stack.clients.firehose),
   };
   const cpu = cpuMeter(await emulatorPids());
+  p.consumer.send({ type: probeMessages.reset });
+  const puts = putProbe(p.stack.clients.kinesis);
+  const loop = stallMeter();
   const started = Date.now();
+  const events = batchEvents(p, started);
   const inflight: Promise<number>[] = [];
   for (let t = 0; t < ticks; t++) {
     const wait = started + t * tickMs - Date.now();
@@ -711,9 +785,22 @@ async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate:
   const cpuPercent = await cpu();
   const calls = Object.fromEntries(Object.entries(timers).map(([k, t]) => [k, t.summary()]));
   for (const t of Object.values(timers)) t.stop();
+  puts.stop();
+  const pipelineLoop = loop.report();
+  loop.stop();
+  const consumer = await consumerReport(p);
   close();
   const times = await archivedTimes(p, sent);
   const pct = (a: number[], q: number) => percentile(a, q);
+  const traced = lineTimes(times.lines, puts.times, consumer);
+  const stalls = { pipeline: pipelineLoop.stalls, consumer: consumer?.eventLoop.stalls ?? [] };
+  const loopSummary = (r: typeof pipelineLoop | undefined) =>
+    r && {
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      maxMs: r.maxMs,
+      stalls50Ms: r.stalls.filter(([, l]) => l >= 50).length,
+    };
   return {
     offeredLinesPerSecond: rate,
     achievedOfferedLinesPerSecond: Math.round((sent.length / offeredSpanMs) * 1000),
@@ -729,8 +816,13 @@ async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate:
     },
     postToVisible: { p50Ms: pct(times.total, 50), p99Ms: pct(times.total, 99) },
     postToAccepted: { p50Ms: pct(times.toAccepted, 50), p99Ms: pct(times.toAccepted, 99) },
+    hops: hopSplit(traced),
+    eventLoop: { pipeline: loopSummary(pipelineLoop), consumer: loopSummary(consumer?.eventLoop) },
+    tailStalls: tailStalls(traced, stalls),
+    slowest: slowest(traced, consumer, stalls, events, started),
+    batchEvents: events,
     cpuPercent,
-    calls,
+    calls: { ...calls, consumer: consumer?.calls },
     loadAverage1m: load1(),
   };
 }
@@ -772,7 +864,13 @@ async function withPipeline<T>(
 ): Promise<T> {
   const dataDir = await scratchDataDir(prefix);
   const config = benchConfig(dataDir);
-  const p = await startPipeline({ config, logger: createLogger(config.logLevel, 'bench'), fresh: true });
+  const p = await startPipeline({
+    config,
+    logger: createLogger(config.logLevel, 'bench'),
+    fresh: true,
+    // The consumer's process as npm start runs it, plus the probes (c) reads (bench/stream-probe.ts).
+    consumerProcess: { entry: PROBE_CHILD },
+  });
   try {
     await settled(progress);
     return await use(p);
@@ -944,6 +1042,34 @@ async function throughAndLatency(
   return { through, lag, storage, latency: lat };
 }
 
+/** (c) alone on a fresh pipeline (BENCH_ONLY=c). */
+async function latencyOnly(
+  o: Required<Pick<StreamBenchOptions, 'lines' | 'latencySeconds' | 'offeredLinesPerSecond'>>,
+  progress: (m: string) => void,
+): Promise<Record<string, unknown>> {
+  const load0 = os.loadavg();
+  const config = benchConfig(os.tmpdir());
+  const { latency: lat } = await withPipeline('bench-stream-c-', progress, (p) =>
+    throughAndLatency(p, undefined, o, progress),
+  );
+  const m: Measured = { bare: [], latency: lat, skipped: ['(a), (b), (d): BENCH_ONLY=c'], bufferSeconds: 0 };
+  const summary = latencyAndWholeRows(m).slice(0, 3);
+  summary.push({
+    metric: 'load average (1 min) before / after',
+    value: `${round1(load0[0] ?? 0)} / ${load1()}`,
+  });
+  return {
+    summary,
+    machine: {
+      cpus: os.cpus().length,
+      loadAverageBefore: load0.map(round1),
+      loadAverageAfter: os.loadavg().map(round1),
+    },
+    config: { shards: config.streamShards, poller: config.poller, firehose: config.firehose },
+    latency: lat,
+  };
+}
+
 export async function runStreamBench(options: StreamBenchOptions = {}): Promise<Record<string, unknown>> {
   const o = {
     lines: options.lines ?? 100_000,
@@ -952,6 +1078,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
   };
   const progress = options.progress ?? (() => {});
   const load0 = os.loadavg();
+  if (options.latencyOnly) return latencyOnly(o, progress);
   const realFile = options.file ?? REAL_FILE;
   const file = await fs.access(realFile).then(
     () => realFile,
@@ -1015,6 +1142,7 @@ if (invokedDirectly) {
     ...(env.BENCH_LINES ? { lines: Number(env.BENCH_LINES) } : {}),
     ...(env.BENCH_LATENCY_SECONDS ? { latencySeconds: Number(env.BENCH_LATENCY_SECONDS) } : {}),
     ...(env.BENCH_FULL === '0' ? { fullFile: false } : {}),
+    ...(env.BENCH_ONLY === 'c' ? { latencyOnly: true } : {}),
     ...(env.BENCH_FILE ? { file: env.BENCH_FILE } : {}),
     progress: (m) => process.stderr.write(`[stream ${new Date().toISOString().slice(11, 19)}] ${m}\n`),
   });
