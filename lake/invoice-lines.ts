@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { mapLimit } from '#adapters/retry';
 import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
-import { type LakeLineInput, LakeLines, NO_STRING, type StringTable } from './lake-lines.ts';
+import { type LakeLineInput, LakeLines, NO_STRING, type StringTable, type TyperIds } from './lake-lines.ts';
 import {
   boolean,
   decimal,
@@ -82,12 +82,14 @@ export class LakeLineCollector {
   readonly header = undefined;
   readonly trailer = undefined;
   private static readonly EMPTY = Buffer.alloc(0);
+  /** The typer's ids seen so far (a collector hears one typer: one object attempt). */
+  private readonly known: TyperIds = { stock: [], description: [] };
   constructor(
     readonly lines: LakeLines,
     private readonly source: LakeSource,
   ) {}
   write(line: LakeLineInput): void {
-    this.lines.add(line, this.source.source, this.source.key);
+    this.lines.add(line, this.source.source, this.source.key, this.known);
   }
   take(): Buffer {
     return LakeLineCollector.EMPTY;

@@ -21,6 +21,19 @@ export interface LakeLineInput {
   producedAt: number | null;
   acceptedAt: number | null;
   streamVisibleAt: number | null;
+  /**
+   * The typer's own ids of the stock code and description (one per distinct value within one
+   * typer's object; the description's names '' when there is none): with a TyperIds cache they spare
+   * a string lookup per line.
+   */
+  stockId?: number;
+  descriptionId?: number;
+}
+
+/** Table ids by the typer's ids, for the lines of one typer (one object attempt). */
+export interface TyperIds {
+  stock: number[];
+  description: number[];
 }
 
 const TEXT = new TextEncoder();
@@ -188,13 +201,32 @@ export class LakeLines {
     return (this.invoiceNo[i] as number) * LINE_SPAN + (this.lineNo[i] as number);
   }
 
-  /** Appends one typed line of `source` (its lake time is set when it is first written). */
-  add(line: LakeLineInput, source: string, sourceKey: string): void {
+  /** The table id of a value the typer numbered `typerId` (`known` caches it per typer). */
+  private viaTyper(
+    c: number,
+    s: string | null,
+    typerId: number | undefined,
+    known: number[] | undefined,
+  ): number {
+    if (s === null || typerId === undefined || known === undefined) return this.idOf(c, s);
+    let id = known[typerId];
+    if (id === undefined) {
+      id = this.idOf(c, s);
+      known[typerId] = id;
+    }
+    return id;
+  }
+
+  /**
+   * Appends one typed line of `source` (its lake time is set when it is first written). `known`:
+   * the table ids of the typer's ids, for lines of one typer only.
+   */
+  add(line: LakeLineInput, source: string, sourceKey: string, known?: TyperIds): void {
     if (this.length === this.capacity) this.reserve(this.length + 1);
     const i = this.length++;
     this.invoiceNo[i] = this.idOf(0, line.invoiceNo);
-    this.stockCode[i] = this.idOf(1, line.stockCode);
-    this.description[i] = this.idOf(2, line.description);
+    this.stockCode[i] = this.viaTyper(1, line.stockCode, line.stockId, known?.stock);
+    this.description[i] = this.viaTyper(2, line.description, line.descriptionId, known?.description);
     this.customerId[i] = this.idOf(3, line.customerId);
     this.country[i] = this.idOf(4, line.country);
     this.source[i] = this.idOf(5, source);

@@ -22,7 +22,7 @@ import {
   hyparquetLakeEncoder,
   INVOICE_LINES_PREFIX,
   type LakeEncoder,
-  type LakeLineCollector,
+  LakeLineCollector,
   type LakeLineInput,
   LakeLines,
   type LakeSource,
@@ -299,6 +299,25 @@ describe('lake invoice lines: the columns', () => {
     expect(together.rows().at(-1)).toMatchObject({ lineNo: 26, sourceKey: ARCHIVE.key, source: 'stream' });
     together.truncate(20);
     expect(together.rows()).toEqual(first.rows());
+  });
+
+  it("takes a typer's ids per collector: two objects' typers number different values alike", () => {
+    const lines = new LakeLines();
+    const one = new LakeLineCollector(lines, FILE);
+    const two = new LakeLineCollector(lines, ARCHIVE);
+    const line = (stockCode: string, description: string | null) =>
+      typed(inputLine({ invoiceNo: '536365', stockCode, description }));
+    // Each typer numbers its first stock code and description 0.
+    one.write({ ...line('85123A', 'WHITE HANGING HEART'), stockId: 0, descriptionId: 0 });
+    two.write({ ...line('71053', 'WHITE METAL LANTERN'), stockId: 0, descriptionId: 0 });
+    one.write({ ...line('85123A', 'WHITE HANGING HEART'), stockId: 0, descriptionId: 0 });
+    two.write({ ...line('71053', null), stockId: 0, descriptionId: 1 });
+    expect(lines.rows().map((r) => [r.stockCode, r.description])).toEqual([
+      ['85123A', 'WHITE HANGING HEART'],
+      ['71053', 'WHITE METAL LANTERN'],
+      ['85123A', 'WHITE HANGING HEART'],
+      ['71053', null],
+    ]);
   });
 
   it('encodes a file at a time while PUTs run, and throws the first PUT that fails', async () => {
