@@ -266,19 +266,46 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
  * (String columns compare by id: one table, one id per distinct value.)
  */
 function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
-  const lowest = new Map<string, number>();
-  const signature = (i: number) =>
-    `${lines.invoiceNo[i]},${lines.stockCode[i]},${lines.description[i]},${lines.quantity[i]},${lines.invoiceMs[i]},${lines.price[i]},${lines.customerId[i]},${lines.country[i]}`;
-  const sigs: string[] = [];
-  for (const i of rows) {
-    const sig = signature(i);
-    sigs.push(sig);
-    const n = lines.lineNo[i] as number;
-    const low = lowest.get(sig);
-    if (low === undefined || n < low) lowest.set(sig, n);
-  }
+  const same = (a: number, b: number) =>
+    lines.invoiceNo[a] === lines.invoiceNo[b] &&
+    lines.stockCode[a] === lines.stockCode[b] &&
+    lines.description[a] === lines.description[b] &&
+    lines.quantity[a] === lines.quantity[b] &&
+    lines.invoiceMs[a] === lines.invoiceMs[b] &&
+    lines.price[a] === lines.price[b] &&
+    lines.customerId[a] === lines.customerId[b] &&
+    lines.country[a] === lines.country[b];
+  // Rows by a hash of their values; rows of one hash compared value by value (a hash is not proof).
+  const byHash = new Map<number, number[]>();
+  const hashes = new Int32Array(rows.length);
   rows.forEach((i, k) => {
-    lines.duplicate[i] = (lines.lineNo[i] as number) > (lowest.get(sigs[k] as string) as number) ? 1 : 0;
+    let h = 0;
+    for (const v of [
+      lines.invoiceNo[i],
+      lines.stockCode[i],
+      lines.description[i],
+      lines.quantity[i],
+      lines.invoiceMs[i],
+      lines.price[i],
+      lines.customerId[i],
+      lines.country[i],
+    ] as number[])
+      h = (Math.imul(h ^ (v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1) + 0x7f4a7c15) | 0;
+    hashes[k] = h;
+    const group = byHash.get(h);
+    if (group) group.push(i);
+    else byHash.set(h, [i]);
+  });
+  rows.forEach((i, k) => {
+    const group = byHash.get(hashes[k] as number) as number[];
+    let duplicate = false;
+    if (group.length > 1)
+      for (const j of group)
+        if (j !== i && (lines.lineNo[j] as number) < (lines.lineNo[i] as number) && same(i, j)) {
+          duplicate = true;
+          break;
+        }
+    lines.duplicate[i] = duplicate ? 1 : 0;
   });
 }
 
