@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Logger } from '#adapters/logger';
 import type { RetryState } from '#batch/loader/manifest';
 import { type RetryRule, whyNotNow } from '#batch/loader/scheduler';
+import { TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import type { ObjectZone } from './zone.ts';
 
 /**
@@ -15,7 +16,7 @@ import type { ObjectZone } from './zone.ts';
 export const CDC_STAGES = ['transform', 'load'] as const;
 export type CdcStage = (typeof CDC_STAGES)[number];
 
-export const stageRecordKey = (stage: CdcStage): string => `processed/totesys/_state/${stage}.json`;
+export const stageRecordKey = (stage: CdcStage): string => `${TOTESYS_PROCESSED_PREFIX}_state/${stage}.json`;
 
 const instant = z.iso.datetime();
 const episode = z.object({

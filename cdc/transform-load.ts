@@ -5,12 +5,8 @@ import { DEFAULT_RETRY_RULE, type RetryRule } from '#batch/loader/scheduler';
 import { errorMessage, sleep } from '#core/resilience';
 import { type CdcLoadDeps, type CdcLoadResult, loadPending, tableOfKey } from './load.ts';
 import { readStageRecord, recordOutcome, type StageOutcome, stageResting } from './stage-record.ts';
-import {
-  INGESTION_RUNS_PREFIX,
-  type TransformDeps,
-  type TransformSweep,
-  transformPending,
-} from './transform.ts';
+import { INGESTION_RUNS_PREFIX } from './totesys/layout.ts';
+import { type TransformDeps, type TransformSweep, transformPending } from './transform.ts';
 import { s3Zone } from './zone.ts';
 
 /** A run by hand (`totesys transform`, `totesys load`): everything failed is tried now, no cool-down. */

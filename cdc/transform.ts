@@ -1,9 +1,11 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import type { Logger } from '#adapters/logger';
+import { TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import { errorMessage } from '#core/resilience';
 import { TimeSlicer } from '#core/time-slice';
 import { writeParquetSliced } from '#lake/parquet';
+import { INGESTION_RUNS_PREFIX, PROCESSED_RUNS_PREFIX } from './totesys/layout.ts';
 import { columnNames, isTotesysTableName, type TotesysTableName, totesysTable } from './totesys/tables.ts';
 import {
   type CurrentState,
@@ -24,9 +26,7 @@ import {
  * advanced by each run, so a run that changed only one side still finds the other.
  */
 
-export const INGESTION_RUNS_PREFIX = 'ingestion/totesys/_runs/';
-export const PROCESSED_PREFIX = 'processed/totesys/';
-export const PROCESSED_RUNS_PREFIX = `${PROCESSED_PREFIX}_runs/`;
+export const PROCESSED_PREFIX = TOTESYS_PROCESSED_PREFIX;
 const STATE_PREFIX = `${PROCESSED_PREFIX}_state/`;
 /** The source tables a dimension joins, or is joined by: their current rows are kept. */
 export const STATE_TABLES = ['address', 'counterparty', 'department', 'staff'] as const;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
+import { ARCHIVE_PREFIX, INVOICE_LINES_PREFIX, TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import {
   type Classification,
   type GlueColumn,
@@ -40,9 +41,9 @@ export interface CrawlTarget {
  * ones and name the tables the same way.
  */
 export const LAKE_TARGETS: readonly CrawlTarget[] = [
-  { prefix: 'processed/invoice_lines/', classification: 'parquet', table: 'invoice_lines' },
-  { prefix: 'processed/totesys/', classification: 'parquet', tablePerFolder: 'totesys_' },
-  { prefix: 'archive/', classification: 'json', table: 'archive' },
+  { prefix: INVOICE_LINES_PREFIX, classification: 'parquet', table: 'invoice_lines' },
+  { prefix: TOTESYS_PROCESSED_PREFIX, classification: 'parquet', tablePerFolder: 'totesys_' },
+  { prefix: ARCHIVE_PREFIX, classification: 'json', table: 'archive' },
 ];
 
 const EXTENSION: Record<Classification, RegExp> = { parquet: /\.parquet$/, json: /\.gz$/ };

@@ -7,6 +7,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { mapLimit } from '#adapters/retry';
+import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
 import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
 import { type LakeLineInput, LakeLines, NO_STRING, type StringTable, type TyperIds } from './lake-lines.ts';
 import {
@@ -31,9 +32,7 @@ import {
  * read by one. docs/lake.md, "The processed invoice lines".
  */
 
-export const INVOICE_LINES_PREFIX = 'processed/invoice_lines/';
-/** The lake's own bookkeeping: hidden from crawlers and Athena by the leading underscore. */
-export const LAKE_STATE_PREFIX = 'processed/_lake/invoice_lines/';
+export { INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX } from '#core/bucket-layout';
 
 /** The fact's columns (names and types as fact_sales_line has them), less the warehouse's own stamp. */
 export const INVOICE_LINE_SCHEMA: ParquetSchema = [

@@ -14,6 +14,7 @@ import { type Clients, createClients } from '#adapters/clients';
 import type { Config } from '#adapters/config';
 import { tableDefinition } from '#adapters/dynamo-table';
 import type { Logger } from '#adapters/logger';
+import { ARCHIVE_PREFIX } from '#core/bucket-layout';
 import { type EmulatorUrls, startEmulatorProcesses } from './emulator-process.ts';
 import { startDynamo, startKinesis, startS3 } from './emulators.ts';
 import { type Endpoints, endpointsPath, writeEndpoints } from './endpoints.ts';
@@ -256,7 +257,7 @@ function startArchiveFirehose(config: Config, clients: Clients, logger: Logger):
     deliveryStreams: [
       {
         name: config.names.deliveryStream,
-        prefix: 'archive/',
+        prefix: ARCHIVE_PREFIX,
         bufferMiB: config.firehose.bufferMiB,
         bufferSeconds: config.firehose.bufferSeconds,
       },

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { ARCHIVE_PREFIX, LANDING_PREFIX, STAGING_PREFIX } from '#core/bucket-layout';
 import { decompressed } from '../source-stream.ts';
 import type { SourceFormat } from '../sql.ts';
 
@@ -11,10 +12,7 @@ import type { SourceFormat } from '../sql.ts';
  * prefix), their identity (key + ETag) and the S3 calls that list, open and stage them.
  */
 
-export const ARCHIVE_PREFIX = 'archive/';
-export const LANDING_PREFIX = 'landing/';
-/** Where the Redshift way puts the typed rows of an object for COPY FROM S3. */
-export const STAGING_PREFIX = 'staging/';
+export { ARCHIVE_PREFIX, LANDING_PREFIX, STAGING_PREFIX };
 
 /** One version of one object: the manifest's key. */
 export interface ObjectRef {

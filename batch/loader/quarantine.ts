@@ -1,5 +1,6 @@
 import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Warehouse } from '#adapters/warehouse';
+import { QUARANTINE_PREFIX } from '#core/bucket-layout';
 import { TextEncodingError } from '#core/text-encoding';
 import { BatchError } from '../errors.ts';
 import { CSV_FIELDS, rejectedRowsOfLoad } from '../sql.ts';
@@ -11,7 +12,7 @@ import { loadIdOf, type ObjectRef } from './objects.ts';
  * where a loaded file's rejected rows are listed for people (`.rejected.csv`).
  */
 
-export const QUARANTINE_PREFIX = 'quarantine/';
+export { QUARANTINE_PREFIX };
 export const quarantineKey = (key: string): string => `${QUARANTINE_PREFIX}${key}`;
 export const reasonKey = (key: string): string => `${quarantineKey(key)}.reason.json`;
 export const rejectedReportKey = (key: string): string => `${quarantineKey(key)}.rejected.csv`;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { TOTESYS_INGESTION_PREFIX, TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import type { TotesysTableName } from './tables.ts';
 
 /**
@@ -6,10 +7,10 @@ import type { TotesysTableName } from './tables.ts';
  * /work/notes/TOTESYS-CONTRACT.md and docs/totesys.md): one key format, written once, read by the
  * extract, the transform and `totesys status`.
  */
-export const INGESTION_PREFIX = 'ingestion/totesys/';
+export const INGESTION_PREFIX = TOTESYS_INGESTION_PREFIX;
 export const INGESTION_RUNS_PREFIX = `${INGESTION_PREFIX}_runs/`;
 export const WATERMARKS_KEY = `${INGESTION_PREFIX}_state/watermarks.json`;
-export const PROCESSED_RUNS_PREFIX = 'processed/totesys/_runs/';
+export const PROCESSED_RUNS_PREFIX = `${TOTESYS_PROCESSED_PREFIX}_runs/`;
 
 const RUN_ID = /^(\d{4})(\d{2})(\d{2})T\d{6}\d{3}Z-[0-9a-f]{6}$/;
 

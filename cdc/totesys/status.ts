@@ -1,4 +1,5 @@
 import type { CdcManifestRow } from '#batch/loader/manifest';
+import { TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import { type CdcStage, emptyStageRecord, readStageRecord, type StageRecord } from '../stage-record.ts';
 import { WAREHOUSE_TABLES, type WarehouseTableName } from '../transform-model.ts';
 import type { ObjectZone } from '../zone.ts';
@@ -67,7 +68,7 @@ export function runStartedAt(runId: string): Date | undefined {
 const secondsSince = (now: Date, at: Date | undefined): number | null =>
   at ? Math.max(0, Math.round((now.getTime() - at.getTime()) / 1000)) : null;
 
-const PROCESSED_PREFIX = 'processed/totesys/';
+const PROCESSED_PREFIX = TOTESYS_PROCESSED_PREFIX;
 
 export interface StatusOptions {
   now?: Date;

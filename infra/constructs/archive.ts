@@ -3,14 +3,14 @@ import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { STAGING_PREFIX } from '#batch/loader/objects';
+import { ARCHIVE_PREFIX, LANDING_PREFIX, STAGING_PREFIX } from '#core/bucket-layout';
 import { acknowledge, KMS_GRANT_REASON, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 
 /** Key prefixes inside the data bucket; the same layout the local stack writes. */
 export const BUCKET_PREFIXES = {
-  archive: 'archive/',
+  archive: ARCHIVE_PREFIX,
   archiveErrors: 'archive-errors/',
-  landing: 'landing/',
+  landing: LANDING_PREFIX,
   dlq: 'dlq/',
 } as const;
 

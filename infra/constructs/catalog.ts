@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, type IConstruct } from 'constructs';
+import { INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX, TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import { acknowledge, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 import { BUCKET_PREFIXES } from './archive.ts';
 
@@ -14,10 +15,10 @@ import { BUCKET_PREFIXES } from './archive.ts';
  * construct with the model's exact types, so the second crawler takes them as catalog targets.
  */
 export const LAKE_PREFIXES = {
-  invoiceLines: 'processed/invoice_lines/',
-  /** The lake writer's markers of the source objects it holds (lake/invoice-lines.ts LAKE_STATE_PREFIX). */
-  lakeState: 'processed/_lake/invoice_lines/',
-  totesys: 'processed/totesys/',
+  invoiceLines: INVOICE_LINES_PREFIX,
+  /** The lake writer's markers of the source objects it holds. */
+  lakeState: LAKE_STATE_PREFIX,
+  totesys: TOTESYS_PROCESSED_PREFIX,
   athenaResults: 'athena-results/',
 } as const;
 

@@ -10,7 +10,10 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { stageRecordKey } from '#cdc/stage-record';
+import { INGESTION_RUNS_PREFIX, PROCESSED_RUNS_PREFIX, WATERMARKS_KEY } from '#cdc/totesys/layout';
 import { WAREHOUSE_TABLES } from '#cdc/transform-model';
+import { QUARANTINE_PREFIX, TOTESYS_INGESTION_PREFIX, TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import type { ParquetType } from '#lake/parquet';
 import { acknowledge, KMS_GRANT_WILDCARDS, nagArn, S3_READ_WILDCARDS } from '../nag.ts';
 import type { Alerts } from './alerts.ts';
@@ -20,13 +23,13 @@ import type { Warehouse } from './warehouse.ts';
 
 /** The totesys zones in the data bucket (cdc/totesys/layout.ts, cdc/transform.ts). */
 export const TOTESYS_PREFIXES = {
-  ingestion: 'ingestion/totesys/',
-  ingestionRuns: 'ingestion/totesys/_runs/',
-  watermarks: 'ingestion/totesys/_state/watermarks.json',
-  processed: 'processed/totesys/',
-  processedRuns: 'processed/totesys/_runs/',
-  loadRecord: 'processed/totesys/_state/load.json',
-  quarantine: 'quarantine/processed/totesys/',
+  ingestion: TOTESYS_INGESTION_PREFIX,
+  ingestionRuns: INGESTION_RUNS_PREFIX,
+  watermarks: WATERMARKS_KEY,
+  processed: TOTESYS_PROCESSED_PREFIX,
+  processedRuns: PROCESSED_RUNS_PREFIX,
+  loadRecord: stageRecordKey('load'),
+  quarantine: `${QUARANTINE_PREFIX}${TOTESYS_PROCESSED_PREFIX}`,
 } as const;
 
 /** The metric the load function publishes (cdc/functions/load-processed.ts) and the freshness alarm reads. */
