@@ -332,8 +332,32 @@ function sortedRows(lines: LakeLines, rows: readonly number[] = allRows(lines)):
   let sorted = true;
   for (let k = 1; k < order.length && sorted; k++)
     sorted = before(lines, order[k - 1] as number, order[k] as number) <= 0;
-  if (!sorted) order.sort((a, b) => before(lines, a, b));
-  return order;
+  if (sorted) return order;
+  // Sorted on numbers only: each invoice's rank among the rows' invoice numbers (a string order of
+  // the few distinct ones) stands for its text (a string comparison per pair cost the real file ~0.2 s).
+  const n = order.length;
+  const distinct = [...new Set(order.map((i) => lines.invoiceNo[i] as number))].sort((a, b) => {
+    const x = lines.strings.text(a);
+    const y = lines.strings.text(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  const rankOf = new Map(distinct.map((id, r) => [id, r]));
+  const ms = new Float64Array(n);
+  const rank = new Int32Array(n);
+  const line = new Int32Array(n);
+  order.forEach((i, k) => {
+    ms[k] = lines.invoiceMs[i] as number;
+    rank[k] = rankOf.get(lines.invoiceNo[i] as number) as number;
+    line[k] = lines.lineNo[i] as number;
+  });
+  const index = Array.from({ length: n }, (_, k) => k);
+  index.sort(
+    (a, b) =>
+      (ms[a] as number) - (ms[b] as number) ||
+      (rank[a] as number) - (rank[b] as number) ||
+      (line[a] as number) - (line[b] as number),
+  );
+  return index.map((k) => order[k] as number);
 }
 
 /** Strings as UTF-8 bytes, one Uint8Array per distinct value (writeParquetColumns says why). */

@@ -301,6 +301,35 @@ describe('lake invoice lines: the columns', () => {
     expect(together.rows()).toEqual(first.rows());
   });
 
+  it('orders a file by invoice time, invoice number (as text) and line', async () => {
+    const bucket = memoryBucket();
+    try {
+      const at = (invoiceNo: string, lineNo: number, invoiceDate: string) =>
+        inputLine({ invoiceNo, lineNo, invoiceDate });
+      const shuffled = [
+        at('536367', 2, '2010-12-01T08:34:00'),
+        at('C536379', 1, '2010-12-01T08:26:00'),
+        at('536365', 2, '2010-12-01T08:26:00'),
+        at('536367', 1, '2010-12-01T08:34:00'),
+        at('536365', 1, '2010-12-01T08:26:00'),
+        at('536366', 1, '2010-12-01T08:28:00'),
+      ];
+      await writeLakeLines(bucket.store, linesOf(FILE, shuffled));
+      const [file] = [...(await listLakeFiles(bucket.store)).values()].flat();
+      const rows = (await readLakeFile(bucket.store, file as string)).rows();
+      expect(rows.map((r) => `${r.invoiceNo}/${r.lineNo}`)).toEqual([
+        '536365/1',
+        '536365/2',
+        'C536379/1',
+        '536366/1',
+        '536367/1',
+        '536367/2',
+      ]);
+    } finally {
+      bucket.restore();
+    }
+  });
+
   it("takes a typer's ids per collector: two objects' typers number different values alike", () => {
     const lines = new LakeLines();
     const one = new LakeLineCollector(lines, FILE);
