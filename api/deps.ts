@@ -1,7 +1,7 @@
 import type { Clients } from '#adapters/clients';
 import type { Config } from '#adapters/config';
 import { DynamoInvoiceStore } from '#adapters/invoice-store';
-import { KinesisLineWriter } from '#adapters/kinesis-writer';
+import { KinesisLineWriter, type LineWriter } from '#adapters/kinesis-writer';
 import type { Logger } from '#adapters/logger';
 import type { ApiDeps } from './app.ts';
 
@@ -18,4 +18,19 @@ export function createApiDeps(
     limits: { maxLines: cfg.api.maxLines, maxBytes: cfg.api.maxBytes },
     apiKey: cfg.api.apiKey,
   };
+}
+
+/**
+ * The writer, calling `written` once a request's lines are all on the stream. `npm start` wakes
+ * the local stream poller with it: a caught-up poller then reads at once instead of after its idle
+ * poll (on AWS the event source mapping polls by itself, and nothing is hooked).
+ */
+export function withWrittenHook<W extends LineWriter>(writer: W, written: () => void): W {
+  return Object.assign(Object.create(writer) as W, {
+    async putLines(lines: Parameters<LineWriter['putLines']>[0]) {
+      const result = await writer.putLines(lines);
+      written();
+      return result;
+    },
+  });
 }

@@ -92,6 +92,7 @@ function serve(consumer: StreamConsumer, hooks: ConsumerChildHooks, context: Hoo
   };
   process.on('message', (m: ParentMessage) => {
     if (m.type === 'stop') void stop();
+    else if (m.type === 'wake') consumer.poller.wake();
     else if (m.type === 'hook') hooks.message?.(m.message, context);
     else if (m.type === 'idle') {
       consumer.poller.idle().then(

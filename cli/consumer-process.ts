@@ -27,6 +27,7 @@ export interface StartMessage {
 export type ParentMessage =
   | StartMessage
   | { type: 'stop' }
+  | { type: 'wake' }
   | { type: 'idle'; id: number }
   | { type: 'hook'; message: unknown };
 type Snapshot = { stats: PollerStats; billing: WriteBilling | undefined };
@@ -130,6 +131,8 @@ class Supervisor {
   readonly idles = new Map<number, { resolve(): void; reject(err: Error): void }>();
   readonly stopped = new AbortController();
   nextIdle = 0;
+  /** A wake sent in this turn of the event loop: the others of the turn add nothing to it. */
+  wakeSent = false;
 
   constructor(readonly o: ConsumerProcessOptions & { restart: { max: number; windowMs: number } }) {}
 
@@ -253,6 +256,17 @@ class Supervisor {
     }
   }
 
+  /** Passes the poller's wake hint on (at most one message per turn of the event loop). */
+  wake(): void {
+    const child = this.child;
+    if (this.wakeSent || !child?.process.connected || this.state !== 'running') return;
+    this.wakeSent = true;
+    setImmediate(() => {
+      this.wakeSent = false;
+    });
+    child.process.send({ type: 'wake' } satisfies ParentMessage);
+  }
+
   idle(): Promise<void> {
     const child = this.child;
     if (!child || this.state !== 'running') {
@@ -296,6 +310,7 @@ export async function startConsumerProcess(opts: ConsumerProcessOptions): Promis
       },
       stats: () => s.snapshot?.stats ?? EMPTY_STATS,
       idle: () => s.idle(),
+      wake: () => s.wake(),
     },
     billing: () => s.snapshot?.billing,
     status: () => ({

@@ -9,7 +9,7 @@ import { createMartRefresher } from '#analytics/marts';
 import { createRateMeter, type RateMeter, withRateMeter } from '#analytics/rate-meter';
 import { createAnalyticsRouter, createDashboardRouter } from '#analytics/router';
 import { createApp } from '#api/app';
-import { createApiDeps } from '#api/deps';
+import { createApiDeps, withWrittenHook } from '#api/deps';
 import { createLoader, type Loader, type LoadResult } from '#batch/loader/index';
 import { migrate } from '#batch/migrate';
 import { startTotesysCapture } from '#cdc/totesys/capture';
@@ -115,6 +115,7 @@ async function startApi(
   warehouse: Warehouse,
   logger: Logger,
   consumerStatus: () => ConsumerStatus | undefined,
+  wakeConsumer: () => void,
 ) {
   const rate = createRateMeter();
   const apiDeps = createApiDeps(config, stack.clients, logger);
@@ -125,7 +126,7 @@ async function startApi(
     return { consumer: consumerStatus() ?? { state: 'starting' } };
   };
   const kinesisWriter = apiDeps.writer instanceof KinesisLineWriter ? apiDeps.writer : undefined;
-  apiDeps.writer = withRateMeter(apiDeps.writer, rate);
+  apiDeps.writer = withWrittenHook(withRateMeter(apiDeps.writer, rate), wakeConsumer);
   apiDeps.publicRoutes = (router) => router.use(createDashboardRouter());
   apiDeps.extraRoutes = (router) => router.use(createAnalyticsRouter({ db: warehouse, rate, logger }));
   const app = createApp(apiDeps);
@@ -266,7 +267,14 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     stops.push(() => warehouse.close());
     await migrate(warehouse, logger);
 
-    const api = await startApi(config, stack, warehouse, logger, () => consumer?.status());
+    const api = await startApi(
+      config,
+      stack,
+      warehouse,
+      logger,
+      () => consumer?.status(),
+      () => consumer?.poller.wake(),
+    );
     stops.push(api.stop);
     const { rate, kinesisWriter, apiUrl, dashboardUrl } = api;
     const started = await consumerStarting;

@@ -17,11 +17,13 @@ export interface StreamConsumer {
 }
 
 /**
- * How often a caught-up shard is polled again. Each empty GetRecords costs kinesalite a little CPU,
- * and the wait is on the latency path of a line that arrives while the shard idles (on average half
- * of it), so it is kept well under the 100 ms p99 target without flooding the emulator.
+ * How often a caught-up shard is polled again. Lines the local API accepts do not wait for it: the
+ * API wakes the poller once they are on the stream (StreamPoller.wake, cli/pipeline.ts), so this
+ * only bounds the wait of records written by anything else (the AWS CLI, a test). Each empty
+ * GetRecords costs kinesalite and the consumer CPU the stream path needs under load
+ * (docs/benchmarks.md, issue 14 (c)).
  */
-export const IDLE_POLL_MS = 20;
+export const IDLE_POLL_MS = 50;
 
 /**
  * Batches in flight per shard. 2 takes the archive write (the local Firehose's WAL fsync), the

@@ -258,3 +258,135 @@ describe('startStreamPoller against a mocked Kinesis', () => {
     expect(poller.stats().shards[0]?.checkpoint).toBe('3');
   });
 });
+
+describe('waking a caught-up poller (the local API after PutRecords)', () => {
+  /** A one-shard mocked stream whose GetRecords answers what `next` says, in order. */
+  function mockedShard() {
+    const kinesis = new KinesisClient({ region: 'us-east-1' });
+    const mock = mockClient(kinesis);
+    mock.on(DescribeStreamSummaryCommand).resolves({
+      StreamDescriptionSummary: { StreamARN: 'arn:aws:kinesis:us-east-1:123456789012:stream/s' } as never,
+    });
+    mock.on(ListShardsCommand).resolves({ Shards: [{ ShardId: 'shardId-000000000000' } as never] });
+    mock.on(GetShardIteratorCommand).resolves({ ShardIterator: 'start' });
+    const written: string[] = [];
+    const reads: { started: () => void }[] = [];
+    let hold: Promise<void> | undefined;
+    mock.on(GetRecordsCommand).callsFake(async () => {
+      for (const r of reads.splice(0)) r.started();
+      // What is on the shard when the read looks: a read held meanwhile answers as of its start.
+      const records = written.splice(0).map((seq) => ({
+        SequenceNumber: seq,
+        PartitionKey: 'k',
+        Data: Buffer.from(seq),
+        ApproximateArrivalTimestamp: new Date(),
+      }));
+      if (hold) await hold;
+      return { Records: records, NextShardIterator: 'next', MillisBehindLatest: 0 };
+    });
+    return {
+      kinesis,
+      written,
+      /** Resolves when the next GetRecords starts. */
+      nextRead: () => new Promise<void>((started) => reads.push({ started })),
+      holdReads(until: Promise<void>) {
+        hold = until;
+      },
+    };
+  }
+
+  const handled = () => {
+    const seen: string[] = [];
+    let resolve!: () => void;
+    const first = new Promise<void>((r) => {
+      resolve = r;
+    });
+    const handler = async (event: { Records: { kinesis: { sequenceNumber: string } }[] }) => {
+      seen.push(...event.Records.map((r) => r.kinesis.sequenceNumber));
+      resolve();
+    };
+    return { seen, first, handler };
+  };
+
+  // An idle poll far longer than the test's timeout: only the wake can bring the record in time.
+  const NEVER_MS = 600_000;
+  /**
+   * Lets the poller finish what its first (empty) read started: its promise chain runs within a
+   * few turns of the event loop, after which its reader waits out the idle poll.
+   */
+  const turnsPassed = async () => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  it('reads at once when woken instead of waiting out its idle poll', { timeout: 20_000 }, async () => {
+    const shard = mockedShard();
+    const h = handled();
+    const firstRead = shard.nextRead();
+    const poller = await startStreamPoller({
+      kinesis: shard.kinesis,
+      streamName: 's',
+      region: 'us-east-1',
+      checkpointDir: path.join(tmp, 'wake'),
+      batchSize: 100,
+      batchWindowMs: 0,
+      bisectOnError: false,
+      maxRetries: 1,
+      maxRecordAgeSeconds: -1,
+      onFailure: async () => {},
+      idlePollMs: NEVER_MS,
+      logger: createLogger('silent'),
+      handler: h.handler,
+    });
+    await firstRead;
+    await turnsPassed();
+
+    shard.written.push('7');
+    poller.wake();
+    await h.first;
+    await poller.stop();
+
+    expect(h.seen).toEqual(['7']);
+  });
+
+  it('reads again at once when woken during a read that missed the record', { timeout: 20_000 }, async () => {
+    const shard = mockedShard();
+    const h = handled();
+    const firstRead = shard.nextRead();
+    const poller = await startStreamPoller({
+      kinesis: shard.kinesis,
+      streamName: 's',
+      region: 'us-east-1',
+      checkpointDir: path.join(tmp, 'wake-during-read'),
+      batchSize: 100,
+      batchWindowMs: 0,
+      bisectOnError: false,
+      maxRetries: 1,
+      maxRecordAgeSeconds: -1,
+      onFailure: async () => {},
+      idlePollMs: NEVER_MS,
+      logger: createLogger('silent'),
+      handler: h.handler,
+    });
+    await firstRead;
+    await turnsPassed();
+    let release!: () => void;
+    shard.holdReads(
+      new Promise<void>((r) => {
+        release = r;
+      }),
+    );
+    const reading = shard.nextRead();
+    poller.wake();
+    await reading;
+
+    // Written (and woken) while that read is in flight: it answers empty.
+    shard.written.push('8');
+    poller.wake();
+    shard.holdReads(Promise.resolve());
+    release();
+    await h.first;
+    await poller.stop();
+
+    expect(h.seen).toEqual(['8']);
+  });
+});
