@@ -1,7 +1,3 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import {
   GetSecretValueCommand,
   ResourceNotFoundException,
@@ -17,28 +13,21 @@ import type { ExtractRun } from '#cdc/totesys/extract';
 import { ensureSeededSource } from '#cdc/totesys/seed';
 import type { TransformSweep } from '#cdc/transform';
 import type { LocalStack } from '#local/stack';
-import { type Bundle, bundleEntry } from '../../infra/bundle.ts';
 import type { LambdaEntryName } from '../../infra/entries.ts';
+import { type AwsModeEnv, startAwsModeEnv } from '../helpers/aws-mode.ts';
 import {
   type AwsCall,
   allows,
-  announcedKeys,
   type CfnTemplate,
   type LambdaFunction,
   LambdaInvokeError,
   type LocalNames,
-  objectCreatedEvent,
-  objectCreatedPrefixes,
   roleStatements,
   scheduledEvent,
-  startLambda,
-  synthesisedTemplate,
   type TemplateFunction,
-  templateFunctions,
-  templateResolver,
 } from '../helpers/lambda-harness.ts';
 import { type SecretsManagerStandIn, startSecretsManager } from '../helpers/secrets-manager.ts';
-import { startTestStack, testConfig } from '../helpers/stack.ts';
+import { testConfig } from '../helpers/stack.ts';
 
 /**
  * aws mode, run here, for the operational database (issue 16 item 2): the three totesys bundles
@@ -53,13 +42,11 @@ const STACK_ENV = { RP_BUCKET: 'aws-e2e-totesys', RP_TOTESYS_SIMULATE_RATE: '0' 
 const RUN = ['totesysExtract', 'totesysTransform', 'totesysLoad'] as const satisfies LambdaEntryName[];
 type Run = (typeof RUN)[number];
 
-let workdir: string;
+let env: AwsModeEnv<Run>;
 let stack: LocalStack;
 let template: CfnTemplate;
-let functions: Map<string, TemplateFunction>;
 let names: LocalNames;
 let resolve: (e: unknown) => string;
-let bundles: Record<Run, Bundle>;
 let lambdas: Partial<Record<Run, LambdaFunction>> = {};
 let secrets: SecretsManagerStandIn;
 let secretArn: string;
@@ -74,32 +61,9 @@ const drive = {
   load: undefined as { results: CdcLoadResult[]; lagSeconds: number | null } | undefined,
 };
 
-function fnOf(run: Run): TemplateFunction {
-  const fn = functions.get(run);
-  if (!fn) throw new Error(`no ${run} function in the template`);
-  return fn;
-}
-
-function start(run: Run, fn = fnOf(run)): Promise<LambdaFunction> {
-  const e = stack.endpoints;
-  if (!e.redshiftData)
-    throw new Error('the local stack has no Redshift Data API (endpoints.json redshiftData)');
-  return startLambda({
-    fn,
-    dir: bundles[run].dir,
-    names,
-    resolve,
-    // Every service is reachable from every function, as on AWS: only the role limits what it may call.
-    endpoints: {
-      kinesis: e.kinesis,
-      dynamodb: e.dynamodb,
-      s3: e.s3,
-      firehose: e.firehose,
-      redshiftData: e.redshiftData,
-      secretsManager: secrets.url,
-    },
-  });
-}
+const fnOf = (run: Run) => env.fnOf(run);
+const start = (run: Run, fn?: TemplateFunction) =>
+  env.start(run, { extra: { secretsManager: secrets.url }, ...(fn ? { fn } : {}) });
 
 /** The source database's coordinates in the secret's RDS shape (plain TCP: the embedded server has no TLS). */
 function sourceSecretValue(connectionString: string): string {
@@ -115,64 +79,27 @@ function sourceSecretValue(connectionString: string): string {
   });
 }
 
-/**
- * The bucket's "Object Created" announcements that a function's rules in the template match, each
- * awaited as its event arrives: what EventBridge would deliver to that function.
- */
-function triggersOf(run: Run) {
-  const prefixes = objectCreatedPrefixes(template, fnOf(run).logicalId);
-  if (prefixes.length === 0) throw new Error(`no Object Created rule targets ${run} in the template`);
-  return announcedKeys(
-    (listener) => stack.onObjectCreated(listener),
-    (key) => prefixes.some((p) => key.startsWith(p)),
-    `object under ${prefixes.join(', ')}`,
-  );
-}
-
-async function announce(key: string) {
-  const head = await stack.clients.s3.send(new HeadObjectCommand({ Bucket: names.bucket, Key: key }));
-  return objectCreatedEvent(names.bucket, key, Number(head.ContentLength ?? 0));
-}
-
 async function drivePipeline(): Promise<void> {
   const { totesysExtract, totesysTransform, totesysLoad } = lambdas as Record<Run, LambdaFunction>;
-  const toTransform = triggersOf('totesysTransform');
-  const toLoad = triggersOf('totesysLoad');
+  const toTransform = env.triggersOf('totesysTransform');
+  const toLoad = env.triggersOf('totesysLoad');
   drive.extract = await totesysExtract.invoke<ExtractRun>(
     scheduledEvent(`arn:aws:events:${names.region}:${names.account}:rule/ExtractSchedule`),
   );
   drive.ingestionMarker = await toTransform(30_000);
-  drive.transform = await totesysTransform.invoke<TransformSweep>(await announce(drive.ingestionMarker));
+  drive.transform = await totesysTransform.invoke<TransformSweep>(await env.announce(drive.ingestionMarker));
   drive.processedMarker = await toLoad(30_000);
-  drive.load = await totesysLoad.invoke(await announce(drive.processedMarker));
+  drive.load = await totesysLoad.invoke(await env.announce(drive.processedMarker));
 }
 
 beforeAll(async () => {
   const begun = performance.now();
-  workdir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-aws-totesys-'));
-  const cfg = await testConfig(STACK_ENV);
-  const [s, t, built] = await Promise.all([
-    startTestStack(cfg),
-    synthesisedTemplate(),
-    Promise.all(RUN.map((run) => bundleEntry(run, path.join(workdir, 'assets', run)))),
-  ]);
-  stack = s;
-  template = t;
-  bundles = Object.fromEntries(built.map((b) => [b.entry, b])) as Record<Run, Bundle>;
-  functions = templateFunctions(template);
-  names = {
-    region: cfg.region,
-    account: '000000000000',
-    stream: cfg.names.stream,
-    table: cfg.names.table,
-    bucket: cfg.names.bucket,
-    deliveryStream: cfg.names.deliveryStream,
-  };
-  resolve = templateResolver(template, names);
+  env = await startAwsModeEnv(RUN, STACK_ENV, 'rp-aws-totesys-');
+  ({ stack, template, names, resolve } = env);
   const totesysUrl = stack.endpoints.totesys;
   if (!totesysUrl) throw new Error('the local stack has no totesys database (endpoints.json totesys)');
   source = new pg.Pool({ connectionString: totesysUrl });
-  await ensureSeededSource(source, cfg.totesys.seed);
+  await ensureSeededSource(source, (await testConfig(STACK_ENV)).totesys.seed);
   secretArn = resolve(fnOf('totesysExtract').environment.RP_TOTESYS_SECRET_ARN);
   secrets = await startSecretsManager([{ arn: secretArn, value: sourceSecretValue(totesysUrl) }]);
   warehouse = createPostgresWarehouse({ connectionString: stack.endpoints.postgres });
@@ -192,8 +119,7 @@ afterAll(async () => {
   await secrets?.close();
   await source?.end();
   await warehouse?.close();
-  await stack?.stop();
-  if (workdir) await fs.rm(workdir, { recursive: true, force: true });
+  await env?.stop();
 });
 
 /** count and sum of one column, as exact text, from a source table and its fact table. */

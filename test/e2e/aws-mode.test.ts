@@ -1,5 +1,4 @@
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import {
   GetRecordsCommand,
@@ -7,7 +6,6 @@ import {
   type _Record as KinesisRecord,
   ListShardsCommand,
 } from '@aws-sdk/client-kinesis';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envSchema } from '#adapters/config';
 import type { Warehouse } from '#adapters/warehouse';
@@ -18,13 +16,13 @@ import type { InvoiceLineInput } from '#core/invoice-line';
 import { type EventContext, toLambdaRecord } from '#local/poller-batch';
 import type { LocalStack } from '#local/stack';
 import { openRunLog } from '#producer/run-log';
-import { type Bundle, bundleEntry } from '../../infra/bundle.ts';
+import type { Bundle } from '../../infra/bundle.ts';
 import { CONSUMER_SETTINGS } from '../../infra/constructs/consumers.ts';
+import { type AwsModeEnv, startAwsModeEnv } from '../helpers/aws-mode.ts';
 import {
   type ApiResult,
   type AwsCall,
   allows,
-  announcedKeys,
   type CfnTemplate,
   ENDPOINT_VARIABLES,
   type KinesisResult,
@@ -32,19 +30,14 @@ import {
   LambdaInvokeError,
   LOCAL_ONLY_VARIABLES,
   type LocalNames,
-  objectCreatedEvent,
   restApiEvent,
   roleStatements,
   runtimeVariables,
   scheduledEvent,
   startLambda,
-  synthesisedTemplate,
   type TemplateFunction,
-  templateFunctions,
-  templateResolver,
 } from '../helpers/lambda-harness.ts';
 import { invoiceLines } from '../helpers/lines.ts';
-import { startTestStack, testConfig } from '../helpers/stack.ts';
 
 /**
  * aws mode, run here (issue 16 items 2 and 4): the Lambda bundles `cdk deploy` uploads, each run as
@@ -67,6 +60,7 @@ const STACK_ENV = {
 const RUN = ['api', 'consumer', 'loader'] as const;
 type Run = (typeof RUN)[number];
 
+let env: AwsModeEnv<Run>;
 let workdir: string;
 let stack: LocalStack;
 let template: CfnTemplate;
@@ -88,28 +82,6 @@ const drive = {
   loaderResults: [] as unknown[],
   report: undefined as ReconcileReport | undefined,
 };
-
-function start(run: Run): Promise<LambdaFunction> {
-  const fn = functions.get(run);
-  if (!fn) throw new Error(`no ${run} function in the template`);
-  const e = stack.endpoints;
-  if (!e.redshiftData)
-    throw new Error('the local stack has no Redshift Data API (endpoints.json redshiftData)');
-  return startLambda({
-    fn,
-    dir: bundles[run].dir,
-    names,
-    resolve,
-    // Every service is reachable from every function, as on AWS: only the role limits what it may call.
-    endpoints: {
-      kinesis: e.kinesis,
-      dynamodb: e.dynamodb,
-      s3: e.s3,
-      firehose: e.firehose,
-      redshiftData: e.redshiftData,
-    },
-  });
-}
 
 /** The invoice lines of one test run: numbers no other run of this file uses. */
 function linesToPost(): InvoiceLineInput[][] {
@@ -199,15 +171,6 @@ const streamLogicalId = () => {
   return id;
 };
 
-/** Archive objects as S3 announces them, in order, each awaited as its event arrives. */
-function archiveAnnouncements() {
-  return announcedKeys(
-    (listener) => stack.onObjectCreated(listener),
-    (key) => key.startsWith('archive/'),
-    'archive object',
-  );
-}
-
 async function warehouseLineCount(invoices: string[]): Promise<number> {
   const { rows } = await warehouse.query<{ n: string }>(
     'SELECT COUNT(*) AS n FROM fact_sales_line WHERE invoice_no = ANY($1)',
@@ -221,7 +184,8 @@ async function drivePipeline(): Promise<void> {
   const { api, consumer, loader } = lambdas as Record<Run, LambdaFunction>;
   const runLogDir = path.join(workdir, 'runs');
   const runLog = await openRunLog(runLogDir, 'aws-e2e', { kind: 'aws-e2e', target: 'api bundle' });
-  const nextArchiveObject = archiveAnnouncements();
+  // Archive objects as S3 announces them where the template routes them to the loader, in order.
+  const nextArchiveObject = env.triggersOf('loader');
 
   for (const lines of linesToPost()) {
     const answer = await api.invoke<ApiResult>(
@@ -250,10 +214,7 @@ async function drivePipeline(): Promise<void> {
   do {
     const key = await nextArchiveObject(30_000);
     drive.archiveKeys.push(key);
-    const head = await stack.clients.s3.send(new HeadObjectCommand({ Bucket: names.bucket, Key: key }));
-    drive.loaderResults.push(
-      await loader.invoke(objectCreatedEvent(names.bucket, key, Number(head.ContentLength ?? 0))),
-    );
+    drive.loaderResults.push(await loader.invoke(await env.announce(key)));
   } while ((await warehouseLineCount(invoices)) < drive.posted.length);
 
   drive.report = await reconcile({
@@ -267,29 +228,11 @@ async function drivePipeline(): Promise<void> {
 
 beforeAll(async () => {
   const begun = performance.now();
-  workdir = await fs.mkdtemp(path.join(os.tmpdir(), 'rp-aws-e2e-'));
-  const cfg = await testConfig(STACK_ENV);
-  const [s, t, built] = await Promise.all([
-    startTestStack(cfg),
-    synthesisedTemplate(),
-    Promise.all(RUN.map((run) => bundleEntry(run, path.join(workdir, 'assets', run)))),
-  ]);
-  stack = s;
-  template = t;
-  bundles = Object.fromEntries(built.map((b) => [b.entry, b])) as Record<Run, Bundle>;
-  functions = templateFunctions(template);
-  names = {
-    region: cfg.region,
-    account: '000000000000',
-    stream: cfg.names.stream,
-    table: cfg.names.table,
-    bucket: cfg.names.bucket,
-    deliveryStream: cfg.names.deliveryStream,
-  };
-  resolve = templateResolver(template, names);
+  env = await startAwsModeEnv(RUN, STACK_ENV, 'rp-aws-e2e-');
+  ({ workdir, stack, template, functions, names, resolve, bundles } = env);
   warehouse = createPostgresWarehouse({ connectionString: stack.endpoints.postgres });
   const ready = performance.now();
-  const started = await Promise.all(RUN.map((run) => start(run)));
+  const started = await Promise.all(RUN.map((run) => env.start(run)));
   lambdas = Object.fromEntries(RUN.map((run, i) => [run, started[i]]));
   const warm = performance.now();
   await drivePipeline();
@@ -302,8 +245,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(Object.values(lambdas).map((l) => l.stop()));
   await warehouse?.close();
-  await stack?.stop();
-  if (workdir) await fs.rm(workdir, { recursive: true, force: true });
+  await env?.stop();
 });
 
 describe('aws mode: the deployable bundles, run as Lambda runs them, against the local stack', () => {
