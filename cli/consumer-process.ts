@@ -264,7 +264,12 @@ class Supervisor {
     setImmediate(() => {
       this.wakeSent = false;
     });
-    child.process.send({ type: 'wake' } satisfies ParentMessage);
+    // A child that just died (kill -9) may still look connected: the send fails with EPIPE. Only a
+    // hint is lost; its exit is handled where it is heard. Without the callback the failure would
+    // be an 'error' event nothing listens to, and it would take the pipeline down.
+    child.process.send({ type: 'wake' } satisfies ParentMessage, (err) => {
+      if (err) this.o.logger.debug({ err }, 'consumer wake not delivered');
+    });
   }
 
   idle(): Promise<void> {
