@@ -1,5 +1,5 @@
+import type { ParquetType } from '#adapters/parquet-writer';
 import { ident, type Statement } from '#adapters/warehouse';
-import type { ParquetType } from '#lake/parquet';
 import type { WarehouseTable } from './transform-model.ts';
 
 /**

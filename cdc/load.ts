@@ -1,13 +1,13 @@
 import { Readable } from 'node:stream';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
+import { ParquetError, type ParquetRow, readParquet } from '#adapters/parquet-writer';
 import type { CopyStep, Step, Warehouse } from '#adapters/warehouse';
 import { claimStep, createManifest, isTerminal, loadedStep } from '#batch/loader/manifest';
 import type { ObjectRef } from '#batch/loader/objects';
 import { moveToQuarantine, QuarantineError } from '#batch/loader/quarantine';
 import { type RetryRule, whyNotNow } from '#batch/loader/scheduler';
 import { errorMessage } from '#core/resilience';
-import { ParquetError, type ParquetRow, readParquet } from '#lake/parquet';
 import {
   createStageSql,
   dropSql,

@@ -1,4 +1,3 @@
-import { TimeSlicer } from '#core/time-slice';
 import {
   boolean,
   date,
@@ -8,7 +7,8 @@ import {
   type ParquetRow,
   string,
   time,
-} from '#lake/parquet';
+} from '#adapters/parquet-writer';
+import { TimeSlicer } from '#core/time-slice';
 import { currencyName } from './currencies.ts';
 import { type TotesysTableName, totesysTable } from './totesys/tables.ts';
 

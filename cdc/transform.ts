@@ -1,10 +1,10 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import type { Logger } from '#adapters/logger';
+import { writeParquetSliced } from '#adapters/parquet-writer';
 import { TOTESYS_PROCESSED_PREFIX } from '#core/bucket-layout';
 import { errorMessage } from '#core/resilience';
 import { TimeSlicer } from '#core/time-slice';
-import { writeParquetSliced } from '#lake/parquet';
 import { INGESTION_RUNS_PREFIX, PROCESSED_RUNS_PREFIX } from './totesys/layout.ts';
 import { columnNames, isTotesysTableName, type TotesysTableName, totesysTable } from './totesys/tables.ts';
 import {

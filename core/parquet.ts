@@ -6,7 +6,7 @@ import { type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } f
  * exact: a decimal is its decimal text ('1234.50'), a date 'YYYY-MM-DD', a time 'HH:MM:SS.ffffff'.
  * Pure (bytes in, rows out), so every room reads Parquet with this one reader: the lake and the
  * totesys load, and the local Redshift Data API's COPY ... FORMAT AS PARQUET. The writer, which
- * encodes on a worker thread, is lake/parquet.ts.
+ * encodes on a worker thread, is adapters/parquet-writer.ts.
  */
 
 export type ParquetType =

@@ -3,8 +3,8 @@ import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
 import { writeRleBitPackedHybrid } from 'hyparquet-writer/src/encoding.js';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
+import { CREATED_BY } from '#adapters/parquet-writer';
 import { element, type ParquetColumn } from '#core/parquet';
-import { CREATED_BY } from './parquet.ts';
 
 /**
  * A lean Parquet writer for columns already in their physical form, written for the lake's invoice

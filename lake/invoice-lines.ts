@@ -6,10 +6,6 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { mapLimit } from '#adapters/retry';
-import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
-import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
-import { type LakeLineInput, LakeLines, NO_STRING, type StringTable, type TyperIds } from './lake-lines.ts';
 import {
   boolean,
   decimal,
@@ -21,7 +17,11 @@ import {
   string,
   writeParquetColumns,
   writeParquetColumnsOffThread,
-} from './parquet.ts';
+} from '#adapters/parquet-writer';
+import { mapLimit } from '#adapters/retry';
+import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
+import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
+import { type LakeLineInput, LakeLines, NO_STRING, type StringTable, type TyperIds } from './lake-lines.ts';
 
 /**
  * The processed invoice lines: every line the loader accepted, as the warehouse fact has it, in

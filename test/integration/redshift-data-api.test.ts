@@ -20,6 +20,14 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS } from '#adapters/clients';
 import { createLogger } from '#adapters/logger';
+import {
+  decimal,
+  int32,
+  type ParquetType,
+  type ParquetValue,
+  string,
+  writeParquet,
+} from '#adapters/parquet-writer';
 import type { Warehouse } from '#adapters/warehouse';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
 import { createLoader, loadIdOf } from '#batch/loader/index';
@@ -27,7 +35,6 @@ import { migrate } from '#batch/migrate';
 import { loadProcessedObject } from '#cdc/load';
 import { processedObjectKey } from '#cdc/transform';
 import { WAREHOUSE_TABLES, type WarehouseTable } from '#cdc/transform-model';
-import { decimal, int32, type ParquetType, type ParquetValue, string, writeParquet } from '#lake/parquet';
 import { LOCAL_WORKGROUP, type LocalRedshiftData, startLocalRedshiftData } from '#local/redshift-data';
 import type { LocalStack } from '#local/stack';
 import { acceptedLine, CSV_HEADER, csvRow, FIRST_LINE } from '#test/helpers/lines';

@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { readParquet, writeParquet } from '#adapters/parquet-writer';
 import { currencyName } from '#cdc/currencies';
 import type { TotesysTableName } from '#cdc/totesys/tables';
 import { parseIngestionCsv, processedObjectKey } from '#cdc/transform';
@@ -11,7 +12,6 @@ import {
   WAREHOUSE_TABLES,
 } from '#cdc/transform-model';
 import { TimeSlicer } from '#core/time-slice';
-import { readParquet, writeParquet } from '#lake/parquet';
 
 const at = (day: string, t = '09:15:00.123456') => ({
   created_at: `${day}T08:00:00.000001`,

@@ -1,10 +1,6 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { CATALOG_KEY, readCatalog } from '#lake/catalog';
-import { widenType } from '#lake/catalog-merge';
-import type { LakeObject, LakeObjects } from '#lake/catalog-objects';
-import { crawlLake, createCrawlScheduler } from '#lake/crawler';
 import {
   boolean,
   date,
@@ -14,7 +10,11 @@ import {
   type ParquetSchema,
   string,
   writeParquet,
-} from '#lake/parquet';
+} from '#adapters/parquet-writer';
+import { CATALOG_KEY, readCatalog } from '#lake/catalog';
+import { widenType } from '#lake/catalog-merge';
+import type { LakeObject, LakeObjects } from '#lake/catalog-objects';
+import { crawlLake, createCrawlScheduler } from '#lake/crawler';
 import { duckType } from '#lake/query';
 import { acceptedLine } from '#test/helpers/lines';
 import { renderCrawl, renderTables } from '../../cli/commands/lake.ts';

@@ -3,7 +3,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TimeSlicer } from '#core/time-slice';
 import {
   boolean,
   date,
@@ -20,7 +19,8 @@ import {
   unscaledDecimal,
   writeParquet,
   writeParquetSliced,
-} from '#lake/parquet';
+} from '#adapters/parquet-writer';
+import { TimeSlicer } from '#core/time-slice';
 
 const SCHEMA: ParquetSchema = [
   { name: 'id', type: int32, nullable: false },
@@ -89,7 +89,7 @@ const EXPECTED: ParquetRow[] = [
   { ...ROWS[3], amount: '0.00', huge: '0.0000', at: '08:00:00.500000' },
 ];
 
-describe('lake/parquet: decimals as exact text', () => {
+describe('the Parquet writer: decimals as exact text', () => {
   it('scales and formats without floating point', () => {
     expect(unscaledDecimal('1234.5', 10, 2)).toBe(123450n);
     expect(unscaledDecimal('-0.07', 10, 2)).toBe(-7n);
@@ -106,7 +106,7 @@ describe('lake/parquet: decimals as exact text', () => {
   });
 });
 
-describe('lake/parquet: write and read back', () => {
+describe('the Parquet writer: write and read back', () => {
   it('reads back every type exactly (hyparquet)', async () => {
     const bytes = writeParquet(SCHEMA, ROWS);
     expect(await readParquet(bytes, SCHEMA)).toEqual(EXPECTED);
@@ -175,7 +175,7 @@ describe('lake/parquet: write and read back', () => {
   });
 });
 
-describe('lake/parquet: read by an independent reader (DuckDB)', () => {
+describe('the Parquet writer: read by an independent reader (DuckDB)', () => {
   let dir: string;
   let instance: DuckDBInstance;
   beforeAll(async () => {

@@ -15,7 +15,8 @@ import type { TimeSlicer } from '#core/time-slice';
 /**
  * Parquet for the processed zone: a schema (named, typed columns) plus rows in, bytes out. The same
  * rows give the same bytes (no clock, no host in the footer), so a rerun writes an identical object.
- * The schema's vocabulary and the reader are core/parquet.ts (re-exported here for the lake's users).
+ * The schema's vocabulary and the reader are core/parquet.ts (re-exported here for the writer's users:
+ * the lake and the totesys transform, which both import it from here, as the layout lets them).
  */
 
 export {
