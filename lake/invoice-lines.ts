@@ -162,9 +162,12 @@ async function getBytes(store: LakeStore, key: string): Promise<Uint8Array> {
   return out.Body.transformToByteArray();
 }
 
-/** Microseconds (a bigint as read) to ms; NaN: none. Times the lake writes are whole ms. */
+/**
+ * Microseconds (a bigint as read) to ms, truncated as a bigint division would; NaN: none. The
+ * division is done on a double, exact below 2^53 microseconds (year 2255): no bigint per value.
+ */
 const msOf = (micros: unknown) =>
-  micros === null || micros === undefined ? Number.NaN : Number(BigInt(micros as bigint) / 1000n);
+  micros === null || micros === undefined ? Number.NaN : Math.trunc(Number(micros) / 1000);
 
 function priceOf(unscaled: unknown, file: string): number {
   const n = Number(unscaled);
@@ -181,7 +184,12 @@ export async function readLakeFile(
 ): Promise<LakeLines> {
   const { rowCount, columns: c } = await readParquetColumns(await getBytes(store, key), INVOICE_LINE_SCHEMA);
   const col = (name: string) => (c[name] ?? []) as unknown[];
-  const numbers = (name: string, f: (v: unknown) => number) => col(name).map(f);
+  const numbers = (name: string, f: (v: unknown) => number) => {
+    const values = col(name);
+    const out = new Float64Array(values.length);
+    for (let i = 0; i < values.length; i++) out[i] = f(values[i]);
+    return out;
+  };
   into.appendColumns(rowCount, {
     invoiceNo: col('invoice_no') as string[],
     stockCode: col('stock_code') as string[],

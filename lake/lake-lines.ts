@@ -298,10 +298,12 @@ export class LakeLines {
   ): void {
     const at = this.length;
     this.reserve(at + n);
-    ID_COLUMNS.forEach((c, ci) => {
+    for (let ci = 0; ci < ID_COLUMNS.length; ci++) {
+      const c = ID_COLUMNS[ci] as (typeof ID_COLUMNS)[number];
       const src = columns[c];
-      for (let k = 0; k < n; k++) this[c][at + k] = this.idOf(ci, src?.[k] ?? null);
-    });
+      const dst = this[c];
+      for (let k = 0; k < n; k++) dst[at + k] = this.idOf(ci, src?.[k] ?? null);
+    }
     for (const c of [...INT_COLUMNS, ...TIME_COLUMNS]) {
       const src = columns[c];
       for (let k = 0; k < n; k++) this[c][at + k] = src ? (src[k] as number) : Number.NaN;
