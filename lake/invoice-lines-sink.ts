@@ -19,8 +19,10 @@ export interface Coalesce {
 /**
  * The lake as the loader's line tap (batch/loader/attempt.ts, LineTap): the lines each load types
  * are kept per object attempt and written once the warehouse committed them, so the file is typed
- * once for both. A write that fails is thrown to the loader, which logs it and keeps the load; the
- * object has no marker, so the catch-up stage (`onFailure` nudges it) reads it again later.
+ * once for both. A caller that waits for the lake has the write merged and encoded as soon as the
+ * lines are typed (typed()), while the warehouse finishes the load; only its PUTs wait for the
+ * commit. A write that fails is thrown to the loader, which logs it and keeps the load; the object
+ * has no marker, so the catch-up stage (`onFailure` nudges it) reads it again later.
  *
  * In the background (a long-running process) committed objects are coalesced: one write covers
  * every object committed within `coalesce.maxWaitMs` of the first waiting one (or as soon as
