@@ -157,7 +157,10 @@ class Supervisor {
     child.on('message', (m: ChildMessage) => {
       // The child says hello once it listens: a message sent before that could be lost.
       if (m.type === 'hello') {
-        child.send({ type: 'start', config, logLevel: logger.level, start } satisfies ParentMessage);
+        // A start that does not arrive: the child dies or never says ready, and its exit says so.
+        post(child, { type: 'start', config, logLevel: logger.level, start }, (err) =>
+          logger.warn({ err }, 'consumer start message not delivered'),
+        );
       } else this.onMessage(m);
     });
     return new Promise((resolve, reject) => {
@@ -246,7 +249,8 @@ class Supervisor {
     if (!forked || forked.process.exitCode !== null || forked.process.signalCode !== null) return;
     const serving = this.child?.process === forked.process;
     // One still starting has read nothing to finish: SIGTERM ends it (a serving one stops cleanly on it too).
-    if (serving && forked.process.connected) forked.process.send({ type: 'stop' } satisfies ParentMessage);
+    if (serving && forked.process.connected)
+      post(forked.process, { type: 'stop' }, () => forked.process.kill('SIGTERM'));
     else forked.process.kill('SIGTERM');
     const timer = setTimeout(() => forked.process.kill('SIGKILL'), this.o.stopTimeoutMs ?? 30_000);
     const exit = await forked.exited;
@@ -264,12 +268,10 @@ class Supervisor {
     setImmediate(() => {
       this.wakeSent = false;
     });
-    // A child that just died (kill -9) may still look connected: the send fails with EPIPE. Only a
-    // hint is lost; its exit is handled where it is heard. Without the callback the failure would
-    // be an 'error' event nothing listens to, and it would take the pipeline down.
-    child.process.send({ type: 'wake' } satisfies ParentMessage, (err) => {
-      if (err) this.o.logger.debug({ err }, 'consumer wake not delivered');
-    });
+    // Only a hint is lost if the child just died; its exit is handled where it is heard.
+    post(child.process, { type: 'wake' }, (err) =>
+      this.o.logger.debug({ err }, 'consumer wake not delivered'),
+    );
   }
 
   idle(): Promise<void> {
@@ -280,9 +282,23 @@ class Supervisor {
     const id = ++this.nextIdle;
     return new Promise<void>((resolve, reject) => {
       this.idles.set(id, { resolve, reject });
-      child.process.send({ type: 'idle', id } satisfies ParentMessage);
+      post(child.process, { type: 'idle', id }, (err) => {
+        this.idles.delete(id);
+        reject(err);
+      });
     });
   }
+}
+
+/**
+ * Sends to the child; `failed` hears a send that did not reach it. A child that just died (kill -9)
+ * may still look connected, and the send fails with EPIPE: without the callback that failure is an
+ * 'error' event nothing listens to, and it would take the pipeline down.
+ */
+function post(child: ChildProcess, message: ParentMessage, failed: (err: Error) => void): void {
+  child.send(message, (err) => {
+    if (err) failed(err);
+  });
 }
 
 function describe(exit: Pick<ConsumerExit, 'code' | 'signal'>): string {
@@ -329,7 +345,10 @@ export async function startConsumerProcess(opts: ConsumerProcessOptions): Promis
       return () => s.listeners.delete(listener);
     },
     send(message) {
-      if (s.child?.process.connected) s.child.process.send({ type: 'hook', message } satisfies ParentMessage);
+      if (s.child?.process.connected)
+        post(s.child.process, { type: 'hook', message }, (err) =>
+          opts.logger.warn({ err }, 'consumer hook message not delivered'),
+        );
     },
   };
 }
