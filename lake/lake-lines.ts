@@ -286,7 +286,7 @@ export class LakeLines {
 
   /**
    * Appends `n` rows given as columns (a file read back): strings as values (null: none), numbers,
-   * flags; a missing column is all null / NaN / false.
+   * flags; a missing column is all null (strings), 0 (integers), NaN (times) or false (flags).
    */
   appendColumns(
     n: number,
