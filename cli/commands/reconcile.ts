@@ -138,7 +138,7 @@ export function registerReconcileCommand(program: Command): void {
   program
     .command('reconcile')
     .description(
-      'check that every accepted line is in DynamoDB and the warehouse exactly once, totals to the penny',
+      'check that every accepted line is in DynamoDB, the warehouse and the lake exactly once, totals to the penny',
     )
     .option('--data-dir <dir>', 'data directory (default: $RP_DATA_DIR or .data)')
     .option('--since <time>', 'only lines accepted since: ISO time or a duration back from now (15m, 2h)')
