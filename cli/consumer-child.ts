@@ -36,8 +36,13 @@ const ORPHAN_STOP_MS = 5000;
 /** How often changed poller stats and billing are pushed to the parent (its stats() reads them). */
 const STATS_EVERY_MS = 100;
 
+/**
+ * A message to the parent. A parent killed with -9 may still look connected for a moment: the send
+ * fails with EPIPE, which without a callback is an 'error' event nothing hears (the child would die
+ * of it mid-batch instead of stopping on 'disconnect', which follows).
+ */
 const send = (message: ChildMessage) => {
-  if (process.connected) process.send?.(message);
+  if (process.connected) process.send?.(message, () => {});
 };
 
 function firstMessage(): Promise<StartMessage> {
