@@ -21,6 +21,11 @@ export interface EnrichedLine extends AcceptedLine {
   invoiceTs: string;
 }
 
+/** A cancellation's invoice number starts with C. */
+export const isCancellationInvoice = (invoiceNo: string): boolean => invoiceNo.startsWith('C');
+/** A manual adjustment's (bad debt) invoice number starts with A. */
+export const isAdjustmentInvoice = (invoiceNo: string): boolean => invoiceNo.startsWith('A');
+
 /** Pure: flags and derived fields only; the original fields are copied unchanged. */
 export function enrich(line: AcceptedLine): EnrichedLine {
   const country = countryInfo(line.country);
@@ -39,8 +44,8 @@ export function enrich(line: AcceptedLine): EnrichedLine {
     producedAt: line.producedAt,
     acceptedAt: line.acceptedAt,
     lineTotal: lineTotal(line.quantity, line.unitPrice),
-    isCancellation: line.invoiceNo.startsWith('C'),
-    isAdjustment: line.invoiceNo.startsWith('A'),
+    isCancellation: isCancellationInvoice(line.invoiceNo),
+    isAdjustment: isAdjustmentInvoice(line.invoiceNo),
     isNonProduct: isNonProductCode(line.stockCode),
     countryCode: country.isoCode,
     region: country.region,

@@ -20,6 +20,7 @@ import {
 } from '#adapters/parquet-writer';
 import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
+import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
 import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
 import { type LakeLineInput, LakeLines, NO_STRING, type StringTable, type TyperIds } from './lake-lines.ts';
 
@@ -510,10 +511,7 @@ export function leanColumns(lines: LakeLines, order: readonly number[]): LeanCol
     ints(lines.quantity),
     { kind: 'int64', values: price },
     { kind: 'int64', values: total, exact },
-    flags(invoiceStarts(lines, 'C')),
-    flags(invoiceStarts(lines, 'A')),
-    flags((i) => lines.nonProduct[i] === 1),
-    flags((i) => lines.duplicate[i] === 1),
+    ...flagTests(lines).map(flags),
     times(lines.producedAt),
     times(lines.acceptedAt),
     times(lines.streamVisibleAt),
@@ -523,18 +521,28 @@ export function leanColumns(lines: LakeLines, order: readonly number[]): LeanCol
   ];
 }
 
-/** Whether an invoice number starts with `letter` (a cancellation C, an adjustment A), by string id. */
-function invoiceStarts(lines: LakeLines, letter: string): (i: number) => boolean {
+/** A rule on the invoice number, asked once per distinct invoice (by string id). */
+function byInvoice(lines: LakeLines, rule: (invoiceNo: string) => boolean): (i: number) => boolean {
   const known = new Map<number, boolean>();
   return (i) => {
     const id = lines.invoiceNo[i] as number;
     let yes = known.get(id);
     if (yes === undefined) {
-      yes = lines.strings.text(id).startsWith(letter);
+      yes = rule(lines.strings.text(id));
       known.set(id, yes);
     }
     return yes;
   };
+}
+
+/** The schema's four flag columns, in its order: is_cancellation, is_adjustment, is_non_product, is_duplicate_row. */
+function flagTests(lines: LakeLines): Array<(i: number) => boolean> {
+  return [
+    byInvoice(lines, isCancellationInvoice),
+    byInvoice(lines, isAdjustmentInvoice),
+    (i) => lines.nonProduct[i] === 1,
+    (i) => lines.duplicate[i] === 1,
+  ];
 }
 
 /**
@@ -585,10 +593,7 @@ function lakeColumns(lines: LakeLines, order: readonly number[]): unknown[][] {
     numbersColumn(lines.quantity, order) as unknown as unknown[],
     price,
     total,
-    flags(invoiceStarts(lines, 'C')),
-    flags(invoiceStarts(lines, 'A')),
-    flags((i) => lines.nonProduct[i] === 1),
-    flags((i) => lines.duplicate[i] === 1),
+    ...flagTests(lines).map(flags),
     microsColumn(lines.producedAt, order),
     microsColumn(lines.acceptedAt, order),
     microsColumn(lines.streamVisibleAt, order),
