@@ -318,15 +318,17 @@ describe('waking a caught-up poller (the local API after PutRecords)', () => {
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
   };
 
-  it('reads at once when woken instead of waiting out its idle poll', { timeout: 20_000 }, async () => {
-    const shard = mockedShard();
-    const h = handled();
-    const firstRead = shard.nextRead();
-    const poller = await startStreamPoller({
+  /** A poller on `shard` whose idle poll never ends within the test: it reads again only when woken. */
+  const wakeablePoller = (
+    shard: ReturnType<typeof mockedShard>,
+    h: ReturnType<typeof handled>,
+    dir: string,
+  ) =>
+    startStreamPoller({
       kinesis: shard.kinesis,
       streamName: 's',
       region: 'us-east-1',
-      checkpointDir: path.join(tmp, 'wake'),
+      checkpointDir: path.join(tmp, dir),
       batchSize: 100,
       batchWindowMs: 0,
       bisectOnError: false,
@@ -337,6 +339,12 @@ describe('waking a caught-up poller (the local API after PutRecords)', () => {
       logger: createLogger('silent'),
       handler: h.handler,
     });
+
+  it('reads at once when woken instead of waiting out its idle poll', { timeout: 20_000 }, async () => {
+    const shard = mockedShard();
+    const h = handled();
+    const firstRead = shard.nextRead();
+    const poller = await wakeablePoller(shard, h, 'wake');
     await firstRead;
     await turnsPassed();
 
@@ -352,21 +360,7 @@ describe('waking a caught-up poller (the local API after PutRecords)', () => {
     const shard = mockedShard();
     const h = handled();
     const firstRead = shard.nextRead();
-    const poller = await startStreamPoller({
-      kinesis: shard.kinesis,
-      streamName: 's',
-      region: 'us-east-1',
-      checkpointDir: path.join(tmp, 'wake-during-read'),
-      batchSize: 100,
-      batchWindowMs: 0,
-      bisectOnError: false,
-      maxRetries: 1,
-      maxRecordAgeSeconds: -1,
-      onFailure: async () => {},
-      idlePollMs: NEVER_MS,
-      logger: createLogger('silent'),
-      handler: h.handler,
-    });
+    const poller = await wakeablePoller(shard, h, 'wake-during-read');
     await firstRead;
     await turnsPassed();
     let release!: () => void;
