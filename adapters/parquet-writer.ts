@@ -11,6 +11,7 @@ import {
   type ParquetValue,
 } from '#core/parquet';
 import type { TimeSlicer } from '#core/time-slice';
+import { workerCalls } from './worker-calls.ts';
 
 /**
  * Parquet for the processed zone: a schema (named, typed columns) plus rows in, bytes out. The same
@@ -257,44 +258,21 @@ parentPort.on('message', async ({ id, options }) => {
     const { ByteWriter, parquetWrite } = await library;
     const writer = new ByteWriter();
     parquetWrite({ writer, ...options });
-    const bytes = new Uint8Array(writer.getBuffer());
-    parentPort.postMessage({ id, bytes }, [bytes.buffer]);
+    const value = new Uint8Array(writer.getBuffer());
+    parentPort.postMessage({ id, value }, [value.buffer]);
   } catch (err) {
     parentPort.postMessage({ id, error: String((err && err.message) || err) });
   }
 });
 `;
 
-interface Encoder {
-  worker: Worker;
-  pending: Map<number, { resolve: (bytes: Uint8Array) => void; reject: (err: Error) => void }>;
-  next: number;
-}
-let encoder: Encoder | undefined;
-
-function startEncoder(): Encoder {
-  const library = pathToFileURL(createRequire(import.meta.url).resolve('hyparquet-writer')).href;
-  const worker = new Worker(ENCODER_SOURCE, { eval: true, workerData: { library } });
-  const state: Encoder = { worker, pending: new Map(), next: 0 };
-  // Referenced only while a table is being encoded: an idle encoder never keeps the process alive.
-  worker.unref();
-  worker.on('message', (m: { id: number; bytes?: Uint8Array; error?: string }) => {
-    const p = state.pending.get(m.id);
-    if (!p) return;
-    state.pending.delete(m.id);
-    if (state.pending.size === 0) worker.unref();
-    if (m.bytes) p.resolve(m.bytes);
-    else p.reject(new ParquetError(m.error ?? 'the Parquet encoder answered nothing'));
-  });
-  const fail = (err: Error) => {
-    if (encoder === state) encoder = undefined;
-    for (const p of state.pending.values()) p.reject(err);
-    state.pending.clear();
-  };
-  worker.on('error', fail);
-  worker.on('exit', (code) => fail(new ParquetError(`the Parquet encoder thread exited with ${code}`)));
-  return state;
-}
+const encoder = workerCalls<Uint8Array>(
+  () => {
+    const library = pathToFileURL(createRequire(import.meta.url).resolve('hyparquet-writer')).href;
+    return new Worker(ENCODER_SOURCE, { eval: true, workerData: { library } });
+  },
+  (message) => new ParquetError(`the Parquet encoder: ${message}`),
+);
 
 /** encode()'s bytes, computed on the encoder thread (started on first use). */
 export function encodeOffThread(
@@ -302,17 +280,5 @@ export function encodeOffThread(
   columns: unknown[][],
   rowCount: number,
 ): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    encoder ??= startEncoder();
-    const id = encoder.next++;
-    encoder.pending.set(id, { resolve, reject });
-    encoder.worker.ref();
-    try {
-      encoder.worker.postMessage({ id, options: encodeOptions(schema, columns, rowCount) });
-    } catch (err) {
-      encoder.pending.delete(id);
-      if (encoder.pending.size === 0) encoder.worker.unref();
-      throw err;
-    }
-  });
+  return encoder.call({ options: encodeOptions(schema, columns, rowCount) });
 }

@@ -16,7 +16,7 @@ export const QUARANTINE_PREFIX = 'quarantine/';
 export const TOTESYS_INGESTION_PREFIX = 'ingestion/totesys/';
 /** The totesys warehouse model as Parquet (one folder per table). */
 export const TOTESYS_PROCESSED_PREFIX = 'processed/totesys/';
-/** The lake's invoice lines (Parquet, year=/month=/day= partitions). */
+/** The lake's invoice lines (Parquet, year=/month= partitions). */
 export const INVOICE_LINES_PREFIX = 'processed/invoice_lines/';
 /** The lake's own bookkeeping: hidden from crawlers and Athena by the leading underscore. */
 export const LAKE_STATE_PREFIX = 'processed/_lake/invoice_lines/';

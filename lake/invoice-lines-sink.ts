@@ -5,7 +5,9 @@ import {
   type LakeSource,
   type LakeStore,
   type LakeWriteResult,
+  leanLakeEncoder,
 } from './invoice-lines.ts';
+import { startLeanEncoder } from './invoice-lines-parquet.ts';
 import { lakeWrites, type Serial, writeObjects } from './invoice-lines-stage.ts';
 
 /** When a background sink writes what it holds (docs/lake.md, "Coalescing"). */
@@ -26,7 +28,7 @@ export interface Coalesce {
  *
  * In the background (a long-running process) committed objects are coalesced: one write covers
  * every object committed within `coalesce.maxWaitMs` of the first waiting one (or as soon as
- * `maxLines` wait), so a busy stream day's file is rewritten once per write, not once per archive
+ * `maxLines` wait), so a busy stream month's file is rewritten once per write, not once per archive
  * object. Their markers are written after the files, as for any write: an object waiting when the
  * process dies has none, and the catch-up at the next start writes it.
  */
@@ -46,6 +48,7 @@ export function createLakeSink(deps: {
   /** Background only: how committed objects are gathered into writes (default: each written alone). */
   coalesce?: Coalesce;
 }) {
+  if (!deps.store.encoder || deps.store.encoder === leanLakeEncoder) startLeanEncoder();
   const open = new Map<string, Open>();
   const id = (ref: { key: string; etag: string }) => `${ref.key}\n${ref.etag}`;
   const serial = deps.serial ?? lakeWrites();
@@ -67,9 +70,11 @@ export function createLakeSink(deps: {
     );
   /** Writes committed objects' lines in one write (serial: a write merges what the last one left). */
   const write = (taken: readonly Open[], gate?: Promise<boolean>) => {
-    const lines = taken.length === 1 ? (taken[0] as Open).lines : concat(taken.map((t) => t.lines));
     const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
-    return serial(() => writeObjects(deps.store, lines, objects, gate));
+    const lines = taken.length === 1 ? (taken[0] as Open).lines : concat(taken.map((t) => t.lines));
+    if (taken.length > 1) for (const t of taken) t.lines.release();
+    // Once written (or not), nothing holds the lines: their memory goes to the next object's.
+    return serial(() => writeObjects(deps.store, lines, objects, gate)).finally(() => lines.release());
   };
   /** Starts the write of every object waiting (background). */
   const flush = () => {

@@ -104,6 +104,7 @@ export async function catchUpLake(deps: LakeStageDeps): Promise<LakeStageResult>
     result.added += written.added;
     result.already += written.already;
     result.files += written.partitions.filter((p) => p.file).length;
+    lines.release();
     lines = new LakeLines();
     batch = [];
   };

@@ -21,14 +21,21 @@ import {
 import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
 import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
-import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
-import { type LakeLineInput, LakeLines, NO_STRING, type StringTable, type TyperIds } from './lake-lines.ts';
+import { type LeanColumn, plainStrings, writeLeanParquetOffThread } from './invoice-lines-parquet.ts';
+import {
+  KeyIndex,
+  type LakeLineInput,
+  LakeLines,
+  NO_STRING,
+  type StringTable,
+  type TyperIds,
+} from './lake-lines.ts';
 
 /**
  * The processed invoice lines: every line the loader accepted, as the warehouse fact has it, in
- * Parquet under `processed/invoice_lines/year=YYYY/month=MM/day=DD/` (the invoice's London
- * calendar day, dim_date's key). A partition holds one file after every write: a write merges its
- * lines into what the partition holds (a key already there is not written again; an archive line
+ * Parquet under `processed/invoice_lines/year=YYYY/month=MM/` (the invoice's London calendar
+ * month, from dim_date's key). A partition holds one file after every write: a write merges its lines
+ * into what the partition holds (a key already there is not written again; an archive line
  * lends the lineage times a key lacks, as the warehouse's MERGE does) and replaces the files it
  * read by one. docs/lake.md, "The processed invoice lines".
  */
@@ -99,25 +106,28 @@ export class LakeLineCollector {
 // ----- partitions --------------------------------------------------------------------------------
 
 /**
- * The partition of a date key (20111209 -> `year=2011/month=12/day=09/`): the invoice's calendar
- * day as the warehouse's dim_date numbers it. Invoice dates are London wall-clock times and stay
- * that way: no conversion to UTC, so a line at 00:30 on a summer-time day is on that day.
+ * The partition of a date key (20111209 -> `year=2011/month=12/`): the invoice's calendar month as
+ * the warehouse's dim_date numbers it. Invoice dates are London wall-clock times and stay that way:
+ * no conversion to UTC, so a line at 00:30 on the first of a summer month is in that month. A month,
+ * not a day: the real file's lines make 13 files of ~40,000 lines instead of 305 of ~1,800, a PUT
+ * each (docs/lake.md, "Partitions").
  */
 export function partitionOf(dateKey: number): string {
   const y = Math.floor(dateKey / 10_000);
   const m = Math.floor(dateKey / 100) % 100;
-  const d = dateKey % 100;
-  const two = (n: number) => String(n).padStart(2, '0');
-  return `year=${y}/month=${two(m)}/day=${two(d)}/`;
+  return `year=${y}/month=${String(m).padStart(2, '0')}/`;
 }
 
-const PARTITION = /^year=(\d{4})\/month=(\d{2})\/day=(\d{2})\/$/;
+/** A month folder, or the day folder under it that a lake written before months has (read as its month's). */
+const PARTITION = /^(year=\d{4}\/month=\d{2}\/)(?:day=\d{2}\/)?$/;
+/** Whether a data file is in the partition's own folder (not a day folder under it, written before months). */
+const inFolder = (partition: string, key: string) =>
+  key.lastIndexOf('/') === INVOICE_LINES_PREFIX.length + partition.length - 1;
 /** The partition folder of a data file's key (undefined: not a data file of the table). */
 function partitionOfKey(key: string): string | undefined {
   if (!key.startsWith(INVOICE_LINES_PREFIX) || !key.endsWith('.parquet')) return undefined;
   const rest = key.slice(INVOICE_LINES_PREFIX.length);
-  const folder = rest.slice(0, rest.lastIndexOf('/') + 1);
-  return PARTITION.test(folder) ? folder : undefined;
+  return PARTITION.exec(rest.slice(0, rest.lastIndexOf('/') + 1))?.[1];
 }
 
 // ----- storage ------------------------------------------------------------------------------------
@@ -232,19 +242,17 @@ interface Merged {
  */
 function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly number[], now: number): Merged {
   if (existing.strings !== incoming.strings) throw new LakeError('merged lines must share one string table');
-  const at = new Map<number, number>();
+  const at = new KeyIndex(existing.length + rows.length);
   const keptExisting: number[] = [];
   const keptIncoming: number[] = [];
   /** A key met again: [its row in the output, the line met, its row there], applied in order. */
   const again: Array<[number, LakeLines, number]> = [];
   const keep = (from: LakeLines, i: number, kept: number[], base: number) => {
-    const key = from.keyOf(i);
-    const row = at.get(key);
+    const row = at.add(from.keyOf(i), base + kept.length);
     if (row !== undefined) {
       again.push([row, from, i]);
       return false;
     }
-    at.set(key, base + kept.length);
     kept.push(i);
     return true;
   };
@@ -270,7 +278,7 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
 /**
  * Duplicate rows as the warehouse decides them (batch/sql.ts, duplicateFixStep): within an invoice,
  * a row with the same product, description, quantity, time, price, customer and country as one of
- * a lower line number. Equal times mean one day, so one partition sees all of a row's equals.
+ * a lower line number. Equal times mean one month, so one partition sees all of a row's equals.
  * (String columns compare by id: one table, one id per distinct value.)
  */
 function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
@@ -283,38 +291,41 @@ function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
     lines.price[a] === lines.price[b] &&
     lines.customerId[a] === lines.customerId[b] &&
     lines.country[a] === lines.country[b];
-  // Rows by a hash of their values; rows of one hash compared value by value (a hash is not proof).
-  const byHash = new Map<number, number[]>();
-  const hashes = new Int32Array(rows.length);
-  rows.forEach((i, k) => {
-    let h = 0;
-    for (const v of [
-      lines.invoiceNo[i],
-      lines.stockCode[i],
-      lines.description[i],
-      lines.quantity[i],
-      lines.invoiceMs[i],
-      lines.price[i],
-      lines.customerId[i],
-      lines.country[i],
-    ] as number[])
-      h = (Math.imul(h ^ (v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1) + 0x7f4a7c15) | 0;
+  const mix = (h: number, v: number) =>
+    (Math.imul(h ^ (v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1) + 0x7f4a7c15) | 0;
+  // Rows chained by a hash of their values (typed arrays, nothing allocated per row); rows of one
+  // hash are compared value by value (a hash is not proof).
+  const n = rows.length;
+  let buckets = 16;
+  while (buckets < n * 2) buckets *= 2;
+  const head = new Int32Array(buckets).fill(-1);
+  const next = new Int32Array(n);
+  const hashes = new Int32Array(n);
+  for (let k = 0; k < n; k++) {
+    const i = rows[k] as number;
+    let h = mix(0, lines.invoiceNo[i] as number);
+    h = mix(h, lines.stockCode[i] as number);
+    h = mix(h, lines.description[i] as number);
+    h = mix(h, lines.quantity[i] as number);
+    h = mix(h, lines.invoiceMs[i] as number);
+    h = mix(h, lines.price[i] as number);
+    h = mix(h, lines.customerId[i] as number);
+    h = mix(h, lines.country[i] as number);
     hashes[k] = h;
-    const group = byHash.get(h);
-    if (group) group.push(i);
-    else byHash.set(h, [i]);
-  });
-  rows.forEach((i, k) => {
-    const group = byHash.get(hashes[k] as number) as number[];
+    next[k] = head[h & (buckets - 1)] as number;
+    head[h & (buckets - 1)] = k;
+  }
+  for (let k = 0; k < n; k++) {
+    const i = rows[k] as number;
+    const h = hashes[k] as number;
     let duplicate = false;
-    if (group.length > 1)
-      for (const j of group)
-        if (j !== i && (lines.lineNo[j] as number) < (lines.lineNo[i] as number) && same(i, j)) {
-          duplicate = true;
-          break;
-        }
+    for (let j = head[h & (buckets - 1)] as number; j !== -1 && !duplicate; j = next[j] as number) {
+      const r = rows[j] as number;
+      duplicate =
+        j !== k && hashes[j] === h && (lines.lineNo[r] as number) < (lines.lineNo[i] as number) && same(i, r);
+    }
     lines.duplicate[i] = duplicate ? 1 : 0;
-  });
+  }
 }
 
 const allRows = (lines: LakeLines) => Array.from({ length: lines.length }, (_, i) => i);
@@ -333,7 +344,7 @@ function before(lines: LakeLines, a: number, b: number): number {
 }
 
 /**
- * Row order of a file: by invoice time, invoice and line (query engines read a day's rows in time
+ * Row order of a file: by invoice time, invoice and line (query engines read a month's rows in time
  * order; min/max statistics stay tight). Rows already in order (a file's rows mostly are) are not sorted.
  */
 function sortedRows(lines: LakeLines, rows: readonly number[] = allRows(lines)): number[] {
@@ -342,14 +353,76 @@ function sortedRows(lines: LakeLines, rows: readonly number[] = allRows(lines)):
   for (let k = 1; k < order.length && sorted; k++)
     sorted = before(lines, order[k - 1] as number, order[k] as number) <= 0;
   if (sorted) return order;
-  // Sorted on numbers only: each invoice's rank among the rows' invoice numbers (a string order of
-  // the few distinct ones) stands for its text (a string comparison per pair cost the real file ~0.2 s).
+  return byInvoiceRank(lines, order) ?? byComparison(lines, order);
+}
+
+const textOrder = (lines: LakeLines) => (a: number, b: number) => {
+  const x = lines.strings.text(a);
+  const y = lines.strings.text(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/**
+ * The order when every invoice has one time (as every invoice does): the invoices ranked by time and
+ * number (a few thousand a month, compared), the rows placed by rank in one counting pass, and each
+ * invoice's lines by line number (they mostly come in order). No comparison per pair of rows: a
+ * comparator sort of a month's ~40,000 rows cost the real file ~0.3 s, profiled. Undefined: an
+ * invoice has two times.
+ */
+function byInvoiceRank(lines: LakeLines, order: readonly number[]): number[] | undefined {
+  const timeOf = new Map<number, number>();
+  let last = NO_STRING;
+  for (const i of order) {
+    const id = lines.invoiceNo[i] as number;
+    if (id === last) {
+      if (timeOf.get(id) !== lines.invoiceMs[i]) return undefined;
+      continue;
+    }
+    last = id;
+    const t = timeOf.get(id);
+    if (t === undefined) timeOf.set(id, lines.invoiceMs[i] as number);
+    else if (t !== lines.invoiceMs[i]) return undefined;
+  }
+  const byText = textOrder(lines);
+  const invoices = [...timeOf.keys()].sort(
+    (a, b) => (timeOf.get(a) as number) - (timeOf.get(b) as number) || byText(a, b),
+  );
+  const rankOf = new Map(invoices.map((id, r) => [id, r]));
   const n = order.length;
-  const distinct = [...new Set(order.map((i) => lines.invoiceNo[i] as number))].sort((a, b) => {
-    const x = lines.strings.text(a);
-    const y = lines.strings.text(b);
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
+  const rank = new Int32Array(n);
+  const start = new Int32Array(invoices.length + 1);
+  for (let k = 0; k < n; k++) {
+    const r = rankOf.get(lines.invoiceNo[order[k] as number] as number) as number;
+    rank[k] = r;
+    start[r + 1] = (start[r + 1] as number) + 1;
+  }
+  for (let r = 0; r < invoices.length; r++) start[r + 1] = (start[r + 1] as number) + (start[r] as number);
+  const out = new Array<number>(n);
+  const at = start.slice(0, invoices.length);
+  for (let k = 0; k < n; k++) {
+    const r = rank[k] as number;
+    out[at[r] as number] = order[k] as number;
+    at[r] = (at[r] as number) + 1;
+  }
+  // Each invoice's lines by line number: an insertion sort, linear on lines already in order.
+  for (let r = 0; r < invoices.length; r++)
+    for (let k = (start[r] as number) + 1; k < (start[r + 1] as number); k++) {
+      const row = out[k] as number;
+      const line = lines.lineNo[row] as number;
+      let j = k - 1;
+      while (j >= (start[r] as number) && (lines.lineNo[out[j] as number] as number) > line) {
+        out[j + 1] = out[j] as number;
+        j--;
+      }
+      out[j + 1] = row;
+    }
+  return out;
+}
+
+/** The order by comparing rows: each invoice's rank among the rows' invoice numbers stands for its text. */
+function byComparison(lines: LakeLines, order: readonly number[]): number[] {
+  const n = order.length;
+  const distinct = [...new Set(order.map((i) => lines.invoiceNo[i] as number))].sort(textOrder(lines));
   const rankOf = new Map(distinct.map((id, r) => [id, r]));
   const ms = new Float64Array(n);
   const rank = new Int32Array(n);
@@ -437,14 +510,17 @@ export interface LakeEncoder {
 
 /**
  * The lines as Parquet by lake/invoice-lines-parquet.ts's lean writer: the same schema and values as
- * encodeLakeLines (hyparquet-writer's generic path), several times faster (bench/lake.ts). Each file
- * is encoded on this thread and the event loop gets a turn between files.
+ * encodeLakeLines (hyparquet-writer's generic path), several times faster (bench/lake.ts). This
+ * thread gathers each file's columns; the encoding runs on the lean encoder's thread
+ * (writeLeanParquetOffThread), and the event loop gets a turn between files.
  */
 export const leanLakeEncoder: LakeEncoder = {
   async encode(parts) {
     const out: Uint8Array[] = [];
     for (const p of parts) {
-      out.push(writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(p.lines, p.rows), p.rows.length));
+      out.push(
+        await writeLeanParquetOffThread(INVOICE_LINE_SCHEMA, leanColumns(p.lines, p.rows), p.rows.length),
+      );
       await new Promise((resolve) => setImmediate(resolve));
     }
     return out;
@@ -572,7 +648,12 @@ class FileDictionaries {
       out[k] = local;
     }
     for (const id of seen) this.local[id] = -1;
-    return { kind: 'string', ids: out, dictionary: seen.map((id) => this.strings.bytes(id)) };
+    return {
+      kind: 'string',
+      ids: out,
+      dictionary: plainStrings(seen.map((id) => this.strings.bytes(id))),
+      count: seen.length,
+    };
   }
 }
 
@@ -619,12 +700,8 @@ export interface PartitionWrite {
 }
 
 function distinctKeys(lines: LakeLines, rows: readonly number[]): boolean {
-  const seen = new Set<number>();
-  for (const i of rows) {
-    const key = lines.keyOf(i);
-    if (seen.has(key)) return false;
-    seen.add(key);
-  }
+  const seen = new KeyIndex(rows.length);
+  for (const i of rows) if (seen.add(lines.keyOf(i), i) !== undefined) return false;
   return true;
 }
 
@@ -664,7 +741,7 @@ async function mergePartition(
     kept = allRows(merged.lines);
   }
   const { added, already } = merged;
-  if ((!merged.changed && files.length === 1) || kept.length === 0)
+  if ((!merged.changed && files.length === 1 && inFolder(partition, files[0] as string)) || kept.length === 0)
     return {
       partition,
       files,
@@ -704,7 +781,7 @@ async function replacePartition(
 
 /**
  * Encodes each merged partition's file and PUTs it while the next is encoded (up to PUT_CONCURRENCY
- * in flight: a first load writes hundreds of day files, and S3 answers while this thread encodes);
+ * in flight: a first load writes a file per month, and S3 answers while this thread encodes);
  * after its PUT a partition's files that were read are deleted (never one it did not read: a
  * concurrent writer's file stays, and the next merge folds it in). A crash between the write and
  * the deletes leaves a key in two files until the next write or compaction of the partition;
@@ -768,12 +845,12 @@ export interface LakeWriteResult {
 
 /** Partitions read at once (each a GET and a merge). */
 const PARTITION_CONCURRENCY = 4;
-/** Files PUT at once: a first load writes hundreds of small day files, each a round trip. */
+/** Files PUT at once: a first load writes a file per month of its lines, each a round trip. */
 const PUT_CONCURRENCY = 16;
 
 /**
  * Writes lines into the lake, one merge per partition they touch: files sized by the partition
- * (a day of lines in one file), whatever the number of source objects the lines came from.
+ * (a month of lines in one file), whatever the number of source objects the lines came from.
  */
 export async function writeLakeLines(
   store: LakeStore,
@@ -827,12 +904,13 @@ export async function writeLakeLinesWhen(
 }
 
 /**
- * Compaction: every partition holding more than one file (a crashed or concurrent write) is merged
- * into one; one file already is left alone, so a second pass does nothing.
+ * Compaction: every partition holding more than one file (a crashed or concurrent write) or a file
+ * in a day folder under it (a lake written before months) is merged into one file in its folder;
+ * one file there already is left alone, so a second pass does nothing.
  */
 export async function compactLake(store: LakeStore): Promise<PartitionWrite[]> {
   const files = await listLakeFiles(store);
-  const many = [...files].filter(([, f]) => f.length > 1);
+  const many = [...files].filter(([p, f]) => f.length > 1 || !inFolder(p, f[0] as string));
   const merged = await mapLimit(many, PARTITION_CONCURRENCY, ([p, f]) =>
     mergePartition(store, p, f, new LakeLines(), [], Date.now()),
   );

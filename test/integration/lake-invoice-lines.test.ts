@@ -73,7 +73,7 @@ beforeEach(async () => {
 });
 
 describe('the lake as the loader writes it', () => {
-  it('holds every loaded line once, a drop and archive objects, partitioned by London day', async () => {
+  it('holds every loaded line once, a drop and archive objects, partitioned by London month', async () => {
     await put('landing/drop.csv.gz', DROP);
     await put(
       'archive/2026/12/06/07/a.gz',
@@ -103,10 +103,10 @@ describe('the lake as the loader writes it', () => {
     });
     const files = await keys(INVOICE_LINES_PREFIX);
     expect(files.map((k) => k.slice(INVOICE_LINES_PREFIX.length, k.lastIndexOf('/') + 1))).toEqual([
-      'year=2010/month=12/day=01/',
-      'year=2011/month=06/day=01/',
-      'year=2011/month=12/day=31/',
-      'year=2012/month=01/day=01/',
+      'year=2010/month=12/',
+      'year=2011/month=06/',
+      'year=2011/month=12/',
+      'year=2012/month=01/',
     ]);
     // Every loaded object has its marker: the catch-up has nothing to do.
     expect(await catchUpLake(stageDeps())).toMatchObject({ objects: 0 });
@@ -193,7 +193,7 @@ describe('the lake as npm start wires it (cli/lake-stage.ts)', () => {
     expect(written.stores[0]).toMatchObject({ lines: 6, missing: 0, pending: 0 });
     const catalog = await readCatalog(s3LakeObjects(env.clients.s3, BUCKET));
     expect(catalog.Tables.map((t) => t.Name)).toContain('invoice_lines');
-    const days = (catalog.Partitions.invoice_lines ?? []).map((p) => p.Values.join('-'));
-    expect(days).toEqual(expect.arrayContaining(['2011-06-01', '2011-12-31', '2012-01-01']));
+    const months = (catalog.Partitions.invoice_lines ?? []).map((p) => p.Values.join('-'));
+    expect(months).toEqual(expect.arrayContaining(['2011-06', '2011-12', '2012-01']));
   });
 });

@@ -116,7 +116,7 @@ const EDGES: InvoiceLineInput[] = [
   inputLine({ invoiceNo: '581587', lineNo: 1, invoiceDate: '2011-12-31T23:59:59' }),
   inputLine({ invoiceNo: '581588', lineNo: 1, invoiceDate: '2012-01-01T00:00:00', customerId: null }),
   inputLine({ invoiceNo: '550000', lineNo: 1, invoiceDate: '2011-03-31T23:30:00' }),
-  // Summer time: 00:30 BST on 1 June is 23:30 UTC on 31 May; the partition is the London day.
+  // Summer time: 00:30 BST on 1 June is 23:30 UTC on 31 May; the partition is the London month.
   inputLine({ invoiceNo: '555000', lineNo: 1, invoiceDate: '2011-06-01T00:30:00' }),
   // The spring and autumn switch days themselves.
   inputLine({ invoiceNo: '548000', lineNo: 1, invoiceDate: '2011-03-27T00:30:00' }),
@@ -124,10 +124,10 @@ const EDGES: InvoiceLineInput[] = [
 ];
 
 describe('lake invoice lines: partitions', () => {
-  it('is the London calendar day of the invoice, as dim_date keys it', () => {
-    expect(partitionOf(dateKey('2011-06-01T00:30:00'))).toBe('year=2011/month=06/day=01/');
-    expect(partitionOf(dateKey('2011-12-31T23:59:59'))).toBe('year=2011/month=12/day=31/');
-    expect(partitionOf(dateKey('2012-01-01T00:00:00'))).toBe('year=2012/month=01/day=01/');
+  it('is the London calendar month of the invoice, as dim_date keys its day', () => {
+    expect(partitionOf(dateKey('2011-06-01T00:30:00'))).toBe('year=2011/month=06/');
+    expect(partitionOf(dateKey('2011-12-31T23:59:59'))).toBe('year=2011/month=12/');
+    expect(partitionOf(dateKey('2012-01-01T00:00:00'))).toBe('year=2012/month=01/');
   });
 });
 
@@ -154,14 +154,14 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
     const db = await instance.connect();
     try {
       const from = `read_parquet('${glob}', hive_partitioning = true,
-        hive_types = {'year': INTEGER, 'month': INTEGER, 'day': INTEGER})`;
+        hive_types = {'year': INTEGER, 'month': INTEGER})`;
       return (await db.runAndReadAll(sql.replace('LAKE', from))).getRowObjectsJS();
     } finally {
       db.closeSync();
     }
   }
 
-  it('has the fact columns, exact decimals and the London day as partition', async () => {
+  it('has the fact columns, exact decimals and the London month as partition', async () => {
     const bucket = memoryBucket();
     try {
       const lines = linesOf(FILE, EDGES);
@@ -179,7 +179,7 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
       const rows = await query(
         bucket.objects,
         `SELECT invoice_no, line_no, CAST(unit_price AS VARCHAR) AS price, CAST(line_total AS VARCHAR) AS total,
-           strftime(invoice_date, '%Y-%m-%dT%H:%M:%S') AS at, printf('%04d-%02d-%02d', year, month, day) AS part,
+           strftime(invoice_date, '%Y-%m-%dT%H:%M:%S') AS at, printf('%04d-%02d', year, month) AS part,
            is_cancellation, is_adjustment, customer_id, source, source_key
          FROM LAKE ORDER BY invoice_no, line_no`,
       );
@@ -190,16 +190,16 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
       expect(by.get('536365#2')).toMatchObject({ price: '123456789.123', total: '123456789123000.000' });
       expect(by.get('C536379#1')).toMatchObject({ total: '-2227362.500', is_cancellation: true });
       expect(by.get('A563185#1')).toMatchObject({ price: '-11062.060', is_adjustment: true });
-      expect(by.get('581587#1')).toMatchObject({ at: '2011-12-31T23:59:59', part: '2011-12-31' });
+      expect(by.get('581587#1')).toMatchObject({ at: '2011-12-31T23:59:59', part: '2011-12' });
       expect(by.get('581588#1')).toMatchObject({
         at: '2012-01-01T00:00:00',
-        part: '2012-01-01',
+        part: '2012-01',
         customer_id: null,
       });
-      expect(by.get('550000#1')).toMatchObject({ part: '2011-03-31' });
-      expect(by.get('555000#1')).toMatchObject({ at: '2011-06-01T00:30:00', part: '2011-06-01' });
-      expect(by.get('548000#1')).toMatchObject({ part: '2011-03-27' });
-      expect(by.get('573000#1')).toMatchObject({ at: '2011-10-30T01:30:00', part: '2011-10-30' });
+      expect(by.get('550000#1')).toMatchObject({ part: '2011-03' });
+      expect(by.get('555000#1')).toMatchObject({ at: '2011-06-01T00:30:00', part: '2011-06' });
+      expect(by.get('548000#1')).toMatchObject({ part: '2011-03' });
+      expect(by.get('573000#1')).toMatchObject({ at: '2011-10-30T01:30:00', part: '2011-10' });
       expect(by.get('536365#1')).toMatchObject({ source: 'file', source_key: FILE.key });
       const [sum] = await query(
         bucket.objects,
@@ -212,7 +212,7 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
       expect(sum?.revenue).toBe(`${expected / 1000n}.${String(expected % 1000n).padStart(3, '0')}`);
       // One file per partition: zero-padded Hive folders.
       const files = await listLakeFiles(bucket.store);
-      expect([...files.keys()].sort()).toContain('year=2011/month=06/day=01/');
+      expect([...files.keys()].sort()).toContain('year=2011/month=06/');
       for (const f of files.values()) expect(f).toHaveLength(1);
     } finally {
       bucket.restore();
@@ -451,6 +451,27 @@ describe('lake invoice lines: idempotent writes', () => {
     expect(await compactLake(bucket.store)).toEqual([]);
     expect((await allRows()).length).toBe(day.length + 1);
   });
+  it('folds a day folder a lake written before months has into its month, no line twice', async () => {
+    const day = EDGES.filter((l) => l.invoiceDate === EDGES[0]?.invoiceDate);
+    await writeLakeLines(bucket.store, linesOf(FILE, day));
+    const [partition, [file]] = [...(await listLakeFiles(bucket.store))][0] as [string, string[]];
+    // The same file as the day partitioning wrote it: year=2010/month=12/day=01/.
+    const old = `${INVOICE_LINES_PREFIX}${partition}day=01/part-old.parquet`;
+    bucket.objects.set(old, bucket.objects.get(file as string) as Uint8Array);
+    bucket.objects.delete(file as string);
+    expect((await listLakeFiles(bucket.store)).get(partition)).toEqual([old]);
+    const written = await compactLake(bucket.store);
+    expect(written.map((p) => p.replaced)).toEqual([[old]]);
+    expect(written[0]?.file).toBe(file);
+    expect(await compactLake(bucket.store)).toEqual([]);
+    // Another day folder of the month: the next write to the month reads it and removes it.
+    bucket.objects.set(old, bucket.objects.get(file as string) as Uint8Array);
+    await writeLakeLines(bucket.store, linesOf(ARCHIVE, [inputLine({ invoiceNo: '536366', lineNo: 1 })]));
+    const [only] = (await listLakeFiles(bucket.store)).get(partition) ?? [];
+    expect((await listLakeFiles(bucket.store)).get(partition)).toHaveLength(1);
+    expect(only?.startsWith(`${INVOICE_LINES_PREFIX}${partition}part-`)).toBe(true);
+    expect((await allRows()).length).toBe(day.length + 1);
+  });
 });
 
 describe('lake invoice lines: the catch-up stage and reconcile', () => {
@@ -494,7 +515,7 @@ describe('lake invoice lines: the catch-up stage and reconcile', () => {
 
       // A line removed from the lake, and a file copied in a partition (a key twice).
       const files = await listLakeFiles(bucket.store);
-      const yearEnd = files.get('year=2011/month=12/day=31/')?.[0] as string;
+      const yearEnd = files.get('year=2011/month=12/')?.[0] as string;
       bucket.objects.delete(yearEnd);
       const first = files.get(partitionOf(dateKey(EDGES[0]?.invoiceDate as string)))?.[0] as string;
       bucket.objects.set(first.replace('part-', 'part-copy-'), bucket.objects.get(first) as Uint8Array);
@@ -643,7 +664,9 @@ describe('lake invoice lines: a waiting sink prepares its write before the load 
       await firstEncode;
       expect(bucket.mock.commandCalls(PutObjectCommand)).toHaveLength(0);
       await sink.committed([source]);
-      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(new Set(EDGES.map((l) => dateKey(l.invoiceDate))).size);
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(
+        new Set(EDGES.map((l) => partitionOf(dateKey(l.invoiceDate)))).size,
+      );
       expect(await markedVersions(bucket.store)).toHaveProperty('size', 1);
     } finally {
       bucket.restore();
@@ -660,7 +683,9 @@ describe('lake invoice lines: a waiting sink prepares its write before the load 
       const again = sink.open(source, source);
       for (const l of EDGES) again.write(typed(l));
       await sink.committed([source]);
-      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(new Set(EDGES.map((l) => dateKey(l.invoiceDate))).size);
+      expect(puts(bucket, INVOICE_LINES_PREFIX)).toBe(
+        new Set(EDGES.map((l) => partitionOf(dateKey(l.invoiceDate)))).size,
+      );
       const lines = new LakeLines();
       for (const f of [...(await listLakeFiles(bucket.store)).values()].flat())
         await readLakeFile(bucket.store, f, lines);
