@@ -299,6 +299,11 @@ let threadFailed = false;
 /** Below this many rows a file is encoded here: under a millisecond, less than the trip to the thread. */
 const OFF_THREAD_ROWS = 1000;
 
+/** Where writeLeanParquetOffThread encodes: its thread, or this thread (none here, or the thread failed). */
+export function leanEncoderWhere(): 'thread' | 'here, no thread' | 'here, the thread failed' {
+  return !thread ? 'here, no thread' : threadFailed ? 'here, the thread failed' : 'thread';
+}
+
 /** Starts the lean encoder's thread (a sink that will write does, so its first file waits for no start-up). */
 export function startLeanEncoder(): void {
   if (thread && !threadFailed) thread.start();

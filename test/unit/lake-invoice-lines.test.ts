@@ -325,6 +325,23 @@ describe('lake invoice lines: the columns', () => {
         '536367/1',
         '536367/2',
       ]);
+      // An invoice with lines at two times: ordered row by row (time first), not by invoice.
+      const other = memoryBucket();
+      try {
+        await writeLakeLines(
+          other.store,
+          linesOf(FILE, [
+            at('536365', 1, '2010-12-01T08:30:00'),
+            at('536366', 1, '2010-12-01T08:28:00'),
+            at('536365', 2, '2010-12-01T08:20:00'),
+          ]),
+        );
+        const [again] = [...(await listLakeFiles(other.store)).values()].flat();
+        const order = (await readLakeFile(other.store, again as string)).rows();
+        expect(order.map((r) => `${r.invoiceNo}/${r.lineNo}`)).toEqual(['536365/2', '536366/1', '536365/1']);
+      } finally {
+        other.restore();
+      }
     } finally {
       bucket.restore();
     }
