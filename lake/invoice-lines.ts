@@ -173,19 +173,47 @@ async function getBytes(store: LakeStore, key: string): Promise<Uint8Array> {
   return out.Body.transformToByteArray();
 }
 
-/**
- * Microseconds (a bigint as read) to ms, truncated as a bigint division would; NaN: none. The
- * division is done on a double, exact below 2^53 microseconds (year 2255): no bigint per value.
- */
-const msOf = (micros: unknown) =>
-  micros === null || micros === undefined ? Number.NaN : Math.trunc(Number(micros) / 1000);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function priceOf(unscaled: unknown, file: string): number {
-  const n = Number(unscaled);
-  if (!Number.isSafeInteger(n))
-    throw new LakeError(`${file}: a unit price of ${String(unscaled)} thousandths is past 2^53`);
-  return n;
+/**
+ * An INT64 column as numbers (exact below 2^53); null: NaN. A column read as a BigInt64Array is
+ * read as its two 32-bit halves: no bigint made per value (reading the real file's lake back made
+ * ~4 million, and the garbage collection after them).
+ */
+function int64Numbers(values: ArrayLike<unknown>): Float64Array {
+  const n = values.length;
+  const out = new Float64Array(n);
+  if (values instanceof BigInt64Array && LITTLE_ENDIAN) {
+    const words = new Int32Array(values.buffer, values.byteOffset, n * 2);
+    for (let i = 0; i < n; i++)
+      out[i] = (words[2 * i + 1] as number) * 4294967296 + ((words[2 * i] as number) >>> 0);
+  } else
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      out[i] = v === null || v === undefined ? Number.NaN : Number(v);
+    }
+  return out;
 }
+
+/** Microseconds to ms, truncated as a bigint division would (exact below 2^53 microseconds, year 2255); NaN: none. */
+function msColumn(values: ArrayLike<unknown>): Float64Array {
+  const out = int64Numbers(values);
+  for (let i = 0; i < out.length; i++) out[i] = Math.trunc((out[i] as number) / 1000);
+  return out;
+}
+
+/** Unit prices in thousandths, each checked exact (below 2^53). */
+function priceColumn(values: ArrayLike<unknown>, file: string): Float64Array {
+  const out = int64Numbers(values);
+  for (let i = 0; i < out.length; i++)
+    if (!Number.isSafeInteger(out[i]))
+      throw new LakeError(`${file}: a unit price of ${String(values[i])} thousandths is past 2^53`);
+  return out;
+}
+
+/** An INT32 column as read (an Int32Array: no copy), or its values as numbers. */
+const int32Numbers = (values: ArrayLike<unknown>): ArrayLike<number> =>
+  values instanceof Int32Array ? values : Float64Array.from(Array.from(values, Number));
 
 /** A data file's lines (every column), appended to `into`. */
 export async function readLakeFile(
@@ -194,30 +222,25 @@ export async function readLakeFile(
   into = new LakeLines(),
 ): Promise<LakeLines> {
   const { rowCount, columns: c } = await readParquetColumns(await getBytes(store, key), INVOICE_LINE_SCHEMA);
-  const col = (name: string) => (c[name] ?? []) as unknown[];
-  const numbers = (name: string, f: (v: unknown) => number) => {
-    const values = col(name);
-    const out = new Float64Array(values.length);
-    for (let i = 0; i < values.length; i++) out[i] = f(values[i]);
-    return out;
-  };
+  const col = (name: string): ArrayLike<unknown> => c[name] ?? [];
+  const texts = (name: string) => col(name) as ReadonlyArray<string | null>;
   into.appendColumns(rowCount, {
-    invoiceNo: col('invoice_no') as string[],
-    stockCode: col('stock_code') as string[],
-    description: col('description') as Array<string | null>,
-    customerId: col('customer_id') as Array<string | null>,
-    country: col('country_name') as string[],
-    source: col('source') as string[],
-    sourceKey: col('source_key') as string[],
-    lineNo: numbers('line_no', Number),
-    dateKey: numbers('date_key', Number),
-    quantity: numbers('quantity', Number),
-    invoiceMs: numbers('invoice_date', msOf),
-    price: numbers('unit_price', (v) => priceOf(v, key)),
-    producedAt: numbers('produced_at', msOf),
-    acceptedAt: numbers('accepted_at', msOf),
-    streamVisibleAt: numbers('stream_visible_at', msOf),
-    lakeVisibleAt: numbers('lake_visible_at', msOf),
+    invoiceNo: texts('invoice_no'),
+    stockCode: texts('stock_code'),
+    description: texts('description'),
+    customerId: texts('customer_id'),
+    country: texts('country_name'),
+    source: texts('source'),
+    sourceKey: texts('source_key'),
+    lineNo: int32Numbers(col('line_no')),
+    dateKey: int32Numbers(col('date_key')),
+    quantity: int32Numbers(col('quantity')),
+    invoiceMs: msColumn(col('invoice_date')),
+    price: priceColumn(col('unit_price'), key),
+    producedAt: msColumn(col('produced_at')),
+    acceptedAt: msColumn(col('accepted_at')),
+    streamVisibleAt: msColumn(col('stream_visible_at')),
+    lakeVisibleAt: msColumn(col('lake_visible_at')),
     nonProduct: col('is_non_product'),
     duplicate: col('is_duplicate_row'),
   });
@@ -245,35 +268,51 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
   const at = new KeyIndex(existing.length + rows.length);
   const keptExisting: number[] = [];
   const keptIncoming: number[] = [];
-  /** A key met again: [its row in the output, the line met, its row there], applied in order. */
-  const again: Array<[number, LakeLines, number]> = [];
-  const keep = (from: LakeLines, i: number, kept: number[], base: number) => {
-    const row = at.add(from.keyOf(i), base + kept.length);
-    if (row !== undefined) {
-      again.push([row, from, i]);
-      return false;
-    }
-    kept.push(i);
-    return true;
-  };
+  // A key met again: its row in the output, and the line met (its row in `existing`, or in
+  // `incoming` numbered past existing's), in order; typed arrays, as a reload meets every key again.
+  const againRow = new Int32Array(existing.length + rows.length);
+  const againLine = new Int32Array(existing.length + rows.length);
+  let again = 0;
   let changed = false;
-  for (let i = 0; i < existing.length; i++) if (!keep(existing, i, keptExisting, 0)) changed = true; // two files held a key
+  for (let i = 0; i < existing.length; i++) {
+    const row = at.add(existing.keyOf(i), keptExisting.length);
+    if (row === undefined) keptExisting.push(i);
+    else {
+      againRow[again] = row;
+      againLine[again++] = i;
+      changed = true; // two files held a key
+    }
+  }
   let already = 0;
-  for (const i of rows) if (!keep(incoming, i, keptIncoming, keptExisting.length)) already++;
+  for (const i of rows) {
+    const row = at.add(incoming.keyOf(i), keptExisting.length + keptIncoming.length);
+    if (row === undefined) keptIncoming.push(i);
+    else {
+      againRow[again] = row;
+      againLine[again++] = existing.length + i;
+      already++;
+    }
+  }
   const out = new LakeLines(incoming.strings, Math.max(1, keptExisting.length + keptIncoming.length));
   out.append(existing, keptExisting);
   out.append(incoming, keptIncoming);
   out.lakeVisibleAt.fill(now, keptExisting.length, out.length);
-  for (const [row, from, i] of again)
-    for (const f of ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const) {
-      if (Number.isNaN(out[f][row]) && !Number.isNaN(from[f][i])) {
-        out[f][row] = from[f][i] as number;
+  for (const f of LINEAGE)
+    for (let k = 0; k < again; k++) {
+      const row = againRow[k] as number;
+      const line = againLine[k] as number;
+      const lent = line < existing.length ? existing[f][line] : incoming[f][line - existing.length];
+      if (Number.isNaN(out[f][row]) && !Number.isNaN(lent)) {
+        out[f][row] = lent as number;
         changed = true;
       }
     }
   const added = keptIncoming.length;
   return { lines: out, added, already, changed: changed || added > 0 };
 }
+
+/** The lineage times a line met again may lend the kept one. */
+const LINEAGE = ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const;
 
 /**
  * Duplicate rows as the warehouse decides them (batch/sql.ts, duplicateFixStep): within an invoice,

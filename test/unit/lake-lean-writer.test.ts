@@ -90,7 +90,7 @@ describe('the lean writer on its thread', () => {
     expect(leanEncoderWhere()).toBe('thread');
     const { rowCount, columns } = await readParquetColumns(there, INVOICE_LINE_SCHEMA);
     expect(rowCount).toBe(5000);
-    expect(columns.description?.slice(0, 3)).toEqual([null, 'THING 1 é', 'THING 2 é']);
+    expect(Array.from(columns.description ?? []).slice(0, 3)).toEqual([null, 'THING 1 é', 'THING 2 é']);
     expect(columns.customer_id?.[5]).toBeNull();
     expect(columns.invoice_no?.[4999]).toBe(String(536365 + Math.floor(4999 / 7)));
   });
