@@ -310,22 +310,28 @@ export function startLeanEncoder(): void {
 }
 
 /**
- * writeLeanParquet's bytes, encoded on the lean encoder's thread (./invoice-lines-parquet-thread.ts)
- * so the caller's event loop stays free: the loader's commit and the API go on meanwhile. The
- * columns are copied to the thread, not moved: if the thread fails (or there is none, as in a
- * Lambda bundle) the same bytes are made here, and a process whose thread failed makes them here
- * from then on.
+ * writeLeanParquet's bytes for the columns `build` makes, encoded on the lean encoder's thread
+ * (./invoice-lines-parquet-thread.ts) so the caller's event loop stays free: the loader's commit and
+ * the API go on meanwhile. The columns' arrays are moved to the thread, not copied (`build` must
+ * make arrays of their own). If the thread fails (or there is none, as in a Lambda bundle) the
+ * columns are built again and the same bytes made here, and a process whose thread failed makes
+ * them here from then on.
  */
 export async function writeLeanParquetOffThread(
   schema: readonly ParquetColumn[],
-  columns: readonly LeanColumn[],
+  build: () => LeanColumn[],
   rows: number,
 ): Promise<Uint8Array> {
-  if (thread && !threadFailed && rows >= OFF_THREAD_ROWS)
+  if (thread && !threadFailed && rows >= OFF_THREAD_ROWS) {
+    const columns = build();
+    const moved = columns.flatMap((c) =>
+      c.kind === 'string' ? [c.ids.buffer, c.dictionary.buffer] : [c.values.buffer],
+    ) as ArrayBuffer[];
     try {
-      return await thread.call({ schema, columns, rows });
+      return await thread.call({ schema, columns, rows }, moved);
     } catch {
       threadFailed = true;
     }
-  return writeLeanParquet(schema, columns, rows);
+  }
+  return writeLeanParquet(schema, build(), rows);
 }

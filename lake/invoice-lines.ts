@@ -558,7 +558,11 @@ export const leanLakeEncoder: LakeEncoder = {
     const out: Uint8Array[] = [];
     for (const p of parts) {
       out.push(
-        await writeLeanParquetOffThread(INVOICE_LINE_SCHEMA, leanColumns(p.lines, p.rows), p.rows.length),
+        await writeLeanParquetOffThread(
+          INVOICE_LINE_SCHEMA,
+          () => leanColumns(p.lines, p.rows),
+          p.rows.length,
+        ),
       );
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -82,7 +82,7 @@ describe('the lean writer on its thread', () => {
     const here = writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(lines, order), order.length);
     const there = await writeLeanParquetOffThread(
       INVOICE_LINE_SCHEMA,
-      leanColumns(lines, order),
+      () => leanColumns(lines, order),
       order.length,
     );
     expect(Buffer.from(there).equals(Buffer.from(here))).toBe(true);
