@@ -21,6 +21,7 @@ import {
 import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
 import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
+import { TimeSlicer } from '#core/time-slice';
 import { type LeanColumn, plainStrings, writeLeanParquetOffThread } from './invoice-lines-parquet.ts';
 import {
   KeyIndex,
@@ -221,7 +222,18 @@ export async function readLakeFile(
   key: string,
   into = new LakeLines(),
 ): Promise<LakeLines> {
-  const { rowCount, columns: c } = await readParquetColumns(await getBytes(store, key), INVOICE_LINE_SCHEMA);
+  const bytes = await getBytes(store, key);
+  // A column at a time, the event loop turned between them when a slice is due: a month file is
+  // ~0.1 s of decoding, and under `npm start` the API shares this thread.
+  const slicer = new TimeSlicer();
+  const c: Record<string, ArrayLike<unknown>> = {};
+  let rowCount = 0;
+  for (const { name } of INVOICE_LINE_SCHEMA) {
+    if (slicer.due) await slicer.turn();
+    const read = await readParquetColumns(bytes, INVOICE_LINE_SCHEMA, [name]);
+    rowCount = read.rowCount;
+    c[name] = read.columns[name] ?? [];
+  }
   const col = (name: string): ArrayLike<unknown> => c[name] ?? [];
   const texts = (name: string) => col(name) as ReadonlyArray<string | null>;
   into.appendColumns(rowCount, {
@@ -564,7 +576,7 @@ export const leanLakeEncoder: LakeEncoder = {
           p.rows.length,
         ),
       );
-      await new Promise((resolve) => setImmediate(resolve));
+      await turn();
     }
     return out;
   },
@@ -770,6 +782,7 @@ async function mergePartition(
   now: number,
 ): Promise<MergedPartition> {
   const fresh = files.length === 0 ? distinctKeys(incoming, rows) : false;
+  await turn();
   let merged: Merged;
   let kept: readonly number[];
   if (fresh) {
@@ -782,6 +795,7 @@ async function mergePartition(
     for (const f of files) await readLakeFile(store, f, existing);
     merged = mergeLines(existing, incoming, rows, now);
     kept = allRows(merged.lines);
+    await turn();
   }
   const { added, already } = merged;
   if ((!merged.changed && files.length === 1 && inFolder(partition, files[0] as string)) || kept.length === 0)
@@ -792,14 +806,18 @@ async function mergePartition(
       already: kept.length === 0 ? 0 : already,
     };
   markDuplicates(merged.lines, kept);
-  return {
-    partition,
-    files,
-    part: { lines: merged.lines, rows: sortedRows(merged.lines, kept) },
-    added,
-    already,
-  };
+  await turn();
+  const order = sortedRows(merged.lines, kept);
+  await turn();
+  return { partition, files, part: { lines: merged.lines, rows: order }, added, already };
 }
+
+/**
+ * A turn of the event loop between a merge's steps (each a few ms for a month): the loader's
+ * commit runs its statements on this thread while a waiting sink merges, and under `npm start` so
+ * does the API; a continuation waits for one step, not for a partition's whole merge.
+ */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** PUTs a partition's new file, then deletes the files it read. */
 async function replacePartition(
