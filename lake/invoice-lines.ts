@@ -438,12 +438,16 @@ function byInvoiceRank(lines: LakeLines, order: readonly number[]): number[] | u
   const invoices = [...timeOf.keys()].sort(
     (a, b) => (timeOf.get(a) as number) - (timeOf.get(b) as number) || byText(a, b),
   );
-  const rankOf = new Map(invoices.map((id, r) => [id, r]));
+  // Ranks by string id: an array lookup per row, not a Map's.
+  const rankOf = new Int32Array(lines.strings.size);
+  invoices.forEach((id, r) => {
+    rankOf[id] = r;
+  });
   const n = order.length;
   const rank = new Int32Array(n);
   const start = new Int32Array(invoices.length + 1);
   for (let k = 0; k < n; k++) {
-    const r = rankOf.get(lines.invoiceNo[order[k] as number] as number) as number;
+    const r = rankOf[lines.invoiceNo[order[k] as number] as number] as number;
     rank[k] = r;
     start[r + 1] = (start[r + 1] as number) + 1;
   }
@@ -652,17 +656,17 @@ export function leanColumns(lines: LakeLines, order: readonly number[]): LeanCol
   ];
 }
 
-/** A rule on the invoice number, asked once per distinct invoice (by string id). */
+/** A rule on the invoice number, asked once per distinct invoice (its answer kept by string id: 1 yes, 2 no). */
 function byInvoice(lines: LakeLines, rule: (invoiceNo: string) => boolean): (i: number) => boolean {
-  const known = new Map<number, boolean>();
+  const known = new Uint8Array(lines.strings.size);
   return (i) => {
     const id = lines.invoiceNo[i] as number;
-    let yes = known.get(id);
-    if (yes === undefined) {
-      yes = rule(lines.strings.text(id));
-      known.set(id, yes);
+    let answer = known[id] as number;
+    if (answer === 0) {
+      answer = rule(lines.strings.text(id)) ? 1 : 2;
+      known[id] = answer;
     }
-    return yes;
+    return answer === 1;
   };
 }
 
