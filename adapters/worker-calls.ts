@@ -71,15 +71,23 @@ export function workerCalls<T>(start: () => Worker, failure: (message: string) =
 /**
  * A worker running a module of this repository, TypeScript included: the thread registers tsx (as
  * bin/retail-pipeline.js does) before importing a `.ts` entry. Undefined where the entry is not on
- * disk (a Lambda bundle carries no sources): the caller does the work on its own thread.
+ * disk or tsx is not installed (a Lambda bundle copies the entry's source, having read its URL, but
+ * carries no TypeScript loader): the caller does the work on its own thread.
  */
 export function moduleWorker(entry: URL): (() => Worker) | undefined {
-  if (!existsSync(fileURLToPath(entry))) return undefined;
   const imports: string[] = [];
-  if (entry.pathname.endsWith('.ts')) {
-    // tsx's ESM API by path: an eval'd thread resolves bare names from the working directory.
-    const api = new URL('esm/api/index.mjs', pathToFileURL(createRequire(import.meta.url).resolve('tsx')));
-    imports.push(`(await import(${JSON.stringify(api.href)})).register();`);
+  try {
+    if (!existsSync(fileURLToPath(entry))) return undefined;
+    if (entry.pathname.endsWith('.ts')) {
+      // tsx's ESM API by path: an eval'd thread resolves bare names from the working directory.
+      const tsx = createRequire(import.meta.url).resolve('tsx');
+      const api = new URL('esm/api/index.mjs', pathToFileURL(tsx));
+      if (!existsSync(fileURLToPath(api))) return undefined;
+      imports.push(`(await import(${JSON.stringify(api.href)})).register();`);
+    }
+  } catch {
+    // No tsx where this runs (a bundle carries the entry's source but no TypeScript loader).
+    return undefined;
   }
   imports.push(`await import(${JSON.stringify(entry.href)});`);
   // A failed import rejects unhandled: the thread dies and its 'error' rejects the calls pending.
