@@ -221,7 +221,7 @@ export class LakeLines {
   }
 
   /**
-   * Gives the columns' memory to the next lines that grow this big (see SPARE) and leaves these
+   * Gives the columns' memory to the next lines that grow this big (see `spares`) and leaves these
    * lines empty: the caller must hold no row of them any more.
    */
   release(): void {
