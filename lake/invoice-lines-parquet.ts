@@ -25,7 +25,8 @@ export type LeanColumn =
   | { kind: 'boolean'; values: Uint8Array }
   /**
    * Strings: `ids[i]` numbers a value of the dictionary (-1: null); `dictionary` holds its `count`
-   * values PLAIN-encoded (plainStrings), as the dictionary page carries them.
+   * values PLAIN-encoded (a 4-byte little-endian length, then the UTF-8 bytes, each: StringTable.plain
+   * in ./lake-lines.ts), as the dictionary page carries them.
    */
   | { kind: 'string'; ids: Int32Array; dictionary: Uint8Array; count: number };
 
@@ -152,27 +153,6 @@ function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): 
       return out;
     }
   }
-}
-
-/** UTF-8 values PLAIN-encoded (a 4-byte little-endian length, then the bytes, each), as one array. */
-export function plainStrings(values: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const d of values) size += 4 + d.byteLength;
-  const plain = new Uint8Array(size);
-  let at = 0;
-  for (const d of values) {
-    const n = d.byteLength;
-    plain[at] = n & 0xff;
-    plain[at + 1] = (n >>> 8) & 0xff;
-    plain[at + 2] = (n >>> 16) & 0xff;
-    plain[at + 3] = n >>> 24;
-    at += 4;
-    // Most values are a few bytes: a loop costs less than a call to set() each.
-    if (n < 32) for (let k = 0; k < n; k++) plain[at + k] = d[k] as number;
-    else plain.set(d, at);
-    at += n;
-  }
-  return plain;
 }
 
 /**

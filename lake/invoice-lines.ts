@@ -22,7 +22,7 @@ import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
 import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
 import { TimeSlicer } from '#core/time-slice';
-import { type LeanColumn, plainStrings, writeLeanParquetOffThread } from './invoice-lines-parquet.ts';
+import { type LeanColumn, writeLeanParquetOffThread } from './invoice-lines-parquet.ts';
 import {
   KeyIndex,
   type LakeLineInput,
@@ -710,7 +710,7 @@ class FileDictionaries {
     return {
       kind: 'string',
       ids: out,
-      dictionary: plainStrings(seen.map((id) => this.strings.bytes(id))),
+      dictionary: this.strings.plain(seen),
       count: seen.length,
     };
   }

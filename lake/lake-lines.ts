@@ -41,13 +41,19 @@ const TEXT = new TextEncoder();
 /**
  * The strings of a family of LakeLines (lines merged together share one table), each stored once
  * and numbered: a row holds ids, so a line costs no string object, comparing two keys is comparing
- * numbers, and each distinct value is made UTF-8 once however many files it lands in (the real
- * file's 305 day files re-encoded ~700,000 strings, ~0.45 s, profiled).
+ * numbers, and each distinct value is made UTF-8 once however many files it lands in. The UTF-8 of
+ * all values lives in one array (`arena`, offsets by id): a dictionary page is copied out of it, with
+ * no array object per value (~40,000 of them for the real file, each its own buffer to allocate
+ * and collect).
  */
 export class StringTable {
   readonly values: string[] = [];
   private readonly ids = new Map<string, number>();
-  private readonly utf8: Array<Uint8Array | undefined> = [];
+  private arena = new Uint8Array(1 << 16);
+  private used = 0;
+  /** Per id, where its UTF-8 starts in `arena` (-1: not made yet) and its length. */
+  private starts = new Int32Array(1024).fill(-1);
+  private lengths = new Int32Array(1024);
 
   get size(): number {
     return this.values.length;
@@ -66,14 +72,71 @@ export class StringTable {
     return this.values[id] as string;
   }
 
-  /** The value's UTF-8 bytes (made once, then shared by every file that holds the value). */
+  /** The value's UTF-8 bytes (a view of the table's array: made once, shared by every file). */
   bytes(id: number): Uint8Array {
-    let out = this.utf8[id];
-    if (out === undefined) {
-      out = TEXT.encode(this.values[id] as string);
-      this.utf8[id] = out;
+    const at = this.utf8(id);
+    return this.arena.subarray(at, at + (this.lengths[id] as number));
+  }
+
+  /** The values PLAIN-encoded, in order: a 4-byte little-endian length, then the bytes, each. */
+  plain(ids: ArrayLike<number>): Uint8Array {
+    let size = 0;
+    for (let k = 0; k < ids.length; k++) {
+      this.utf8(ids[k] as number);
+      size += 4 + (this.lengths[ids[k] as number] as number);
+    }
+    const out = new Uint8Array(size);
+    const arena = this.arena;
+    let to = 0;
+    for (let k = 0; k < ids.length; k++) {
+      const id = ids[k] as number;
+      const n = this.lengths[id] as number;
+      const from = this.starts[id] as number;
+      out[to] = n & 0xff;
+      out[to + 1] = (n >>> 8) & 0xff;
+      out[to + 2] = (n >>> 16) & 0xff;
+      out[to + 3] = n >>> 24;
+      to += 4;
+      // Most values are a few bytes: a loop costs less than a subarray and a set() each.
+      if (n < 64) for (let b = 0; b < n; b++) out[to + b] = arena[from + b] as number;
+      else out.set(arena.subarray(from, from + n), to);
+      to += n;
     }
     return out;
+  }
+
+  /** Where the value's UTF-8 starts in the arena, made now if it was not. */
+  private utf8(id: number): number {
+    if (id >= this.starts.length) {
+      const starts = new Int32Array(Math.max(this.starts.length * 2, id + 1)).fill(-1);
+      starts.set(this.starts);
+      const lengths = new Int32Array(starts.length);
+      lengths.set(this.lengths);
+      this.starts = starts;
+      this.lengths = lengths;
+    }
+    const known = this.starts[id] as number;
+    if (known >= 0) return known;
+    const s = this.values[id] as string;
+    // At most 3 bytes per UTF-16 unit.
+    if (this.used + s.length * 3 > this.arena.length) {
+      const arena = new Uint8Array(Math.max(this.arena.length * 2, this.used + s.length * 3));
+      arena.set(this.arena.subarray(0, this.used));
+      this.arena = arena;
+    }
+    const at = this.used;
+    let n = 0;
+    // ASCII (nearly every value) byte by byte; anything else by the encoder.
+    for (; n < s.length; n++) {
+      const c = s.charCodeAt(n);
+      if (c >= 0x80) break;
+      this.arena[at + n] = c;
+    }
+    if (n < s.length) n = TEXT.encodeInto(s, this.arena.subarray(at)).written;
+    this.starts[id] = at;
+    this.lengths[id] = n;
+    this.used = at + n;
+    return at;
   }
 }
 
