@@ -379,22 +379,32 @@ export function createCrawlScheduler(deps: CrawlDeps): {
   };
 }
 
-/** crawlAfterWrite for a writer holding an S3 client: the scheduler of that bucket in this process. */
-const schedulers = new Map<string, ReturnType<typeof createCrawlScheduler>>();
+/**
+ * crawlAfterWrite for a writer holding an S3 client: the scheduler of that client and bucket in
+ * this process. By client too, not by bucket name alone: a process that starts a second stack
+ * (a bench's next pipeline, a restarted stack in a test) has a new client for the same bucket name,
+ * and the first stack's client points at a server that is gone.
+ */
+const schedulers = new WeakMap<S3Client, Map<string, ReturnType<typeof createCrawlScheduler>>>();
 export function crawlAfterWrite(
   s3: S3Client,
   bucket: string,
   prefixes: readonly string[],
   logger?: Logger,
 ): Promise<CrawlReport> {
-  let scheduler = schedulers.get(bucket);
+  let byBucket = schedulers.get(s3);
+  if (!byBucket) {
+    byBucket = new Map();
+    schedulers.set(s3, byBucket);
+  }
+  let scheduler = byBucket.get(bucket);
   if (!scheduler) {
     scheduler = createCrawlScheduler({
       objects: s3LakeObjects(s3, bucket),
       bucket,
       ...(logger ? { logger } : {}),
     });
-    schedulers.set(bucket, scheduler);
+    byBucket.set(bucket, scheduler);
   }
   return scheduler.crawlAfterWrite(prefixes);
 }

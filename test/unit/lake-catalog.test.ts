@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import {
+  GetObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import {
   boolean,
@@ -14,7 +21,7 @@ import {
 import { CATALOG_KEY, readCatalog } from '#lake/catalog';
 import { widenType } from '#lake/catalog-merge';
 import type { LakeObject, LakeObjects } from '#lake/catalog-objects';
-import { crawlLake, createCrawlScheduler } from '#lake/crawler';
+import { crawlAfterWrite, crawlLake, createCrawlScheduler } from '#lake/crawler';
 import { duckType } from '#lake/query';
 import { acceptedLine } from '#test/helpers/lines';
 import { renderCrawl, renderTables } from '../../cli/commands/lake.ts';
@@ -355,5 +362,33 @@ describe('lake tables and lake crawl output', () => {
     expect(renderCrawl(report, 'table')).toMatch(
       /│ invoice_lines +│ s3:\/\/lake-test\/processed\/invoice_lines\/ +│ 8 +│ 2 +│ 2 +│/,
     );
+  });
+});
+
+describe('crawl after write', () => {
+  /** An empty bucket behind its own client, answering with the SDK's own shapes; counts its calls. */
+  function emptyBucketClient() {
+    const calls: string[] = [];
+    const client = {
+      async send(command: unknown) {
+        calls.push((command as object).constructor.name);
+        if (command instanceof ListObjectsV2Command) return { Contents: [], IsTruncated: false };
+        if (command instanceof GetObjectCommand)
+          throw new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} });
+        if (command instanceof PutObjectCommand) return { ETag: '"e"' };
+        throw new Error(`unexpected ${(command as object).constructor.name}`);
+      },
+    };
+    return { client: client as unknown as S3Client, calls };
+  }
+
+  it("crawls through the writer's own client: a second stack in the process has a new client for the same bucket", async () => {
+    const first = emptyBucketClient();
+    const second = emptyBucketClient();
+    await crawlAfterWrite(first.client, BUCKET, ['processed/invoice_lines/']);
+    const before = first.calls.length;
+    await crawlAfterWrite(second.client, BUCKET, ['processed/invoice_lines/']);
+    expect(second.calls).toContain('ListObjectsV2Command');
+    expect(first.calls.length).toBe(before);
   });
 });
