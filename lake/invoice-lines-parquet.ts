@@ -295,7 +295,7 @@ export function startLeanEncoder(): void {
  * the API go on meanwhile. The columns' arrays are moved to the thread, not copied (`build` must
  * make arrays of their own). If the thread fails (or there is none, as in a Lambda bundle) the
  * columns are built again and the same bytes made here, and a process whose thread failed makes
- * them here from then on.
+ * them here from then on; a column the writer refuses is thrown as it would be here.
  */
 export async function writeLeanParquetOffThread(
   schema: readonly ParquetColumn[],
@@ -310,7 +310,11 @@ export async function writeLeanParquetOffThread(
     try {
       return await thread.call({ schema, columns, rows }, moved);
     } catch {
+      // The same columns here: a column the writer refuses throws again (the thread is not at
+      // fault and stays in use); when they encode here, the thread was: this process stops using it.
+      const bytes = writeLeanParquet(schema, build(), rows);
       threadFailed = true;
+      return bytes;
     }
   }
   return writeLeanParquet(schema, build(), rows);

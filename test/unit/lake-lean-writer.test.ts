@@ -96,6 +96,34 @@ describe('the lean writer on its thread', () => {
   });
 });
 
+describe('the lean writer on its thread: refused columns', () => {
+  it('throws a column the writer refuses, as it would here, and keeps using the thread', async () => {
+    const lines = new LakeLines(new StringTable());
+    lines.appendColumns(3000, {
+      invoiceNo: Array.from({ length: 3000 }, (_, i) => String(536365 + (i >> 3))),
+      lineNo: Array.from({ length: 3000 }, (_, i) => (i & 7) + 1),
+      stockCode: new Array(3000).fill('85123A'),
+      country: new Array(3000).fill('France'),
+      source: new Array(3000).fill('file'),
+      sourceKey: new Array(3000).fill('landing/x.csv'),
+      price: new Array(3000).fill(2550),
+      invoiceMs: new Array(3000).fill(Date.UTC(2010, 11, 1)),
+      lakeVisibleAt: new Array(3000).fill(Date.UTC(2026, 11, 6)),
+    });
+    const order = Array.from({ length: lines.length }, (_, i) => i);
+    const withNull = () => {
+      const columns = leanColumns(lines, order);
+      const invoiceNo = columns[0] as { kind: 'string'; ids: Int32Array };
+      invoiceNo.ids[7] = -1;
+      return columns;
+    };
+    await expect(writeLeanParquetOffThread(INVOICE_LINE_SCHEMA, withNull, order.length)).rejects.toThrow(
+      'column invoice_no: a null in a required column',
+    );
+    expect(leanEncoderWhere()).toBe('thread');
+  });
+});
+
 describe('worker calls', () => {
   it('rejects the calls pending when the worker dies, and starts a new one for the next call', async () => {
     const source = `
