@@ -183,12 +183,15 @@ function fromPhysical(c: ParquetColumn, value: unknown): ParquetValue {
 /**
  * Parquet bytes to their columns' physical values (a DECIMAL's unscaled integer, a DATE's days, a
  * TIMESTAMP's microseconds, strings as strings), by column name: the file must have exactly the
- * schema's columns (names, order, types), else a ParquetError saying how it differs.
+ * schema's columns (names, order, types), else a ParquetError saying how it differs. With
+ * `between`, the columns are decoded one at a time and `between` is awaited after each (a caller
+ * that shares its thread turns the event loop there); the footer is read once either way.
  */
 export async function readParquetColumns(
   bytes: Uint8Array,
   schema: ParquetSchema,
   only?: ReadonlyArray<string>,
+  between?: () => Promise<void>,
 ): Promise<{ rowCount: number; columns: Record<string, ArrayLike<unknown>> }> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   let metadata: FileMetaData;
@@ -215,26 +218,27 @@ export async function readParquetColumns(
   };
   const names = only ?? schema.map((c) => c.name);
   const columns: Record<string, ArrayLike<unknown>> = Object.fromEntries(names.map((n) => [n, []]));
+  const onChunk = (chunk: { columnName: string; columnData: ArrayLike<unknown>; rowStart: number }) => {
+    const had = columns[chunk.columnName];
+    if (!had) return;
+    const data = chunk.columnData as ArrayLike<unknown>;
+    // A column in one chunk (a file of one page per column) is kept as read: no copy (a copy
+    // per value into a growing array was a third of reading the real file's lake back).
+    if (had.length === 0 && chunk.rowStart === 0) {
+      columns[chunk.columnName] = data;
+      return;
+    }
+    const out = Array.isArray(had) ? had : Array.from(had);
+    for (let i = 0; i < data.length; i++) out[chunk.rowStart + i] = data[i];
+    columns[chunk.columnName] = out;
+  };
   try {
-    await parquetRead({
-      file,
-      metadata: raw,
-      columns: [...names],
-      onChunk: (chunk) => {
-        const had = columns[chunk.columnName];
-        if (!had) return;
-        const data = chunk.columnData as ArrayLike<unknown>;
-        // A column in one chunk (a file of one page per column) is kept as read: no copy (a copy
-        // per value into a growing array was a third of reading the real file's lake back).
-        if (had.length === 0 && chunk.rowStart === 0) {
-          columns[chunk.columnName] = data;
-          return;
-        }
-        const out = Array.isArray(had) ? had : Array.from(had);
-        for (let i = 0; i < data.length; i++) out[chunk.rowStart + i] = data[i];
-        columns[chunk.columnName] = out;
-      },
-    });
+    if (!between) await parquetRead({ file, metadata: raw, columns: [...names], onChunk });
+    else
+      for (const name of names) {
+        await parquetRead({ file, metadata: raw, columns: [name], onChunk });
+        await between();
+      }
   } catch (err) {
     throw new ParquetError(`unreadable Parquet: ${(err as Error).message}`, { cause: err });
   }

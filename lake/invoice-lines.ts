@@ -222,18 +222,17 @@ export async function readLakeFile(
   key: string,
   into = new LakeLines(),
 ): Promise<LakeLines> {
-  const bytes = await getBytes(store, key);
   // A column at a time, the event loop turned between them when a slice is due: a month file is
   // ~0.1 s of decoding, and under `npm start` the API shares this thread.
   const slicer = new TimeSlicer();
-  const c: Record<string, ArrayLike<unknown>> = {};
-  let rowCount = 0;
-  for (const { name } of INVOICE_LINE_SCHEMA) {
-    if (slicer.due) await slicer.turn();
-    const read = await readParquetColumns(bytes, INVOICE_LINE_SCHEMA, [name]);
-    rowCount = read.rowCount;
-    c[name] = read.columns[name] ?? [];
-  }
+  const { rowCount, columns: c } = await readParquetColumns(
+    await getBytes(store, key),
+    INVOICE_LINE_SCHEMA,
+    undefined,
+    async () => {
+      if (slicer.due) await slicer.turn();
+    },
+  );
   const col = (name: string): ArrayLike<unknown> => c[name] ?? [];
   const texts = (name: string) => col(name) as ReadonlyArray<string | null>;
   into.appendColumns(rowCount, {
