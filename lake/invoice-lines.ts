@@ -274,7 +274,7 @@ interface Merged {
  * lineage times the kept one lacks (only archive lines carry them, as only the archive's MERGE
  * lends them). Existing rows come first, then `incoming` rows in order.
  */
-function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly number[], now: number): Merged {
+function mergeLines(existing: LakeLines, incoming: LakeLines, rows: Rows, now: number): Merged {
   if (existing.strings !== incoming.strings) throw new LakeError('merged lines must share one string table');
   const at = new KeyIndex(existing.length + rows.length);
   const keptExisting: number[] = [];
@@ -295,7 +295,8 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: readonly num
     }
   }
   let already = 0;
-  for (const i of rows) {
+  for (let k = 0; k < rows.length; k++) {
+    const i = rows[k] as number;
     const row = at.add(incoming.keyOf(i), keptExisting.length + keptIncoming.length);
     if (row === undefined) keptIncoming.push(i);
     else {
@@ -331,7 +332,7 @@ const LINEAGE = ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const;
  * a lower line number. Equal times mean one month, so one partition sees all of a row's equals.
  * (String columns compare by id: one table, one id per distinct value.)
  */
-function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
+function markDuplicates(lines: LakeLines, rows: Rows): void {
   const same = (a: number, b: number) =>
     lines.invoiceNo[a] === lines.invoiceNo[b] &&
     lines.stockCode[a] === lines.stockCode[b] &&
@@ -378,6 +379,9 @@ function markDuplicates(lines: LakeLines, rows: readonly number[]): void {
   }
 }
 
+/** Row numbers of a LakeLines (an array, or a partition's Int32Array). */
+type Rows = ArrayLike<number>;
+
 const allRows = (lines: LakeLines) => Array.from({ length: lines.length }, (_, i) => i);
 
 function before(lines: LakeLines, a: number, b: number): number {
@@ -397,8 +401,8 @@ function before(lines: LakeLines, a: number, b: number): number {
  * Row order of a file: by invoice time, invoice and line (query engines read a month's rows in time
  * order; min/max statistics stay tight). Rows already in order (a file's rows mostly are) are not sorted.
  */
-function sortedRows(lines: LakeLines, rows: readonly number[] = allRows(lines)): number[] {
-  const order = [...rows];
+function sortedRows(lines: LakeLines, rows: Rows = allRows(lines)): Rows {
+  const order = new Int32Array(rows);
   let sorted = true;
   for (let k = 1; k < order.length && sorted; k++)
     sorted = before(lines, order[k - 1] as number, order[k] as number) <= 0;
@@ -419,10 +423,11 @@ const textOrder = (lines: LakeLines) => (a: number, b: number) => {
  * comparator sort of a month's ~40,000 rows cost the real file ~0.3 s, profiled. Undefined: an
  * invoice has two times.
  */
-function byInvoiceRank(lines: LakeLines, order: readonly number[]): number[] | undefined {
+function byInvoiceRank(lines: LakeLines, order: Int32Array): Int32Array | undefined {
   const timeOf = new Map<number, number>();
   let last = NO_STRING;
-  for (const i of order) {
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k] as number;
     const id = lines.invoiceNo[i] as number;
     if (id === last) {
       if (timeOf.get(id) !== lines.invoiceMs[i]) return undefined;
@@ -451,7 +456,7 @@ function byInvoiceRank(lines: LakeLines, order: readonly number[]): number[] | u
     start[r + 1] = (start[r + 1] as number) + 1;
   }
   for (let r = 0; r < invoices.length; r++) start[r + 1] = (start[r + 1] as number) + (start[r] as number);
-  const out = new Array<number>(n);
+  const out = new Int32Array(n);
   const at = start.slice(0, invoices.length);
   for (let k = 0; k < n; k++) {
     const r = rank[k] as number;
@@ -474,9 +479,11 @@ function byInvoiceRank(lines: LakeLines, order: readonly number[]): number[] | u
 }
 
 /** The order by comparing rows: each invoice's rank among the rows' invoice numbers stands for its text. */
-function byComparison(lines: LakeLines, order: readonly number[]): number[] {
+function byComparison(lines: LakeLines, order: Int32Array): Int32Array {
   const n = order.length;
-  const distinct = [...new Set(order.map((i) => lines.invoiceNo[i] as number))].sort(textOrder(lines));
+  const distinct = [...new Set(Array.from(order, (i) => lines.invoiceNo[i] as number))].sort(
+    textOrder(lines),
+  );
   const rankOf = new Map(distinct.map((id, r) => [id, r]));
   const ms = new Float64Array(n);
   const rank = new Int32Array(n);
@@ -493,11 +500,11 @@ function byComparison(lines: LakeLines, order: readonly number[]): number[] {
       (rank[a] as number) - (rank[b] as number) ||
       (line[a] as number) - (line[b] as number),
   );
-  return index.map((k) => order[k] as number);
+  return Int32Array.from(index, (k) => order[k] as number);
 }
 
 /** Strings as UTF-8 bytes, one Uint8Array per distinct value (writeParquetColumns says why). */
-function bytesColumn(lines: LakeLines, ids: Int32Array, order: readonly number[]): Array<Uint8Array | null> {
+function bytesColumn(lines: LakeLines, ids: Int32Array, order: Rows): Array<Uint8Array | null> {
   const out = new Array<Uint8Array | null>(order.length);
   for (let k = 0; k < order.length; k++) {
     const id = ids[order[k] as number] as number;
@@ -506,7 +513,7 @@ function bytesColumn(lines: LakeLines, ids: Int32Array, order: readonly number[]
   return out;
 }
 /** Times in ms to microseconds (numbers: exact below 2^53, the writer makes them INT64); NaN: null. */
-function microsColumn(values: ArrayLike<number>, order: readonly number[]): Array<number | null> {
+function microsColumn(values: ArrayLike<number>, order: Rows): Array<number | null> {
   const out = new Array<number | null>(order.length);
   for (let k = 0; k < order.length; k++) {
     const v = values[order[k] as number] as number;
@@ -515,14 +522,14 @@ function microsColumn(values: ArrayLike<number>, order: readonly number[]): Arra
   return out;
 }
 
-function numbersColumn(values: ArrayLike<number>, order: readonly number[]): Int32Array {
+function numbersColumn(values: ArrayLike<number>, order: Rows): Int32Array {
   const out = new Int32Array(order.length);
   for (let k = 0; k < order.length; k++) out[k] = values[order[k] as number] as number;
   return out;
 }
 
 /** Prices and totals as unscaled bigints (DECIMAL(12,3) / (18,3)); a total past 2^53 multiplied as bigints. */
-function moneyColumns(lines: LakeLines, order: readonly number[]): { price: bigint[]; total: bigint[] } {
+function moneyColumns(lines: LakeLines, order: Rows): { price: bigint[]; total: bigint[] } {
   const price = new Array<bigint>(order.length);
   const total = new Array<bigint>(order.length);
   let lastPrice = Number.NaN;
@@ -543,14 +550,14 @@ function moneyColumns(lines: LakeLines, order: readonly number[]): { price: bigi
 }
 
 /** The lines as Parquet bytes, in `order` (default: time, invoice, line). */
-export function encodeLakeLines(lines: LakeLines, order: readonly number[] = sortedRows(lines)): Uint8Array {
+export function encodeLakeLines(lines: LakeLines, order: Rows = sortedRows(lines)): Uint8Array {
   return writeParquetColumns(INVOICE_LINE_SCHEMA, lakeColumns(lines, order), order.length);
 }
 
 /** One partition's file to encode: `rows` of `lines`, in that order (the file's row order). */
 export interface LakePart {
   lines: LakeLines;
-  rows: readonly number[];
+  rows: Rows;
 }
 
 /**
@@ -602,7 +609,7 @@ export const hyparquetLakeEncoder: LakeEncoder = {
 };
 
 /** The lines as the lean writer's columns, in `order`. */
-export function leanColumns(lines: LakeLines, order: readonly number[]): LeanColumn[] {
+export function leanColumns(lines: LakeLines, order: Rows): LeanColumn[] {
   const n = order.length;
   const ints = (values: Int32Array): LeanColumn => {
     const out = new Int32Array(n);
@@ -688,7 +695,7 @@ class FileDictionaries {
   constructor(private readonly strings: StringTable) {
     this.local = new Int32Array(strings.size).fill(-1);
   }
-  column(ids: Int32Array, order: readonly number[]): LeanColumn {
+  column(ids: Int32Array, order: Rows): LeanColumn {
     const out = new Int32Array(order.length);
     const seen: number[] = [];
     for (let k = 0; k < order.length; k++) {
@@ -716,9 +723,9 @@ class FileDictionaries {
 }
 
 /** The schema's columns of the lines, physical values in `order`. */
-function lakeColumns(lines: LakeLines, order: readonly number[]): unknown[][] {
+function lakeColumns(lines: LakeLines, order: Rows): unknown[][] {
   const { price, total } = moneyColumns(lines, order);
-  const flags = (test: (i: number) => boolean) => order.map(test);
+  const flags = (test: (i: number) => boolean) => Array.from(order, test);
   const bytesOf = (ids: Int32Array) => bytesColumn(lines, ids, order);
   return [
     bytesOf(lines.invoiceNo),
@@ -757,9 +764,51 @@ export interface PartitionWrite {
   replaced: string[];
 }
 
-function distinctKeys(lines: LakeLines, rows: readonly number[]): boolean {
+/**
+ * Each partition's rows, in row order: one pass numbers each row's partition, a second places the
+ * rows (typed arrays: no array grown a row at a time).
+ */
+function rowsByPartition(lines: LakeLines): Map<string, Int32Array> {
+  const partitionAt = new Int32Array(lines.length);
+  const names: string[] = [];
+  const counts: number[] = [];
+  const byDate = new Map<number, number>();
+  let lastKey = -1;
+  let last = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const dk = lines.dateKey[i] as number;
+    if (dk !== lastKey) {
+      lastKey = dk;
+      let k = byDate.get(dk);
+      if (k === undefined) {
+        const p = partitionOf(dk);
+        k = names.indexOf(p);
+        if (k === -1) {
+          k = names.length;
+          names.push(p);
+          counts.push(0);
+        }
+        byDate.set(dk, k);
+      }
+      last = k;
+    }
+    partitionAt[i] = last;
+    counts[last] = (counts[last] as number) + 1;
+  }
+  const rows = counts.map((n) => new Int32Array(n));
+  const at = new Int32Array(names.length);
+  for (let i = 0; i < lines.length; i++) {
+    const k = partitionAt[i] as number;
+    (rows[k] as Int32Array)[at[k] as number] = i;
+    at[k] = (at[k] as number) + 1;
+  }
+  return new Map(names.map((p, k) => [p, rows[k] as Int32Array]));
+}
+
+function distinctKeys(lines: LakeLines, rows: Rows): boolean {
   const seen = new KeyIndex(rows.length);
-  for (const i of rows) if (seen.add(lines.keyOf(i), i) !== undefined) return false;
+  for (let k = 0; k < rows.length; k++)
+    if (seen.add(lines.keyOf(rows[k] as number), k) !== undefined) return false;
   return true;
 }
 
@@ -781,16 +830,18 @@ async function mergePartition(
   partition: string,
   files: readonly string[],
   incoming: LakeLines,
-  rows: readonly number[],
+  rows: Rows,
   now: number,
 ): Promise<MergedPartition> {
-  const fresh = files.length === 0 ? distinctKeys(incoming, rows) : false;
+  // Only the rows the typer did not settle (LakeLines.unsettled) are checked for keys and duplicates.
+  const check = files.length === 0 ? incoming.unsettled(rows) : rows;
+  const fresh = files.length === 0 && distinctKeys(incoming, check);
   await turn();
   let merged: Merged;
-  let kept: readonly number[];
+  let kept: Rows;
   if (fresh) {
     // A new partition of lines with no key twice (a first load): nothing to merge, no copy.
-    for (const i of rows) incoming.lakeVisibleAt[i] = now;
+    for (let k = 0; k < rows.length; k++) incoming.lakeVisibleAt[rows[k] as number] = now;
     merged = { lines: incoming, added: rows.length, already: 0, changed: rows.length > 0 };
     kept = rows;
   } else {
@@ -808,7 +859,7 @@ async function mergePartition(
       added: kept.length === 0 ? 0 : added,
       already: kept.length === 0 ? 0 : already,
     };
-  markDuplicates(merged.lines, kept);
+  markDuplicates(merged.lines, fresh ? check : kept);
   await turn();
   const order = sortedRows(merged.lines, kept);
   await turn();
@@ -936,23 +987,7 @@ export async function writeLakeLinesWhen(
   options: { now?: number } = {},
 ): Promise<LakeWriteResult | undefined> {
   const now = options.now ?? Date.now();
-  const byPartition = new Map<string, number[]>();
-  let lastKey = -1;
-  let last: number[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const dk = lines.dateKey[i] as number;
-    if (dk !== lastKey) {
-      const p = partitionOf(dk);
-      let rows = byPartition.get(p);
-      if (!rows) {
-        rows = [];
-        byPartition.set(p, rows);
-      }
-      last = rows;
-      lastKey = dk;
-    }
-    last.push(i);
-  }
+  const byPartition = rowsByPartition(lines);
   const files = byPartition.size > 0 ? await listLakeFiles(store) : new Map<string, string[]>();
   const merged = await mapLimit([...byPartition], PARTITION_CONCURRENCY, ([p, rows]) =>
     mergePartition(store, p, files.get(p) ?? [], lines, rows, now),

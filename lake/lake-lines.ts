@@ -18,6 +18,11 @@ export interface LakeLineInput {
   /** Unit price in thousandths. */
   price: number;
   isNonProduct: boolean;
+  /**
+   * The typer's verdict (the warehouse's rule, batch/typer.ts): the same values as a line of the
+   * invoice's run before it. Undefined: not decided, the lake decides (LakeLines.marked).
+   */
+  isDuplicateRow?: boolean;
   producedAt: number | null;
   acceptedAt: number | null;
   streamVisibleAt: number | null;
@@ -237,6 +242,19 @@ export class LakeLines {
   nonProduct: Uint8Array;
   duplicate: Uint8Array;
 
+  /**
+   * Whether every line came through add() with the typer's duplicate verdict (see `unsettled`);
+   * any other way of adding lines turns it off.
+   */
+  private verdicts = true;
+  /** The run of lines add() is in: its invoice's id (NO_STRING: none yet) and last line number. */
+  private runInvoice = NO_STRING;
+  private runLineNo = 0;
+  /** Per invoice id: 1 its lines came as one run of rising line numbers so far, 2 they did not. */
+  private runState = new Uint8Array(1024);
+  /** Invoices whose state is 2. */
+  private unsettledInvoices = 0;
+
   /** Per string column, the last value added and its id: an invoice's lines repeat theirs. */
   private readonly lastText: Array<string | null> = ID_COLUMNS.map(() => null);
   private readonly lastId = new Int32Array(ID_COLUMNS.length).fill(NO_STRING);
@@ -345,7 +363,11 @@ export class LakeLines {
   add(line: LakeLineInput, source: string, sourceKey: string, known?: TyperIds): void {
     if (this.length === this.capacity) this.reserve(this.length + 1);
     const i = this.length++;
-    this.invoiceNo[i] = this.idOf(0, line.invoiceNo);
+    const invoice = this.idOf(0, line.invoiceNo);
+    this.invoiceNo[i] = invoice;
+    if (invoice !== this.runInvoice) this.newRun(invoice);
+    else if (line.lineNo <= this.runLineNo) this.unsettle(invoice);
+    this.runLineNo = line.lineNo;
     this.stockCode[i] = this.viaTyper(1, line.stockCode, line.stockId, known?.stock);
     this.description[i] = this.viaTyper(2, line.description, line.descriptionId, known?.description);
     this.customerId[i] = this.idOf(3, line.customerId);
@@ -362,7 +384,44 @@ export class LakeLines {
     this.streamVisibleAt[i] = line.streamVisibleAt ?? Number.NaN;
     this.lakeVisibleAt[i] = Number.NaN;
     this.nonProduct[i] = line.isNonProduct ? 1 : 0;
-    this.duplicate[i] = 0;
+    if (line.isDuplicateRow === undefined) this.verdicts = false;
+    this.duplicate[i] = line.isDuplicateRow ? 1 : 0;
+  }
+
+  /** add() meets another invoice's line: a second run of an invoice unsettles it. */
+  private newRun(invoice: number): void {
+    if (invoice >= this.runState.length) {
+      const state = new Uint8Array(Math.max(this.runState.length * 2, invoice + 1));
+      state.set(this.runState);
+      this.runState = state;
+    }
+    if (this.runState[invoice] === 0) this.runState[invoice] = 1;
+    else this.unsettle(invoice);
+    this.runInvoice = invoice;
+  }
+
+  private unsettle(invoice: number): void {
+    if (this.runState[invoice] === 2) return;
+    this.runState[invoice] = 2;
+    this.unsettledInvoices++;
+  }
+
+  /**
+   * Of `rows`, those whose key and duplicate flag a write must still check: the typer settled the
+   * others. An invoice whose lines all came through add() in one run of rising line numbers, each
+   * with the typer's verdict, has no key twice and its duplicates marked (the typer compared each
+   * line with every line of the invoice before it: batch/typer.ts, accept); the real file has one
+   * invoice that comes back later. Lines added any other way are all unsettled.
+   */
+  unsettled(rows: ArrayLike<number>): ArrayLike<number> {
+    if (!this.verdicts) return rows;
+    if (this.unsettledInvoices === 0) return [];
+    const out: number[] = [];
+    for (let k = 0; k < rows.length; k++) {
+      const i = rows[k] as number;
+      if (this.runState[this.invoiceNo[i] as number] === 2) out.push(i);
+    }
+    return out;
   }
 
   /**
@@ -371,6 +430,7 @@ export class LakeLines {
    */
   append(from: LakeLines, rows?: readonly number[]): void {
     const n = rows ? rows.length : from.length;
+    if (n > 0) this.verdicts = false;
     const at = this.length;
     this.reserve(at + n);
     const copy = (
@@ -416,6 +476,7 @@ export class LakeLines {
     >,
   ): void {
     const at = this.length;
+    if (n > 0) this.verdicts = false;
     this.reserve(at + n);
     for (let ci = 0; ci < ID_COLUMNS.length; ci++) {
       const c = ID_COLUMNS[ci] as (typeof ID_COLUMNS)[number];

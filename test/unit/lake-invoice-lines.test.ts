@@ -301,6 +301,72 @@ describe('lake invoice lines: the columns', () => {
     expect(together.rows()).toEqual(first.rows());
   });
 
+  it("takes the typer's duplicate verdicts, checking again only invoices that were not one run", async () => {
+    const x = inputLine({ invoiceNo: '536365', lineNo: 1 });
+    const y = inputLine({ invoiceNo: '536366', lineNo: 1 });
+    // The typer's verdicts: x2 repeats x1 within x's run; x3 repeats x1 after y came between (the
+    // typer keeps only the current invoice's lines, so it says no and leaves x to whoever comes next).
+    const verdicts: Array<[InvoiceLineInput, boolean]> = [
+      [x, false],
+      [{ ...x, lineNo: 2 }, true],
+      [y, false],
+      [{ ...x, lineNo: 3 }, false],
+    ];
+    const withVerdicts = (pairs: Array<[InvoiceLineInput, boolean | undefined]>) => {
+      const out = new LakeLines();
+      for (const [l, d] of pairs) out.add({ ...typed(l), isDuplicateRow: d }, FILE.source, FILE.key);
+      return out;
+    };
+    const lines = withVerdicts(verdicts);
+    expect(Array.from(lines.unsettled([0, 1, 2, 3]))).toEqual([0, 1, 3]);
+    // One run of rising line numbers each: nothing to check again.
+    expect(Array.from(withVerdicts(verdicts.slice(0, 3)).unsettled([0, 1, 2]))).toEqual([]);
+    // A line number that does not rise (an archive line delivered twice) unsettles its invoice.
+    expect(
+      Array.from(
+        withVerdicts([
+          [x, false],
+          [{ ...x, lineNo: 2 }, false],
+          [x, false],
+        ]).unsettled([0, 1, 2]),
+      ),
+    ).toEqual([0, 1, 2]);
+    // A line without a verdict: every line is checked.
+    expect(
+      Array.from(
+        withVerdicts([
+          [x, false],
+          [y, undefined],
+        ]).unsettled([0, 1]),
+      ),
+    ).toEqual([0, 1]);
+
+    const bucket = memoryBucket();
+    try {
+      await writeLakeLines(bucket.store, lines, { now: 1 });
+      const files = [...bucket.objects].filter(([k]) => k.endsWith('.parquet'));
+      const read = (await readLakeFile(bucket.store, files[0]?.[0] as string)).rows();
+      expect(read.map((r) => [r.invoiceNo, r.lineNo, r.duplicate])).toEqual([
+        ['536365', 1, false],
+        ['536365', 2, true],
+        ['536365', 3, true],
+        ['536366', 1, false],
+      ]);
+      // The same file as lines without verdicts, whose duplicates the lake finds itself.
+      const other = memoryBucket();
+      try {
+        await writeLakeLines(other.store, withVerdicts(verdicts.map(([l]) => [l, undefined])), { now: 1 });
+        expect([...other.objects.keys()].filter((k) => k.endsWith('.parquet'))).toEqual(
+          files.map(([k]) => k),
+        );
+      } finally {
+        other.restore();
+      }
+    } finally {
+      bucket.restore();
+    }
+  });
+
   it('orders a file by invoice time, invoice number (as text) and line', async () => {
     const bucket = memoryBucket();
     try {
