@@ -3,7 +3,6 @@ import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { CREATED_BY } from '#adapters/parquet-writer';
-import { moduleWorker, workerCalls } from '#adapters/worker-calls';
 import { element, type ParquetColumn } from '#core/parquet';
 
 /**
@@ -267,55 +266,4 @@ export function writeLeanParquet(
   writeMetadata(writer, metadata as unknown as Parameters<typeof writeMetadata>[1]);
   writer.appendUint32(0x31524150);
   return new Uint8Array(writer.getBuffer());
-}
-
-const thread = (() => {
-  const start = moduleWorker(new URL('./invoice-lines-parquet-thread.ts', import.meta.url));
-  return (
-    start && workerCalls<Uint8Array>(start, (message) => new Error(`the lean Parquet encoder: ${message}`))
-  );
-})();
-let threadFailed = false;
-/** Below this many rows a file is encoded here: under a millisecond, less than the trip to the thread. */
-const OFF_THREAD_ROWS = 1000;
-
-/** Where writeLeanParquetOffThread encodes: its thread, or this thread (none here, or the thread failed). */
-export function leanEncoderWhere(): 'thread' | 'here, no thread' | 'here, the thread failed' {
-  return !thread ? 'here, no thread' : threadFailed ? 'here, the thread failed' : 'thread';
-}
-
-/** Starts the lean encoder's thread (a sink that will write does, so its first file waits for no start-up). */
-export function startLeanEncoder(): void {
-  if (thread && !threadFailed) thread.start();
-}
-
-/**
- * writeLeanParquet's bytes for the columns `build` makes, encoded on the lean encoder's thread
- * (./invoice-lines-parquet-thread.ts) so the caller's event loop stays free: the loader's commit and
- * the API go on meanwhile. The columns' arrays are moved to the thread, not copied (`build` must
- * make arrays of their own). If the thread fails (or there is none, as in a Lambda bundle) the
- * columns are built again and the same bytes made here, and a process whose thread failed makes
- * them here from then on; a column the writer refuses is thrown as it would be here.
- */
-export async function writeLeanParquetOffThread(
-  schema: readonly ParquetColumn[],
-  build: () => LeanColumn[],
-  rows: number,
-): Promise<Uint8Array> {
-  if (thread && !threadFailed && rows >= OFF_THREAD_ROWS) {
-    const columns = build();
-    const moved = columns.flatMap((c) =>
-      c.kind === 'string' ? [c.ids.buffer, c.dictionary.buffer] : [c.values.buffer],
-    ) as ArrayBuffer[];
-    try {
-      return await thread.call({ schema, columns, rows }, moved);
-    } catch {
-      // The same columns here: a column the writer refuses throws again (the thread is not at
-      // fault and stays in use); when they encode here, the thread was: this process stops using it.
-      const bytes = writeLeanParquet(schema, build(), rows);
-      threadFailed = true;
-      return bytes;
-    }
-  }
-  return writeLeanParquet(schema, build(), rows);
 }

@@ -7,7 +7,7 @@ import {
   type LakeWriteResult,
   leanLakeEncoder,
 } from './invoice-lines.ts';
-import { startLeanEncoder } from './invoice-lines-parquet.ts';
+import { startLeanEncoder } from './invoice-lines-files.ts';
 import { lakeWrites, type Serial, writeObjects } from './invoice-lines-stage.ts';
 
 /** When a background sink writes what it holds (docs/lake.md, "Coalescing"). */

@@ -7,30 +7,15 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import {
-  boolean,
-  decimal,
-  instant,
-  int32,
-  localTimestamp,
-  type ParquetSchema,
   readParquetColumns,
-  string,
   writeParquetColumns,
   writeParquetColumnsOffThread,
 } from '#adapters/parquet-writer';
 import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
-import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
 import { TimeSlicer } from '#core/time-slice';
-import { type LeanColumn, writeLeanParquetOffThread } from './invoice-lines-parquet.ts';
-import {
-  KeyIndex,
-  type LakeLineInput,
-  LakeLines,
-  NO_STRING,
-  type StringTable,
-  type TyperIds,
-} from './lake-lines.ts';
+import { encodeLakeFile, flagTests, INVOICE_LINE_SCHEMA, type Rows } from './invoice-lines-files.ts';
+import { KeyIndex, type LakeLineInput, LakeLines, NO_STRING, type TyperIds } from './lake-lines.ts';
 
 /**
  * The processed invoice lines: every line the loader accepted, as the warehouse fact has it, in
@@ -42,32 +27,7 @@ import {
  */
 
 export { INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX } from '#core/bucket-layout';
-
-/** The fact's columns (names and types as fact_sales_line has them), less the warehouse's own stamp. */
-export const INVOICE_LINE_SCHEMA: ParquetSchema = [
-  { name: 'invoice_no', type: string, nullable: false },
-  { name: 'line_no', type: int32, nullable: false },
-  { name: 'date_key', type: int32, nullable: false },
-  { name: 'invoice_date', type: localTimestamp, nullable: false },
-  { name: 'stock_code', type: string, nullable: false },
-  { name: 'description', type: string, nullable: true },
-  { name: 'customer_id', type: string, nullable: true },
-  { name: 'country_name', type: string, nullable: false },
-  { name: 'quantity', type: int32, nullable: false },
-  { name: 'unit_price', type: decimal(12, 3), nullable: false },
-  { name: 'line_total', type: decimal(18, 3), nullable: false },
-  { name: 'is_cancellation', type: boolean, nullable: false },
-  { name: 'is_adjustment', type: boolean, nullable: false },
-  { name: 'is_non_product', type: boolean, nullable: false },
-  { name: 'is_duplicate_row', type: boolean, nullable: false },
-  { name: 'produced_at', type: instant, nullable: true },
-  { name: 'accepted_at', type: instant, nullable: true },
-  { name: 'stream_visible_at', type: instant, nullable: true },
-  { name: 'source', type: string, nullable: false },
-  { name: 'source_key', type: string, nullable: false },
-  /** When the line was first written to the lake (the lake's counterpart of warehouse_visible_at). */
-  { name: 'lake_visible_at', type: instant, nullable: false },
-];
+export { INVOICE_LINE_SCHEMA, leanColumns } from './invoice-lines-files.ts';
 
 export interface LakeSource {
   key: string;
@@ -379,9 +339,6 @@ function markDuplicates(lines: LakeLines, rows: Rows): void {
   }
 }
 
-/** Row numbers of a LakeLines (an array, or a partition's Int32Array). */
-type Rows = ArrayLike<number>;
-
 const allRows = (lines: LakeLines) => Array.from({ length: lines.length }, (_, i) => i);
 
 function before(lines: LakeLines, a: number, b: number): number {
@@ -571,21 +528,15 @@ export interface LakeEncoder {
 
 /**
  * The lines as Parquet by lake/invoice-lines-parquet.ts's lean writer: the same schema and values as
- * encodeLakeLines (hyparquet-writer's generic path), several times faster (bench/lake.ts). This
- * thread gathers each file's columns; the encoding runs on the lean encoder's thread
- * (writeLeanParquetOffThread), and the event loop gets a turn between files.
+ * encodeLakeLines (hyparquet-writer's generic path), several times faster (bench/lake.ts). Each
+ * file's columns are gathered and encoded on the lake's encoder thread (./invoice-lines-files.ts,
+ * encodeLakeFile), and the event loop gets a turn between files.
  */
 export const leanLakeEncoder: LakeEncoder = {
   async encode(parts) {
     const out: Uint8Array[] = [];
     for (const p of parts) {
-      out.push(
-        await writeLeanParquetOffThread(
-          INVOICE_LINE_SCHEMA,
-          () => leanColumns(p.lines, p.rows),
-          p.rows.length,
-        ),
-      );
+      out.push(await encodeLakeFile(p.lines, p.rows));
       await turn();
     }
     return out;
@@ -607,120 +558,6 @@ export const hyparquetLakeEncoder: LakeEncoder = {
     return out;
   },
 };
-
-/** The lines as the lean writer's columns, in `order`. */
-export function leanColumns(lines: LakeLines, order: Rows): LeanColumn[] {
-  const n = order.length;
-  const ints = (values: Int32Array): LeanColumn => {
-    const out = new Int32Array(n);
-    for (let k = 0; k < n; k++) out[k] = values[order[k] as number] as number;
-    return { kind: 'int32', values: out };
-  };
-  const times = (values: Float64Array): LeanColumn => {
-    const out = new Float64Array(n);
-    for (let k = 0; k < n; k++) out[k] = (values[order[k] as number] as number) * 1000;
-    return { kind: 'int64', values: out };
-  };
-  const flags = (test: (i: number) => boolean): LeanColumn => {
-    const out = new Uint8Array(n);
-    for (let k = 0; k < n; k++) out[k] = test(order[k] as number) ? 1 : 0;
-    return { kind: 'boolean', values: out };
-  };
-  const dictionaries = new FileDictionaries(lines.strings);
-  const strings = (ids: Int32Array) => dictionaries.column(ids, order);
-  const price = new Float64Array(n);
-  const total = new Float64Array(n);
-  const exact = new Map<number, bigint>();
-  for (let k = 0; k < n; k++) {
-    const i = order[k] as number;
-    const p = lines.price[i] as number;
-    const q = lines.quantity[i] as number;
-    price[k] = p;
-    total[k] = p * q;
-    // Past 2^53 thousandths a double is not exact: that total multiplied as bigints.
-    if (!Number.isSafeInteger(total[k])) exact.set(k, BigInt(p) * BigInt(q));
-  }
-  return [
-    strings(lines.invoiceNo),
-    ints(lines.lineNo),
-    ints(lines.dateKey),
-    times(lines.invoiceMs),
-    strings(lines.stockCode),
-    strings(lines.description),
-    strings(lines.customerId),
-    strings(lines.country),
-    ints(lines.quantity),
-    { kind: 'int64', values: price },
-    { kind: 'int64', values: total, exact },
-    ...flagTests(lines).map(flags),
-    times(lines.producedAt),
-    times(lines.acceptedAt),
-    times(lines.streamVisibleAt),
-    strings(lines.source),
-    strings(lines.sourceKey),
-    times(lines.lakeVisibleAt),
-  ];
-}
-
-/** A rule on the invoice number, asked once per distinct invoice (its answer kept by string id: 1 yes, 2 no). */
-function byInvoice(lines: LakeLines, rule: (invoiceNo: string) => boolean): (i: number) => boolean {
-  const known = new Uint8Array(lines.strings.size);
-  return (i) => {
-    const id = lines.invoiceNo[i] as number;
-    let answer = known[id] as number;
-    if (answer === 0) {
-      answer = rule(lines.strings.text(id)) ? 1 : 2;
-      known[id] = answer;
-    }
-    return answer === 1;
-  };
-}
-
-/** The schema's four flag columns, in its order: is_cancellation, is_adjustment, is_non_product, is_duplicate_row. */
-function flagTests(lines: LakeLines): Array<(i: number) => boolean> {
-  return [
-    byInvoice(lines, isCancellationInvoice),
-    byInvoice(lines, isAdjustmentInvoice),
-    (i) => lines.nonProduct[i] === 1,
-    (i) => lines.duplicate[i] === 1,
-  ];
-}
-
-/**
- * A file's string columns as dictionary ids: the table's ids renumbered per column, first seen
- * first numbered, through one reused array (no lookup per row); values' bytes from the table.
- */
-class FileDictionaries {
-  private readonly local: Int32Array;
-  constructor(private readonly strings: StringTable) {
-    this.local = new Int32Array(strings.size).fill(-1);
-  }
-  column(ids: Int32Array, order: Rows): LeanColumn {
-    const out = new Int32Array(order.length);
-    const seen: number[] = [];
-    for (let k = 0; k < order.length; k++) {
-      const id = ids[order[k] as number] as number;
-      if (id === NO_STRING) {
-        out[k] = -1;
-        continue;
-      }
-      let local = this.local[id] as number;
-      if (local === -1) {
-        local = seen.length;
-        this.local[id] = local;
-        seen.push(id);
-      }
-      out[k] = local;
-    }
-    for (const id of seen) this.local[id] = -1;
-    return {
-      kind: 'string',
-      ids: out,
-      dictionary: this.strings.plain(seen),
-      count: seen.length,
-    };
-  }
-}
 
 /** The schema's columns of the lines, physical values in `order`. */
 function lakeColumns(lines: LakeLines, order: Rows): unknown[][] {

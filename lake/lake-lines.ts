@@ -43,22 +43,63 @@ export interface TyperIds {
 
 const TEXT = new TextEncoder();
 
+/** A typed array over shared memory: another thread sees it without a copy (LakeLines.view). */
+function shared<T extends Int32Array | Float64Array | Uint8Array>(
+  kind: { new (buffer: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number },
+  length: number,
+): T {
+  return new kind(new SharedArrayBuffer(length * kind.BYTES_PER_ELEMENT));
+}
+
+/** A string table's values as another thread reads them (StringTable.view, StringBytes). */
+export interface SharedStrings {
+  size: number;
+  /** Every value's UTF-8, at `starts[id]`, `lengths[id]` bytes long. */
+  arena: Uint8Array;
+  starts: Int32Array;
+  lengths: Int32Array;
+}
+
+/** The values PLAIN-encoded, in order: a 4-byte little-endian length, then the bytes, each. */
+function plainOf(t: SharedStrings, ids: ArrayLike<number>): Uint8Array {
+  const { arena, starts, lengths } = t;
+  let size = 0;
+  for (let k = 0; k < ids.length; k++) size += 4 + (lengths[ids[k] as number] as number);
+  const out = new Uint8Array(size);
+  let to = 0;
+  for (let k = 0; k < ids.length; k++) {
+    const id = ids[k] as number;
+    const n = lengths[id] as number;
+    const from = starts[id] as number;
+    out[to] = n & 0xff;
+    out[to + 1] = (n >>> 8) & 0xff;
+    out[to + 2] = (n >>> 16) & 0xff;
+    out[to + 3] = n >>> 24;
+    to += 4;
+    // Most values are a few bytes: a loop costs less than a subarray and a set() each.
+    if (n < 64) for (let b = 0; b < n; b++) out[to + b] = arena[from + b] as number;
+    else out.set(arena.subarray(from, from + n), to);
+    to += n;
+  }
+  return out;
+}
+
 /**
  * The strings of a family of LakeLines (lines merged together share one table), each stored once
  * and numbered: a row holds ids, so a line costs no string object, comparing two keys is comparing
  * numbers, and each distinct value is made UTF-8 once however many files it lands in. The UTF-8 of
- * all values lives in one array (`arena`, offsets by id): a dictionary page is copied out of it, with
- * no array object per value (~40,000 of them for the real file, each its own buffer to allocate
- * and collect).
+ * all values lives in one array of shared memory (`arena`, offsets by id): a dictionary page is
+ * copied out of it, with no array object per value (~40,000 of them for the real file), and the
+ * lake's encoder thread reads it where it is (view()).
  */
 export class StringTable {
   readonly values: string[] = [];
   private readonly ids = new Map<string, number>();
-  private arena = new Uint8Array(1 << 16);
+  private arena = shared(Uint8Array, 1 << 16);
   private used = 0;
-  /** Per id, where its UTF-8 starts in `arena` (-1: not made yet) and its length. */
-  private starts = new Int32Array(1024).fill(-1);
-  private lengths = new Int32Array(1024);
+  /** Per id, where its UTF-8 starts in `arena` and its length. */
+  private starts = shared(Int32Array, 1024);
+  private lengths = shared(Int32Array, 1024);
 
   get size(): number {
     return this.values.length;
@@ -70,6 +111,7 @@ export class StringTable {
     const id = this.values.length;
     this.values.push(s);
     this.ids.set(s, id);
+    this.utf8(id, s);
     return id;
   }
 
@@ -79,53 +121,33 @@ export class StringTable {
 
   /** The value's UTF-8 bytes (a view of the table's array: made once, shared by every file). */
   bytes(id: number): Uint8Array {
-    const at = this.utf8(id);
+    const at = this.starts[id] as number;
     return this.arena.subarray(at, at + (this.lengths[id] as number));
   }
 
   /** The values PLAIN-encoded, in order: a 4-byte little-endian length, then the bytes, each. */
   plain(ids: ArrayLike<number>): Uint8Array {
-    let size = 0;
-    for (let k = 0; k < ids.length; k++) {
-      this.utf8(ids[k] as number);
-      size += 4 + (this.lengths[ids[k] as number] as number);
-    }
-    const out = new Uint8Array(size);
-    const arena = this.arena;
-    let to = 0;
-    for (let k = 0; k < ids.length; k++) {
-      const id = ids[k] as number;
-      const n = this.lengths[id] as number;
-      const from = this.starts[id] as number;
-      out[to] = n & 0xff;
-      out[to + 1] = (n >>> 8) & 0xff;
-      out[to + 2] = (n >>> 16) & 0xff;
-      out[to + 3] = n >>> 24;
-      to += 4;
-      // Most values are a few bytes: a loop costs less than a subarray and a set() each.
-      if (n < 64) for (let b = 0; b < n; b++) out[to + b] = arena[from + b] as number;
-      else out.set(arena.subarray(from, from + n), to);
-      to += n;
-    }
-    return out;
+    return plainOf(this.view(), ids);
   }
 
-  /** Where the value's UTF-8 starts in the arena, made now if it was not. */
-  private utf8(id: number): number {
+  /** The table as it is now, for another thread (values added later are not in it). */
+  view(): SharedStrings {
+    return { size: this.size, arena: this.arena, starts: this.starts, lengths: this.lengths };
+  }
+
+  /** Makes value `id`'s UTF-8 at the arena's end. */
+  private utf8(id: number, s: string): void {
     if (id >= this.starts.length) {
-      const starts = new Int32Array(Math.max(this.starts.length * 2, id + 1)).fill(-1);
+      const starts = shared(Int32Array, this.starts.length * 2);
       starts.set(this.starts);
-      const lengths = new Int32Array(starts.length);
+      const lengths = shared(Int32Array, starts.length);
       lengths.set(this.lengths);
       this.starts = starts;
       this.lengths = lengths;
     }
-    const known = this.starts[id] as number;
-    if (known >= 0) return known;
-    const s = this.values[id] as string;
     // At most 3 bytes per UTF-16 unit.
     if (this.used + s.length * 3 > this.arena.length) {
-      const arena = new Uint8Array(Math.max(this.arena.length * 2, this.used + s.length * 3));
+      const arena = shared(Uint8Array, Math.max(this.arena.length * 2, this.used + s.length * 3));
       arena.set(this.arena.subarray(0, this.used));
       this.arena = arena;
     }
@@ -141,7 +163,22 @@ export class StringTable {
     this.starts[id] = at;
     this.lengths[id] = n;
     this.used = at + n;
-    return at;
+  }
+}
+
+/** A StringTable's values on another thread: their bytes, their text decoded when asked. */
+export class StringBytes {
+  constructor(private readonly table: SharedStrings) {}
+  get size(): number {
+    return this.table.size;
+  }
+  text(id: number): string {
+    const { arena, starts, lengths } = this.table;
+    const at = (starts[id] as number) + arena.byteOffset;
+    return Buffer.from(arena.buffer, at, lengths[id] as number).toString('utf8');
+  }
+  plain(ids: ArrayLike<number>): Uint8Array {
+    return plainOf(this.table, ids);
   }
 }
 
@@ -169,6 +206,21 @@ const TIME_COLUMNS = [
 const FLAG_COLUMNS = ['nonProduct', 'duplicate'] as const;
 
 const COLUMNS = [...ID_COLUMNS, ...INT_COLUMNS, ...TIME_COLUMNS, ...FLAG_COLUMNS] as const;
+
+type ColumnName = (typeof COLUMNS)[number];
+
+/** The columns of lines and their strings: LakeLines, or its view on another thread (linesOfView). */
+export type LinesColumns = Pick<LakeLines, ColumnName> & {
+  strings: Pick<StringTable, 'size' | 'text' | 'plain'>;
+};
+
+/** LakeLines as another thread receives them (LakeLines.view): the same shared memory, no copy. */
+export type LinesView = Pick<LakeLines, ColumnName | 'length'> & { strings: SharedStrings };
+
+/** The lines of a view, read on the thread that received it. */
+export function linesOfView(view: LinesView): LinesColumns {
+  return { ...view, strings: new StringBytes(view.strings) };
+}
 
 /** A set of column arrays of one capacity. */
 type Spare = { capacity: number } & Record<
@@ -264,24 +316,24 @@ export class LakeLines {
     capacity = 4096,
   ) {
     this.capacity = capacity;
-    this.invoiceNo = new Int32Array(capacity);
-    this.stockCode = new Int32Array(capacity);
-    this.description = new Int32Array(capacity);
-    this.customerId = new Int32Array(capacity);
-    this.country = new Int32Array(capacity);
-    this.source = new Int32Array(capacity);
-    this.sourceKey = new Int32Array(capacity);
-    this.lineNo = new Int32Array(capacity);
-    this.dateKey = new Int32Array(capacity);
-    this.quantity = new Int32Array(capacity);
-    this.invoiceMs = new Float64Array(capacity);
-    this.price = new Float64Array(capacity);
-    this.producedAt = new Float64Array(capacity);
-    this.acceptedAt = new Float64Array(capacity);
-    this.streamVisibleAt = new Float64Array(capacity);
-    this.lakeVisibleAt = new Float64Array(capacity);
-    this.nonProduct = new Uint8Array(capacity);
-    this.duplicate = new Uint8Array(capacity);
+    this.invoiceNo = shared(Int32Array, capacity);
+    this.stockCode = shared(Int32Array, capacity);
+    this.description = shared(Int32Array, capacity);
+    this.customerId = shared(Int32Array, capacity);
+    this.country = shared(Int32Array, capacity);
+    this.source = shared(Int32Array, capacity);
+    this.sourceKey = shared(Int32Array, capacity);
+    this.lineNo = shared(Int32Array, capacity);
+    this.dateKey = shared(Int32Array, capacity);
+    this.quantity = shared(Int32Array, capacity);
+    this.invoiceMs = shared(Float64Array, capacity);
+    this.price = shared(Float64Array, capacity);
+    this.producedAt = shared(Float64Array, capacity);
+    this.acceptedAt = shared(Float64Array, capacity);
+    this.streamVisibleAt = shared(Float64Array, capacity);
+    this.lakeVisibleAt = shared(Float64Array, capacity);
+    this.nonProduct = shared(Uint8Array, capacity);
+    this.duplicate = shared(Uint8Array, capacity);
   }
 
   private reserve(rows: number): void {
@@ -290,7 +342,9 @@ export class LakeLines {
     while (capacity < rows) capacity *= 4;
     const spare = capacity >= MIN_SPARE ? takeSpare(capacity) : undefined;
     const grown = <T extends Int32Array | Float64Array | Uint8Array>(a: T, into?: T): T => {
-      const out = into ?? new (a.constructor as new (n: number) => T)(capacity);
+      const out =
+        into ??
+        shared(a.constructor as { new (b: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number }, capacity);
       out.set(a.subarray(0, this.length));
       return out;
     };
@@ -317,6 +371,16 @@ export class LakeLines {
     for (const c of INT_COLUMNS) this[c] = new Int32Array(0);
     for (const c of TIME_COLUMNS) this[c] = new Float64Array(0);
     for (const c of FLAG_COLUMNS) this[c] = new Uint8Array(0);
+  }
+
+  /**
+   * The lines for another thread (a structured clone of it shares the columns' memory): they must
+   * not change until that thread is done with them.
+   */
+  view(): LinesView {
+    const out = { length: this.length, strings: this.strings.view() } as LinesView;
+    for (const c of COLUMNS) (out as Record<string, unknown>)[c] = this[c];
+    return out;
   }
 
   /** The id of `s` in string column number `c` (a repeat of the column's last value costs no lookup). */

@@ -4,12 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { workerCalls } from '#adapters/worker-calls';
 import { readParquetColumns } from '#core/parquet';
 import { INVOICE_LINE_SCHEMA, leanColumns, StringTable } from '#lake/invoice-lines';
-import {
-  leanEncoderWhere,
-  rleBitPacked,
-  writeLeanParquet,
-  writeLeanParquetOffThread,
-} from '#lake/invoice-lines-parquet';
+import { encodeLakeFile, leanEncoderWhere } from '#lake/invoice-lines-files';
+import { rleBitPacked, writeLeanParquet } from '#lake/invoice-lines-parquet';
 import { KeyIndex, LakeLines } from '#lake/lake-lines';
 
 /** hyparquet's own reader over the hybrid encoding (the reader every lake file meets). */
@@ -80,11 +76,7 @@ describe('the lean writer on its thread', () => {
     const lines = sample(5000);
     const order = Array.from({ length: lines.length }, (_, i) => i);
     const here = writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(lines, order), order.length);
-    const there = await writeLeanParquetOffThread(
-      INVOICE_LINE_SCHEMA,
-      () => leanColumns(lines, order),
-      order.length,
-    );
+    const there = await encodeLakeFile(lines, order);
     expect(Buffer.from(there).equals(Buffer.from(here))).toBe(true);
     // Made there: the thread ran (TypeScript loaded through tsx), not the fallback.
     expect(leanEncoderWhere()).toBe('thread');
@@ -100,7 +92,8 @@ describe('the lean writer on its thread: refused columns', () => {
   it('throws a column the writer refuses, as it would here, and keeps using the thread', async () => {
     const lines = new LakeLines(new StringTable());
     lines.appendColumns(3000, {
-      invoiceNo: Array.from({ length: 3000 }, (_, i) => String(536365 + (i >> 3))),
+      // A null in a required column, as no line the typer accepts has.
+      invoiceNo: Array.from({ length: 3000 }, (_, i) => (i === 7 ? null : String(536365 + (i >> 3)))),
       lineNo: Array.from({ length: 3000 }, (_, i) => (i & 7) + 1),
       stockCode: new Array(3000).fill('85123A'),
       country: new Array(3000).fill('France'),
@@ -111,13 +104,7 @@ describe('the lean writer on its thread: refused columns', () => {
       lakeVisibleAt: new Array(3000).fill(Date.UTC(2026, 11, 6)),
     });
     const order = Array.from({ length: lines.length }, (_, i) => i);
-    const withNull = () => {
-      const columns = leanColumns(lines, order);
-      const invoiceNo = columns[0] as { kind: 'string'; ids: Int32Array };
-      invoiceNo.ids[7] = -1;
-      return columns;
-    };
-    await expect(writeLeanParquetOffThread(INVOICE_LINE_SCHEMA, withNull, order.length)).rejects.toThrow(
+    await expect(encodeLakeFile(lines, order)).rejects.toThrow(
       'column invoice_no: a null in a required column',
     );
     expect(leanEncoderWhere()).toBe('thread');

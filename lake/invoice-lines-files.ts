@@ -1,0 +1,238 @@
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import {
+  boolean,
+  decimal,
+  instant,
+  int32,
+  localTimestamp,
+  type ParquetSchema,
+  string,
+} from '#adapters/parquet-writer';
+import { moduleWorker, workerCalls } from '#adapters/worker-calls';
+import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
+import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
+import { type LakeLines, type LinesColumns, type LinesView, linesOfView, NO_STRING } from './lake-lines.ts';
+
+/**
+ * A partition's file of the processed invoice lines: the schema, its columns gathered from the
+ * lines in the file's row order, and their encoding by the lean writer, on the lake's encoder
+ * thread when there is one (./invoice-lines-parquet-thread.ts) or here. The thread reads the lines
+ * where they are (LakeLines keeps its columns in shared memory): the loader's thread only posts
+ * the row order, and gathers nothing.
+ */
+
+/** Row numbers of lines (an array, or a partition's Int32Array). */
+export type Rows = ArrayLike<number>;
+
+/** The fact's columns (names and types as fact_sales_line has them), less the warehouse's own stamp. */
+export const INVOICE_LINE_SCHEMA: ParquetSchema = [
+  { name: 'invoice_no', type: string, nullable: false },
+  { name: 'line_no', type: int32, nullable: false },
+  { name: 'date_key', type: int32, nullable: false },
+  { name: 'invoice_date', type: localTimestamp, nullable: false },
+  { name: 'stock_code', type: string, nullable: false },
+  { name: 'description', type: string, nullable: true },
+  { name: 'customer_id', type: string, nullable: true },
+  { name: 'country_name', type: string, nullable: false },
+  { name: 'quantity', type: int32, nullable: false },
+  { name: 'unit_price', type: decimal(12, 3), nullable: false },
+  { name: 'line_total', type: decimal(18, 3), nullable: false },
+  { name: 'is_cancellation', type: boolean, nullable: false },
+  { name: 'is_adjustment', type: boolean, nullable: false },
+  { name: 'is_non_product', type: boolean, nullable: false },
+  { name: 'is_duplicate_row', type: boolean, nullable: false },
+  { name: 'produced_at', type: instant, nullable: true },
+  { name: 'accepted_at', type: instant, nullable: true },
+  { name: 'stream_visible_at', type: instant, nullable: true },
+  { name: 'source', type: string, nullable: false },
+  { name: 'source_key', type: string, nullable: false },
+  /** When the line was first written to the lake (the lake's counterpart of warehouse_visible_at). */
+  { name: 'lake_visible_at', type: instant, nullable: false },
+];
+
+/** The lines as the lean writer's columns, in `order`. */
+export function leanColumns(lines: LinesColumns, order: Rows): LeanColumn[] {
+  const n = order.length;
+  const ints = (values: Int32Array): LeanColumn => {
+    const out = new Int32Array(n);
+    for (let k = 0; k < n; k++) out[k] = values[order[k] as number] as number;
+    return { kind: 'int32', values: out };
+  };
+  const times = (values: Float64Array): LeanColumn => {
+    const out = new Float64Array(n);
+    for (let k = 0; k < n; k++) out[k] = (values[order[k] as number] as number) * 1000;
+    return { kind: 'int64', values: out };
+  };
+  const flags = (test: (i: number) => boolean): LeanColumn => {
+    const out = new Uint8Array(n);
+    for (let k = 0; k < n; k++) out[k] = test(order[k] as number) ? 1 : 0;
+    return { kind: 'boolean', values: out };
+  };
+  const dictionaries = new FileDictionaries(lines.strings);
+  const strings = (ids: Int32Array) => dictionaries.column(ids, order);
+  const price = new Float64Array(n);
+  const total = new Float64Array(n);
+  const exact = new Map<number, bigint>();
+  for (let k = 0; k < n; k++) {
+    const i = order[k] as number;
+    const p = lines.price[i] as number;
+    const q = lines.quantity[i] as number;
+    price[k] = p;
+    total[k] = p * q;
+    // Past 2^53 thousandths a double is not exact: that total multiplied as bigints.
+    if (!Number.isSafeInteger(total[k])) exact.set(k, BigInt(p) * BigInt(q));
+  }
+  return [
+    strings(lines.invoiceNo),
+    ints(lines.lineNo),
+    ints(lines.dateKey),
+    times(lines.invoiceMs),
+    strings(lines.stockCode),
+    strings(lines.description),
+    strings(lines.customerId),
+    strings(lines.country),
+    ints(lines.quantity),
+    { kind: 'int64', values: price },
+    { kind: 'int64', values: total, exact },
+    ...flagTests(lines).map(flags),
+    times(lines.producedAt),
+    times(lines.acceptedAt),
+    times(lines.streamVisibleAt),
+    strings(lines.source),
+    strings(lines.sourceKey),
+    times(lines.lakeVisibleAt),
+  ];
+}
+
+/** A rule on the invoice number, asked once per distinct invoice (its answer kept by string id: 1 yes, 2 no). */
+function byInvoice(lines: LinesColumns, rule: (invoiceNo: string) => boolean): (i: number) => boolean {
+  const known = new Uint8Array(lines.strings.size);
+  return (i) => {
+    const id = lines.invoiceNo[i] as number;
+    let answer = known[id] as number;
+    if (answer === 0) {
+      answer = rule(lines.strings.text(id)) ? 1 : 2;
+      known[id] = answer;
+    }
+    return answer === 1;
+  };
+}
+
+/** The schema's four flag columns, in its order: is_cancellation, is_adjustment, is_non_product, is_duplicate_row. */
+export function flagTests(lines: LinesColumns): Array<(i: number) => boolean> {
+  return [
+    byInvoice(lines, isCancellationInvoice),
+    byInvoice(lines, isAdjustmentInvoice),
+    (i) => lines.nonProduct[i] === 1,
+    (i) => lines.duplicate[i] === 1,
+  ];
+}
+
+/**
+ * A file's string columns as dictionary ids: the table's ids renumbered per column, first seen
+ * first numbered, through one reused array (no lookup per row); values' bytes from the table.
+ */
+class FileDictionaries {
+  private readonly local: Int32Array;
+  constructor(private readonly strings: LinesColumns['strings']) {
+    this.local = new Int32Array(strings.size).fill(-1);
+  }
+  column(ids: Int32Array, order: Rows): LeanColumn {
+    const out = new Int32Array(order.length);
+    const seen: number[] = [];
+    for (let k = 0; k < order.length; k++) {
+      const id = ids[order[k] as number] as number;
+      if (id === NO_STRING) {
+        out[k] = -1;
+        continue;
+      }
+      let local = this.local[id] as number;
+      if (local === -1) {
+        local = seen.length;
+        this.local[id] = local;
+        seen.push(id);
+      }
+      out[k] = local;
+    }
+    for (const id of seen) this.local[id] = -1;
+    return {
+      kind: 'string',
+      ids: out,
+      dictionary: this.strings.plain(seen),
+      count: seen.length,
+    };
+  }
+}
+
+/** A partition's file, made on this thread: `order`'s rows of the lines, in that order. */
+export function encodeLakeFileHere(lines: LinesColumns, order: Rows): Uint8Array {
+  return writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(lines, order), order.length);
+}
+
+/** What the encoder thread is sent for a file (./invoice-lines-parquet-thread.ts). */
+export interface LakeFileJob {
+  lines: LinesView;
+  order: Int32Array;
+}
+
+/** The encoder thread's side: a job's file, the lines read where they are. */
+export function encodeLakeFileJob(job: LakeFileJob): Uint8Array {
+  return encodeLakeFileHere(linesOfView(job.lines), job.order);
+}
+
+/**
+ * Background work: the thread gives way to the loader's PostgreSQL and the API (Linux: the calling
+ * thread's own nice value, its id from /proc/thread-self; elsewhere it runs at the process's
+ * priority). The encoder thread calls it once.
+ */
+export function lowerThreadPriority(): void {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 10);
+  } catch {
+    // Not Linux, or not allowed: the same bytes at the usual priority.
+  }
+}
+
+const thread = (() => {
+  const start = moduleWorker(new URL('./invoice-lines-parquet-thread.ts', import.meta.url));
+  return (
+    start && workerCalls<Uint8Array>(start, (message) => new Error(`the lean Parquet encoder: ${message}`))
+  );
+})();
+let threadFailed = false;
+/** Below this many rows a file is encoded here: under a millisecond, less than the trip to the thread. */
+const OFF_THREAD_ROWS = 1000;
+
+/** Where encodeLakeFile encodes: its thread, or this thread (none here, or the thread failed). */
+export function leanEncoderWhere(): 'thread' | 'here, no thread' | 'here, the thread failed' {
+  return !thread ? 'here, no thread' : threadFailed ? 'here, the thread failed' : 'thread';
+}
+
+/** Starts the encoder thread (a sink that will write does, so its first file waits for no start-up). */
+export function startLeanEncoder(): void {
+  if (thread && !threadFailed) thread.start();
+}
+
+/**
+ * encodeLakeFileHere's bytes, made on the encoder thread so this thread's event loop stays free
+ * (the loader's commit and the API go on meanwhile): the thread reads the lines' shared columns, so
+ * they must not change until the answer. If the thread fails (or there is none, as in a Lambda
+ * bundle) the file is made here, and a process whose thread failed makes them here from then on; a
+ * column the writer refuses is thrown as it would be here.
+ */
+export async function encodeLakeFile(lines: LakeLines, order: Rows): Promise<Uint8Array> {
+  if (thread && !threadFailed && order.length >= OFF_THREAD_ROWS) {
+    const job: LakeFileJob = { lines: lines.view(), order: Int32Array.from(order) };
+    try {
+      return await thread.call(job as unknown as Record<string, unknown>);
+    } catch {
+      // The same file here: a column the writer refuses throws again (the thread is not at fault
+      // and stays in use); when it encodes here, the thread was: this process stops using it.
+      const bytes = encodeLakeFileHere(lines, order);
+      threadFailed = true;
+      return bytes;
+    }
+  }
+  return encodeLakeFileHere(lines, order);
+}
