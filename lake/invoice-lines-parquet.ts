@@ -104,8 +104,31 @@ export function rleBitPacked(values: ArrayLike<number>, n: number, bitWidth: num
   return out.subarray(0, at);
 }
 
-const isNull = (c: LeanColumn, i: number) =>
-  c.kind === 'int64' ? Number.isNaN(c.values[i]) : c.kind === 'string' ? c.ids[i] === -1 : false;
+/**
+ * Rows [start, end)'s definition levels (1: a value, 0: null) into `defined` from index 0, and how
+ * many are null: a loop per kind (a kind test per row was a tenth of the encoding, profiled).
+ */
+function definitions(c: LeanColumn, start: number, end: number, defined: Uint8Array | undefined): number {
+  let nulls = 0;
+  if (c.kind === 'int64') {
+    const v = c.values;
+    for (let i = start; i < end; i++) {
+      const isValue = !Number.isNaN(v[i]);
+      if (defined) defined[i - start] = isValue ? 1 : 0;
+      if (!isValue) nulls++;
+    }
+  } else if (c.kind === 'string') {
+    const ids = c.ids;
+    for (let i = start; i < end; i++) {
+      const isValue = (ids[i] as number) >= 0;
+      if (defined) defined[i - start] = isValue ? 1 : 0;
+      if (!isValue) nulls++;
+    }
+  } else if (defined) defined.fill(1, 0, end - start);
+  return nulls;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** The page's values, nulls left out, in the column's PLAIN or dictionary-index form. */
 function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): Uint8Array {
@@ -113,8 +136,22 @@ function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): 
     case 'int32':
       return new Uint8Array(c.values.buffer, c.values.byteOffset + start * 4, (end - start) * 4).slice();
     case 'int64': {
-      const out = new DataView(new ArrayBuffer((end - start) * 8));
       const exact = c.exact?.size ? c.exact : undefined;
+      if (!exact && LITTLE_ENDIAN) {
+        // Each value as its two 32-bit halves, stored as they lie in memory on this machine.
+        const words = new Int32Array((end - start) * 2);
+        let at = 0;
+        for (let i = start; i < end; i++) {
+          const v = c.values[i] as number;
+          if (Number.isNaN(v)) continue; // null
+          const hi = Math.floor(v / 4294967296);
+          words[at] = v - hi * 4294967296;
+          words[at + 1] = hi;
+          at += 2;
+        }
+        return new Uint8Array(words.buffer, 0, at * 4);
+      }
+      const out = new DataView(new ArrayBuffer((end - start) * 8));
       let at = 0;
       for (let i = start; i < end; i++) {
         const v = c.values[i] as number;
@@ -187,17 +224,10 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
   for (let first = 0; first < rows || first === 0; first += PAGE_ROWS) {
     const end = Math.min(rows, first + PAGE_ROWS);
     let levels: Uint8Array = new Uint8Array(0);
-    let nulls = 0;
-    if (schema.nullable) {
-      const defined = new Uint8Array(end - first);
-      for (let i = first; i < end; i++) {
-        if (isNull(c, i)) nulls++;
-        else defined[i - first] = 1;
-      }
-      levels = rleBitPacked(defined, end - first, 1);
-    } else
-      for (let i = first; i < end; i++)
-        if (isNull(c, i)) throw new Error(`column ${schema.name}: a null in a required column`);
+    const defined = schema.nullable ? new Uint8Array(end - first) : undefined;
+    const nulls = definitions(c, first, end, defined);
+    if (defined) levels = rleBitPacked(defined, end - first, 1);
+    else if (nulls > 0) throw new Error(`column ${schema.name}: a null in a required column`);
     const body = pageBody(c, first, end, bitWidth);
     // Dictionary ids are bit-packed or run-length already: snappy would spend time for little.
     const compress = codec === 'SNAPPY';
