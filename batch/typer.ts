@@ -38,6 +38,9 @@ export interface TypedLine {
   productId: number;
   customerId: string | null;
   country: string;
+  /** Ids in LineTyper's interners of the customer (-1: none) and the country, set when accepted. */
+  customerNo: number;
+  countryNo: number;
   quantity: number;
   /** Unit price in thousandths (exact: at most 15 digits). */
   price: number;
@@ -201,6 +204,8 @@ export class LineTyper {
     productId: 0,
     customerId: null,
     country: '',
+    customerNo: -1,
+    countryNo: -1,
     quantity: 0,
     price: 0,
     isNonProduct: false,
@@ -411,6 +416,8 @@ export class LineTyper {
     }
     const customer = this.lastCustomerId;
     const country = this.lastCountryId;
+    line.customerNo = customer;
+    line.countryNo = country;
     const product = line.productId;
     const rows = this.rows;
     let duplicate = false;

@@ -51,7 +51,7 @@ export class LakeLineCollector {
   readonly trailer = undefined;
   private static readonly EMPTY = Buffer.alloc(0);
   /** The typer's ids seen so far (a collector hears one typer: one object attempt). */
-  private readonly known: TyperIds = { stock: [], description: [] };
+  private readonly known: TyperIds = { stock: [], description: [], customer: [], country: [] };
   constructor(
     readonly lines: LakeLines,
     private readonly source: LakeSource,

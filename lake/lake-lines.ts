@@ -33,12 +33,17 @@ export interface LakeLineInput {
    */
   stockId?: number;
   descriptionId?: number;
+  /** The typer's ids of the customer (-1: none) and the country, as the stock code's. */
+  customerNo?: number;
+  countryNo?: number;
 }
 
 /** Table ids by the typer's ids, for the lines of one typer (one object attempt). */
 export interface TyperIds {
   stock: number[];
   description: number[];
+  customer: number[];
+  country: number[];
 }
 
 const TEXT = new TextEncoder();
@@ -434,8 +439,8 @@ export class LakeLines {
     this.runLineNo = line.lineNo;
     this.stockCode[i] = this.viaTyper(1, line.stockCode, line.stockId, known?.stock);
     this.description[i] = this.viaTyper(2, line.description, line.descriptionId, known?.description);
-    this.customerId[i] = this.idOf(3, line.customerId);
-    this.country[i] = this.idOf(4, line.country);
+    this.customerId[i] = this.viaTyper(3, line.customerId, line.customerNo, known?.customer);
+    this.country[i] = this.viaTyper(4, line.country, line.countryNo, known?.country);
     this.source[i] = this.idOf(5, source);
     this.sourceKey[i] = this.idOf(6, sourceKey);
     this.lineNo[i] = line.lineNo;

@@ -252,6 +252,8 @@ const LINE: TypedLine = {
   productId: 0,
   customerId: '14527',
   country: 'United Kingdom',
+  customerNo: 0,
+  countryNo: 0,
   quantity: -2,
   price: 27500,
   isNonProduct: true,
