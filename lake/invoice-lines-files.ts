@@ -223,7 +223,10 @@ export function startLeanEncoder(): void {
  */
 export async function encodeLakeFile(lines: LakeLines, order: Rows): Promise<Uint8Array> {
   if (thread && !threadFailed && order.length >= OFF_THREAD_ROWS) {
-    const job: LakeFileJob = { lines: lines.view(), order: Int32Array.from(order) };
+    const job: LakeFileJob = {
+      lines: lines.view(),
+      order: order instanceof Int32Array ? order : Int32Array.from(order),
+    };
     try {
       return await thread.call(job as unknown as Record<string, unknown>);
     } catch {

@@ -654,6 +654,8 @@ interface MergedPartition {
   partition: string;
   files: readonly string[];
   part?: LakePart;
+  /** The part's lines were made by the merge (not the caller's): released once encoded. */
+  own?: boolean;
   added: number;
   already: number;
 }
@@ -685,6 +687,8 @@ async function mergePartition(
     const existing = new LakeLines(incoming.strings);
     for (const f of files) await readLakeFile(store, f, existing);
     merged = mergeLines(existing, incoming, rows, now);
+    // Its rows are copied into the merged lines: its memory goes to the next big lines.
+    existing.release();
     kept = allRows(merged.lines);
     await turn();
   }
@@ -700,7 +704,7 @@ async function mergePartition(
   await turn();
   const order = sortedRows(merged.lines, kept);
   await turn();
-  return { partition, files, part: { lines: merged.lines, rows: order }, added, already };
+  return { partition, files, part: { lines: merged.lines, rows: order }, own: !fresh, added, already };
 }
 
 /**
@@ -778,6 +782,7 @@ async function writePartitions(
     }
     if (failed || open === false) break;
     const files = await encoder.encode([m.part]);
+    if (m.own) m.part.lines.release();
     const file = files[0];
     if (files.length !== 1 || !file) throw new LakeError(`the encoder answered ${files.length} files for 1`);
     waiting.push({ m, file });

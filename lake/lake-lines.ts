@@ -20,7 +20,7 @@ export interface LakeLineInput {
   isNonProduct: boolean;
   /**
    * The typer's verdict (the warehouse's rule, batch/typer.ts): the same values as a line of the
-   * invoice's run before it. Undefined: not decided, the lake decides (LakeLines.marked).
+   * invoice's run before it. Undefined: not decided, the lake decides (LakeLines.unsettled).
    */
   isDuplicateRow?: boolean;
   producedAt: number | null;
@@ -320,25 +320,26 @@ export class LakeLines {
     readonly strings = new StringTable(),
     capacity = 4096,
   ) {
-    this.capacity = capacity;
-    this.invoiceNo = shared(Int32Array, capacity);
-    this.stockCode = shared(Int32Array, capacity);
-    this.description = shared(Int32Array, capacity);
-    this.customerId = shared(Int32Array, capacity);
-    this.country = shared(Int32Array, capacity);
-    this.source = shared(Int32Array, capacity);
-    this.sourceKey = shared(Int32Array, capacity);
-    this.lineNo = shared(Int32Array, capacity);
-    this.dateKey = shared(Int32Array, capacity);
-    this.quantity = shared(Int32Array, capacity);
-    this.invoiceMs = shared(Float64Array, capacity);
-    this.price = shared(Float64Array, capacity);
-    this.producedAt = shared(Float64Array, capacity);
-    this.acceptedAt = shared(Float64Array, capacity);
-    this.streamVisibleAt = shared(Float64Array, capacity);
-    this.lakeVisibleAt = shared(Float64Array, capacity);
-    this.nonProduct = shared(Uint8Array, capacity);
-    this.duplicate = shared(Uint8Array, capacity);
+    const spare = capacity >= MIN_SPARE ? takeSpare(capacity) : undefined;
+    this.capacity = spare?.capacity ?? capacity;
+    this.invoiceNo = spare?.invoiceNo ?? shared(Int32Array, capacity);
+    this.stockCode = spare?.stockCode ?? shared(Int32Array, capacity);
+    this.description = spare?.description ?? shared(Int32Array, capacity);
+    this.customerId = spare?.customerId ?? shared(Int32Array, capacity);
+    this.country = spare?.country ?? shared(Int32Array, capacity);
+    this.source = spare?.source ?? shared(Int32Array, capacity);
+    this.sourceKey = spare?.sourceKey ?? shared(Int32Array, capacity);
+    this.lineNo = spare?.lineNo ?? shared(Int32Array, capacity);
+    this.dateKey = spare?.dateKey ?? shared(Int32Array, capacity);
+    this.quantity = spare?.quantity ?? shared(Int32Array, capacity);
+    this.invoiceMs = spare?.invoiceMs ?? shared(Float64Array, capacity);
+    this.price = spare?.price ?? shared(Float64Array, capacity);
+    this.producedAt = spare?.producedAt ?? shared(Float64Array, capacity);
+    this.acceptedAt = spare?.acceptedAt ?? shared(Float64Array, capacity);
+    this.streamVisibleAt = spare?.streamVisibleAt ?? shared(Float64Array, capacity);
+    this.lakeVisibleAt = spare?.lakeVisibleAt ?? shared(Float64Array, capacity);
+    this.nonProduct = spare?.nonProduct ?? shared(Uint8Array, capacity);
+    this.duplicate = spare?.duplicate ?? shared(Uint8Array, capacity);
   }
 
   private reserve(rows: number): void {
