@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
  * or `{ id, error }` back. The worker starts on the first call; it is referenced only while a call
  * is pending (an idle worker never keeps the process alive); a worker that dies rejects the calls
  * pending and the next call starts a new one. The Parquet encoders' threads (adapters/parquet-writer.ts,
- * lake/invoice-lines-parquet.ts) share it.
+ * lake/invoice-lines-files.ts) share it.
  */
 export interface WorkerCalls<T> {
   call(input: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<T>;

@@ -93,9 +93,9 @@ function plainOf(t: SharedStrings, ids: ArrayLike<number>): Uint8Array {
  * The strings of a family of LakeLines (lines merged together share one table), each stored once
  * and numbered: a row holds ids, so a line costs no string object, comparing two keys is comparing
  * numbers, and each distinct value is made UTF-8 once however many files it lands in. The UTF-8 of
- * all values lives in one array of shared memory (`arena`, offsets by id): a dictionary page is
- * copied out of it, with no array object per value (~40,000 of them for the real file), and the
- * lake's encoder thread reads it where it is (view()).
+ * all values lives in one array of shared memory (`arena`, offsets by id), made when first asked
+ * for: a dictionary page is copied out of it, with no array object per value (~40,000 of them for
+ * the real file), and the lake's encoder thread reads it where it is (view()).
  */
 export class StringTable {
   readonly values: string[] = [];
@@ -105,6 +105,8 @@ export class StringTable {
   /** Per id, where its UTF-8 starts in `arena` and its length. */
   private starts = shared(Int32Array, 1024);
   private lengths = shared(Int32Array, 1024);
+  /** Ids below this have their UTF-8 made (in id order, when first asked for: not while typing). */
+  private made = 0;
 
   get size(): number {
     return this.values.length;
@@ -116,7 +118,6 @@ export class StringTable {
     const id = this.values.length;
     this.values.push(s);
     this.ids.set(s, id);
-    this.utf8(id, s);
     return id;
   }
 
@@ -126,6 +127,7 @@ export class StringTable {
 
   /** The value's UTF-8 bytes (a view of the table's array: made once, shared by every file). */
   bytes(id: number): Uint8Array {
+    this.makeUtf8(id + 1);
     const at = this.starts[id] as number;
     return this.arena.subarray(at, at + (this.lengths[id] as number));
   }
@@ -137,7 +139,13 @@ export class StringTable {
 
   /** The table as it is now, for another thread (values added later are not in it). */
   view(): SharedStrings {
+    this.makeUtf8(this.size);
     return { size: this.size, arena: this.arena, starts: this.starts, lengths: this.lengths };
+  }
+
+  /** Makes the UTF-8 of every value below id `upTo` that has none yet. */
+  private makeUtf8(upTo: number): void {
+    for (; this.made < upTo; this.made++) this.utf8(this.made, this.values[this.made] as string);
   }
 
   /** Makes value `id`'s UTF-8 at the arena's end. */
