@@ -64,11 +64,6 @@ export function leanColumns(lines: LinesColumns, order: Rows): LeanColumn[] {
     for (let k = 0; k < n; k++) out[k] = (values[order[k] as number] as number) * 1000;
     return { kind: 'int64', values: out };
   };
-  const flags = (test: (i: number) => boolean): LeanColumn => {
-    const out = new Uint8Array(n);
-    for (let k = 0; k < n; k++) out[k] = test(order[k] as number) ? 1 : 0;
-    return { kind: 'boolean', values: out };
-  };
   const dictionaries = new FileDictionaries(lines.strings);
   const strings = (ids: Int32Array) => dictionaries.column(ids, order);
   const price = new Float64Array(n);
@@ -95,7 +90,7 @@ export function leanColumns(lines: LinesColumns, order: Rows): LeanColumn[] {
     ints(lines.quantity),
     { kind: 'int64', values: price },
     { kind: 'int64', values: total, exact },
-    ...flagTests(lines).map(flags),
+    ...flagColumns(lines, order).map((values): LeanColumn => ({ kind: 'boolean', values })),
     times(lines.producedAt),
     times(lines.acceptedAt),
     times(lines.streamVisibleAt),
@@ -105,28 +100,34 @@ export function leanColumns(lines: LinesColumns, order: Rows): LeanColumn[] {
   ];
 }
 
-/** A rule on the invoice number, asked once per distinct invoice (its answer kept by string id: 1 yes, 2 no). */
-function byInvoice(lines: LinesColumns, rule: (invoiceNo: string) => boolean): (i: number) => boolean {
+/**
+ * The schema's four flag columns in `order`, in its order (is_cancellation, is_adjustment,
+ * is_non_product, is_duplicate_row), 1 or 0 per row: the two invoice rules asked once per distinct
+ * invoice (answers kept by string id), the other two copied from the lines.
+ */
+export function flagColumns(lines: LinesColumns, order: Rows): Uint8Array[] {
+  const n = order.length;
+  const cancellation = new Uint8Array(n);
+  const adjustment = new Uint8Array(n);
+  const nonProduct = new Uint8Array(n);
+  const duplicate = new Uint8Array(n);
+  // Per invoice id: 0 not asked yet, else 1 + (cancellation ? 1 : 0) + (adjustment ? 2 : 0).
   const known = new Uint8Array(lines.strings.size);
-  return (i) => {
+  for (let k = 0; k < n; k++) {
+    const i = order[k] as number;
     const id = lines.invoiceNo[i] as number;
     let answer = known[id] as number;
     if (answer === 0) {
-      answer = rule(lines.strings.text(id)) ? 1 : 2;
+      const invoiceNo = lines.strings.text(id);
+      answer = 1 + (isCancellationInvoice(invoiceNo) ? 1 : 0) + (isAdjustmentInvoice(invoiceNo) ? 2 : 0);
       known[id] = answer;
     }
-    return answer === 1;
-  };
-}
-
-/** The schema's four flag columns, in its order: is_cancellation, is_adjustment, is_non_product, is_duplicate_row. */
-export function flagTests(lines: LinesColumns): Array<(i: number) => boolean> {
-  return [
-    byInvoice(lines, isCancellationInvoice),
-    byInvoice(lines, isAdjustmentInvoice),
-    (i) => lines.nonProduct[i] === 1,
-    (i) => lines.duplicate[i] === 1,
-  ];
+    cancellation[k] = (answer - 1) & 1;
+    adjustment[k] = ((answer - 1) >> 1) & 1;
+    nonProduct[k] = lines.nonProduct[i] as number;
+    duplicate[k] = lines.duplicate[i] as number;
+  }
+  return [cancellation, adjustment, nonProduct, duplicate];
 }
 
 /**

@@ -1,9 +1,9 @@
 import { ByteWriter } from 'hyparquet-writer';
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
-import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { CREATED_BY } from '#adapters/parquet-writer';
 import { element, type ParquetColumn } from '#core/parquet';
+import { snappyCompress } from './snappy.ts';
 
 /**
  * A lean Parquet writer for columns already in their physical form, written for the lake's invoice

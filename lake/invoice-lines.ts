@@ -14,7 +14,7 @@ import {
 import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
 import { TimeSlicer } from '#core/time-slice';
-import { encodeLakeFile, flagTests, INVOICE_LINE_SCHEMA, type Rows } from './invoice-lines-files.ts';
+import { encodeLakeFile, flagColumns, INVOICE_LINE_SCHEMA, type Rows } from './invoice-lines-files.ts';
 import { KeyIndex, type LakeLineInput, LakeLines, NO_STRING, type TyperIds } from './lake-lines.ts';
 
 /**
@@ -562,7 +562,6 @@ export const hyparquetLakeEncoder: LakeEncoder = {
 /** The schema's columns of the lines, physical values in `order`. */
 function lakeColumns(lines: LakeLines, order: Rows): unknown[][] {
   const { price, total } = moneyColumns(lines, order);
-  const flags = (test: (i: number) => boolean) => Array.from(order, test);
   const bytesOf = (ids: Int32Array) => bytesColumn(lines, ids, order);
   return [
     bytesOf(lines.invoiceNo),
@@ -576,7 +575,7 @@ function lakeColumns(lines: LakeLines, order: Rows): unknown[][] {
     numbersColumn(lines.quantity, order) as unknown as unknown[],
     price,
     total,
-    ...flagTests(lines).map(flags),
+    ...flagColumns(lines, order).map((values) => Array.from(values, (v) => v === 1)),
     microsColumn(lines.producedAt, order),
     microsColumn(lines.acceptedAt, order),
     microsColumn(lines.streamVisibleAt, order),
