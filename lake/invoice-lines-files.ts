@@ -12,7 +12,14 @@ import {
 import { moduleWorker, workerCalls } from '#adapters/worker-calls';
 import { isAdjustmentInvoice, isCancellationInvoice } from '#core/enrich';
 import { type LeanColumn, writeLeanParquet } from './invoice-lines-parquet.ts';
-import { type LakeLines, type LinesColumns, type LinesView, linesOfView, NO_STRING } from './lake-lines.ts';
+import {
+  KeyIndex,
+  type LakeLines,
+  type LinesColumns,
+  type LinesView,
+  linesOfView,
+  NO_STRING,
+} from './lake-lines.ts';
 
 /**
  * A partition's file of the processed invoice lines: the schema, its columns gathered from the
@@ -78,26 +85,91 @@ export function leanColumns(lines: LinesColumns, order: Rows): LeanColumn[] {
     // Past 2^53 thousandths a double is not exact: that total multiplied as bigints.
     if (!Number.isSafeInteger(total[k])) exact.set(k, BigInt(p) * BigInt(q));
   }
+  const all = identity(n);
   return [
     strings(lines.invoiceNo),
     ints(lines.lineNo),
-    ints(lines.dateKey),
-    times(lines.invoiceMs),
+    repeating(lines.dateKey, order, 4) ?? ints(lines.dateKey),
+    repeating(lines.invoiceMs, order, 8, 1000) ?? times(lines.invoiceMs),
     strings(lines.stockCode),
     strings(lines.description),
     strings(lines.customerId),
     strings(lines.country),
-    ints(lines.quantity),
-    { kind: 'int64', values: price },
-    { kind: 'int64', values: total, exact },
+    repeating(lines.quantity, order, 4) ?? ints(lines.quantity),
+    repeating(price, all, 8) ?? { kind: 'int64', values: price },
+    (exact.size === 0 ? repeating(total, all, 8) : undefined) ?? { kind: 'int64', values: total, exact },
     ...flagColumns(lines, order).map((values): LeanColumn => ({ kind: 'boolean', values })),
     times(lines.producedAt),
     times(lines.acceptedAt),
     times(lines.streamVisibleAt),
     strings(lines.source),
     strings(lines.sourceKey),
-    times(lines.lakeVisibleAt),
+    repeating(lines.lakeVisibleAt, order, 8, 1000) ?? times(lines.lakeVisibleAt),
   ];
+}
+
+/** 0, 1, ... n - 1 (a column already in file order). */
+function identity(n: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let k = 0; k < n; k++) out[k] = k;
+  return out;
+}
+
+/** Distinct values past which a numeric column is written PLAIN: ids of 16 bits are 2 bytes a row. */
+const MAX_NUMBER_DICTIONARY = 1 << 16;
+
+/**
+ * A numeric column in `order` dictionary-encoded, for the columns whose values repeat (dates, prices,
+ * quantities, totals, the write's lake time): the ids are bit-packed or run-length (an invoice's
+ * lines share their date), smaller than the PLAIN values snappy-compressed and cheaper to make. A
+ * run of one value costs no lookup. NaN is null. Values are whole, `scale` times each is stored (an
+ * INT32 in `width` 4, an INT64 in 8, exact below 2^53). Undefined: too many distinct values, write
+ * it PLAIN.
+ */
+function repeating(
+  values: Int32Array | Float64Array,
+  order: Rows,
+  width: 4 | 8,
+  scale = 1,
+): LeanColumn | undefined {
+  const n = order.length;
+  const ids = new Int32Array(n);
+  const index = new KeyIndex(1024);
+  const distinct: number[] = [];
+  let last = Number.NaN;
+  let lastId = -1;
+  for (let k = 0; k < n; k++) {
+    const v = values[order[k] as number] as number;
+    if (v === last) {
+      ids[k] = lastId;
+      continue;
+    }
+    if (Number.isNaN(v)) {
+      ids[k] = -1;
+      continue;
+    }
+    let id = index.add(v, distinct.length);
+    if (id === undefined) {
+      id = distinct.length;
+      if (id >= MAX_NUMBER_DICTIONARY) return undefined;
+      distinct.push(v);
+    }
+    ids[k] = id;
+    last = v;
+    lastId = id;
+  }
+  const dictionary = new Uint8Array(distinct.length * width);
+  const view = new DataView(dictionary.buffer);
+  for (let j = 0; j < distinct.length; j++) {
+    const v = (distinct[j] as number) * scale;
+    if (width === 4) view.setInt32(j * 4, v, true);
+    else {
+      const hi = Math.floor(v / 4294967296);
+      view.setUint32(j * 8, v - hi * 4294967296, true);
+      view.setInt32(j * 8 + 4, hi, true);
+    }
+  }
+  return { kind: 'dictionary', ids, dictionary, count: distinct.length };
 }
 
 /**
@@ -158,7 +230,7 @@ class FileDictionaries {
     }
     for (const id of seen) this.local[id] = -1;
     return {
-      kind: 'string',
+      kind: 'dictionary',
       ids: out,
       dictionary: this.strings.plain(seen),
       count: seen.length,

@@ -10,9 +10,9 @@ import { snappyCompress } from './snappy.ts';
  * lines (lake/invoice-lines.ts): 541,909 lines took hyparquet-writer's generic path 3-8 s (a bigint
  * per INT64 value, statistics, a dictionary tried on every column, a check per value), ~1 us a value.
  * Here each kind of column is a loop over a typed array: INT32 and INT64 PLAIN straight from numbers
- * (an INT64 from a double exact below 2^53: no bigint), strings dictionary-encoded from ids the caller
- * computed, BOOLEAN bit-packed; data pages v2, snappy for numbers and flags, string chunks
- * uncompressed (dictionaryPage says why). The file's schema elements, thrift pages and
+ * (an INT64 from a double exact below 2^53: no bigint), strings and repeating numbers
+ * dictionary-encoded from ids the caller computed, BOOLEAN bit-packed; data pages v2, snappy for
+ * PLAIN numbers and flags, dictionary-encoded chunks uncompressed (dictionaryPage says why). The file's schema elements, thrift pages and
  * footer are hyparquet-writer's own (its exported page header and metadata writers), so the schema a
  * reader sees is exactly writeParquet's; no min/max statistics are written.
  */
@@ -23,11 +23,13 @@ export type LeanColumn =
   | { kind: 'int64'; values: Float64Array; exact?: ReadonlyMap<number, bigint> }
   | { kind: 'boolean'; values: Uint8Array }
   /**
-   * Strings: `ids[i]` numbers a value of the dictionary (-1: null); `dictionary` holds its `count`
-   * values PLAIN-encoded (a 4-byte little-endian length, then the UTF-8 bytes, each: StringTable.plain
-   * in ./lake-lines.ts), as the dictionary page carries them.
+   * Dictionary-encoded (strings, and numbers that repeat): `ids[i]` numbers a value of the
+   * dictionary (-1: null); `dictionary` holds its `count` values PLAIN-encoded in the column's
+   * physical type, as the dictionary page carries them (a string: a 4-byte little-endian length,
+   * then its UTF-8 bytes, StringTable.plain in ./lake-lines.ts; an INT32 or INT64: its 4 or 8 bytes
+   * little-endian).
    */
-  | { kind: 'string'; ids: Int32Array; dictionary: Uint8Array; count: number };
+  | { kind: 'dictionary'; ids: Int32Array; dictionary: Uint8Array; count: number };
 
 /** Rows per data page: pages stay near a megabyte at most for an INT64 column. */
 const PAGE_ROWS = 1 << 16;
@@ -117,7 +119,7 @@ function definitions(c: LeanColumn, start: number, end: number, defined: Uint8Ar
       if (defined) defined[i - start] = isValue ? 1 : 0;
       if (!isValue) nulls++;
     }
-  } else if (c.kind === 'string') {
+  } else if (c.kind === 'dictionary') {
     const ids = c.ids;
     for (let i = start; i < end; i++) {
       const isValue = (ids[i] as number) >= 0;
@@ -175,7 +177,7 @@ function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): 
         if (c.values[i]) out[(i - start) >> 3] = (out[(i - start) >> 3] as number) | (1 << ((i - start) & 7));
       return out;
     }
-    case 'string': {
+    case 'dictionary': {
       const ids = new Int32Array(end - start);
       let n = 0;
       for (let i = start; i < end; i++) {
@@ -192,9 +194,9 @@ function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): 
 }
 
 /**
- * The dictionary page, PLAIN and not compressed: a string column's chunk is UNCOMPRESSED (its id
- * pages are bit-packed already, and snappy over every day file's dictionary text was a fifth of the
- * real file's encoding for about a third of its bytes, when the lake had a file per day).
+ * The dictionary page, PLAIN and not compressed: a dictionary-encoded chunk is UNCOMPRESSED (its id
+ * pages are bit-packed or run-length already, and snappy over every day file's dictionary text was a
+ * fifth of the real file's encoding for about a third of its bytes, when the lake had a file per day).
  */
 function dictionaryPage(writer: ByteWriter, plain: Uint8Array, count: number): number {
   const start = writer.offset;
@@ -210,12 +212,12 @@ function dictionaryPage(writer: ByteWriter, plain: Uint8Array, count: number): n
 
 function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, rows: number): ColumnMeta {
   const schemaType = element(schema).type;
-  const codec = c.kind === 'string' ? 'UNCOMPRESSED' : 'SNAPPY';
+  const codec = c.kind === 'dictionary' ? 'UNCOMPRESSED' : 'SNAPPY';
   const start = writer.offset;
   let uncompressed = 0;
   let dictionaryOffset: bigint | undefined;
   let bitWidth = 0;
-  if (c.kind === 'string') {
+  if (c.kind === 'dictionary') {
     dictionaryOffset = BigInt(writer.offset);
     uncompressed += dictionaryPage(writer, c.dictionary, c.count);
     bitWidth = Math.ceil(Math.log2(Math.max(c.count - 1, 0) + 1));
@@ -241,7 +243,7 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
         num_values: end - first,
         num_nulls: nulls,
         num_rows: end - first,
-        encoding: c.kind === 'string' ? 'RLE_DICTIONARY' : 'PLAIN',
+        encoding: c.kind === 'dictionary' ? 'RLE_DICTIONARY' : 'PLAIN',
         definition_levels_byte_length: levels.byteLength,
         repetition_levels_byte_length: 0,
         is_compressed: compress,
@@ -255,7 +257,7 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
   return {
     meta_data: {
       type: schemaType as string,
-      encodings: c.kind === 'string' ? ['PLAIN', 'RLE_DICTIONARY'] : ['PLAIN'],
+      encodings: c.kind === 'dictionary' ? ['PLAIN', 'RLE_DICTIONARY'] : ['PLAIN'],
       path_in_schema: [schema.name],
       codec,
       num_values: BigInt(rows),

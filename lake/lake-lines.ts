@@ -592,9 +592,10 @@ export class LakeLines {
 }
 
 /**
- * Line keys (LakeLines.keyOf: whole numbers below 2^53) to rows, by open addressing over typed
- * arrays: no boxed number per key (a Map or Set of the real file's keys, most past 2^31, cost
- * ~0.15 s of a write, profiled).
+ * Whole numbers below 2^53 in size (line keys, LakeLines.keyOf; a file's prices and quantities,
+ * negative too) to rows or ids, by open addressing over typed arrays: no boxed number per key (a Map
+ * or Set of the real file's keys, most past 2^31, cost ~0.15 s of a write, profiled). NaN marks an
+ * empty slot.
  */
 export class KeyIndex {
   private keys: Float64Array;
@@ -605,30 +606,32 @@ export class KeyIndex {
   constructor(expected: number) {
     let capacity = 16;
     while (capacity < expected * 2) capacity *= 2;
-    this.keys = new Float64Array(capacity).fill(-1);
+    this.keys = new Float64Array(capacity).fill(Number.NaN);
     this.rows = new Int32Array(capacity);
     this.mask = capacity - 1;
   }
+
 
   private slot(key: number): number {
     const keys = this.keys;
     let h = Math.imul((key >>> 0) ^ Math.imul((key / 4294967296) >>> 0, 0x9e3779b1), 0x85ebca6b);
     h ^= h >>> 13;
     let s = h & this.mask;
-    while (keys[s] !== -1 && keys[s] !== key) s = (s + 1) & this.mask;
+    // A slot holding NaN (not equal to itself) is empty.
+    while (keys[s] === keys[s] && keys[s] !== key) s = (s + 1) & this.mask;
     return s;
   }
 
   /** The row of `key`, undefined: none. */
   get(key: number): number | undefined {
     const s = this.slot(key);
-    return this.keys[s] === -1 ? undefined : (this.rows[s] as number);
+    return Number.isNaN(this.keys[s]) ? undefined : (this.rows[s] as number);
   }
 
   /** Gives `key` the row `row` unless it has one: answers the row it had (undefined: added). */
   add(key: number, row: number): number | undefined {
     const s = this.slot(key);
-    if (this.keys[s] !== -1) return this.rows[s] as number;
+    if (!Number.isNaN(this.keys[s])) return this.rows[s] as number;
     this.keys[s] = key;
     this.rows[s] = row;
     if (++this.size * 2 > this.keys.length) this.grow();
@@ -637,12 +640,12 @@ export class KeyIndex {
 
   private grow(): void {
     const { keys, rows } = this;
-    this.keys = new Float64Array(keys.length * 2).fill(-1);
+    this.keys = new Float64Array(keys.length * 2).fill(Number.NaN);
     this.rows = new Int32Array(keys.length * 2);
     this.mask = this.keys.length - 1;
     for (let s = 0; s < keys.length; s++) {
       const key = keys[s] as number;
-      if (key === -1) continue;
+      if (Number.isNaN(key)) continue;
       const to = this.slot(key);
       this.keys[to] = key;
       this.rows[to] = rows[s] as number;

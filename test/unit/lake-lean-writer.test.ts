@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { parquetMetadata } from 'hyparquet';
 import { readRleBitPackedHybrid } from 'hyparquet/src/encoding.js';
 import { describe, expect, it } from 'vitest';
 import { workerCalls } from '#adapters/worker-calls';
@@ -88,6 +89,67 @@ describe('the lean writer on its thread', () => {
   });
 });
 
+describe('the lean writer: numbers that repeat', () => {
+  /** Lines whose prices, quantities and dates repeat, or (distinctPrices) whose prices do not. */
+  function lines(n: number, distinctPrices: boolean): LakeLines {
+    const out = new LakeLines(new StringTable());
+    out.appendColumns(n, {
+      invoiceNo: Array.from({ length: n }, (_, i) => String(536365 + Math.floor(i / 5))),
+      lineNo: Array.from({ length: n }, (_, i) => (i % 5) + 1),
+      dateKey: Array.from({ length: n }, (_, i) => 20101201 + Math.floor(i / 40_000)),
+      invoiceMs: Array.from({ length: n }, (_, i) => Date.UTC(2010, 11, 1) + Math.floor(i / 5) * 60_000),
+      stockCode: new Array(n).fill('85123A'),
+      country: new Array(n).fill('France'),
+      source: new Array(n).fill('file'),
+      sourceKey: new Array(n).fill('landing/x.csv'),
+      // Negative quantities (-1 among them), and prices whose totals pass 2^32 thousandths.
+      quantity: Array.from({ length: n }, (_, i) => (i % 9) - 4),
+      price: Array.from({ length: n }, (_, i) =>
+        distinctPrices ? 1000 + i : ([2550, 0, 1_100_000_000][i % 3] as number),
+      ),
+      // NaN: none (a line without the time).
+      producedAt: Array.from({ length: n }, (_, i) => (i % 2 === 0 ? Number.NaN : 1_291_191_960_000 + i)),
+      lakeVisibleAt: new Array(n).fill(Date.UTC(2026, 11, 6)),
+    });
+    return out;
+  }
+
+  it('dictionary-encodes repeating numbers, writes PLAIN past 65,536 distinct, and both read back exactly', async () => {
+    for (const [n, distinct] of [
+      [3000, false],
+      [70_000, true],
+    ] as const) {
+      const l = lines(n, distinct);
+      const order = Array.from({ length: n }, (_, i) => i);
+      const bytes = writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(l, order), n);
+      const meta = parquetMetadata(bytes.buffer.slice(bytes.byteOffset) as ArrayBuffer);
+      const encodings = (name: string) =>
+        meta.row_groups[0]?.columns.find((c) => c.meta_data?.path_in_schema[0] === name)?.meta_data
+          ?.encodings;
+      for (const name of ['date_key', 'invoice_date', 'quantity', 'line_total', 'lake_visible_at'])
+        expect(encodings(name), name).toContain('RLE_DICTIONARY');
+      expect(encodings('unit_price')).toEqual(distinct ? ['PLAIN'] : ['PLAIN', 'RLE_DICTIONARY']);
+      expect(encodings('produced_at')).toEqual(['PLAIN']);
+      const { columns } = await readParquetColumns(bytes, INVOICE_LINE_SCHEMA);
+      const big = (v: unknown) => BigInt(v as bigint | number);
+      for (let i = 0; i < n; i += n > 5000 ? 7 : 1) {
+        const price = l.price[i] as number;
+        const quantity = l.quantity[i] as number;
+        expect(big(columns.unit_price?.[i])).toBe(BigInt(price));
+        expect(big(columns.line_total?.[i])).toBe(BigInt(price) * BigInt(quantity));
+        expect(Number(columns.quantity?.[i])).toBe(quantity);
+        expect(Number(columns.date_key?.[i])).toBe(l.dateKey[i]);
+        expect(big(columns.invoice_date?.[i])).toBe(BigInt(l.invoiceMs[i] as number) * 1000n);
+        expect(big(columns.lake_visible_at?.[i])).toBe(BigInt(Date.UTC(2026, 11, 6)) * 1000n);
+        const produced = l.producedAt[i] as number;
+        expect(columns.produced_at?.[i] ?? null).toEqual(
+          Number.isNaN(produced) ? null : BigInt(produced) * 1000n,
+        );
+      }
+    }
+  });
+});
+
 describe('the lean writer on its thread: refused columns', () => {
   it('throws a column the writer refuses, as it would here, and keeps using the thread', async () => {
     const lines = new LakeLines(new StringTable());
@@ -136,6 +198,15 @@ describe('worker calls', () => {
 });
 
 describe('lake lines: memory and keys', () => {
+  it('holds any whole number as a key: negative ones, -1 and 0 too', () => {
+    const index = new KeyIndex(2);
+    const keys = [-1, 0, 1, -(2 ** 40), 2 ** 52, -7, 4294967296, -4294967296];
+    expect(keys.map((k, row) => index.add(k, row))).toEqual(keys.map(() => undefined));
+    expect(keys.map((k) => index.get(k))).toEqual(keys.map((_, row) => row));
+    expect(index.add(-1, 50)).toBe(0);
+    expect(index.get(2)).toBeUndefined();
+  });
+
   it('finds every key once across growth, and answers the row a key already has', () => {
     const index = new KeyIndex(4);
     const keys = Array.from({ length: 10_000 }, (_, i) => i * 1_000_001 + (i % 7) + 2 ** 40);
