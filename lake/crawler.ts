@@ -60,7 +60,10 @@ export interface CrawlReport {
   tables: Array<{ name: string; location: string; partitions: number; objects: number; columns: number }>;
   changes: CatalogChange[];
   skipped: SkippedObject[];
-  /** Objects whose schema was read this time (partitions unchanged since the last crawl are not read). */
+  /**
+   * Objects whose schema was read this time (partitions unchanged since the last crawl are not read,
+   * nor objects this store's crawls read before).
+   */
   objectsRead: number;
   catalog: LakeCatalog;
 }
@@ -228,6 +231,34 @@ interface ReadCounter {
   objectsRead: number;
 }
 
+/**
+ * What was read of each object by this store's crawls, by key and ETag (the same bytes): a partition
+ * that gained an object (a totesys run's file in today's folder, every 10 s under `npm start`) has
+ * only that one read again, not its whole sample. Bounded: the oldest reads are forgotten first.
+ */
+const readBefore = new WeakMap<LakeObjects, Map<string, unknown>>();
+const READS_REMEMBERED = 4096;
+
+async function readOnce<T>(
+  objects: LakeObjects,
+  o: LakeObject,
+  counter: ReadCounter,
+  read: () => Promise<T>,
+): Promise<T> {
+  let seen = readBefore.get(objects);
+  if (!seen) {
+    seen = new Map();
+    readBefore.set(objects, seen);
+  }
+  const id = `${o.key}\n${o.etag}`;
+  if (seen.has(id)) return seen.get(id) as T;
+  counter.objectsRead++;
+  const value = await read();
+  seen.set(id, value);
+  if (seen.size > READS_REMEMBERED) seen.delete(seen.keys().next().value as string);
+  return value;
+}
+
 /** A partition's columns: the catalog's when its objects are unchanged, else read from a sample. */
 async function foundPartition(
   objects: LakeObjects,
@@ -258,12 +289,15 @@ async function foundPartition(
     return { ...base, columns: known.StorageDescriptor.Columns, keys };
   }
   const sample = sampleOf(p.objects);
-  counter.objectsRead += sample.length;
   if (g.target.classification === 'parquet') {
-    const lists = await mapPool(sample, READ_CONCURRENCY, (o) => parquetObjectColumns(objects, o));
+    const lists = await mapPool(sample, READ_CONCURRENCY, (o) =>
+      readOnce(objects, o, counter, () => parquetObjectColumns(objects, o)),
+    );
     return { ...base, columns: unionColumns(lists, 'parquet') };
   }
-  const read = await mapPool(sample, READ_CONCURRENCY, (o) => jsonObjectColumns(objects, o));
+  const read = await mapPool(sample, READ_CONCURRENCY, (o) =>
+    readOnce(objects, o, counter, () => jsonObjectColumns(objects, o)),
+  );
   return {
     ...base,
     columns: unionColumns(

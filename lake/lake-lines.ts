@@ -611,7 +611,6 @@ export class KeyIndex {
     this.mask = capacity - 1;
   }
 
-
   private slot(key: number): number {
     const keys = this.keys;
     let h = Math.imul((key >>> 0) ^ Math.imul((key / 4294967296) >>> 0, 0x9e3779b1), 0x85ebca6b);

@@ -180,6 +180,33 @@ describe('lake crawler: tables, columns, types and partitions', () => {
     expect(await readCatalog(bucket.objects)).toEqual(c);
   });
 
+  it("reads only the new object of a partition that gained one (a totesys run in today's folder)", async () => {
+    const bucket = memoryBucket();
+    seedLake(bucket);
+    const run = (id: string, code: string) =>
+      bucket.put(
+        `processed/totesys/dim_currency/2024/11/05/run-${id}.parquet`,
+        writeParquet(TOTESYS_SCHEMA, [{ currency_id: id.charCodeAt(0), currency_code: code }]),
+      );
+    for (const [id, code] of [
+      ['b', 'EUR'],
+      ['c', 'USD'],
+      ['d', 'CHF'],
+    ])
+      run(id as string, code as string);
+    const first = await crawlLake({ objects: bucket.objects, bucket: BUCKET });
+    // The first object and the three newest of the folder (run-a..d), the other tables' objects.
+    expect(first.objectsRead).toBe(7);
+    run('e', 'JPY');
+    const next = await crawlLake({ objects: bucket.objects, bucket: BUCKET });
+    expect(next.objectsRead).toBe(1);
+    expect(next.changes).toEqual([]);
+    // Another store (another process) has read nothing yet: it reads the folder's sample again.
+    run('f', 'SEK');
+    const elsewhere = await crawlLake({ objects: { ...bucket.objects }, bucket: BUCKET });
+    expect(elsewhere.objectsRead).toBe(4);
+  });
+
   it('re-crawl adds a partition and a column, keeps what was there, reads only what changed', async () => {
     const bucket = memoryBucket();
     seedLake(bucket);
