@@ -11,10 +11,11 @@ import { snappyCompress } from './snappy.ts';
  * per INT64 value, statistics, a dictionary tried on every column, a check per value), ~1 us a value.
  * Here each kind of column is a loop over a typed array: INT32 and INT64 PLAIN straight from numbers
  * (an INT64 from a double exact below 2^53: no bigint), strings and repeating numbers
- * dictionary-encoded from ids the caller computed, BOOLEAN bit-packed; data pages v2, snappy for
- * PLAIN numbers and flags, dictionary-encoded chunks uncompressed (dictionaryPage says why). The file's schema elements, thrift pages and
- * footer are hyparquet-writer's own (its exported page header and metadata writers), so the schema a
- * reader sees is exactly writeParquet's; no min/max statistics are written.
+ * dictionary-encoded from ids the caller computed, BOOLEAN bit-packed; data pages v2, snappy
+ * (./snappy.ts) for PLAIN numbers and flags, dictionary-encoded chunks uncompressed (dictionaryPage
+ * says why). The file's schema elements, thrift pages and footer are hyparquet-writer's own (its
+ * exported page header and metadata writers), so the schema a reader sees is exactly writeParquet's;
+ * no min/max statistics are written.
  */
 
 export type LeanColumn =
