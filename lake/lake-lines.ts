@@ -616,8 +616,8 @@ export class KeyIndex {
     let h = Math.imul((key >>> 0) ^ Math.imul((key / 4294967296) >>> 0, 0x9e3779b1), 0x85ebca6b);
     h ^= h >>> 13;
     let s = h & this.mask;
-    // A slot holding NaN (not equal to itself) is empty.
-    while (keys[s] === keys[s] && keys[s] !== key) s = (s + 1) & this.mask;
+    // A slot holding NaN is empty.
+    while (!Number.isNaN(keys[s]) && keys[s] !== key) s = (s + 1) & this.mask;
     return s;
   }
 
