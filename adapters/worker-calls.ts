@@ -2,13 +2,16 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { logger } from './logger.ts';
 
 /**
  * Calls to one worker thread, answered in any order: a message `{ id, ...input }` in, `{ id, value }`
  * or `{ id, error }` back. The worker starts on the first call; it is referenced only while a call
  * is pending (an idle worker never keeps the process alive); a worker that dies rejects the calls
  * pending and the next call starts a new one. The Parquet encoders' threads (adapters/parquet-writer.ts,
- * lake/invoice-lines-files.ts) share it.
+ * lake/invoice-lines-files.ts) share it. Their callers do a failed call's work on their own thread,
+ * so a worker's death costs speed, never a result: `died` is told (by default a warning in the log),
+ * once per worker.
  */
 export interface WorkerCalls<T> {
   call(input: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<T>;
@@ -22,11 +25,17 @@ interface Running<T> {
   next: number;
 }
 
-export function workerCalls<T>(start: () => Worker, failure: (message: string) => Error): WorkerCalls<T> {
+export function workerCalls<T>(
+  start: () => Worker,
+  failure: (message: string) => Error,
+  died: (err: Error) => void = (err) =>
+    logger().warn({ err }, 'worker thread died: its work is done on the calling thread'),
+): WorkerCalls<T> {
   let running: Running<T> | undefined;
   const launch = (): Running<T> => {
     const worker = start();
     const state: Running<T> = { worker, pending: new Map(), next: 0 };
+    let dead = false;
     worker.unref();
     worker.on('message', (m: { id: number; value?: T; error?: string }) => {
       const p = state.pending.get(m.id);
@@ -37,6 +46,8 @@ export function workerCalls<T>(start: () => Worker, failure: (message: string) =
       else p.reject(failure(m.error));
     });
     const fail = (err: Error) => {
+      if (!dead) died(err);
+      dead = true;
       if (running === state) running = undefined;
       for (const p of state.pending.values()) p.reject(err);
       state.pending.clear();

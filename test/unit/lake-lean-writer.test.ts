@@ -174,7 +174,7 @@ describe('the lean writer on its thread: refused columns', () => {
 });
 
 describe('worker calls', () => {
-  it('rejects the calls pending when the worker dies, and starts a new one for the next call', async () => {
+  it('rejects the calls pending when the worker dies, tells of it, and starts a new one for the next call', async () => {
     const source = `
       const { parentPort } = require('node:worker_threads');
       parentPort.on('message', ({ id, n }) => {
@@ -182,18 +182,22 @@ describe('worker calls', () => {
         parentPort.postMessage(n === 0 ? { id, error: 'zero' } : { id, value: n * 2 });
       });`;
     let started = 0;
+    const deaths: string[] = [];
     const calls = workerCalls<number>(
       () => {
         started++;
         return new Worker(source, { eval: true });
       },
       (message) => new Error(`doubler: ${message}`),
+      (err) => deaths.push(err.message),
     );
     expect(await calls.call({ n: 21 })).toBe(42);
     await expect(calls.call({ n: 0 })).rejects.toThrow('doubler: zero');
     await expect(calls.call({ n: -1 })).rejects.toThrow('doubler: the worker thread exited with 3');
     expect(await calls.call({ n: 2 })).toBe(4);
     expect(started).toBe(2);
+    // A death is told once (a refused job is not one), so the fall-back to the caller's thread is seen.
+    expect(deaths).toEqual(['doubler: the worker thread exited with 3']);
   });
 });
 
