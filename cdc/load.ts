@@ -3,7 +3,7 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import type { Logger } from '#adapters/logger';
 import { ParquetError, type ParquetRow, readParquet } from '#adapters/parquet-writer';
 import type { CopyStep, Step, Warehouse } from '#adapters/warehouse';
-import { claimStep, createManifest, isTerminal, loadedStep } from '#batch/loader/manifest';
+import { claimStep, createManifest, isTerminal, loadedStep, unlessClaimedStep } from '#batch/loader/manifest';
 import type { ObjectRef } from '#batch/loader/objects';
 import { moveToQuarantine, QuarantineError } from '#batch/loader/quarantine';
 import { type RetryRule, whyNotNow } from '#batch/loader/scheduler';
@@ -151,6 +151,9 @@ export function loadSteps(
     claimStep(dialect, ref.key, ref.etag),
     { sql: createStageSql(table) },
     fill,
+    // A Redshift batch runs on past a claim that matched nothing (another loader took the object
+    // after loadProcessedObject looked): the staged rows go, so every write after reads none.
+    unlessClaimedStep(STAGE_TABLE, ref.key, ref.etag),
     { sql: markNewSql(table) },
     table.kind === 'fact' ? { sql: writeSql(table), params: [ref.key, ingested] } : { sql: writeSql(table) },
     loadedStep(dialect, ref.key, ref.etag, {

@@ -31,8 +31,9 @@ import {
 import type { Warehouse } from '#adapters/warehouse';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
 import { createLoader, loadIdOf } from '#batch/loader/index';
+import { createManifest } from '#batch/loader/manifest';
 import { migrate } from '#batch/migrate';
-import { loadProcessedObject } from '#cdc/load';
+import { CDC_KIND, loadProcessedObject, loadSteps } from '#cdc/load';
 import { processedObjectKey } from '#cdc/transform';
 import { WAREHOUSE_TABLES, type WarehouseTable } from '#cdc/transform-model';
 import { LOCAL_WORKGROUP, type LocalRedshiftData, startLocalRedshiftData } from '#local/redshift-data';
@@ -627,6 +628,27 @@ describe('the aws-mode loader (Redshift adapter, redshift-s3 way) against the lo
         source_key: processedObjectKey('fact_payment', runId),
       },
     ]);
+  });
+
+  it('a totesys load that lost its claim changes nothing (the batch runs on past it)', async () => {
+    const table = WAREHOUSE_TABLES.find((t) => t.name === 'dim_currency') as WarehouseTable;
+    const rows = [71, 72].map((i) => ({
+      currency_id: i,
+      currency_code: `L${i}`,
+      currency_name: `lost ${i}`,
+    }));
+    const key = processedObjectKey('dim_currency', '20261206T080000000Z-abcdef');
+    const etag = await put(key, writeParquet(table.columns, rows));
+    const deps = { bucket: bucket(), warehouse, copyRoleArn: 'arn:aws:iam::000000000000:role/copy' };
+    // Another loader took the object between loadProcessedObject's look at the manifest and the batch.
+    await createManifest(warehouse).register({ key, etag }, CDC_KIND);
+    await warehouse.query("UPDATE load_manifest SET status = 'loaded' WHERE object_key = $1", [key]);
+
+    const result = await warehouse.transaction(loadSteps(deps, { key, etag }, table, rows));
+
+    expect(result.committed).toBe(false);
+    const lost = await warehouse.query('SELECT currency_id FROM totesys.dim_currency WHERE currency_id > 70');
+    expect(lost.rows).toEqual([]);
   });
 
   it('reports a statement that fails in the batch: the object is failed with the error, nothing of it loaded', async () => {

@@ -37,10 +37,14 @@ describe('totesys load: the SQL of one object', () => {
     expect(sql[1]).toBe(
       'CREATE TEMP TABLE load_cdc_stage (staff_id integer, first_name varchar(1024), last_name varchar(1024), department_name varchar(1024), location varchar(1024), email_address varchar(1024))',
     );
-    expect(sql[4]).toContain(
+    expect(sql[3]).toBe(
+      "DELETE FROM load_cdc_stage WHERE NOT EXISTS (SELECT 1 FROM load_manifest WHERE object_key = $1 AND etag = $2 AND status IN ('pending', 'failed', 'staged'))",
+    );
+    expect((steps[3] as Statement).params).toEqual([ref.key, ref.etag]);
+    expect(sql[5]).toContain(
       'MERGE INTO totesys.dim_staff USING load_cdc_typed s ON dim_staff.staff_id = s.staff_id',
     );
-    expect(sql[5]).toContain('GETDATE()');
+    expect(sql[6]).toContain('GETDATE()');
     expect(sql.join('\n')).not.toMatch(/ON CONFLICT|SERIAL/);
     expect(() =>
       loadSteps({ warehouse: fakeWarehouse('redshift', 's3'), bucket: 'pipe' }, ref, staff, []),
@@ -58,10 +62,10 @@ describe('totesys load: the SQL of one object', () => {
     );
     const sql = sqlOf(steps);
     expect(sql[2]).toBe('<copy>');
-    expect(sql[3]).toContain(
+    expect(sql[4]).toContain(
       'LEFT JOIN totesys.fact_payment w ON w.payment_id = s.payment_id AND w.last_updated_date = s.last_updated_date AND w.last_updated_time = s.last_updated_time',
     );
-    expect(sql[4]).toMatch(
+    expect(sql[5]).toMatch(
       /^INSERT INTO totesys\.fact_payment \(payment_id, .*\) SELECT .* FROM load_cdc_typed WHERE is_new$/,
     );
   });
