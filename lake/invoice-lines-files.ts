@@ -24,7 +24,7 @@ import {
 /**
  * A partition's file of the processed invoice lines: the schema, its columns gathered from the
  * lines in the file's row order, and their encoding by the lean writer, on the lake's encoder
- * thread when there is one (./invoice-lines-parquet-thread.ts) or here. The thread reads the lines
+ * thread when there is one (./invoice-lines-files-thread.ts) or here. The thread reads the lines
  * where they are (LakeLines keeps its columns in shared memory): the loader's thread only posts
  * the row order, and gathers nothing.
  */
@@ -243,7 +243,7 @@ export function encodeLakeFileHere(lines: LinesColumns, order: Rows): Uint8Array
   return writeLeanParquet(INVOICE_LINE_SCHEMA, leanColumns(lines, order), order.length);
 }
 
-/** What the encoder thread is sent for a file (./invoice-lines-parquet-thread.ts). */
+/** What the encoder thread is sent for a file (./invoice-lines-files-thread.ts). */
 export interface LakeFileJob {
   lines: LinesView;
   order: Int32Array;
@@ -268,7 +268,7 @@ export function lowerThreadPriority(): void {
 }
 
 const thread = (() => {
-  const start = moduleWorker(new URL('./invoice-lines-parquet-thread.ts', import.meta.url));
+  const start = moduleWorker(new URL('./invoice-lines-files-thread.ts', import.meta.url));
   return (
     start && workerCalls<Uint8Array>(start, (message) => new Error(`the lean Parquet encoder: ${message}`))
   );
