@@ -56,7 +56,7 @@ async function warnIfLowOnDisk(dir: string): Promise<void> {
   const free = stats.bavail * stats.bsize;
   if (free < LOW_DISK_BYTES) {
     process.stderr.write(
-      `warning: ${(free / 1024 ** 3).toFixed(1)} GiB free under ${dir}; the integration suite needs ~6 GiB at its peak\n`,
+      `warning: ${(free / 1024 ** 3).toFixed(1)} GiB free under ${dir}; a run of the suite holds ~2 GiB at its peak\n`,
     );
   }
 }
