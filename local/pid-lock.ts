@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` exists (one of another user's counts: signalling it is refused, not failed). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { isAlive } from '#local/pid-lock';
 
 /**
  * Every temp file of a test run lives under one directory, removed when the run ends.
@@ -32,15 +33,6 @@ export default async function setup(): Promise<() => Promise<void>> {
 export function ownerPid(name: string): number | undefined {
   const match = new RegExp(`^${PREFIX}(\\d+)-`).exec(name);
   return match ? Number(match[1]) : undefined;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function removeOrphans(base: string): Promise<void> {

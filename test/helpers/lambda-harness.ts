@@ -15,6 +15,7 @@ import type {
   KinesisStreamEvent,
   ScheduledEvent,
 } from 'aws-lambda';
+import { isAlive } from '#local/pid-lock';
 import { BUNDLE_FILE, BUNDLE_NODE_MAJOR, REPO_ROOT } from '../../infra/bundle.ts';
 import { ENTRY_METADATA_KEY, LAMBDA_ENTRIES, type LambdaEntryName } from '../../infra/entries.ts';
 
@@ -239,15 +240,6 @@ async function awaitSynth(dir: string, file: string, lock: string): Promise<'rea
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The stack's synthesised template (no bundling, no cdk-nag: neither changes environments or policies;
  * test/integration/infra-synth.test.ts holds those), synthesised once per version of the source and
@@ -273,7 +265,7 @@ export async function synthesisedTemplate(): Promise<CfnTemplate> {
     if (!taken) {
       const holder = Number(await fs.readFile(lock, 'utf8').catch(() => '0'));
       // A holder that died without removing its lock (killed): its lock is stale.
-      if (holder > 0 && !alive(holder)) await fs.rm(lock, { force: true });
+      if (holder > 0 && !isAlive(holder)) await fs.rm(lock, { force: true });
       else await awaitSynth(dir, file, lock);
       continue;
     }
