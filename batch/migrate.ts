@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '#adapters/logger';
@@ -54,43 +55,73 @@ export async function readMigrations(dialect: Dialect, dir = MIGRATIONS_DIR): Pr
 }
 
 /**
+ * One migration's transaction: the lock, the claim (its version row, named for now by this attempt's
+ * `token`), a check that the claim is this transaction's, the migration, then the row's real name.
+ * PostgreSQL stops at a claim that matched nothing (`requireRows`: another process applied it while
+ * this one waited for the lock). A Redshift batch runs on past it and would apply the migration a
+ * second time; Redshift enforces no key, so 0002 would put the calendar in dim_date twice. There the
+ * check fails instead (a cast of its message to integer), and the batch rolls back whole.
+ */
+export function migrationSteps(dialect: Dialect, m: Migration, token: string): Statement[] {
+  return [
+    { sql: 'LOCK TABLE schema_migrations' },
+    {
+      sql: `INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, ${dialectOf(dialect).now}
+WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`,
+      params: [m.version, token],
+      requireRows: true,
+    },
+    {
+      sql: `SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1 AND name = $2) THEN '1' ELSE $3 END AS integer) AS claimed`,
+      params: [m.version, token, `migration ${m.version} was applied by another process`],
+    },
+    ...m.statements.map((sql) => ({ sql })),
+    {
+      sql: 'UPDATE schema_migrations SET name = $2 WHERE version = $1 AND name = $3',
+      params: [m.version, m.name, token],
+    },
+  ];
+}
+
+/**
  * Applies every migration not yet recorded in schema_migrations, each in its own transaction with
  * its version row, so a crash leaves either all or none of a migration. Then syncs dim_country.
- * Safe to run from several processes at once on PostgreSQL (the version insert is the claim).
+ * Safe to run from several processes at once (two loaders' cold starts): migrationSteps.
  */
 export async function migrate(warehouse: Warehouse, logger: Logger, dir = MIGRATIONS_DIR): Promise<number[]> {
   await warehouse.query(
     'CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name varchar(128) NOT NULL, applied_at timestamptz NOT NULL)',
   );
+  const applied = async (version: number) =>
+    (await warehouse.query('SELECT version FROM schema_migrations WHERE version = $1', [version])).rows
+      .length > 0;
   const done = new Set(
     (await warehouse.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) =>
       Number(r.version),
     ),
   );
-  const applied: number[] = [];
+  const versions: number[] = [];
   for (const m of await readMigrations(warehouse.dialect, dir)) {
     if (done.has(m.version)) continue;
-    const claim: Statement = {
-      sql: `INSERT INTO schema_migrations (version, name, applied_at) SELECT $1, $2, ${dialectOf(warehouse.dialect).now}
-WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`,
-      params: [m.version, m.name],
-      requireRows: true,
-    };
-    const steps: Statement[] = [
-      { sql: 'LOCK TABLE schema_migrations' },
-      claim,
-      ...m.statements.map((sql) => ({ sql })),
-    ];
-    const result = await warehouse.transaction(steps);
-    if (result.committed) {
-      applied.push(m.version);
+    let committed: boolean;
+    try {
+      ({ committed } = await warehouse.transaction(
+        migrationSteps(warehouse.dialect, m, `claim ${randomUUID()}`),
+      ));
+    } catch (err) {
+      // A Redshift batch whose claim another process took fails its check: that process applied it.
+      if (await applied(m.version)) continue;
+      throw err;
+    }
+    if (committed) {
+      versions.push(m.version);
       logger.debug({ version: m.version, name: m.name }, 'migration applied');
     }
   }
   // One line for a person; each migration is at debug.
-  if (applied.length > 0) logger.info({ versions: applied }, 'migrations applied');
+  if (versions.length > 0) logger.info({ versions }, 'migrations applied');
   await syncCountries(warehouse);
-  return applied;
+  return versions;
 }
 
 /** dim_country's known rows come from core/countries.ts: merged so a change there reaches the warehouse. */

@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import {
@@ -32,7 +34,7 @@ import type { Warehouse } from '#adapters/warehouse';
 import { createRedshiftWarehouse } from '#adapters/warehouse-redshift';
 import { createLoader, loadIdOf } from '#batch/loader/index';
 import { createManifest } from '#batch/loader/manifest';
-import { migrate } from '#batch/migrate';
+import { migrate, migrationSteps, readMigrations } from '#batch/migrate';
 import { CDC_KIND, loadProcessedObject, loadSteps } from '#cdc/load';
 import { processedObjectKey } from '#cdc/transform';
 import { WAREHOUSE_TABLES, type WarehouseTable } from '#cdc/transform-model';
@@ -649,6 +651,39 @@ describe('the aws-mode loader (Redshift adapter, redshift-s3 way) against the lo
     expect(result.committed).toBe(false);
     const lost = await warehouse.query('SELECT currency_id FROM totesys.dim_currency WHERE currency_id > 70');
     expect(lost.rows).toEqual([]);
+  });
+
+  /** A migrations directory of two: a table, then a row in it (a seed, as 0002 seeds the calendar). */
+  const migrationsDir = (first: number) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rp-migrations-'));
+    fs.writeFileSync(path.join(dir, `${first}_table.sql`), `CREATE TABLE mig_${first} (n integer);\n`);
+    fs.writeFileSync(path.join(dir, `${first + 1}_seed.sql`), `INSERT INTO mig_${first} VALUES (1);\n`);
+    return dir;
+  };
+  const seeded = async (first: number) =>
+    (await warehouse.query<{ n: number }>(`SELECT n FROM mig_${first}`)).rows.map((r) => Number(r.n));
+
+  it('a migration whose claim another process took is not applied again (the batch fails its check)', async () => {
+    const dir = migrationsDir(9001);
+    expect(await migrate(warehouse, logger, dir)).toEqual([9001, 9002]);
+    const seed = (await readMigrations('redshift', dir)).find((m) => m.version === 9002);
+    if (!seed) throw new Error('no seed migration');
+
+    // As a second loader's cold start that read schema_migrations before the first committed 9002.
+    await expect(warehouse.transaction(migrationSteps('redshift', seed, 'claim late'))).rejects.toThrow();
+
+    expect(await seeded(9001)).toEqual([1]);
+    const rows = await warehouse.query<{ name: string }>(
+      'SELECT name FROM schema_migrations WHERE version IN (9001, 9002) ORDER BY version',
+    );
+    expect(rows.rows.map((r) => r.name)).toEqual(['table', 'seed']);
+  });
+
+  it('two migrators at once apply each migration once', async () => {
+    const dir = migrationsDir(9101);
+    const [a, b] = await Promise.all([migrate(warehouse, logger, dir), migrate(warehouse, logger, dir)]);
+    expect([...(a ?? []), ...(b ?? [])].sort()).toEqual([9101, 9102]);
+    expect(await seeded(9101)).toEqual([1]);
   });
 
   it('reports a statement that fails in the batch: the object is failed with the error, nothing of it loaded', async () => {
