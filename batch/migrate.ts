@@ -60,7 +60,8 @@ export async function readMigrations(dialect: Dialect, dir = MIGRATIONS_DIR): Pr
  * PostgreSQL stops at a claim that matched nothing (`requireRows`: another process applied it while
  * this one waited for the lock). A Redshift batch runs on past it and would apply the migration a
  * second time; Redshift enforces no key, so 0002 would put the calendar in dim_date twice. There the
- * check fails instead (a cast of its message to integer), and the batch rolls back whole.
+ * check fails instead (a cast of its message to integer), and the batch rolls back whole; migrate()
+ * then finds the version applied (as after a serializable-isolation abort) and goes on.
  */
 export function migrationSteps(dialect: Dialect, m: Migration, token: string): Statement[] {
   return [
