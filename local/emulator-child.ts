@@ -1,15 +1,12 @@
 /**
- * Entry of one emulator process (kinesalite, dynalite, s3rver or the local Firehose). Each emulator
- * gets its own process so they and the parent (API, consumers, loader) spread over the machine's
- * cores; a busy dynalite no longer delays Kinesis reads. Talks to its parent over IPC.
+ * Entry of one emulator process (kinesalite, dynalite or s3rver). Each emulator gets its own process
+ * so the three and the parent (API, consumers, loader) spread over the machine's cores; a busy
+ * dynalite no longer delays Kinesis reads. Talks to its parent over IPC.
  */
 
-import { createClients } from '#adapters/clients';
-import { createLogger } from '#adapters/logger';
 import { errorMessage } from '#core/resilience';
 import type { ChildMessage, EmulatorSpec, ParentMessage } from './emulator-process.ts';
 import { type RunningEmulator, startDynamo, startKinesis, startS3 } from './emulators.ts';
-import { startLocalFirehose } from './firehose.ts';
 
 const send = (message: ChildMessage) => process.send?.(message);
 
@@ -24,26 +21,6 @@ async function start(spec: EmulatorSpec): Promise<RunningEmulator> {
       const s3 = await startS3({ ...opts, buckets: spec.buckets });
       s3.onObjectCreated((bucket, key) => send({ type: 's3-object-created', bucket, key }));
       return s3;
-    }
-    case 'firehose': {
-      const f = spec.firehose;
-      if (!f) throw new Error('a firehose emulator needs its spec');
-      const clients = createClients({ region: f.region, endpoints: { s3: f.s3 }, local: true });
-      const firehose = await startLocalFirehose({
-        host: spec.host,
-        port: spec.port,
-        s3: clients.s3,
-        bucket: f.bucket,
-        dataDir: f.dataDir,
-        deliveryStreams: f.deliveryStreams,
-        region: f.region,
-        logger: createLogger(f.logLevel),
-      });
-      return {
-        url: firehose.url,
-        port: firehose.port,
-        stop: () => firehose.stop().finally(() => clients.destroy()),
-      };
     }
   }
 }
@@ -79,9 +56,8 @@ async function main(): Promise<void> {
   process.on('message', (message: ParentMessage) => {
     if (message.type === 'stop') stop();
   });
-  // The parent died (even by kill -9): close the database cleanly and go, leaving no orphan. The
-  // Firehose goes at once, as if it had died with its parent: its log keeps what it accepted.
-  process.on('disconnect', spec.service === 'firehose' ? () => process.exit(0) : stop);
+  // The parent died (even by kill -9): close the database cleanly and go, leaving no orphan.
+  process.on('disconnect', stop);
   process.on('SIGTERM', stop);
   send({ type: 'ready', url: emulator.url });
 }

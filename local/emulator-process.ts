@@ -2,28 +2,15 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { DeliveryStreamConfig } from './firehose.ts';
 
 export type EmulatorService = 'kinesis' | 'dynamodb' | 's3';
 
-/** The local Firehose in a child of its own (startFirehoseProcess): what it needs besides a port. */
-export interface FirehoseChildSpec {
-  /** s3rver's URL: the Firehose delivers there. */
-  s3: string;
-  region: string;
-  bucket: string;
-  dataDir: string;
-  deliveryStreams: DeliveryStreamConfig[];
-  logLevel: string;
-}
-
 export interface EmulatorSpec {
-  service: EmulatorService | 'firehose';
+  service: EmulatorService;
   host: string;
   port: number;
   directory: string;
   buckets: string[];
-  firehose?: FirehoseChildSpec;
 }
 
 export type ParentMessage = { type: 'stop' };
@@ -67,7 +54,7 @@ export interface EmulatorChild {
   stop(timeoutMs: number): Promise<void>;
 }
 
-/** One emulator in a child process of its own (the stack starts four: startEmulatorProcesses, startFirehoseProcess). */
+/** One emulator in a child process of its own (the stack starts three: startEmulatorProcesses). */
 export function startEmulatorProcess(
   spec: EmulatorSpec,
   onObject: (bucket: string, key: string) => void = () => {},
@@ -148,27 +135,4 @@ export async function startEmulatorProcesses(opts: EmulatorProcessOptions): Prom
     onObjectCreated: (listener) => listeners.push(listener),
     stop: stopAll,
   };
-}
-
-/**
- * The local Firehose in a child process of its own. In the pipeline's process its PutRecordBatch
- * answers waited for whatever held that event loop (a load, a lake write: stalls of 100-250 ms in
- * the stream bench's (c)), and the consumer's batch window waits for its batches' archive writes.
- * Stopping it flushes into S3 (so stop it before s3rver); if its parent dies it exits at once
- * without flushing, as it would have died with it: the write-ahead log keeps what it accepted and
- * the next start delivers it.
- */
-export function startFirehoseProcess(
-  host: string,
-  port: number,
-  spec: FirehoseChildSpec,
-): Promise<EmulatorChild> {
-  return startEmulatorProcess({
-    service: 'firehose',
-    host,
-    port,
-    directory: spec.dataDir,
-    buckets: [spec.bucket],
-    firehose: spec,
-  });
 }

@@ -15,10 +15,10 @@ import type { Config } from '#adapters/config';
 import { tableDefinition } from '#adapters/dynamo-table';
 import type { Logger } from '#adapters/logger';
 import { ARCHIVE_PREFIX } from '#core/bucket-layout';
-import { type EmulatorUrls, startEmulatorProcesses, startFirehoseProcess } from './emulator-process.ts';
+import { type EmulatorUrls, startEmulatorProcesses } from './emulator-process.ts';
 import { startDynamo, startKinesis, startS3 } from './emulators.ts';
 import { type Endpoints, endpointsPath, writeEndpoints } from './endpoints.ts';
-import { startLocalFirehose } from './firehose.ts';
+import { type LocalFirehose, startLocalFirehose } from './firehose.ts';
 import { checkHealth, type ServiceHealth } from './health.ts';
 import { acquirePidLock } from './pid-lock.ts';
 import { startPostgres, wipePostgres } from './postgres.ts';
@@ -181,7 +181,7 @@ export async function startStack(opts: StackOptions): Promise<LocalStack> {
       ensureTable(clients, config.names.table),
     ]);
 
-    const firehose = await startArchiveFirehose(config, clients, s3, opts.emulators ?? 'child', logger);
+    const firehose = await startArchiveFirehose(config, clients, logger);
     running.add('firehose', firehose.stop);
     const postgres = await pgPromise;
 
@@ -247,43 +247,23 @@ function startedServices(logger: Logger) {
   };
 }
 
-/** The archive's delivery stream: in a child process of its own with the emulators (local/emulator-process.ts). */
-async function startArchiveFirehose(
-  config: Config,
-  clients: Clients,
-  s3Url: string,
-  where: 'child' | 'in-process',
-  logger: Logger,
-): Promise<{ url: string; stop(): Promise<void> }> {
-  const deliveryStreams = [
-    {
-      name: config.names.deliveryStream,
-      prefix: ARCHIVE_PREFIX,
-      bufferMiB: config.firehose.bufferMiB,
-      bufferSeconds: config.firehose.bufferSeconds,
-    },
-  ];
-  if (where === 'in-process')
-    return startLocalFirehose({
-      host: config.host,
-      port: config.ports.firehose,
-      s3: clients.s3,
-      bucket: config.names.bucket,
-      dataDir: config.dataDir,
-      deliveryStreams,
-      logger,
-    });
-  const child = await startFirehoseProcess(config.host, config.ports.firehose, {
-    s3: s3Url,
-    region: config.region,
+function startArchiveFirehose(config: Config, clients: Clients, logger: Logger): Promise<LocalFirehose> {
+  return startLocalFirehose({
+    host: config.host,
+    port: config.ports.firehose,
+    s3: clients.s3,
     bucket: config.names.bucket,
     dataDir: config.dataDir,
-    deliveryStreams,
-    logLevel: config.logLevel,
+    deliveryStreams: [
+      {
+        name: config.names.deliveryStream,
+        prefix: ARCHIVE_PREFIX,
+        bufferMiB: config.firehose.bufferMiB,
+        bufferSeconds: config.firehose.bufferSeconds,
+      },
+    ],
+    logger,
   });
-  logger.info({ url: child.url, pid: child.process.pid }, 'firehose: listening in its own process');
-  // Its flush may wait for S3 (bounded retries inside): longer than an emulator's close.
-  return { url: child.url, stop: () => child.stop(60_000) };
 }
 
 /** The running stack as its users see it; stop() undoes everything startStack did, once. */
