@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-/** Whether process `pid` exists (one of another user's counts: signalling it is refused, not failed). */
+/** Whether process `pid` exists (another user's process counts: signalling it fails with EPERM, not ESRCH). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
