@@ -236,7 +236,7 @@ export class Warehouse extends Construct {
       props.bucket.grantRead(g, `${BUCKET_PREFIXES.archive}*`);
       // The typed rows COPY reads (found by the aws-mode e2e: the loader was denied its first staging write).
       props.bucket.grantPut(g, `${STAGING_PREFIX}*`);
-      // The lake writer (lake/invoice-lines.ts) merges each day partition into one file: it reads, writes
+      // The lake writer (lake/invoice-lines.ts) merges each month partition into one file: it reads, writes
       // and deletes files under processed/invoice_lines/ and its markers under processed/_lake/.
       for (const prefix of [LAKE_PREFIXES.invoiceLines, LAKE_PREFIXES.lakeState]) {
         props.bucket.grantReadWrite(g, `${prefix}*`);
