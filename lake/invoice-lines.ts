@@ -835,12 +835,45 @@ export async function writeLakeLinesWhen(
   );
   const partitions = await writePartitions(store, merged, gate);
   if (!partitions) return undefined;
+  await settlePartitions(
+    store,
+    partitions.filter((p) => p.file).map((p) => p.partition),
+  );
   return {
     lines: lines.length,
     added: partitions.reduce((n, p) => n + p.added, 0),
     already: partitions.reduce((n, p) => n + p.already, 0),
     partitions,
   };
+}
+
+/** Times a write lists its partitions again while another writer keeps adding to them. */
+const SETTLE_ROUNDS = 5;
+
+/**
+ * After a write: a partition it wrote that now holds more than one file had another writer at the
+ * same time. Locally one queue per process orders writes (lakeWrites), but on AWS two loader
+ * invocations can merge one month at once, each keeping a file with every line the old one had.
+ * Such a partition is merged again, as compaction does, until it holds one file. The merge is
+ * deterministic (the same files give the same bytes, so the same content-addressed key), so writers
+ * that settle the same partition at once write the same object and converge; a file another writer
+ * deleted while this one read it sends it round again. One listing when nothing overlapped.
+ */
+async function settlePartitions(store: LakeStore, written: readonly string[]): Promise<void> {
+  if (written.length === 0) return;
+  for (let round = 0; round < SETTLE_ROUNDS; round++) {
+    const files = await listLakeFiles(store);
+    const crowded = written.filter((p) => (files.get(p)?.length ?? 0) > 1);
+    if (crowded.length === 0) return;
+    try {
+      const merged = await mapLimit(crowded, PARTITION_CONCURRENCY, (p) =>
+        mergePartition(store, p, files.get(p) ?? [], new LakeLines(), [], Date.now()),
+      );
+      await writePartitions(store, merged, Promise.resolve(true));
+    } catch (err) {
+      if ((err as { name?: string }).name !== 'NoSuchKey') throw err;
+    }
+  }
 }
 
 /**

@@ -534,6 +534,28 @@ describe('lake invoice lines: idempotent writes', () => {
     expect(await compactLake(bucket.store)).toEqual([]);
     expect((await allRows()).length).toBe(day.length + 1);
   });
+  it('two writers of one month at once (two Lambda invocations) leave one file, every line once', async () => {
+    const day = EDGES.filter((l) => l.invoiceDate === EDGES[0]?.invoiceDate);
+    await writeLakeLines(bucket.store, linesOf(FILE, day));
+    const [partition] = [...(await listLakeFiles(bucket.store)).keys()];
+    const at = (invoiceNo: string) => ({ ...(day[0] as InvoiceLineInput), invoiceNo, lineNo: 1 });
+    const filesPut = () =>
+      bucket.mock.commandCalls(PutObjectCommand).filter((c) => c.args[0].input.Key?.endsWith('.parquet'))
+        .length;
+    const before = filesPut();
+    // Two writes, no queue between them: each reads the month's one file before the other writes.
+    await Promise.all([
+      writeLakeLines(bucket.store, linesOf(ARCHIVE, [at('536901')])),
+      writeLakeLines(bucket.store, linesOf(ARCHIVE, [at('536902')])),
+    ]);
+    // They overlapped (two files, each with the old lines), and a third write merged them.
+    expect(filesPut() - before).toBeGreaterThan(2);
+    expect((await listLakeFiles(bucket.store)).get(partition as string)).toHaveLength(1);
+    const keys = (await allRows()).rows().map((r) => `${r.invoiceNo}/${r.lineNo}`);
+    expect(keys).toHaveLength(day.length + 2);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
   it('folds a day folder a lake written before months has into its month, no line twice', async () => {
     const day = EDGES.filter((l) => l.invoiceDate === EDGES[0]?.invoiceDate);
     await writeLakeLines(bucket.store, linesOf(FILE, day));
