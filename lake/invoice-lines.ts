@@ -857,14 +857,20 @@ const SETTLE_ROUNDS = 5;
  * Such a partition is merged again, as compaction does, until it holds one file. The merge is
  * deterministic (the same files give the same bytes, so the same content-addressed key), so writers
  * that settle the same partition at once write the same object and converge; a file another writer
- * deleted while this one read it sends it round again. One listing when nothing overlapped.
+ * deleted while this one read it sends it round again. One listing when nothing overlapped; a
+ * partition still crowded after SETTLE_ROUNDS merges fails the write rather than pass unnoticed.
  */
 async function settlePartitions(store: LakeStore, written: readonly string[]): Promise<void> {
   if (written.length === 0) return;
-  for (let round = 0; round < SETTLE_ROUNDS; round++) {
+  for (let round = 0; ; round++) {
     const files = await listLakeFiles(store);
     const crowded = written.filter((p) => (files.get(p)?.length ?? 0) > 1);
     if (crowded.length === 0) return;
+    // Not settled: the write fails (no marker), so the catch-up writes its object again and settles.
+    if (round === SETTLE_ROUNDS)
+      throw new LakeError(
+        `${crowded.join(', ')} still hold more than one file after ${SETTLE_ROUNDS} merges: another writer keeps adding`,
+      );
     try {
       const merged = await mapLimit(crowded, PARTITION_CONCURRENCY, (p) =>
         mergePartition(store, p, files.get(p) ?? [], new LakeLines(), [], Date.now()),

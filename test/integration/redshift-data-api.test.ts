@@ -670,7 +670,9 @@ describe('the aws-mode loader (Redshift adapter, redshift-s3 way) against the lo
     if (!seed) throw new Error('no seed migration');
 
     // As a second loader's cold start that read schema_migrations before the first committed 9002.
-    await expect(warehouse.transaction(migrationSteps('redshift', seed, 'claim late'))).rejects.toThrow();
+    await expect(warehouse.transaction(migrationSteps('redshift', seed, 'claim late'))).rejects.toThrow(
+      'migration 9002 was applied by another process',
+    );
 
     expect(await seeded(9001)).toEqual([1]);
     const rows = await warehouse.query<{ name: string }>(
