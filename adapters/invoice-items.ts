@@ -24,6 +24,9 @@ import { itemBytes } from './dynamo-table.ts';
 
 const padLineNo = (lineNo: number): string => String(lineNo).padStart(7, '0');
 
+/** The partition key prefix of a shard's lease item (keys.shardLease). */
+export const LEASE_PREFIX = 'LEASE#';
+
 export const keys = {
   invoice: (invoiceNo: string) => ({ pk: `INV#${invoiceNo}`, sk: 'HEADER' }),
   /** A chunk of an invoice's lines, named by its first line. */
@@ -54,7 +57,7 @@ export const keys = {
   country: (country: string) => ({ pk: 'AGG#COUNTRY', sk: country }),
   shardProgress: (shardId: string) => ({ pk: `PROGRESS#${shardId}`, sk: 'PROGRESS' }),
   /** Which consumer instance last wrote a shard's lines: its ownership cache is valid while it still does. */
-  shardLease: (shardId: string) => ({ pk: `LEASE#${shardId}`, sk: 'LEASE' }),
+  shardLease: (shardId: string) => ({ pk: `${LEASE_PREFIX}${shardId}`, sk: 'LEASE' }),
 } as const;
 
 /** The order of a product's sales, newest first: the old gsi2 sort key. */

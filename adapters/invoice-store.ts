@@ -49,6 +49,7 @@ import {
   isChunk,
   isOldLine,
   keys,
+  LEASE_PREFIX,
   oldLine,
   productItems,
   productItemTs,
@@ -215,12 +216,12 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
    * Fills `known` with what is stored of each invoice of `lines`, from a cache that is trustworthy.
    * The cache only knows what this instance wrote; if another instance (a second Lambda environment,
    * a restarted consumer) wrote to the shard since, lines it stored are missing here, and a producer
-   * re-send of them would be stored and counted again. So every batch reads the shard's lease (one
-   * consistent GetItem, 0.5 RCU) at the same time as it reads the invoices the cache does not know:
-   * when this instance still holds the lease, the cache's answers stand; when it does not, it
-   * forgets the shard, takes the lease and reads the invoices the cache answered. Nothing is written
-   * before both are known. Lambda runs one batch per shard at a time, so the lease changes hands
-   * only between batches, and reads made during this batch are current.
+   * re-send of them would be stored and counted again. So every batch reads the shard's lease (a
+   * consistent read, 0.5 RCU) in the same BatchGetItem as the headers of the invoices the cache does
+   * not know: when this instance still holds the lease, the cache's answers stand; when it does not,
+   * it forgets the shard, takes the lease and reads the invoices the cache answered. Nothing is
+   * written before both are known. Lambda runs one batch per shard at a time, so the lease changes
+   * hands only between batches, and reads made during this batch are current.
    */
   private async knowOwnershipHoldingShards(
     lines: readonly LineToStore[],
@@ -228,7 +229,9 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
   ): Promise<void> {
     const shards = [...new Set(lines.map((l) => l.shardId))];
     const cached = new Set<string>();
-    const [lost] = await Promise.all([this.shardsLost(shards), this.knowOwnership(lines, known, cached)]);
+    const holders = new Map<string, string | undefined>(shards.map((s) => [s, undefined]));
+    await this.knowOwnership(lines, known, { fromCache: cached, leases: holders });
+    const lost = shards.filter((s) => holders.get(s) !== this.instanceId);
     if (lost.length === 0) return;
     for (const shardId of lost) this.cache.forgetShard(shardId);
     await Promise.all(lost.map((shardId) => this.takeLease(shardId)));
@@ -236,20 +239,6 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
     const again = lines.filter((l) => lost.includes(l.shardId) && cached.has(invoiceKey(l)));
     for (const l of again) known.delete(invoiceKey(l));
     await this.knowOwnership(again, known);
-  }
-
-  /** The shards whose lease this instance does not hold. */
-  private async shardsLost(shards: readonly string[]): Promise<string[]> {
-    const held = await Promise.all(
-      shards.map(async (shardId) => {
-        const Key = marshall(keys.shardLease(shardId));
-        const out = await this.ownerRead('GetItem lease', () =>
-          this.client.send(new GetItemCommand({ TableName: this.table, Key, ConsistentRead: true })),
-        );
-        return out.Item?.holder?.S === this.instanceId;
-      }),
-    );
-    return shards.filter((_, i) => !held[i]);
   }
 
   private async takeLease(shardId: string): Promise<void> {
@@ -276,12 +265,13 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
 
   /**
    * Fills `known` with what is stored of each invoice of `lines`: from the cache (noting those in
-   * `fromCache`), else read.
+   * `fromCache`), else read; with `leases`, reads the holder of each of its shards' leases in the
+   * same calls.
    */
   private async knowOwnership(
     lines: readonly LineToStore[],
     known: Map<string, InvoiceOwnership>,
-    fromCache?: Set<string>,
+    also: { fromCache?: Set<string>; leases?: Map<string, string | undefined> } = {},
   ) {
     const unknown = new Map<string, LineToStore>();
     for (const l of lines) {
@@ -290,19 +280,21 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       const cached = this.cache.get(l.shardId, l.invoiceNo);
       if (cached) {
         known.set(k, cached);
-        fromCache?.add(k);
+        also.fromCache?.add(k);
       } else unknown.set(k, l);
     }
-    if (unknown.size === 0) return;
+    const leaseKeys = [...(also.leases?.keys() ?? [])].map((shardId) => keys.shardLease(shardId));
+    if (unknown.size === 0 && leaseKeys.length === 0) return;
     // Headers first: chunks are only ever written together with their header (an invoice without
     // a header has no owned line: a chunk whose header write failed belongs to a record that failed
     // too and comes back before anything after it), so new invoices cost one key each.
     const invoices = [...new Set([...unknown.values()].map((l) => l.invoiceNo))];
     const headers = new Map<string, InvoiceHeader>();
-    await this.batchGet(
-      invoices.map((no) => keys.invoice(no)),
-      (item) => headers.set(item.invoiceNo?.S ?? '', toHeader(item)),
-    );
+    await this.batchGet([...leaseKeys, ...invoices.map((no) => keys.invoice(no))], (item) => {
+      const pk = item.pk?.S ?? '';
+      if (pk.startsWith(LEASE_PREFIX)) also.leases?.set(pk.slice(LEASE_PREFIX.length), item.holder?.S);
+      else headers.set(item.invoiceNo?.S ?? '', toHeader(item));
+    });
     const owners = new Map<string, Map<number, string>>();
     await mapLimit([...headers.keys()], this.options.concurrency ?? 16, async (invoiceNo) => {
       const map = new Map<number, string>();

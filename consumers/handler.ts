@@ -8,6 +8,7 @@ import type { LineSink, LineToStore, StoredLine } from '#core/serving';
 import { padSequence } from '#core/serving';
 import { planAggregates } from './aggregates.ts';
 import { type InvalidLine, processRecord } from './process-line.ts';
+import { ProgressSaver } from './progress.ts';
 
 export interface ConsumerDeps {
   sink: LineSink;
@@ -18,6 +19,8 @@ export interface ConsumerDeps {
   aggregateConcurrency?: number;
   /** Observes lines as they become visible (benchmarks, metrics); producer re-sends are not included. */
   onVisible?: (lines: readonly VisibleLine[]) => void;
+  /** Spacing of one shard's progress writes (consumers/progress.ts); default PROGRESS_EVERY_MS. */
+  progressEveryMs?: number;
 }
 
 /** A line the consumer just stored, stamped with its write's acknowledgement time. */
@@ -43,7 +46,10 @@ export type BatchHandler = (event: KinesisStreamEvent) => Promise<KinesisStreamB
  */
 export function createBatchHandler(deps: ConsumerDeps): BatchHandler {
   // Highest sequence number (padded) known fully processed, per shard: saves a read per batch.
-  const progress = new Map<string, string>();
+  const progress: ShardProgress = {
+    known: new Map(),
+    saver: new ProgressSaver(deps.sink, deps.logger, deps.progressEveryMs),
+  };
   const order = new Map<string, ShardOrder>();
   return async (event) => {
     const byShard = new Map<string, KinesisStreamRecord[]>();
@@ -68,6 +74,12 @@ export function createBatchHandler(deps: ConsumerDeps): BatchHandler {
     }
     return { batchItemFailures: failures };
   };
+}
+
+/** Per shard: the highest sequence number known fully processed, and the writer of that mark. */
+interface ShardProgress {
+  known: Map<string, string>;
+  saver: ProgressSaver;
 }
 
 /** One invocation's place in its shard's order (see ShardOrder). */
@@ -138,7 +150,7 @@ function shardOf(r: KinesisStreamRecord): string {
 
 async function processShardBatch(
   deps: ConsumerDeps,
-  progressCache: Map<string, string>,
+  progress: ShardProgress,
   shardId: string,
   records: KinesisStreamRecord[],
   turn: Turn,
@@ -148,7 +160,7 @@ async function processShardBatch(
   }));
   try {
     await turn.previousLines;
-    const written = await writeLines(deps, progressCache, shardId, records);
+    const written = await writeLines(deps, progress, shardId, records);
     turn.linesDone();
     if (written === 'skip') {
       failures = [];
@@ -160,7 +172,7 @@ async function processShardBatch(
       await archived;
       return failures;
     }
-    failures = await finish(deps, progressCache, shardId, records, written, archived);
+    failures = await finish(deps, progress, shardId, records, written, archived);
     return failures;
   } finally {
     turn.linesDone();
@@ -184,13 +196,13 @@ interface Written {
  */
 async function writeLines(
   deps: ConsumerDeps,
-  progressCache: Map<string, string>,
+  progress: ShardProgress,
   shardId: string,
   records: KinesisStreamRecord[],
 ): Promise<Written | 'skip'> {
   const { logger } = deps;
   const seqs = records.map((r) => padSequence(r.kinesis.sequenceNumber));
-  let done = progressCache.get(shardId);
+  let done = progress.known.get(shardId);
   if (done === undefined) {
     try {
       done = (await deps.sink.getShardProgress(shardId)) ?? '';
@@ -198,7 +210,7 @@ async function writeLines(
       logger.error({ shardId, err: errorMessage(err) }, 'shard progress unreadable');
       return { seqs, mark: '', firstFailed: 0, stored: [], fail: () => {} };
     }
-    progressCache.set(shardId, done);
+    progress.known.set(shardId, done);
   }
   const mark = done;
   // Records at or below the shard's progress were fully processed before (a redelivery): skip them.
@@ -319,7 +331,7 @@ function startArchive(
  */
 async function finish(
   deps: ConsumerDeps,
-  progressCache: Map<string, string>,
+  progress: ShardProgress,
   shardId: string,
   records: KinesisStreamRecord[],
   written: Written,
@@ -361,12 +373,10 @@ async function finish(
   if (firstFailed > 0) {
     const upTo = seqs[firstFailed - 1] as string;
     if (upTo > mark) {
-      progressCache.set(shardId, upTo);
-      // Not awaited: the mark only lets a redelivery after a restart skip work (without it the
-      // redelivery is still idempotent), so it must not add a round trip to every batch.
-      deps.sink.setShardProgress(shardId, upTo).catch((err: unknown) => {
-        logger.warn({ shardId, err: errorMessage(err) }, 'shard progress not saved');
-      });
+      progress.known.set(shardId, upTo);
+      // Not awaited, and spaced out: the mark only lets a redelivery after a restart skip work
+      // (without it the redelivery is still idempotent), so it must not add a round trip to every batch.
+      progress.saver.save(shardId, upTo);
     }
   }
   deps.onVisible?.(stored.filter((l) => recordOf(l) < firstFailed));

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,9 +58,83 @@ export async function startKinesis(opts: EmulatorOptions): Promise<RunningEmulat
   return { url: urlOf(opts.host, port), port, stop: () => close(server) };
 }
 
+type Callback<T = unknown> = (err: Error | null, value?: T) => void;
+
+/** The callback face of dynalite's table-definition store (one LevelDB key per table). */
+export interface TableDefinitions {
+  get(key: string, cb: Callback): void;
+  put(key: string, value: unknown, cb: Callback): void;
+  del(key: string, cb: Callback): void;
+  batch(ops: readonly unknown[], cb: Callback): void;
+}
+
+/**
+ * Keeps dynalite's table definitions in memory. dynalite reads the table's definition from LevelDB
+ * for every request, and again for every item of a BatchWriteItem: half of its LevelDB reads under
+ * the stream path's load, each a round trip through libuv's thread pool (docs/benchmarks.md, issue
+ * 14 (c)). Definitions change only on CreateTable, UpdateTable and DeleteTable. A read is answered
+ * from memory (a copy: dynalite's actions modify what they read) once LevelDB answered it with no
+ * write of any definition begun or ended meanwhile; every write empties the memory, before it
+ * starts and when it ends. Item data, indexes and what is on disk are untouched.
+ */
+export function cacheTableDefinitions(tables: TableDefinitions): void {
+  const known = new Map<string, unknown>();
+  let writes = 0;
+  let epoch = 0;
+  const { get, put, del, batch } = tables;
+  const written =
+    <A extends unknown[]>(write: (...args: [...A, Callback]) => void) =>
+    (...args: [...A, Callback]) => {
+      const cb = args.pop() as Callback;
+      writes++;
+      epoch++;
+      known.clear();
+      write.call(tables, ...(args as unknown as A), (err: Error | null, value?: unknown) => {
+        writes--;
+        epoch++;
+        known.clear();
+        cb(err, value);
+      });
+    };
+  tables.put = written(put);
+  tables.del = written(del);
+  tables.batch = written(batch);
+  tables.get = (key, cb) => {
+    if (known.has(key)) {
+      const copy = structuredClone(known.get(key));
+      process.nextTick(cb, null, copy);
+      return;
+    }
+    const since = epoch;
+    get.call(tables, key, (err, value) => {
+      if (!err && value !== undefined && writes === 0 && epoch === since)
+        known.set(key, structuredClone(value));
+      cb(err, value);
+    });
+  };
+}
+
+interface DynaliteStores {
+  create(options: unknown): { tableDb: TableDefinitions };
+}
+/** dynalite's store factory, wrapped once so that every store it creates caches its tables. */
+let dynaliteStores: DynaliteStores | undefined;
+function cachingDynaliteTables(): void {
+  if (dynaliteStores) return;
+  const stores = createRequire(import.meta.url)('dynalite/db') as DynaliteStores;
+  dynaliteStores = stores;
+  const create = stores.create;
+  stores.create = (options) => {
+    const store = create(options);
+    cacheTableDefinitions(store.tableDb);
+    return store;
+  };
+}
+
 /** dynalite, LevelDB-backed when a directory is given. */
 export async function startDynamo(opts: EmulatorOptions): Promise<RunningEmulator> {
   if (opts.directory) await fs.mkdir(path.dirname(opts.directory), { recursive: true });
+  cachingDynaliteTables();
   const server = dynalite({
     ...(opts.directory ? { path: opts.directory } : {}),
     createTableMs: 0,

@@ -97,7 +97,8 @@ function saleOf(l: LineToStore): Omit<ProductSale, 'streamWriteSentAt' | 'stream
 function memoryTable() {
   const items = new Map<string, Record<string, AttributeValue>>();
   const keyOf = (i: Record<string, AttributeValue>) => `${i.pk?.S}|${i.sk?.S}`;
-  const calls = { writes: 0, gets: 0, queries: 0 };
+  // gets: BatchGetItem calls; headers: the keys they asked for other than shard leases.
+  const calls = { writes: 0, gets: 0, headers: 0, queries: 0 };
   ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => {
     calls.writes++;
     for (const r of input.RequestItems.t ?? []) {
@@ -110,6 +111,9 @@ function memoryTable() {
     .on(BatchGetItemCommand)
     .callsFake((input: { RequestItems: Record<string, { Keys: Record<string, AttributeValue>[] }> }) => {
       calls.gets++;
+      calls.headers += (input.RequestItems.t?.Keys ?? []).filter(
+        (k) => !k.pk?.S?.startsWith('LEASE#'),
+      ).length;
       const found = (input.RequestItems.t?.Keys ?? [])
         .map((k) => items.get(keyOf(k)))
         .filter((i): i is Record<string, AttributeValue> => i !== undefined);
@@ -387,12 +391,12 @@ describe('putLines with the ownership cache', () => {
     const { calls } = memoryTable();
     const s = store();
     await s.putLines([stored(1, '10'), stored(2, '10')]);
-    expect([calls.gets, calls.queries]).toEqual([1, 0]); // a new invoice: its header is absent
+    expect([calls.headers, calls.queries]).toEqual([1, 0]); // a new invoice: its header is absent
     await s.putLines([stored(3, '11')]);
-    expect([calls.gets, calls.queries]).toEqual([1, 0]);
+    expect([calls.headers, calls.queries]).toEqual([1, 0]);
     // Another consumer (a restart) does not know it: header, then the lines.
     await store().putLines([stored(4, '12')]);
-    expect([calls.gets, calls.queries]).toEqual([2, 1]);
+    expect([calls.headers, calls.queries]).toEqual([2, 1]);
   });
 
   it('rewrites identical chunks on a redelivery of the same record', async () => {
@@ -464,24 +468,18 @@ describe('putLines with the ownership cache', () => {
     ]);
   });
 
-  it('reads the lease at the same time as the invoices the cache does not know, not before', async () => {
+  it('reads the lease in the same call as the invoices the cache does not know', async () => {
     memoryTable();
-    let headersAsked!: () => void;
-    const asked = new Promise<void>((resolve) => {
-      headersAsked = resolve;
-    });
-    ddb.on(BatchGetItemCommand).callsFake(async () => {
-      headersAsked();
-      return { Responses: { t: [] } };
-    });
-    // The lease answers only once the headers were asked for: a store that waited for the lease
-    // before reading would never get there.
-    ddb.on(GetItemCommand).callsFake(async () => {
-      await asked;
-      return {};
-    });
     const out = await store().putLines([stored(1, '95')]);
     expect(out.visibleAt[0]).toBeDefined();
+    const asked = ddb.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems?.t?.Keys);
+    expect(asked).toEqual([
+      [
+        { pk: { S: `LEASE#${SHARD}` }, sk: { S: 'LEASE' } },
+        { pk: { S: 'INV#536365' }, sk: { S: 'HEADER' } },
+      ],
+    ]);
+    expect(ddb.commandCalls(GetItemCommand)).toHaveLength(0);
   });
 
   it('after a takeover reads again only the invoices its cache answered', async () => {
@@ -502,9 +500,9 @@ describe('putLines with the ownership cache', () => {
     const s = store({ instanceId: 'a' });
     await s.putLines([stored(1, '70')]);
     await s.putLines([stored(2, '71')]);
-    expect(ddb.commandCalls(GetItemCommand)).toHaveLength(2);
+    // One BatchGetItem per batch: the lease, and the first time the invoice's header.
+    expect([calls.gets, calls.headers, calls.queries]).toEqual([2, 1, 0]);
     expect(ddb.commandCalls(PutItemCommand)).toHaveLength(1);
-    expect([calls.gets, calls.queries]).toEqual([1, 0]);
   });
 
   it('forgets an invoice whose write failed, and reads it again next time', async () => {
@@ -584,7 +582,9 @@ describe('billing', () => {
     ddb.on(BatchGetItemCommand).resolves({ Responses: { t: [] } });
     const s = store();
     await s.putLines([stored(1, '80')]);
-    expect(s.billing().writeUnits).toBe(0);
+    // Only the shard lease it took (a PutItem) is billed.
+    expect(Object.keys(s.billing().byKind ?? {})).toEqual(['lease']);
+    expect(s.billing().writeUnits).toBe(1);
   });
 
   it('bills an aggregate update on the item it returns, and a refused one too', async () => {
