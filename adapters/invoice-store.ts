@@ -35,7 +35,6 @@ import {
   type Page,
   type ProductLines,
   type ProductSale,
-  type PutLinesOptions,
   type PutLinesOutcome,
   type StoredLine,
   sumDeltas,
@@ -139,7 +138,7 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
    * written. `visibleAt` is when the line's chunk (and its header, when written now) was
    * acknowledged; a line counts as stored only once its product item is written too.
    */
-  async putLines(lines: readonly LineToStore[], options: PutLinesOptions = {}): Promise<PutLinesOutcome> {
+  async putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome> {
     const visibleAt = new Array<string | undefined>(lines.length);
     const known = new Map<string, InvoiceOwnership>();
     try {
@@ -195,7 +194,6 @@ export class DynamoInvoiceStore implements InvoiceReader, LineSink {
       for (const k of c.at) visibleAt[k] = ack > headerAck ? ack : headerAck;
     }
     this.remember(lines, decisions, known, headers, failedInvoices);
-    options.onOwned?.();
 
     // The product index only ever names lines whose chunk is stored.
     const stored = lines.filter((_, k) => visibleAt[k] !== undefined);

@@ -26,13 +26,11 @@ export interface StreamConsumer {
 export const IDLE_POLL_MS = 50;
 
 /**
- * Batches in flight per shard. More than 1 takes the archive write (the local Firehose's WAL
- * fsync), the aggregate updates and the checkpoint of the oldest batch off the path of the next
- * batches' line writes (issue 14 item 4). 4 rather than 2: with 2, a batch that arrived while two
- * were in flight waited for the oldest one's archive write, the largest part of (c)'s tail;
- * measured in docs/benchmarks.md (issue 14, (c)).
+ * Batches in flight per shard. 2 takes the archive write (the local Firehose's WAL fsync), the
+ * aggregate updates and the checkpoint of one batch off the path of the next batch's line writes
+ * (issue 14 item 4); measured in docs/benchmarks.md (issue 14, (c)).
  */
-export const PIPELINE_DEPTH = 4;
+export const PIPELINE_DEPTH = 2;
 
 /** The Lambda batch handler behind a poller with event source mapping semantics (local/poller.ts). */
 export async function startStreamConsumer(

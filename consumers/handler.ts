@@ -93,13 +93,12 @@ interface Turn {
 }
 
 /**
- * Invocations of one shard may overlap: the local poller starts the next batches while the oldest
+ * Invocations of one shard may overlap: the local poller starts the next batch while the previous
  * one finishes its archive write and aggregate updates (PollerOptions.pipelineDepth; Lambda never
  * overlaps them, so on AWS this orders nothing). What must stay in stream order is ordered here:
- * - line writes: a batch writes after the previous batch's line items are acknowledged (the store
- *   says so: PutLinesOptions.onOwned, before its product index writes), because the first record
- *   to store a line owns it (and the store's per-shard ownership cache assumes one writer per
- *   shard);
+ * - line writes: a batch writes after the previous batch's writes are acknowledged, because the
+ *   first record to store a line owns it (and the store's per-shard ownership cache assumes one
+ *   writer per shard);
  * - aggregates: a batch that continues the previous one applies its contributions only once the
  *   previous one succeeded whole, because the high-water marks are per shard: a later batch's mark
  *   would hide the earlier batch's retried contributions. If the previous batch failed, the
@@ -161,7 +160,7 @@ async function processShardBatch(
   }));
   try {
     await turn.previousLines;
-    const written = await writeLines(deps, progress, shardId, records, turn.linesDone);
+    const written = await writeLines(deps, progress, shardId, records);
     turn.linesDone();
     if (written === 'skip') {
       failures = [];
@@ -200,7 +199,6 @@ async function writeLines(
   progress: ShardProgress,
   shardId: string,
   records: KinesisStreamRecord[],
-  onOwned: () => void,
 ): Promise<Written | 'skip'> {
   const { logger } = deps;
   const seqs = records.map((r) => padSequence(r.kinesis.sequenceNumber));
@@ -288,10 +286,7 @@ async function writeLines(
   let duplicate: boolean[] = [];
   if (good.length > 0) {
     try {
-      const out = await deps.sink.putLines(
-        good.map((g) => g.line),
-        { onOwned },
-      );
+      const out = await deps.sink.putLines(good.map((g) => g.line));
       visibleAt = out.visibleAt;
       duplicate = out.duplicate ?? [];
       if (out.reason) logger.warn({ shardId, reason: out.reason }, 'line writes failed after retries');

@@ -196,15 +196,6 @@ export interface KindBilling {
   bytes: number;
 }
 
-export interface PutLinesOptions {
-  /**
-   * Called once who owns each line is settled in the store (the lines' own items acknowledged or
-   * failed, what was written remembered) and before what only serves other reads (the product
-   * index) is written: the shard's next batch may decide and write its lines from then on.
-   */
-  onOwned?: () => void;
-}
-
 /**
  * What the consumer writes.
  *
@@ -214,7 +205,7 @@ export interface PutLinesOptions {
  * counted. `billing()` reports the write units consumed so far (the bench divides by lines).
  */
 export interface LineSink {
-  putLines(lines: readonly LineToStore[], options?: PutLinesOptions): Promise<PutLinesOutcome>;
+  putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome>;
   applyAggregate(update: AggregateUpdate): Promise<AggregateOutcome>;
   getShardProgress(shardId: string): Promise<string | undefined>;
   setShardProgress(shardId: string, paddedSeq: string): Promise<void>;

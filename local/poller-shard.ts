@@ -169,8 +169,8 @@ export class ShardWorker {
   #readFailures = 0;
   #crashed: unknown;
   #loops: Promise<unknown> = Promise.resolve();
-  /** Invocations started for the batches after the one in flight, in order (pipelineDepth > 1). */
-  #ahead: { size: number; outcome: Promise<BatchOutcome> }[] = [];
+  /** The invocation started for the batch right after the one in flight (pipelineDepth 2). */
+  #ahead: { size: number; outcome: Promise<BatchOutcome> } | undefined;
 
   readonly #dataArrived = new Signal();
   readonly #spaceFreed = new Signal();
@@ -249,8 +249,7 @@ export class ShardWorker {
 
   /** True when a read started after `mark` found nothing new and everything read has been handled. */
   caughtUpSince(mark: number): boolean {
-    if (this.#plan.length > 0 || this.#buffer.length > 0 || this.#busy || this.#ahead.length > 0)
-      return false;
+    if (this.#plan.length > 0 || this.#buffer.length > 0 || this.#busy || this.#ahead) return false;
     return this.#ended || this.#lastEmptyRead > mark;
   }
 
@@ -369,7 +368,7 @@ export class ShardWorker {
   async #runBatches(): Promise<void> {
     const { batchSize, batchWindowMs } = this.#o;
     while (!this.#stopping) {
-      let size = this.#plan.shift() ?? this.#ahead[0]?.size;
+      let size = this.#plan.shift() ?? this.#ahead?.size;
       if (size === undefined) {
         if (this.#buffer.length === 0) {
           await this.#dataArrived.wait();
@@ -408,10 +407,8 @@ export class ShardWorker {
       return true;
     }
 
-    const next = this.#ahead[0];
-    const ahead = next?.size === size ? next.outcome : undefined;
-    if (ahead) this.#ahead.shift();
-    else await this.#dropAhead();
+    const ahead = this.#ahead?.size === size ? this.#ahead.outcome : undefined;
+    this.#ahead = undefined;
     const running = ahead ?? this.#invoke(this.#buffer.slice(0, size));
     this.#startAhead(size);
     const outcome = await this.#whileRunning(running, size);
@@ -458,54 +455,48 @@ export class ShardWorker {
   }
 
   /**
-   * With pipelineDepth > 1, invokes the handler at once for the batches after the `headSize`
-   * records in flight, up to pipelineDepth - 1 of them, so their line writes can start while the
-   * head batch finishes its archive write and aggregates (the handler orders what must stay
-   * ordered: consumers/handler.ts ShardOrder). Checkpoints stay in order: a batch is committed only
-   * once it is the head and succeeded whole. Only in the normal flow: never while retrying,
-   * splitting, or waiting out a batching window.
+   * With pipelineDepth 2, invokes the handler for the batch after the `headSize` records in flight
+   * at once, so its line writes can start while the head batch finishes its archive write and
+   * aggregates (the handler orders what must stay ordered: consumers/handler.ts ShardOrder).
+   * Checkpoints stay in order: it is committed only after the head batch succeeded whole. Only in
+   * the normal flow: never while retrying, splitting, or waiting out a batching window.
    */
   #startAhead(headSize: number): void {
-    const { batchSize, batchWindowMs, pipelineDepth } = this.#o;
-    if (this.#stopping || this.#plan.length > 0 || this.#attempts > 0) return;
-    let offset = headSize + this.#ahead.reduce((n, a) => n + a.size, 0);
-    while (this.#ahead.length < pipelineDepth - 1) {
-      const rest = this.#buffer.slice(offset, offset + batchSize);
-      if (rest.length === 0) return;
-      if (batchWindowMs > 0 && rest.length < batchSize && !this.#ended) return;
-      const size = fitBatch(rest, batchSize);
-      if (expiredPrefix(rest, size, this.#o.maxRecordAgeSeconds, this.#o.clock()) > 0) return;
-      this.#ahead.push({ size, outcome: this.#invoke(rest.slice(0, size)) });
-      offset += size;
-    }
+    const { batchSize, batchWindowMs } = this.#o;
+    if (this.#o.pipelineDepth < 2 || this.#ahead || this.#stopping) return;
+    if (this.#plan.length > 0 || this.#attempts > 0) return;
+    const rest = this.#buffer.slice(headSize);
+    if (rest.length === 0) return;
+    if (batchWindowMs > 0 && rest.length < batchSize && !this.#ended) return;
+    const size = fitBatch(rest, batchSize);
+    if (expiredPrefix(rest, size, this.#o.maxRecordAgeSeconds, this.#o.clock()) > 0) return;
+    this.#ahead = { size, outcome: this.#invoke(rest.slice(0, size)) };
   }
 
   /**
-   * Waits for the head batch's outcome; with pipelineDepth > 1, records that arrive meanwhile get
-   * their batches started ahead at once. At a steady trickle that is the common case: a line would
+   * Waits for the head batch's outcome; with pipelineDepth 2, records that arrive meanwhile get
+   * their batch started ahead at once. At a steady trickle that is the common case: a line would
    * otherwise wait for the head batch's archive write, aggregates and checkpoint before its own
    * line write even began.
    */
   async #whileRunning(running: Promise<BatchOutcome>, headSize: number): Promise<BatchOutcome> {
-    const depth = this.#o.pipelineDepth;
-    if (depth < 2) return running;
+    if (this.#o.pipelineDepth < 2) return running;
     let done = false;
     const outcome = running.finally(() => {
       done = true;
       this.#dataArrived.notify();
     });
-    while (!done && this.#ahead.length < depth - 1 && !this.#stopping) {
+    while (!done && !this.#ahead && !this.#stopping) {
       await this.#dataArrived.wait();
       if (!done) this.#startAhead(headSize);
     }
     return outcome;
   }
 
-  /** Forgets the batches started ahead, once they answered (their outcomes do not count). */
   async #dropAhead(): Promise<void> {
     const ahead = this.#ahead;
-    this.#ahead = [];
-    await Promise.all(ahead.map((a) => a.outcome));
+    this.#ahead = undefined;
+    if (ahead) await ahead.outcome;
   }
 
   async #invoke(batch: ShardRecord[]): Promise<BatchOutcome> {

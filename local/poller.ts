@@ -39,11 +39,11 @@ export interface PollerOptions {
   /** The on-failure destination: records that exhausted retries or grew too old. Retried until it succeeds. */
   onFailure: (failure: PollerFailure) => Promise<void>;
   /**
-   * Invocations in flight per shard: 1 (default) is Lambda's behaviour; n > 1 starts up to n - 1
-   * next batches while the oldest one finishes, checkpoints still in order. Only for a handler
-   * that orders its own effects across overlapping batches (consumers/handler.ts does).
+   * Invocations in flight per shard: 1 (default) is Lambda's behaviour; 2 starts the next batch
+   * while the previous one finishes, checkpoints still in order. Only for a handler that orders
+   * its own effects across overlapping batches (consumers/handler.ts does).
    */
-  pipelineDepth?: number;
+  pipelineDepth?: 1 | 2;
   /** How often a caught-up shard is polled again (default 50 ms: sub-second end-to-end latency). */
   idlePollMs?: number;
   /** First backoff after a failed invocation or a throttled read; doubles up to retryMaxMs (default 100). */

@@ -14,7 +14,6 @@ import {
   type InvoiceOwnership,
   type LineSink,
   type LineToStore,
-  type PutLinesOptions,
   type PutLinesOutcome,
   padSequence,
   sumDeltas,
@@ -41,10 +40,8 @@ class MemorySink implements LineSink {
   readonly log: string[] = [];
   /** Awaited before a putLines answers (a slow write). */
   beforeAnswer: (lines: readonly LineToStore[]) => Promise<void> = async () => {};
-  /** Awaited after the lines' ownership is settled and told (a slow product index write). */
-  afterOwned: (lines: readonly LineToStore[]) => Promise<void> = async () => {};
 
-  async putLines(lines: readonly LineToStore[], options: PutLinesOptions = {}): Promise<PutLinesOutcome> {
+  async putLines(lines: readonly LineToStore[]): Promise<PutLinesOutcome> {
     this.calls.push([...lines]);
     this.log.push(`put ${lines[0]?.invoiceNo}`);
     await this.beforeAnswer(lines);
@@ -57,9 +54,6 @@ class MemorySink implements LineSink {
       return at;
     });
     const failed = lines.some((l, k) => decisions[k] === 'write' && this.failing.has(l.invoiceNo));
-    options.onOwned?.();
-    await this.afterOwned(lines);
-    this.log.push(`products done ${lines[0]?.invoiceNo}`);
     return {
       visibleAt,
       duplicate: decisions.map((d) => d === 'duplicate'),
@@ -258,7 +252,7 @@ describe('batch handler, many lines per record', () => {
     expect(after.get('United Kingdom')).toMatchObject({ lines: 32, invoices: 2 });
   });
 
-  describe('overlapping invocations of one shard (the local poller with pipelineDepth > 1)', () => {
+  describe('overlapping invocations of one shard (the local poller with pipelineDepth 2)', () => {
     const gate = () => {
       let open!: () => void;
       const opened = new Promise<void>((resolve) => {
@@ -269,29 +263,6 @@ describe('batch handler, many lines per record', () => {
     const until = async (what: () => boolean) => {
       while (!what()) await new Promise((r) => setImmediate(r));
     };
-
-    it("writes the next batch's lines once the previous one's line items are stored, before its product index", async () => {
-      const { sink, handler } = setup();
-      const firstProducts = gate();
-      sink.afterOwned = (lines) =>
-        lines[0]?.invoiceNo === '536365' ? firstProducts.opened : Promise.resolve();
-      const first = handler(event([rec(lines('536365', 1, 3))], 100));
-      const second = handler(event([rec(lines('536366', 1, 2))], 200));
-      // Without the store telling the handler, the second batch would wait for the first one's
-      // product index: this would never end.
-      await until(() => sink.log.includes('products done 536366'));
-      expect(sink.log.filter((l) => l.startsWith('put') || l.startsWith('products'))).toEqual([
-        'put 536365',
-        'put done 536365',
-        'put 536366',
-        'put done 536366',
-        'products done 536366',
-      ]);
-      firstProducts.open();
-      expect((await first).batchItemFailures).toEqual([]);
-      expect((await second).batchItemFailures).toEqual([]);
-      expect(sink.log.filter((l) => l.startsWith('aggregate'))).toEqual(['aggregate 100', 'aggregate 200']);
-    });
 
     it("writes the next batch's lines while the previous one archives, counts it only after", async () => {
       const { sink, archive, handler } = setup();

@@ -468,21 +468,6 @@ describe('putLines with the ownership cache', () => {
     ]);
   });
 
-  it('says when the lines are owned: once their items are stored, before the product index', async () => {
-    const { items } = memoryTable();
-    let atOwned: string[] = [];
-    const out = await store().putLines([stored(1, '93'), stored(2, '93')], {
-      onOwned: () => {
-        atOwned = [...items.keys()];
-      },
-    });
-    expect(out.visibleAt.every((v) => v !== undefined)).toBe(true);
-    expect(atOwned).toContain('INV#536365|HEADER');
-    expect(atOwned.some((k) => k.startsWith('INV#536365|LINE'))).toBe(true);
-    expect(atOwned.some((k) => k.startsWith('PROD#'))).toBe(false);
-    expect([...items.keys()].some((k) => k.startsWith('PROD#'))).toBe(true);
-  });
-
   it('reads the lease in the same call as the invoices the cache does not know', async () => {
     memoryTable();
     const out = await store().putLines([stored(1, '95')]);
