@@ -165,19 +165,24 @@ async function parseCsvInSlices(
 
 type StateSnapshot = { runId: string; rows: Record<string, SourceRow> };
 
-async function readState(deps: TransformDeps): Promise<Map<TotesysTableName, Map<string, SourceRow>>> {
-  const state = new Map<TotesysTableName, Map<string, SourceRow>>();
-  for (const t of STATE_TABLES) {
-    const text = await getText(deps, stateKey(t));
+/** The current rows of the dimensions' source tables, per table, by primary key. */
+export type TransformState = Map<TotesysTableName, Map<string, SourceRow>>;
+
+/** Reads the state objects, all at once. */
+async function readState(deps: TransformDeps): Promise<TransformState> {
+  const texts = await Promise.all(STATE_TABLES.map((t) => getText(deps, stateKey(t))));
+  const state: TransformState = new Map();
+  STATE_TABLES.forEach((t, i) => {
+    const text = texts[i];
     const snapshot = text ? (JSON.parse(text) as StateSnapshot) : { rows: {} };
     state.set(t, new Map(Object.entries(snapshot.rows)));
-  }
+  });
   return state;
 }
 
 /** Applies a run's rows; a version older than the one kept never replaces it (a rerun is harmless). */
 function advanceState(
-  state: Map<TotesysTableName, Map<string, SourceRow>>,
+  state: TransformState,
   run: ReadonlyMap<TotesysTableName, ReadonlyArray<SourceRow>>,
 ): Set<TotesysTableName> {
   const touched = new Set<TotesysTableName>();
@@ -200,10 +205,15 @@ function stateJson(runId: string, rows: Map<string, SourceRow>): string {
   return `${JSON.stringify({ runId, rows: Object.fromEntries(sorted) })}\n`;
 }
 
-/** Transforms one extraction run; answers its processed marker. */
+/**
+ * Transforms one extraction run; answers its processed marker. `state` is what the state objects
+ * hold (read when not given); the run advances it and writes what it touched. After a failure it
+ * may hold what was not written: read it again.
+ */
 export async function transformRun(
   deps: TransformDeps,
   ingestionMarkerKey: string,
+  given?: TransformState,
 ): Promise<ProcessedMarker> {
   const text = await getText(deps, ingestionMarkerKey);
   if (text === undefined) throw new TransformError(`no ingestion marker at ${ingestionMarkerKey}`);
@@ -226,7 +236,7 @@ export async function transformRun(
     sourceRows[table] = rows.length;
   }
 
-  const state = await readState(deps);
+  const state = given ?? (await readState(deps));
   const touched = advanceState(state, run);
   const { tables, unresolved } = await remodel(run, state as CurrentState, slicer);
 
@@ -279,9 +289,12 @@ export async function transformPending(deps: TransformDeps): Promise<TransformSw
     .filter((k) => k.endsWith('.json') && !done.has(runIdOfKey(k)))
     .sort((a, b) => (runIdOfKey(a) < runIdOfKey(b) ? -1 : 1));
   const transformed: ProcessedMarker[] = [];
+  // Read once a sweep: each run leaves it as it wrote it, and the sweep stops at a failure.
+  let state: TransformState | undefined;
   for (const key of pending) {
     try {
-      const marker = await transformRun(deps, key);
+      state ??= await readState(deps);
+      const marker = await transformRun(deps, key, state);
       deps.logger.debug(
         { runId: marker.runId, objects: Object.keys(marker.objects).length },
         'totesys run transformed',

@@ -8,7 +8,13 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '#adapters/logger';
 import { loadPending } from '#cdc/load';
 import { columnNames, type TotesysTableName, totesysTable } from '#cdc/totesys/tables';
-import { listKeys, PROCESSED_PREFIX, processedObjectKey, transformPending } from '#cdc/transform';
+import {
+  listKeys,
+  PROCESSED_PREFIX,
+  processedObjectKey,
+  STATE_TABLES,
+  transformPending,
+} from '#cdc/transform';
 import { startTotesysProcessing } from '#cdc/transform-load';
 import { WAREHOUSE_TABLES } from '#cdc/transform-model';
 import { type LoaderEnv, startLoaderEnv } from '#test/helpers/loader-env';
@@ -205,6 +211,33 @@ describe('totesys: ingestion CSV -> transform -> load', () => {
       [2000, '10:05:00.000001'],
     ]);
     expect(s.counterparty[0]).toMatchObject({ counterparty_id: 1, counterparty_legal_city: 'York' });
+  });
+
+  it('reads the state objects once a sweep: two runs pending, the second sees what the first left', async () => {
+    await writeRun(RUN1, RUN1_TABLES);
+    await writeRun(RUN2, RUN2_TABLES);
+    let stateReads = 0;
+    const name = 'count-state-reads';
+    deps.s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (context.commandName === 'GetObjectCommand' && key.startsWith(`${PROCESSED_PREFIX}_state/`))
+          stateReads++;
+        return next(args);
+      },
+      { step: 'initialize', name },
+    );
+    try {
+      const t = await transformPending(deps);
+      expect(t.transformed.map((m) => m.runId)).toEqual([RUN1, RUN2]);
+    } finally {
+      deps.s3.middlewareStack.remove(name);
+    }
+    expect(stateReads).toBe(STATE_TABLES.length);
+    await loadPending(deps);
+    const s = await snapshot();
+    expect(s.counterparty.map((c) => c.counterparty_legal_city)).toEqual(['York']);
+    expect(s.sales.map((r) => r.units_sold)).toEqual([1000, 2000]);
   });
 
   it('running transform and load again changes nothing, and the same input gives the same objects', async () => {
