@@ -206,9 +206,9 @@ function stateJson(runId: string, rows: Map<string, SourceRow>): string {
 }
 
 /**
- * Transforms one extraction run; answers its processed marker. `state` is what the state objects
- * hold (read when not given); the run advances it and writes what it touched. After a failure it
- * may hold what was not written: read it again.
+ * Transforms one extraction run; answers its processed marker. `given` is what the state objects
+ * hold (they are read when it is absent); the run advances it and writes what it touched. After a
+ * failure it may hold what was not written: read the objects again.
  */
 export async function transformRun(
   deps: TransformDeps,
