@@ -2,6 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from './logger.ts';
+import { lowerLocalPostgresPriority } from './priority.ts';
 import {
   type CopyStep,
   ident,
@@ -20,7 +21,17 @@ export interface PostgresWarehouseOptions {
   /** Pool size; the loader needs one connection per file in flight plus one for queries. */
   max?: number;
   logger?: Logger;
+  /**
+   * Sessions for background work (the mart rebuilds under npm start): each connection runs without
+   * parallel workers, and its server process at background priority where the server is on this
+   * machine (the embedded warehouse; adapters/priority.ts). The loads the warehouse lag waits for,
+   * the API and the stream path's emulators then go first on a shared machine.
+   */
+  background?: boolean;
 }
+
+/** What a background session sets first: its work stays in its own (lowered) server process. */
+export const BACKGROUND_SESSION_SQL = 'SET max_parallel_workers_per_gather = 0';
 
 /** COPY FROM STDIN options per format; `lines` uses control characters no JSON text contains. */
 export function postgresCopySql(step: CopyStep): string {
@@ -52,6 +63,15 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
   pool.on('error', (err: Error & { code?: string }) =>
     options.logger?.warn({ code: err.code, reason: err.message }, 'idle warehouse connection failed'),
   );
+  if (options.background) {
+    pool.on('connect', (client) => {
+      // Queued before any query of the session's first user.
+      client.query(BACKGROUND_SESSION_SQL).catch(() => undefined);
+      const pid = (client as pg.PoolClient & { processID?: number }).processID ?? 0;
+      if (!lowerLocalPostgresPriority(client.host, pid))
+        options.logger?.debug({ pid }, 'background warehouse session left at its priority');
+    });
+  }
 
   return {
     dialect: 'postgres',

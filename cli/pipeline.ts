@@ -187,7 +187,16 @@ function startBatchPath(
   stops: Array<() => Promise<void>>,
 ): Loader {
   const { config, logger } = opts;
-  const marts = createMartRefresher(warehouse, {
+  // The rebuilds are background work: a session of their own, at background priority (its
+  // PostgreSQL process niced, no parallel workers), so they give way to the loads and the stream.
+  const martSessions = createPostgresWarehouse({
+    connectionString: stack.endpoints.postgres,
+    logger,
+    max: 1,
+    background: true,
+  });
+  stops.push(() => martSessions.close());
+  const marts = createMartRefresher(martSessions, {
     onError: (err) => logger.error({ err }, 'mart refresh failed'),
     // The dashboard's marts may trail by seconds; the loader keeping up with the stream may not.
     minGapMs: MART_REFRESH_GAP_MS,

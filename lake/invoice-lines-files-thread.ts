@@ -1,5 +1,6 @@
 import { parentPort } from 'node:worker_threads';
-import { encodeLakeFileJob, type LakeFileJob, lowerThreadPriority } from './invoice-lines-files.ts';
+import { lowerThreadPriority } from '#adapters/priority';
+import { encodeLakeFileJob, type LakeFileJob } from './invoice-lines-files.ts';
 
 /** The lake's encoder thread (./invoice-lines-files.ts, encodeLakeFile): a job in, the file's bytes back (moved, not copied). */
 lowerThreadPriority();

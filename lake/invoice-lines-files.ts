@@ -1,5 +1,3 @@
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import {
   boolean,
   decimal,
@@ -252,19 +250,6 @@ export interface LakeFileJob {
 /** The encoder thread's side: a job's file, the lines read where they are. */
 export function encodeLakeFileJob(job: LakeFileJob): Uint8Array {
   return encodeLakeFileHere(linesOfView(job.lines), job.order);
-}
-
-/**
- * Background work: the thread gives way to the loader's PostgreSQL and the API (Linux: the calling
- * thread's own nice value, its id from /proc/thread-self; elsewhere it runs at the process's
- * priority). The encoder thread calls it once.
- */
-export function lowerThreadPriority(): void {
-  try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 10);
-  } catch {
-    // Not Linux, or not allowed: the same bytes at the usual priority.
-  }
 }
 
 const thread = (() => {

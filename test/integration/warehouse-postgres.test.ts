@@ -4,6 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '#adapters/logger';
+import { BACKGROUND_NICE } from '#adapters/priority';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { migrate, readMigrations } from '#batch/migrate';
 import { startPostgres, wipePostgres } from '#local/postgres';
@@ -63,5 +64,48 @@ describe('embedded PostgreSQL and the schema migrations', () => {
     await wipePostgres(dataDir);
     await expect(fs.access(record.clusterDir)).rejects.toThrow();
     await expect(fs.access(dataDir)).rejects.toThrow();
+  }, 120_000);
+});
+
+/** A process's nice value: field 19 of /proc/<pid>/stat (after the command's closing parenthesis). */
+async function niceOf(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+describe('background warehouse sessions', () => {
+  it('run without parallel workers, in a server process at background priority; ordinary ones are untouched', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'warehouse-pg-bg-'));
+    dirs.push(dir);
+    const server = await startPostgres(options(path.join(dir, 'postgres')));
+    const background = createPostgresWarehouse({
+      connectionString: server.connectionString,
+      max: 1,
+      background: true,
+    });
+    const ordinary = createPostgresWarehouse({ connectionString: server.connectionString, max: 1 });
+    try {
+      const session = async (w: typeof background) => {
+        // A transaction's first statement and a plain query, on the pool's one connection.
+        const tx = await w.transaction([{ sql: 'SELECT 1' }]);
+        expect(tx.committed).toBe(true);
+        const r = await w.query<{ pid: number; workers: string }>(
+          'SELECT pg_backend_pid() AS pid, current_setting($1) AS workers',
+          ['max_parallel_workers_per_gather'],
+        );
+        const row = r.rows[0] as { pid: number; workers: string };
+        return { workers: row.workers, nice: await niceOf(row.pid) };
+      };
+      const before = await session(ordinary);
+      expect(await session(background)).toEqual({ workers: '0', nice: BACKGROUND_NICE });
+      // The ordinary session's process kept the server's priority and settings.
+      expect(await session(ordinary)).toEqual(before);
+      expect(before.workers).not.toBe('0');
+      expect(before.nice).toBeLessThan(BACKGROUND_NICE);
+    } finally {
+      await background.close();
+      await ordinary.close();
+      await server.stop();
+    }
   }, 120_000);
 });
