@@ -51,9 +51,10 @@ export interface MartRefresherOptions {
   onError?: (err: unknown) => void;
   onRefreshed?: (ms: number) => void;
   /**
-   * Least time between the starts of two rebuilds. A rebuild is a few seconds of CPU on both cores:
-   * run back to back while the stream's archive objects load every few seconds, it takes the CPU the
-   * loader needs and the warehouse falls behind the stream. 0 (the default) rebuilds back to back.
+   * Least time between the starts of two rebuilds. A rebuild is seconds of CPU (npm start runs it
+   * at background priority, on one core: cli/pipeline.ts); run back to back while the stream's
+   * archive objects load every few seconds, it takes the CPU the loader needs and the warehouse
+   * falls behind the stream. 0 (the default) rebuilds back to back.
    */
   minGapMs?: number;
   /** Injected by tests (no wall clock there). */

@@ -364,7 +364,7 @@ function sortedRows(lines: LakeLines, rows: Rows = allRows(lines)): Rows {
   for (let k = 1; k < order.length && sorted; k++)
     sorted = before(lines, order[k - 1] as number, order[k] as number) <= 0;
   if (sorted) return order;
-  return byInvoiceRank(lines, order) ?? byComparison(lines, order);
+  return byGroupRank(lines, order);
 }
 
 const textOrder = (lines: LakeLines) => (a: number, b: number) => {
@@ -374,54 +374,78 @@ const textOrder = (lines: LakeLines) => (a: number, b: number) => {
 };
 
 /**
- * The order when every invoice has one time (as every invoice does): the invoices ranked by time and
- * number (a few thousand a month, compared), the rows placed by rank in one counting pass, and each
- * invoice's lines by line number (they mostly come in order). No comparison per pair of rows: a
- * comparator sort of a month's ~40,000 rows cost the real file ~0.3 s, profiled. Undefined: an
- * invoice has two times.
+ * The order without comparing rows: the rows grouped by invoice and time (one group per invoice
+ * where, as in the real file, an invoice has one time), the groups ranked by time and invoice number
+ * (a few thousand a month, compared), the rows placed by rank in one counting pass, and each group's
+ * lines by line number (they mostly come in order: an insertion sort, linear then; stable, as the
+ * comparison it replaces). A comparator sort of a month's ~40,000 rows cost the real file ~0.3 s,
+ * profiled, and under `npm start`, where the API shares this thread, it held the event loop for
+ * 50-100 ms at a time (session 12: an invoice of the stream had two times, so the rank was given up).
  */
-function byInvoiceRank(lines: LakeLines, order: Int32Array): Int32Array | undefined {
-  const timeOf = new Map<number, number>();
-  let last = NO_STRING;
-  for (let k = 0; k < order.length; k++) {
+function byGroupRank(lines: LakeLines, order: Int32Array): Int32Array {
+  const n = order.length;
+  // Each row's group: an invoice's first time by the invoice's id; its other times (rare) by id and time.
+  const firstGroup = new Map<number, number>();
+  const otherGroup = new Map<string, number>();
+  const groupInvoice: number[] = [];
+  const groupMs: number[] = [];
+  const newGroup = (id: number, ms: number) => {
+    groupInvoice.push(id);
+    groupMs.push(ms);
+    return groupInvoice.length - 1;
+  };
+  const group = new Int32Array(n);
+  let lastId = NO_STRING;
+  let lastMs = Number.NaN;
+  let last = -1;
+  for (let k = 0; k < n; k++) {
     const i = order[k] as number;
     const id = lines.invoiceNo[i] as number;
-    if (id === last) {
-      if (timeOf.get(id) !== lines.invoiceMs[i]) return undefined;
-      continue;
+    const ms = lines.invoiceMs[i] as number;
+    if (id !== lastId || ms !== lastMs) {
+      let g = firstGroup.get(id);
+      if (g === undefined) {
+        g = newGroup(id, ms);
+        firstGroup.set(id, g);
+      } else if (groupMs[g] !== ms) {
+        const key = `${id} ${ms}`;
+        g = otherGroup.get(key);
+        if (g === undefined) {
+          g = newGroup(id, ms);
+          otherGroup.set(key, g);
+        }
+      }
+      lastId = id;
+      lastMs = ms;
+      last = g;
     }
-    last = id;
-    const t = timeOf.get(id);
-    if (t === undefined) timeOf.set(id, lines.invoiceMs[i] as number);
-    else if (t !== lines.invoiceMs[i]) return undefined;
+    group[k] = last;
   }
   const byText = textOrder(lines);
-  const invoices = [...timeOf.keys()].sort(
-    (a, b) => (timeOf.get(a) as number) - (timeOf.get(b) as number) || byText(a, b),
+  const ranked = Array.from(groupInvoice, (_, g) => g).sort(
+    (a, b) =>
+      (groupMs[a] as number) - (groupMs[b] as number) ||
+      byText(groupInvoice[a] as number, groupInvoice[b] as number),
   );
-  // Ranks by string id: an array lookup per row, not a Map's.
-  const rankOf = new Int32Array(lines.strings.size);
-  invoices.forEach((id, r) => {
-    rankOf[id] = r;
+  const rankOf = new Int32Array(ranked.length);
+  ranked.forEach((g, r) => {
+    rankOf[g] = r;
   });
-  const n = order.length;
-  const rank = new Int32Array(n);
-  const start = new Int32Array(invoices.length + 1);
+  const start = new Int32Array(ranked.length + 1);
   for (let k = 0; k < n; k++) {
-    const r = rankOf[lines.invoiceNo[order[k] as number] as number] as number;
-    rank[k] = r;
+    const r = rankOf[group[k] as number] as number;
+    group[k] = r;
     start[r + 1] = (start[r + 1] as number) + 1;
   }
-  for (let r = 0; r < invoices.length; r++) start[r + 1] = (start[r + 1] as number) + (start[r] as number);
+  for (let r = 0; r < ranked.length; r++) start[r + 1] = (start[r + 1] as number) + (start[r] as number);
   const out = new Int32Array(n);
-  const at = start.slice(0, invoices.length);
+  const at = start.slice(0, ranked.length);
   for (let k = 0; k < n; k++) {
-    const r = rank[k] as number;
+    const r = group[k] as number;
     out[at[r] as number] = order[k] as number;
     at[r] = (at[r] as number) + 1;
   }
-  // Each invoice's lines by line number: an insertion sort, linear on lines already in order.
-  for (let r = 0; r < invoices.length; r++)
+  for (let r = 0; r < ranked.length; r++)
     for (let k = (start[r] as number) + 1; k < (start[r + 1] as number); k++) {
       const row = out[k] as number;
       const line = lines.lineNo[row] as number;
@@ -433,31 +457,6 @@ function byInvoiceRank(lines: LakeLines, order: Int32Array): Int32Array | undefi
       out[j + 1] = row;
     }
   return out;
-}
-
-/** The order by comparing rows: each invoice's rank among the rows' invoice numbers stands for its text. */
-function byComparison(lines: LakeLines, order: Int32Array): Int32Array {
-  const n = order.length;
-  const distinct = [...new Set(Array.from(order, (i) => lines.invoiceNo[i] as number))].sort(
-    textOrder(lines),
-  );
-  const rankOf = new Map(distinct.map((id, r) => [id, r]));
-  const ms = new Float64Array(n);
-  const rank = new Int32Array(n);
-  const line = new Int32Array(n);
-  order.forEach((i, k) => {
-    ms[k] = lines.invoiceMs[i] as number;
-    rank[k] = rankOf.get(lines.invoiceNo[i] as number) as number;
-    line[k] = lines.lineNo[i] as number;
-  });
-  const index = Array.from({ length: n }, (_, k) => k);
-  index.sort(
-    (a, b) =>
-      (ms[a] as number) - (ms[b] as number) ||
-      (rank[a] as number) - (rank[b] as number) ||
-      (line[a] as number) - (line[b] as number),
-  );
-  return Int32Array.from(index, (k) => order[k] as number);
 }
 
 /** Strings as UTF-8 bytes, one Uint8Array per distinct value (writeParquetColumns says why). */

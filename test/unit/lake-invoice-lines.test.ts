@@ -16,6 +16,7 @@ import { reconcileWith, warehouseLineSource } from '#batch/reconcile';
 import { dateKey, wallClockMs } from '#core/dates';
 import { type InvoiceLineInput, invoiceLineInput } from '#core/invoice-line';
 import { thousandths } from '#core/money';
+import { Rng, shuffle } from '#core/random';
 import { isNonProductCode } from '#core/non-product';
 import {
   compactLake,
@@ -408,6 +409,41 @@ describe('lake invoice lines: the columns', () => {
       } finally {
         other.restore();
       }
+    } finally {
+      bucket.restore();
+    }
+  });
+
+  it('orders many shuffled lines as a row-by-row comparison would, invoices with several times too', async () => {
+    const bucket = memoryBucket();
+    try {
+      const rng = new Rng(12);
+      const lines = [];
+      for (let n = 0; n < 400; n++) {
+        const invoiceNo = String(536_000 + rng.int(400));
+        // Most invoices at one time; some lines at another minute of the same month.
+        const minute = rng.next() < 0.2 ? rng.int(60) : 30;
+        const day = 1 + (Number(invoiceNo) % 20);
+        lines.push(
+          inputLine({
+            invoiceNo: rng.next() < 0.1 ? `C${invoiceNo}` : invoiceNo,
+            lineNo: n + 1,
+            invoiceDate: `2010-12-${String(day).padStart(2, '0')}T08:${String(minute).padStart(2, '0')}:00`,
+          }),
+        );
+      }
+      const expected = [...lines]
+        .sort(
+          (a, b) =>
+            wallClockMs(a.invoiceDate) - wallClockMs(b.invoiceDate) ||
+            (a.invoiceNo < b.invoiceNo ? -1 : a.invoiceNo > b.invoiceNo ? 1 : 0) ||
+            a.lineNo - b.lineNo,
+        )
+        .map((l) => `${l.invoiceNo}/${l.lineNo}`);
+      await writeLakeLines(bucket.store, linesOf(FILE, shuffle(rng, lines)));
+      const [file] = [...(await listLakeFiles(bucket.store)).values()].flat();
+      const rows = (await readLakeFile(bucket.store, file as string)).rows();
+      expect(rows.map((r) => `${r.invoiceNo}/${r.lineNo}`)).toEqual(expected);
     } finally {
       bucket.restore();
     }
