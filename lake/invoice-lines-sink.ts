@@ -1,4 +1,5 @@
 import type { Logger } from '#adapters/logger';
+import { TimeSlicer } from '#core/time-slice';
 import {
   LakeLineCollector,
   LakeLines,
@@ -68,14 +69,8 @@ export function createLakeSink(deps: {
         throw err;
       },
     );
-  /** Writes committed objects' lines in one write (serial: a write merges what the last one left). */
-  const write = (taken: readonly Open[], gate?: Promise<boolean>) => {
-    const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
-    const lines = taken.length === 1 ? (taken[0] as Open).lines : concat(taken.map((t) => t.lines));
-    if (taken.length > 1) for (const t of taken) t.lines.release();
-    // Once written (or not), nothing holds the lines: their memory goes to the next object's.
-    return serial(() => writeObjects(deps.store, lines, objects, gate)).finally(() => lines.release());
-  };
+  const write = (taken: readonly Open[], gate?: Promise<boolean>) =>
+    writeTaken(deps.store, serial, taken, gate);
   /** Starts the write of every object waiting (background). */
   const flush = () => {
     if (timer) clearTimeout(timer);
@@ -168,8 +163,32 @@ interface Open {
   early?: Early;
 }
 
-function concat(parts: readonly LakeLines[]): LakeLines {
+/** Committed objects' lines in one write (serial: a write merges what the last one left). */
+function writeTaken(store: LakeStore, serial: Serial, taken: readonly Open[], gate?: Promise<boolean>) {
+  const objects = taken.map((t) => ({ object: t.source, lines: t.lines.length }));
+  let lines: LakeLines | undefined;
+  return serial(async () => {
+    lines = taken.length === 1 ? (taken[0] as Open).lines : await concat(taken.map((t) => t.lines));
+    if (taken.length > 1) for (const t of taken) t.lines.release();
+    return writeObjects(store, lines, objects, gate);
+  }).finally(() => {
+    // Once written (or not), nothing holds the lines: their memory goes to the next object's.
+    if (lines) lines.release();
+    else for (const t of taken) t.lines.release();
+  });
+}
+
+/**
+ * The objects' lines as one set, an object at a time: the event loop turns between objects when a
+ * slice is due (30 s of archive objects are ~30,000 lines and tens of ms of copying and string
+ * lookups, and under `npm start` the API shares this thread).
+ */
+async function concat(parts: readonly LakeLines[]): Promise<LakeLines> {
+  const slicer = new TimeSlicer();
   const out = new LakeLines();
-  for (const p of parts) out.append(p);
+  for (const p of parts) {
+    if (slicer.due) await slicer.turn();
+    out.append(p);
+  }
   return out;
 }

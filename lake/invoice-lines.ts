@@ -176,26 +176,36 @@ function priceColumn(values: ArrayLike<unknown>, file: string): Float64Array {
 const int32Numbers = (values: ArrayLike<unknown>): ArrayLike<number> =>
   values instanceof Int32Array ? values : Float64Array.from(Array.from(values, Number));
 
+/** Rows appended between two looks at the slicer when a file is read back (a few ms each). */
+const APPEND_BLOCK = 8192;
+
 /** A data file's lines (every column), appended to `into`. */
 export async function readLakeFile(
   store: LakeStore,
   key: string,
   into = new LakeLines(),
 ): Promise<LakeLines> {
-  // A column at a time, the event loop turned between them when a slice is due: a month file is
-  // ~0.1 s of decoding, and under `npm start` the API shares this thread.
+  // A column at a time, then a block of rows at a time, the event loop turned between them when a
+  // slice is due: a month file is ~0.1 s of decoding and appending, and under `npm start` the API
+  // shares this thread (whole, a month held it for up to 200 ms: session 12).
   const slicer = new TimeSlicer();
+  const due = async () => {
+    if (slicer.due) await slicer.turn();
+  };
   const { rowCount, columns: c } = await readParquetColumns(
     await getBytes(store, key),
     INVOICE_LINE_SCHEMA,
     undefined,
-    async () => {
-      if (slicer.due) await slicer.turn();
-    },
+    due,
   );
   const col = (name: string): ArrayLike<unknown> => c[name] ?? [];
   const texts = (name: string) => col(name) as ReadonlyArray<string | null>;
-  into.appendColumns(rowCount, {
+  const numbers = async (convert: () => ArrayLike<number>) => {
+    const out = convert();
+    await due();
+    return out;
+  };
+  const columns = {
     invoiceNo: texts('invoice_no'),
     stockCode: texts('stock_code'),
     description: texts('description'),
@@ -203,18 +213,22 @@ export async function readLakeFile(
     country: texts('country_name'),
     source: texts('source'),
     sourceKey: texts('source_key'),
-    lineNo: int32Numbers(col('line_no')),
-    dateKey: int32Numbers(col('date_key')),
-    quantity: int32Numbers(col('quantity')),
-    invoiceMs: msColumn(col('invoice_date')),
-    price: priceColumn(col('unit_price'), key),
-    producedAt: msColumn(col('produced_at')),
-    acceptedAt: msColumn(col('accepted_at')),
-    streamVisibleAt: msColumn(col('stream_visible_at')),
-    lakeVisibleAt: msColumn(col('lake_visible_at')),
+    lineNo: await numbers(() => int32Numbers(col('line_no'))),
+    dateKey: await numbers(() => int32Numbers(col('date_key'))),
+    quantity: await numbers(() => int32Numbers(col('quantity'))),
+    invoiceMs: await numbers(() => msColumn(col('invoice_date'))),
+    price: await numbers(() => priceColumn(col('unit_price'), key)),
+    producedAt: await numbers(() => msColumn(col('produced_at'))),
+    acceptedAt: await numbers(() => msColumn(col('accepted_at'))),
+    streamVisibleAt: await numbers(() => msColumn(col('stream_visible_at'))),
+    lakeVisibleAt: await numbers(() => msColumn(col('lake_visible_at'))),
     nonProduct: col('is_non_product'),
     duplicate: col('is_duplicate_row'),
-  });
+  };
+  for (let from = 0; from < rowCount; from += APPEND_BLOCK) {
+    into.appendColumns(Math.min(APPEND_BLOCK, rowCount - from), columns, from);
+    await due();
+  }
   return into;
 }
 

@@ -542,8 +542,9 @@ export class LakeLines {
   }
 
   /**
-   * Appends `n` rows given as columns (a file read back): strings as values (null: none), numbers,
-   * flags; a missing column is all null (strings), 0 (integers), NaN (times) or false (flags).
+   * Appends `n` rows given as columns (a file read back), from row `from` of them: strings as values
+   * (null: none), numbers, flags; a missing column is all null (strings), 0 (integers), NaN (times)
+   * or false (flags).
    */
   appendColumns(
     n: number,
@@ -552,6 +553,7 @@ export class LakeLines {
         Record<(typeof INT_COLUMNS)[number] | (typeof TIME_COLUMNS)[number], ArrayLike<number>> &
         Record<(typeof FLAG_COLUMNS)[number], ArrayLike<unknown>>
     >,
+    from = 0,
   ): void {
     const at = this.length;
     if (n > 0) this.verdicts = false;
@@ -560,15 +562,15 @@ export class LakeLines {
       const c = ID_COLUMNS[ci] as (typeof ID_COLUMNS)[number];
       const src = columns[c];
       const dst = this[c];
-      for (let k = 0; k < n; k++) dst[at + k] = this.idOf(ci, src?.[k] ?? null);
+      for (let k = 0; k < n; k++) dst[at + k] = this.idOf(ci, src?.[from + k] ?? null);
     }
     for (const c of [...INT_COLUMNS, ...TIME_COLUMNS]) {
       const src = columns[c];
-      for (let k = 0; k < n; k++) this[c][at + k] = src ? (src[k] as number) : Number.NaN;
+      for (let k = 0; k < n; k++) this[c][at + k] = src ? (src[from + k] as number) : Number.NaN;
     }
     for (const c of FLAG_COLUMNS) {
       const src = columns[c];
-      for (let k = 0; k < n; k++) this[c][at + k] = src?.[k] ? 1 : 0;
+      for (let k = 0; k < n; k++) this[c][at + k] = src?.[from + k] ? 1 : 0;
     }
     this.length = at + n;
   }

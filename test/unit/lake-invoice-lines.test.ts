@@ -273,6 +273,29 @@ describe('lake invoice lines: written, read back by DuckDB', () => {
 });
 
 describe('lake invoice lines: the columns', () => {
+  it('appends columns read back a block of rows at a time as it appends them whole', () => {
+    const n = 7;
+    const columns = {
+      invoiceNo: Array.from({ length: n }, (_, k) => String(536365 + (k % 3))),
+      description: Array.from({ length: n }, (_, k) => (k % 2 ? null : `ITEM ${k}`)),
+      lineNo: Int32Array.from({ length: n }, (_, k) => k + 1),
+      quantity: Float64Array.from({ length: n }, (_, k) => k * 2 - 3),
+      invoiceMs: Float64Array.from({ length: n }, (_, k) => 1_291_192_000_000 + k * 60_000),
+      producedAt: Float64Array.from({ length: n }, (_, k) => (k % 3 ? Number.NaN : k)),
+      nonProduct: Array.from({ length: n }, (_, k) => k % 4 === 0),
+    };
+    const whole = new LakeLines();
+    whole.appendColumns(n, columns);
+    const blocks = new LakeLines(undefined, 2);
+    blocks.appendColumns(3, columns, 0);
+    blocks.appendColumns(3, columns, 3);
+    blocks.appendColumns(1, columns, 6);
+    expect(blocks.rows()).toEqual(whole.rows());
+    expect(blocks.rows().map((r) => `${r.invoiceNo}/${r.lineNo}`)).toEqual(
+      columns.invoiceNo.map((inv, k) => `${inv}/${k + 1}`),
+    );
+  });
+
   it('keeps every line past its first capacity, and lines of another table read the same appended', () => {
     const many = Array.from({ length: 40 }, (_, k) =>
       inputLine({
