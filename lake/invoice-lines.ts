@@ -176,6 +176,9 @@ function priceColumn(values: ArrayLike<unknown>, file: string): Float64Array {
 const int32Numbers = (values: ArrayLike<unknown>): ArrayLike<number> =>
   values instanceof Int32Array ? values : Float64Array.from(Array.from(values, Number));
 
+/** A loop over rows looks at the slicer once every SLICE_ROWS + 1 rows (a mask: 4,096). */
+const SLICE_ROWS = 4095;
+
 /** Rows appended between two looks at the slicer when a file is read back (a few ms each). */
 const APPEND_BLOCK = 8192;
 
@@ -248,7 +251,13 @@ interface Merged {
  * lineage times the kept one lacks (only archive lines carry them, as only the archive's MERGE
  * lends them). Existing rows come first, then `incoming` rows in order.
  */
-function mergeLines(existing: LakeLines, incoming: LakeLines, rows: Rows, now: number): Merged {
+async function mergeLines(
+  existing: LakeLines,
+  incoming: LakeLines,
+  rows: Rows,
+  now: number,
+  slicer: TimeSlicer,
+): Promise<Merged> {
   if (existing.strings !== incoming.strings) throw new LakeError('merged lines must share one string table');
   const at = new KeyIndex(existing.length + rows.length);
   const keptExisting: number[] = [];
@@ -260,6 +269,7 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: Rows, now: n
   let again = 0;
   let changed = false;
   for (let i = 0; i < existing.length; i++) {
+    if ((i & SLICE_ROWS) === 0 && slicer.due) await slicer.turn();
     const row = at.add(existing.keyOf(i), keptExisting.length);
     if (row === undefined) keptExisting.push(i);
     else {
@@ -270,6 +280,7 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: Rows, now: n
   }
   let already = 0;
   for (let k = 0; k < rows.length; k++) {
+    if ((k & SLICE_ROWS) === 0 && slicer.due) await slicer.turn();
     const i = rows[k] as number;
     const row = at.add(incoming.keyOf(i), keptExisting.length + keptIncoming.length);
     if (row === undefined) keptIncoming.push(i);
@@ -281,6 +292,7 @@ function mergeLines(existing: LakeLines, incoming: LakeLines, rows: Rows, now: n
   }
   const out = new LakeLines(incoming.strings, Math.max(1, keptExisting.length + keptIncoming.length));
   out.append(existing, keptExisting);
+  if (slicer.due) await slicer.turn();
   out.append(incoming, keptIncoming);
   out.lakeVisibleAt.fill(now, keptExisting.length, out.length);
   for (const f of LINEAGE)
@@ -306,7 +318,7 @@ const LINEAGE = ['producedAt', 'acceptedAt', 'streamVisibleAt'] as const;
  * a lower line number. Equal times mean one month, so one partition sees all of a row's equals.
  * (String columns compare by id: one table, one id per distinct value.)
  */
-function markDuplicates(lines: LakeLines, rows: Rows): void {
+async function markDuplicates(lines: LakeLines, rows: Rows, slicer: TimeSlicer): Promise<void> {
   const same = (a: number, b: number) =>
     lines.invoiceNo[a] === lines.invoiceNo[b] &&
     lines.stockCode[a] === lines.stockCode[b] &&
@@ -327,6 +339,7 @@ function markDuplicates(lines: LakeLines, rows: Rows): void {
   const next = new Int32Array(n);
   const hashes = new Int32Array(n);
   for (let k = 0; k < n; k++) {
+    if ((k & SLICE_ROWS) === 0 && slicer.due) await slicer.turn();
     const i = rows[k] as number;
     let h = mix(0, lines.invoiceNo[i] as number);
     h = mix(h, lines.stockCode[i] as number);
@@ -341,6 +354,7 @@ function markDuplicates(lines: LakeLines, rows: Rows): void {
     head[h & (buckets - 1)] = k;
   }
   for (let k = 0; k < n; k++) {
+    if ((k & SLICE_ROWS) === 0 && slicer.due) await slicer.turn();
     const i = rows[k] as number;
     const h = hashes[k] as number;
     let duplicate = false;
@@ -684,6 +698,7 @@ async function mergePartition(
   rows: Rows,
   now: number,
 ): Promise<MergedPartition> {
+  const slicer = new TimeSlicer();
   // Only the rows the typer did not settle (LakeLines.unsettled) are checked for keys and duplicates.
   const check = files.length === 0 ? incoming.unsettled(rows) : rows;
   const fresh = files.length === 0 && distinctKeys(incoming, check);
@@ -698,7 +713,7 @@ async function mergePartition(
   } else {
     const existing = new LakeLines(incoming.strings);
     for (const f of files) await readLakeFile(store, f, existing);
-    merged = mergeLines(existing, incoming, rows, now);
+    merged = await mergeLines(existing, incoming, rows, now, slicer);
     // Its rows are copied into the merged lines: its memory goes to the next big lines.
     existing.release();
     kept = allRows(merged.lines);
@@ -712,7 +727,7 @@ async function mergePartition(
       added: kept.length === 0 ? 0 : added,
       already: kept.length === 0 ? 0 : already,
     };
-  markDuplicates(merged.lines, fresh ? check : kept);
+  await markDuplicates(merged.lines, fresh ? check : kept, slicer);
   await turn();
   const order = sortedRows(merged.lines, kept);
   await turn();
