@@ -16,8 +16,8 @@ import { reconcileWith, warehouseLineSource } from '#batch/reconcile';
 import { dateKey, wallClockMs } from '#core/dates';
 import { type InvoiceLineInput, invoiceLineInput } from '#core/invoice-line';
 import { thousandths } from '#core/money';
-import { Rng, shuffle } from '#core/random';
 import { isNonProductCode } from '#core/non-product';
+import { Rng, shuffle } from '#core/random';
 import {
   compactLake,
   hyparquetLakeEncoder,
