@@ -23,9 +23,11 @@ export function splitSql(text: string): string[] {
 let statements: string[] | undefined;
 
 /**
- * Rebuilds every mart (customer by month, product by month, country by day, cancellations by
- * month) from the fact table in one transaction. The loader calls it after each committed load;
- * a full rebuild keeps the marts exactly equal to the facts whatever a load changed.
+ * Refreshes every mart (customer by month, product by month, country by day, cancellations by
+ * month) from the fact table in one transaction, rebuilding only the months whose facts or
+ * dimensions moved since the last refresh (refresh/marts.sql says how it knows; the first refresh
+ * rebuilds every month). The loader calls it after each committed load; the marts stay exactly
+ * equal to the facts whatever a load changed.
  */
 export async function refreshMarts(db: TransactionPort): Promise<{ ms: number }> {
   const started = performance.now();

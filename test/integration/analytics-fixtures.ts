@@ -53,7 +53,7 @@ export async function startTestWarehouse(): Promise<TestWarehouse> {
 export async function resetWarehouse(warehouse: Warehouse): Promise<void> {
   await createManifest(warehouse).forgetAllLoads();
   await warehouse.query(
-    'TRUNCATE mart_customer_month, mart_product_month, mart_country_day, mart_cancellation_month, mart_refresh',
+    'TRUNCATE mart_customer_month, mart_product_month, mart_country_day, mart_cancellation_month, mart_refresh, mart_month_state',
   );
 }
 

@@ -276,3 +276,89 @@ describe('latency report', () => {
     expect(all.hops.find((h) => h.path === 'batch' && h.hop === 'produced_archived')?.count).toBe(20);
   });
 });
+
+describe('a refresh after the first rebuilds only the months that changed', () => {
+  const MARTS = ['mart_customer_month', 'mart_product_month', 'mart_country_day', 'mart_cancellation_month'];
+  const martRows = async () => {
+    const out: Record<string, unknown[]> = {};
+    for (const m of MARTS)
+      out[m] = (await t.warehouse.query(`SELECT * FROM ${m} ORDER BY 1, 2, 3`)).rows.map((r) =>
+        JSON.stringify(r),
+      );
+    return out;
+  };
+  // One invoice a month, each with a product and a customer of its own; January has two invoices.
+  const month = (m: string, invoiceNo: string, extra: Partial<FixtureLine> = {}) =>
+    fixtureLine({
+      invoiceNo,
+      lineNo: 1,
+      invoiceDate: `2011-${m}-10T10:00:00`,
+      stockCode: `P-${m}`,
+      description: `ITEM ${m}`,
+      customerId: `C-${m}`,
+      country: 'United Kingdom',
+      ...extra,
+    });
+
+  it('equals a full rebuild after lines added, flags moved, dimensions moved and a month gone; an unchanged month is left as it was', async () => {
+    await resetWarehouse(t.warehouse);
+    await insertFixture(t.warehouse, [
+      month('01', '580001'),
+      month('01', '580002', { lineNo: 1, stockCode: 'P-01B', customerId: 'C-01B', quantity: 3 }),
+      month('02', '580010'),
+      month('03', '580020'),
+      month('04', '580030', { quantity: -2, cancellation: true, invoiceNo: 'C580030' }),
+      month('05', '580040'),
+      month('06', '580050'),
+    ]);
+    await refreshMarts(t.warehouse);
+    const first = await martRows();
+    // A mark in April's mart row: a refresh that rebuilt April would replace it.
+    await t.warehouse.query(
+      "UPDATE mart_cancellation_month SET purchases = purchases + 1000 WHERE month_start = '2011-04-01'",
+    );
+
+    // February: a line added. January: a flag moved. March: its lines gone. May: a customer's country
+    // moved by a load elsewhere; June: a product's description. April: nothing.
+    await insertFixture(t.warehouse, [month('02', '580011', { stockCode: 'P-02B', customerId: 'C-02B' })]);
+    await t.warehouse.query(
+      "UPDATE fact_sales_line SET is_duplicate_row = true WHERE invoice_no = '580002' AND line_no = 1",
+    );
+    await t.warehouse.query("DELETE FROM fact_sales_line WHERE invoice_no = '580020'");
+    await t.warehouse.query("UPDATE dim_customer SET country_name = 'France' WHERE customer_id = 'C-05'");
+    await t.warehouse.query("UPDATE dim_product SET description = 'ITEM 06 NEW' WHERE stock_code = 'P-06'");
+    await refreshMarts(t.warehouse);
+    const incremental = await martRows();
+
+    const april = await t.warehouse.query<{ purchases: number }>(
+      "SELECT purchases FROM mart_cancellation_month WHERE month_start = '2011-04-01'",
+    );
+    expect(april.rows[0]?.purchases).toBe(1000);
+    expect(incremental).not.toEqual(first);
+
+    // The same warehouse rebuilt whole, from no state: every mart equal, April's mark aside.
+    await t.warehouse.query(
+      "UPDATE mart_cancellation_month SET purchases = purchases - 1000 WHERE month_start = '2011-04-01'",
+    );
+    const repaired = await martRows();
+    await t.warehouse.query(
+      'TRUNCATE mart_customer_month, mart_product_month, mart_country_day, mart_cancellation_month, mart_month_state',
+    );
+    await refreshMarts(t.warehouse);
+    expect(repaired).toEqual(await martRows());
+
+    const months = async (sql: string) =>
+      (await t.warehouse.query<{ m: string }>(sql)).rows.map((r) => String(r.m).slice(0, 7));
+    expect(
+      await months("SELECT to_char(month_start, 'YYYY-MM') AS m FROM mart_cancellation_month ORDER BY 1"),
+    ).toEqual(['2011-01', '2011-02', '2011-04', '2011-05', '2011-06']);
+    const may = await t.warehouse.query<{ country_name: string }>(
+      "SELECT country_name FROM mart_customer_month WHERE customer_id = 'C-05'",
+    );
+    expect(may.rows).toEqual([{ country_name: 'France' }]);
+    const june = await t.warehouse.query<{ description: string }>(
+      "SELECT description FROM mart_product_month WHERE stock_code = 'P-06'",
+    );
+    expect(june.rows).toEqual([{ description: 'ITEM 06 NEW' }]);
+  });
+});
