@@ -38,6 +38,13 @@ SELECT m.month_start FROM mart_product_month m
 JOIN dim_product p ON p.stock_code = m.stock_code
 WHERE p.description IS NOT NULL AND (m.description IS NULL OR p.description <> m.description);
 
+-- The dirty months' facts (not duplicate rows), read once for the four marts.
+CREATE TEMP TABLE mart_facts AS
+SELECT f.invoice_no, f.stock_code, f.description, f.customer_id, f.country_name, f.date_key, f.invoice_date,
+  f.quantity, f.line_total, f.is_cancellation, f.is_adjustment, f.is_non_product
+FROM fact_sales_line f
+WHERE NOT f.is_duplicate_row AND CAST(DATE_TRUNC('month', f.invoice_date) AS date) IN (SELECT month_start FROM mart_month_dirty);
+
 DELETE FROM mart_customer_month WHERE month_start IN (SELECT month_start FROM mart_month_dirty);
 
 INSERT INTO mart_customer_month (
@@ -59,10 +66,9 @@ SELECT
   -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END),
   MIN(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_date END),
   MAX(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.invoice_date END)
-FROM fact_sales_line f
+FROM mart_facts f
 LEFT JOIN dim_customer c ON c.customer_id = f.customer_id
-WHERE NOT f.is_duplicate_row AND f.customer_id IS NOT NULL
-  AND CAST(DATE_TRUNC('month', f.invoice_date) AS date) IN (SELECT month_start FROM mart_month_dirty)
+WHERE f.customer_id IS NOT NULL
 GROUP BY f.customer_id, DATE_TRUNC('month', f.invoice_date), TO_CHAR(f.invoice_date, 'YYYY-MM');
 
 DELETE FROM mart_product_month WHERE month_start IN (SELECT month_start FROM mart_month_dirty);
@@ -85,9 +91,8 @@ SELECT
   SUM(CASE WHEN NOT f.is_adjustment THEN f.line_total ELSE 0 END),
   SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END),
   -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END)
-FROM fact_sales_line f
+FROM mart_facts f
 LEFT JOIN dim_product p ON p.stock_code = f.stock_code
-WHERE NOT f.is_duplicate_row AND CAST(DATE_TRUNC('month', f.invoice_date) AS date) IN (SELECT month_start FROM mart_month_dirty)
 GROUP BY f.stock_code, DATE_TRUNC('month', f.invoice_date), TO_CHAR(f.invoice_date, 'YYYY-MM');
 
 DELETE FROM mart_country_day
@@ -112,9 +117,8 @@ SELECT
   SUM(CASE WHEN NOT f.is_adjustment THEN f.line_total ELSE 0 END),
   SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END),
   -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END)
-FROM fact_sales_line f
+FROM mart_facts f
 JOIN dim_date d ON d.date_key = f.date_key
-WHERE NOT f.is_duplicate_row AND CAST(DATE_TRUNC('month', f.invoice_date) AS date) IN (SELECT month_start FROM mart_month_dirty)
 GROUP BY f.country_name, f.date_key, d.full_date, d.year_month;
 
 DELETE FROM mart_cancellation_month WHERE month_start IN (SELECT month_start FROM mart_month_dirty);
@@ -133,8 +137,7 @@ SELECT
   -SUM(CASE WHEN f.is_cancellation THEN f.quantity ELSE 0 END),
   -SUM(CASE WHEN f.is_cancellation THEN f.line_total ELSE 0 END),
   SUM(CASE WHEN NOT f.is_cancellation AND NOT f.is_adjustment THEN f.line_total ELSE 0 END)
-FROM fact_sales_line f
-WHERE NOT f.is_duplicate_row AND CAST(DATE_TRUNC('month', f.invoice_date) AS date) IN (SELECT month_start FROM mart_month_dirty)
+FROM mart_facts f
 GROUP BY DATE_TRUNC('month', f.invoice_date), TO_CHAR(f.invoice_date, 'YYYY-MM'), f.country_name;
 
 DELETE FROM mart_month_state;
@@ -156,3 +159,5 @@ FROM (
 DROP TABLE mart_month_now;
 
 DROP TABLE mart_month_dirty;
+
+DROP TABLE mart_facts;
