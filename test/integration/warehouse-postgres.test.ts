@@ -8,6 +8,7 @@ import { BACKGROUND_NICE } from '#adapters/priority';
 import { createPostgresWarehouse } from '#adapters/warehouse-postgres';
 import { migrate, readMigrations } from '#batch/migrate';
 import { startPostgres, wipePostgres } from '#local/postgres';
+import { niceOf } from '#test/helpers/proc';
 
 const logger = createLogger('silent');
 const dirs: string[] = [];
@@ -66,12 +67,6 @@ describe('embedded PostgreSQL and the schema migrations', () => {
     await expect(fs.access(dataDir)).rejects.toThrow();
   }, 120_000);
 });
-
-/** A process's nice value: field 19 of /proc/<pid>/stat (after the command's closing parenthesis). */
-async function niceOf(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-}
 
 describe('background warehouse sessions', () => {
   it('run without parallel workers, in a server process at background priority; ordinary ones are untouched', async () => {

@@ -1,18 +1,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import fs from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BACKGROUND_NICE, lowerLocalPostgresPriority, lowerPriority } from '#adapters/priority';
+import { niceOf } from '#test/helpers/proc';
 
 const children: ReturnType<typeof spawn>[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
 });
-
-async function niceOf(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-}
 
 async function sleeper() {
   const child = spawn('sleep', ['30'], { stdio: 'ignore' });
