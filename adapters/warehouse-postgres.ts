@@ -31,7 +31,7 @@ export interface PostgresWarehouseOptions {
 }
 
 /** What a background session sets first: its work stays in its own (lowered) server process. */
-export const BACKGROUND_SESSION_SQL = 'SET max_parallel_workers_per_gather = 0';
+const BACKGROUND_SESSION_SQL = 'SET max_parallel_workers_per_gather = 0';
 
 /** COPY FROM STDIN options per format; `lines` uses control characters no JSON text contains. */
 export function postgresCopySql(step: CopyStep): string {
@@ -55,6 +55,28 @@ function wrap(err: unknown, sql: string): WarehouseError {
   );
 }
 
+/**
+ * Each new connection of `pool` becomes a background session: no parallel workers, its server
+ * process lowered where it is a local postgres process. The work is the same either way, so a
+ * session that stays a foreground one is said, not refused.
+ */
+function backgroundSessions(pool: pg.Pool, logger?: Logger): void {
+  pool.on('connect', (client) => {
+    // Queued before any query of the session's first user.
+    client
+      .query(BACKGROUND_SESSION_SQL)
+      .catch((err: Error) =>
+        logger?.warn({ reason: err.message }, 'background warehouse session may use parallel workers'),
+      );
+    const pid = (client as pg.PoolClient & { processID?: number }).processID ?? 0;
+    if (!lowerLocalPostgresPriority(client.host, pid))
+      logger?.warn(
+        { pid, host: client.host },
+        'background warehouse session left at its priority (not a local postgres process, or not allowed)',
+      );
+  });
+}
+
 /** The warehouse port on PostgreSQL: a pg Pool, COPY FROM STDIN through pg-copy-streams. */
 export function createPostgresWarehouse(options: PostgresWarehouseOptions): Warehouse {
   const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 4 });
@@ -63,15 +85,7 @@ export function createPostgresWarehouse(options: PostgresWarehouseOptions): Ware
   pool.on('error', (err: Error & { code?: string }) =>
     options.logger?.warn({ code: err.code, reason: err.message }, 'idle warehouse connection failed'),
   );
-  if (options.background) {
-    pool.on('connect', (client) => {
-      // Queued before any query of the session's first user.
-      client.query(BACKGROUND_SESSION_SQL).catch(() => undefined);
-      const pid = (client as pg.PoolClient & { processID?: number }).processID ?? 0;
-      if (!lowerLocalPostgresPriority(client.host, pid))
-        options.logger?.debug({ pid }, 'background warehouse session left at its priority');
-    });
-  }
+  if (options.background) backgroundSessions(pool, options.logger);
 
   return {
     dialect: 'postgres',

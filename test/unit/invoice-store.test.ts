@@ -99,14 +99,15 @@ function memoryTable() {
   const keyOf = (i: Record<string, AttributeValue>) => `${i.pk?.S}|${i.sk?.S}`;
   // gets: BatchGetItem calls; headers: the keys they asked for other than shard leases.
   const calls = { writes: 0, gets: 0, headers: 0, queries: 0 };
-  ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => {
+  const writeBatch = (input: { RequestItems: Record<string, WriteRequest[]> }) => {
     calls.writes++;
     for (const r of input.RequestItems.t ?? []) {
       const item = r.PutRequest?.Item;
       if (item) items.set(keyOf(item), structuredClone(item));
     }
     return {};
-  });
+  };
+  ddb.on(BatchWriteItemCommand).callsFake(writeBatch);
   ddb
     .on(BatchGetItemCommand)
     .callsFake((input: { RequestItems: Record<string, { Keys: Record<string, AttributeValue>[] }> }) => {
@@ -137,7 +138,7 @@ function memoryTable() {
       .sort((a, b) => ((a.sk?.S ?? '') < (b.sk?.S ?? '') ? -1 : 1));
     return { Items: input.ScanIndexForward === false ? found.reverse() : found };
   });
-  return { items, calls };
+  return { items, calls, writeBatch };
 }
 
 const store = (over: Partial<ConstructorParameters<typeof DynamoInvoiceStore>[0]> = {}) =>
@@ -506,7 +507,7 @@ describe('putLines with the ownership cache', () => {
   });
 
   it('forgets an invoice whose write failed, and reads it again next time', async () => {
-    const { items, calls } = memoryTable();
+    const { calls, writeBatch } = memoryTable();
     const s = store();
     await s.putLines([stored(1, '50')]);
     ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => ({
@@ -515,13 +516,7 @@ describe('putLines with the ownership cache', () => {
     const failed = await s.putLines([stored(2, '51')]);
     expect(failed.visibleAt).toEqual([undefined]);
     // The table takes writes again (same items, the lease still this store's).
-    ddb.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, WriteRequest[]> }) => {
-      for (const r of input.RequestItems.t ?? []) {
-        const item = r.PutRequest?.Item;
-        if (item) items.set(`${item.pk?.S}|${item.sk?.S}`, structuredClone(item));
-      }
-      return {};
-    });
+    ddb.on(BatchWriteItemCommand).callsFake(writeBatch);
     const headers = calls.headers;
     await s.putLines([stored(2, '51')]);
     // Its header is asked for again (an invoice the cache knew would not be: 0 headers).
