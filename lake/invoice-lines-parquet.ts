@@ -133,8 +133,11 @@ function definitions(c: LeanColumn, start: number, end: number, defined: Uint8Ar
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** The page's values, nulls left out, in the column's PLAIN or dictionary-index form. */
-function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): Uint8Array {
+/**
+ * The page's values, nulls left out (`nulls` of them in the page), in the column's PLAIN or
+ * dictionary-index form.
+ */
+function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number, nulls: number): Uint8Array {
   switch (c.kind) {
     case 'int32':
       return new Uint8Array(c.values.buffer, c.values.byteOffset + start * 4, (end - start) * 4).slice();
@@ -179,11 +182,17 @@ function pageBody(c: LeanColumn, start: number, end: number, bitWidth: number): 
       return out;
     }
     case 'dictionary': {
-      const ids = new Int32Array(end - start);
-      let n = 0;
-      for (let i = start; i < end; i++) {
-        const id = c.ids[i] as number;
-        if (id >= 0) ids[n++] = id;
+      // A page without nulls (most of them) is packed where it lies: copying every id cost ~12 ms
+      // of the real file's ~160 ms encoding (its 13 month files, measured in one process).
+      let ids = c.ids.subarray(start, end);
+      let n = end - start;
+      if (nulls > 0) {
+        ids = new Int32Array(end - start);
+        n = 0;
+        for (let i = start; i < end; i++) {
+          const id = c.ids[i] as number;
+          if (id >= 0) ids[n++] = id;
+        }
       }
       const packed = rleBitPacked(ids, n, bitWidth);
       const out = new Uint8Array(packed.byteLength + 1);
@@ -231,7 +240,7 @@ function writeColumn(writer: ByteWriter, schema: ParquetColumn, c: LeanColumn, r
     const nulls = definitions(c, first, end, defined);
     if (defined) levels = rleBitPacked(defined, end - first, 1);
     else if (nulls > 0) throw new Error(`column ${schema.name}: a null in a required column`);
-    const body = pageBody(c, first, end, bitWidth);
+    const body = pageBody(c, first, end, bitWidth, nulls);
     // Dictionary ids are bit-packed or run-length already: snappy would spend time for little.
     const compress = codec === 'SNAPPY';
     const compressed = compress ? snappyCompress(body) : body;
