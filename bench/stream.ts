@@ -270,12 +270,21 @@ async function createBareStreamAndTable(clients: Clients, name: string, shards: 
   }
 }
 
-/** One reader per shard: GetRecords of up to 500, each record's item written with BatchWriteItem. */
+/**
+ * One reader per shard: GetRecords of up to 500, each record's item written with BatchWriteItem.
+ * `onAcked` hears each call's records once its writes are acknowledged.
+ */
 async function readAndWriteShard(
   clients: Clients,
   name: string,
   shardId: string,
-  state: { stop: boolean; written: number; itemBytes: number; onWritten: () => void },
+  state: {
+    stop: boolean;
+    written: number;
+    itemBytes: number;
+    onWritten: () => void;
+    onAcked?: (shardId: string, records: readonly _Record[], at: number) => void;
+  },
 ): Promise<void> {
   let iterator = (
     await clients.kinesis.send(
@@ -297,6 +306,7 @@ async function readAndWriteShard(
     await Promise.all(
       calls.map((c) => clients.dynamodb.send(new BatchWriteItemCommand({ RequestItems: { [name]: c } }))),
     );
+    state.onAcked?.(shardId, records, performance.now());
     state.written += records.length;
     state.onWritten();
   }
@@ -350,8 +360,87 @@ async function driveBareChain(clients: Clients, name: string, lines: InvoiceLine
   };
 }
 
-/** (a) on fresh emulator child processes (kinesalite, dynalite; s3rver starts with them and idles). */
-async function bareChain(config: Config, lines: InvoiceLine[]) {
+/**
+ * (c)'s floor: the bare chain of (a) offered lines at (c)'s rate and pattern (a PutRecords of `perTick`
+ * one-line records every 50 ms), each line timed from its PutRecords call to the acknowledgement of
+ * its BatchWriteItem. The emulators alone, nothing else running: the latency the stream path's
+ * emulators give on this machine before any of the pipeline's own hops (the API, the ownership read,
+ * the product index) or its other processes are added.
+ */
+async function driveBareChainAtRate(
+  clients: Clients,
+  name: string,
+  lines: InvoiceLine[],
+  seconds: number,
+  rate: number,
+) {
+  const tickMs = 50;
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+  const ticks = Math.min(Math.round((seconds * 1000) / tickMs), Math.floor(lines.length / perTick));
+  const acceptedAt = new Date().toISOString();
+  const entries = lines.slice(0, ticks * perTick).map((l) => ({
+    Data: encodeLine({ ...l, acceptedAt } as AcceptedLine),
+    PartitionKey: l.invoiceNo,
+  }));
+  const shards = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
+  // By shard and sequence number: when its PutRecords was sent, when its item was acknowledged.
+  const sentAt = new Map<string, number>();
+  const ackedAt = new Map<string, number>();
+  let done!: () => void;
+  const allWritten = new Promise<void>((r) => {
+    done = r;
+  });
+  const state = {
+    stop: false,
+    written: 0,
+    itemBytes: 0,
+    onWritten: () => state.written >= entries.length && done(),
+    onAcked: (shardId: string, records: readonly _Record[], at: number) => {
+      for (const r of records) ackedAt.set(`${shardId}/${r.SequenceNumber}`, at);
+    },
+  };
+  const readers = shards.map((s) => readAndWriteShard(clients, name, s.ShardId ?? '', state));
+  const started = performance.now();
+  const puts: Promise<void>[] = [];
+  for (let t = 0; t < ticks; t++) {
+    const wait = started + t * tickMs - performance.now();
+    if (wait > 0) await sleepMs(wait);
+    const at = performance.now();
+    const call = entries.slice(t * perTick, (t + 1) * perTick);
+    puts.push(
+      clients.kinesis.send(new PutRecordsCommand({ StreamName: name, Records: call })).then((out) => {
+        for (const r of out.Records ?? []) sentAt.set(`${r.ShardId}/${r.SequenceNumber}`, at);
+      }),
+    );
+  }
+  await Promise.all(puts);
+  await allWritten;
+  state.stop = true;
+  await Promise.all(readers);
+  const ms = [...sentAt].map(([k, at]) => (ackedAt.get(k) ?? Number.NaN) - at).sort((a, b) => a - b);
+  const measured = ms.filter((x) => !Number.isNaN(x));
+  return {
+    offeredLinesPerSecond: rate,
+    seconds,
+    lines: entries.length,
+    measured: measured.length,
+    sentToAcknowledged: {
+      p50Ms: roundOrNull(percentile(measured, 50)),
+      p99Ms: roundOrNull(percentile(measured, 99)),
+      maxMs: roundOrNull(measured.at(-1) ?? null),
+    },
+    loadAverage1m: load1(),
+  };
+}
+
+/**
+ * `use` on fresh emulator child processes (kinesalite, dynalite; s3rver starts with them and idles),
+ * a stream of the configured shards and a table without index, both named `bench-bare`.
+ */
+async function withBareEmulators<T>(
+  config: Config,
+  use: (clients: Clients, name: string, pids: number[]) => Promise<T>,
+): Promise<T> {
   const dir = await scratchDataDir('bench-bare-');
   const emulators = await startEmulatorProcesses({
     host: '127.0.0.1',
@@ -370,12 +459,25 @@ async function bareChain(config: Config, lines: InvoiceLine[]) {
   });
   try {
     await createBareStreamAndTable(clients, 'bench-bare', config.streamShards);
-    return await driveBareChain(clients, 'bench-bare', lines, emulators.pids);
+    return await use(clients, 'bench-bare', emulators.pids);
   } finally {
     clients.destroy();
     await emulators.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }
+}
+
+/** (a) on fresh emulator child processes. */
+const bareChain = (config: Config, lines: InvoiceLine[]) =>
+  withBareEmulators(config, (clients, name, pids) => driveBareChain(clients, name, lines, pids));
+
+/** (c)'s floor (driveBareChainAtRate) on fresh emulator child processes, on (c)'s kind of lines. */
+function bareChainAtRate(config: Config, seconds: number, rate: number) {
+  // Invoice numbers of their own; the emulators are fresh, so any would do.
+  const lines = generate(createGenerator({ seed: 5, firstInvoiceNo: 700_000 }), rate * seconds + 100);
+  return withBareEmulators(config, (clients, name) =>
+    driveBareChainAtRate(clients, name, lines, seconds, rate),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -906,6 +1008,7 @@ async function wholeFile(p: Pipeline, file: string) {
 }
 
 type Bare = Awaited<ReturnType<typeof bareChain>>;
+type Floor = Awaited<ReturnType<typeof bareChainAtRate>>;
 type Through = Awaited<ReturnType<typeof replayThrough>>;
 type Latency = Awaited<ReturnType<typeof latency>>;
 type Whole = Awaited<ReturnType<typeof wholeFile>>;
@@ -916,6 +1019,8 @@ interface Measured {
   lag?: Awaited<ReturnType<typeof warehouseLag>>;
   storage?: Awaited<ReturnType<typeof storageBytes>>;
   latency: Latency;
+  /** (c)'s floor: the bare chain alone at (c)'s offer. */
+  floor?: Floor;
   whole?: Whole;
   skipped: string[];
   bufferSeconds: number;
@@ -991,6 +1096,14 @@ function latencyAndWholeRows(m: Measured): Metric[] {
       met: lat.p99Ms !== null && lat.p99Ms <= 100 && m.latency.measured === m.latency.lines,
     },
     { metric: '(c) lines measured / sent', value: `${m.latency.measured} / ${m.latency.lines}` },
+    ...(m.floor
+      ? [
+          {
+            metric: `(c)'s floor: the bare chain alone at the same offer, PutRecords sent -> item acknowledged p50 / p99 / max ms`,
+            value: `${m.floor.sentToAcknowledged.p50Ms} / ${m.floor.sentToAcknowledged.p99Ms} / ${m.floor.sentToAcknowledged.maxMs}`,
+          },
+        ]
+      : []),
     {
       metric: '(d) whole file: replay -> aggregates / warehouse s',
       value: w ? `${round1(w.streamMs / 1000)} / ${round1(w.warehouseMs / 1000)}` : skip,
@@ -1042,6 +1155,20 @@ async function throughAndLatency(
   return { through, lag, storage, latency: lat };
 }
 
+/** (c)'s floor (bareChainAtRate), with its progress lines. */
+async function latencyFloor(
+  config: Config,
+  o: Required<Pick<StreamBenchOptions, 'latencySeconds' | 'offeredLinesPerSecond'>>,
+  progress: (m: string) => void,
+): Promise<Floor> {
+  progress(
+    `(c)'s floor: the bare chain alone, ${o.offeredLinesPerSecond} lines/s for ${o.latencySeconds} s (load ${load1()})`,
+  );
+  const floor = await bareChainAtRate(config, o.latencySeconds, o.offeredLinesPerSecond);
+  progress(`(c)'s floor: p50 ${floor.sentToAcknowledged.p50Ms} ms, p99 ${floor.sentToAcknowledged.p99Ms} ms`);
+  return floor;
+}
+
 /** Seconds of (c)'s offer before (c) alone measures (BENCH_ONLY=c). */
 const WARM_UP_SECONDS = 10;
 
@@ -1059,6 +1186,7 @@ async function latencyOnly(
   const load0 = os.loadavg();
   const config = benchConfig(os.tmpdir());
   const rate = o.offeredLinesPerSecond;
+  const floor = await latencyFloor(config, o, progress);
   const { latency: lat, warmUp } = await withPipeline('bench-stream-c-', progress, async (p) => {
     progress(`(c) warm-up: ${rate} lines/s for ${WARM_UP_SECONDS} s, not measured (load ${load1()})`);
     // Invoice numbers below (c)'s (900000 on) and past the real file's.
@@ -1066,8 +1194,14 @@ async function latencyOnly(
     const warm = await latency(p, generate(gen, rate * WARM_UP_SECONDS + 100), WARM_UP_SECONDS, rate);
     return { ...(await throughAndLatency(p, undefined, o, progress)), warmUp: warm.acceptedToVisible };
   });
-  const m: Measured = { bare: [], latency: lat, skipped: ['(a), (b), (d): BENCH_ONLY=c'], bufferSeconds: 0 };
-  const summary = latencyAndWholeRows(m).slice(0, 3);
+  const m: Measured = {
+    bare: [],
+    latency: lat,
+    floor,
+    skipped: ['(a), (b), (d): BENCH_ONLY=c'],
+    bufferSeconds: 0,
+  };
+  const summary = latencyAndWholeRows(m).slice(0, 4);
   summary.push({
     metric: `(c) warm-up, the first ${WARM_UP_SECONDS} s of a fresh pipeline: p50 / p99 ms (not in (c))`,
     value: `${warmUp.p50Ms} / ${warmUp.p99Ms}`,
@@ -1085,6 +1219,7 @@ async function latencyOnly(
     },
     config: { shards: config.streamShards, poller: config.poller, firehose: config.firehose },
     latency: lat,
+    floor,
     warmUp,
   };
 }
@@ -1113,6 +1248,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
   progress(`(a) bare chain, ${lines.length} lines, nothing else running (load ${load1()})`);
   const bare = [await bareChain(config, lines)];
   progress(`(a) ${bare[0]?.linesPerSecond} lines/s`);
+  const floor = await latencyFloor(config, o, progress);
   const first = await withPipeline('bench-stream-', progress, (p) => throughAndLatency(p, file, o, progress));
   progress(`(a) again, after the pipeline stopped (load ${load1()})`);
   bare.push(await bareChain(config, lines));
@@ -1128,6 +1264,7 @@ export async function runStreamBench(options: StreamBenchOptions = {}): Promise<
   const measured: Measured = {
     bare,
     ...first,
+    floor,
     ...(whole ? { whole } : {}),
     skipped,
     bufferSeconds: config.firehose.bufferSeconds,
