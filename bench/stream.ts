@@ -1,7 +1,7 @@
 /**
  * Stream path benchmark (issue 14). Runnable alone: `node --import tsx bench/stream.ts` (JSON on
- * stdout; BENCH_LINES, BENCH_LATENCY_SECONDS, BENCH_FULL=0 to skip (d), BENCH_ONLY=c for (c) alone on a
- * fresh pipeline after a 10 s warm-up at the same rate, BENCH_FILE), or through
+ * stdout; BENCH_LINES, BENCH_LATENCY_SECONDS, BENCH_FULL=0 to skip (d), BENCH_ONLY=c for (c)'s floor
+ * and (c) alone on a fresh pipeline after a 10 s warm-up at the same rate, BENCH_FILE), or through
  * `npm run bench -- stream`.
  *
  * (a) the bare chain: kinesalite and dynalite in child processes of their own with their data on
@@ -15,7 +15,8 @@
  *     holds them; the billing counters (Kinesis PUT payload units, DynamoDB write request units) and
  *     the serving store's item bytes per line; warehouse-visible minus stream-visible per line;
  * (c) an offered 1,000 lines/s for 60 s: acceptedAt -> streamVisibleAt per line (read back from the
- *     Firehose archive, where the consumer puts it), p50 and p99;
+ *     Firehose archive, where the consumer puts it), p50 and p99; and its floor, (a)'s bare chain
+ *     alone at the same offer (driveBareChainAtRate), measured before the pipeline starts;
  * (d) the whole real file through a fresh pipeline, then `reconcile` of that run (batch/reconcile.ts).
  * Without the real file, (b) and (d) are skipped with a message and (a) runs on generated lines.
  */
