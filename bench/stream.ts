@@ -361,9 +361,35 @@ async function driveBareChain(clients: Clients, name: string, lines: InvoiceLine
   };
 }
 
+/** (c)'s offer: a tick every 50 ms, each of `perTick` lines. */
+const OFFER_TICK_MS = 50;
+
 /**
- * (c)'s floor: the bare chain of (a) offered lines at (c)'s rate and pattern (a PutRecords of `perTick`
- * one-line records every 50 ms), each line timed from its PutRecords call to the acknowledgement of
+ * Offers `lines` as (c) does, `rate` lines a second for `seconds` (fewer if the lines run out):
+ * `send` is handed each tick's lines on time, without waiting for the ticks before. Answers the
+ * lines offered.
+ */
+async function offerAtRate<T>(
+  lines: readonly T[],
+  seconds: number,
+  rate: number,
+  send: (tickLines: T[], tick: number) => void,
+): Promise<T[]> {
+  const perTick = Math.max(1, Math.round((rate * OFFER_TICK_MS) / 1000));
+  const ticks = Math.min(Math.round((seconds * 1000) / OFFER_TICK_MS), Math.floor(lines.length / perTick));
+  const offered = lines.slice(0, ticks * perTick);
+  const started = performance.now();
+  for (let t = 0; t < ticks; t++) {
+    const wait = started + t * OFFER_TICK_MS - performance.now();
+    if (wait > 0) await sleepMs(wait);
+    send(offered.slice(t * perTick, (t + 1) * perTick), t);
+  }
+  return offered;
+}
+
+/**
+ * (c)'s floor: the bare chain of (a) offered lines at (c)'s rate and pattern (offerAtRate: a PutRecords
+ * of one-line records every 50 ms), each line timed from its PutRecords call to the acknowledgement of
  * its BatchWriteItem. The emulators alone, nothing else running: the latency the stream path's
  * emulators give on this machine before any of the pipeline's own hops (the API, the ownership read,
  * the product index) or its other processes are added.
@@ -375,14 +401,12 @@ async function driveBareChainAtRate(
   seconds: number,
   rate: number,
 ) {
-  const tickMs = 50;
-  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
-  const ticks = Math.min(Math.round((seconds * 1000) / tickMs), Math.floor(lines.length / perTick));
   const acceptedAt = new Date().toISOString();
-  const entries = lines.slice(0, ticks * perTick).map((l) => ({
+  const entries = lines.map((l) => ({
     Data: encodeLine({ ...l, acceptedAt } as AcceptedLine),
     PartitionKey: l.invoiceNo,
   }));
+  let offered = entries.length;
   const shards = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
   // By shard and sequence number: when its PutRecords was sent, when its item was acknowledged.
   const sentAt = new Map<string, number>();
@@ -395,26 +419,29 @@ async function driveBareChainAtRate(
     stop: false,
     written: 0,
     itemBytes: 0,
-    onWritten: () => state.written >= entries.length && done(),
+    onWritten: () => state.written >= offered && done(),
     onAcked: (shardId: string, records: readonly _Record[], at: number) => {
       for (const r of records) ackedAt.set(`${shardId}/${r.SequenceNumber}`, at);
     },
   };
   const readers = shards.map((s) => readAndWriteShard(clients, name, s.ShardId ?? '', state));
-  const started = performance.now();
   const puts: Promise<void>[] = [];
-  for (let t = 0; t < ticks; t++) {
-    const wait = started + t * tickMs - performance.now();
-    if (wait > 0) await sleepMs(wait);
-    const at = performance.now();
-    const call = entries.slice(t * perTick, (t + 1) * perTick);
-    puts.push(
-      clients.kinesis.send(new PutRecordsCommand({ StreamName: name, Records: call })).then((out) => {
-        for (const r of out.Records ?? []) sentAt.set(`${r.ShardId}/${r.SequenceNumber}`, at);
-      }),
-    );
-  }
+  offered = (
+    await offerAtRate(entries, seconds, rate, (call) => {
+      const at = performance.now();
+      puts.push(
+        clients.kinesis.send(new PutRecordsCommand({ StreamName: name, Records: call })).then((out) => {
+          for (const r of out.Records ?? [])
+            if (r.SequenceNumber) sentAt.set(`${r.ShardId}/${r.SequenceNumber}`, at);
+        }),
+      );
+    })
+  ).length;
   await Promise.all(puts);
+  // A record refused would never be written: say so rather than wait for it.
+  if (sentAt.size < offered)
+    throw new Error(`PutRecords refused ${offered - sentAt.size} of ${offered} records`);
+  state.onWritten();
   await allWritten;
   state.stop = true;
   await Promise.all(readers);
@@ -423,7 +450,7 @@ async function driveBareChainAtRate(
   return {
     offeredLinesPerSecond: rate,
     seconds,
-    lines: entries.length,
+    lines: offered,
     measured: measured.length,
     sentToAcknowledged: {
       p50Ms: roundOrNull(percentile(measured, 50)),
@@ -859,10 +886,6 @@ function batchEvents(p: Pipeline, since: number) {
 
 async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate: number) {
   const { post, close } = poster(p.apiUrl);
-  const tickMs = 50;
-  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
-  const ticks = Math.min(Math.round((seconds * 1000) / tickMs), Math.floor(lines.length / perTick));
-  const sent = lines.slice(0, ticks * perTick);
   // Per-call latency as the pipeline's clients see it (API writer, poller, consumer, Firehose).
   const timers = {
     kinesis: timeCommands(p.stack.clients.kinesis),
@@ -876,12 +899,10 @@ async function latency(p: Pipeline, lines: InvoiceLine[], seconds: number, rate:
   const started = Date.now();
   const events = batchEvents(p, started);
   const inflight: Promise<number>[] = [];
-  for (let t = 0; t < ticks; t++) {
-    const wait = started + t * tickMs - Date.now();
-    if (wait > 0) await sleepMs(wait);
+  const sent = await offerAtRate(lines, seconds, rate, (tickLines) => {
     const producedAt = new Date().toISOString();
-    inflight.push(post(sent.slice(t * perTick, (t + 1) * perTick).map((l) => ({ ...l, producedAt }))));
-  }
+    inflight.push(post(tickLines.map((l) => ({ ...l, producedAt }))));
+  });
   const statuses = await Promise.all(inflight);
   const offeredSpanMs = Date.now() - started;
   await p.poller.idle();
