@@ -271,6 +271,41 @@ async function createBareStreamAndTable(clients: Clients, name: string, shards: 
   }
 }
 
+/** What the bare chain's shard readers share: `allWritten` (bareChainStart) once `expected` are written. */
+interface BareState {
+  stop: boolean;
+  written: number;
+  itemBytes: number;
+  expected: number;
+  onWritten: () => void;
+  onAcked?: (shardId: string, records: readonly _Record[], at: number) => void;
+}
+
+/**
+ * The bare chain's start: `lines` as one-line records (encoded up front: the chain measures the
+ * calls; one line per record, as the issue defines it), the stream's shards, and the readers' state.
+ */
+async function bareChainStart(clients: Clients, name: string, lines: InvoiceLine[]) {
+  const acceptedAt = new Date().toISOString();
+  const entries = lines.map((l) => ({
+    Data: encodeLine({ ...l, acceptedAt } as AcceptedLine),
+    PartitionKey: l.invoiceNo,
+  }));
+  const shards = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
+  let done!: () => void;
+  const allWritten = new Promise<void>((r) => {
+    done = r;
+  });
+  const state: BareState = {
+    stop: false,
+    written: 0,
+    itemBytes: 0,
+    expected: entries.length,
+    onWritten: () => state.written >= state.expected && done(),
+  };
+  return { entries, shards, state, allWritten };
+}
+
 /**
  * One reader per shard: GetRecords of up to 500, each record's item written with BatchWriteItem.
  * `onAcked` hears each call's records once its writes are acknowledged.
@@ -279,13 +314,7 @@ async function readAndWriteShard(
   clients: Clients,
   name: string,
   shardId: string,
-  state: {
-    stop: boolean;
-    written: number;
-    itemBytes: number;
-    onWritten: () => void;
-    onAcked?: (shardId: string, records: readonly _Record[], at: number) => void;
-  },
+  state: BareState,
 ): Promise<void> {
   let iterator = (
     await clients.kinesis.send(
@@ -315,23 +344,7 @@ async function readAndWriteShard(
 
 /** (a): PutRecords of 500 (4 in flight) while each shard is read and written; until all are written. */
 async function driveBareChain(clients: Clients, name: string, lines: InvoiceLine[], pids: number[]) {
-  const acceptedAt = new Date().toISOString();
-  // Encoded up front: (a) measures the calls. One line per record, as the issue defines the chain.
-  const entries = lines.map((l) => ({
-    Data: encodeLine({ ...l, acceptedAt } as AcceptedLine),
-    PartitionKey: l.invoiceNo,
-  }));
-  const shards = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
-  let done!: () => void;
-  const allWritten = new Promise<void>((r) => {
-    done = r;
-  });
-  const state = {
-    stop: false,
-    written: 0,
-    itemBytes: 0,
-    onWritten: () => state.written >= entries.length && done(),
-  };
+  const { entries, shards, state, allWritten } = await bareChainStart(clients, name, lines);
   const cpu = cpuMeter(Object.fromEntries(pids.map((pid, i) => [['kinesis', 'dynamodb', 's3'][i], pid])));
   const started = performance.now();
   const readers = shards.map((s) => readAndWriteShard(clients, name, s.ShardId ?? '', state));
@@ -401,32 +414,16 @@ async function driveBareChainAtRate(
   seconds: number,
   rate: number,
 ) {
-  const acceptedAt = new Date().toISOString();
-  const entries = lines.map((l) => ({
-    Data: encodeLine({ ...l, acceptedAt } as AcceptedLine),
-    PartitionKey: l.invoiceNo,
-  }));
-  let offered = entries.length;
-  const shards = (await clients.kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards ?? [];
+  const { entries, shards, state, allWritten } = await bareChainStart(clients, name, lines);
   // By shard and sequence number: when its PutRecords was sent, when its item was acknowledged.
   const sentAt = new Map<string, number>();
   const ackedAt = new Map<string, number>();
-  let done!: () => void;
-  const allWritten = new Promise<void>((r) => {
-    done = r;
-  });
-  const state = {
-    stop: false,
-    written: 0,
-    itemBytes: 0,
-    onWritten: () => state.written >= offered && done(),
-    onAcked: (shardId: string, records: readonly _Record[], at: number) => {
-      for (const r of records) ackedAt.set(`${shardId}/${r.SequenceNumber}`, at);
-    },
+  state.onAcked = (shardId, records, at) => {
+    for (const r of records) ackedAt.set(`${shardId}/${r.SequenceNumber}`, at);
   };
   const readers = shards.map((s) => readAndWriteShard(clients, name, s.ShardId ?? '', state));
   const puts: Promise<void>[] = [];
-  offered = (
+  const offered = (
     await offerAtRate(entries, seconds, rate, (call) => {
       const at = performance.now();
       puts.push(
@@ -441,6 +438,7 @@ async function driveBareChainAtRate(
   // A record refused would never be written: say so rather than wait for it.
   if (sentAt.size < offered)
     throw new Error(`PutRecords refused ${offered - sentAt.size} of ${offered} records`);
+  state.expected = offered;
   state.onWritten();
   await allWritten;
   state.stop = true;
