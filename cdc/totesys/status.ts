@@ -55,6 +55,11 @@ export interface CaptureStatus {
   runs: { extracted: number; transformed: number; oldestPending: string | null };
 }
 
+/** Whether any stage is in a failure episode: the capture, the transform or the load (`totesys status` exits 1). */
+export function statusFails(s: Pick<CaptureStatus, 'failure' | 'stages'>): boolean {
+  return Boolean(s.failure || s.stages.transform.failure || s.stages.load.failure);
+}
+
 const RUN_START = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-/;
 
 /** The UTC start of a run, from its id. */

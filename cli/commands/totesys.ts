@@ -10,7 +10,7 @@ import { extractOnce } from '#cdc/totesys/extract';
 import { ensureSeededSource } from '#cdc/totesys/seed';
 import { type ChangeKind, runSimulator } from '#cdc/totesys/simulator';
 import { readChanges } from '#cdc/totesys/source';
-import { type CaptureStatus, captureStatus } from '#cdc/totesys/status';
+import { type CaptureStatus, captureStatus, statusFails } from '#cdc/totesys/status';
 import { s3Zone } from '#cdc/zone';
 import { readEndpoints } from '#local/endpoints';
 import { abortOnShutdown, parseDuration, positiveNumber } from './simulate.ts';
@@ -160,7 +160,7 @@ async function printStatus(opts: DataDirOptions & { json: boolean }): Promise<vo
       ...(db ? { manifest: () => createManifest(db).cdcObjects() } : {}),
     });
     process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
-    if (status.failure || status.stages.transform.failure || status.stages.load.failure) process.exitCode = 1;
+    if (statusFails(status)) process.exitCode = 1;
   } finally {
     clients.destroy();
     await db?.close();

@@ -8,7 +8,7 @@ import { createManifest } from '#batch/loader/manifest';
 import { readStageRecord } from '#cdc/stage-record';
 import { ingestionKey, ingestionMarkerKey, newRunId } from '#cdc/totesys/layout';
 import { SEED_COUNTS } from '#cdc/totesys/seed';
-import { type CaptureStatus, captureStatus } from '#cdc/totesys/status';
+import { type CaptureStatus, captureStatus, statusFails } from '#cdc/totesys/status';
 import { s3Zone } from '#cdc/zone';
 import { renderStatus } from '#cli/commands/totesys';
 import { type Pipeline, startPipeline } from '#cli/pipeline';
@@ -74,8 +74,7 @@ async function statusCli(...args: string[]): Promise<{ code: number; stdout: str
 /** Whether `totesys status --json` output reports a failing capture, transform or load. */
 function reportsFailure(stdout: string): boolean {
   try {
-    const s = JSON.parse(stdout) as CaptureStatus;
-    return Boolean(s.failure || s.stages.transform.failure || s.stages.load.failure);
+    return statusFails(JSON.parse(stdout) as CaptureStatus);
   } catch {
     return false;
   }

@@ -2,9 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '#adapters/logger';
 import type { CdcManifestRow } from '#batch/loader/manifest';
 import { DEFAULT_RETRY_RULE } from '#batch/loader/scheduler';
-import { readStageRecord, recordOutcome, stageRecordKey, stageResting } from '#cdc/stage-record';
+import {
+  readStageRecord,
+  recordOutcome,
+  type StageFailure,
+  stageRecordKey,
+  stageResting,
+} from '#cdc/stage-record';
 import { ingestionMarkerKey, processedMarkerKey, WATERMARKS_KEY } from '#cdc/totesys/layout';
-import { captureStatus, runStartedAt } from '#cdc/totesys/status';
+import type { CaptureFailure } from '#cdc/totesys/state';
+import { type CaptureStatus, captureStatus, runStartedAt, statusFails } from '#cdc/totesys/status';
 import { processedObjectKey } from '#cdc/transform';
 import type { ObjectZone } from '#cdc/zone';
 
@@ -174,6 +181,40 @@ describe('totesys status: rows and lag per warehouse table', () => {
     const status = await captureStatus(zone);
     expect(status.warehouseTables).toBeUndefined();
     expect(status.stages).toEqual({ transform: {}, load: {} });
+  });
+
+  it('fails (the exit code of totesys status) while any one stage is in a failure episode, and only then', () => {
+    const at = '2026-12-01T10:00:00.000Z';
+    const stageEpisode: StageFailure = {
+      message: 'down',
+      subject: null,
+      since: at,
+      lastAttemptAt: at,
+      attempts: 1,
+      episodeAttempts: 1,
+    };
+    const captureEpisode: CaptureFailure = {
+      stage: 'source',
+      message: 'down',
+      since: at,
+      lastAttemptAt: at,
+      attempts: 1,
+    };
+    const healthy: Pick<CaptureStatus, 'failure' | 'stages'> = {
+      failure: undefined,
+      stages: { transform: {}, load: {} },
+    };
+    expect(statusFails(healthy)).toBe(false);
+    // A stage that recovered keeps its last outage: not a failure.
+    const recovered = { lastOutage: { ...stageEpisode, until: '2026-12-01T10:01:00.000Z' } };
+    expect(statusFails({ ...healthy, stages: { transform: recovered, load: recovered } })).toBe(false);
+    expect(statusFails({ ...healthy, failure: captureEpisode })).toBe(true);
+    expect(statusFails({ ...healthy, stages: { transform: { failure: stageEpisode }, load: {} } })).toBe(
+      true,
+    );
+    expect(statusFails({ ...healthy, stages: { transform: {}, load: { failure: stageEpisode } } })).toBe(
+      true,
+    );
   });
 
   it('reads a run start from its id', () => {
