@@ -14,6 +14,7 @@ import { createLoader, type LoadResult } from '#batch/loader/index';
 import { createManifest } from '#batch/loader/manifest';
 import { type ReconcileReport, reconcileWith, warehouseLineSource } from '#batch/reconcile';
 import { typeObjectInto } from '#batch/typed-object';
+import { type LoadPhase, onLoadPhase } from '#core/load-phases';
 import type { LakeEncoder } from '#lake/invoice-lines';
 import {
   encodeLakeLines,
@@ -70,10 +71,7 @@ export async function runLakeBench(
       reference: warehouseLineSource(env.warehouse),
       sources: [lakeLineSource(bench.store)],
     });
-    const medianOf = (f: (r: RoundResult) => number) => {
-      const sorted = rounds.map(f).sort((a, b) => a - b);
-      return sorted[Math.floor(sorted.length / 2)] as number;
-    };
+    const medianOf = (f: (r: RoundResult) => number) => medianValue(rounds.map(f));
     const median = medianOf((r) => r.overhead);
     // The generic encoder once, after the rounds: in the rounds its garbage (~1 GB of boxed values)
     // slowed whichever load came next, and it is only the reference the lean writer is held to.
@@ -130,16 +128,39 @@ async function benchContext(s3: S3Client, warehouse: Warehouse) {
   const freshLoad = async (
     round: number,
     kind: keyof typeof loaders,
-  ): Promise<{ ms: number; result: LoadResult }> => {
+  ): Promise<{ ms: number; result: LoadResult; phases: LoadPhases }> => {
     await emptyLake(s3);
     await manifest.forgetAllLoads();
     const key = `landing/${kind}-${round}/online-retail.csv.gz`;
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+    const reached = new Map<string, number>();
+    const stop = onLoadPhase((e) => {
+      if (e.key === undefined || e.key === key) reached.set(e.phase, e.at);
+    });
     const t0 = performance.now();
-    const result = await loaders[kind].loadKey(key);
+    let result: LoadResult;
+    try {
+      result = await loaders[kind].loadKey(key);
+    } finally {
+      stop();
+    }
     const ms = performance.now() - t0;
     if (result.status !== 'loaded') throw new Error(`the load ${result.status}: ${result.detail}`);
-    return { ms, result };
+    const since = (phase: LoadPhase) => {
+      const at = reached.get(phase);
+      if (at === undefined) throw new Error(`the load did not report '${phase}'`);
+      return at - t0;
+    };
+    const encoded = reached.get('lake-encoded');
+    return {
+      ms,
+      result,
+      phases: {
+        typedMs: since('typed'),
+        committedMs: since('committed'),
+        ...(encoded === undefined ? {} : { encodedMs: encoded - t0 }),
+      },
+    };
   };
   return { s3, warehouse, store, stageDeps, timing, freshLoad };
 }
@@ -152,13 +173,17 @@ async function benchContext(s3: S3Client, warehouse: Warehouse) {
 async function measureRound(bench: Bench, round: number) {
   const kinds = ['alone', 'lake'] as const;
   const ms: Partial<Record<(typeof kinds)[number], number>> = {};
+  const phases: Partial<Record<(typeof kinds)[number], LoadPhases>> = {};
   let rows: number | undefined;
   for (let k = 0; k < kinds.length; k++) {
     const kind = kinds[(k + round - 1) % kinds.length] as (typeof kinds)[number];
     const load = await bench.freshLoad(round, kind);
     ms[kind] = load.ms;
+    phases[kind] = load.phases;
     rows = load.result.rowsLoaded;
   }
+  const alonePhases = phases.alone as LoadPhases;
+  const lakePhases = phases.lake as LoadPhases;
   const alone = ms.alone as number;
   await emptyLake(bench.s3);
   bench.timing.typingMs = 0;
@@ -170,6 +195,13 @@ async function measureRound(bench: Bench, round: number) {
     loadAloneMs: Math.round(alone),
     loadWithLakeMs: Math.round(ms.lake as number),
     overhead: round2(((ms.lake as number) - alone) / alone),
+    // Where the lake's time goes: its load's phases less the load alone's.
+    typingMs: Math.round(lakePhases.typedMs - alonePhases.typedMs),
+    tailMs: Math.round(
+      lakePhases.committedMs - lakePhases.typedMs - (alonePhases.committedMs - alonePhases.typedMs),
+    ),
+    afterCommitMs: Math.round((ms.lake as number) - lakePhases.committedMs),
+    encodedBeforeCommit: (lakePhases.encodedMs ?? Number.POSITIVE_INFINITY) <= lakePhases.committedMs,
     catchUpMs: Math.round(catchUpMs),
     catchUpTypingMs: Math.round(bench.timing.typingMs),
     rows,
@@ -234,6 +266,21 @@ function summaryRows(r: {
         'the generic encoder (hyparquet-writer), one load after the rounds: overhead over the median load alone',
       value: r.medianBefore,
     },
+    {
+      metric:
+        'where the lake adds its time, median of rounds after the first: typing (the tap) / commit tail / after the commit ms',
+      value: [
+        r.rounds.slice(1).map((x) => x.typingMs),
+        r.rounds.slice(1).map((x) => x.tailMs),
+        r.rounds.slice(1).map((x) => x.afterCommitMs),
+      ]
+        .map((v) => (v.length > 0 ? `${medianValue(v)}` : '-'))
+        .join(' / '),
+    },
+    {
+      metric: "rounds whose lake files were all encoded by the load's commit",
+      value: `${r.rounds.filter((x) => x.encodedBeforeCommit).length} of ${r.rounds.length}`,
+    },
     { metric: 'overhead per round', value: each((x) => x.overhead) },
     { metric: 'load alone ms per round', value: each((x) => x.loadAloneMs) },
     { metric: 'load with the lake ms per round', value: each((x) => x.loadWithLakeMs) },
@@ -269,10 +316,28 @@ interface RoundResult {
   overhead: number;
   catchUpMs: number;
   catchUpTypingMs: number;
+  /** The load with the lake less the load alone: typing (the tap), the commit tail (typed -> committed). */
+  typingMs: number;
+  tailMs: number;
+  /** The load with the lake: its commit -> the lake written and marked (the load's end). */
+  afterCommitMs: number;
+  /** Whether the lake's files were all encoded by the commit (their PUTs waited only for it). */
+  encodedBeforeCommit: boolean;
   rows: number | undefined;
 }
 
+/** When a load reached its phases (core/load-phases.ts), ms after it started. */
+interface LoadPhases {
+  typedMs: number;
+  committedMs: number;
+  /** The lake's files all encoded (a load with the lake). */
+  encodedMs?: number;
+}
+
 const round2 = (n: number) => Math.round(n * 100) / 100;
+/** The middle value (the upper one of an even count), as every median of this bench. */
+const medianValue = (values: readonly number[]) =>
+  [...values].sort((a, b) => a - b)[values.length >> 1] as number;
 
 async function listKeys(s3: S3Client, prefix: string): Promise<string[]> {
   const out: string[] = [];

@@ -13,6 +13,7 @@ import {
 } from '#adapters/parquet-writer';
 import { mapLimit } from '#adapters/retry';
 import { INVOICE_LINES_PREFIX } from '#core/bucket-layout';
+import { markLoadPhase } from '#core/load-phases';
 import { TimeSlicer } from '#core/time-slice';
 import { encodeLakeFile, flagColumns, INVOICE_LINE_SCHEMA, type Rows } from './invoice-lines-files.ts';
 import { KeyIndex, type LakeLineInput, LakeLines, NO_STRING, type TyperIds } from './lake-lines.ts';
@@ -815,6 +816,7 @@ async function writePartitions(
     waiting.push({ m, file });
     if (open) for (const w of waiting.splice(0)) await put(w.m, w.file);
   }
+  markLoadPhase('lake-encoded');
   if (!(await gate)) return undefined;
   if (!failed) for (const w of waiting.splice(0)) await put(w.m, w.file);
   return Promise.all(writes);
@@ -867,6 +869,7 @@ export async function writeLakeLinesWhen(
     store,
     partitions.filter((p) => p.file).map((p) => p.partition),
   );
+  markLoadPhase('lake-written');
   return {
     lines: lines.length,
     added: partitions.reduce((n, p) => n + p.added, 0),

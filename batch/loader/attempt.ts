@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '#adapters/logger';
 import { type Warehouse, WarehouseError } from '#adapters/warehouse';
+import { markLoadPhase } from '#core/load-phases';
 import type { RowEncoder, TypedLine } from '../typer.ts';
 import type { Manifest } from './manifest.ts';
 import { loadIdOf, type ObjectKind, type ObjectRef, openObject, stageObject } from './objects.ts';
@@ -150,9 +151,13 @@ async function attempt(deps: AttemptDeps, a: Attempt): Promise<boolean> {
     const source = await openObject(deps.s3, deps.bucket, a.ref);
     const rows = await typedRows(source, { ...job, encoder });
     // Read to its end: every line went through the encoder, so the tap has them all.
-    rows.rows.once('end', () => deps.lines?.typed?.(a.ref));
+    rows.rows.once('end', () => {
+      markLoadPhase('typed', a.ref.key);
+      deps.lines?.typed?.(a.ref);
+    });
     try {
       committed = await a.way.load(job, rows);
+      if (committed) markLoadPhase('committed', a.ref.key);
     } finally {
       await rows.close();
     }
@@ -192,9 +197,11 @@ export async function loadBatch(
       const source = await openObject(deps.s3, deps.bucket, ref);
       const encoder = tapped(way.encoder(), deps.lines?.open(ref, kind));
       const rows = await typedRows(source, { ...job, encoder });
+      rows.rows.once('end', () => markLoadPhase('typed', ref.key));
       opened.push(rows);
       return rows;
     });
+    if (committed) for (const ref of refs) markLoadPhase('committed', ref.key);
   } finally {
     await Promise.all(opened.map((rows) => rows.close()));
     await tell(deps, refs, committed);

@@ -12,6 +12,7 @@ import { createManifest } from '#batch/loader/manifest';
 import { reconcileWith, warehouseLineSource } from '#batch/reconcile';
 import { typeObjectInto } from '#batch/typed-object';
 import { startLake } from '#cli/lake-stage';
+import { type LoadPhase, type LoadPhaseEvent, onLoadPhase } from '#core/load-phases';
 import { readCatalog } from '#lake/catalog';
 import { s3LakeObjects } from '#lake/catalog-objects';
 import { INVOICE_LINES_PREFIX, LAKE_STATE_PREFIX, readLakeTotals } from '#lake/invoice-lines';
@@ -110,6 +111,39 @@ describe('the lake as the loader writes it', () => {
     ]);
     // Every loaded object has its marker: the catch-up has nothing to do.
     expect(await catchUpLake(stageDeps())).toMatchObject({ objects: 0 });
+  });
+
+  it("reports a load's phases in order: typed, the lake's files encoded, committed, the lake written", async () => {
+    await put('landing/drop.csv.gz', DROP);
+    const heard: LoadPhaseEvent[] = [];
+    const stop = onLoadPhase((e) => heard.push(e));
+    try {
+      await createLoader({
+        s3: env.clients.s3,
+        bucket: BUCKET,
+        warehouse: env.warehouse,
+        logger,
+        lines: createLakeSink({ store: store() }),
+      }).loadKey('landing/drop.csv.gz');
+    } finally {
+      stop();
+    }
+    // The lake's write starts when the lines are typed and may finish encoding after the commit.
+    const at = (phase: LoadPhase) => heard.findIndex((e) => e.phase === phase);
+    expect(heard.filter((e) => e.phase === 'typed' || e.phase === 'committed')).toEqual([
+      expect.objectContaining({ phase: 'typed', key: 'landing/drop.csv.gz' }),
+      expect.objectContaining({ phase: 'committed', key: 'landing/drop.csv.gz' }),
+    ]);
+    expect(at('typed')).toBeLessThan(at('lake-encoded'));
+    expect(Math.max(at('lake-encoded'), at('committed'))).toBeLessThan(at('lake-written'));
+    expect(heard.map((e) => e.at)).toEqual([...heard.map((e) => e.at)].sort((a, b) => a - b));
+    // Nobody listening: nothing is heard.
+    heard.length = 0;
+    await createManifest(env.warehouse).forgetAllLoads();
+    await createLoader({ s3: env.clients.s3, bucket: BUCKET, warehouse: env.warehouse, logger }).loadKey(
+      'landing/drop.csv.gz',
+    );
+    expect(heard).toEqual([]);
   });
 
   it('does not duplicate a reload: the warehouse forgotten (--fresh) and the same objects loaded again', async () => {
