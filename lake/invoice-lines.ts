@@ -816,7 +816,7 @@ async function writePartitions(
     waiting.push({ m, file });
     if (open) for (const w of waiting.splice(0)) await put(w.m, w.file);
   }
-  markLoadPhase('lake-encoded');
+  if (!failed && open !== false) markLoadPhase('lake-encoded');
   if (!(await gate)) return undefined;
   if (!failed) for (const w of waiting.splice(0)) await put(w.m, w.file);
   return Promise.all(writes);

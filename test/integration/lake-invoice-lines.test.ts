@@ -136,7 +136,6 @@ describe('the lake as the loader writes it', () => {
     ]);
     expect(at('typed')).toBeLessThan(at('lake-encoded'));
     expect(Math.max(at('lake-encoded'), at('committed'))).toBeLessThan(at('lake-written'));
-    expect(heard.map((e) => e.at)).toEqual([...heard.map((e) => e.at)].sort((a, b) => a - b));
     // Nobody listening: nothing is heard.
     heard.length = 0;
     await createManifest(env.warehouse).forgetAllLoads();
