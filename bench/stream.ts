@@ -443,8 +443,11 @@ async function driveBareChainAtRate(
   await allWritten;
   state.stop = true;
   await Promise.all(readers);
-  const ms = [...sentAt].map(([k, at]) => (ackedAt.get(k) ?? Number.NaN) - at).sort((a, b) => a - b);
-  const measured = ms.filter((x) => !Number.isNaN(x));
+  // A line never acknowledged has no latency: left out before sorting (NaN has no order).
+  const measured = [...sentAt]
+    .map(([k, at]) => (ackedAt.get(k) ?? Number.NaN) - at)
+    .filter((x) => !Number.isNaN(x))
+    .sort((a, b) => a - b);
   return {
     offeredLinesPerSecond: rate,
     seconds,
